@@ -1,0 +1,41 @@
+# gmtrace: `make demo` runs the main job on the embedded default, `make test` runs the tests.
+# Both create the virtual environment when it is missing.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint format bench-zoo clean
+
+setup: $(STAMP)
+
+# torch first, pinned, from the machine's CPU wheel: any other torch requirement
+# would pull several GB of CUDA packages. pyproject keeps its own range loose.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/gmtrace zoo build --preset tiny --out demo_zoo
+	$(BIN)/gmtrace zoo show demo_zoo
+
+test: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: setup
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+bench-zoo: setup
+	$(BIN)/python benchmarks/zoo_build.py
+
+clean:
+	rm -rf $(VENV) demo_zoo .pytest_cache

@@ -1,0 +1,1 @@
+"""Datasets: zoo and RED116 readers, image decoding."""

@@ -1,0 +1,152 @@
+"""One dataset object for every source of GMs: our zoo and RED116-format data.
+
+A `GMDataset` is a list of GMs, each with its raw architecture values (the 15
+of the schema), its loss types and the folder of its images, plus the real
+photographs (each crop traceable to its source photograph).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gmtrace.data.images import list_images
+from gmtrace.schema import ARCH_FIELDS, ARCH_NAMES, LOSS_TYPES, arch_row, loss_bits
+
+LOSS_COLUMNS: tuple[str, ...] = tuple(f"loss_{n}" for n in LOSS_TYPES)
+MODELS_COLUMNS: tuple[str, ...] = (
+    "name",
+    "family",
+    "seed",
+    "domain",
+    "resolution",
+    "n_images",
+    *ARCH_NAMES,
+    "upsampling_kind",
+    "task",
+    *LOSS_COLUMNS,
+    "config",
+)
+REAL_COLUMNS: tuple[str, ...] = ("file", "domain", "source", "x", "y", "size")
+
+
+class DatasetError(ValueError):
+    """A dataset folder or file that cannot be read; the message names it."""
+
+
+@dataclass
+class GMRecord:
+    """One generative model: its hyperparameters and where its images are."""
+
+    name: str
+    family: str
+    arch: dict[str, float | str]  # the 15 raw values; discrete ones as class names
+    losses: tuple[str, ...]
+    image_dir: Path
+    extra: dict = field(default_factory=dict)
+
+    def images(self) -> list[Path]:
+        return list_images(self.image_dir)
+
+
+@dataclass
+class RealRecord:
+    """One real image: the file, its content domain and its source photograph."""
+
+    path: Path
+    domain: str
+    source: str
+
+
+@dataclass
+class GMDataset:
+    gms: list[GMRecord]
+    real: list[RealRecord] = field(default_factory=list)
+    root: Path | None = None
+    origin: str = "zoo"
+
+    def __len__(self) -> int:
+        return len(self.gms)
+
+    @property
+    def names(self) -> list[str]:
+        return [g.name for g in self.gms]
+
+    def arch_matrix(self) -> np.ndarray:
+        """[N, 15] raw values, discrete fields as class indices."""
+        if not self.gms:
+            return np.zeros((0, len(ARCH_FIELDS)))
+        return np.stack([arch_row(g.arch) for g in self.gms])
+
+    def loss_matrix(self) -> np.ndarray:
+        """[N, 10] loss bits in `LOSS_TYPES` order."""
+        if not self.gms:
+            return np.zeros((0, len(LOSS_TYPES)), dtype=np.float32)
+        return np.stack([loss_bits(g.losses) for g in self.gms])
+
+    @classmethod
+    def from_zoo(cls, root: str | Path) -> GMDataset:
+        """Read a zoo folder (`models.csv`, `fake/<gm>/`, `real/index.csv`)."""
+        root = Path(root)
+        models = root / "models.csv"
+        if not models.is_file():
+            raise DatasetError(f"{models}: missing; is {root} a gmtrace zoo?")
+        gms = [_record_from_row(row, root) for row in read_csv(models)]
+        real = []
+        index = root / "real" / "index.csv"
+        if index.is_file():
+            real = [RealRecord(root / r["file"], r["domain"], r["source"]) for r in read_csv(index)]
+        return cls(gms=gms, real=real, root=root, origin="zoo")
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DatasetError(f"{path}: cannot read ({e})") from None
+
+
+def _record_from_row(row: dict[str, str], root: Path) -> GMRecord:
+    try:
+        arch: dict[str, float | str] = {}
+        for f in ARCH_FIELDS:
+            v = row[f.name]
+            arch[f.name] = v if f.kind == "discrete" else float(v)
+        losses = tuple(
+            n for n, c in zip(LOSS_TYPES, LOSS_COLUMNS, strict=True) if int(float(row[c]))
+        )
+        extra = {
+            k: row[k]
+            for k in ("seed", "domain", "resolution", "n_images", "upsampling_kind", "task")
+            if k in row
+        }
+        if row.get("config"):
+            extra["config"] = json.loads(row["config"])
+    except (KeyError, ValueError) as e:
+        raise DatasetError(
+            f"{root / 'models.csv'}: bad row for {row.get('name')!r} ({e})"
+        ) from None
+    return GMRecord(
+        name=row["name"],
+        family=row["family"],
+        arch=arch,
+        losses=losses,
+        image_dir=root / "fake" / row["name"],
+        extra=extra,
+    )
+
+
+def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
+    """Write a CSV atomically (temporary file, then rename)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+    tmp.replace(path)

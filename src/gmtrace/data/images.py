@@ -1,0 +1,123 @@
+"""Image decoding and encoding: the one place gmtrace turns files into arrays.
+
+Every reader validates at this edge and raises `ImageError` with a one-line
+message naming the file; callers that process batches catch it, record the
+failure and carry on.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm"}
+MIN_SIDE = 8
+MAX_PIXELS = 80_000_000
+
+
+class ImageError(ValueError):
+    """A file that cannot be used as an image; the message names the file."""
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under `folder`, recursively, in sorted order."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_path(p))
+
+
+def load_rgb(path: str | Path, min_side: int = MIN_SIDE) -> np.ndarray:
+    """Decode an image file to an RGB uint8 array [H, W, 3].
+
+    EXIF orientation is applied; grayscale, palette, RGBA (composited on white)
+    and 16-bit images are converted. Raises `ImageError` naming the file.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise ImageError(
+                    f"{path}: {im.width}x{im.height} is too large "
+                    f"(more than {MAX_PIXELS // 1_000_000} MP)"
+                )
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            arr = _to_rgb(im)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a folder, not an image") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image (format not recognized)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{path}: cannot decode image ({e})") from None
+    if min(arr.shape[:2]) < min_side:
+        raise ImageError(
+            f"{path}: {arr.shape[1]}x{arr.shape[0]} is too small "
+            f"(need at least {min_side} px a side)"
+        )
+    return arr
+
+
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(im, dtype=np.float64)
+        peak = 65535.0 if a.max() > 255 else 255.0
+        a = np.clip(a / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(a[..., None], 3, axis=2)
+    if im.mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        a = ((a - lo) / (hi - lo + 1e-12) * 255.0 + 0.5).astype(np.uint8)
+        return np.repeat(a[..., None], 3, axis=2)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, im)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def array_to_rgb(a: np.ndarray) -> np.ndarray:
+    """An array from a package (gray, RGB, RGBA; uint8, uint16 or float) as RGB uint8."""
+    a = np.asarray(a)
+    if a.dtype != np.uint8:
+        a = a.astype(np.float64)
+        peak = 1.0 if a.max() <= 1.0 else (255.0 if a.max() <= 255 else 65535.0)
+        a = np.clip(a / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    if a.shape[2] == 4:
+        alpha = a[..., 3:4].astype(np.float64) / 255.0
+        a = (a[..., :3] * alpha + 255.0 * (1 - alpha) + 0.5).astype(np.uint8)
+    return a[..., :3]
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Float images in [-1, 1] ([N,3,H,W] or [3,H,W]) to uint8 HWC."""
+    x = np.clip((np.asarray(x, dtype=np.float32) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    return np.moveaxis(x, -3, -1)
+
+
+def to_float(a: np.ndarray) -> np.ndarray:
+    """uint8 HWC (or NHWC) to float CHW (or NCHW) in [-1, 1]."""
+    x = np.asarray(a, dtype=np.float32) / 127.5 - 1.0
+    return np.moveaxis(x, -1, -3)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def save_png(rgb: np.ndarray, path: str | Path) -> None:
+    Image.fromarray(rgb).save(path, format="PNG")

@@ -1,0 +1,1 @@
+"""The generative-model zoo: families, losses, real photographs and the builder."""

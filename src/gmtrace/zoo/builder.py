@@ -1,0 +1,571 @@
+"""`gmtrace zoo build`: plan GM configs, train each GM on real crops, sample its
+images and write the zoo layout of DESIGN.md.
+
+Resumable: a GM is trained and sampled into `.partial/`, and its folder appears
+under `fake/` only when complete (rename), with `meta.json` written last. A rerun
+keeps every finished GM and never trusts a partial one. Engines: `local` runs
+GMs in this process (1 worker) or in a process pool; `ray` runs one Ray task per
+GM on a local cluster or on an existing one (`--ray-address`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import queue
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from gmtrace import __version__
+from gmtrace.data.dataset import LOSS_COLUMNS, MODELS_COLUMNS, write_csv
+from gmtrace.data.images import png_bytes, to_uint8
+from gmtrace.runtime import cpu_count, pick_device, progress, seed_everything, set_threads
+from gmtrace.schema import LOSS_TYPES
+from gmtrace.zoo.families import FAMILIES, Balancer, create_gm, describe_gm
+from gmtrace.zoo.real import CropPool, RealSource, domains, write_real
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    families: dict[str, int]  # GMs per family
+    resolution: int
+    images_per_gm: int
+    real_crops: int
+    steps: int  # training steps per GM
+    batch: int
+    pool: int  # real crops in each GM's training pool
+
+    @property
+    def n_gms(self) -> int:
+        return sum(self.families.values())
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(
+        "tiny",
+        {f: 1 for f in ("dcgan", "resgan", "stylegan", "vae", "catvae", "mmd", "unet", "resnet")},
+        resolution=32,
+        images_per_gm=12,
+        real_crops=48,
+        steps=3,
+        batch=4,
+        pool=32,
+    ),
+    "default": Preset(
+        "default",
+        {
+            "dcgan": 18,
+            "resgan": 14,
+            "stylegan": 14,
+            "vae": 16,
+            "catvae": 10,
+            "mmd": 14,
+            "unet": 17,
+            "resnet": 17,
+        },
+        resolution=64,
+        images_per_gm=500,
+        real_crops=2000,
+        steps=80,
+        batch=12,
+        pool=512,
+    ),
+    "full": Preset(
+        "full",
+        {
+            "dcgan": 24,
+            "resgan": 18,
+            "stylegan": 18,
+            "vae": 16,
+            "catvae": 10,
+            "mmd": 14,
+            "unet": 20,
+            "resnet": 20,
+        },
+        resolution=128,
+        images_per_gm=1000,
+        real_crops=5000,
+        steps=3000,
+        batch=32,
+        pool=4096,
+    ),
+}
+
+
+class ZooError(ValueError):
+    """A zoo folder that cannot be built into; the message names it."""
+
+
+@dataclass
+class GMSpec:
+    """Everything a worker needs to build one GM, and nothing it must share."""
+
+    name: str
+    family: str
+    seed: int
+    domain: str
+    resolution: int
+    config: dict
+    steps: int
+    batch: int
+    pool: int
+    n_images: int
+
+
+def plan(preset: Preset, seed: int, domain_names: list[str]) -> list[GMSpec]:
+    """The GMs of a preset, deterministic in (preset, seed, domains). Choices are
+    balanced per family so every option of every choice is covered."""
+    specs = []
+    for fi, (family, count) in enumerate(preset.families.items()):
+        rng = np.random.default_rng([seed, fi])
+        b = Balancer(rng)
+        for i in range(count):
+            cfg = FAMILIES[family].sample_config(b, preset.resolution)
+            specs.append(
+                GMSpec(
+                    name=f"{family}_{i:03d}",
+                    family=family,
+                    seed=int(rng.integers(0, 2**31 - 1)),
+                    domain=str(b.pick("domain", domain_names)),
+                    resolution=preset.resolution,
+                    config=cfg,
+                    steps=preset.steps,
+                    batch=preset.batch,
+                    pool=preset.pool,
+                    n_images=preset.images_per_gm,
+                )
+            )
+    return specs
+
+
+# ---------------------------------------------------------------------------
+# one GM (runs in a worker)
+
+_PHOTOS: dict[RealSource, list] = {}
+
+
+def _photos(source: RealSource):
+    if source not in _PHOTOS:
+        _PHOTOS[source] = source.load()[0]
+    return _PHOTOS[source]
+
+
+def build_gm(
+    spec: GMSpec,
+    source: RealSource,
+    threads: int | None = None,
+    report: Callable[[str, int, int], None] | None = None,
+) -> dict:
+    """Train and sample one GM. Returns its models.csv row, timing and PNG bytes."""
+    t0 = time.perf_counter()
+    set_threads(threads)
+    rng = seed_everything(spec.seed)
+    device = pick_device()
+    photos = [p for p in _photos(source) if p.domain == spec.domain] or _photos(source)
+    pool = CropPool(photos, spec.resolution, spec.pool, rng)
+    gm = create_gm(spec.family, spec.config, spec.resolution)
+    arch = describe_gm(gm)
+    gm.setup(device)
+    gm.train()
+    last: dict[str, float] = {}
+    for step in range(spec.steps):
+        real = torch.from_numpy(pool.batch(spec.batch)).to(device)
+        last = gm.train_step(real)
+        if report and (step % 5 == 4 or step == spec.steps - 1):
+            report(spec.name, step + 1, spec.steps + spec.n_images)
+    t_train = time.perf_counter() - t0
+    gm.eval()
+    images: list[bytes] = []
+    inputs = (
+        CropPool(photos, spec.resolution, spec.n_images, np.random.default_rng([spec.seed, 1]))
+        if gm.kind == "translate"
+        else None
+    )
+    chunk = 50
+    for start in range(0, spec.n_images, chunk):
+        n = min(chunk, spec.n_images - start)
+        real = None
+        if inputs is not None:
+            real = torch.from_numpy(inputs.pixels[start : start + n].astype(np.float32) / 127.5 - 1)
+            real = real.permute(0, 3, 1, 2).contiguous().to(device)
+        x = gm.sample(n, real).cpu().numpy()
+        images.extend(png_bytes(a) for a in to_uint8(x))
+        if report:
+            report(spec.name, spec.steps + start + n, spec.steps + spec.n_images)
+    row = {
+        "name": spec.name,
+        "family": spec.family,
+        "seed": spec.seed,
+        "domain": spec.domain,
+        "resolution": spec.resolution,
+        "n_images": len(images),
+        **arch.values,
+        "upsampling_kind": arch.extra["upsampling_kind"],
+        "task": spec.config.get("task", ""),
+        **{c: int(n in gm.loss_types()) for c, n in zip(LOSS_COLUMNS, LOSS_TYPES, strict=True)},
+        "config": json.dumps(spec.config, sort_keys=True),
+    }
+    finite = {k: float(v) for k, v in last.items() if np.isfinite(v)}
+    return {
+        "row": row,
+        "images": images,
+        "train_seconds": round(t_train, 2),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "final_losses": finite,
+    }
+
+
+def _build_gm_queued(spec, source, threads, q):
+    return build_gm(spec, source, threads, report=lambda *a: q.put(a))
+
+
+# ---------------------------------------------------------------------------
+# the zoo folder
+
+
+def _versions() -> dict[str, str]:
+    import PIL
+    import sklearn
+
+    return {
+        "gmtrace": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pillow": PIL.__version__,
+        "scikit-learn": sklearn.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+
+
+def finished_gms(out: Path) -> dict[str, dict]:
+    """GMs whose folder is complete: fake/<name>/meta.json exists and parses."""
+    done = {}
+    fake = out / "fake"
+    if fake.is_dir():
+        for d in sorted(fake.iterdir()):
+            meta = d / "meta.json"
+            if meta.is_file():
+                try:
+                    done[d.name] = json.loads(meta.read_text())
+                except (OSError, json.JSONDecodeError):
+                    continue
+    return done
+
+
+def write_gm(out: Path, result: dict) -> Path:
+    """Write a GM's images and meta.json under .partial/, then rename into fake/."""
+    name = result["row"]["name"]
+    tmp = out / ".partial" / name
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for i, data in enumerate(result["images"]):
+        (tmp / f"{i:05d}.png").write_bytes(data)
+    meta = {k: v for k, v in result.items() if k != "images"}
+    _write_json(tmp / "meta.json", meta)
+    final = out / "fake" / name
+    final.parent.mkdir(exist_ok=True)
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.replace(final)
+    return final
+
+
+@dataclass
+class BuildSummary:
+    out: Path
+    preset: str
+    planned: int
+    built: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    real_written: int = 0
+    real_skipped: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def build_zoo(
+    out: str | Path,
+    preset: str = "tiny",
+    seed: int = 0,
+    real: str | None = None,
+    workers: int = 1,
+    engine: str = "local",
+    ray_address: str | None = None,
+    console: Console | None = None,
+    limit: int | None = None,
+) -> BuildSummary:
+    """Build (or resume) a zoo in `out`. `limit` builds only the first N planned GMs."""
+    t0 = time.perf_counter()
+    console = console or Console()
+    out = Path(out)
+    if preset not in PRESETS:
+        raise ZooError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    if engine not in ("local", "ray"):
+        raise ZooError(f"unknown engine {engine!r}; use local or ray")
+    if workers < 1:
+        raise ZooError(f"--workers must be at least 1, got {workers}")
+    p = PRESETS[preset]
+    source = RealSource(str(Path(real).resolve()) if real else None)
+    photos, skipped = source.load()
+    for line in skipped:
+        console.print(f"[yellow]skipped real image:[/] {line}")
+    out.mkdir(parents=True, exist_ok=True)
+    zoo_json = out / "zoo.json"
+    state = _open_state(zoo_json, p, seed, source)
+    shutil.rmtree(out / ".partial", ignore_errors=True)  # never trust partial work
+    summary = BuildSummary(out=out, preset=preset, planned=0, real_skipped=skipped)
+    summary.real_written = write_real(out, photos, p.resolution, p.real_crops, seed)
+    specs = plan(p, seed, domains(photos))[:limit]
+    summary.planned = len(specs)
+    done = finished_gms(out)
+    summary.resumed = [s.name for s in specs if s.name in done]
+    pending = [s for s in specs if s.name not in done]
+    for s in specs:
+        state["gms"].setdefault(s.name, {"family": s.family, "status": "pending"})
+        if s.name in done:
+            state["gms"][s.name]["status"] = "done"
+    _write_json(zoo_json, state)
+    _write_models(out, specs)
+
+    def finish(spec: GMSpec, result: dict | None, error: str | None) -> None:
+        entry = state["gms"][spec.name]
+        if error is None:
+            write_gm(out, result)
+            entry.update(status="done", seconds=result["seconds"], error=None)
+            summary.built.append(spec.name)
+        else:
+            entry.update(status="failed", error=error)
+            summary.failed[spec.name] = error
+            console.print(f"[red]failed:[/] {spec.name}: {error}")
+        state["updated"] = _now()
+        _write_json(zoo_json, state)
+        _write_models(out, specs)
+
+    with progress(console) as bars:
+        overall = bars.add_task(
+            f"zoo {preset}", total=len(specs), status="", completed=len(summary.resumed)
+        )
+        rows: dict[str, int] = {}
+        sizes = {s.name: s.n_images for s in specs}
+
+        def on_report(name: str, done_units: int, total: int) -> None:
+            if name not in rows:
+                rows[name] = bars.add_task(f"  {name}", total=total, status="training")
+            status = "training" if done_units < total - sizes[name] else "sampling"
+            bars.update(rows[name], completed=done_units, status=status)
+
+        def on_done(spec: GMSpec, result: dict | None, error: str | None) -> None:
+            finish(spec, result, error)
+            if spec.name in rows:
+                bars.remove_task(rows.pop(spec.name))
+            bars.advance(overall)
+            bars.update(overall, status=f"{len(summary.failed)} failed" if summary.failed else "")
+
+        if engine == "ray":
+            _run_ray(pending, source, workers, ray_address, on_report, on_done)
+        elif workers == 1:
+            for spec in pending:
+                try:
+                    result = build_gm(spec, source, cpu_count(), report=on_report)
+                    on_done(spec, result, None)
+                except Exception as e:  # a GM that breaks is recorded; the rest go on
+                    on_done(spec, None, _one_line(e))
+        else:
+            _run_pool(pending, source, workers, on_report, on_done)
+    summary.seconds = time.perf_counter() - t0
+    state["build_seconds"] = state.get("build_seconds", 0.0) + round(summary.seconds, 1)
+    _write_json(zoo_json, state)
+    return summary
+
+
+def _one_line(e: BaseException) -> str:
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}{where}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _open_state(path: Path, p: Preset, seed: int, source: RealSource) -> dict:
+    expected = {
+        "preset": p.name,
+        "seed": seed,
+        "resolution": p.resolution,
+        "real": source.folder or "embedded",
+    }
+    if path.is_file():
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ZooError(f"{path}: unreadable ({e}); move it away to start over") from None
+        for key, value in expected.items():
+            if state.get(key) != value:
+                raise ZooError(
+                    f"{path.parent}: holds a zoo built with {key}="
+                    f"{state.get(key)!r}, not {value!r}; use another --out"
+                )
+        state["versions"] = _versions()
+        return state
+    return {
+        **expected,
+        "images_per_gm": p.images_per_gm,
+        "steps": p.steps,
+        "batch": p.batch,
+        "families": p.families,
+        "created": _now(),
+        "updated": _now(),
+        "versions": _versions(),
+        "gms": {},
+    }
+
+
+def _write_models(out: Path, specs: list[GMSpec]) -> None:
+    done = finished_gms(out)
+    rows = [done[s.name]["row"] for s in specs if s.name in done]
+    write_csv(out / "models.csv", MODELS_COLUMNS, rows)
+
+
+def _run_pool(pending, source, workers, on_report, on_done) -> None:
+    import multiprocessing as mp
+
+    threads = max(1, cpu_count() // workers)
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        q = manager.Queue()
+        futures = {pool.submit(_build_gm_queued, s, source, threads, q): s for s in pending}
+        while futures:
+            finished, _ = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(q, on_report)
+            for f in finished:
+                spec = futures.pop(f)
+                try:
+                    on_done(spec, f.result(), None)
+                except Exception as e:
+                    on_done(spec, None, _one_line(e))
+        _drain(q, on_report)
+
+
+def _drain(q, on_report) -> None:
+    while True:
+        try:
+            on_report(*q.get_nowait())
+        except queue.Empty:
+            return
+        except (EOFError, OSError):
+            return
+
+
+def _run_ray(pending, source, workers, address, on_report, on_done) -> None:
+    try:
+        import ray
+        from ray.util.queue import Empty as RayEmpty
+        from ray.util.queue import Queue as RayQueue
+    except ImportError:
+        raise ZooError("--engine ray needs Ray: pip install 'gmtrace[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        kwargs = {"address": address} if address else {"num_cpus": workers}
+        ray.init(
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+            runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}}
+            if not address
+            else None,
+            **kwargs,
+        )
+        started = True
+    try:
+        q = RayQueue()
+
+        @ray.remote(num_cpus=1)
+        def task(spec, src, qq):
+            return build_gm(spec, src, 1, report=lambda *a: qq.put(a))
+
+        refs = {task.remote(s, source, q): s for s in pending}
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.2)
+            while True:
+                try:
+                    on_report(*q.get_nowait())
+                except RayEmpty:
+                    break
+            for r in ready:
+                spec = refs.pop(r)
+                try:
+                    on_done(spec, ray.get(r), None)
+                except Exception as e:
+                    on_done(spec, None, _one_line(e))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def summary_table(summary: BuildSummary, out: Path) -> Table:
+    """Per-family counts and totals of a build, for the terminal."""
+    done = finished_gms(out)
+    t = Table(title=f"zoo {summary.preset} -> {out}")
+    for col in ("family", "GMs", "images", "mean s/GM", "losses used"):
+        t.add_column(col, justify="right" if col in ("GMs", "images", "mean s/GM") else "left")
+    families: dict[str, list[dict]] = {}
+    for meta in done.values():
+        families.setdefault(meta["row"]["family"], []).append(meta)
+    for fam, metas in sorted(families.items()):
+        losses = sorted(
+            {
+                n
+                for m in metas
+                for c, n in zip(LOSS_COLUMNS, LOSS_TYPES, strict=True)
+                if int(m["row"][c])
+            }
+        )
+        t.add_row(
+            fam,
+            str(len(metas)),
+            str(sum(int(m["row"]["n_images"]) for m in metas)),
+            f"{np.mean([m['seconds'] for m in metas]):.1f}",
+            ",".join(losses),
+        )
+    t.add_section()
+    t.add_row(
+        "total",
+        f"{len(done)}/{summary.planned}",
+        str(sum(int(m["row"]["n_images"]) for m in done.values())),
+        "",
+        f"built {len(summary.built)}, resumed {len(summary.resumed)}, "
+        f"failed {len(summary.failed)}, {summary.seconds:.0f} s",
+    )
+    return t
+
+
+def as_dict(summary: BuildSummary) -> dict:
+    d = asdict(summary)
+    d["out"] = str(summary.out)
+    return d

@@ -1,0 +1,213 @@
+"""Real photographs: the embedded default (photos shipped inside scikit-image,
+scikit-learn and matplotlib, grouped into content domains) or a user's folder,
+cut into random multi-scale crops. Every crop records its source photograph, so
+evaluation can split real data by photograph, never by crop.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from gmtrace.data.dataset import REAL_COLUMNS, write_csv
+from gmtrace.data.images import ImageError, list_images, load_rgb, save_png
+
+# (package, path inside the package, content domain). Photographs only: no
+# drawings, logos, charts or synthetic test patterns.
+EMBEDDED: tuple[tuple[str, str, str], ...] = (
+    ("skimage", "data/astronaut.png", "people"),
+    ("skimage", "data/camera.png", "people"),
+    ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg", "people"),
+    ("skimage", "data/chelsea.png", "animals"),
+    ("skimage", "data/coffee.png", "objects"),
+    ("skimage", "data/rocket.jpg", "objects"),
+    ("skimage", "data/motorcycle_left.png", "objects"),
+    ("skimage", "data/motorcycle_right.png", "objects"),
+    ("skimage", "data/coins.png", "objects"),
+    ("sklearn", "datasets/images/china.jpg", "scenes"),
+    ("sklearn", "datasets/images/flower.jpg", "scenes"),
+    ("skimage", "data/grass.png", "textures"),
+    ("skimage", "data/gravel.png", "textures"),
+    ("skimage", "data/brick.png", "textures"),
+    ("skimage", "data/hubble_deep_field.jpg", "science"),
+    ("skimage", "data/retina.jpg", "science"),
+    ("skimage", "data/ihc.png", "science"),
+    ("skimage", "data/moon.png", "science"),
+)
+
+
+class RealImageError(ValueError):
+    """No usable real photographs; the message names the folder."""
+
+
+@dataclass
+class Photo:
+    name: str  # unique source id
+    domain: str
+    pixels: np.ndarray  # uint8 [H, W, 3]
+
+
+@dataclass(frozen=True)
+class RealSource:
+    """Where real photographs come from: the embedded default or a folder.
+
+    Picklable and cheap, so build workers (processes, Ray tasks) load the photos
+    themselves.
+    """
+
+    folder: str | None = None
+
+    def describe(self) -> str:
+        return (
+            f"folder {self.folder}"
+            if self.folder
+            else "embedded (scikit-image, scikit-learn, matplotlib)"
+        )
+
+    def load(self, min_side: int = 32) -> tuple[list[Photo], list[str]]:
+        """The photos and a list of one-line failures (files skipped)."""
+        if self.folder:
+            return load_folder(Path(self.folder), min_side)
+        return load_embedded(min_side), []
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RealImageError(f"package {name} is not installed; it ships the embedded photos")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def load_embedded(min_side: int = 32) -> list[Photo]:
+    """The photographs shipped inside scikit-image, scikit-learn and matplotlib."""
+    photos = []
+    for package, rel, domain in EMBEDDED:
+        path = _package_dir(package) / rel
+        if not path.is_file():
+            continue
+        pixels = load_rgb(path, min_side=min_side)
+        photos.append(Photo(f"{package}.{Path(rel).stem}", domain, pixels))
+    if not photos:
+        raise RealImageError(
+            "none of the embedded photographs was found in the installed packages; pass --real DIR"
+        )
+    return photos
+
+
+def load_folder(folder: Path, min_side: int = 32) -> tuple[list[Photo], list[str]]:
+    """Photos under `folder`; the first-level subfolder names the domain
+    (files directly inside go to domain "user"). Unreadable files are skipped and
+    reported; a folder with no usable image is an error naming it."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise RealImageError(f"{folder}: no such folder")
+    if not folder.is_dir():
+        raise RealImageError(f"{folder}: not a folder")
+    files = list_images(folder)
+    if not files:
+        raise RealImageError(
+            f"{folder}: no image files (looked for .png, .jpg, .jpeg, .bmp, .tif, .webp)"
+        )
+    photos, failures = [], []
+    for path in files:
+        try:
+            pixels = load_rgb(path, min_side=min_side)
+        except ImageError as e:
+            failures.append(str(e))
+            continue
+        rel = path.relative_to(folder)
+        domain = rel.parts[0] if len(rel.parts) > 1 else "user"
+        photos.append(Photo(str(rel.with_suffix("")).replace("/", "."), _clean(domain), pixels))
+    if not photos:
+        raise RealImageError(
+            f"{folder}: none of its {len(files)} image files could be read (first: {failures[0]})"
+        )
+    return photos, failures
+
+
+def _clean(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "user"
+
+
+def domains(photos: list[Photo]) -> list[str]:
+    return sorted({p.domain for p in photos})
+
+
+def random_crop(
+    photo: Photo, res: int, rng: np.random.Generator, max_scale: float = 1.0
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """A square crop of random size (log-uniform between `res` and the photo's short
+    side times `max_scale`) at a random place, resized to res x res.
+    Returns the crop and its box (x, y, size) in the photograph."""
+    h, w = photo.pixels.shape[:2]
+    short = min(h, w)
+    lo = min(res, short)
+    hi = max(lo, int(short * max_scale))
+    size = int(round(np.exp(rng.uniform(np.log(lo), np.log(hi))))) if hi > lo else lo
+    y = int(rng.integers(0, h - size + 1))
+    x = int(rng.integers(0, w - size + 1))
+    patch = photo.pixels[y : y + size, x : x + size]
+    if size != res:
+        patch = np.asarray(Image.fromarray(patch).resize((res, res), Image.Resampling.LANCZOS))
+    return patch, (x, y, size)
+
+
+class CropPool:
+    """A pool of random crops of some photos, for training a GM: `batch(n)` draws
+    crops from the pool with random horizontal flips, as floats in [-1, 1]."""
+
+    def __init__(self, photos: list[Photo], res: int, size: int, rng: np.random.Generator):
+        if not photos:
+            raise RealImageError("no photographs to crop")
+        self.rng = rng
+        picks = rng.integers(0, len(photos), size=size)
+        crops = [random_crop(photos[i], res, rng)[0] for i in picks]
+        self.pixels = np.stack(crops)  # uint8 [N, res, res, 3]
+
+    def batch(self, n: int) -> np.ndarray:
+        idx = self.rng.integers(0, len(self.pixels), size=n)
+        x = self.pixels[idx].astype(np.float32) / 127.5 - 1.0
+        flip = self.rng.random(n) < 0.5
+        x[flip] = x[flip, :, ::-1]
+        return np.ascontiguousarray(np.moveaxis(x, -1, 1))
+
+
+def write_real(zoo: Path, photos: list[Photo], res: int, n: int, seed: int) -> int:
+    """Write `n` real crops to zoo/real/<domain>/ with real/index.csv, atomically:
+    a complete real/ folder appears or none does. Returns the number written."""
+    final = zoo / "real"
+    if (final / "index.csv").is_file():
+        return 0
+    tmp = zoo / ".partial" / "real"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    # Spread crops evenly over photographs so every source is represented.
+    order = np.resize(rng.permutation(len(photos)), n)
+    for i, k in enumerate(order):
+        photo = photos[int(k)]
+        crop, (x, y, size) = random_crop(photo, res, rng)
+        rel = Path("real") / photo.domain / f"{photo.name}_{i:05d}.png"
+        (tmp / photo.domain).mkdir(exist_ok=True)
+        save_png(crop, tmp / photo.domain / rel.name)
+        rows.append(
+            {
+                "file": str(rel),
+                "domain": photo.domain,
+                "source": photo.name,
+                "x": x,
+                "y": y,
+                "size": size,
+            }
+        )
+    write_csv(tmp / "index.csv", REAL_COLUMNS, rows)
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.replace(final)
+    return len(rows)
