@@ -214,3 +214,29 @@ def test_default_preset_plan_coverage():
 def create_loss_types(spec) -> tuple[str, ...]:
     gm = create_gm(spec.family, spec.config, 32)
     return gm.loss_types()
+
+
+def test_resume_refuses_a_different_plan(tmp_path: Path):
+    """A finished GM whose config differs from today's plan is not silently kept."""
+    out = tmp_path / "z"
+    assert build_zoo(out, preset="tiny", seed=0, limit=1).ok
+    meta_path = next((out / "fake").iterdir()) / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["row"]["config"] = json.dumps({"width": 999})
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ZooError, match="built from another config"):
+        build_zoo(out, preset="tiny", seed=0, limit=1)
+
+
+def test_resume_relabels_stale_ground_truth(tmp_path: Path):
+    """If describe() changed since a GM was built, a rerun rewrites its labels."""
+    out = tmp_path / "z"
+    assert build_zoo(out, preset="tiny", seed=0, limit=1).ok
+    meta_path = next((out / "fake").iterdir()) / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    true_layers = meta["row"]["n_layers"]
+    meta["row"]["n_layers"] = true_layers + 100
+    meta_path.write_text(json.dumps(meta))
+    summary = build_zoo(out, preset="tiny", seed=0, limit=1)
+    assert summary.relabelled == [meta["row"]["name"]] and summary.built == []
+    assert GMDataset.from_zoo(out).gms[0].arch["n_layers"] == true_layers

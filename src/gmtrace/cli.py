@@ -151,7 +151,7 @@ def zoo_show(
         summary = show(zoo, out, console=console)
     except (DatasetError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
-    console.print(", ".join(f"{k}: {v}" for k, v in summary.items()))
+    console.print(f"contact sheet: {summary['contact_sheet']}")
 
 
 @zoo_app.command("export-red")
@@ -162,10 +162,12 @@ def zoo_export_red(
 ) -> None:
     """Export a zoo's ground truth in RED116's format (.npy arrays and text lines)."""
     from gmtrace.data.dataset import DatasetError, GMDataset
-    from gmtrace.data.red import export_red
+    from gmtrace.data.red import export_red, natural_key
 
     try:
         ds = GMDataset.from_zoo(zoo)
+        # rows in natural name order pair with sorted image folders, as RED's readers expect
+        ds.gms.sort(key=lambda g: natural_key(g.name))
         paths = export_red(ds, out, copy_images=copy_images)
     except (DatasetError, ValueError, OSError) as e:
         _fail(str(e))

@@ -114,7 +114,10 @@ def class_index(field_name: str, value: str | int | float) -> int:
         if value not in f.classes:
             raise ValueError(f"{field_name}: {value!r} is not one of {', '.join(f.classes)}")
         return f.classes.index(value)
-    index = int(float(value))
+    number = float(value)
+    if not number.is_integer():
+        raise ValueError(f"{field_name}: class index {value!r} is not a whole number")
+    index = int(number)
     if not 0 <= index < f.n_classes:
         raise ValueError(f"{field_name}: class index {index} outside 0..{f.n_classes - 1}")
     return index

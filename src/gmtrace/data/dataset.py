@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from gmtrace.data.images import list_images
-from gmtrace.schema import ARCH_FIELDS, ARCH_NAMES, LOSS_TYPES, arch_row, loss_bits
+from gmtrace.schema import ARCH_FIELDS, ARCH_NAMES, LOSS_TYPES, arch_row, class_index, loss_bits
 
 LOSS_COLUMNS: tuple[str, ...] = tuple(f"loss_{n}" for n in LOSS_TYPES)
 MODELS_COLUMNS: tuple[str, ...] = (
@@ -116,10 +116,11 @@ def _record_from_row(row: dict[str, str], root: Path) -> GMRecord:
         arch: dict[str, float | str] = {}
         for f in ARCH_FIELDS:
             v = row[f.name]
-            arch[f.name] = v if f.kind == "discrete" else float(v)
-        losses = tuple(
-            n for n, c in zip(LOSS_TYPES, LOSS_COLUMNS, strict=True) if int(float(row[c]))
-        )
+            arch[f.name] = f.classes[class_index(f.name, v)] if f.kind == "discrete" else float(v)
+        bits = {n: float(row[c]) for n, c in zip(LOSS_TYPES, LOSS_COLUMNS, strict=True)}
+        if any(b not in (0.0, 1.0) for b in bits.values()):
+            raise ValueError(f"loss bits must be 0 or 1, got {bits}")
+        losses = tuple(n for n, b in bits.items() if b == 1.0)
         extra = {
             k: row[k]
             for k in ("seed", "domain", "resolution", "n_images", "upsampling_kind", "task")
@@ -131,12 +132,15 @@ def _record_from_row(row: dict[str, str], root: Path) -> GMRecord:
         raise DatasetError(
             f"{root / 'models.csv'}: bad row for {row.get('name')!r} ({e})"
         ) from None
+    image_dir = root / "fake" / row["name"]
+    if not image_dir.is_dir():
+        raise DatasetError(f"{image_dir}: missing, but models.csv lists GM {row['name']!r}")
     return GMRecord(
         name=row["name"],
         family=row["family"],
         arch=arch,
         losses=losses,
-        image_dir=root / "fake" / row["name"],
+        image_dir=image_dir,
         extra=extra,
     )
 

@@ -178,7 +178,7 @@ def build_gm(
     photos = [p for p in _photos(source) if p.domain == spec.domain] or _photos(source)
     pool = CropPool(photos, spec.resolution, spec.pool, rng)
     gm = create_gm(spec.family, spec.config, spec.resolution)
-    arch = describe_gm(gm)
+    arch = ground_truth(spec)
     gm.setup(device)
     gm.train()
     last: dict[str, float] = {}
@@ -213,8 +213,7 @@ def build_gm(
         "domain": spec.domain,
         "resolution": spec.resolution,
         "n_images": len(images),
-        **arch.values,
-        "upsampling_kind": arch.extra["upsampling_kind"],
+        **arch,
         "task": spec.config.get("task", ""),
         **{c: int(n in gm.loss_types()) for c, n in zip(LOSS_COLUMNS, LOSS_TYPES, strict=True)},
         "config": json.dumps(spec.config, sort_keys=True),
@@ -291,6 +290,28 @@ def write_gm(out: Path, result: dict) -> Path:
     return final
 
 
+def ground_truth(spec: GMSpec) -> dict:
+    """The architecture columns of a GM's row: `describe()` of its generator, rebuilt
+    from its config (no training needed: the architecture does not change)."""
+    arch = describe_gm(create_gm(spec.family, spec.config, spec.resolution))
+    return {**arch.values, "upsampling_kind": arch.extra["upsampling_kind"]}
+
+
+def relabel(out: Path, specs: list[GMSpec], done: dict[str, dict]) -> list[str]:
+    """Recompute the ground truth of finished GMs with today's `describe()` and
+    rewrite the rows that changed (so labels never lag behind introspection)."""
+    changed = []
+    for spec in specs:
+        meta = done[spec.name]
+        fresh = ground_truth(spec)
+        row = meta["row"]
+        if any(str(row.get(k)) != str(v) for k, v in fresh.items()):
+            row.update(fresh)
+            _write_json(out / "fake" / spec.name / "meta.json", meta)
+            changed.append(spec.name)
+    return changed
+
+
 @dataclass
 class BuildSummary:
     out: Path
@@ -301,6 +322,7 @@ class BuildSummary:
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     real_written: int = 0
+    relabelled: list[str] = field(default_factory=list)
     real_skipped: list[str] = field(default_factory=list)
 
     @property
@@ -343,6 +365,13 @@ def build_zoo(
     specs = plan(p, seed, domains(photos))[:limit]
     summary.planned = len(specs)
     done = finished_gms(out)
+    for s in specs:
+        if s.name in done and done[s.name]["row"]["config"] != json.dumps(s.config, sort_keys=True):
+            raise ZooError(
+                f"{out / 'fake' / s.name}: built from another config than this "
+                f"gmtrace plans for it (a different version?); use another --out"
+            )
+    summary.relabelled = relabel(out, [s for s in specs if s.name in done], done)
     summary.resumed = [s.name for s in specs if s.name in done]
     pending = [s for s in specs if s.name not in done]
     for s in specs:
@@ -559,8 +588,9 @@ def summary_table(summary: BuildSummary, out: Path) -> Table:
         f"{len(done)}/{summary.planned}",
         str(sum(int(m["row"]["n_images"]) for m in done.values())),
         "",
-        f"built {len(summary.built)}, resumed {len(summary.resumed)}, "
-        f"failed {len(summary.failed)}, {summary.seconds:.0f} s",
+        f"built {len(summary.built)}, resumed {len(summary.resumed)}"
+        + (f" ({len(summary.relabelled)} relabelled)" if summary.relabelled else "")
+        + f", failed {len(summary.failed)}, {summary.seconds:.0f} s",
     )
     return t
 

@@ -254,7 +254,7 @@ def _gan_choices(b: Balancer) -> dict:
         "norm": b.pick("norm", NORMS),
         "act": b.pick("act", ACTIVATIONS),
         "last": b.pick("last", LAST_ACTIVATIONS),
-        "width": b.pick("width", (8, 16, 32, 64)),
+        "width": b.pick("width", (8, 16, 32)),
         "feature_matching": b.pick("feature_matching", (False, False, True)),
     }
     cfg.update(_adversary_config(b))
@@ -284,7 +284,7 @@ class _ConvGenerator(nn.Module):
         super().__init__()
         self.zdim = cfg["zdim"]
         n = n_ups(res)
-        chans = [min(cfg["width"] * 2 ** (n - i), 512) for i in range(n + 1)]
+        chans = [min(cfg["width"] * 2 ** (n - i), 256) for i in range(n + 1)]
         self.start = _Start(cfg.get("start", "linear"), self.zdim, chans[0])
         self.stem = nn.Sequential(norm(cfg["norm"], chans[0]), act(cfg["act"]))
         if residual:
@@ -561,7 +561,7 @@ def _vae_choices(b: Balancer, prefix: str) -> dict:
         "up": b.pick(prefix + "up", UPSAMPLERS),
         "norm": b.pick(prefix + "norm", NORMS),
         "act": b.pick(prefix + "act", ACTIVATIONS),
-        "width": b.pick(prefix + "width", (8, 16, 32, 64)),
+        "width": b.pick(prefix + "width", (8, 16, 32)),
         "extra_convs": b.pick(prefix + "extra", (0, 1)),
         "beta": b.pick(prefix + "beta", (0.5, 1.0, 2.0)),
     }
@@ -776,7 +776,7 @@ class Translator(GM):
             "norm": b.pick(prefix + "norm", NORMS),
             "act": b.pick(prefix + "act", ACTIVATIONS),
             "last": b.pick(prefix + "last", LAST_ACTIVATIONS),
-            "width": b.pick(prefix + "width", (8, 16, 32)),
+            "width": b.pick(prefix + "width", (4, 8, 16, 24)),
             "recon": b.pick(prefix + "recon", ("l1", "mse")),
             "perceptual": b.pick(prefix + "perc", (False, True, False)),
         }

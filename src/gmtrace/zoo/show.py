@@ -31,6 +31,26 @@ _PAD = 2  # pixels between tiles
 _HEADER = 22  # pixels above each column of rows for its titles
 _SPEC_TITLE = "mean spectrum"
 _FIELD_KIND = {f.name: f.kind for f in ARCH_FIELDS}
+# Short column headers and values so that the table fits a terminal.
+_SHORT = {
+    "n_images": "imgs",
+    "n_layers": "layers",
+    "n_conv": "conv",
+    "n_fc": "fc",
+    "n_pool": "pool",
+    "n_norm": "norm",
+    "n_filters": "filters",
+    "n_blocks": "blocks",
+    "n_layers_per_block": "l/blk",
+    "n_params": "params",
+    "norm_type": "norm type",
+    "last_activation": "last",
+    "block_activation": "act",
+    "upsampling": "up",
+    "skip_connection": "skip",
+    "downsampling": "down",
+}
+_VALUE_SHORT = {"layer_group": "layer", "leaky_relu": "lrelu", "learned": "learn"}
 
 
 # ---------------------------------------------------------------- table
@@ -60,11 +80,9 @@ def render_table(rows: list[dict], console: Console | None = None) -> None:
         return
     for key in rows[0]:
         numeric = key == "n_images" or _FIELD_KIND.get(key) == "continuous"
-        table.add_column(
-            key, justify="right" if numeric else "left", no_wrap=key == "name", overflow="fold"
-        )
+        table.add_column(_SHORT.get(key, key), justify="right" if numeric else "left", no_wrap=True)
     for row in rows:
-        table.add_row(*(str(v) if v != "" else "-" for v in row.values()))
+        table.add_row(*(_VALUE_SHORT.get(str(v), str(v)) if v != "" else "-" for v in row.values()))
     console.print(table)
 
 

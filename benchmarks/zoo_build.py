@@ -1,0 +1,159 @@
+"""Build a zoo preset, time it, and write its coverage to docs/benchmarks.md.
+
+    .venv/bin/python benchmarks/zoo_build.py [--preset default] [--out zoo_default]
+                                             [--workers 2] [--fresh]
+
+Writes, between markers in docs/benchmarks.md: the wall time of the build on this
+machine, GMs per family, GMs per loss type, GMs per class of each discrete
+hyperparameter, the range of each continuous one, and the contact sheet
+(docs/img/<preset>_contact_sheet.png). A resumed build says so, with the time of
+this run and the total recorded in zoo.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gmtrace.data.dataset import GMDataset
+from gmtrace.schema import CONTINUOUS, DISCRETE, LOSS_TYPES, format_count, orders_of_magnitude
+from gmtrace.zoo.builder import PRESETS, build_zoo
+from gmtrace.zoo.show import contact_sheet
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    cores = len(os.sched_getaffinity(0))
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{cores} cores ({cpu}), {mem:.0f} GiB, {gpu}; Python {platform.python_version()}, "
+        f"torch {torch.__version__}"
+    )
+
+
+def coverage(ds: GMDataset) -> str:
+    lines = []
+    fam = Counter(g.family for g in ds.gms)
+    lines += ["| family | GMs |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in sorted(fam.items())]
+    lines += ["", "| loss type | GMs |", "|---|---|"]
+    loss = ds.loss_matrix().sum(axis=0)
+    lines += [f"| {n} | {int(c)} |" for n, c in zip(LOSS_TYPES, loss, strict=True)]
+    lines += ["", "| discrete hyperparameter | GMs per class | smallest class |", "|---|---|---|"]
+    for f in DISCRETE:
+        c = Counter(str(g.arch[f.name]) for g in ds.gms)
+        per = ", ".join(f"{k} {c.get(k, 0)}" for k in f.classes)
+        lines.append(f"| {f.name} | {per} | {min(c.get(k, 0) for k in f.classes)} |")
+    lines += [
+        "",
+        "| continuous hyperparameter | min | median | max | orders of magnitude "
+        "(positive values) |",
+        "|---|---|---|---|---|",
+    ]
+    for f in CONTINUOUS:
+        v = np.array([float(g.arch[f.name]) for g in ds.gms])
+        lines.append(
+            f"| {f.name} | {format_count(f.name, v.min())} | "
+            f"{format_count(f.name, float(np.median(v)))} | "
+            f"{format_count(f.name, v.max())} | {orders_of_magnitude(v):.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_section(name: str, body: str) -> None:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = (
+        DOC.read_text()
+        if DOC.is_file()
+        else "# Benchmarks\n\nFigures measured by the "
+        "scripts in `benchmarks/`; each section names the command that made it.\n"
+    )
+    block = f"{start}\n{body}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(text)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fresh", action="store_true", help="delete --out first")
+    args = ap.parse_args()
+    out = args.out or ROOT / f"zoo_{args.preset}"
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    resumed = (out / "fake").is_dir() and any((out / "fake").iterdir())
+    t0 = time.perf_counter()
+    summary = build_zoo(out, preset=args.preset, seed=args.seed, workers=args.workers)
+    wall = time.perf_counter() - t0
+    if not summary.ok:
+        print(f"{len(summary.failed)} GMs failed: {summary.failed}", file=sys.stderr)
+    ds = GMDataset.from_zoo(out)
+    state = json.loads((out / "zoo.json").read_text())
+    img_dir = ROOT / "docs" / "img"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    sheet = contact_sheet(ds, img_dir / f"{args.preset}_contact_sheet.png", per_gm=3, size=32)
+    p = PRESETS[args.preset]
+    cmd = (
+        f"`.venv/bin/python benchmarks/zoo_build.py --preset {args.preset} "
+        f"--workers {args.workers}{' --fresh' if args.fresh else ''}`"
+    )
+    timing = f"**{wall / 60:.1f} min** wall for {len(summary.built)} GMs built in this run" + (
+        f" (resumed: {len(summary.resumed)} GMs were already built; total recorded "
+        f"in zoo.json {state.get('build_seconds', 0) / 60:.1f} min)"
+        if resumed
+        else ""
+    )
+    body = "\n".join(
+        [
+            f"## Zoo build: preset `{args.preset}`",
+            "",
+            f"Command: {cmd} (seed {args.seed}). Machine: {machine()}.",
+            "",
+            f"- {timing}; {args.workers} workers; target for `default`: under 45 min.",
+            f"- {len(ds)} GMs in {len({g.family for g in ds.gms})} families, "
+            f"{sum(len(g.images()) for g in ds.gms)} images at {p.resolution} px, "
+            f"{len(ds.real)} real crops from {len({r.source for r in ds.real})} photographs; "
+            f"{p.steps} training steps of batch {p.batch} per GM; "
+            f"{len(summary.failed)} failed.",
+            "",
+            coverage(ds),
+            "",
+            f"Contact sheet (samples and mean residual spectrum of every GM, real domains "
+            f"at the bottom): ![contact sheet](img/{sheet.name})",
+        ]
+    )
+    write_section(f"zoo_build_{args.preset}", body)
+    print(body)
+    return 0 if summary.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
