@@ -240,3 +240,24 @@ def test_resume_relabels_stale_ground_truth(tmp_path: Path):
     summary = build_zoo(out, preset="tiny", seed=0, limit=1)
     assert summary.relabelled == [meta["row"]["name"]] and summary.built == []
     assert GMDataset.from_zoo(out).gms[0].arch["n_layers"] == true_layers
+
+
+def test_full_preset_builds_at_128():
+    """Every family of the full preset builds, trains a step and samples at 128 px
+    (the preset itself is meant for a GPU or a Ray cluster)."""
+    import torch
+
+    p = PRESETS["full"]
+    specs = plan(p, 0, ["a"])
+    seen = set()
+    for s in specs:
+        if s.family in seen:
+            continue
+        seen.add(s.family)
+        gm = create_gm(s.family, s.config, p.resolution)
+        gm.setup(torch.device("cpu"))
+        real = torch.rand(2, 3, 128, 128) * 2 - 1
+        gm.train_step(real)
+        x = gm.sample(2, real if gm.kind == "translate" else None)
+        assert x.shape == (2, 3, 128, 128)
+    assert seen == set(FAMILIES)

@@ -11,7 +11,6 @@ GM on a local cluster or on an existing one (`--ray-address`).
 from __future__ import annotations
 
 import json
-import os
 import platform
 import queue
 import shutil
@@ -202,7 +201,10 @@ def build_gm(
         if inputs is not None:
             real = torch.from_numpy(inputs.pixels[start : start + n].astype(np.float32) / 127.5 - 1)
             real = real.permute(0, 3, 1, 2).contiguous().to(device)
-        x = gm.sample(n, real).cpu().numpy()
+        x = gm.sample(n, real).cpu()
+        if not torch.isfinite(x).all():
+            raise RuntimeError(f"{spec.name} produced non-finite pixels (training diverged)")
+        x = x.numpy()
         images.extend(png_bytes(a) for a in to_uint8(x))
         if report:
             report(spec.name, spec.steps + start + n, spec.steps + spec.n_images)
@@ -427,6 +429,8 @@ def build_zoo(
         else:
             _run_pool(pending, source, workers, on_report, on_done)
     summary.seconds = time.perf_counter() - t0
+    # zoo.json files written before runs were counted hold at least one run
+    state["runs"] = state.get("runs", 1 if "build_seconds" in state else 0) + 1
     state["build_seconds"] = state.get("build_seconds", 0.0) + round(summary.seconds, 1)
     _write_json(zoo_json, state)
     return summary
@@ -525,9 +529,6 @@ def _run_ray(pending, source, workers, address, on_report, on_done) -> None:
             include_dashboard=False,
             log_to_driver=False,
             logging_level="ERROR",
-            runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}}
-            if not address
-            else None,
             **kwargs,
         )
         started = True
