@@ -148,10 +148,9 @@ def zoo_show(
     from gmtrace.zoo.show import show
 
     try:
-        summary = show(zoo, out, console=console)
+        show(zoo, out, console=console)  # prints the tables and a summary
     except (DatasetError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
-    console.print(f"contact sheet: {summary['contact_sheet']}")
 
 
 @zoo_app.command("export-red")

@@ -34,16 +34,16 @@ _FIELD_KIND = {f.name: f.kind for f in ARCH_FIELDS}
 # Short column headers and values so that the table fits a terminal.
 _SHORT = {
     "n_images": "imgs",
-    "n_layers": "layers",
+    "n_layers": "lay",
     "n_conv": "conv",
     "n_fc": "fc",
     "n_pool": "pool",
     "n_norm": "norm",
-    "n_filters": "filters",
-    "n_blocks": "blocks",
-    "n_layers_per_block": "l/blk",
+    "n_filters": "filt",
+    "n_blocks": "blk",
+    "n_layers_per_block": "l/b",
     "n_params": "params",
-    "norm_type": "norm type",
+    "norm_type": "norm",
     "last_activation": "last",
     "block_activation": "act",
     "upsampling": "up",
@@ -72,18 +72,34 @@ def zoo_table(dataset: GMDataset) -> list[dict]:
 
 
 def render_table(rows: list[dict], console: Console | None = None) -> None:
-    """Print `zoo_table` rows as a rich table, one column per key."""
+    """Print `zoo_table` rows as two rich tables that fit an 80-column terminal:
+    the counts, then the classes and losses."""
     console = console or Console()
-    table = Table(title=f"zoo: {len(rows)} GMs", header_style="bold", show_lines=False)
     if not rows:
-        console.print(table)
+        console.print(Table(title="zoo: 0 GMs"))
         return
-    for key in rows[0]:
-        numeric = key == "n_images" or _FIELD_KIND.get(key) == "continuous"
-        table.add_column(_SHORT.get(key, key), justify="right" if numeric else "left", no_wrap=True)
-    for row in rows:
-        table.add_row(*(_VALUE_SHORT.get(str(v), str(v)) if v != "" else "-" for v in row.values()))
-    console.print(table)
+    keys = list(rows[0])
+    counts = ["name", "n_images"] + [k for k in keys if _FIELD_KIND.get(k) == "continuous"]
+    classes = ["name"] + [k for k in keys if _FIELD_KIND.get(k) == "discrete"]
+    classes.append("losses")
+    for title, cols in (
+        (f"zoo: {len(rows)} GMs - counts", counts),
+        (f"zoo: {len(rows)} GMs - classes and losses", classes),
+    ):
+        table = Table(title=title, header_style="bold", pad_edge=False)
+        for key in cols:
+            numeric = key == "n_images" or _FIELD_KIND.get(key) == "continuous"
+            table.add_column(
+                _SHORT.get(key, key),
+                justify="right" if numeric else "left",
+                no_wrap=key != "losses",
+                overflow="fold",
+            )
+        for row in rows:
+            table.add_row(
+                *(_VALUE_SHORT.get(str(row[k]), str(row[k])) if row[k] != "" else "-" for k in cols)
+            )
+        console.print(table)
 
 
 # ---------------------------------------------------------------- contact sheet
