@@ -55,7 +55,14 @@ from gmtrace.zoo.layers import (
     output_to_image,
 )
 
-TASKS = ("super_resolution", "denoising", "inpainting", "colorization", "deblurring")
+TASKS = (
+    "super_resolution",
+    "denoising",
+    "inpainting",
+    "colorization",
+    "color_transfer",
+    "deblurring",
+)
 
 # ---------------------------------------------------------------------------
 # config sampling
@@ -736,7 +743,7 @@ def degrade(x: torch.Tensor, task: str, gen: torch.Generator | None = None) -> t
         small = F.interpolate(x, scale_factor=0.25, mode="area")
         return F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).clamp(-1, 1)
     if task == "denoising":
-        return x + 0.2 * torch.randn(x.shape, generator=gen, device=x.device)
+        return x + 0.2 * torch.randn(x.shape, generator=gen).to(x.device)
     if task == "inpainting":
         mask = torch.ones_like(x[:, :1])
         s = h // 2
@@ -748,6 +755,12 @@ def degrade(x: torch.Tensor, task: str, gen: torch.Generator | None = None) -> t
     if task == "colorization":
         gray = 0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
         return gray.expand(-1, 3, -1, -1).contiguous()
+    if task == "color_transfer":
+        # a random affine colour transform per image, x' = M x + t; the GM undoes it
+        m = torch.eye(3) + 0.25 * torch.randn(b, 3, 3, generator=gen)
+        t = 0.2 * torch.randn(b, 3, 1, 1, generator=gen)
+        y = torch.einsum("bij,bjhw->bihw", m.to(x.device), x) + t.to(x.device)
+        return y.clamp(-1, 1)
     if task == "deblurring":
         k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=x.device)
         k = (k[:, None] * k[None, :]) / 256.0

@@ -1,0 +1,1 @@
+"""Networks: fingerprint estimation (FEN), parsing network, heads, baselines."""
