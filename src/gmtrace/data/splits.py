@@ -1,0 +1,61 @@
+"""Cross-validation splits of the evaluation protocol (DESIGN.md).
+
+* GMs are held out per fold: a test GM contributes no image to training. Folds are
+  stratified by family, so every fold tests every family it can.
+* Real images are split by source photograph, never by crop: crops of one photo
+  share content, and a crop-level split would leak it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _deal(groups: dict[str, list[str]], k: int, rng: np.random.Generator) -> list[list[str]]:
+    """Shuffle each group and deal its members round-robin over k folds, starting
+    each group where the last one stopped, so fold sizes differ by at most one."""
+    folds: list[list[str]] = [[] for _ in range(k)]
+    start = 0
+    for key in sorted(groups):
+        members = [groups[key][i] for i in rng.permutation(len(groups[key]))]
+        for j, m in enumerate(members):
+            folds[(start + j) % k].append(m)
+        start = (start + len(members)) % k
+    return [sorted(f) for f in folds]
+
+
+def gm_folds(
+    names: Sequence[str], families: Sequence[str], k: int = 4, seed: int = 0
+) -> list[list[str]]:
+    """k disjoint sets of test GMs covering all GMs, stratified by family."""
+    if len(names) != len(families):
+        raise ValueError(f"{len(names)} names but {len(families)} families")
+    if len(set(names)) != len(names):
+        raise ValueError("GM names must be unique")
+    if not 2 <= k <= len(names):
+        raise ValueError(f"need 2 <= folds <= number of GMs ({len(names)}), got {k}")
+    groups: dict[str, list[str]] = defaultdict(list)
+    for n, f in zip(names, families, strict=True):
+        groups[f].append(n)
+    return _deal(groups, k, np.random.default_rng(seed))
+
+
+def source_folds(
+    sources: Sequence[str], domains: Sequence[str], k: int = 4, seed: int = 0
+) -> list[list[str]]:
+    """k disjoint sets of real source photographs, stratified by content domain.
+    Every crop goes where its source goes."""
+    if len(sources) != len(domains):
+        raise ValueError(f"{len(sources)} sources but {len(domains)} domains")
+    by_source = dict(zip(sources, domains, strict=True))
+    if not 2 <= k <= len(by_source):
+        raise ValueError(
+            f"need 2 <= folds <= number of source photographs ({len(by_source)}), got {k}"
+        )
+    groups: dict[str, list[str]] = defaultdict(list)
+    for s, d in sorted(by_source.items()):
+        groups[d].append(s)
+    return _deal(groups, k, np.random.default_rng(seed + 1))
