@@ -1,0 +1,190 @@
+"""Parsing network: fingerprint -> embedding -> the 15 hyperparameters and 10 loss types.
+
+    fingerprint F [B,3,H,W] -> conv stages -> global average pool -> embedding e
+      e -> continuous head  (9 values in [0,1], the Normalizer's scale)
+      e -> discrete heads   (one softmax per discrete field)
+      e -> coarse head      (3 loss groups)      p(group)
+      e -> fine head        (10 loss types)      p(type) = p(group of type) * s(fine logit)
+
+The coarse group's probability gates its fine types (hierarchical learning, as in
+RED); unlike RED's code, the gate multiplies a probability, so it changes the
+prediction (RED scales both entries of a 2-way score, which leaves the arg max
+unchanged). Global pooling makes the trunk work at any image size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gmtrace.schema import CONTINUOUS, DISCRETE, GROUP_NAMES, LOSS_TYPES, group_of
+
+GROUP_INDEX = torch.tensor([GROUP_NAMES.index(group_of(t)) for t in LOSS_TYPES])
+
+
+@dataclass(frozen=True)
+class ParserConfig:
+    in_ch: int = 3
+    width: int = 32
+    stages: int = 4
+    embed: int = 128
+    dropout: float = 0.2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ParseOutput:
+    continuous: torch.Tensor  # [B, 9] in (0, 1)
+    discrete: list[torch.Tensor]  # per discrete field, logits [B, C]
+    coarse: torch.Tensor  # [B, 3] logits
+    fine: torch.Tensor  # [B, 10] logits (before gating)
+    embedding: torch.Tensor  # [B, embed]
+
+    @property
+    def group_prob(self) -> torch.Tensor:
+        return torch.sigmoid(self.coarse)
+
+    @property
+    def loss_prob(self) -> torch.Tensor:
+        """p(type) = p(its group) * sigmoid(fine logit)."""
+        return self.group_prob[:, GROUP_INDEX.to(self.fine.device)] * torch.sigmoid(self.fine)
+
+
+class Trunk(nn.Module):
+    """Conv-BN-ReLU stages, each halving the map, then global average pooling."""
+
+    def __init__(self, cfg: ParserConfig):
+        super().__init__()
+        layers, ch = [], cfg.in_ch
+        for i in range(cfg.stages):
+            out = cfg.width * 2**i
+            layers += [
+                nn.Conv2d(ch, out, 3, 1, 1),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(out, out, 3, 2, 1),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ]
+            ch = out
+        self.body = nn.Sequential(*layers)
+        self.proj = nn.Sequential(
+            nn.Dropout(cfg.dropout), nn.Linear(ch, cfg.embed), nn.ReLU(inplace=True)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.body(x).mean(dim=(2, 3)))
+
+
+class ParsingNet(nn.Module):
+    def __init__(self, cfg: ParserConfig = ParserConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.trunk = Trunk(cfg)
+        self.continuous = nn.Linear(cfg.embed, len(CONTINUOUS))
+        self.discrete = nn.ModuleList([nn.Linear(cfg.embed, f.n_classes) for f in DISCRETE])
+        self.coarse = nn.Linear(cfg.embed, len(GROUP_NAMES))
+        self.fine = nn.Linear(cfg.embed, len(LOSS_TYPES))
+
+    def forward_features(self, fp: torch.Tensor) -> torch.Tensor:
+        return self.trunk(fp)
+
+    def forward_head(self, e: torch.Tensor) -> ParseOutput:
+        return ParseOutput(
+            continuous=torch.sigmoid(self.continuous(e)),
+            discrete=[h(e) for h in self.discrete],
+            coarse=self.coarse(e),
+            fine=self.fine(e),
+            embedding=e,
+        )
+
+    def forward(self, fp: torch.Tensor) -> ParseOutput:
+        return self.forward_head(self.forward_features(fp))
+
+
+@dataclass
+class Balance:
+    """Class weights from the training GMs: inverse class frequency per discrete
+    field (mean 1 over present classes, absent classes 1), and positive weights
+    n_neg / n_pos for the group and type bits (1 when a bit never or always fires)."""
+
+    discrete: list[torch.Tensor]
+    coarse_pos: torch.Tensor
+    fine_pos: torch.Tensor
+
+    @classmethod
+    def fit(cls, discrete: np.ndarray, groups: np.ndarray, losses: np.ndarray) -> Balance:
+        weights = []
+        for j, f in enumerate(DISCRETE):
+            counts = np.bincount(discrete[:, j].astype(int), minlength=f.n_classes).astype(float)
+            w = np.ones(f.n_classes)
+            present = counts > 0
+            w[present] = 1.0 / counts[present]
+            w[present] /= w[present].mean()
+            weights.append(torch.tensor(w, dtype=torch.float32))
+
+        def pos(bits: np.ndarray) -> torch.Tensor:
+            p = bits.sum(axis=0)
+            n = len(bits) - p
+            w = np.where((p > 0) & (n > 0), n / np.maximum(p, 1), 1.0)
+            return torch.tensor(w, dtype=torch.float32)
+
+        return cls(weights, pos(groups), pos(losses))
+
+
+def parsing_loss(
+    out: ParseOutput,
+    continuous: torch.Tensor,
+    discrete: torch.Tensor,
+    groups: torch.Tensor,
+    losses: torch.Tensor,
+    balance: Balance | None = None,
+) -> dict[str, torch.Tensor]:
+    """Sum of four terms, each averaged over the batch:
+    L1 on the normalized continuous values; class-weighted cross-entropy per discrete
+    field (summed over fields); BCE on the coarse groups; BCE on the gated fine
+    probabilities, positives weighted by n_neg / n_pos."""
+    dev = continuous.device
+    cont = (out.continuous - continuous).abs().mean()
+    disc = sum(
+        F.cross_entropy(
+            logits, discrete[:, j], weight=balance.discrete[j].to(dev) if balance else None
+        )
+        for j, logits in enumerate(out.discrete)
+    )
+    coarse = F.binary_cross_entropy_with_logits(
+        out.coarse, groups, pos_weight=balance.coarse_pos.to(dev) if balance else None
+    )
+    p = out.loss_prob.clamp(1e-6, 1 - 1e-6)
+    w_pos = balance.fine_pos.to(dev) if balance else torch.ones(len(LOSS_TYPES), device=dev)
+    fine = -(w_pos * losses * torch.log(p) + (1 - losses) * torch.log(1 - p)).mean()
+    total = cont + disc + coarse + fine
+    return {"total": total, "continuous": cont, "discrete": disc, "coarse": coarse, "fine": fine}
+
+
+def aggregate(
+    continuous: np.ndarray, discrete_probs: list[np.ndarray], loss_probs: np.ndarray
+) -> dict:
+    """GM-level parsing from many images of one GM: the mean prediction and its
+    spread (std of continuous values and loss probabilities; for discrete fields the
+    mean class probabilities and the share of images voting for the winner)."""
+    out = {
+        "continuous": continuous.mean(axis=0),
+        "continuous_std": continuous.std(axis=0),
+        "loss_prob": loss_probs.mean(axis=0),
+        "loss_prob_std": loss_probs.std(axis=0),
+        "discrete_prob": [p.mean(axis=0) for p in discrete_probs],
+    }
+    out["discrete"] = [int(np.argmax(p)) for p in out["discrete_prob"]]
+    out["discrete_agreement"] = [
+        float((p.argmax(axis=1) == k).mean())
+        for p, k in zip(discrete_probs, out["discrete"], strict=True)
+    ]
+    out["n_images"] = int(continuous.shape[0])
+    return out
