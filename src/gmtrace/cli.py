@@ -88,6 +88,46 @@ def describe(
     )
 
 
+@app.command()
+def train(
+    zoo: Annotated[Path, typer.Option(help="zoo folder to train on")],
+    out: Annotated[Path, typer.Option(help="model folder (created, or resumed)")],
+    steps: Annotated[int, typer.Option(help="optimization steps")] = 3000,
+    batch: Annotated[int, typer.Option(help="images per step, half generated")] = 32,
+    lr: Annotated[float, typer.Option(help="Adam learning rate")] = 1e-3,
+    per_gm: Annotated[int, typer.Option(help="images per GM held in memory")] = 200,
+    image_size: Annotated[int, typer.Option(help="training crop size")] = 64,
+    fen_depth: Annotated[int, typer.Option(help="FEN conv layers")] = 8,
+    fen_width: Annotated[int, typer.Option(help="FEN channels")] = 32,
+    no_augment: Annotated[bool, typer.Option("--no-augment", help="no JPEG/resize/blur")] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
+) -> None:
+    """Train the FEN, parsing network and heads on a zoo (resumable)."""
+    from gmtrace.data.dataset import DatasetError, GMDataset
+    from gmtrace.nets.fen import FENConfig
+    from gmtrace.nets.model import ModelConfig
+    from gmtrace.train import TrainConfig, TrainError, summary_table
+    from gmtrace.train import train as run_train
+
+    cfg = TrainConfig(
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        per_gm=per_gm,
+        image_size=image_size,
+        augment=not no_augment,
+        seed=seed,
+    )
+    mcfg = ModelConfig(fen=FENConfig(depth=fen_depth, width=fen_width))
+    try:
+        ds = GMDataset.from_zoo(zoo)
+        result = run_train(ds, out, cfg, mcfg, console=console, device=device)
+    except (DatasetError, TrainError, ValueError) as e:
+        _fail(str(e))
+    console.print(summary_table(result))
+
+
 @zoo_app.command("build")
 def zoo_build(
     out: Annotated[Path, typer.Option(help="zoo folder to create or resume")],

@@ -46,6 +46,16 @@ class ParseOutput:
     fine: torch.Tensor  # [B, 10] logits (before gating)
     embedding: torch.Tensor  # [B, embed]
 
+    def first(self, n: int) -> ParseOutput:
+        """The outputs of the first n images of the batch."""
+        return ParseOutput(
+            continuous=self.continuous[:n],
+            discrete=[d[:n] for d in self.discrete],
+            coarse=self.coarse[:n],
+            fine=self.fine[:n],
+            embedding=self.embedding[:n],
+        )
+
     @property
     def group_prob(self) -> torch.Tensor:
         return torch.sigmoid(self.coarse)

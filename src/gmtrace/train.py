@@ -1,0 +1,350 @@
+"""`gmtrace train`: fit the FEN, parsing network and heads on a GM dataset.
+
+Each step draws a batch that is half generated images (GMs drawn uniformly, so
+every training GM weighs the same) and half real crops, augments them, and
+minimizes
+
+    w_fp * (RED's four fingerprint constraints)          all images
+  + w_parse * parsing loss (15 hyperparameters, 10 losses) generated images
+  + w_detect * BCE(generated vs real)                     all images
+  + w_attr * CE(which training GM)                        generated images
+  + w_con * supervised contrastive(embedding, GM label)   generated images
+
+Checkpoints (model, optimizer and random states, all safetensors + JSON) make a
+killed run resume where it stopped; `metrics.jsonl` logs every `log_every` steps.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+from safetensors.torch import load_file, save_file
+
+from gmtrace import __version__
+from gmtrace.data.augment import Augmenter, crop
+from gmtrace.data.dataset import GMDataset
+from gmtrace.data.images import to_float
+from gmtrace.data.loader import load_bank
+from gmtrace.nets import fingerprint_losses as FL
+from gmtrace.nets.model import GMTraceModel, ModelConfig, save_model
+from gmtrace.nets.parser import Balance, parsing_loss
+from gmtrace.runtime import pick_device, progress, seed_everything
+from gmtrace.schema import Normalizer, encode
+
+CHECKPOINT = "checkpoint"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 3000
+    batch: int = 32
+    lr: float = 1e-3
+    image_size: int = 64
+    per_gm: int | None = 200
+    per_source: int | None = None
+    seed: int = 0
+    augment: bool = True
+    log_every: int = 25
+    ckpt_every: int = 250
+    w_fp: float = 1.0
+    w_parse: float = 1.0
+    w_detect: float = 1.0
+    w_attr: float = 1.0
+    w_con: float = 0.5
+
+
+class TrainError(ValueError):
+    """A training run that cannot start or resume; the message says why."""
+
+
+def fingerprint_loss(fp: torch.Tensor) -> dict[str, torch.Tensor]:
+    """RED's constraints with RED's parsing weights:
+    0.1 L_mag + 0.05 L_low + 0.001 L_rep + 1.0 L_sym (see nets/fingerprint_losses)."""
+    s = FL.spectrum(fp)
+    terms = {
+        "mag": FL.magnitude_loss(fp),
+        "low": FL.low_frequency_loss(s),
+        "rep": FL.repetition_loss(s),
+        "sym": FL.symmetry_loss(s),
+    }
+    terms["total"] = (
+        0.1 * terms["mag"] + 0.05 * terms["low"] + 0.001 * terms["rep"] + 1.0 * terms["sym"]
+    )
+    return terms
+
+
+class BatchSampler:
+    """Half generated (uniform over GMs), half real; augmented uint8 -> [-1, 1]."""
+
+    def __init__(self, bank, cfg: TrainConfig, rng: np.random.Generator):
+        self.bank, self.cfg, self.rng = bank, cfg, rng
+        self.gms = [i for i, a in enumerate(bank.fake) if len(a)]
+        if not self.gms:
+            raise TrainError("no readable generated images to train on")
+        if len(bank.real) == 0:
+            raise TrainError("no readable real images to train on")
+        self.aug = Augmenter(size=cfg.image_size) if cfg.augment else None
+
+    def _prep(self, img: np.ndarray) -> np.ndarray:
+        if self.aug is not None:
+            return self.aug(img, self.rng)
+        return crop(img, self.cfg.image_size, self.rng)
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n_fake = self.cfg.batch // 2
+        gm = self.rng.choice(self.gms, size=n_fake)
+        imgs = [
+            self._prep(self.bank.fake[g][self.rng.integers(len(self.bank.fake[g]))]) for g in gm
+        ]
+        real_idx = self.rng.integers(0, len(self.bank.real), self.cfg.batch - n_fake)
+        imgs += [self._prep(self.bank.real[i]) for i in real_idx]
+        x = torch.from_numpy(to_float(np.stack(imgs)))
+        is_fake = torch.zeros(self.cfg.batch)
+        is_fake[:n_fake] = 1
+        return x, torch.from_numpy(gm.astype(np.int64)), is_fake
+
+
+def _optim_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors = {
+        f"state.{k}.{name}": v.detach().cpu().contiguous()
+        for k, st in sd["state"].items()
+        for name, v in st.items()
+        if isinstance(v, torch.Tensor)
+    }
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def _load_optim(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("state."):
+            _, k, name = key.split(".", 2)
+            state.setdefault(int(k), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _save_checkpoint(out: Path, model, opt, step: int, rng, signature: dict) -> None:
+    ck = out / CHECKPOINT
+    tmp = out / (CHECKPOINT + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        str(tmp / "model.safetensors"),
+    )
+    tensors, meta = _optim_state(opt)
+    tensors["torch_rng"] = torch.get_rng_state()
+    save_file(tensors, str(tmp / "optim.safetensors"))
+    (tmp / "state.json").write_text(
+        json.dumps(
+            {
+                "step": step,
+                "numpy_rng": rng.bit_generator.state,
+                "optim": meta,
+                "signature": signature,
+            },
+            indent=1,
+        )
+    )
+    if ck.exists():
+        old = out / (CHECKPOINT + ".old")
+        ck.replace(old)
+        tmp.replace(ck)
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+    else:
+        tmp.replace(ck)
+
+
+def _resume(out: Path, model, opt, rng, signature: dict, device) -> int:
+    ck = out / CHECKPOINT
+    if not (ck / "state.json").is_file():
+        return 0
+    state = json.loads((ck / "state.json").read_text())
+    if state["signature"] != signature:
+        raise TrainError(
+            f"{out}: holds a run with other settings or data; use another --out or delete it"
+        )
+    model.load_state_dict(load_file(str(ck / "model.safetensors"), device=str(device)))
+    tensors = load_file(str(ck / "optim.safetensors"))
+    torch.set_rng_state(tensors.pop("torch_rng"))
+    _load_optim(opt, {k: v.to(device) for k, v in tensors.items()}, state["optim"])
+    rng.bit_generator.state = state["numpy_rng"]
+    return int(state["step"])
+
+
+def train(
+    ds: GMDataset,
+    out_dir: str | Path,
+    cfg: TrainConfig = TrainConfig(),
+    model_cfg: ModelConfig | None = None,
+    train_gms: list[str] | None = None,
+    train_sources: list[str] | None = None,
+    console: Console | None = None,
+    device: str | None = None,
+) -> dict:
+    """Train (or resume) a model on the GMs `train_gms` and real photographs
+    `train_sources` of `ds` (default: all); write it to `out_dir`."""
+    console = console or Console()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = pick_device(device)
+    rng = seed_everything(cfg.seed)
+    names = list(train_gms) if train_gms is not None else ds.names
+    if len(names) < 2:
+        raise TrainError(f"need at least 2 training GMs, got {len(names)}")
+    bank = load_bank(
+        ds, names, train_sources, per_gm=cfg.per_gm, per_source=cfg.per_source, seed=cfg.seed
+    )
+    for line in bank.failures:
+        console.print(f"[yellow]skipped:[/] {line}")
+    idx = [ds.names.index(n) for n in names]
+    raw, bits = ds.arch_matrix()[idx], ds.loss_matrix()[idx]
+    normalizer = Normalizer().fit(raw)
+    tg = encode(raw, bits, normalizer)
+    balance = Balance.fit(tg.discrete, tg.groups, tg.losses)
+    targets = {
+        k: torch.from_numpy(np.asarray(v)).to(dev)
+        for k, v in {
+            "continuous": tg.continuous,
+            "discrete": tg.discrete,
+            "groups": tg.groups,
+            "losses": tg.losses,
+        }.items()
+    }
+    mcfg = model_cfg or ModelConfig()
+    mcfg = ModelConfig(fen=mcfg.fen, parser=mcfg.parser, n_gms=len(names), proj=mcfg.proj)
+    model = GMTraceModel(mcfg).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    signature = {
+        "train": asdict(cfg) | {"steps": None},
+        "model": mcfg.to_dict(),
+        "gms": names,
+        "sources": sorted(set(bank.real_sources)),
+        "n_fake": bank.n_fake,
+        "n_real": len(bank.real),
+    }
+    start = _resume(out, model, opt, rng, signature, dev)
+    sampler = BatchSampler(bank, cfg, rng)
+    metrics_path = out / "metrics.jsonl"
+    if metrics_path.exists():  # keep only what the checkpoint we resume from had seen
+        kept = [
+            ln
+            for ln in metrics_path.read_text().splitlines()
+            if ln.strip() and json.loads(ln)["step"] <= start
+        ]
+        metrics_path.write_text("".join(ln + "\n" for ln in kept))
+    t0 = time.perf_counter()
+    acc: dict[str, list[float]] = {}
+    last: dict[str, float] = {}
+    model.train()
+    with progress(console) as bars:
+        task = bars.add_task("train", total=cfg.steps, completed=start, status="")
+        for step in range(start, cfg.steps):
+            x, gm, is_fake = sampler()
+            x, gm, is_fake = x.to(dev), gm.to(dev), is_fake.to(dev)
+            out_ = model(x)
+            nf = len(gm)
+            fp = fingerprint_loss(out_.fingerprint)
+            t = {k: v[gm] for k, v in targets.items()}
+            parse = parsing_loss(
+                out_.parse.first(nf),
+                t["continuous"],
+                t["discrete"],
+                t["groups"],
+                t["losses"],
+                balance,
+            )
+            det = F.binary_cross_entropy_with_logits(out_.detect, is_fake)
+            attr = F.cross_entropy(out_.attribute[:nf], gm)
+            con = FL.supcon_loss(out_.projection[:nf], gm)
+            total = (
+                cfg.w_fp * fp["total"]
+                + cfg.w_parse * parse["total"]
+                + cfg.w_detect * det
+                + cfg.w_attr * attr
+                + cfg.w_con * con
+            )
+            if not torch.isfinite(total):
+                raise TrainError(f"loss became non-finite at step {step + 1}; lower --lr")
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            with torch.no_grad():
+                values = {
+                    "total": total.item(),
+                    "fingerprint": fp["total"].item(),
+                    "parse": parse["total"].item(),
+                    "parse_continuous_l1": parse["continuous"].item(),
+                    "detect": det.item(),
+                    "attribute": attr.item(),
+                    "contrastive": con.item(),
+                    "detect_acc": ((out_.detect > 0).float() == is_fake).float().mean().item(),
+                    "attribute_acc": (out_.attribute[:nf].argmax(1) == gm).float().mean().item(),
+                }
+            for k, v in values.items():
+                acc.setdefault(k, []).append(v)
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                last = {k: float(np.mean(v)) for k, v in acc.items()}
+                acc = {}
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps({"step": done, **last}) + "\n")
+                bars.update(task, status=f"loss {last['total']:.3f}")
+            if done % cfg.ckpt_every == 0 and done < cfg.steps:
+                _save_checkpoint(out, model, opt, done, rng, signature)
+            bars.advance(task)
+    model.eval()
+    meta = {
+        "gmtrace": __version__,
+        "gm_names": names,
+        "normalizer": json.loads(normalizer.to_json()),
+        "image_size": cfg.image_size,
+        "train": asdict(cfg),
+        "zoo": str(ds.root) if ds.root else None,
+        "origin": ds.origin,
+        "real_sources": signature["sources"],
+        "steps_done": cfg.steps,
+    }
+    save_model(model, out, meta)
+    _save_checkpoint(out, model, opt, cfg.steps, rng, signature)
+    return {
+        "out": str(out),
+        "steps": cfg.steps,
+        "resumed_from": start,
+        "seconds": time.perf_counter() - t0,
+        "final": last,
+        "n_gms": len(names),
+        "n_fake": bank.n_fake,
+        "n_real": len(bank.real),
+        "skipped": len(bank.failures),
+    }
+
+
+def summary_table(result: dict) -> Table:
+    t = Table(title=f"trained model -> {result['out']}")
+    t.add_column("item")
+    t.add_column("value", justify="right")
+    t.add_row(
+        "steps",
+        f"{result['steps']} (resumed from {result['resumed_from']})"
+        if result["resumed_from"]
+        else str(result["steps"]),
+    )
+    t.add_row("training GMs / images", f"{result['n_gms']} / {result['n_fake']}")
+    t.add_row("real images", str(result["n_real"]))
+    t.add_row("skipped files", str(result["skipped"]))
+    for k in ("total", "parse_continuous_l1", "detect_acc", "attribute_acc"):
+        if k in result["final"]:
+            t.add_row(f"last {k}", f"{result['final'][k]:.3f}")
+    t.add_row("time", f"{result['seconds']:.0f} s")
+    return t

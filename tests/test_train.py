@@ -1,0 +1,105 @@
+"""Training end to end on the tiny zoo: files, metrics, resume, reload, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from gmtrace.data.dataset import GMDataset
+from gmtrace.data.loader import load_bank
+from gmtrace.nets.fen import FENConfig
+from gmtrace.nets.model import ModelConfig, load_model
+from gmtrace.nets.parser import ParserConfig
+from gmtrace.train import CHECKPOINT, TrainConfig, TrainError, fingerprint_loss, train
+from gmtrace.zoo.builder import build_zoo
+
+SMALL = ModelConfig(
+    fen=FENConfig(depth=3, width=8),
+    parser=ParserConfig(width=8, stages=2, embed=16, dropout=0.0),
+    proj=8,
+)
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory) -> GMDataset:
+    out = tmp_path_factory.mktemp("zoo")
+    assert build_zoo(out, preset="tiny", seed=0).ok
+    return GMDataset.from_zoo(out)
+
+
+def cfg(steps: int, **kw) -> TrainConfig:
+    return TrainConfig(
+        steps=steps, batch=8, image_size=32, per_gm=6, log_every=2, ckpt_every=2, **kw
+    )
+
+
+def test_train_writes_model_and_metrics(zoo: GMDataset, tmp_path: Path):
+    result = train(zoo, tmp_path / "m", cfg(4), SMALL)
+    files = {p.name for p in (tmp_path / "m").iterdir()}
+    assert {"model.safetensors", "config.json", "metrics.jsonl", CHECKPOINT} <= files
+    lines = [json.loads(x) for x in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [2, 4]
+    assert all(torch.isfinite(torch.tensor(m["total"])) for m in lines)
+    assert result["n_gms"] == len(zoo) and result["n_fake"] == 6 * len(zoo)
+    saved = load_model(tmp_path / "m")
+    assert saved.meta["gm_names"] == zoo.names and saved.meta["image_size"] == 32
+    assert set(saved.meta["normalizer"]["lo"]) >= {"n_params", "n_layers"}
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    out = saved.model(x)
+    assert out.detect.shape == (2,) and out.attribute.shape == (2, len(zoo))
+    assert out.fingerprint.shape == (2, 3, 32, 32)
+
+
+def test_resume_continues_exactly(zoo: GMDataset, tmp_path: Path):
+    """4 steps, then resumed to 6, equals 6 steps in one go (same seeds)."""
+    train(zoo, tmp_path / "a", cfg(4), SMALL)
+    resumed = train(zoo, tmp_path / "a", cfg(6), SMALL)
+    assert resumed["resumed_from"] == 4
+    train(zoo, tmp_path / "b", cfg(6), SMALL)
+    wa = load_file(str(tmp_path / "a" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.allclose(wa[k].float(), wb[k].float(), atol=1e-5), k
+    steps = [
+        json.loads(x)["step"] for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps == [2, 4, 6]
+
+
+def test_resume_refuses_other_settings(zoo: GMDataset, tmp_path: Path):
+    train(zoo, tmp_path / "m", cfg(2), SMALL)
+    with pytest.raises(TrainError, match="other settings"):
+        train(zoo, tmp_path / "m", cfg(4, lr=0.5), SMALL)
+
+
+def test_train_errors(zoo: GMDataset, tmp_path: Path):
+    with pytest.raises(TrainError, match="at least 2 training GMs"):
+        train(zoo, tmp_path / "x", cfg(2), SMALL, train_gms=zoo.names[:1])
+    with pytest.raises(FileNotFoundError, match="model.safetensors|config.json"):
+        load_model(tmp_path)
+
+
+def test_bank_skips_bad_files(zoo: GMDataset, tmp_path: Path):
+    import shutil
+
+    root = tmp_path / "zoo"
+    shutil.copytree(zoo.root, root)
+    ds = GMDataset.from_zoo(root)
+    bad = ds.gms[0].images()[0]
+    bad.write_bytes(b"broken")
+    bank = load_bank(ds, per_gm=None)
+    assert len(bank.failures) == 1 and str(bad) in bank.failures[0]
+    assert len(bank.fake[0]) == len(ds.gms[0].images()) - 1
+    assert len(bank.real) == len(bank.real_sources) == len(ds.real)
+
+
+def test_fingerprint_loss_weights():
+    fp = torch.randn(2, 3, 16, 16)
+    t = fingerprint_loss(fp)
+    expected = 0.1 * t["mag"] + 0.05 * t["low"] + 0.001 * t["rep"] + 1.0 * t["sym"]
+    assert t["total"].item() == pytest.approx(expected.item())
