@@ -72,6 +72,13 @@ def _log_spectra(batch: np.ndarray) -> np.ndarray:
     return np.fft.fftshift(np.log(mag + EPS), axes=(1, 2))
 
 
+def log_spectra(images: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """`log_spectrum` of every image of a batch [N, H, W, C] (uint8 or float), as
+    [N, H, W], computed `chunk` images at a time."""
+    out = [_log_spectra(_as_float(images[i : i + chunk])) for i in range(0, len(images), chunk)]
+    return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:3])
+
+
 def log_spectrum(img: np.ndarray) -> np.ndarray:
     """Centred log-magnitude spectrum [H, W] of an image's residual.
 
@@ -126,16 +133,19 @@ def mean_spectrum(images: Iterable[np.ndarray]) -> np.ndarray:
     return total / count
 
 
-def azimuthal_average(spectrum: np.ndarray) -> np.ndarray:
+def azimuthal_average(spectrum: np.ndarray, corners: bool = False) -> np.ndarray:
     """Radially averaged profile of a centred spectrum [H, W] (the 1-D power spectrum).
 
         P(k) = mean of S(u, v) over the ring  k - 1/2 <= r(u, v) < k + 1/2,
-        r(u, v) = sqrt((u - H // 2)^2 + (v - W // 2)^2),   k = 0 .. min(H, W) // 2
+        r(u, v) = sqrt((u - H // 2)^2 + (v - W // 2)^2)
 
-    The centre is where `log_spectrum` puts the zero frequency. Rings stop at the
-    largest full circle, so the profile has min(H, W) // 2 + 1 values for any
-    aspect ratio and the corners (frequencies beyond Nyquist on one axis) are left
-    out. Index k is k / min(H, W) cycles per pixel.
+    The centre is where `log_spectrum` puts the zero frequency. By default rings stop
+    at the largest full circle, k = 0 .. min(H, W) // 2, so the profile has
+    min(H, W) // 2 + 1 values for any aspect ratio. The corners outside that circle
+    are real frequencies (up to Nyquist on both axes at once: the diagonal
+    checkerboard of a transposed convolution sits there); `corners=True` keeps them,
+    as partial rings up to the farthest corner. Index k is k / min(H, W) cycles per
+    pixel.
     """
     s = np.asarray(spectrum, dtype=np.float64)
     if s.ndim != 2:
@@ -143,7 +153,7 @@ def azimuthal_average(spectrum: np.ndarray) -> np.ndarray:
     h, w = s.shape
     yy, xx = np.indices((h, w))
     r = np.rint(np.hypot(yy - h // 2, xx - w // 2)).astype(np.int64).ravel()
-    n_bins = min(h, w) // 2 + 1
+    n_bins = int(r.max()) + 1 if corners else min(h, w) // 2 + 1
     keep = r < n_bins
     sums = np.bincount(r[keep], weights=s.ravel()[keep], minlength=n_bins)
     counts = np.bincount(r[keep], minlength=n_bins)
