@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gmtrace.data.augment import crop, resize
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.images import ImageError, load_rgb
 
@@ -30,22 +31,22 @@ class ImageBank:
         return sum(len(a) for a in self.fake)
 
 
-def _stack(paths, size: int | None, failures: list[str]) -> np.ndarray:
-    arrays = []
-    for p in paths:
+def _stack(paths, size: int | None, failures: list[str]) -> tuple[np.ndarray, list[int]]:
+    """Decode `paths` into one array; returns it and the indices of the paths kept."""
+    arrays, kept = [], []
+    for i, p in enumerate(paths):
         try:
             a = load_rgb(p)
         except ImageError as e:
             failures.append(str(e))
             continue
         if size is not None and a.shape[:2] != (size, size):
-            from gmtrace.data.augment import crop, resize
-
             a = crop(resize(a, size / min(a.shape[:2])), size)
         arrays.append(a)
+        kept.append(i)
     if not arrays:
-        return np.zeros((0, size or 1, size or 1, 3), dtype=np.uint8)
-    return np.stack(arrays)
+        return np.zeros((0, size or 1, size or 1, 3), dtype=np.uint8), kept
+    return np.stack(arrays), kept
 
 
 def load_bank(
@@ -69,7 +70,7 @@ def load_bank(
         paths = by_name[n].images()
         if per_gm is not None and len(paths) > per_gm:
             paths = [paths[i] for i in sorted(rng.choice(len(paths), per_gm, replace=False))]
-        fake.append(_stack(paths, size, failures))
+        fake.append(_stack(paths, size, failures)[0])
     wanted = set(sources) if sources is not None else None
     chosen: dict[str, list] = {}
     for r in ds.real:
@@ -81,8 +82,6 @@ def load_bank(
             paths = [paths[i] for i in sorted(rng.choice(len(paths), per_source, replace=False))]
         real_paths += paths
         real_src += [src] * len(paths)
-    real = _stack(real_paths, size, failures)
-    if len(real) != len(real_src):  # some failed: keep sources aligned
-        ok = [i for i, p in enumerate(real_paths) if not any(str(p) in f for f in failures)]
-        real_src = [real_src[i] for i in ok]
+    real, kept = _stack(real_paths, size, failures)
+    real_src = [real_src[i] for i in kept]
     return ImageBank(gm_names=names, fake=fake, real=real, real_sources=real_src, failures=failures)

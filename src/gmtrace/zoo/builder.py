@@ -30,7 +30,7 @@ from rich.table import Table
 
 from gmtrace import __version__
 from gmtrace.data.dataset import LOSS_COLUMNS, MODELS_COLUMNS, write_csv
-from gmtrace.data.images import png_bytes, to_uint8
+from gmtrace.data.images import png_bytes, to_float, to_uint8
 from gmtrace.runtime import cpu_count, pick_device, progress, seed_everything, set_threads
 from gmtrace.schema import LOSS_TYPES
 from gmtrace.zoo.families import FAMILIES, Balancer, create_gm, describe_gm
@@ -199,8 +199,10 @@ def build_gm(
         n = min(chunk, spec.n_images - start)
         real = None
         if inputs is not None:
-            real = torch.from_numpy(inputs.pixels[start : start + n].astype(np.float32) / 127.5 - 1)
-            real = real.permute(0, 3, 1, 2).contiguous().to(device)
+            real = torch.from_numpy(
+                np.ascontiguousarray(to_float(inputs.pixels[start : start + n]))
+            )
+            real = real.to(device)
         x = gm.sample(n, real).cpu()
         if not torch.isfinite(x).all():
             raise RuntimeError(f"{spec.name} produced non-finite pixels (training diverged)")
@@ -274,8 +276,9 @@ def finished_gms(out: Path) -> dict[str, dict]:
     return done
 
 
-def write_gm(out: Path, result: dict) -> Path:
-    """Write a GM's images and meta.json under .partial/, then rename into fake/."""
+def write_gm(out: Path, result: dict) -> dict:
+    """Write a GM's images and meta.json under .partial/, then rename into fake/.
+    Returns the meta written."""
     name = result["row"]["name"]
     tmp = out / ".partial" / name
     shutil.rmtree(tmp, ignore_errors=True)
@@ -289,7 +292,7 @@ def write_gm(out: Path, result: dict) -> Path:
     if final.exists():
         shutil.rmtree(final)
     tmp.replace(final)
-    return final
+    return meta
 
 
 def ground_truth(spec: GMSpec) -> dict:
@@ -381,12 +384,12 @@ def build_zoo(
         if s.name in done:
             state["gms"][s.name]["status"] = "done"
     _write_json(zoo_json, state)
-    _write_models(out, specs)
+    _write_models(out, specs, done)
 
     def finish(spec: GMSpec, result: dict | None, error: str | None) -> None:
         entry = state["gms"][spec.name]
         if error is None:
-            write_gm(out, result)
+            done[spec.name] = write_gm(out, result)
             entry.update(status="done", seconds=result["seconds"], error=None)
             summary.built.append(spec.name)
         else:
@@ -395,7 +398,7 @@ def build_zoo(
             console.print(f"[red]failed:[/] {spec.name}: {error}")
         state["updated"] = _now()
         _write_json(zoo_json, state)
-        _write_models(out, specs)
+        _write_models(out, specs, done)
 
     with progress(console) as bars:
         overall = bars.add_task(
@@ -479,8 +482,8 @@ def _open_state(path: Path, p: Preset, seed: int, source: RealSource) -> dict:
     }
 
 
-def _write_models(out: Path, specs: list[GMSpec]) -> None:
-    done = finished_gms(out)
+def _write_models(out: Path, specs: list[GMSpec], done: dict[str, dict]) -> None:
+    """models.csv: the rows of the finished GMs (`done`, name -> meta), in plan order."""
     rows = [done[s.name]["row"] for s in specs if s.name in done]
     write_csv(out / "models.csv", MODELS_COLUMNS, rows)
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from gmtrace.data.dataset import REAL_COLUMNS, write_csv
-from gmtrace.data.images import ImageError, list_images, load_rgb, save_png
+from gmtrace.data.images import ImageError, list_images, load_rgb, save_png, to_float
 
 # (package, path inside the package, content domain). Photographs only: no
 # drawings, logos, charts or synthetic test patterns.
@@ -171,10 +171,10 @@ class CropPool:
 
     def batch(self, n: int) -> np.ndarray:
         idx = self.rng.integers(0, len(self.pixels), size=n)
-        x = self.pixels[idx].astype(np.float32) / 127.5 - 1.0
+        x = self.pixels[idx]
         flip = self.rng.random(n) < 0.5
         x[flip] = x[flip, :, ::-1]
-        return np.ascontiguousarray(np.moveaxis(x, -1, 1))
+        return np.ascontiguousarray(to_float(x))
 
 
 def write_real(zoo: Path, photos: list[Photo], res: int, n: int, seed: int) -> int:
