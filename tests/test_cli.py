@@ -85,6 +85,20 @@ def test_zoo_commands(tmp_path: Path):
     lines = (red / "net_arch.txt").read_text().splitlines()
     assert [ln.split()[0] for ln in lines] == ["dcgan_000", "resgan_000"]
     assert len(lines[0].split()) == 16
+    # train reads RED116-format data (text or numpy) with a folder of real photographs
+    small = ["--steps", "2", "--batch", "4", "--image-size", "32", "--per-gm", "4"]
+    small += ["--fen-depth", "3", "--fen-width", "8", "--real", str(out / "real")]
+    for arch, loss in (("net_arch.txt", "loss.txt"), ("ground_truth_net_15dim.npy", None)):
+        loss = loss or "ground_truth_loss_10dim.npy"
+        args = ["train", "--out", str(tmp_path / arch), "--red-arch", str(red / arch)]
+        args += ["--red-loss", str(red / loss), "--red-images", str(out / "fake"), *small]
+        r = runner.invoke(app, args)
+        assert r.exit_code == 0, r.output
+        assert (tmp_path / arch / "model.safetensors").is_file()
+    r = runner.invoke(app, ["train", "--out", str(tmp_path / "x"), "--red-arch", str(red / arch)])
+    assert r.exit_code == 2 and "--red-loss" in r.output
+    r = runner.invoke(app, ["train", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "--zoo" in r.output
 
 
 def test_zoo_build_errors(tmp_path: Path):

@@ -15,7 +15,6 @@ from gmtrace.nets.fen import FENConfig
 from gmtrace.nets.model import ModelConfig, load_model
 from gmtrace.nets.parser import ParserConfig
 from gmtrace.train import CHECKPOINT, TrainConfig, TrainError, fingerprint_loss, train
-from gmtrace.zoo.builder import build_zoo
 
 SMALL = ModelConfig(
     fen=FENConfig(depth=3, width=8),
@@ -25,10 +24,8 @@ SMALL = ModelConfig(
 
 
 @pytest.fixture(scope="module")
-def zoo(tmp_path_factory) -> GMDataset:
-    out = tmp_path_factory.mktemp("zoo")
-    assert build_zoo(out, preset="tiny", seed=0).ok
-    return GMDataset.from_zoo(out)
+def zoo(tiny_zoo_dir: Path) -> GMDataset:
+    return GMDataset.from_zoo(tiny_zoo_dir)
 
 
 def cfg(steps: int, **kw) -> TrainConfig:

@@ -90,15 +90,27 @@ def describe(
 
 @app.command()
 def train(
-    zoo: Annotated[Path, typer.Option(help="zoo folder to train on")],
     out: Annotated[Path, typer.Option(help="model folder (created, or resumed)")],
+    zoo: Annotated[Path | None, typer.Option(help="zoo folder to train on")] = None,
+    red_arch: Annotated[
+        Path | None,
+        typer.Option(help="RED116-format data instead of a zoo: architecture .npy or .txt"),
+    ] = None,
+    red_loss: Annotated[Path | None, typer.Option(help="RED116 loss bits .npy or .txt")] = None,
+    red_images: Annotated[
+        Path | None, typer.Option(help="RED116 image root (one folder per GM)")
+    ] = None,
+    real: Annotated[
+        Path | None,
+        typer.Option(help="folder of real photographs (subfolders = domains); default: the zoo's"),
+    ] = None,
     steps: Annotated[int, typer.Option(help="optimization steps")] = 3000,
     batch: Annotated[int, typer.Option(help="images per step, half generated")] = 32,
     lr: Annotated[float, typer.Option(help="Adam learning rate")] = 1e-3,
     per_gm: Annotated[int, typer.Option(help="images per GM held in memory")] = 200,
     image_size: Annotated[int, typer.Option(help="training crop size")] = 64,
-    fen_depth: Annotated[int, typer.Option(help="FEN conv layers")] = 8,
-    fen_width: Annotated[int, typer.Option(help="FEN channels")] = 32,
+    fen_depth: Annotated[int, typer.Option(help="FEN conv layers")] = 6,
+    fen_width: Annotated[int, typer.Option(help="FEN channels")] = 24,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="no JPEG/resize/blur")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
@@ -119,19 +131,230 @@ def train(
         augment=not no_augment,
         seed=seed,
     )
-    mcfg = ModelConfig(fen=FENConfig(depth=fen_depth, width=fen_width))
+    base = ModelConfig()
+    mcfg = ModelConfig(
+        **{**base.__dict__, "fen": FENConfig(depth=fen_depth, width=fen_width, highpass=True)}
+    )
+    from gmtrace.data.dataset import real_records
+    from gmtrace.data.red import read_red_npy, read_red_text
+
     try:
-        ds = GMDataset.from_zoo(zoo)
+        if red_arch is not None:
+            if red_loss is None or red_images is None:
+                _fail("--red-arch needs --red-loss and --red-images too")
+            read = read_red_npy if red_arch.suffix == ".npy" else read_red_text
+            ds = read(red_arch, red_loss, red_images)
+        elif zoo is not None:
+            ds = GMDataset.from_zoo(zoo)
+        else:
+            _fail("give --zoo DIR, or RED116 data with --red-arch/--red-loss/--red-images")
+        if real is not None:
+            ds.real = real_records(real)
+        if not ds.real:
+            _fail("no real photographs to train the detector on; add --real DIR")
         result = run_train(ds, out, cfg, mcfg, console=console, device=device)
+    except typer.Exit:
+        raise
     except (DatasetError, TrainError, ValueError) as e:
         _fail(str(e))
     console.print(summary_table(result))
 
 
+@app.command()
+def analyze(
+    images: Annotated[list[Path], typer.Argument(help="image files or folders of images")],
+    model: Annotated[
+        Path | None, typer.Option(help="model folder (default: the model shipped with gmtrace)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    save_views: Annotated[
+        Path | None, typer.Option(help="write each image's fingerprint and spectrum PNG here")
+    ] = None,
+    top: Annotated[int, typer.Option(help="known GMs listed per image")] = 3,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
+) -> None:
+    """Is each image generated, by which known GM (or an unknown one), and what were
+    that GM's architecture and training losses?"""
+    from gmtrace.analyze import Analyzer
+    from gmtrace.data.images import list_images
+    from gmtrace.runtime import progress
+    from gmtrace.schema import format_count
+
+    files: list[Path] = []
+    for p in images:
+        files += list_images(p) if p.is_dir() else [p]
+    if not files:
+        _fail("no image files given (folders are searched recursively)")
+    try:
+        analyzer = Analyzer(model, device=device, top_k=top)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    with progress(Console(stderr=True), transient=True) as bars:
+        task = bars.add_task("analyze", total=len(files), status="")
+        results = analyzer.analyze(files, save_views, on_done=lambda: bars.advance(task))
+    ok = [r for r in results if r.ok]
+    if as_json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        t = Table(title=f"gmtrace analyze ({len(files)} images)")
+        t.add_column("image", overflow="fold")
+        t.add_column("p(gen)", justify="right")
+        t.add_column("source GM")
+        t.add_column("parsed: params / layers / upsampling")
+        t.add_column("losses")
+        for r in results:
+            if not r.ok:
+                t.add_row(r.file, "-", "[red]error[/]", r.error or "", "")
+                continue
+            h = r.hyperparameters
+            gm = r.known_gms[0]
+            src = "unknown GM" if r.unknown_gm else f"{gm['name']} ({gm['probability']:.2f})"
+            if r.verdict == "real":
+                src = "-"
+            note = " (padded)" if r.padded else ""
+            t.add_row(
+                r.file + note,
+                f"{r.p_generated:.2f}",
+                src,
+                f"{format_count('n_params', h['n_params'])} / {h['n_layers']:.0f} / "
+                f"{h['upsampling']} ({h['upsampling_confidence']:.2f})",
+                ", ".join(r.losses) or "-",
+            )
+        console.print(t)
+    for r in results:
+        if not r.ok:
+            console.print(f"[red]error:[/] {r.error}", soft_wrap=True)
+    n_gen = sum(r.verdict == "generated" for r in ok)
+    n_unknown = sum(bool(r.unknown_gm) and r.verdict == "generated" for r in ok)
+    summary = (
+        f"{len(ok)} analyzed, {len(results) - len(ok)} failed; {n_gen} look generated "
+        f"({n_unknown} by a GM the model does not know), {len(ok) - n_gen} look real"
+    )
+    (Console(stderr=True) if as_json else console).print(summary)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def check(
+    zoo: Annotated[Path, typer.Argument(help="zoo folder whose truth is known")],
+    model: Annotated[
+        Path | None, typer.Option(help="model folder (default: the model shipped with gmtrace)")
+    ] = None,
+    per_gm: Annotated[int, typer.Option(help="images analyzed per GM")] = 12,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Analyze a zoo with known truth (e.g. GMs the model never saw) and show how the
+    answers compare with it."""
+    from gmtrace.analyze import Analyzer, check_zoo
+    from gmtrace.data.dataset import DatasetError
+    from gmtrace.runtime import progress
+
+    try:
+        analyzer = Analyzer(model)
+        with progress(Console(stderr=True), transient=True) as bars:
+            task = bars.add_task("check", total=None, status="")
+            res = check_zoo(analyzer, zoo, per_gm, on_done=lambda: bars.advance(task))
+    except (DatasetError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    if as_json:
+        print(json.dumps(res, indent=2))
+        return
+    known = set(analyzer.gm_names_)
+    t = Table(title=f"{zoo}: answers vs truth (GM level, {per_gm} images each)")
+    for c in (
+        "GM",
+        "family",
+        "gen.",
+        "unknown",
+        "upsampling true/pred",
+        "losses true",
+        "pred",
+        "F1",
+    ):
+        t.add_column(c, justify="right" if c in ("gen.", "unknown", "F1") else "left")
+    for r in res["gms"]:
+        seen = " (seen)" if r["gm"] in known else ""
+        t.add_row(
+            r["gm"] + seen,
+            r["family"],
+            f"{r['called_generated']:.0%}",
+            f"{r['called_unknown']:.0%}",
+            f"{r['true_upsampling']} / {r['predicted_upsampling']}",
+            ",".join(r["true_losses"]),
+            ",".join(r["predicted_losses"]) or "-",
+            f"{r['loss_f1']:.2f}",
+        )
+    console.print(t)
+    for line in res["failures"]:
+        console.print(f"[yellow]skipped:[/] {line}")
+    s = Table(title="summary")
+    s.add_column("check")
+    s.add_column("value", justify="right")
+    s.add_row("generated images called generated", f"{res['fake_called_generated']:.0%}")
+    if res["real_called_real"] is not None:
+        s.add_row(
+            f"real crops called real ({res['real_images']})", f"{res['real_called_real']:.0%}"
+        )
+    s.add_row("loss types, mean F1 per GM", f"{res['mean_loss_f1']:.2f}")
+    s.add_row("discrete hyperparameters right (of 6)", f"{res['mean_discrete_correct']:.1f}")
+    s.add_row("continuous, mean L1 (normalized)", f"{res['mean_continuous_l1']:.3f}")
+    console.print(s)
+
+
+@app.command()
+def evaluate(
+    zoo: Annotated[Path, typer.Option(help="zoo folder to evaluate on")],
+    out: Annotated[Path, typer.Option(help="folder for results.json, report.md, figures")],
+    folds: Annotated[int, typer.Option(help="folds of unseen GMs")] = 4,
+    steps: Annotated[int, typer.Option(help="gmtrace training steps per fold")] = 400,
+    red_steps: Annotated[
+        int, typer.Option(help="RED-architecture training steps per fold (about equal CPU time)")
+    ] = 28,
+    methods: Annotated[
+        str, typer.Option(help="comma-separated: gmtrace, red, spectral")
+    ] = "gmtrace,red,spectral",
+    train_per_gm: Annotated[int, typer.Option(help="training images per GM")] = 160,
+    test_per_gm: Annotated[int, typer.Option(help="test images per unseen GM")] = 30,
+    permutations: Annotated[int, typer.Option(help="random-ground-truth shuffles")] = 1000,
+    report: Annotated[
+        Path | None, typer.Option(help="also write the report here (e.g. docs/results.md)")
+    ] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Cross-validate on unseen GMs: parsing, detection, attribution, grouping, leakage,
+    with RED's architecture and the spectral baseline in the same run."""
+    import sys
+
+    from gmtrace.data.dataset import DatasetError, GMDataset
+    from gmtrace.evaluate import EvalConfig, summary_table
+    from gmtrace.evaluate import evaluate as run_eval
+    from gmtrace.train import TrainError
+
+    cfg = EvalConfig(
+        folds=folds,
+        seed=seed,
+        methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+        steps=steps,
+        red_steps=red_steps,
+        train_per_gm=train_per_gm,
+        test_per_gm=test_per_gm,
+        permutations=permutations,
+    )
+    command = "gmtrace " + " ".join(sys.argv[1:])
+    try:
+        ds = GMDataset.from_zoo(zoo)
+        results = run_eval(ds, out, cfg, console=console, report=report, command=command)
+    except (DatasetError, TrainError, ValueError) as e:
+        _fail(str(e))
+    console.print(summary_table(results))
+    console.print(f"report: {out / 'report.md'}" + (f" and {report}" if report else ""))
+
+
 @zoo_app.command("build")
 def zoo_build(
     out: Annotated[Path, typer.Option(help="zoo folder to create or resume")],
-    preset: Annotated[str, typer.Option(help="tiny | default | full")] = "tiny",
+    preset: Annotated[str, typer.Option(help="tiny | demo | default | full")] = "tiny",
     seed: Annotated[int, typer.Option(help="seed of the GM plan and every GM")] = 0,
     real: Annotated[
         Path | None,

@@ -32,10 +32,10 @@ from gmtrace import __version__
 from gmtrace.data.augment import Augmenter, crop
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.images import to_float
-from gmtrace.data.loader import load_bank
+from gmtrace.data.loader import ImageBank, load_bank
 from gmtrace.nets import fingerprint_losses as FL
-from gmtrace.nets.model import GMTraceModel, ModelConfig, save_model
-from gmtrace.nets.parser import Balance, parsing_loss
+from gmtrace.nets.model import GMTraceModel, ModelConfig, calibrate, fit_heads, save_model
+from gmtrace.nets.parser import Balance
 from gmtrace.runtime import pick_device, progress, seed_everything
 from gmtrace.schema import Normalizer, encode
 
@@ -59,6 +59,10 @@ class TrainConfig:
     w_detect: float = 1.0
     w_attr: float = 1.0
     w_con: float = 0.5
+    calib_per_gm: int = 20
+    probe_per_gm: int = 60
+    probe_real: int = 600
+    calib_real_every: int = 8
 
 
 class TrainError(ValueError):
@@ -110,6 +114,30 @@ class BatchSampler:
         is_fake = torch.zeros(self.cfg.batch)
         is_fake[:n_fake] = 1
         return x, torch.from_numpy(gm.astype(np.int64)), is_fake
+
+
+def hold_out(bank, cfg: TrainConfig):
+    """Split off calibration images that training never sees: the last
+    `calib_per_gm` images of each GM (only where a GM has twice as many) and every
+    `calib_real_every`-th real crop (only where there are twice as many). Where too
+    few images are held out, calibration falls back to the training images.
+    Returns (training bank, calibration fakes per GM, calibration reals)."""
+    fake_tr, fake_cal = [], []
+    for a in bank.fake:
+        c = cfg.calib_per_gm if len(a) >= 2 * cfg.calib_per_gm else 0
+        fake_tr.append(a[: len(a) - c])
+        fake_cal.append(a[len(a) - c :] if c else a)
+    is_cal = np.zeros(len(bank.real), dtype=bool)
+    if cfg.calib_real_every and len(bank.real) >= 2 * cfg.calib_real_every:
+        is_cal[:: cfg.calib_real_every] = True
+    kept = ImageBank(
+        gm_names=bank.gm_names,
+        fake=fake_tr,
+        real=bank.real[~is_cal],
+        real_sources=[s for s, c in zip(bank.real_sources, is_cal, strict=True) if not c],
+        failures=bank.failures,
+    )
+    return kept, fake_cal, bank.real[is_cal] if is_cal.any() else bank.real
 
 
 def _optim_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -191,22 +219,35 @@ def train(
     train_sources: list[str] | None = None,
     console: Console | None = None,
     device: str | None = None,
+    bank: ImageBank | None = None,
 ) -> dict:
     """Train (or resume) a model on the GMs `train_gms` and real photographs
-    `train_sources` of `ds` (default: all); write it to `out_dir`."""
+    `train_sources` of `ds` (default: all); write it to `out_dir`. A caller that
+    already decoded the images passes them as `bank` (its GMs in `bank.gm_names`)."""
     console = console or Console()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = pick_device(device)
     rng = seed_everything(cfg.seed)
-    names = list(train_gms) if train_gms is not None else ds.names
+    if bank is not None:
+        names = list(bank.gm_names)
+    else:
+        names = list(train_gms) if train_gms is not None else ds.names
     if len(names) < 2:
         raise TrainError(f"need at least 2 training GMs, got {len(names)}")
-    bank = load_bank(
-        ds, names, train_sources, per_gm=cfg.per_gm, per_source=cfg.per_source, seed=cfg.seed
-    )
+    if bank is None:
+        bank = load_bank(
+            ds,
+            names,
+            train_sources,
+            per_gm=cfg.per_gm,
+            per_source=cfg.per_source,
+            seed=cfg.seed,
+            size=cfg.image_size,
+        )
     for line in bank.failures:
         console.print(f"[yellow]skipped:[/] {line}")
+    bank, calib_fake, calib_real = hold_out(bank, cfg)
     idx = [ds.names.index(n) for n in names]
     raw, bits = ds.arch_matrix()[idx], ds.loss_matrix()[idx]
     normalizer = Normalizer().fit(raw)
@@ -221,8 +262,7 @@ def train(
             "losses": tg.losses,
         }.items()
     }
-    mcfg = model_cfg or ModelConfig()
-    mcfg = ModelConfig(fen=mcfg.fen, parser=mcfg.parser, n_gms=len(names), proj=mcfg.proj)
+    mcfg = (model_cfg or ModelConfig()).with_gms(len(names))
     model = GMTraceModel(mcfg).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     signature = {
@@ -256,13 +296,14 @@ def train(
             nf = len(gm)
             fp = fingerprint_loss(out_.fingerprint)
             t = {k: v[gm] for k, v in targets.items()}
-            parse = parsing_loss(
-                out_.parse.first(nf),
+            parsed = out_.parse.first(nf)
+            parse = model.parsing_loss(
+                parsed,
                 t["continuous"],
                 t["discrete"],
                 t["groups"],
                 t["losses"],
-                balance,
+                balance=balance,
             )
             det = F.binary_cross_entropy_with_logits(out_.detect, is_fake)
             attr = F.cross_entropy(out_.attribute[:nf], gm)
@@ -284,7 +325,10 @@ def train(
                     "total": total.item(),
                     "fingerprint": fp["total"].item(),
                     "parse": parse["total"].item(),
-                    "parse_continuous_l1": parse["continuous"].item(),
+                    "parse_continuous_l1": (parsed.continuous - t["continuous"])
+                    .abs()
+                    .mean()
+                    .item(),
                     "detect": det.item(),
                     "attribute": attr.item(),
                     "contrastive": con.item(),
@@ -304,6 +348,16 @@ def train(
                 _save_checkpoint(out, model, opt, done, rng, signature)
             bars.advance(task)
     model.eval()
+    # the checkpoint holds the trained weights; the probe and calibration only feed the
+    # saved model, so a resumed run continues exactly where training stopped
+    _save_checkpoint(out, model, opt, cfg.steps, rng, signature)
+    with torch.no_grad():
+        probe = fit_heads(
+            model,
+            [a[: cfg.probe_per_gm] for a in bank.fake],
+            bank.real[:: max(1, len(bank.real) // cfg.probe_real)],
+        )
+        calibration = calibrate(model, calib_fake, calib_real) | probe
     meta = {
         "gmtrace": __version__,
         "gm_names": names,
@@ -314,9 +368,9 @@ def train(
         "origin": ds.origin,
         "real_sources": signature["sources"],
         "steps_done": cfg.steps,
+        "calibration": calibration,
     }
     save_model(model, out, meta)
-    _save_checkpoint(out, model, opt, cfg.steps, rng, signature)
     return {
         "out": str(out),
         "steps": cfg.steps,

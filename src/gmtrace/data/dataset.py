@@ -154,3 +154,22 @@ def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
         for r in rows:
             w.writerow(r)
     tmp.replace(path)
+
+
+def real_records(folder: str | Path) -> list[RealRecord]:
+    """Real photographs in a folder: subfolders are content domains (files directly
+    in `folder` get the domain "real"); each file is its own source photograph."""
+    from gmtrace.data.images import list_images
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: not a folder of real photographs")
+    files = list_images(folder)
+    if not files:
+        raise DatasetError(f"{folder}: holds no image files")
+    out = []
+    for f in files:
+        rel = f.relative_to(folder)
+        domain = rel.parts[0] if len(rel.parts) > 1 else "real"
+        out.append(RealRecord(path=f, domain=domain, source=str(rel)))
+    return out

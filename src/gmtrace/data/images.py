@@ -50,6 +50,10 @@ def load_rgb(path: str | Path, min_side: int = MIN_SIDE) -> np.ndarray:
             arr = _to_rgb(im)
     except ImageError:
         raise
+    except Image.DecompressionBombError:
+        raise ImageError(
+            f"{path}: too large to decode safely (more than {MAX_PIXELS // 1_000_000} MP)"
+        ) from None
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -12,14 +13,25 @@ from torch import nn
 class FENConfig:
     """A DnCNN-style FEN: conv-ReLU, (depth - 2) x [conv-BN-ReLU], conv to 3 channels.
 
-    RED's FEN is depth 17, width 64 (`red()`); the output is linear (unbounded)."""
+    RED's FEN is depth 17, width 64, `highpass=False` (`red()`); the output is linear
+    (unbounded). With `highpass=True` the network learns a correction to a fixed
+    high-pass residual, F(I) = (I - box3(I)) + DnCNN(I), its last conv starting at
+    zero: the fingerprint starts as the residual whose spectrum already shows
+    up-sampling peaks, instead of as noise from a random network."""
 
     depth: int = 17
     width: int = 64
     batch_norm: bool = True
+    highpass: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def box_residual(x: torch.Tensor) -> torch.Tensor:
+    """x - (3x3 box blur of x), per channel, borders reflected (as spectrum.residual)."""
+    blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), 3, stride=1)
+    return x - blurred
 
 
 class DnCNN(nn.Module):
@@ -42,12 +54,17 @@ class DnCNN(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        if cfg.highpass:
+            nn.init.zeros_(self.body[-1].weight)
+            nn.init.zeros_(self.body[-1].bias)
 
     @property
     def receptive_field(self) -> int:
         return 2 * self.cfg.depth + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.highpass:
+            return box_residual(x) + self.body(x)
         return self.body(x)
 
 

@@ -1,11 +1,20 @@
-"""The gmtrace model: FEN -> fingerprint -> embedding -> parsing, detection,
-attribution and a projection for contrastive learning; saved as safetensors plus
-a JSON config (nothing is unpickled).
+r"""The gmtrace model: FEN -> fingerprint -> embedding -> parsing, detection,
+attribution and a projection for contrastive learning and open-set scoring; saved as
+safetensors plus a JSON config (nothing is unpickled).
 
-    image -> FEN -> F -> trunk -> e -> parsing heads (15 + 10)
-                                     -> detection logit (generated vs real)
-                                     -> attribution logits (training GMs)
-                                     -> projection z (supervised contrastive)
+    image -> FEN -> F -> conv trunk ------------------------\
+                      -> log spectrum of F -> features -> MLP -+-> fuse -> e
+                                                  \--------------------------+-> [e, features]
+      [e, features] -> parsing heads (15 + 10), detection logit, attribution logits,
+                       projection z (unit norm, supervised contrastive)
+
+`kind="red"` swaps in RED's architecture for the baseline: DnCNN-17 FEN, RED's
+parsing network and losses (nets/red_arch.py), no spectrum branch; the detection,
+attribution and projection heads are the same, so both answer the same questions.
+
+After training, `fit_heads` refits the detection and attribution heads as a linear
+probe on the frozen features, and `calibrate` stores in buffers (saved with the
+weights) the Platt scaling of the detection logit and the open-set threshold.
 """
 
 from __future__ import annotations
@@ -14,23 +23,36 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from gmtrace.data.images import to_float
 from gmtrace.nets.fen import DnCNN, FENConfig
-from gmtrace.nets.parser import ParseOutput, ParserConfig, ParsingNet
+from gmtrace.nets.parser import ParseOutput, ParserConfig, ParsingNet, parsing_loss
+from gmtrace.nets.red_arch import RedParsingNet, red_parsing_loss
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+KINDS = ("gmtrace", "red")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    fen: FENConfig = FENConfig(depth=8, width=32, batch_norm=True)
-    parser: ParserConfig = ParserConfig()
+    fen: FENConfig = FENConfig(depth=6, width=24, batch_norm=True, highpass=True)
+    parser: ParserConfig = ParserConfig(width=24, stages=4, embed=128)
     n_gms: int = 1
     proj: int = 64
+    kind: str = "gmtrace"
+    spectrum: bool = True
+    spectrum_bins: int = 48
+    spectrum_grid: int = 16
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"model kind must be one of {KINDS}, got {self.kind!r}")
 
     def to_dict(self) -> dict:
         return {
@@ -38,16 +60,77 @@ class ModelConfig:
             "parser": self.parser.to_dict(),
             "n_gms": self.n_gms,
             "proj": self.proj,
+            "kind": self.kind,
+            "spectrum": self.spectrum,
+            "spectrum_bins": self.spectrum_bins,
+            "spectrum_grid": self.spectrum_grid,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        return cls(
-            fen=FENConfig(**d["fen"]),
-            parser=ParserConfig(**d["parser"]),
-            n_gms=int(d["n_gms"]),
-            proj=int(d["proj"]),
+        scalars = {k: d[k] for k in ("n_gms", "proj", "kind", "spectrum") if k in d}
+        scalars |= {k: d[k] for k in ("spectrum_bins", "spectrum_grid") if k in d}
+        return cls(fen=FENConfig(**d["fen"]), parser=ParserConfig(**d["parser"]), **scalars)
+
+    def with_gms(self, n_gms: int) -> ModelConfig:
+        return ModelConfig(**{**self.__dict__, "n_gms": n_gms})
+
+
+def red_config(n_gms: int = 1, proj: int = 64) -> ModelConfig:
+    """RED's architecture behind gmtrace's heads (the baseline of the evaluation)."""
+    return ModelConfig(
+        fen=FENConfig(depth=17, width=64, batch_norm=True, highpass=False),
+        parser=ParserConfig(),
+        n_gms=n_gms,
+        proj=proj,
+        kind="red",
+        spectrum=False,
+    )
+
+
+class SpectrumEncoder(nn.Module):
+    """Fingerprint -> its log magnitude spectrum S (orthonormal DFT, mean over
+    channels, zero frequency centred) -> features [radial profile of S over `bins`
+    rings of normalized frequency r = |(u/H, v/W)| in [0, 1/sqrt(2)], S average-pooled
+    to a `grid` x `grid` map], standardized by batch statistics (running ones at
+    inference). Returns (MLP(features) [B, out], features [B, bins + grid^2]).
+    Any image size gives the same features; the corners (diagonal Nyquist, where
+    transposed-convolution checkerboards sit) are kept."""
+
+    def __init__(self, bins: int = 48, grid: int = 16, out: int = 128):
+        super().__init__()
+        self.bins, self.grid = bins, grid
+        self.n_features = bins + grid * grid
+        self.norm = nn.BatchNorm1d(self.n_features, affine=False)
+        self.mlp = nn.Sequential(
+            nn.Linear(self.n_features, 256), nn.ReLU(inplace=True), nn.Linear(256, out)
         )
+        self._rings: dict[tuple, torch.Tensor] = {}
+
+    def rings(self, h: int, w: int, device) -> torch.Tensor:
+        """[H*W, bins] averaging matrix of the radial profile (cached per size)."""
+        key = (h, w, str(device))
+        if key not in self._rings:
+            yy = (torch.arange(h) - h // 2).float() / h
+            xx = (torch.arange(w) - w // 2).float() / w
+            r = torch.hypot(yy[:, None], xx[None, :]).flatten()
+            idx = (r / (0.5**0.5) * self.bins).long().clamp(max=self.bins - 1)
+            m = F.one_hot(idx, self.bins).float()
+            self._rings[key] = (m / m.sum(0).clamp(min=1)).to(device)
+        return self._rings[key]
+
+    @staticmethod
+    def log_spectrum(fp: torch.Tensor) -> torch.Tensor:
+        mag = torch.fft.fft2(fp, norm="ortho").abs().mean(1)
+        return torch.fft.fftshift(torch.log(mag + 1e-6), dim=(-2, -1))
+
+    def forward(self, fp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.log_spectrum(fp)
+        b, h, w = s.shape
+        radial = s.reshape(b, h * w) @ self.rings(h, w, s.device)
+        grid = F.adaptive_avg_pool2d(s[:, None], self.grid).flatten(1)
+        feats = self.norm(torch.cat([radial, grid], dim=1))
+        return self.mlp(feats), feats
 
 
 @dataclass
@@ -56,30 +139,223 @@ class ModelOutput:
     parse: ParseOutput
     detect: torch.Tensor  # [B] logits, > 0 means generated
     attribute: torch.Tensor  # [B, n_gms] logits
-    projection: torch.Tensor  # [B, proj]
+    projection: torch.Tensor  # [B, proj], unit norm
+    features: torch.Tensor  # [B, D] what every head reads
 
 
 class GMTraceModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        e = cfg.parser.embed
         self.fen = DnCNN(cfg.fen)
-        self.parser = ParsingNet(cfg.parser)
-        self.detect = nn.Linear(e, 1)
-        self.attribute = nn.Linear(e, cfg.n_gms)
-        self.project = nn.Sequential(nn.Linear(e, e), nn.ReLU(inplace=True), nn.Linear(e, cfg.proj))
+        e = RedParsingNet.embed if cfg.kind == "red" else cfg.parser.embed
+        self.spectrum = (
+            SpectrumEncoder(cfg.spectrum_bins, cfg.spectrum_grid, e) if cfg.spectrum else None
+        )
+        self.fuse = (
+            nn.Sequential(nn.Linear(2 * e, e), nn.ReLU(inplace=True)) if cfg.spectrum else None
+        )
+        d = e + (self.spectrum.n_features if self.spectrum is not None else 0)
+        self.n_features = d
+        if cfg.kind == "red":
+            self.parser: nn.Module = RedParsingNet(head_in=d)
+        else:
+            self.parser = ParsingNet(cfg.parser, head_in=d)
+        self.detect = nn.Linear(d, 1)
+        self.attribute = nn.Linear(d, cfg.n_gms)
+        self.project = nn.Sequential(nn.Linear(d, e), nn.ReLU(inplace=True), nn.Linear(e, cfg.proj))
+        # filled by `fit_heads` / `calibrate` (saved with the weights)
+        self.register_buffer("platt", torch.tensor([1.0, 0.0]))
+        self.register_buffer("open_threshold", torch.tensor(1.0))
+        self.register_buffer("feature_mean", torch.zeros(d))
+        self.register_buffer("feature_std", torch.ones(d))
+
+    def features(self, fp: torch.Tensor) -> torch.Tensor:
+        """Trunk embedding (fused with the spectrum MLP) + raw spectrum features."""
+        e = self.parser.forward_features(fp)
+        if self.spectrum is None:
+            return e
+        mlp, raw = self.spectrum(fp)
+        return torch.cat([self.fuse(torch.cat([e, mlp], dim=1)), raw], dim=1)
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         fp = self.fen(x)
-        e = self.parser.forward_features(fp)
+        e = self.features(fp)
         return ModelOutput(
             fingerprint=fp,
             parse=self.parser.forward_head(e),
             detect=self.detect(e).squeeze(1),
             attribute=self.attribute(e),
-            projection=self.project(e),
+            projection=F.normalize(self.project(e), dim=1),
+            features=e,
         )
+
+    def parsing_loss(self, out: ParseOutput, *targets, balance=None) -> dict[str, torch.Tensor]:
+        """Our parsing loss, or RED's for `kind="red"`."""
+        fn = red_parsing_loss if self.cfg.kind == "red" else parsing_loss
+        return fn(out, *targets, balance)
+
+
+@dataclass
+class Inference:
+    """Per-image answers of a method, as numpy arrays (one row per image)."""
+
+    p_generated: np.ndarray  # [N] calibrated probability that the image is generated
+    attribution: np.ndarray  # [N, n_gms] probabilities over the training GMs
+    open_score: np.ndarray  # [N] higher = less like any training GM
+    embedding: np.ndarray  # [N, D], for grouping
+    continuous: np.ndarray  # [N, 9] normalized scale
+    discrete_prob: list[np.ndarray]  # per discrete field [N, C]
+    loss_prob: np.ndarray  # [N, 10]
+    fingerprint: np.ndarray | None = None  # [N, H, W, 3] when asked for
+
+    def take(self, idx) -> Inference:
+        return Inference(
+            p_generated=self.p_generated[idx],
+            attribution=self.attribution[idx],
+            open_score=self.open_score[idx],
+            embedding=self.embedding[idx],
+            continuous=self.continuous[idx],
+            discrete_prob=[p[idx] for p in self.discrete_prob],
+            loss_prob=self.loss_prob[idx],
+            fingerprint=None if self.fingerprint is None else self.fingerprint[idx],
+        )
+
+
+@torch.no_grad()
+def infer(
+    model: GMTraceModel,
+    images: np.ndarray,
+    batch: int = 64,
+    fingerprints: bool = False,
+    features: bool = False,
+) -> Inference:
+    """Run `model` on uint8 images [N, H, W, 3] (one size) in batches.
+
+    open_score is 1 - max attribution probability (maximum softmax probability);
+    the grouping embedding is the head features standardized over the training
+    images and scaled to unit length (with `features`, the raw head features)."""
+    model.eval()
+    dev = next(model.parameters()).device
+    parts: dict[str, list] = {}
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(to_float(images[i : i + batch])).to(dev)
+        o = model(x)
+        a, b = model.platt
+        attr = torch.softmax(o.attribute, dim=1)
+        z = (o.features - model.feature_mean) / model.feature_std
+        vals = {
+            "p_generated": torch.sigmoid(a * o.detect + b),
+            "attribution": attr,
+            "open_score": 1 - attr.max(dim=1).values,
+            "embedding": o.features if features else F.normalize(z, dim=1),
+            "continuous": o.parse.continuous,
+            "loss_prob": o.parse.loss_prob,
+        }
+        for j, p in enumerate(o.parse.discrete_prob()):
+            vals[f"d{j}"] = p
+        if fingerprints:
+            vals["fingerprint"] = o.fingerprint.permute(0, 2, 3, 1)
+        for k, v in vals.items():
+            parts.setdefault(k, []).append(v.float().cpu().numpy())
+    if not parts:
+        raise ValueError("infer: no images")
+    cat = {k: np.concatenate(v) for k, v in parts.items()}
+    n_disc = sum(1 for k in cat if k[0] == "d" and k[1:].isdigit())
+    return Inference(
+        p_generated=cat["p_generated"],
+        attribution=cat["attribution"],
+        open_score=cat["open_score"],
+        embedding=cat["embedding"],
+        continuous=cat["continuous"],
+        discrete_prob=[cat[f"d{j}"] for j in range(n_disc)],
+        loss_prob=cat["loss_prob"],
+        fingerprint=cat.get("fingerprint"),
+    )
+
+
+def _set_linear(layer: nn.Linear, coef: np.ndarray, intercept: np.ndarray, mu, sd) -> None:
+    """Load a linear model fitted on standardized features (x - mu) / sd into `layer`."""
+    w = coef / sd[None, :]
+    b = intercept - (coef * (mu / sd)[None, :]).sum(axis=1)
+    layer.weight.data.copy_(torch.from_numpy(w).float())
+    layer.bias.data.copy_(torch.from_numpy(b).float())
+
+
+@torch.no_grad()
+def fit_heads(
+    model: GMTraceModel, fake: list[np.ndarray], real: np.ndarray, C: float = 0.5
+) -> dict:
+    """Linear-probe refit of the detection and attribution heads on the frozen
+    features of clean training images (`fake`: one array per training GM, in
+    attribution order): multinomial and binary logistic regression (L2, strength
+    1/C, balanced classes) on standardized features, folded back into the heads.
+    SGD over a few hundred steps leaves these linear heads far from their optimum;
+    the probe reaches it (the features keep what training learned). Also stores the
+    feature mean and std used by the grouping embedding."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)  # max_iter caps the cost
+    feats = [infer(model, a, features=True).embedding if len(a) else None for a in fake]
+    xf = np.concatenate([f for f in feats if f is not None]).astype(np.float64)
+    yf = np.concatenate([[i] * len(f) for i, f in enumerate(feats) if f is not None])
+    xr = infer(model, real, features=True).embedding.astype(np.float64)
+    x_all = np.concatenate([xf, xr])
+    mu, sd = x_all.mean(0), x_all.std(0) + 1e-6
+    model.feature_mean.copy_(torch.from_numpy(mu).float())
+    model.feature_std.copy_(torch.from_numpy(sd).float())
+    attr = LogisticRegression(C=C, max_iter=300).fit((xf - mu) / sd, yf)
+    coef = np.zeros((model.cfg.n_gms, xf.shape[1]))
+    icpt = np.full(model.cfg.n_gms, -1e4)  # a GM without images is never predicted
+    coef[attr.classes_], icpt[attr.classes_] = attr.coef_, attr.intercept_
+    _set_linear(model.attribute, coef, icpt, mu, sd)
+    y = np.r_[np.ones(len(xf)), np.zeros(len(xr))]
+    det = LogisticRegression(C=C, max_iter=300, class_weight="balanced").fit((x_all - mu) / sd, y)
+    _set_linear(model.detect, det.coef_, det.intercept_, mu, sd)
+    return {
+        "attribution_train_acc": float(attr.score((xf - mu) / sd, yf)),
+        "detection_train_acc": float(det.score((x_all - mu) / sd, y)),
+    }
+
+
+@torch.no_grad()
+def calibrate(
+    model: GMTraceModel,
+    fake: list[np.ndarray],
+    real: np.ndarray,
+    accept: float = 0.95,
+) -> dict:
+    """Fill the calibration buffers from held-out images of the training GMs
+    (`fake`, one array per GM) and real images:
+
+    * Platt scaling p = sigmoid(a z + b) of the detection logit z, fitted by
+      logistic regression (scikit-learn, L2, C=1) on those images;
+    * open-set threshold: the `accept` quantile of the open-set score over the
+      held-out fake images, so that share of known-GM images is accepted.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    model.platt.copy_(torch.tensor([1.0, 0.0]))
+    fakes = [a for a in fake if len(a)]
+    inf_fake = infer(model, np.concatenate(fakes))
+    inf_real = infer(model, real) if len(real) else None
+    z_f = _logit(inf_fake.p_generated)
+    z = np.concatenate([z_f, _logit(inf_real.p_generated)]) if inf_real else z_f
+    y = np.r_[np.ones(len(z_f)), np.zeros(len(z) - len(z_f))]
+    if len(set(y)) == 2:
+        lr = LogisticRegression(C=1.0, class_weight="balanced").fit(z[:, None], y)
+        model.platt.copy_(torch.tensor([float(lr.coef_[0, 0]), float(lr.intercept_[0])]))
+    thr = float(np.quantile(inf_fake.open_score, accept))
+    model.open_threshold.fill_(thr)
+    return {"platt": model.platt.tolist(), "open_threshold": thr}
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
 
 
 @dataclass
@@ -112,9 +388,12 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> Sav
     try:
         cfg = json.loads((d / CONFIG).read_text())
         model = GMTraceModel(ModelConfig.from_dict(cfg["model"]))
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{d / CONFIG}: not a gmtrace model config ({e})") from None
-    state = load_file(str(d / WEIGHTS), device=str(device))
+    try:
+        state = load_file(str(d / WEIGHTS), device=str(device))
+    except Exception as e:
+        raise ValueError(f"{d / WEIGHTS}: not a readable safetensors file ({e})") from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(

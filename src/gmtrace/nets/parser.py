@@ -14,7 +14,7 @@ unchanged). Global pooling makes the trunk work at any image size.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -47,14 +47,18 @@ class ParseOutput:
     embedding: torch.Tensor  # [B, embed]
 
     def first(self, n: int) -> ParseOutput:
-        """The outputs of the first n images of the batch."""
-        return ParseOutput(
-            continuous=self.continuous[:n],
-            discrete=[d[:n] for d in self.discrete],
-            coarse=self.coarse[:n],
-            fine=self.fine[:n],
-            embedding=self.embedding[:n],
+        """The outputs of the first n images of the batch (same output type)."""
+        return type(self)(
+            **{
+                f.name: [t[:n] for t in v] if isinstance(v, list) else v[:n]
+                for f in fields(self)
+                for v in [getattr(self, f.name)]
+            }
         )
+
+    def discrete_prob(self) -> list[torch.Tensor]:
+        """Class probabilities per discrete field."""
+        return [torch.softmax(d, dim=1) for d in self.discrete]
 
     @property
     def group_prob(self) -> torch.Tensor:
@@ -93,14 +97,18 @@ class Trunk(nn.Module):
 
 
 class ParsingNet(nn.Module):
-    def __init__(self, cfg: ParserConfig = ParserConfig()):
+    """The trunk makes a `cfg.embed` embedding; the heads read `head_in` features
+    (default the embedding; the full model appends its spectrum features)."""
+
+    def __init__(self, cfg: ParserConfig = ParserConfig(), head_in: int | None = None):
         super().__init__()
         self.cfg = cfg
+        n = head_in or cfg.embed
         self.trunk = Trunk(cfg)
-        self.continuous = nn.Linear(cfg.embed, len(CONTINUOUS))
-        self.discrete = nn.ModuleList([nn.Linear(cfg.embed, f.n_classes) for f in DISCRETE])
-        self.coarse = nn.Linear(cfg.embed, len(GROUP_NAMES))
-        self.fine = nn.Linear(cfg.embed, len(LOSS_TYPES))
+        self.continuous = nn.Linear(n, len(CONTINUOUS))
+        self.discrete = nn.ModuleList([nn.Linear(n, f.n_classes) for f in DISCRETE])
+        self.coarse = nn.Linear(n, len(GROUP_NAMES))
+        self.fine = nn.Linear(n, len(LOSS_TYPES))
 
     def forward_features(self, fp: torch.Tensor) -> torch.Tensor:
         return self.trunk(fp)

@@ -64,6 +64,16 @@ PRESETS: dict[str, Preset] = {
         batch=4,
         pool=32,
     ),
+    "demo": Preset(
+        "demo",
+        {f: 1 for f in ("dcgan", "resgan", "stylegan", "vae", "catvae", "mmd", "unet", "resnet")},
+        resolution=64,
+        images_per_gm=24,
+        real_crops=48,
+        steps=80,
+        batch=12,
+        pool=128,
+    ),
     "default": Preset(
         "default",
         {

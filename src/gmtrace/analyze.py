@@ -1,0 +1,256 @@
+"""The `Analyzer`: images in, answers out (used by `gmtrace analyze` and `make demo`).
+
+Per image: the probability that it is generated, the most likely known GMs or
+"unknown GM" (open-set score above the model's threshold), the parsed 15
+hyperparameters and 10 loss types with their confidence, and optionally the
+fingerprint and its spectrum as PNG files.
+
+The model reads images at their native resolution: resizing would smear the
+pixel-scale traces it looks for. An image larger than the model's input is read as
+up to `max_crops` non-overlapping crops spread over it, and the crops' answers are
+averaged (their spread is reported); a smaller one is reflect-padded, and flagged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from gmtrace.data.augment import crop
+from gmtrace.data.images import ImageError, load_rgb, save_png
+from gmtrace.nets.model import infer, load_model
+from gmtrace.runtime import pick_device
+from gmtrace.schema import CONTINUOUS, Normalizer, decode
+
+
+def default_model_dir() -> Path:
+    """The model shipped inside the package (trained with `gmtrace train`)."""
+    return Path(str(resources.files("gmtrace") / "models" / "default"))
+
+
+@dataclass
+class ImageResult:
+    file: str
+    ok: bool
+    error: str | None = None
+    size: tuple[int, int] | None = None  # width, height
+    crops: int = 0
+    padded: bool = False
+    p_generated: float | None = None
+    verdict: str | None = None  # "generated" | "real"
+    known_gms: list[dict] = field(default_factory=list)  # [{"name", "probability"}]
+    open_set_score: float | None = None
+    unknown_gm: bool | None = None
+    hyperparameters: dict = field(default_factory=dict)
+    continuous_spread: dict = field(default_factory=dict)  # std over crops, normalized
+    losses: list[str] = field(default_factory=list)
+    loss_probabilities: dict = field(default_factory=dict)
+    fingerprint_png: str | None = None
+    spectrum_png: str | None = None
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        if d["size"] is not None:
+            d["size"] = list(d["size"])
+        return d
+
+
+def crop_grid(img: np.ndarray, size: int, max_crops: int) -> tuple[np.ndarray, bool]:
+    """Up to `max_crops` non-overlapping size x size crops spread evenly over the
+    image ([n, size, size, 3]); an image smaller than `size` is reflect-padded (and
+    the second value is True)."""
+    h, w = img.shape[:2]
+    if h < size or w < size:
+        return crop(img, size)[None], True
+    ny, nx = h // size, w // size
+    k = max(1, int(math.isqrt(max_crops)))
+    ys = np.linspace(0, h - size, min(ny, k)).astype(int)
+    xs = np.linspace(0, w - size, min(nx, k)).astype(int)
+    return np.stack([img[y : y + size, x : x + size] for y in ys for x in xs]), False
+
+
+class Analyzer:
+    """Analyze images with a trained gmtrace model (default: the shipped one).
+
+    Constructor arguments are kept as given (scikit-learn style); the loaded model
+    and its metadata are `model_` and `meta_`.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        device: str | None = None,
+        top_k: int = 3,
+        max_crops: int = 9,
+        threshold: float = 0.5,
+    ):
+        self.model_dir = model_dir
+        self.device = device
+        self.top_k = top_k
+        self.max_crops = max_crops
+        self.threshold = threshold
+        d = Path(model_dir) if model_dir is not None else default_model_dir()
+        saved = load_model(d, device=pick_device(device))
+        self.model_ = saved.model
+        self.meta_ = saved.meta
+        self.gm_names_: list[str] = list(saved.meta.get("gm_names", []))
+        self.normalizer_ = Normalizer(
+            lo_=dict(saved.meta["normalizer"]["lo"]), hi_=dict(saved.meta["normalizer"]["hi"])
+        )
+        self.image_size_ = int(saved.meta.get("image_size", 64))
+
+    def analyze_array(self, img: np.ndarray, name: str = "<array>") -> ImageResult:
+        """Analyze one RGB uint8 image [H, W, 3]."""
+        crops, padded = crop_grid(img, self.image_size_, self.max_crops)
+        inf = infer(self.model_, crops)
+        p = float(inf.p_generated.mean())
+        attr = inf.attribution.mean(axis=0)
+        top = np.argsort(-attr)[: self.top_k]
+        open_score = float(1 - attr.max())
+        parsed = decode(
+            inf.continuous.mean(axis=0, keepdims=True),
+            [d.mean(axis=0, keepdims=True) for d in inf.discrete_prob],
+            inf.loss_prob.mean(axis=0, keepdims=True),
+            self.normalizer_,
+        )[0]
+        losses = parsed.pop("losses")
+        loss_p = parsed.pop("loss_probabilities")
+        return ImageResult(
+            file=name,
+            ok=True,
+            size=(int(img.shape[1]), int(img.shape[0])),
+            crops=len(crops),
+            padded=padded,
+            p_generated=p,
+            verdict="generated" if p >= self.threshold else "real",
+            known_gms=[{"name": self.gm_names_[i], "probability": float(attr[i])} for i in top],
+            open_set_score=open_score,
+            unknown_gm=bool(open_score > float(self.model_.open_threshold)),
+            hyperparameters=parsed,
+            continuous_spread={
+                f.name: float(s)
+                for f, s in zip(CONTINUOUS, inf.continuous.std(axis=0), strict=True)
+            },
+            losses=losses,
+            loss_probabilities=loss_p,
+        )
+
+    def analyze(
+        self, paths: list[str | Path], save_dir: str | Path | None = None, on_done=None
+    ) -> list[ImageResult]:
+        """Analyze image files. A file that cannot be read gets `ok=False` and a
+        one-line `error` naming it; the rest are analyzed. With `save_dir`, each
+        image's fingerprint and spectrum are written there as PNG."""
+        out = []
+        for p in paths:
+            try:
+                img = load_rgb(p)
+            except ImageError as e:
+                out.append(ImageResult(file=str(p), ok=False, error=str(e)))
+            else:
+                r = self.analyze_array(img, str(p))
+                if save_dir is not None:
+                    self._save_views(img, Path(p), Path(save_dir), r)
+                out.append(r)
+            if on_done is not None:
+                on_done()
+        return out
+
+    def _save_views(self, img: np.ndarray, path: Path, save_dir: Path, r: ImageResult) -> None:
+        import torch
+
+        from gmtrace.nets.model import SpectrumEncoder
+
+        save_dir.mkdir(parents=True, exist_ok=True)
+        crops, _ = crop_grid(img, self.image_size_, 1)
+        fp = infer(self.model_, crops, fingerprints=True).fingerprint[0]
+        lo, hi = np.percentile(fp, [1, 99])
+        fp_img = (np.clip((fp - lo) / (hi - lo + 1e-9), 0, 1) * 255).astype(np.uint8)
+        spec = SpectrumEncoder.log_spectrum(torch.from_numpy(fp[None]).permute(0, 3, 1, 2))[0]
+        spec = spec.numpy()
+        s = (spec - spec.min()) / (spec.max() - spec.min() + 1e-9)
+        spec_img = (np.repeat(s[..., None], 3, axis=2) * 255).astype(np.uint8)
+        stem = path.stem
+        r.fingerprint_png = str(save_dir / f"{stem}_fingerprint.png")
+        r.spectrum_png = str(save_dir / f"{stem}_spectrum.png")
+        save_png(fp_img, r.fingerprint_png)
+        save_png(spec_img, r.spectrum_png)
+
+
+def check_zoo(analyzer: Analyzer, zoo: str | Path, per_gm: int = 12, on_done=None) -> dict:
+    """Analyze a zoo whose truth is known (e.g. GMs the model never saw) and compare:
+    per GM, the share of its images called generated and called "unknown GM", and
+    the GM-level parse (mean over its images) against the introspected truth; for
+    the zoo's real crops, the share called real."""
+    from gmtrace.data.dataset import GMDataset
+    from gmtrace.evaluate import binary_f1
+    from gmtrace.nets.parser import aggregate
+    from gmtrace.schema import DISCRETE, LOSS_TYPES, encode, loss_bits
+
+    ds = GMDataset.from_zoo(zoo)
+    j_up = [f.name for f in DISCRETE].index("upsampling")
+    up = DISCRETE[j_up]
+    rows, failures = [], []
+    truth_norm = encode(ds.arch_matrix(), ds.loss_matrix(), analyzer.normalizer_)
+    for i, g in enumerate(ds.gms):
+        imgs = []
+        for p in g.images()[:per_gm]:
+            try:
+                imgs.append(load_rgb(p))
+            except ImageError as e:
+                failures.append(str(e))
+        if not imgs:
+            continue
+        crops = np.concatenate([crop_grid(a, analyzer.image_size_, 1)[0] for a in imgs])
+        inf = infer(analyzer.model_, crops)
+        agg = aggregate(inf.continuous, inf.discrete_prob, inf.loss_prob)
+        pred_bits = agg["loss_prob"] >= 0.5
+        true_bits = loss_bits(g.losses) > 0.5
+        rows.append(
+            {
+                "gm": g.name,
+                "family": g.family,
+                "images": len(imgs),
+                "called_generated": float(np.mean(inf.p_generated >= analyzer.threshold)),
+                "called_unknown": float(
+                    np.mean(inf.open_score > float(analyzer.model_.open_threshold))
+                ),
+                "continuous_l1": float(np.abs(agg["continuous"] - truth_norm.continuous[i]).mean()),
+                "discrete_correct": int(
+                    np.sum(np.array(agg["discrete"]) == truth_norm.discrete[i])
+                ),
+                "loss_f1": binary_f1(pred_bits, true_bits),
+                "true_losses": [t for t, b in zip(LOSS_TYPES, true_bits, strict=True) if b],
+                "predicted_losses": [t for t, b in zip(LOSS_TYPES, pred_bits, strict=True) if b],
+                "true_upsampling": up.classes[truth_norm.discrete[i][j_up]],
+                "predicted_upsampling": up.classes[agg["discrete"][j_up]],
+            }
+        )
+        if on_done is not None:
+            on_done()
+    real_p = []
+    for r in ds.real[: per_gm * 4]:
+        try:
+            real_p.append(analyzer.analyze_array(load_rgb(r.path), str(r.path)).p_generated)
+        except ImageError as e:
+            failures.append(str(e))
+    real_p = np.array(real_p)
+    return {
+        "zoo": str(zoo),
+        "gms": rows,
+        "real_images": int(len(real_p)),
+        "real_called_real": float(np.mean(real_p < analyzer.threshold)) if len(real_p) else None,
+        "fake_called_generated": float(np.mean([r["called_generated"] for r in rows]))
+        if rows
+        else None,
+        "mean_loss_f1": float(np.mean([r["loss_f1"] for r in rows])) if rows else None,
+        "mean_discrete_correct": float(np.mean([r["discrete_correct"] for r in rows]))
+        if rows
+        else None,
+        "mean_continuous_l1": float(np.mean([r["continuous_l1"] for r in rows])) if rows else None,
+        "failures": failures,
+    }

@@ -1,0 +1,912 @@
+"""`gmtrace evaluate`: the evaluation protocol of DESIGN.md, one loop over methods.
+
+For each of k folds (GMs held out, stratified by family; real photographs split
+by source), every method is fitted on the training GMs and real sources, then
+predicts:
+
+* unseen GMs' images: parsing, detection (against the held-out real photographs,
+  clean and format-neutral), open-set positives, grouping;
+* held-out images of the training GMs: closed-set attribution, open-set negatives,
+  and the grouping threshold (chosen where it groups *seen* GMs best, so the number
+  of unseen GMs is never used).
+
+Parsing is scored on the unseen GMs of all folds together (continuous values on one
+normalized scale fitted on all GMs), per image and per GM, against the random
+ground truth: the GMs' true rows shuffled within each fold, scored with the same
+predictions; the p-value is (1 + #shuffles scoring at least as well) / (1 + n).
+Results go to `results.json` and `report.md` with figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from gmtrace import __version__
+from gmtrace.data.augment import format_neutral
+from gmtrace.data.dataset import GMDataset
+from gmtrace.data.loader import ImageBank, load_bank
+from gmtrace.data.splits import gm_folds, source_folds
+from gmtrace.methods import Method, NetMethod, SpectralMethod
+from gmtrace.nets.model import Inference, ModelConfig, red_config
+from gmtrace.runtime import seed_everything
+from gmtrace.schema import CONTINUOUS, DISCRETE, LOSS_TYPES, Normalizer, encode
+from gmtrace.train import TrainConfig
+
+METHODS = ("gmtrace", "red", "spectral")
+LABELS = {
+    "gmtrace": "gmtrace",
+    "red": "RED architecture",
+    "spectral": "spectral baseline",
+}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    folds: int = 4
+    seed: int = 0
+    methods: tuple[str, ...] = METHODS
+    train_per_gm: int = 160  # training images per training GM
+    seen_per_gm: int = 8  # held-out images per training GM (closed set, open set)
+    test_per_gm: int = 30  # images per unseen GM
+    neutral_per_gm: int = 15  # format-neutral images per unseen GM
+    real_test: int = 300  # held-out real crops per fold (at most)
+    image_size: int = 64
+    batch: int = 32
+    steps: int = 400  # gmtrace training steps per fold
+    red_steps: int = 28  # RED architecture: about the same CPU time (see report)
+    permutations: int = 1000
+    leakage_images: int = 384
+    leakage_steps: int = 300
+    neutral_quality: int = 90
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def binary_f1(pred: np.ndarray, truth: np.ndarray) -> float:
+    """F1 of boolean predictions; 1 when there are no positives either way."""
+    tp = float(np.sum(pred & truth))
+    denom = float(np.sum(pred) + np.sum(truth))
+    return 1.0 if denom == 0 else 2 * tp / denom
+
+
+def macro_f1(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> float:
+    """Unweighted mean F1 over the classes present in `truth` or `pred`."""
+    scores = [
+        binary_f1(pred == c, truth == c)
+        for c in range(n_classes)
+        if np.any(truth == c) or np.any(pred == c)
+    ]
+    return float(np.mean(scores)) if scores else 1.0
+
+
+def parsing_scores(
+    cont: np.ndarray,
+    disc: list[np.ndarray],
+    loss: np.ndarray,
+    gt_cont: np.ndarray,
+    gt_disc: np.ndarray,
+    gt_loss: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Per-field scores of predictions against a ground truth (rows aligned):
+    L1 per continuous field, accuracy and macro-F1 per discrete field, F1 per loss type."""
+    return {
+        "l1": np.abs(cont - gt_cont).mean(axis=0),
+        "acc": np.array([np.mean(d == gt_disc[:, j]) for j, d in enumerate(disc)]),
+        "macro_f1": np.array(
+            [
+                macro_f1(d, gt_disc[:, j], f.n_classes)
+                for j, (d, f) in enumerate(zip(disc, DISCRETE, strict=True))
+            ]
+        ),
+        "loss_f1": np.array(
+            [binary_f1(loss[:, j], gt_loss[:, j] > 0.5) for j in range(len(LOSS_TYPES))]
+        ),
+    }
+
+
+def _summary(s: dict[str, np.ndarray]) -> dict[str, float]:
+    return {
+        "mean_l1": float(s["l1"].mean()),
+        "mean_macro_f1": float(s["macro_f1"].mean()),
+        "mean_loss_f1": float(s["loss_f1"].mean()),
+        "composite": float((1 - s["l1"].mean() + s["macro_f1"].mean() + s["loss_f1"].mean()) / 3),
+    }
+
+
+def permutation_test(
+    pred: dict,
+    gt: dict,
+    gm_of_row: np.ndarray,
+    fold_of_gm: np.ndarray,
+    n: int,
+    seed: int,
+) -> dict:
+    """Score `pred` against the true rows and against `n` random ground truths (GM
+    rows shuffled within each fold). Returns actual scores, mean random scores and
+    p-values per field and for the summaries (lower L1 / higher F1 is better)."""
+    rng = np.random.default_rng(seed)
+
+    def score(perm: np.ndarray) -> dict:
+        rows = perm[gm_of_row]
+        return parsing_scores(
+            pred["cont"],
+            pred["disc"],
+            pred["loss"],
+            gt["cont"][rows],
+            gt["disc"][rows],
+            gt["loss"][rows],
+        )
+
+    ident = np.arange(len(fold_of_gm))
+    actual = score(ident)
+    act_sum = _summary(actual)
+    rand = {k: [] for k in actual}
+    rand_sum = {k: [] for k in act_sum}
+    for _ in range(n):
+        perm = ident.copy()
+        for f in np.unique(fold_of_gm):
+            idx = np.flatnonzero(fold_of_gm == f)
+            perm[idx] = idx[rng.permutation(len(idx))]
+        s = score(perm)
+        for k, v in s.items():
+            rand[k].append(v)
+        for k, v in _summary(s).items():
+            rand_sum[k].append(v)
+    out: dict = {"n_permutations": n, "fields": {}, "summary": {}}
+    for k, v in actual.items():
+        r = np.array(rand[k])
+        better = r <= v[None, :] if k == "l1" else r >= v[None, :]
+        out["fields"][k] = {
+            "actual": v.tolist(),
+            "random": r.mean(axis=0).tolist(),
+            "p": ((1 + better.sum(axis=0)) / (1 + n)).tolist(),
+        }
+    for k, v in act_sum.items():
+        r = np.array(rand_sum[k])
+        better = r <= v if k == "mean_l1" else r >= v
+        out["summary"][k] = {
+            "actual": v,
+            "random": float(r.mean()),
+            "p": float((1 + better.sum()) / (1 + n)),
+        }
+    return out
+
+
+def loss_auc(prob: np.ndarray, gt: np.ndarray) -> list[float | None]:
+    from sklearn.metrics import roc_auc_score
+
+    out: list[float | None] = []
+    for j in range(prob.shape[1]):
+        y = gt[:, j] > 0.5
+        out.append(float(roc_auc_score(y, prob[:, j])) if 0 < y.sum() < len(y) else None)
+    return out
+
+
+def detection_scores(p_fake: np.ndarray, p_real: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y = np.r_[np.ones(len(p_fake)), np.zeros(len(p_real))]
+    p = np.r_[p_fake, p_real]
+    tpr, tnr = float(np.mean(p_fake >= 0.5)), float(np.mean(p_real < 0.5))
+    return {
+        "auc": float(roc_auc_score(y, p)),
+        "ap": float(average_precision_score(y, p)),
+        "acc": float(np.mean((p >= 0.5) == (y == 1))),
+        "balanced_acc": (tpr + tnr) / 2,
+    }
+
+
+def cluster(emb: np.ndarray, threshold: float) -> np.ndarray:
+    """Average-linkage agglomerative clustering, cosine distance, cut at `threshold`."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    if len(emb) < 2:
+        return np.zeros(len(emb), dtype=int)
+    return AgglomerativeClustering(
+        n_clusters=None, distance_threshold=threshold, metric="cosine", linkage="average"
+    ).fit_predict(emb)
+
+
+def purity(labels: np.ndarray, truth: np.ndarray) -> float:
+    total = 0
+    for c in np.unique(labels):
+        total += np.bincount(truth[labels == c]).max()
+    return total / len(truth)
+
+
+def grouping_scores(labels: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    return {
+        "ari": float(adjusted_rand_score(truth, labels)),
+        "nmi": float(normalized_mutual_info_score(truth, labels)),
+        "purity": float(purity(labels, truth)),
+        "clusters": int(len(np.unique(labels))),
+        "gms": int(len(np.unique(truth))),
+    }
+
+
+def choose_threshold(emb: np.ndarray, truth: np.ndarray) -> float:
+    """The cosine-distance cut that groups these (seen) GMs' images best by ARI."""
+    from sklearn.metrics import adjusted_rand_score
+
+    grid = np.linspace(0.02, 1.2, 40)
+    scores = [adjusted_rand_score(truth, cluster(emb, t)) for t in grid]
+    return float(grid[int(np.argmax(scores))])
+
+
+# ---------------------------------------------------------------- content leakage
+
+
+def leakage(inputs: dict[str, np.ndarray], images: np.ndarray, steps: int, seed: int) -> dict:
+    """Rebuild `images` ([N,H,W,3] uint8) from each input ([N,H,W,3] float) with the
+    same small CNN decoder (4 conv layers, 32 channels), trained on half the images
+    for `steps` Adam steps and scored on the other half: PSNR in dB (higher = the
+    input holds more of the picture). Each input is standardized per image first,
+    so its scale does not matter."""
+    from torch import nn
+
+    torch.manual_seed(seed)
+    y = torch.from_numpy(images.astype(np.float32) / 255.0).permute(0, 3, 1, 2)
+    n = len(y) // 2
+    out = {}
+    for name, x in inputs.items():
+        x = torch.from_numpy(np.asarray(x, dtype=np.float32)).permute(0, 3, 1, 2)
+        x = (x - x.mean(dim=(1, 2, 3), keepdim=True)) / (x.std(dim=(1, 2, 3), keepdim=True) + 1e-6)
+        torch.manual_seed(seed)
+        net = nn.Sequential(
+            nn.Conv2d(3, 32, 3, 1, 1),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, 1, 1),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, 1, 1),
+            nn.ReLU(),
+            nn.Conv2d(32, 3, 3, 1, 1),
+        )
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        g = torch.Generator().manual_seed(seed)
+        for _ in range(steps):
+            idx = torch.randint(0, n, (32,), generator=g)
+            loss = ((net(x[idx]) - y[idx]) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            mse = ((net(x[n:]).clamp(0, 1) - y[n:]) ** 2).mean(dim=(1, 2, 3))
+        out[name] = float((10 * torch.log10(1 / mse.clamp(min=1e-10))).mean())
+    return out
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class FoldData:
+    unseen: dict[str, Inference] = field(default_factory=dict)
+    seen: dict[str, Inference] = field(default_factory=dict)
+    real: dict[str, Inference] = field(default_factory=dict)
+    unseen_neutral: dict[str, Inference] = field(default_factory=dict)
+    real_neutral: dict[str, Inference] = field(default_factory=dict)
+    info: dict[str, dict] = field(default_factory=dict)
+
+
+def make_methods(cfg: EvalConfig) -> list[Method]:
+    out: list[Method] = []
+    base = TrainConfig(
+        batch=cfg.batch,
+        image_size=cfg.image_size,
+        per_gm=None,
+        seed=cfg.seed,
+        ckpt_every=100,
+        calib_per_gm=10,
+        probe_per_gm=30,
+        probe_real=300,
+    )
+    for name in cfg.methods:
+        if name == "gmtrace":
+            out.append(NetMethod("gmtrace", ModelConfig(), _with(base, steps=cfg.steps)))
+        elif name == "red":
+            out.append(NetMethod("red", red_config(), _with(base, steps=cfg.red_steps)))
+        elif name == "spectral":
+            out.append(SpectralMethod())
+        else:
+            raise ValueError(f"unknown method {name!r}; choose from {METHODS}")
+    return out
+
+
+def _with(cfg: TrainConfig, **kw) -> TrainConfig:
+    return TrainConfig(**{**asdict(cfg), **kw})
+
+
+def _neutral(images: np.ndarray, cfg: EvalConfig) -> np.ndarray:
+    return np.stack([format_neutral(a, cfg.image_size, cfg.neutral_quality) for a in images])
+
+
+def evaluate(
+    ds: GMDataset,
+    out_dir: str | Path,
+    cfg: EvalConfig = EvalConfig(),
+    console: Console | None = None,
+    report: str | Path | None = None,
+    command: str = "",
+) -> dict:
+    """Run the protocol; write results.json, report.md and figures to `out_dir`
+    (and the report to `report` too, with the figures copied to img/results/ beside it)."""
+    console = console or Console()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    t_start = time.perf_counter()
+    families = [g.family for g in ds.gms]
+    folds = gm_folds(ds.names, families, cfg.folds, cfg.seed)
+    src_dom = {r.source: r.domain for r in ds.real}
+    if len(src_dom) < cfg.folds:
+        raise ValueError(
+            f"{ds.root}: {len(src_dom)} real source photographs, need at least {cfg.folds}"
+        )
+    sfolds = source_folds(list(src_dom), list(src_dom.values()), cfg.folds, cfg.seed)
+    n_load = max(cfg.train_per_gm + cfg.seen_per_gm, cfg.test_per_gm)
+    console.print(f"decoding {len(ds)} GMs x {n_load} images and {len(ds.real)} real crops")
+    bank = load_bank(ds, per_gm=n_load, seed=cfg.seed, size=cfg.image_size)
+    for line in bank.failures:
+        console.print(f"[yellow]skipped:[/] {line}")
+    arch, bits = ds.arch_matrix(), ds.loss_matrix()
+    global_norm = Normalizer().fit(arch)
+    fold_of_gm = np.zeros(len(ds), dtype=int)
+    data: list[FoldData] = []
+    src = np.array(bank.real_sources)
+    rng = np.random.default_rng(cfg.seed)
+    for k, test in enumerate(folds):
+        console.rule(f"fold {k + 1}/{cfg.folds}: {len(test)} unseen GMs")
+        test_set = set(test)
+        train_names = [n for n in ds.names if n not in test_set]
+        t_idx = [ds.names.index(n) for n in train_names]
+        u_idx = [ds.names.index(n) for n in test]
+        fold_of_gm[u_idx] = k
+        real_test = np.flatnonzero(np.isin(src, sfolds[k]))
+        if len(real_test) > cfg.real_test:
+            real_test = np.sort(rng.choice(real_test, cfg.real_test, replace=False))
+        real_train = np.flatnonzero(~np.isin(src, sfolds[k]))
+        train_bank = ImageBank(
+            gm_names=train_names,
+            fake=[bank.fake[i][: cfg.train_per_gm] for i in t_idx],
+            real=bank.real[real_train],
+            real_sources=[bank.real_sources[i] for i in real_train],
+        )
+        fold_norm = Normalizer().fit(arch[t_idx])
+        targets = encode(arch[t_idx], bits[t_idx], fold_norm)
+        unseen = np.concatenate([bank.fake[i][: cfg.test_per_gm] for i in u_idx])
+        seen = np.concatenate([bank.fake[i][cfg.train_per_gm : n_load] for i in t_idx])
+        real = bank.real[real_test]
+        unseen_n = _neutral(
+            np.concatenate([bank.fake[i][: cfg.neutral_per_gm] for i in u_idx]), cfg
+        )
+        real_n = _neutral(real, cfg)
+        fd = FoldData()
+        fd.info["unseen_gm"] = np.concatenate(
+            [[i] * len(bank.fake[i][: cfg.test_per_gm]) for i in u_idx]
+        )
+        fd.info["seen_label"] = np.concatenate(
+            [[j] * len(bank.fake[i][cfg.train_per_gm : n_load]) for j, i in enumerate(t_idx)]
+        )
+        fd.info["fold_norm"] = fold_norm
+        fd.info["methods"] = {}
+        fd.info["real_sources_test"] = sorted(sfolds[k])
+        for m in make_methods(cfg):
+            console.print(f"[bold]{LABELS[m.name]}[/]: fitting")
+            info = m.fit(ds, train_bank, targets, out / f"fold{k}", console)
+            t0 = time.perf_counter()
+            fd.unseen[m.name] = m.predict(unseen)
+            fd.seen[m.name] = m.predict(seen)
+            fd.real[m.name] = m.predict(real)
+            fd.unseen_neutral[m.name] = m.predict(unseen_n)
+            fd.real_neutral[m.name] = m.predict(real_n)
+            info["predict_seconds"] = time.perf_counter() - t0
+            fd.info["methods"][m.name] = info
+            if k == 0:
+                _fold0_extras(m, fd, unseen, real, cfg, out, console)
+            console.print(
+                f"  trained {info['train_seconds']:.0f} s ({info['steps']} steps), "
+                f"predicted {info['predict_seconds']:.0f} s"
+            )
+        data.append(fd)
+    results = _score(ds, data, folds, fold_of_gm, global_norm, cfg)
+    results["config"] = asdict(cfg)
+    results["seconds"] = time.perf_counter() - t_start
+    results["machine"] = _machine()
+    results["command"] = command
+    results["zoo"] = str(ds.root)
+    results["leakage"] = data[0].info.get("leakage", {})
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    figures = _figures(ds, data, folds, results, out, cfg)
+    text = render_report(results, figures, out)
+    (out / "report.md").write_text(text)
+    if report is not None:  # figures are copied beside it, into img/results/
+        import shutil
+
+        rp = Path(report)
+        figdir = rp.parent / "img" / "results"
+        figdir.mkdir(parents=True, exist_ok=True)
+        copied = {k: Path(shutil.copy(v, figdir / v.name)) for k, v in figures.items()}
+        rp.write_text(render_report(results, copied, rp.parent))
+    return results
+
+
+def _fold0_extras(m, fd: FoldData, unseen, real, cfg: EvalConfig, out: Path, console) -> None:
+    """Fingerprints for the figures and the content-leakage check (fold 0 only)."""
+    from gmtrace.spectrum import residual
+
+    n = min(cfg.leakage_images, len(unseen) + len(real))
+    rng = np.random.default_rng(cfg.seed)
+    pool = np.concatenate([unseen, real])
+    pick = np.sort(rng.choice(len(pool), n, replace=False))
+    imgs = pool[pick]
+    fps = m.fingerprints(imgs)
+    if fps is None:
+        return
+    fd.info.setdefault("fingerprints", {})[m.name] = m.fingerprints(unseen)
+    console.print("  content leakage check")
+    inputs = {"image": imgs.astype(np.float32) / 255.0, "fingerprint": fps}
+    if "leakage" not in fd.info:
+        inputs["high-pass residual"] = residual(imgs)
+    res = leakage(inputs, imgs, cfg.leakage_steps, cfg.seed)
+    lk = fd.info.setdefault("leakage", {"images": n, "steps": cfg.leakage_steps})
+    lk.setdefault("image", res["image"])
+    if "high-pass residual" in res:
+        lk["high-pass residual"] = res["high-pass residual"]
+    lk[f"fingerprint ({m.name})"] = res["fingerprint"]
+
+
+def _machine() -> dict:
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.is_available(),
+        "gmtrace": __version__,
+    }
+
+
+def _score(ds, data: list[FoldData], folds, fold_of_gm, global_norm, cfg: EvalConfig) -> dict:
+    arch, bits = ds.arch_matrix(), ds.loss_matrix()
+    gt_all = encode(arch, bits, global_norm)
+    gt = {"cont": gt_all.continuous, "disc": gt_all.discrete, "loss": bits}
+    res: dict = {"methods": {}, "n_gms": len(ds), "folds": [sorted(f) for f in folds]}
+    for name in cfg.methods:
+        r: dict = {"label": LABELS[name]}
+        # parsing: rescale each fold's predictions to the global normalized scale
+        conts, discs, losses, gms = [], [], [], []
+        for fd in data:
+            inf = fd.unseen[name]
+            raw = np.zeros((len(inf.continuous), arch.shape[1]))
+            from gmtrace.schema import ARCH_NAMES
+
+            counts = fd.info["fold_norm"].inverse(inf.continuous)
+            for j, f in enumerate(CONTINUOUS):
+                raw[:, ARCH_NAMES.index(f.name)] = counts[:, j]
+            conts.append(global_norm.transform(raw))
+            discs.append(inf.discrete_prob)
+            losses.append(inf.loss_prob)
+            gms.append(fd.info["unseen_gm"])
+        cont = np.concatenate(conts)
+        dprob = [np.concatenate([d[j] for d in discs]) for j in range(len(DISCRETE))]
+        lprob = np.concatenate(losses)
+        gm = np.concatenate(gms)
+        per_image = {"cont": cont, "disc": [p.argmax(1) for p in dprob], "loss": lprob >= 0.5}
+        u = np.unique(gm)
+        agg_cont = np.stack([cont[gm == g].mean(0) for g in u])
+        agg_d = [np.stack([p[gm == g].mean(0) for g in u]) for p in dprob]
+        agg_l = np.stack([lprob[gm == g].mean(0) for g in u])
+        per_gm = {"cont": agg_cont, "disc": [p.argmax(1) for p in agg_d], "loss": agg_l >= 0.5}
+        gm_pos = {g: i for i, g in enumerate(u)}
+        r["parsing"] = {
+            "per_image": permutation_test(
+                per_image, gt, gm, fold_of_gm, cfg.permutations, cfg.seed
+            ),
+            "per_gm": permutation_test(
+                per_gm,
+                {k: (v[u] if k != "disc" else v[u]) for k, v in gt.items()},
+                np.array([gm_pos[g] for g in u]),
+                fold_of_gm[u],
+                cfg.permutations,
+                cfg.seed,
+            ),
+            "loss_auc_per_image": loss_auc(lprob, bits[gm]),
+            "loss_auc_per_gm": loss_auc(agg_l, bits[u]),
+        }
+        det, det_n, closed, open_, group = [], [], [], [], []
+        for fd in data:
+            det.append(detection_scores(fd.unseen[name].p_generated, fd.real[name].p_generated))
+            det_n.append(
+                detection_scores(
+                    fd.unseen_neutral[name].p_generated, fd.real_neutral[name].p_generated
+                )
+            )
+            seen = fd.seen[name]
+            closed.append(float(np.mean(seen.attribution.argmax(1) == fd.info["seen_label"])))
+            from sklearn.metrics import roc_auc_score
+
+            s = np.r_[fd.unseen[name].open_score, seen.open_score]
+            y = np.r_[np.ones(len(fd.unseen[name].open_score)), np.zeros(len(seen.open_score))]
+            open_.append(float(roc_auc_score(y, s)))
+            thr = choose_threshold(seen.embedding, fd.info["seen_label"])
+            g = grouping_scores(
+                cluster(fd.unseen[name].embedding, thr),
+                np.unique(fd.info["unseen_gm"], return_inverse=True)[1],
+            )
+            g["threshold"] = thr
+            group.append(g)
+        r["detection"] = _fold_stats(det)
+        r["detection_format_neutral"] = _fold_stats(det_n)
+        r["closed_set_accuracy"] = _fold_stats([{"acc": c} for c in closed])["acc"]
+        r["open_set_auroc"] = _fold_stats([{"auroc": a} for a in open_])["auroc"]
+        r["grouping"] = _fold_stats(group)
+        r["train_seconds"] = [fd.info["methods"][name]["train_seconds"] for fd in data]
+        r["steps"] = [fd.info["methods"][name]["steps"] for fd in data]
+        r["predict_seconds"] = [fd.info["methods"][name]["predict_seconds"] for fd in data]
+        res["methods"][name] = r
+    return res
+
+
+def _fold_stats(rows: list[dict]) -> dict:
+    out = {}
+    for k in rows[0]:
+        v = np.array([row[k] for row in rows], dtype=float)
+        out[k] = {"mean": float(v.mean()), "std": float(v.std()), "folds": v.tolist()}
+    return out
+
+
+# ---------------------------------------------------------------- figures and report
+
+
+def _figures(ds, data: list[FoldData], folds, results, out: Path, cfg: EvalConfig) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import confusion_matrix, roc_curve
+
+    figs: dict[str, Path] = {}
+    fd = data[0]
+    # ROC curves, pooled over folds
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    for ax, (title, a, b) in zip(
+        axes,
+        [("clean", "unseen", "real"), ("format-neutral", "unseen_neutral", "real_neutral")],
+        strict=True,
+    ):
+        for name in cfg.methods:
+            pf = np.concatenate([getattr(d, a)[name].p_generated for d in data])
+            pr = np.concatenate([getattr(d, b)[name].p_generated for d in data])
+            fpr, tpr, _ = roc_curve(np.r_[np.ones(len(pf)), np.zeros(len(pr))], np.r_[pf, pr])
+            auc = results["methods"][name][
+                "detection" if title == "clean" else "detection_format_neutral"
+            ]["auc"]["mean"]
+            ax.plot(fpr, tpr, label=f"{LABELS[name]} (AUC {auc:.3f})")
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.set_title(f"detection of unseen GMs, {title}")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    figs["roc"] = out / "fig_roc.png"
+    fig.savefig(figs["roc"], dpi=110)
+    plt.close(fig)
+    main = "gmtrace" if "gmtrace" in cfg.methods else cfg.methods[0]
+    # confusion matrix, closed set, fold 0
+    seen = fd.seen[main]
+    cm = confusion_matrix(
+        fd.info["seen_label"], seen.attribution.argmax(1), labels=range(seen.attribution.shape[1])
+    )
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.imshow(cm, cmap="viridis")
+    ax.set_title(f"closed-set attribution, fold 1 ({LABELS[main]})")
+    ax.set_xlabel("predicted GM")
+    ax.set_ylabel("true GM")
+    fig.tight_layout()
+    figs["confusion"] = out / "fig_confusion.png"
+    fig.savefig(figs["confusion"], dpi=110)
+    plt.close(fig)
+    # embedding map of unseen GMs, fold 0
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    emb = fd.unseen[main].embedding
+    lab = fd.info["unseen_gm"]
+    x = PCA(n_components=min(30, emb.shape[1], len(emb))).fit_transform(emb)
+    xy = TSNE(2, init="pca", random_state=cfg.seed, perplexity=min(30, len(emb) - 1)).fit_transform(
+        x
+    )
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.scatter(xy[:, 0], xy[:, 1], c=lab, cmap="tab20", s=6)
+    ax.set_title(f"embedding of unseen GMs' images, fold 1 (t-SNE, {LABELS[main]})")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    figs["embedding"] = out / "fig_embedding.png"
+    fig.savefig(figs["embedding"], dpi=110)
+    plt.close(fig)
+    # fingerprint and spectrum per GM, fold 0: one unseen GM per family
+    fps = fd.info.get("fingerprints", {}).get(main)
+    if fps is not None:
+        from gmtrace.nets.model import SpectrumEncoder
+
+        fam = {}
+        for g in np.unique(lab):
+            fam.setdefault(ds.gms[g].family, g)
+        chosen = list(fam.values())[:8]
+        fig, axes = plt.subplots(3, len(chosen), figsize=(1.6 * len(chosen), 5.2), squeeze=False)
+        unseen_imgs = None
+        for c, g in enumerate(chosen):
+            rows = np.flatnonzero(lab == g)
+            f = fps[rows]
+            mean_fp = f.mean(0)
+            spec = (
+                SpectrumEncoder.log_spectrum(torch.from_numpy(f).permute(0, 3, 1, 2))
+                .mean(0)
+                .numpy()
+            )
+            example = ds.gms[g].images()[0]
+            from gmtrace.data.images import load_rgb
+
+            unseen_imgs = load_rgb(example)
+            lo, hi = np.percentile(mean_fp, [1, 99])
+            axes[0, c].imshow(unseen_imgs)
+            axes[1, c].imshow(np.clip((mean_fp - lo) / (hi - lo + 1e-9), 0, 1))
+            axes[2, c].imshow(spec, cmap="magma")
+            axes[0, c].set_title(f"{ds.gms[g].family}\n{ds.gms[g].name}", fontsize=7)
+            for r in range(3):
+                axes[r, c].axis("off")
+        axes[0, 0].text(-0.1, 0.5, "image", transform=axes[0, 0].transAxes, ha="right")
+        axes[1, 0].text(-0.1, 0.5, "fingerprint", transform=axes[1, 0].transAxes, ha="right")
+        axes[2, 0].text(-0.1, 0.5, "spectrum", transform=axes[2, 0].transAxes, ha="right")
+        fig.tight_layout()
+        figs["fingerprints"] = out / "fig_fingerprints.png"
+        fig.savefig(figs["fingerprints"], dpi=110)
+        plt.close(fig)
+    return figs
+
+
+def _f(x: float, d: int = 3) -> str:
+    return f"{x:.{d}f}"
+
+
+def _ms(d: dict, k: str) -> str:
+    return f"{d[k]['mean']:.3f} ± {d[k]['std']:.3f}"
+
+
+TARGETS = [
+    ("parsing beats random GT, overall p < 0.01 (per GM)", "p_overall", "<", 0.01),
+    ("mean loss-type F1 ≥ 0.81 (per GM)", "loss_f1", ">=", 0.81),
+    ("detection AUC ≥ 0.99, clean", "auc", ">=", 0.99),
+    ("detection AUC ≥ 0.95, format-neutral", "auc_n", ">=", 0.95),
+    ("closed-set attribution ≥ 0.98", "closed", ">=", 0.98),
+    ("open-set AUROC ≥ 0.90", "open", ">=", 0.90),
+    ("grouping ARI ≥ 0.80", "ari", ">=", 0.80),
+]
+
+
+def target_values(r: dict) -> dict[str, float]:
+    pg = r["parsing"]["per_gm"]["summary"]
+    return {
+        "p_overall": pg["composite"]["p"],
+        "loss_f1": pg["mean_loss_f1"]["actual"],
+        "auc": r["detection"]["auc"]["mean"],
+        "auc_n": r["detection_format_neutral"]["auc"]["mean"],
+        "closed": r["closed_set_accuracy"]["mean"],
+        "open": r["open_set_auroc"]["mean"],
+        "ari": r["grouping"]["ari"]["mean"],
+    }
+
+
+def render_report(results: dict, figures: dict, where: Path) -> str:
+    cfg = results["config"]
+    ms = results["methods"]
+    names = list(ms)
+    L = []
+    L.append("# gmtrace evaluation: unseen GMs, baselines side by side\n")
+    L.append(
+        "Made by `gmtrace evaluate` (protocol in `DESIGN.md`, code in "
+        "`src/gmtrace/evaluate.py`); every number below is computed by that run.\n"
+    )
+    if results.get("command"):
+        L.append(f"```\n{results['command']}\n```\n")
+    m = results["machine"]
+    L.append(
+        f"Zoo `{results['zoo']}`: {results['n_gms']} GMs, {cfg['folds']} folds of unseen GMs "
+        f"(stratified by family), real photographs split by source. Machine: {m['cores']} "
+        f"cores ({m['cpu']}), torch {m['torch']}, CUDA {m['cuda']}; total "
+        f"{results['seconds'] / 60:.1f} min.\n"
+    )
+    L.append("## Training budget\n")
+    L.append(
+        "| method | steps per fold (batch {}) | training s per fold | predict s per fold |".format(
+            cfg["batch"]
+        )
+    )
+    L.append("|---|---|---|---|")
+    for n in names:
+        r = ms[n]
+        L.append(
+            f"| {r['label']} | {int(np.mean(r['steps']))} | {np.mean(r['train_seconds']):.0f} "
+            f"| {np.mean(r['predict_seconds']):.0f} |"
+        )
+    L.append(
+        "\nThe two networks get about the same CPU time per fold, not the same number of "
+        "steps: RED's DnCNN-17 FEN (64 channels at full resolution, 17 layers) costs "
+        "about 14x more per step than gmtrace's on 2 CPU cores, so equal steps would "
+        "be equal data but not equal compute. Both then get the same linear-probe head "
+        "refit and calibration. The spectral baseline is fitted in closed form.\n"
+    )
+    L.append("## Targets\n")
+    L.append("| target | " + " | ".join(ms[n]["label"] for n in names) + " |")
+    L.append("|---|" + "---|" * len(names))
+    tv = {n: target_values(ms[n]) for n in names}
+    for text, key, op, thr in TARGETS:
+        cells = []
+        for n in names:
+            v = tv[n][key]
+            ok = v < thr if op == "<" else v >= thr
+            cells.append(f"{v:.3g} {'met' if ok else 'missed'}")
+        L.append(f"| {text} | " + " | ".join(cells) + " |")
+    L.append("")
+    L.append("## Parsing (unseen GMs, all folds)\n")
+    L.append(
+        "Continuous: mean L1 on the normalized scale (lower is better); discrete: mean "
+        "macro-F1; loss types: mean F1 at 0.5. *Random GT* scores the same predictions "
+        f"against GM rows shuffled within each fold ({cfg['permutations']} shuffles); "
+        "p = share of shuffles scoring at least as well.\n"
+    )
+    L.append(
+        "| method | level | cont. L1 (random, p) | disc. macro-F1 (random, p) "
+        "| loss F1 (random, p) | composite p |"
+    )
+    L.append("|---|---|---|---|---|---|")
+    for n in names:
+        for lvl in ("per_image", "per_gm"):
+            s = ms[n]["parsing"][lvl]["summary"]
+            cells = [
+                f"{s[k]['actual']:.3f} ({s[k]['random']:.3f}, {s[k]['p']:.3g})"
+                for k in ("mean_l1", "mean_macro_f1", "mean_loss_f1")
+            ]
+            L.append(
+                f"| {ms[n]['label']} | {lvl.replace('_', ' ')} | "
+                + " | ".join(cells)
+                + f" | {s['composite']['p']:.3g} |"
+            )
+    L.append("")
+    for n in names:
+        pg = ms[n]["parsing"]["per_gm"]["fields"]
+        pi = ms[n]["parsing"]["per_image"]["fields"]
+        L.append(f"### {ms[n]['label']}: every hyperparameter, per GM (per image)\n")
+        L.append("| hyperparameter | metric | score | random GT | p |")
+        L.append("|---|---|---|---|---|")
+        for j, f in enumerate(CONTINUOUS):
+            L.append(
+                f"| {f.name} | L1 | {pg['l1']['actual'][j]:.3f} ({pi['l1']['actual'][j]:.3f}) "
+                f"| {pg['l1']['random'][j]:.3f} | {pg['l1']['p'][j]:.3g} |"
+            )
+        for j, f in enumerate(DISCRETE):
+            L.append(
+                f"| {f.name} | macro-F1 (acc) | {pg['macro_f1']['actual'][j]:.3f} "
+                f"({pg['acc']['actual'][j]:.3f}) | {pg['macro_f1']['random'][j]:.3f} "
+                f"| {pg['macro_f1']['p'][j]:.3g} |"
+            )
+        aucs = ms[n]["parsing"]["loss_auc_per_gm"]
+        for j, t in enumerate(LOSS_TYPES):
+            a = "n/a" if aucs[j] is None else f"{aucs[j]:.3f}"
+            L.append(
+                f"| loss {t} | F1 (AUC) | {pg['loss_f1']['actual'][j]:.3f} ({a}) "
+                f"| {pg['loss_f1']['random'][j]:.3f} | {pg['loss_f1']['p'][j]:.3g} |"
+            )
+        L.append("")
+    L.append("## Detection of unseen GMs (mean ± std over folds)\n")
+    L.append(
+        "Generated images of the fold's unseen GMs against crops of its held-out source "
+        f"photographs. Format-neutral: every test image resized to {cfg['image_size']} px "
+        f"on the short side, centre-cropped and JPEG-encoded at quality "
+        f"{cfg['neutral_quality']}, real and generated alike (our zoo's images are all "
+        f"{cfg['image_size']} px, so the JPEG step is what changes them). Accuracy is at "
+        "the calibrated threshold p = 0.5.\n"
+    )
+    L.append(
+        "| method | AUC | AP | accuracy | balanced acc. | AUC format-neutral | AP format-neutral |"
+    )
+    L.append("|---|---|---|---|---|---|---|")
+    for n in names:
+        d, dn = ms[n]["detection"], ms[n]["detection_format_neutral"]
+        L.append(
+            f"| {ms[n]['label']} | {_ms(d, 'auc')} | {_ms(d, 'ap')} | {_ms(d, 'acc')} | "
+            f"{_ms(d, 'balanced_acc')} | {_ms(dn, 'auc')} | {_ms(dn, 'ap')} |"
+        )
+    L.append("\n## Attribution, open set, grouping (mean ± std over folds)\n")
+    L.append(
+        "Closed set: held-out images of the training GMs. Open set: images of unseen GMs "
+        "(positive) against held-out images of training GMs, scored by 1 - max attribution "
+        "probability. Grouping: unseen GMs' images clustered (average linkage, cosine) at "
+        "the cut that best groups the training GMs' held-out images, so the number of "
+        "unseen GMs is not used.\n"
+    )
+    L.append(
+        "| method | closed-set acc. | open-set AUROC | ARI | NMI | purity | clusters found / GMs |"
+    )
+    L.append("|---|---|---|---|---|---|---|")
+    for n in names:
+        r = ms[n]
+        g = r["grouping"]
+        L.append(
+            f"| {r['label']} | {r['closed_set_accuracy']['mean']:.3f} ± "
+            f"{r['closed_set_accuracy']['std']:.3f} | {r['open_set_auroc']['mean']:.3f} ± "
+            f"{r['open_set_auroc']['std']:.3f} | {_ms(g, 'ari')} | {_ms(g, 'nmi')} | "
+            f"{_ms(g, 'purity')} | {g['clusters']['mean']:.1f} / {g['gms']['mean']:.1f} |"
+        )
+    lk = results.get("leakage") or {}
+    if lk:
+        L.append("\n## Content leakage (fold 1)\n")
+        L.append(
+            f"The same small CNN decoder is trained ({lk['steps']} steps) to rebuild "
+            f"{lk['images'] // 2} images from each input and scored on {lk['images'] // 2} "
+            "others (PSNR, higher = more of the picture is recoverable). A fingerprint "
+            "should hold the generator's trace, not the picture.\n"
+        )
+        L.append("| rebuilt from | PSNR (dB) |")
+        L.append("|---|---|")
+        for k, v in lk.items():
+            if k not in ("images", "steps"):
+                L.append(f"| {k} | {v:.2f} |")
+    L.append("\n## Figures\n")
+    titles = {
+        "fingerprints": "Mean fingerprint and its spectrum for one unseen GM per family",
+        "roc": "Detection ROC, pooled over folds",
+        "confusion": "Closed-set confusion matrix",
+        "embedding": "Embedding map of unseen GMs (one colour per GM)",
+    }
+    for k in ("fingerprints", "roc", "confusion", "embedding"):
+        if k in figures:
+            rel = os.path.relpath(figures[k], where)
+            L.append(f"**{titles[k]}**\n\n![{k}]({rel})\n")
+    return "\n".join(L) + "\n"
+
+
+def summary_table(results: dict) -> Table:
+    t = Table(title="evaluation (unseen GMs, mean over folds)")
+    t.add_column("method")
+    for c in (
+        "cont L1",
+        "disc F1",
+        "loss F1",
+        "p",
+        "det AUC",
+        "AUC fmt-n",
+        "closed",
+        "open",
+        "ARI",
+    ):
+        t.add_column(c, justify="right")
+    for r in results["methods"].values():
+        pg = r["parsing"]["per_gm"]["summary"]
+        v = target_values(r)
+        t.add_row(
+            r["label"],
+            _f(pg["mean_l1"]["actual"]),
+            _f(pg["mean_macro_f1"]["actual"]),
+            _f(pg["mean_loss_f1"]["actual"]),
+            f"{pg['composite']['p']:.3g}",
+            _f(v["auc"]),
+            _f(v["auc_n"]),
+            _f(v["closed"]),
+            _f(v["open"]),
+            _f(v["ari"]),
+        )
+    return t

@@ -1,0 +1,136 @@
+"""The methods the evaluation compares, behind one interface (PhotoHolmes style):
+`fit` on the training GMs of a fold, `predict` uint8 images -> `Inference`.
+
+* `NetMethod("gmtrace")`: our model (nets/model.py), trained with `gmtrace train`.
+* `NetMethod("red")`: RED's architecture (DnCNN-17 FEN + RED's parsing network and
+  losses) behind the same heads, trained by the same loop.
+* `SpectralMethod`: the radially averaged log spectrum of the image residual,
+  standardized, with logistic regression for detection, attribution and every
+  discrete field and loss type, and ridge regression for the continuous ones.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from gmtrace.data.dataset import GMDataset
+from gmtrace.data.loader import ImageBank
+from gmtrace.nets.model import GMTraceModel, Inference, ModelConfig, infer, load_model
+from gmtrace.nets.spectral import spectral_features
+from gmtrace.schema import DISCRETE, LOSS_TYPES, Targets
+from gmtrace.train import TrainConfig, train
+
+
+class Method:
+    """Base class: `name`, `fit(...) -> info dict`, `predict(images) -> Inference`;
+    `fingerprints(images)` returns [N, H, W, 3] or None for methods without one."""
+
+    name = "method"
+
+    def fit(
+        self,
+        ds: GMDataset,
+        bank: ImageBank,
+        targets: Targets,
+        out_dir: Path,
+        console: Console,
+    ) -> dict:
+        raise NotImplementedError
+
+    def predict(self, images: np.ndarray) -> Inference:
+        raise NotImplementedError
+
+    def fingerprints(self, images: np.ndarray) -> np.ndarray | None:
+        return None
+
+
+class NetMethod(Method):
+    """A `GMTraceModel` (ours or RED's architecture) trained with `train.train`."""
+
+    def __init__(self, name: str, model_cfg: ModelConfig, train_cfg: TrainConfig):
+        self.name = name
+        self.model_cfg = model_cfg
+        self.train_cfg = train_cfg
+
+    def fit(self, ds, bank, targets, out_dir, console) -> dict:
+        result = train(
+            ds, out_dir / self.name, self.train_cfg, self.model_cfg, console=console, bank=bank
+        )
+        self.model_: GMTraceModel = load_model(out_dir / self.name).model
+        return {"train_seconds": result["seconds"], "steps": result["steps"]}
+
+    def predict(self, images: np.ndarray) -> Inference:
+        return infer(self.model_, images)
+
+    def fingerprints(self, images: np.ndarray) -> np.ndarray:
+        return infer(self.model_, images, fingerprints=True).fingerprint
+
+
+def _logreg(x: np.ndarray, y: np.ndarray, balanced: bool = True):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)  # max_iter caps the cost
+
+    if len(np.unique(y)) < 2:
+        return int(y[0])  # a constant: the one class seen in training
+    return LogisticRegression(
+        C=1.0, max_iter=500, class_weight="balanced" if balanced else None
+    ).fit(x, y)
+
+
+def _proba(model, x: np.ndarray, n_classes: int) -> np.ndarray:
+    out = np.zeros((len(x), n_classes))
+    if isinstance(model, int):
+        out[:, model] = 1.0
+        return out
+    out[:, model.classes_.astype(int)] = model.predict_proba(x)
+    return out
+
+
+class SpectralMethod(Method):
+    name = "spectral"
+
+    def fit(self, ds, bank, targets, out_dir, console) -> dict:
+        from sklearn.linear_model import Ridge
+
+        t0 = time.perf_counter()
+        xf = [spectral_features(a) for a in bank.fake]
+        gm = np.concatenate([[i] * len(f) for i, f in enumerate(xf)])
+        xf = np.concatenate(xf)
+        xr = spectral_features(bank.real)
+        allx = np.concatenate([xf, xr])
+        self.mu_, self.sd_ = allx.mean(0), allx.std(0) + 1e-9
+        zf, zr = (xf - self.mu_) / self.sd_, (xr - self.mu_) / self.sd_
+        self.n_gms_ = len(bank.fake)
+        self.detect_ = _logreg(np.concatenate([zf, zr]), np.r_[np.ones(len(zf)), np.zeros(len(zr))])
+        self.attribute_ = _logreg(zf, gm, balanced=False)
+        self.continuous_ = Ridge(alpha=1.0).fit(zf, targets.continuous[gm])
+        self.discrete_ = [_logreg(zf, targets.discrete[gm, j]) for j in range(len(DISCRETE))]
+        self.losses_ = [_logreg(zf, targets.losses[gm, j]) for j in range(len(LOSS_TYPES))]
+        seconds = time.perf_counter() - t0
+        (out_dir / self.name).mkdir(parents=True, exist_ok=True)
+        (out_dir / self.name / "fit.json").write_text(json.dumps({"train_seconds": seconds}))
+        return {"train_seconds": seconds, "steps": 0}
+
+    def predict(self, images: np.ndarray) -> Inference:
+        z = (spectral_features(images) - self.mu_) / self.sd_
+        attr = _proba(self.attribute_, z, self.n_gms_)
+        return Inference(
+            p_generated=_proba(self.detect_, z, 2)[:, 1],
+            attribution=attr,
+            open_score=1 - attr.max(axis=1),
+            embedding=z / np.linalg.norm(z, axis=1, keepdims=True).clip(1e-9),
+            continuous=np.clip(self.continuous_.predict(z), 0, 1),
+            discrete_prob=[
+                _proba(m, z, f.n_classes) for m, f in zip(self.discrete_, DISCRETE, strict=True)
+            ],
+            loss_prob=np.stack([_proba(m, z, 2)[:, 1] for m in self.losses_], axis=1),
+        )

@@ -1,0 +1,121 @@
+"""The evaluation protocol end to end on the tiny zoo, and its metrics on known values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gmtrace.data.dataset import GMDataset
+from gmtrace.evaluate import (
+    EvalConfig,
+    binary_f1,
+    choose_threshold,
+    cluster,
+    evaluate,
+    grouping_scores,
+    leakage,
+    macro_f1,
+    permutation_test,
+    purity,
+)
+
+
+@pytest.fixture(scope="module")
+def zoo(tiny_zoo_dir: Path) -> GMDataset:
+    return GMDataset.from_zoo(tiny_zoo_dir)
+
+
+def test_f1_metrics_known_values():
+    p = np.array([1, 1, 0, 0], bool)
+    t = np.array([1, 0, 1, 0], bool)
+    assert binary_f1(p, t) == pytest.approx(0.5)  # tp 1, fp 1, fn 1
+    assert binary_f1(np.zeros(3, bool), np.zeros(3, bool)) == 1.0
+    # class 0: tp1 fp0 fn1 -> 2/3; class 1: tp1 fp1 fn0 -> 2/3; class 2 absent
+    assert macro_f1(np.array([0, 1, 1]), np.array([0, 0, 1]), 3) == pytest.approx(2 / 3)
+    assert purity(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])) == pytest.approx(0.75)
+
+
+def test_permutation_test_separates_signal_from_noise():
+    rng = np.random.default_rng(0)
+    n = 24
+    gt = {
+        "cont": rng.random((n, 9)),
+        "disc": rng.integers(0, 2, (n, 6)),
+        "loss": (rng.random((n, 10)) > 0.5).astype(float),
+    }
+    fold = np.repeat([0, 1], n // 2)
+    perfect = {"cont": gt["cont"], "disc": list(gt["disc"].T), "loss": gt["loss"] > 0.5}
+    r = permutation_test(perfect, gt, np.arange(n), fold, 200, 0)
+    assert r["summary"]["composite"]["p"] == pytest.approx(1 / 201)
+    assert r["summary"]["mean_l1"]["actual"] == 0.0 < r["summary"]["mean_l1"]["random"]
+    noise = {
+        "cont": rng.random((n, 9)),
+        "disc": list(rng.integers(0, 2, (6, n))),
+        "loss": rng.random((n, 10)) > 0.5,
+    }
+    r = permutation_test(noise, gt, np.arange(n), fold, 200, 0)
+    assert r["summary"]["composite"]["p"] > 0.05
+
+
+def test_grouping_finds_separated_clusters_without_k():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(4, 8)) * 5
+    truth = np.repeat(np.arange(4), 10)
+    emb = centers[truth] + rng.normal(size=(40, 8)) * 0.1
+    thr = choose_threshold(emb, truth)
+    g = grouping_scores(cluster(emb, thr), truth)
+    assert g["ari"] == pytest.approx(1.0) and g["clusters"] == 4
+
+
+def test_leakage_image_beats_noise():
+    rng = np.random.default_rng(0)
+    imgs = (rng.random((32, 16, 16, 3)) * 255).astype(np.uint8)
+    imgs[:, :8] //= 4  # structure a decoder can learn
+    res = leakage(
+        {"image": imgs / 255.0, "noise": rng.normal(size=imgs.shape)}, imgs, steps=60, seed=0
+    )
+    assert res["image"] > res["noise"] + 3
+
+
+def test_evaluate_tiny_zoo_end_to_end(zoo: GMDataset, tmp_path: Path):
+    cfg = EvalConfig(
+        folds=2,
+        train_per_gm=8,
+        seen_per_gm=2,
+        test_per_gm=4,
+        neutral_per_gm=2,
+        real_test=20,
+        image_size=32,
+        batch=8,
+        steps=3,
+        red_steps=1,
+        permutations=20,
+        leakage_images=16,
+        leakage_steps=3,
+    )
+    report = tmp_path / "docs" / "results.md"
+    res = evaluate(zoo, tmp_path / "eval", cfg, report=report, command="gmtrace evaluate ...")
+    saved = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert set(saved["methods"]) == {"gmtrace", "red", "spectral"}
+    for r in saved["methods"].values():
+        assert 0.0 <= r["detection"]["auc"]["mean"] <= 1.0
+        assert len(r["detection"]["auc"]["folds"]) == 2
+        assert 0.0 <= r["closed_set_accuracy"]["mean"] <= 1.0
+        pg = r["parsing"]["per_gm"]
+        assert len(pg["fields"]["l1"]["actual"]) == 9 and len(pg["fields"]["loss_f1"]["p"]) == 10
+        assert 0 < pg["summary"]["composite"]["p"] <= 1
+    assert res["methods"]["gmtrace"]["steps"] == [3, 3]
+    assert res["methods"]["red"]["steps"] == [1, 1]
+    lk = saved["leakage"]
+    assert {"image", "fingerprint (gmtrace)", "fingerprint (red)"} <= set(lk)
+    for f in ("fig_roc.png", "fig_confusion.png", "fig_embedding.png", "fig_fingerprints.png"):
+        assert (tmp_path / "eval" / f).stat().st_size > 1000, f
+    text = report.read_text()
+    assert "## Targets" in text and "RED architecture" in text
+    assert "](img/results/fig_roc.png)" in text  # figures copied beside the report
+    assert (report.parent / "img" / "results" / "fig_roc.png").is_file()
+    # every GM is unseen in exactly one fold
+    assert sorted(sum(saved["folds"], [])) == sorted(zoo.names)
