@@ -18,9 +18,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# A small zoo of GMs the shipped model never saw (another seed), analyzed and
+# compared with the truth; then one image and one real photograph in detail.
 demo: setup
-	$(BIN)/gmtrace zoo build --preset tiny --out demo_zoo
-	$(BIN)/gmtrace zoo show demo_zoo
+	$(BIN)/gmtrace zoo build --preset demo --seed 7 --out demo_zoo
+	$(BIN)/gmtrace check demo_zoo
+	$(BIN)/gmtrace analyze demo_zoo/fake/dcgan_000/00000.png demo_zoo/fake/unet_000/00000.png \
+		$$(find demo_zoo/real -name '*.png' | sort | head -2)
 
 test: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -168,3 +168,19 @@ def test_missing_or_broken_model_is_one_clear_error(tmp_path: Path, files: dict[
     (tmp_path / "model.safetensors").write_bytes(b"junk")
     res = runner.invoke(app, ["analyze", str(files["gray"]), "--model", str(tmp_path)])
     assert res.exit_code == 2 and "not a gmtrace model config" in res.output
+
+
+def test_group_assigns_every_readable_image(model_dir: Path, zoo: Path, files: dict[str, Path]):
+    a = Analyzer(model_dir)
+    imgs = sorted((zoo / "fake" / "dcgan_000").glob("*.png"))[:3]
+    imgs += sorted((zoo / "fake" / "vae_000").glob("*.png"))[:3]
+    results = a.analyze([*imgs, files["empty"]])
+    n = a.group(results, generated_only=False)
+    groups = [r.group for r in results]
+    assert groups[-1] is None and all(isinstance(g, int) for g in groups[:-1])
+    assert 1 <= n <= 6 and set(groups[:-1]) == set(range(1, n + 1))
+    a.model_.group_threshold.fill_(10.0)  # a cut above every distance: one group
+    assert a.group(results, generated_only=False) == 1
+    res = runner.invoke(app, ["analyze", *map(str, imgs), "--model", str(model_dir), "--group"])
+    assert res.exit_code == 0, res.output
+    assert "group(s) by source GM" in res.output

@@ -12,15 +12,15 @@ from gmtrace.data.dataset import GMDataset
 from gmtrace.evaluate import (
     EvalConfig,
     binary_f1,
-    choose_threshold,
-    cluster,
     evaluate,
     grouping_scores,
     leakage,
     macro_f1,
     permutation_test,
     purity,
+    write_reports,
 )
+from gmtrace.grouping import choose_threshold, cluster, discriminant_projection
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +70,38 @@ def test_grouping_finds_separated_clusters_without_k():
     assert g["ari"] == pytest.approx(1.0) and g["clusters"] == 4
 
 
+def test_discriminant_projection_separates_unseen_gms_hidden_by_content():
+    """GM identity lives in 3 of 23 dimensions, buried under large per-image
+    "content" variation in the other 20; LDA learned on 8 GMs must recover those 3
+    directions, so 5 other GMs group cleanly there but not in the raw features."""
+    rng = np.random.default_rng(0)
+
+    def sample(n_gms: int, per: int) -> tuple[np.ndarray, np.ndarray]:
+        centers = rng.normal(size=(n_gms, 3)) * 2
+        truth = np.repeat(np.arange(n_gms), per)
+        x = np.concatenate(
+            [
+                centers[truth] + rng.normal(size=(len(truth), 3)) * 0.1,
+                rng.normal(size=(len(truth), 20)) * 3,
+            ],
+            axis=1,
+        )
+        return x, truth
+
+    x_train, gm_train = sample(8, 30)
+    m, w = discriminant_projection(x_train, gm_train, dims=3)
+    assert w.shape == (23, 3) and np.allclose(m, x_train.mean(0))
+    x_seen, gm_seen = x_train[::2], gm_train[::2]
+    x_new, gm_new = sample(5, 20)
+
+    def ari(f) -> float:
+        thr = choose_threshold(f(x_seen), gm_seen)
+        return grouping_scores(cluster(f(x_new), thr), gm_new)["ari"]
+
+    projected, raw = ari(lambda x: (x - m) @ w), ari(lambda x: x)
+    assert projected > 0.9 and projected > raw + 0.3, (projected, raw)
+
+
 def test_leakage_image_beats_noise():
     rng = np.random.default_rng(0)
     imgs = (rng.random((32, 16, 16, 3)) * 255).astype(np.uint8)
@@ -107,6 +139,11 @@ def test_evaluate_tiny_zoo_end_to_end(zoo: GMDataset, tmp_path: Path):
         pg = r["parsing"]["per_gm"]
         assert len(pg["fields"]["l1"]["actual"]) == 9 and len(pg["fields"]["loss_f1"]["p"]) == 10
         assert 0 < pg["summary"]["composite"]["p"] <= 1
+        errs = r["detection_errors"]
+        # every real test crop counted under its source; every GM unseen once
+        assert 0 < sum(v["n"] for v in errs["real_called_generated"].values()) <= 2 * 20
+        assert sorted(errs["unseen_called_real"]) == sorted(zoo.names)
+        assert all(0 <= v <= 1 for v in errs["unseen_called_real"].values())
     assert res["methods"]["gmtrace"]["steps"] == [3, 3]
     assert res["methods"]["red"]["steps"] == [1, 1]
     lk = saved["leakage"]
@@ -115,7 +152,25 @@ def test_evaluate_tiny_zoo_end_to_end(zoo: GMDataset, tmp_path: Path):
         assert (tmp_path / "eval" / f).stat().st_size > 1000, f
     text = report.read_text()
     assert "## Targets" in text and "RED architecture" in text
+    assert "Where the errors are" in text
     assert "](img/results/fig_roc.png)" in text  # figures copied beside the report
     assert (report.parent / "img" / "results" / "fig_roc.png").is_file()
     # every GM is unseen in exactly one fold
     assert sorted(sum(saved["folds"], [])) == sorted(zoo.names)
+    # the reports can be rewritten from results.json alone
+    report.unlink()
+    (tmp_path / "eval" / "report.md").unlink()
+    write_reports(tmp_path / "eval", report)
+    assert report.read_text() == text and (tmp_path / "eval" / "report.md").is_file()
+
+
+def test_cli_render_only_rewrites_reports(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from gmtrace.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["evaluate", "--out", str(tmp_path), "--render-only"])
+    assert r.exit_code == 2 and "results.json: missing" in r.output
+    r = runner.invoke(app, ["evaluate", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "--zoo" in r.output

@@ -53,9 +53,10 @@ def test_train_writes_model_and_metrics(zoo: GMDataset, tmp_path: Path):
 
 def test_resume_continues_exactly(zoo: GMDataset, tmp_path: Path):
     """4 steps, then resumed to 6, equals 6 steps in one go (same seeds)."""
-    train(zoo, tmp_path / "a", cfg(4), SMALL)
+    first = train(zoo, tmp_path / "a", cfg(4), SMALL)
     resumed = train(zoo, tmp_path / "a", cfg(6), SMALL)
     assert resumed["resumed_from"] == 4
+    assert resumed["seconds"] > first["seconds"] > 0  # training time adds up over resumes
     train(zoo, tmp_path / "b", cfg(6), SMALL)
     wa = load_file(str(tmp_path / "a" / "model.safetensors"))
     wb = load_file(str(tmp_path / "b" / "model.safetensors"))

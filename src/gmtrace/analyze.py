@@ -51,9 +51,12 @@ class ImageResult:
     loss_probabilities: dict = field(default_factory=dict)
     fingerprint_png: str | None = None
     spectrum_png: str | None = None
+    group: int | None = None  # set by `Analyzer.group`: images sharing a source GM
+    embedding: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
+        d.pop("embedding")
         if d["size"] is not None:
             d["size"] = list(d["size"])
         return d
@@ -137,7 +140,29 @@ class Analyzer:
             },
             losses=losses,
             loss_probabilities=loss_p,
+            embedding=inf.embedding.mean(axis=0),
         )
+
+    def group(self, results: list[ImageResult], generated_only: bool = True) -> int:
+        """Group analyzed images by source GM, without knowing how many GMs there
+        are (clustering at the model's grouping threshold, `gmtrace.grouping`): sets
+        `result.group` to 1, 2, ... (None for failed images, and for images that
+        look real when `generated_only`). Returns the number of groups."""
+        from gmtrace.grouping import cluster
+
+        keep = [
+            r
+            for r in results
+            if r.ok and r.embedding is not None and (r.verdict == "generated" or not generated_only)
+        ]
+        if not keep:
+            return 0
+        emb = np.stack([r.embedding / (np.linalg.norm(r.embedding) + 1e-12) for r in keep])
+        labels = cluster(emb, float(self.model_.group_threshold))
+        order = {lab: i + 1 for i, lab in enumerate(dict.fromkeys(labels))}
+        for r, lab in zip(keep, labels, strict=True):
+            r.group = order[lab]
+        return len(order)
 
     def analyze(
         self, paths: list[str | Path], save_dir: str | Path | None = None, on_done=None

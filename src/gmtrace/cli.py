@@ -171,6 +171,9 @@ def analyze(
         Path | None, typer.Option(help="write each image's fingerprint and spectrum PNG here")
     ] = None,
     top: Annotated[int, typer.Option(help="known GMs listed per image")] = 3,
+    group: Annotated[
+        bool, typer.Option("--group", help="group the generated images by source GM")
+    ] = False,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
 ) -> None:
     """Is each image generated, by which known GM (or an unknown one), and what were
@@ -192,6 +195,7 @@ def analyze(
     with progress(Console(stderr=True), transient=True) as bars:
         task = bars.add_task("analyze", total=len(files), status="")
         results = analyzer.analyze(files, save_views, on_done=lambda: bars.advance(task))
+    n_groups = analyzer.group(results) if group else None
     ok = [r for r in results if r.ok]
     if as_json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
@@ -202,9 +206,11 @@ def analyze(
         t.add_column("source GM")
         t.add_column("parsed: params / layers / upsampling")
         t.add_column("losses")
+        if group:
+            t.add_column("group", justify="right")
         for r in results:
             if not r.ok:
-                t.add_row(r.file, "-", "[red]error[/]", r.error or "", "")
+                t.add_row(r.file, "-", "[red]error[/]", r.error or "", "", *([""] if group else []))
                 continue
             h = r.hyperparameters
             gm = r.known_gms[0]
@@ -212,13 +218,20 @@ def analyze(
             if r.verdict == "real":
                 src = "-"
             note = " (padded)" if r.padded else ""
+            parsed = (
+                f"{format_count('n_params', h['n_params'])} / {h['n_layers']:.0f} / "
+                f"{h['upsampling']} ({h['upsampling_confidence']:.2f})"
+            )
+            losses = ", ".join(r.losses) or "-"
+            if r.verdict == "real":  # no generator to parse (--json keeps the numbers)
+                parsed = losses = "-"
             t.add_row(
                 r.file + note,
                 f"{r.p_generated:.2f}",
                 src,
-                f"{format_count('n_params', h['n_params'])} / {h['n_layers']:.0f} / "
-                f"{h['upsampling']} ({h['upsampling_confidence']:.2f})",
-                ", ".join(r.losses) or "-",
+                parsed,
+                losses,
+                *([str(r.group or "-")] if group else []),
             )
         console.print(t)
     for r in results:
@@ -230,6 +243,8 @@ def analyze(
         f"{len(ok)} analyzed, {len(results) - len(ok)} failed; {n_gen} look generated "
         f"({n_unknown} by a GM the model does not know), {len(ok) - n_gen} look real"
     )
+    if n_groups is not None:
+        summary += f"; the generated ones form {n_groups} group(s) by source GM"
     (Console(stderr=True) if as_json else console).print(summary)
     if not ok:
         raise typer.Exit(1)
@@ -260,7 +275,6 @@ def check(
     if as_json:
         print(json.dumps(res, indent=2))
         return
-    known = set(analyzer.gm_names_)
     t = Table(title=f"{zoo}: answers vs truth (GM level, {per_gm} images each)")
     for c in (
         "GM",
@@ -274,9 +288,8 @@ def check(
     ):
         t.add_column(c, justify="right" if c in ("gen.", "unknown", "F1") else "left")
     for r in res["gms"]:
-        seen = " (seen)" if r["gm"] in known else ""
         t.add_row(
-            r["gm"] + seen,
+            r["gm"],
             r["family"],
             f"{r['called_generated']:.0%}",
             f"{r['called_unknown']:.0%}",
@@ -304,13 +317,13 @@ def check(
 
 @app.command()
 def evaluate(
-    zoo: Annotated[Path, typer.Option(help="zoo folder to evaluate on")],
     out: Annotated[Path, typer.Option(help="folder for results.json, report.md, figures")],
+    zoo: Annotated[Path | None, typer.Option(help="zoo folder to evaluate on")] = None,
     folds: Annotated[int, typer.Option(help="folds of unseen GMs")] = 4,
     steps: Annotated[int, typer.Option(help="gmtrace training steps per fold")] = 400,
     red_steps: Annotated[
         int, typer.Option(help="RED-architecture training steps per fold (about equal CPU time)")
-    ] = 28,
+    ] = 34,
     methods: Annotated[
         str, typer.Option(help="comma-separated: gmtrace, red, spectral")
     ] = "gmtrace,red,spectral",
@@ -321,16 +334,30 @@ def evaluate(
         Path | None, typer.Option(help="also write the report here (e.g. docs/results.md)")
     ] = None,
     seed: Annotated[int, typer.Option()] = 0,
+    render_only: Annotated[
+        bool, typer.Option("--render-only", help="only rewrite the reports from OUT/results.json")
+    ] = False,
 ) -> None:
     """Cross-validate on unseen GMs: parsing, detection, attribution, grouping, leakage,
     with RED's architecture and the spectral baseline in the same run."""
     import sys
 
     from gmtrace.data.dataset import DatasetError, GMDataset
-    from gmtrace.evaluate import EvalConfig, summary_table
+    from gmtrace.evaluate import EvalConfig, summary_table, write_reports
     from gmtrace.evaluate import evaluate as run_eval
     from gmtrace.train import TrainError
 
+    if render_only:
+        try:
+            results = write_reports(out, report)
+        except ValueError as e:
+            _fail(str(e))
+        console.print(summary_table(results))
+        console.print(f"report: {out / 'report.md'}" + (f" and {report}" if report else ""))
+        return
+
+    if zoo is None:
+        _fail("--zoo DIR is required (unless --render-only)")
     cfg = EvalConfig(
         folds=folds,
         seed=seed,

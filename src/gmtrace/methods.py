@@ -6,7 +6,8 @@
   losses) behind the same heads, trained by the same loop.
 * `SpectralMethod`: the radially averaged log spectrum of the image residual,
   standardized, with logistic regression for detection, attribution and every
-  discrete field and loss type, and ridge regression for the continuous ones.
+  discrete field and loss type, ridge regression for the continuous ones, and the
+  same discriminant grouping embedding as the networks (`grouping`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ from rich.console import Console
 
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import ImageBank
+from gmtrace.grouping import discriminant_projection
 from gmtrace.nets.model import GMTraceModel, Inference, ModelConfig, infer, load_model
 from gmtrace.nets.spectral import spectral_features
 from gmtrace.schema import DISCRETE, LOSS_TYPES, Targets
 from gmtrace.train import TrainConfig, train
+
+GROUP_DIMS = ModelConfig.group_dims  # the same grouping embedding size for every method
 
 
 class Method:
@@ -62,7 +66,11 @@ class NetMethod(Method):
             ds, out_dir / self.name, self.train_cfg, self.model_cfg, console=console, bank=bank
         )
         self.model_: GMTraceModel = load_model(out_dir / self.name).model
-        return {"train_seconds": result["seconds"], "steps": result["steps"]}
+        return {
+            "train_seconds": result["seconds"],
+            "steps": result["steps"],
+            "probe_seconds": result["finish_seconds"],
+        }
 
     def predict(self, images: np.ndarray) -> Inference:
         return infer(self.model_, images)
@@ -110,6 +118,7 @@ class SpectralMethod(Method):
         self.mu_, self.sd_ = allx.mean(0), allx.std(0) + 1e-9
         zf, zr = (xf - self.mu_) / self.sd_, (xr - self.mu_) / self.sd_
         self.n_gms_ = len(bank.fake)
+        self.group_mean_, self.group_w_ = discriminant_projection(zf, gm, GROUP_DIMS)
         self.detect_ = _logreg(np.concatenate([zf, zr]), np.r_[np.ones(len(zf)), np.zeros(len(zr))])
         self.attribute_ = _logreg(zf, gm, balanced=False)
         self.continuous_ = Ridge(alpha=1.0).fit(zf, targets.continuous[gm])
@@ -118,16 +127,17 @@ class SpectralMethod(Method):
         seconds = time.perf_counter() - t0
         (out_dir / self.name).mkdir(parents=True, exist_ok=True)
         (out_dir / self.name / "fit.json").write_text(json.dumps({"train_seconds": seconds}))
-        return {"train_seconds": seconds, "steps": 0}
+        return {"train_seconds": seconds, "steps": 0, "probe_seconds": 0.0}
 
     def predict(self, images: np.ndarray) -> Inference:
         z = (spectral_features(images) - self.mu_) / self.sd_
         attr = _proba(self.attribute_, z, self.n_gms_)
+        g = (z - self.group_mean_) @ self.group_w_
         return Inference(
             p_generated=_proba(self.detect_, z, 2)[:, 1],
             attribution=attr,
             open_score=1 - attr.max(axis=1),
-            embedding=z / np.linalg.norm(z, axis=1, keepdims=True).clip(1e-9),
+            embedding=g / np.linalg.norm(g, axis=1, keepdims=True).clip(1e-9),
             continuous=np.clip(self.continuous_.predict(z), 0, 1),
             discrete_prob=[
                 _proba(m, z, f.n_classes) for m, f in zip(self.discrete_, DISCRETE, strict=True)

@@ -34,7 +34,15 @@ from gmtrace.data.dataset import GMDataset
 from gmtrace.data.images import to_float
 from gmtrace.data.loader import ImageBank, load_bank
 from gmtrace.nets import fingerprint_losses as FL
-from gmtrace.nets.model import GMTraceModel, ModelConfig, calibrate, fit_heads, save_model
+from gmtrace.nets.model import (
+    CALIBRATION_BUFFERS,
+    POST_TRAINING,
+    GMTraceModel,
+    ModelConfig,
+    calibrate,
+    fit_heads,
+    save_model,
+)
 from gmtrace.nets.parser import Balance
 from gmtrace.runtime import pick_device, progress, seed_everything
 from gmtrace.schema import Normalizer, encode
@@ -160,7 +168,9 @@ def _load_optim(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def _save_checkpoint(out: Path, model, opt, step: int, rng, signature: dict) -> None:
+def _save_checkpoint(
+    out: Path, model, opt, step: int, rng, signature: dict, seconds: float
+) -> None:
     ck = out / CHECKPOINT
     tmp = out / (CHECKPOINT + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
@@ -175,6 +185,7 @@ def _save_checkpoint(out: Path, model, opt, step: int, rng, signature: dict) -> 
         json.dumps(
             {
                 "step": step,
+                "seconds": seconds,
                 "numpy_rng": rng.bit_generator.state,
                 "optim": meta,
                 "signature": signature,
@@ -193,21 +204,27 @@ def _save_checkpoint(out: Path, model, opt, step: int, rng, signature: dict) -> 
         tmp.replace(ck)
 
 
-def _resume(out: Path, model, opt, rng, signature: dict, device) -> int:
+def _resume(out: Path, model, opt, rng, signature: dict, device) -> tuple[int, float]:
+    """Load the checkpoint in `out`, if any: (steps done, training seconds so far)."""
     ck = out / CHECKPOINT
     if not (ck / "state.json").is_file():
-        return 0
+        return 0, 0.0
     state = json.loads((ck / "state.json").read_text())
     if state["signature"] != signature:
         raise TrainError(
             f"{out}: holds a run with other settings or data; use another --out or delete it"
         )
-    model.load_state_dict(load_file(str(ck / "model.safetensors"), device=str(device)))
+    missing, unexpected = model.load_state_dict(
+        load_file(str(ck / "model.safetensors"), device=str(device)), strict=False
+    )
+    # calibration buffers are refilled after training; older checkpoints may lack some
+    if unexpected or set(missing) - set(CALIBRATION_BUFFERS):
+        raise TrainError(f"{ck}: does not match the model (missing {missing[:3]})")
     tensors = load_file(str(ck / "optim.safetensors"))
     torch.set_rng_state(tensors.pop("torch_rng"))
     _load_optim(opt, {k: v.to(device) for k, v in tensors.items()}, state["optim"])
     rng.bit_generator.state = state["numpy_rng"]
-    return int(state["step"])
+    return int(state["step"]), float(state.get("seconds", 0.0))
 
 
 def train(
@@ -267,13 +284,14 @@ def train(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     signature = {
         "train": asdict(cfg) | {"steps": None},
-        "model": mcfg.to_dict(),
+        # settings used only after optimization (head refit) do not bind a checkpoint
+        "model": {k: v for k, v in mcfg.to_dict().items() if k not in POST_TRAINING},
         "gms": names,
         "sources": sorted(set(bank.real_sources)),
         "n_fake": bank.n_fake,
         "n_real": len(bank.real),
     }
-    start = _resume(out, model, opt, rng, signature, dev)
+    start, seconds_before = _resume(out, model, opt, rng, signature, dev)
     sampler = BatchSampler(bank, cfg, rng)
     metrics_path = out / "metrics.jsonl"
     if metrics_path.exists():  # keep only what the checkpoint we resume from had seen
@@ -345,12 +363,14 @@ def train(
                     f.write(json.dumps({"step": done, **last}) + "\n")
                 bars.update(task, status=f"loss {last['total']:.3f}")
             if done % cfg.ckpt_every == 0 and done < cfg.steps:
-                _save_checkpoint(out, model, opt, done, rng, signature)
+                elapsed = seconds_before + time.perf_counter() - t0
+                _save_checkpoint(out, model, opt, done, rng, signature, elapsed)
             bars.advance(task)
     model.eval()
     # the checkpoint holds the trained weights; the probe and calibration only feed the
     # saved model, so a resumed run continues exactly where training stopped
-    _save_checkpoint(out, model, opt, cfg.steps, rng, signature)
+    train_seconds = seconds_before + time.perf_counter() - t0
+    _save_checkpoint(out, model, opt, cfg.steps, rng, signature, train_seconds)
     with torch.no_grad():
         probe = fit_heads(
             model,
@@ -375,7 +395,9 @@ def train(
         "out": str(out),
         "steps": cfg.steps,
         "resumed_from": start,
-        "seconds": time.perf_counter() - t0,
+        "seconds": train_seconds,  # optimization time over all runs, resumes included
+        "finish_seconds": time.perf_counter() - t0 - (train_seconds - seconds_before),
+        "calibration": calibration,
         "final": last,
         "n_gms": len(names),
         "n_fake": bank.n_fake,
@@ -400,5 +422,9 @@ def summary_table(result: dict) -> Table:
     for k in ("total", "parse_continuous_l1", "detect_acc", "attribute_acc"):
         if k in result["final"]:
             t.add_row(f"last {k}", f"{result['final'][k]:.3f}")
-    t.add_row("time", f"{result['seconds']:.0f} s")
+    t.add_row("training time (all runs)", f"{result['seconds']:.0f} s")
+    t.add_row("probe + calibration", f"{result['finish_seconds']:.0f} s")
+    for k in ("attribution_train_acc", "detection_train_acc", "open_threshold"):
+        if k in result.get("calibration", {}):
+            t.add_row(k.replace("_", " "), f"{result['calibration'][k]:.3f}")
     return t

@@ -158,7 +158,7 @@ def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
 
 def real_records(folder: str | Path) -> list[RealRecord]:
     """Real photographs in a folder: subfolders are content domains (files directly
-    in `folder` get the domain "real"); each file is its own source photograph."""
+    in `folder` get the domain "user", as in zoo.real); each file is its own source photograph."""
     from gmtrace.data.images import list_images
 
     folder = Path(folder)
@@ -170,6 +170,6 @@ def real_records(folder: str | Path) -> list[RealRecord]:
     out = []
     for f in files:
         rel = f.relative_to(folder)
-        domain = rel.parts[0] if len(rel.parts) > 1 else "real"
+        domain = rel.parts[0] if len(rel.parts) > 1 else "user"
         out.append(RealRecord(path=f, domain=domain, source=str(rel)))
     return out

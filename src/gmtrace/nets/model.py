@@ -14,7 +14,8 @@ attribution and projection heads are the same, so both answer the same questions
 
 After training, `fit_heads` refits the detection and attribution heads as a linear
 probe on the frozen features, and `calibrate` stores in buffers (saved with the
-weights) the Platt scaling of the detection logit and the open-set threshold.
+weights) the Platt scaling of the detection logit, the open-set threshold and the
+grouping embedding and threshold.
 """
 
 from __future__ import annotations
@@ -37,6 +38,19 @@ from gmtrace.nets.red_arch import RedParsingNet, red_parsing_loss
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 KINDS = ("gmtrace", "red")
+# filled after training by `fit_heads` / `calibrate`, not by the optimizer
+CALIBRATION_BUFFERS = (
+    "platt",
+    "open_threshold",
+    "group_threshold",
+    "feature_mean",
+    "feature_std",
+    "group_mean",
+    "group_projection",
+)
+
+# config fields that only shape what `fit_heads` fits after training
+POST_TRAINING = ("group_dims",)
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,7 @@ class ModelConfig:
     spectrum: bool = True
     spectrum_bins: int = 48
     spectrum_grid: int = 16
+    group_dims: int = 32  # grouping embedding: discriminant directions kept
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -64,12 +79,13 @@ class ModelConfig:
             "spectrum": self.spectrum,
             "spectrum_bins": self.spectrum_bins,
             "spectrum_grid": self.spectrum_grid,
+            "group_dims": self.group_dims,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         scalars = {k: d[k] for k in ("n_gms", "proj", "kind", "spectrum") if k in d}
-        scalars |= {k: d[k] for k in ("spectrum_bins", "spectrum_grid") if k in d}
+        scalars |= {k: d[k] for k in ("spectrum_bins", "spectrum_grid", "group_dims") if k in d}
         return cls(fen=FENConfig(**d["fen"]), parser=ParserConfig(**d["parser"]), **scalars)
 
     def with_gms(self, n_gms: int) -> ModelConfig:
@@ -167,8 +183,17 @@ class GMTraceModel(nn.Module):
         # filled by `fit_heads` / `calibrate` (saved with the weights)
         self.register_buffer("platt", torch.tensor([1.0, 0.0]))
         self.register_buffer("open_threshold", torch.tensor(1.0))
+        self.register_buffer("group_threshold", torch.tensor(0.5))
         self.register_buffer("feature_mean", torch.zeros(d))
         self.register_buffer("feature_std", torch.ones(d))
+        k = self.group_dims
+        self.register_buffer("group_mean", torch.zeros(d))
+        self.register_buffer("group_projection", torch.eye(d)[:, :k].clone())
+
+    @property
+    def group_dims(self) -> int:
+        """Size of the grouping embedding: at most one less than the training GMs."""
+        return max(1, min(self.cfg.group_dims, self.cfg.n_gms - 1, self.n_features))
 
     def features(self, fp: torch.Tensor) -> torch.Tensor:
         """Trunk embedding (fused with the spectrum MLP) + raw spectrum features."""
@@ -234,7 +259,8 @@ def infer(
 
     open_score is 1 - max attribution probability (maximum softmax probability);
     the grouping embedding is the head features standardized over the training
-    images and scaled to unit length (with `features`, the raw head features)."""
+    images, projected on the discriminant directions of the training GMs
+    (`fit_heads`) and scaled to unit length (with `features`, the raw head features)."""
     model.eval()
     dev = next(model.parameters()).device
     parts: dict[str, list] = {}
@@ -244,6 +270,7 @@ def infer(
         a, b = model.platt
         attr = torch.softmax(o.attribute, dim=1)
         z = (o.features - model.feature_mean) / model.feature_std
+        z = (z - model.group_mean) @ model.group_projection
         vals = {
             "p_generated": torch.sigmoid(a * o.detect + b),
             "attribution": attr,
@@ -291,12 +318,18 @@ def fit_heads(
     attribution order): multinomial and binary logistic regression (L2, strength
     1/C, balanced classes) on standardized features, folded back into the heads.
     SGD over a few hundred steps leaves these linear heads far from their optimum;
-    the probe reaches it (the features keep what training learned). Also stores the
-    feature mean and std used by the grouping embedding."""
+    the probe reaches it (the features keep what training learned).
+
+    Also fills the grouping embedding: the feature mean and std, and the leading
+    `group_dims` linear discriminant directions of the standardized features by GM
+    (`grouping.discriminant_projection`): directions that separate the training GMs
+    and vary little within one, which is what tells GMs never seen apart too."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
+
+    from gmtrace.grouping import discriminant_projection
 
     warnings.filterwarnings("ignore", category=ConvergenceWarning)  # max_iter caps the cost
     feats = [infer(model, a, features=True).embedding if len(a) else None for a in fake]
@@ -312,6 +345,9 @@ def fit_heads(
     icpt = np.full(model.cfg.n_gms, -1e4)  # a GM without images is never predicted
     coef[attr.classes_], icpt[attr.classes_] = attr.coef_, attr.intercept_
     _set_linear(model.attribute, coef, icpt, mu, sd)
+    m, w = discriminant_projection((xf - mu) / sd, yf, model.group_dims)
+    model.group_mean.copy_(torch.from_numpy(m).float())
+    model.group_projection.copy_(torch.from_numpy(w).float())
     y = np.r_[np.ones(len(xf)), np.zeros(len(xr))]
     det = LogisticRegression(C=C, max_iter=300, class_weight="balanced").fit((x_all - mu) / sd, y)
     _set_linear(model.detect, det.coef_, det.intercept_, mu, sd)
@@ -334,9 +370,13 @@ def calibrate(
     * Platt scaling p = sigmoid(a z + b) of the detection logit z, fitted by
       logistic regression (scikit-learn, L2, C=1) on those images;
     * open-set threshold: the `accept` quantile of the open-set score over the
-      held-out fake images, so that share of known-GM images is accepted.
+      held-out fake images, so that share of known-GM images is accepted;
+    * grouping threshold: the clustering cut that best groups the held-out fake
+      images by GM (`grouping.choose_threshold`).
     """
     from sklearn.linear_model import LogisticRegression
+
+    from gmtrace.grouping import choose_threshold
 
     model.platt.copy_(torch.tensor([1.0, 0.0]))
     fakes = [a for a in fake if len(a)]
@@ -350,7 +390,10 @@ def calibrate(
         model.platt.copy_(torch.tensor([float(lr.coef_[0, 0]), float(lr.intercept_[0])]))
     thr = float(np.quantile(inf_fake.open_score, accept))
     model.open_threshold.fill_(thr)
-    return {"platt": model.platt.tolist(), "open_threshold": thr}
+    gm = np.concatenate([[i] * len(a) for i, a in enumerate(fake) if len(a)])
+    group = choose_threshold(inf_fake.embedding, gm)
+    model.group_threshold.fill_(group)
+    return {"platt": model.platt.tolist(), "open_threshold": thr, "group_threshold": group}
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
