@@ -101,3 +101,22 @@ def test_fingerprint_loss_weights():
     t = fingerprint_loss(fp)
     expected = 0.1 * t["mag"] + 0.05 * t["low"] + 0.001 * t["rep"] + 1.0 * t["sym"]
     assert t["total"].item() == pytest.approx(expected.item())
+
+
+def test_checkpoint_signature_reads_legacy_model_configs():
+    """A checkpoint saved before `image_spectrum` existed is the same run as a config
+    holding its legacy value (off), and a different run from one that turns it on."""
+    from gmtrace.nets.model import red_config
+    from gmtrace.train import _same_run, _signature_model
+
+    current = {"train": {"lr": 1e-3}, "model": _signature_model(red_config(5))}
+    legacy = {**current, "model": {**current["model"]}}
+    del legacy["model"]["image_spectrum"]
+    assert _same_run(legacy, current)
+    on = _signature_model(ModelConfig(n_gms=5))
+    off = {**on, "image_spectrum": False}
+    assert _same_run({**current, "model": off}, {**current, "model": on}) is False
+    legacy_on = {k: v for k, v in on.items() if k != "image_spectrum"}
+    assert not _same_run({**current, "model": legacy_on}, {**current, "model": on})
+    assert _same_run({**current, "model": legacy_on}, {**current, "model": off})
+    assert not _same_run({**current, "train": {"lr": 1e-4}}, current)

@@ -204,13 +204,31 @@ def _save_checkpoint(
         tmp.replace(ck)
 
 
+def _same_run(saved: dict, current: dict) -> bool:
+    """Whether a checkpoint's signature is this run's. A model config saved before a
+    field existed is read with that field's legacy value (`ModelConfig.from_dict`)."""
+    if saved == current:
+        return True
+    try:
+        model = _signature_model(ModelConfig.from_dict(saved["model"]))
+    except (KeyError, TypeError, ValueError):
+        return False
+    return {**saved, "model": model} == current
+
+
+def _signature_model(cfg: ModelConfig) -> dict:
+    """The model config as a checkpoint signature holds it: settings used only after
+    optimization (head refit) do not bind a checkpoint."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in POST_TRAINING}
+
+
 def _resume(out: Path, model, opt, rng, signature: dict, device) -> tuple[int, float]:
     """Load the checkpoint in `out`, if any: (steps done, training seconds so far)."""
     ck = out / CHECKPOINT
     if not (ck / "state.json").is_file():
         return 0, 0.0
     state = json.loads((ck / "state.json").read_text())
-    if state["signature"] != signature:
+    if not _same_run(state["signature"], signature):
         raise TrainError(
             f"{out}: holds a run with other settings or data; use another --out or delete it"
         )
@@ -284,8 +302,7 @@ def train(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     signature = {
         "train": asdict(cfg) | {"steps": None},
-        # settings used only after optimization (head refit) do not bind a checkpoint
-        "model": {k: v for k, v in mcfg.to_dict().items() if k not in POST_TRAINING},
+        "model": _signature_model(mcfg),
         "gms": names,
         "sources": sorted(set(bank.real_sources)),
         "n_fake": bank.n_fake,

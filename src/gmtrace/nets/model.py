@@ -4,9 +4,9 @@ safetensors plus a JSON config (nothing is unpickled).
 
     image -> FEN -> F -> conv trunk ------------------------\
                       -> log spectrum of F -> features -> MLP -+-> fuse -> e
-                                                  \--------------------------+-> [e, features]
-      [e, features] -> parsing heads (15 + 10), detection logit, attribution logits,
-                       projection z (unit norm, supervised contrastive)
+    image -> 3x3 high-pass residual -> radial log spectrum -> r
+    h = [e, features, r] -> parsing heads (15 + 10), detection logit, attribution
+                            logits, projection z (unit norm, supervised contrastive)
 
 `kind="red"` swaps in RED's architecture for the baseline: DnCNN-17 FEN, RED's
 parsing network and losses (nets/red_arch.py), no spectrum branch; the detection,
@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gmtrace.data.images import to_float
-from gmtrace.nets.fen import DnCNN, FENConfig
+from gmtrace.nets.fen import DnCNN, FENConfig, box_residual
 from gmtrace.nets.parser import ParseOutput, ParserConfig, ParsingNet, parsing_loss
 from gmtrace.nets.red_arch import RedParsingNet, red_parsing_loss
 
@@ -63,6 +63,7 @@ class ModelConfig:
     spectrum: bool = True
     spectrum_bins: int = 48
     spectrum_grid: int = 16
+    image_spectrum: bool = True  # also the radial spectrum of the image's residual
     group_dims: int = 32  # grouping embedding: discriminant directions kept
 
     def __post_init__(self):
@@ -79,6 +80,7 @@ class ModelConfig:
             "spectrum": self.spectrum,
             "spectrum_bins": self.spectrum_bins,
             "spectrum_grid": self.spectrum_grid,
+            "image_spectrum": self.image_spectrum,
             "group_dims": self.group_dims,
         }
 
@@ -86,6 +88,7 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> ModelConfig:
         scalars = {k: d[k] for k in ("n_gms", "proj", "kind", "spectrum") if k in d}
         scalars |= {k: d[k] for k in ("spectrum_bins", "spectrum_grid", "group_dims") if k in d}
+        scalars["image_spectrum"] = d.get("image_spectrum", False)  # absent before it existed
         return cls(fen=FENConfig(**d["fen"]), parser=ParserConfig(**d["parser"]), **scalars)
 
     def with_gms(self, n_gms: int) -> ModelConfig:
@@ -101,6 +104,7 @@ def red_config(n_gms: int = 1, proj: int = 64) -> ModelConfig:
         proj=proj,
         kind="red",
         spectrum=False,
+        image_spectrum=False,
     )
 
 
@@ -140,10 +144,14 @@ class SpectrumEncoder(nn.Module):
         mag = torch.fft.fft2(fp, norm="ortho").abs().mean(1)
         return torch.fft.fftshift(torch.log(mag + 1e-6), dim=(-2, -1))
 
+    def radial(self, s: torch.Tensor) -> torch.Tensor:
+        """Radial profile [B, bins] of log spectra [B, H, W]."""
+        b, h, w = s.shape
+        return s.reshape(b, h * w) @ self.rings(h, w, s.device)
+
     def forward(self, fp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.log_spectrum(fp)
-        b, h, w = s.shape
-        radial = s.reshape(b, h * w) @ self.rings(h, w, s.device)
+        radial = self.radial(s)
         grid = F.adaptive_avg_pool2d(s[:, None], self.grid).flatten(1)
         feats = self.norm(torch.cat([radial, grid], dim=1))
         return self.mlp(feats), feats
@@ -172,6 +180,14 @@ class GMTraceModel(nn.Module):
             nn.Sequential(nn.Linear(2 * e, e), nn.ReLU(inplace=True)) if cfg.spectrum else None
         )
         d = e + (self.spectrum.n_features if self.spectrum is not None else 0)
+        # the image's own high-pass spectrum, beside the fingerprint's: evidence the
+        # FEN cannot reshape (what the spectral baseline reads), for every head
+        self.image_norm = (
+            nn.BatchNorm1d(cfg.spectrum_bins, affine=False)
+            if cfg.spectrum and cfg.image_spectrum
+            else None
+        )
+        d += cfg.spectrum_bins if self.image_norm is not None else 0
         self.n_features = d
         if cfg.kind == "red":
             self.parser: nn.Module = RedParsingNet(head_in=d)
@@ -195,17 +211,22 @@ class GMTraceModel(nn.Module):
         """Size of the grouping embedding: at most one less than the training GMs."""
         return max(1, min(self.cfg.group_dims, self.cfg.n_gms - 1, self.n_features))
 
-    def features(self, fp: torch.Tensor) -> torch.Tensor:
-        """Trunk embedding (fused with the spectrum MLP) + raw spectrum features."""
+    def features(self, fp: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Trunk embedding (fused with the spectrum MLP) + raw spectrum features of
+        the fingerprint [+ the radial spectrum of the image's 3x3 residual]."""
         e = self.parser.forward_features(fp)
         if self.spectrum is None:
             return e
         mlp, raw = self.spectrum(fp)
-        return torch.cat([self.fuse(torch.cat([e, mlp], dim=1)), raw], dim=1)
+        parts = [self.fuse(torch.cat([e, mlp], dim=1)), raw]
+        if self.image_norm is not None:
+            s = self.spectrum.log_spectrum(box_residual(x))
+            parts.append(self.image_norm(self.spectrum.radial(s)))
+        return torch.cat(parts, dim=1)
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         fp = self.fen(x)
-        e = self.features(fp)
+        e = self.features(fp, x)
         return ModelOutput(
             fingerprint=fp,
             parse=self.parser.forward_head(e),
