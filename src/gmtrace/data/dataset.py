@@ -159,17 +159,12 @@ def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
 def real_records(folder: str | Path) -> list[RealRecord]:
     """Real photographs in a folder: subfolders are content domains (files directly
     in `folder` get the domain "user", as in zoo.real); each file is its own source photograph."""
-    from gmtrace.data.images import list_images
+    from gmtrace.data.images import images_by_domain
 
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a folder of real photographs")
-    files = list_images(folder)
+    files = images_by_domain(folder)
     if not files:
         raise DatasetError(f"{folder}: holds no image files")
-    out = []
-    for f in files:
-        rel = f.relative_to(folder)
-        domain = rel.parts[0] if len(rel.parts) > 1 else "user"
-        out.append(RealRecord(path=f, domain=domain, source=str(rel)))
-    return out
+    return [RealRecord(path=f, domain=domain, source=str(rel)) for f, rel, domain in files]

@@ -31,6 +31,16 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_path(p))
 
 
+def images_by_domain(folder: Path) -> list[tuple[Path, Path, str]]:
+    """(file, path relative to `folder`, domain) for each image under `folder`: the
+    first-level subfolder names the domain; files directly inside get "user"."""
+    out = []
+    for f in list_images(folder):
+        rel = f.relative_to(folder)
+        out.append((f, rel, rel.parts[0] if len(rel.parts) > 1 else "user"))
+    return out
+
+
 def load_rgb(path: str | Path, min_side: int = MIN_SIDE) -> np.ndarray:
     """Decode an image file to an RGB uint8 array [H, W, 3].
 

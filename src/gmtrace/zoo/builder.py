@@ -53,10 +53,14 @@ class Preset:
         return sum(self.families.values())
 
 
+# one GM of each of the eight families (presets `tiny` and `demo`)
+EIGHT_FAMILIES = ("dcgan", "resgan", "stylegan", "vae", "catvae", "mmd", "unet", "resnet")
+ONE_OF_EACH = {f: 1 for f in EIGHT_FAMILIES}
+
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         "tiny",
-        {f: 1 for f in ("dcgan", "resgan", "stylegan", "vae", "catvae", "mmd", "unet", "resnet")},
+        ONE_OF_EACH,
         resolution=32,
         images_per_gm=12,
         real_crops=48,
@@ -66,7 +70,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "demo": Preset(
         "demo",
-        {f: 1 for f in ("dcgan", "resgan", "stylegan", "vae", "catvae", "mmd", "unet", "resnet")},
+        ONE_OF_EACH,
         resolution=64,
         images_per_gm=24,
         real_crops=48,

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from gmtrace.data.dataset import REAL_COLUMNS, write_csv
-from gmtrace.data.images import ImageError, list_images, load_rgb, save_png, to_float
+from gmtrace.data.images import ImageError, images_by_domain, load_rgb, save_png, to_float
 
 # (package, path inside the package, content domain). Photographs only: no
 # drawings, logos, charts or synthetic test patterns.
@@ -108,20 +108,18 @@ def load_folder(folder: Path, min_side: int = 32) -> tuple[list[Photo], list[str
         raise RealImageError(f"{folder}: no such folder")
     if not folder.is_dir():
         raise RealImageError(f"{folder}: not a folder")
-    files = list_images(folder)
+    files = images_by_domain(folder)
     if not files:
         raise RealImageError(
             f"{folder}: no image files (looked for .png, .jpg, .jpeg, .bmp, .tif, .webp)"
         )
     photos, failures = [], []
-    for path in files:
+    for path, rel, domain in files:
         try:
             pixels = load_rgb(path, min_side=min_side)
         except ImageError as e:
             failures.append(str(e))
             continue
-        rel = path.relative_to(folder)
-        domain = rel.parts[0] if len(rel.parts) > 1 else "user"
         photos.append(Photo(str(rel.with_suffix("")).replace("/", "."), _clean(domain), pixels))
     if not photos:
         raise RealImageError(
