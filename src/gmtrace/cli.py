@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -131,10 +132,7 @@ def train(
         augment=not no_augment,
         seed=seed,
     )
-    base = ModelConfig()
-    mcfg = ModelConfig(
-        **{**base.__dict__, "fen": FENConfig(depth=fen_depth, width=fen_width, highpass=True)}
-    )
+    mcfg = replace(ModelConfig(), fen=FENConfig(depth=fen_depth, width=fen_width, highpass=True))
     from gmtrace.data.dataset import real_records
     from gmtrace.data.red import read_red_npy, read_red_text
 
@@ -214,17 +212,16 @@ def analyze(
                 continue
             h = r.hyperparameters
             gm = r.known_gms[0]
-            src = "unknown GM" if r.unknown_gm else f"{gm['name']} ({gm['probability']:.2f})"
-            if r.verdict == "real":
-                src = "-"
             note = " (padded)" if r.padded else ""
-            parsed = (
-                f"{format_count('n_params', h['n_params'])} / {h['n_layers']:.0f} / "
-                f"{h['upsampling']} ({h['upsampling_confidence']:.2f})"
-            )
-            losses = ", ".join(r.losses) or "-"
-            if r.verdict == "real":  # no generator to parse (--json keeps the numbers)
-                parsed = losses = "-"
+            if r.verdict == "real":  # no generator to name or parse (--json keeps the numbers)
+                src = parsed = losses = "-"
+            else:
+                src = "unknown GM" if r.unknown_gm else f"{gm['name']} ({gm['probability']:.2f})"
+                parsed = (
+                    f"{format_count('n_params', h['n_params'])} / {h['n_layers']:.0f} / "
+                    f"{h['upsampling']} ({h['upsampling_confidence']:.2f})"
+                )
+                losses = ", ".join(r.losses) or "-"
             t.add_row(
                 r.file + note,
                 f"{r.p_generated:.2f}",
@@ -347,16 +344,7 @@ def evaluate(
     from gmtrace.evaluate import evaluate as run_eval
     from gmtrace.train import TrainError
 
-    if render_only:
-        try:
-            results = write_reports(out, report)
-        except ValueError as e:
-            _fail(str(e))
-        console.print(summary_table(results))
-        console.print(f"report: {out / 'report.md'}" + (f" and {report}" if report else ""))
-        return
-
-    if zoo is None:
+    if zoo is None and not render_only:
         _fail("--zoo DIR is required (unless --render-only)")
     cfg = EvalConfig(
         folds=folds,
@@ -370,8 +358,11 @@ def evaluate(
     )
     command = "gmtrace " + " ".join(sys.argv[1:])
     try:
-        ds = GMDataset.from_zoo(zoo)
-        results = run_eval(ds, out, cfg, console=console, report=report, command=command)
+        if render_only:
+            results = write_reports(out, report)
+        else:
+            ds = GMDataset.from_zoo(zoo)
+            results = run_eval(ds, out, cfg, console=console, report=report, command=command)
     except (DatasetError, TrainError, ValueError) as e:
         _fail(str(e))
     console.print(summary_table(results))

@@ -23,7 +23,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -304,18 +304,14 @@ def make_methods(cfg: EvalConfig) -> list[Method]:
     )
     for name in cfg.methods:
         if name == "gmtrace":
-            out.append(NetMethod("gmtrace", ModelConfig(), _with(base, steps=cfg.steps)))
+            out.append(NetMethod("gmtrace", ModelConfig(), replace(base, steps=cfg.steps)))
         elif name == "red":
-            out.append(NetMethod("red", red_config(), _with(base, steps=cfg.red_steps)))
+            out.append(NetMethod("red", red_config(), replace(base, steps=cfg.red_steps)))
         elif name == "spectral":
             out.append(SpectralMethod())
         else:
             raise ValueError(f"unknown method {name!r}; choose from {METHODS}")
     return out
-
-
-def _with(cfg: TrainConfig, **kw) -> TrainConfig:
-    return TrainConfig(**{**asdict(cfg), **kw})
 
 
 def _neutral(images: np.ndarray, cfg: EvalConfig) -> np.ndarray:
@@ -423,7 +419,6 @@ def evaluate(
         )
         fd.info["fold_norm"] = fold_norm
         fd.info["methods"] = {}
-        fd.info["real_sources_test"] = sorted(sfolds[k])
         fd.info["real_source"] = [bank.real_sources[i] for i in real_test]
         for m in make_methods(cfg):
             console.print(f"[bold]{LABELS[m.name]}[/]: fitting")
@@ -634,16 +629,22 @@ def _fold_stats(rows: list[dict]) -> dict:
 # ---------------------------------------------------------------- figures and report
 
 
-def _figures(ds, data: list[FoldData], folds, results, out: Path, cfg: EvalConfig) -> dict:
+def _figures(ds, data: list[FoldData], folds, results, out: Path, cfg: EvalConfig) -> None:
+    """Draw the figures of `FIGURES` into `out` (the fingerprint one only where the
+    main method has fingerprints)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.metrics import confusion_matrix, roc_curve
 
-    figs: dict[str, Path] = {}
     fd = data[0]
-    names = {k: out / f for k, f in FIGURES.items()}
+
+    def save(fig, key: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out / FIGURES[key], dpi=110)
+        plt.close(fig)
+
     # ROC curves, pooled over folds
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     for ax, (title, a, b) in zip(
@@ -664,10 +665,7 @@ def _figures(ds, data: list[FoldData], folds, results, out: Path, cfg: EvalConfi
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
         ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    figs["roc"] = names["roc"]
-    fig.savefig(figs["roc"], dpi=110)
-    plt.close(fig)
+    save(fig, "roc")
     main = "gmtrace" if "gmtrace" in cfg.methods else cfg.methods[0]
     # confusion matrix, closed set, fold 0
     seen = fd.seen[main]
@@ -679,10 +677,7 @@ def _figures(ds, data: list[FoldData], folds, results, out: Path, cfg: EvalConfi
     ax.set_title(f"closed-set attribution, fold 1 ({LABELS[main]})")
     ax.set_xlabel("predicted GM")
     ax.set_ylabel("true GM")
-    fig.tight_layout()
-    figs["confusion"] = names["confusion"]
-    fig.savefig(figs["confusion"], dpi=110)
-    plt.close(fig)
+    save(fig, "confusion")
     # embedding map of unseen GMs, fold 0
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
@@ -698,10 +693,7 @@ def _figures(ds, data: list[FoldData], folds, results, out: Path, cfg: EvalConfi
     ax.set_title(f"embedding of unseen GMs' images, fold 1 (t-SNE, {LABELS[main]})")
     ax.set_xticks([])
     ax.set_yticks([])
-    fig.tight_layout()
-    figs["embedding"] = names["embedding"]
-    fig.savefig(figs["embedding"], dpi=110)
-    plt.close(fig)
+    save(fig, "embedding")
     # fingerprint and spectrum per GM, fold 0: one unseen GM per family
     fps = fd.info.get("fingerprints", {}).get(main)
     if fps is not None:
@@ -712,7 +704,8 @@ def _figures(ds, data: list[FoldData], folds, results, out: Path, cfg: EvalConfi
             fam.setdefault(ds.gms[g].family, g)
         chosen = list(fam.values())[:8]
         fig, axes = plt.subplots(3, len(chosen), figsize=(1.6 * len(chosen), 5.2), squeeze=False)
-        unseen_imgs = None
+        from gmtrace.data.images import load_rgb
+
         for c, g in enumerate(chosen):
             rows = np.flatnonzero(lab == g)
             f = fps[rows]
@@ -722,12 +715,8 @@ def _figures(ds, data: list[FoldData], folds, results, out: Path, cfg: EvalConfi
                 .mean(0)
                 .numpy()
             )
-            example = ds.gms[g].images()[0]
-            from gmtrace.data.images import load_rgb
-
-            unseen_imgs = load_rgb(example)
             lo, hi = np.percentile(mean_fp, [1, 99])
-            axes[0, c].imshow(unseen_imgs)
+            axes[0, c].imshow(load_rgb(ds.gms[g].images()[0]))
             axes[1, c].imshow(np.clip((mean_fp - lo) / (hi - lo + 1e-9), 0, 1))
             axes[2, c].imshow(spec, cmap="magma")
             axes[0, c].set_title(f"{ds.gms[g].family}\n{ds.gms[g].name}", fontsize=7)
@@ -736,11 +725,7 @@ def _figures(ds, data: list[FoldData], folds, results, out: Path, cfg: EvalConfi
         axes[0, 0].text(-0.1, 0.5, "image", transform=axes[0, 0].transAxes, ha="right")
         axes[1, 0].text(-0.1, 0.5, "fingerprint", transform=axes[1, 0].transAxes, ha="right")
         axes[2, 0].text(-0.1, 0.5, "spectrum", transform=axes[2, 0].transAxes, ha="right")
-        fig.tight_layout()
-        figs["fingerprints"] = names["fingerprints"]
-        fig.savefig(figs["fingerprints"], dpi=110)
-        plt.close(fig)
-    return figs
+        save(fig, "fingerprints")
 
 
 def _f(x: float, d: int = 3) -> str:
@@ -806,13 +791,20 @@ def target_values(results: dict, name: str) -> dict[str, float | None]:
     }
 
 
+def _header(first: str, ms: dict, names: list[str]) -> list[str]:
+    """A markdown table header: `first`, then one column per method."""
+    return [
+        f"| {first} | " + " | ".join(ms[n]["label"] for n in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+
+
 def _detection_error_tables(ms: dict, names: list[str], worst: int = 8) -> list[str]:
     L = [
         "\nWhere the errors are (all folds pooled, threshold p = 0.5): the share of each "
         "held-out real source photograph's crops called generated,\n"
     ]
-    L.append("| real source (crops) | " + " | ".join(ms[n]["label"] for n in names) + " |")
-    L.append("|---|" + "---|" * len(names))
+    L += _header("real source (crops)", ms, names)
     first = ms[names[0]]["detection_errors"]["real_called_generated"]
     for src, v in first.items():
         cells = [
@@ -823,8 +815,7 @@ def _detection_error_tables(ms: dict, names: list[str], worst: int = 8) -> list[
         f"\nand the {worst} unseen GMs whose images are most often called real "
         f"(by {ms[names[0]]['label']}, with the others beside):\n"
     )
-    L.append("| unseen GM | " + " | ".join(ms[n]["label"] for n in names) + " |")
-    L.append("|---|" + "---|" * len(names))
+    L += _header("unseen GM", ms, names)
     for gm in list(ms[names[0]]["detection_errors"]["unseen_called_real"])[:worst]:
         cells = [f"{ms[n]['detection_errors']['unseen_called_real'][gm]:.0%}" for n in names]
         L.append(f"| {gm} | " + " | ".join(cells) + " |")
@@ -882,8 +873,7 @@ def render_report(results: dict, figures: dict, where: Path) -> str:
             "closed form.\n"
         )
     L.append("## Targets\n")
-    L.append("| target | " + " | ".join(ms[n]["label"] for n in names) + " |")
-    L.append("|---|" + "---|" * len(names))
+    L += _header("target", ms, names)
     tv = {n: target_values(results, n) for n in names}
     for text, key, op, thr in TARGETS:
         cells = []

@@ -22,7 +22,14 @@ from rich.console import Console
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import ImageBank
 from gmtrace.grouping import discriminant_projection
-from gmtrace.nets.model import GMTraceModel, Inference, ModelConfig, infer, load_model
+from gmtrace.nets.model import (
+    GMTraceModel,
+    Inference,
+    ModelConfig,
+    fit_logistic,
+    infer,
+    load_model,
+)
 from gmtrace.nets.spectral import spectral_features
 from gmtrace.schema import DISCRETE, LOSS_TYPES, Targets
 from gmtrace.train import TrainConfig, train
@@ -80,18 +87,9 @@ class NetMethod(Method):
 
 
 def _logreg(x: np.ndarray, y: np.ndarray, balanced: bool = True):
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    warnings.filterwarnings("ignore", category=ConvergenceWarning)  # max_iter caps the cost
-
     if len(np.unique(y)) < 2:
         return int(y[0])  # a constant: the one class seen in training
-    return LogisticRegression(
-        C=1.0, max_iter=500, class_weight="balanced" if balanced else None
-    ).fit(x, y)
+    return fit_logistic(x, y, C=1.0, max_iter=500, balanced=balanced)
 
 
 def _proba(model, x: np.ndarray, n_classes: int) -> np.ndarray:

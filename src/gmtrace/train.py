@@ -207,8 +207,6 @@ def _save_checkpoint(
 def _same_run(saved: dict, current: dict) -> bool:
     """Whether a checkpoint's signature is this run's. A model config saved before a
     field existed is read with that field's legacy value (`ModelConfig.from_dict`)."""
-    if saved == current:
-        return True
     try:
         model = _signature_model(ModelConfig.from_dict(saved["model"]))
     except (KeyError, TypeError, ValueError):
@@ -386,7 +384,8 @@ def train(
     model.eval()
     # the checkpoint holds the trained weights; the probe and calibration only feed the
     # saved model, so a resumed run continues exactly where training stopped
-    train_seconds = seconds_before + time.perf_counter() - t0
+    t_trained = time.perf_counter()
+    train_seconds = seconds_before + t_trained - t0
     _save_checkpoint(out, model, opt, cfg.steps, rng, signature, train_seconds)
     with torch.no_grad():
         probe = fit_heads(
@@ -413,7 +412,7 @@ def train(
         "steps": cfg.steps,
         "resumed_from": start,
         "seconds": train_seconds,  # optimization time over all runs, resumes included
-        "finish_seconds": time.perf_counter() - t0 - (train_seconds - seconds_before),
+        "finish_seconds": time.perf_counter() - t_trained,  # probe + calibration + save
         "calibration": calibration,
         "final": last,
         "n_gms": len(names),

@@ -21,7 +21,7 @@ grouping embedding and threshold.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +51,8 @@ CALIBRATION_BUFFERS = (
 
 # config fields that only shape what `fit_heads` fits after training
 POST_TRAINING = ("group_dims",)
+# values of config fields added later, for configs saved before they existed
+LEGACY = {"image_spectrum": False}
 
 
 @dataclass(frozen=True)
@@ -71,28 +73,19 @@ class ModelConfig:
             raise ValueError(f"model kind must be one of {KINDS}, got {self.kind!r}")
 
     def to_dict(self) -> dict:
-        return {
-            "fen": self.fen.to_dict(),
-            "parser": self.parser.to_dict(),
-            "n_gms": self.n_gms,
-            "proj": self.proj,
-            "kind": self.kind,
-            "spectrum": self.spectrum,
-            "spectrum_bins": self.spectrum_bins,
-            "spectrum_grid": self.spectrum_grid,
-            "image_spectrum": self.image_spectrum,
-            "group_dims": self.group_dims,
-        }
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        return d | {"fen": self.fen.to_dict(), "parser": self.parser.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        scalars = {k: d[k] for k in ("n_gms", "proj", "kind", "spectrum") if k in d}
-        scalars |= {k: d[k] for k in ("spectrum_bins", "spectrum_grid", "group_dims") if k in d}
-        scalars["image_spectrum"] = d.get("image_spectrum", False)  # absent before it existed
+        """Inverse of `to_dict`; a field missing from `d` takes its value from
+        before it existed (`LEGACY`), else its default; unknown keys are ignored."""
+        names = {f.name for f in fields(cls)} - {"fen", "parser"}
+        scalars = LEGACY | {k: d[k] for k in names if k in d}
         return cls(fen=FENConfig(**d["fen"]), parser=ParserConfig(**d["parser"]), **scalars)
 
     def with_gms(self, n_gms: int) -> ModelConfig:
-        return ModelConfig(**{**self.__dict__, "n_gms": n_gms})
+        return replace(self, n_gms=n_gms)
 
 
 def red_config(n_gms: int = 1, proj: int = 64) -> ModelConfig:
@@ -255,18 +248,6 @@ class Inference:
     loss_prob: np.ndarray  # [N, 10]
     fingerprint: np.ndarray | None = None  # [N, H, W, 3] when asked for
 
-    def take(self, idx) -> Inference:
-        return Inference(
-            p_generated=self.p_generated[idx],
-            attribution=self.attribution[idx],
-            open_score=self.open_score[idx],
-            embedding=self.embedding[idx],
-            continuous=self.continuous[idx],
-            discrete_prob=[p[idx] for p in self.discrete_prob],
-            loss_prob=self.loss_prob[idx],
-            fingerprint=None if self.fingerprint is None else self.fingerprint[idx],
-        )
-
 
 @torch.no_grad()
 def infer(
@@ -345,37 +326,47 @@ def fit_heads(
     `group_dims` linear discriminant directions of the standardized features by GM
     (`grouping.discriminant_projection`): directions that separate the training GMs
     and vary little within one, which is what tells GMs never seen apart too."""
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
     from gmtrace.grouping import discriminant_projection
 
-    warnings.filterwarnings("ignore", category=ConvergenceWarning)  # max_iter caps the cost
     feats = [infer(model, a, features=True).embedding if len(a) else None for a in fake]
     xf = np.concatenate([f for f in feats if f is not None]).astype(np.float64)
     yf = np.concatenate([[i] * len(f) for i, f in enumerate(feats) if f is not None])
     xr = infer(model, real, features=True).embedding.astype(np.float64)
     x_all = np.concatenate([xf, xr])
     mu, sd = x_all.mean(0), x_all.std(0) + 1e-6
+    z_all = (x_all - mu) / sd
+    zf = z_all[: len(xf)]
     model.feature_mean.copy_(torch.from_numpy(mu).float())
     model.feature_std.copy_(torch.from_numpy(sd).float())
-    attr = LogisticRegression(C=C, max_iter=300).fit((xf - mu) / sd, yf)
+    attr = fit_logistic(zf, yf, C=C, max_iter=300, balanced=False)
     coef = np.zeros((model.cfg.n_gms, xf.shape[1]))
     icpt = np.full(model.cfg.n_gms, -1e4)  # a GM without images is never predicted
     coef[attr.classes_], icpt[attr.classes_] = attr.coef_, attr.intercept_
     _set_linear(model.attribute, coef, icpt, mu, sd)
-    m, w = discriminant_projection((xf - mu) / sd, yf, model.group_dims)
+    m, w = discriminant_projection(zf, yf, model.group_dims)
     model.group_mean.copy_(torch.from_numpy(m).float())
     model.group_projection.copy_(torch.from_numpy(w).float())
     y = np.r_[np.ones(len(xf)), np.zeros(len(xr))]
-    det = LogisticRegression(C=C, max_iter=300, class_weight="balanced").fit((x_all - mu) / sd, y)
+    det = fit_logistic(z_all, y, C=C, max_iter=300, balanced=True)
     _set_linear(model.detect, det.coef_, det.intercept_, mu, sd)
     return {
-        "attribution_train_acc": float(attr.score((xf - mu) / sd, yf)),
-        "detection_train_acc": float(det.score((x_all - mu) / sd, y)),
+        "attribution_train_acc": float(attr.score(zf, yf)),
+        "detection_train_acc": float(det.score(z_all, y)),
     }
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, C: float, max_iter: int, balanced: bool):
+    """scikit-learn LogisticRegression (L2, strength 1/C) fitted on x, y; `max_iter`
+    caps the cost, so its convergence warning is silenced here (and only here)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=C, max_iter=max_iter, class_weight="balanced" if balanced else None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=ConvergenceWarning)
+        return lr.fit(x, y)
 
 
 @torch.no_grad()
