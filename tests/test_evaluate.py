@@ -13,14 +13,15 @@ from gmtrace.evaluate import (
     EvalConfig,
     binary_f1,
     evaluate,
+    family_prior_loss_f1,
     grouping_scores,
     leakage,
     macro_f1,
     permutation_test,
     purity,
-    write_reports,
 )
 from gmtrace.grouping import choose_threshold, cluster, discriminant_projection
+from gmtrace.report import write_reports
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,20 @@ def test_f1_metrics_known_values():
     # class 0: tp1 fp0 fn1 -> 2/3; class 1: tp1 fp1 fn0 -> 2/3; class 2 absent
     assert macro_f1(np.array([0, 1, 1]), np.array([0, 0, 1]), 3) == pytest.approx(2 / 3)
     assert purity(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])) == pytest.approx(0.75)
+
+
+def test_family_prior_loss_f1_known_values():
+    """Unseen a, c then b, d; each GM's loss types predicted from its family's
+    training GM (the other of its family), worked by hand."""
+    bits = np.array([[1, 0], [1, 0], [0, 1], [1, 1]], float)  # a, b, c, d
+    r = family_prior_loss_f1(
+        ["a", "b", "c", "d"], ["A", "A", "B", "B"], bits, [["a", "c"], ["b", "d"]]
+    )
+    # majority: a [1,0], c [1,1], b [1,0], d [0,1] against a, c, b, d
+    assert r["majority"]["per_type"] == pytest.approx([2 / 3, 1.0])
+    # above prevalence (fold 1: [1, .5], fold 2: [.5, .5]): a [0,0], c [0,1], b [1,0], d [0,1]
+    assert r["above_prevalence"]["per_type"] == pytest.approx([0.5, 1.0])
+    assert r["above_prevalence"]["mean"] == pytest.approx(0.75)
 
 
 def test_permutation_test_separates_signal_from_noise():

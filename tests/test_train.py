@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -120,3 +122,51 @@ def test_checkpoint_signature_reads_legacy_model_configs():
     assert not _same_run({**current, "model": legacy_on}, {**current, "model": on})
     assert _same_run({**current, "model": legacy_on}, {**current, "model": off})
     assert not _same_run({**current, "train": {"lr": 1e-4}}, current)
+
+
+def test_detection_sums_two_unit_spread_experts():
+    """`fit_heads` fits detection as two probes, one on all head features and one on
+    the image's residual spectrum alone, each scaled to unit spread over the images
+    it was fitted on; the spectrum probe alone tells noisy images from smooth ones."""
+    from gmtrace.nets.model import GMTraceModel, fit_heads, infer
+
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    model = GMTraceModel(replace(SMALL, n_gms=2)).eval()
+    smooth = lambda n: np.repeat(  # noqa: E731
+        np.repeat(rng.integers(60, 200, (n, 8, 8, 3)), 4, axis=1), 4, axis=2
+    ).astype(np.uint8)
+    noisy = lambda n: np.clip(  # noqa: E731
+        smooth(n) + rng.normal(0, 25, (n, 32, 32, 3)), 0, 255
+    ).astype(np.uint8)
+    fake, real = [noisy(40), noisy(40)], smooth(80)
+    fit_heads(model, fake, real)
+    bins = model.cfg.spectrum_bins
+
+    def features(images: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(infer(model, images, features=True).embedding)
+
+    with torch.no_grad():
+        e = features(np.concatenate([*fake, real]))
+        parts = model.detect(e).squeeze(1), e[:, -bins:] @ model.detect_spectrum[:-1]
+        assert [float(p.std(correction=0)) for p in parts] == pytest.approx([1, 1], rel=1e-3)
+        e = features(np.concatenate([noisy(20), smooth(20)]))
+        spectrum_logit = e[:, -bins:] @ model.detect_spectrum[:-1] + model.detect_spectrum[-1]
+        assert (spectrum_logit[:20] > 0).all() and (spectrum_logit[20:] < 0).all()
+        assert torch.allclose(
+            model.detection_logit(e), model.detect(e).squeeze(1) + spectrum_logit, atol=1e-5
+        )
+
+
+def test_spectrum_expert_config():
+    """Off for configs saved before it existed and for RED's architecture; it needs the
+    image spectrum it reads."""
+    from gmtrace.nets.model import GMTraceModel, red_config
+
+    legacy = ModelConfig().to_dict()
+    del legacy["spectrum_expert"]
+    assert ModelConfig.from_dict(legacy).spectrum_expert is False
+    assert "detect_spectrum" not in dict(GMTraceModel(red_config(3)).named_buffers())
+    with pytest.raises(ValueError, match="spectrum_expert"):
+        ModelConfig(image_spectrum=False)
+    assert ModelConfig(image_spectrum=False, spectrum_expert=False).image_spectrum is False

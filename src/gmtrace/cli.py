@@ -340,8 +340,9 @@ def evaluate(
     import sys
 
     from gmtrace.data.dataset import DatasetError, GMDataset
-    from gmtrace.evaluate import EvalConfig, summary_table, write_reports
+    from gmtrace.evaluate import EvalConfig
     from gmtrace.evaluate import evaluate as run_eval
+    from gmtrace.report import summary_table, write_reports
     from gmtrace.train import TrainError
 
     if zoo is None and not render_only:

@@ -14,7 +14,7 @@ Parsing is scored on the unseen GMs of all folds together (continuous values on 
 normalized scale fitted on all GMs), per image and per GM, against the random
 ground truth: the GMs' true rows shuffled within each fold, scored with the same
 predictions; the p-value is (1 + #shuffles scoring at least as well) / (1 + n).
-Results go to `results.json` and `report.md` with figures.
+Results go to `results.json`, figures and `report.md` (rendered by `gmtrace.report`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
-from rich.table import Table
 
 from gmtrace import __version__
 from gmtrace.data.augment import format_neutral
@@ -39,6 +38,7 @@ from gmtrace.data.splits import gm_folds, source_folds
 from gmtrace.grouping import choose_threshold, cluster
 from gmtrace.methods import Method, NetMethod, SpectralMethod
 from gmtrace.nets.model import Inference, ModelConfig, red_config
+from gmtrace.report import FIGURES, write_reports
 from gmtrace.runtime import seed_everything
 from gmtrace.schema import ARCH_NAMES, CONTINUOUS, DISCRETE, LOSS_TYPES, Normalizer, encode
 from gmtrace.train import TrainConfig
@@ -191,6 +191,34 @@ def loss_auc(prob: np.ndarray, gt: np.ndarray) -> list[float | None]:
     for j in range(prob.shape[1]):
         y = gt[:, j] > 0.5
         out.append(float(roc_auc_score(y, prob[:, j])) if 0 < y.sum() < len(y) else None)
+    return out
+
+
+def family_prior_loss_f1(
+    names: list[str], families: list[str], bits: np.ndarray, folds: list[list[str]]
+) -> dict:
+    """What knowing a GM's family alone gives for loss types: for each unseen GM of
+    each fold, the share q of its family's training GMs that used each loss type
+    (all training GMs where the family has none). Scored as F1 per type over all
+    unseen GMs, predicting a type where q >= 0.5 ("majority") or where q exceeds the
+    type's share among all training GMs ("above prevalence", the class-balanced
+    decision). An oracle: the true family is given, images are not looked at."""
+    fam, gt_rows, pred = np.asarray(families), [], {"majority": [], "above_prevalence": []}
+    for test in folds:
+        unseen = np.isin(names, test)
+        prevalence = bits[~unseen].mean(0)
+        for g in np.flatnonzero(unseen):
+            same = ~unseen & (fam == fam[g])
+            q = bits[same].mean(0) if same.any() else prevalence
+            pred["majority"].append(q >= 0.5)
+            pred["above_prevalence"].append(q > prevalence)
+            gt_rows.append(g)
+    gt = bits[gt_rows] > 0.5
+    out = {}
+    for k, rows in pred.items():
+        p = np.array(rows)
+        f1 = [binary_f1(p[:, j], gt[:, j]) for j in range(bits.shape[1])]
+        out[k] = {"per_type": f1, "mean": float(np.mean(f1))}
     return out
 
 
@@ -451,35 +479,6 @@ def evaluate(
     return results
 
 
-FIGURES = {
-    "fingerprints": "fig_fingerprints.png",
-    "roc": "fig_roc.png",
-    "confusion": "fig_confusion.png",
-    "embedding": "fig_embedding.png",
-}
-
-
-def write_reports(out_dir: str | Path, report: str | Path | None = None) -> dict:
-    """(Re)write `out_dir/report.md` from its results.json and figures, and the
-    report at `report` too, with the figures copied to img/results/ beside it."""
-    import shutil
-
-    out = Path(out_dir)
-    path = out / "results.json"
-    if not path.is_file():
-        raise ValueError(f"{path}: missing; run `gmtrace evaluate` into {out} first")
-    results = json.loads(path.read_text())
-    figures = {k: out / f for k, f in FIGURES.items() if (out / f).is_file()}
-    (out / "report.md").write_text(render_report(results, figures, out))
-    if report is not None:
-        rp = Path(report)
-        figdir = rp.parent / "img" / "results"
-        figdir.mkdir(parents=True, exist_ok=True)
-        copied = {k: Path(shutil.copy(v, figdir / v.name)) for k, v in figures.items()}
-        rp.write_text(render_report(results, copied, rp.parent))
-    return results
-
-
 def _fold0_extras(m, fd: FoldData, unseen, real, cfg: EvalConfig, out: Path, console) -> None:
     """Fingerprints for the figures and the content-leakage check (fold 0 only)."""
     from gmtrace.spectrum import residual
@@ -522,6 +521,9 @@ def _score(ds, data: list[FoldData], folds, fold_of_gm, global_norm, cfg: EvalCo
     gt_all = encode(arch, bits, global_norm)
     gt = {"cont": gt_all.continuous, "disc": gt_all.discrete, "loss": bits}
     res: dict = {"methods": {}, "n_gms": len(ds), "folds": [sorted(f) for f in folds]}
+    res["family_prior_loss_f1"] = family_prior_loss_f1(
+        ds.names, [g.family for g in ds.gms], bits, folds
+    )
     for name in cfg.methods:
         r: dict = {"label": LABELS[name]}
         # parsing: rescale each fold's predictions to the global normalized scale
@@ -726,321 +728,3 @@ def _figures(ds, data: list[FoldData], folds, results, out: Path, cfg: EvalConfi
         axes[1, 0].text(-0.1, 0.5, "fingerprint", transform=axes[1, 0].transAxes, ha="right")
         axes[2, 0].text(-0.1, 0.5, "spectrum", transform=axes[2, 0].transAxes, ha="right")
         save(fig, "fingerprints")
-
-
-def _f(x: float, d: int = 3) -> str:
-    return f"{x:.{d}f}"
-
-
-def _p(p: float, n: int) -> str:
-    """A permutation p-value; at its floor 1 / (n + 1) it reads "<= 1/(n+1)"."""
-    floor = 1 / (n + 1)
-    return f"≤{floor:.2g}" if p <= floor * 1.0001 else f"{p:.2g}"
-
-
-def _ms(d: dict, k: str) -> str:
-    return f"{d[k]['mean']:.3f} ± {d[k]['std']:.3f}"
-
-
-TARGETS = [
-    ("parsing beats random GT, overall p < 0.01 (per GM)", "p_overall", "<", 0.01),
-    ("every one of the 25 fields beats random GT, p < 0.05 (per GM)", "fields", ">=", 25),
-    ("beats RED's architecture on mean cont. L1, disc. macro-F1, loss F1", "vs_red", ">=", 3),
-    ("mean loss-type F1 ≥ 0.81 (per GM)", "loss_f1", ">=", 0.81),
-    ("detection AUC ≥ 0.99, clean", "auc", ">=", 0.99),
-    ("detection AUC ≥ 0.95, format-neutral", "auc_n", ">=", 0.95),
-    ("closed-set attribution ≥ 0.98", "closed", ">=", 0.98),
-    ("open-set AUROC ≥ 0.90", "open", ">=", 0.90),
-    ("grouping ARI ≥ 0.80", "ari", ">=", 0.80),
-    ("fingerprint rebuilds the image ≥ 6 dB worse than the image (dB)", "leak_db", "<=", -6.0),
-]
-
-
-def target_values(results: dict, name: str) -> dict[str, float | None]:
-    """Each method's value for every row of TARGETS (None where it does not apply:
-    no RED comparison for RED itself, no leakage for a method without fingerprints)."""
-    r = results["methods"][name]
-    pg = r["parsing"]["per_gm"]
-    s = pg["summary"]
-    fields = pg["fields"]
-    n_fields = sum(
-        int(np.sum(np.asarray(fields[k]["p"]) < 0.05)) for k in ("l1", "macro_f1", "loss_f1")
-    )
-    vs_red = None
-    if name != "red" and "red" in results["methods"]:
-        red = results["methods"]["red"]["parsing"]["per_gm"]["summary"]
-        vs_red = (
-            int(s["mean_l1"]["actual"] < red["mean_l1"]["actual"])
-            + int(s["mean_macro_f1"]["actual"] > red["mean_macro_f1"]["actual"])
-            + int(s["mean_loss_f1"]["actual"] > red["mean_loss_f1"]["actual"])
-        )
-    lk = results.get("leakage", {})
-    key = f"fingerprint ({name})"
-    leak = lk[key] - lk["image"] if key in lk and "image" in lk else None
-    return {
-        "p_overall": s["composite"]["p"],
-        "fields": n_fields,
-        "vs_red": vs_red,
-        "loss_f1": s["mean_loss_f1"]["actual"],
-        "auc": r["detection"]["auc"]["mean"],
-        "auc_n": r["detection_format_neutral"]["auc"]["mean"],
-        "closed": r["closed_set_accuracy"]["mean"],
-        "open": r["open_set_auroc"]["mean"],
-        "ari": r["grouping"]["ari"]["mean"],
-        "leak_db": leak,
-    }
-
-
-def _header(first: str, ms: dict, names: list[str]) -> list[str]:
-    """A markdown table header: `first`, then one column per method."""
-    return [
-        f"| {first} | " + " | ".join(ms[n]["label"] for n in names) + " |",
-        "|---|" + "---|" * len(names),
-    ]
-
-
-def _detection_error_tables(ms: dict, names: list[str], worst: int = 8) -> list[str]:
-    L = [
-        "\nWhere the errors are (all folds pooled, threshold p = 0.5): the share of each "
-        "held-out real source photograph's crops called generated,\n"
-    ]
-    L += _header("real source (crops)", ms, names)
-    first = ms[names[0]]["detection_errors"]["real_called_generated"]
-    for src, v in first.items():
-        cells = [
-            f"{ms[n]['detection_errors']['real_called_generated'][src]['share']:.0%}" for n in names
-        ]
-        L.append(f"| {src} ({v['n']}) | " + " | ".join(cells) + " |")
-    L.append(
-        f"\nand the {worst} unseen GMs whose images are most often called real "
-        f"(by {ms[names[0]]['label']}, with the others beside):\n"
-    )
-    L += _header("unseen GM", ms, names)
-    for gm in list(ms[names[0]]["detection_errors"]["unseen_called_real"])[:worst]:
-        cells = [f"{ms[n]['detection_errors']['unseen_called_real'][gm]:.0%}" for n in names]
-        L.append(f"| {gm} | " + " | ".join(cells) + " |")
-    return L
-
-
-def render_report(results: dict, figures: dict, where: Path) -> str:
-    cfg = results["config"]
-    ms = results["methods"]
-    n_perm = cfg["permutations"]
-    names = list(ms)
-    L = []
-    L.append("# gmtrace evaluation: unseen GMs, baselines side by side\n")
-    L.append(
-        "Made by `gmtrace evaluate` (protocol in `DESIGN.md`, code in "
-        "`src/gmtrace/evaluate.py`); every number below is computed by that run.\n"
-    )
-    if results.get("command"):
-        L.append(f"```\n{results['command']}\n```\n")
-    m = results["machine"]
-    L.append(
-        f"Zoo `{results['zoo']}`: {results['n_gms']} GMs, {cfg['folds']} folds of unseen GMs "
-        f"(stratified by family), real photographs split by source. Machine: {m['cores']} "
-        f"cores ({m['cpu']}), torch {m['torch']}, CUDA {m['cuda']}; this run took "
-        f"{results['seconds'] / 60:.1f} min. A network whose checkpoint in the output "
-        "folder is complete is resumed, not retrained; the training seconds below are "
-        "those recorded while it trained.\n"
-    )
-    L.append("## Training budget\n")
-    L.append(
-        f"| method | steps per fold (batch {cfg['batch']}) | training s per fold "
-        "| probe + calibration s | predict s per fold |"
-    )
-    L.append("|---|---|---|---|---|")
-    for n in names:
-        r = ms[n]
-        L.append(
-            f"| {r['label']} | {int(np.mean(r['steps']))} | {np.mean(r['train_seconds']):.0f} "
-            f"| {np.mean(r['probe_seconds']):.0f} | {np.mean(r['predict_seconds']):.0f} |"
-        )
-    per_step = {
-        n: np.sum(ms[n]["train_seconds"]) / max(1, np.sum(ms[n]["steps"]))
-        for n in names
-        if np.sum(ms[n]["steps"])
-    }
-    if "gmtrace" in per_step and "red" in per_step:
-        L.append(
-            f"\nMeasured here: {per_step['red']:.2f} s per training step for RED's "
-            f"architecture (DnCNN-17 FEN, 64 channels at full resolution) against "
-            f"{per_step['gmtrace']:.2f} s for gmtrace's, "
-            f"{per_step['red'] / per_step['gmtrace']:.0f}x more. The two networks get "
-            "about the same CPU time per fold rather than the same number of steps; "
-            "equal steps would need that many times longer on 2 cores. Both get the same "
-            "linear-probe head refit and calibration. The spectral baseline is fitted in "
-            "closed form.\n"
-        )
-    L.append("## Targets\n")
-    L += _header("target", ms, names)
-    tv = {n: target_values(results, n) for n in names}
-    for text, key, op, thr in TARGETS:
-        cells = []
-        for n in names:
-            v = tv[n][key]
-            if v is None:
-                cells.append("n/a")
-                continue
-            ok = {"<": v < thr, "<=": v <= thr, ">=": v >= thr}[op]
-            if key == "p_overall":
-                shown = _p(v, n_perm)
-            elif key in ("fields", "vs_red"):
-                shown = f"{v} of {thr}"
-            else:
-                shown = f"{v:.3g}"
-            cells.append(f"{shown} {'met' if ok else 'missed'}")
-        L.append(f"| {text} | " + " | ".join(cells) + " |")
-    L.append("")
-    L.append("## Parsing (unseen GMs, all folds)\n")
-    L.append(
-        "Continuous: mean L1 on the normalized scale (lower is better); discrete: mean "
-        "macro-F1; loss types: mean F1 at 0.5. *Random GT* scores the same predictions "
-        f"against GM rows shuffled within each fold ({cfg['permutations']} shuffles); "
-        "p = share of shuffles scoring at least as well.\n"
-    )
-    L.append(
-        "| method | level | cont. L1 (random, p) | disc. macro-F1 (random, p) "
-        "| loss F1 (random, p) | composite p |"
-    )
-    L.append("|---|---|---|---|---|---|")
-    for n in names:
-        for lvl in ("per_image", "per_gm"):
-            s = ms[n]["parsing"][lvl]["summary"]
-            cells = [
-                f"{s[k]['actual']:.3f} ({s[k]['random']:.3f}, {_p(s[k]['p'], n_perm)})"
-                for k in ("mean_l1", "mean_macro_f1", "mean_loss_f1")
-            ]
-            L.append(
-                f"| {ms[n]['label']} | {lvl.replace('_', ' ')} | "
-                + " | ".join(cells)
-                + f" | {_p(s['composite']['p'], n_perm)} |"
-            )
-    L.append("")
-    for n in names:
-        pg = ms[n]["parsing"]["per_gm"]["fields"]
-        pi = ms[n]["parsing"]["per_image"]["fields"]
-        L.append(f"### {ms[n]['label']}: every hyperparameter, per GM (per image)\n")
-        L.append("| hyperparameter | metric | score | random GT | p |")
-        L.append("|---|---|---|---|---|")
-        for j, f in enumerate(CONTINUOUS):
-            L.append(
-                f"| {f.name} | L1 | {pg['l1']['actual'][j]:.3f} ({pi['l1']['actual'][j]:.3f}) "
-                f"| {pg['l1']['random'][j]:.3f} | {_p(pg['l1']['p'][j], n_perm)} |"
-            )
-        for j, f in enumerate(DISCRETE):
-            L.append(
-                f"| {f.name} | macro-F1 (acc) | {pg['macro_f1']['actual'][j]:.3f} "
-                f"({pg['acc']['actual'][j]:.3f}) | {pg['macro_f1']['random'][j]:.3f} "
-                f"| {_p(pg['macro_f1']['p'][j], n_perm)} |"
-            )
-        aucs = ms[n]["parsing"]["loss_auc_per_gm"]
-        for j, t in enumerate(LOSS_TYPES):
-            a = "n/a" if aucs[j] is None else f"{aucs[j]:.3f}"
-            L.append(
-                f"| loss {t} | F1 (AUC) | {pg['loss_f1']['actual'][j]:.3f} ({a}) "
-                f"| {pg['loss_f1']['random'][j]:.3f} | {_p(pg['loss_f1']['p'][j], n_perm)} |"
-            )
-        L.append("")
-    L.append("## Detection of unseen GMs (mean ± std over folds)\n")
-    L.append(
-        "Generated images of the fold's unseen GMs against crops of its held-out source "
-        f"photographs. Format-neutral: every test image resized to {cfg['image_size']} px "
-        f"on the short side, centre-cropped and JPEG-encoded at quality "
-        f"{cfg['neutral_quality']}, real and generated alike (our zoo's images are all "
-        f"{cfg['image_size']} px, so the JPEG step is what changes them). Accuracy is at "
-        "the calibrated threshold p = 0.5.\n"
-    )
-    L.append(
-        "| method | AUC | AP | accuracy | balanced acc. | AUC format-neutral | AP format-neutral |"
-    )
-    L.append("|---|---|---|---|---|---|---|")
-    for n in names:
-        d, dn = ms[n]["detection"], ms[n]["detection_format_neutral"]
-        L.append(
-            f"| {ms[n]['label']} | {_ms(d, 'auc')} | {_ms(d, 'ap')} | {_ms(d, 'acc')} | "
-            f"{_ms(d, 'balanced_acc')} | {_ms(dn, 'auc')} | {_ms(dn, 'ap')} |"
-        )
-    if all("detection_errors" in ms[n] for n in names):
-        L.extend(_detection_error_tables(ms, names))
-    L.append("\n## Attribution, open set, grouping (mean ± std over folds)\n")
-    L.append(
-        "Closed set: held-out images of the training GMs. Open set: images of unseen GMs "
-        "(positive) against held-out images of training GMs, scored by 1 - max attribution "
-        "probability. Grouping: unseen GMs' images clustered (average linkage, cosine) in "
-        "each method's discriminant embedding (LDA of its features over the training "
-        "GMs, `grouping.py`) at the cut that best groups the training GMs' held-out "
-        "images, so the number of unseen GMs is not used.\n"
-    )
-    L.append(
-        "| method | closed-set acc. | open-set AUROC | ARI | NMI | purity | clusters found / GMs |"
-    )
-    L.append("|---|---|---|---|---|---|---|")
-    for n in names:
-        r = ms[n]
-        g = r["grouping"]
-        L.append(
-            f"| {r['label']} | {r['closed_set_accuracy']['mean']:.3f} ± "
-            f"{r['closed_set_accuracy']['std']:.3f} | {r['open_set_auroc']['mean']:.3f} ± "
-            f"{r['open_set_auroc']['std']:.3f} | {_ms(g, 'ari')} | {_ms(g, 'nmi')} | "
-            f"{_ms(g, 'purity')} | {g['clusters']['mean']:.1f} / {g['gms']['mean']:.1f} |"
-        )
-    lk = results.get("leakage") or {}
-    if lk:
-        L.append("\n## Content leakage (fold 1)\n")
-        L.append(
-            f"The same small CNN decoder is trained ({lk['steps']} steps) to rebuild "
-            f"{lk['images'] // 2} images from each input and scored on {lk['images'] // 2} "
-            "others (PSNR, higher = more of the picture is recoverable). A fingerprint "
-            "should hold the generator's trace, not the picture.\n"
-        )
-        L.append("| rebuilt from | PSNR (dB) | vs. the image itself |")
-        L.append("|---|---|---|")
-        for k, v in lk.items():
-            if k not in ("images", "steps"):
-                L.append(f"| {k} | {v:.2f} | {v - lk['image']:+.2f} dB |")
-    L.append("\n## Figures\n")
-    titles = {
-        "fingerprints": "Mean fingerprint and its spectrum for one unseen GM per family",
-        "roc": "Detection ROC, pooled over folds",
-        "confusion": "Closed-set confusion matrix",
-        "embedding": "Embedding map of unseen GMs (one colour per GM)",
-    }
-    for k in ("fingerprints", "roc", "confusion", "embedding"):
-        if k in figures:
-            rel = os.path.relpath(figures[k], where)
-            L.append(f"**{titles[k]}**\n\n![{k}]({rel})\n")
-    return "\n".join(L) + "\n"
-
-
-def summary_table(results: dict) -> Table:
-    t = Table(title="evaluation (unseen GMs, mean over folds)")
-    t.add_column("method")
-    for c in (
-        "cont L1",
-        "disc F1",
-        "loss F1",
-        "p",
-        "det AUC",
-        "AUC fmt-n",
-        "closed",
-        "open",
-        "ARI",
-    ):
-        t.add_column(c, justify="right")
-    for name, r in results["methods"].items():
-        pg = r["parsing"]["per_gm"]["summary"]
-        v = target_values(results, name)
-        t.add_row(
-            r["label"],
-            _f(pg["mean_l1"]["actual"]),
-            _f(pg["mean_macro_f1"]["actual"]),
-            _f(pg["mean_loss_f1"]["actual"]),
-            f"{pg['composite']['p']:.3g}",
-            _f(v["auc"]),
-            _f(v["auc_n"]),
-            _f(v["closed"]),
-            _f(v["open"]),
-            _f(v["ari"]),
-        )
-    return t

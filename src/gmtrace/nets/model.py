@@ -7,13 +7,15 @@ safetensors plus a JSON config (nothing is unpickled).
     image -> 3x3 high-pass residual -> radial log spectrum -> r
     h = [e, features, r] -> parsing heads (15 + 10), detection logit, attribution
                             logits, projection z (unit norm, supervised contrastive)
+    detection logit = linear(h) + linear(r)   (the second term: `spectrum_expert`)
 
 `kind="red"` swaps in RED's architecture for the baseline: DnCNN-17 FEN, RED's
 parsing network and losses (nets/red_arch.py), no spectrum branch; the detection,
 attribution and projection heads are the same, so both answer the same questions.
 
 After training, `fit_heads` refits the detection and attribution heads as a linear
-probe on the frozen features, and `calibrate` stores in buffers (saved with the
+probe on the frozen features (detection as the sum of two probes: one on all of h,
+one on r alone), and `calibrate` stores in buffers (saved with the
 weights) the Platt scaling of the detection logit, the open-set threshold and the
 grouping embedding and threshold.
 """
@@ -47,12 +49,13 @@ CALIBRATION_BUFFERS = (
     "feature_std",
     "group_mean",
     "group_projection",
+    "detect_spectrum",
 )
 
 # config fields that only shape what `fit_heads` fits after training
-POST_TRAINING = ("group_dims",)
+POST_TRAINING = ("group_dims", "spectrum_expert")
 # values of config fields added later, for configs saved before they existed
-LEGACY = {"image_spectrum": False}
+LEGACY = {"image_spectrum": False, "spectrum_expert": False}
 
 
 @dataclass(frozen=True)
@@ -67,10 +70,14 @@ class ModelConfig:
     spectrum_grid: int = 16
     image_spectrum: bool = True  # also the radial spectrum of the image's residual
     group_dims: int = 32  # grouping embedding: discriminant directions kept
+    # detection adds a second linear probe that reads the image's spectrum alone
+    spectrum_expert: bool = True
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"model kind must be one of {KINDS}, got {self.kind!r}")
+        if self.spectrum_expert and not (self.spectrum and self.image_spectrum):
+            raise ValueError("spectrum_expert needs spectrum and image_spectrum")
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -98,6 +105,7 @@ def red_config(n_gms: int = 1, proj: int = 64) -> ModelConfig:
         kind="red",
         spectrum=False,
         image_spectrum=False,
+        spectrum_expert=False,
     )
 
 
@@ -198,6 +206,10 @@ class GMTraceModel(nn.Module):
         k = self.group_dims
         self.register_buffer("group_mean", torch.zeros(d))
         self.register_buffer("group_projection", torch.eye(d)[:, :k].clone())
+        if cfg.spectrum_expert:
+            # weights and bias of the image-spectrum detection probe; zero (no say)
+            # until `fit_heads` fills them, so SGD trains `detect` alone
+            self.register_buffer("detect_spectrum", torch.zeros(cfg.spectrum_bins + 1))
 
     @property
     def group_dims(self) -> int:
@@ -217,13 +229,23 @@ class GMTraceModel(nn.Module):
             parts.append(self.image_norm(self.spectrum.radial(s)))
         return torch.cat(parts, dim=1)
 
+    def detection_logit(self, e: torch.Tensor) -> torch.Tensor:
+        """[B] logit, > 0 for generated: the probe on all head features, plus (with
+        `spectrum_expert`) the probe on the image's residual spectrum, the last
+        `spectrum_bins` features."""
+        z = self.detect(e).squeeze(1)
+        if self.cfg.spectrum_expert:
+            w = self.detect_spectrum
+            z = z + e[:, -self.cfg.spectrum_bins :] @ w[:-1] + w[-1]
+        return z
+
     def forward(self, x: torch.Tensor) -> ModelOutput:
         fp = self.fen(x)
         e = self.features(fp, x)
         return ModelOutput(
             fingerprint=fp,
             parse=self.parser.forward_head(e),
-            detect=self.detect(e).squeeze(1),
+            detect=self.detection_logit(e),
             attribute=self.attribute(e),
             projection=F.normalize(self.project(e), dim=1),
             features=e,
@@ -303,10 +325,17 @@ def infer(
     )
 
 
-def _set_linear(layer: nn.Linear, coef: np.ndarray, intercept: np.ndarray, mu, sd) -> None:
-    """Load a linear model fitted on standardized features (x - mu) / sd into `layer`."""
+def _unstandardize(coef: np.ndarray, intercept: np.ndarray, mu, sd):
+    """A linear model fitted on standardized features (x - mu) / sd, as weights and
+    bias on the raw features x."""
     w = coef / sd[None, :]
     b = intercept - (coef * (mu / sd)[None, :]).sum(axis=1)
+    return w, b
+
+
+def _set_linear(layer: nn.Linear, coef: np.ndarray, intercept: np.ndarray, mu, sd) -> None:
+    """Load a linear model fitted on standardized features into `layer`."""
+    w, b = _unstandardize(coef, intercept, mu, sd)
     layer.weight.data.copy_(torch.from_numpy(w).float())
     layer.bias.data.copy_(torch.from_numpy(b).float())
 
@@ -348,10 +377,25 @@ def fit_heads(
     model.group_projection.copy_(torch.from_numpy(w).float())
     y = np.r_[np.ones(len(xf)), np.zeros(len(xr))]
     det = fit_logistic(z_all, y, C=C, max_iter=300, balanced=True)
-    _set_linear(model.detect, det.coef_, det.intercept_, mu, sd)
-    return {
-        "attribution_train_acc": float(attr.score(zf, yf)),
-        "detection_train_acc": float(det.score(z_all, y)),
+    out = {"attribution_train_acc": float(attr.score(zf, yf))}
+    if not model.cfg.spectrum_expert:
+        _set_linear(model.detect, det.coef_, det.intercept_, mu, sd)
+        return out | {"detection_train_acc": float(det.score(z_all, y))}
+    # two experts, each logit scaled to unit spread over these images, summed
+    bins = model.cfg.spectrum_bins
+    spec = fit_logistic(z_all[:, -bins:], y, C=C, max_iter=1000, balanced=True)
+    s_all, s_spec = det.decision_function(z_all), spec.decision_function(z_all[:, -bins:])
+    a, b = 1 / s_all.std(), 1 / s_spec.std()
+    _set_linear(model.detect, a * det.coef_, a * det.intercept_, mu, sd)
+    w, icpt = _unstandardize(b * spec.coef_, b * spec.intercept_, mu[-bins:], sd[-bins:])
+    model.detect_spectrum.copy_(torch.from_numpy(np.r_[w[0], icpt]).float())
+    logit = a * s_all + b * s_spec
+    return out | {
+        "detection_train_acc": float(np.mean((logit > 0) == y)),
+        "detection_expert_train_acc": {
+            "features": float(det.score(z_all, y)),
+            "image_spectrum": float(spec.score(z_all[:, -bins:], y)),
+        },
     }
 
 
