@@ -229,14 +229,18 @@ class GMTraceModel(nn.Module):
             parts.append(self.image_norm(self.spectrum.radial(s)))
         return torch.cat(parts, dim=1)
 
+    def image_spectrum_part(self, h):
+        """The image's residual spectrum r within head features h [..., D] (tensor
+        or array): the last `spectrum_bins` columns, where `features` puts it."""
+        return h[..., -self.cfg.spectrum_bins :]
+
     def detection_logit(self, e: torch.Tensor) -> torch.Tensor:
         """[B] logit, > 0 for generated: the probe on all head features, plus (with
-        `spectrum_expert`) the probe on the image's residual spectrum, the last
-        `spectrum_bins` features."""
+        `spectrum_expert`) the probe on the image's residual spectrum."""
         z = self.detect(e).squeeze(1)
         if self.cfg.spectrum_expert:
             w = self.detect_spectrum
-            z = z + e[:, -self.cfg.spectrum_bins :] @ w[:-1] + w[-1]
+            z = z + self.image_spectrum_part(e) @ w[:-1] + w[-1]
         return z
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
@@ -382,19 +386,20 @@ def fit_heads(
         _set_linear(model.detect, det.coef_, det.intercept_, mu, sd)
         return out | {"detection_train_acc": float(det.score(z_all, y))}
     # two experts, each logit scaled to unit spread over these images, summed
-    bins = model.cfg.spectrum_bins
-    spec = fit_logistic(z_all[:, -bins:], y, C=C, max_iter=1000, balanced=True)
-    s_all, s_spec = det.decision_function(z_all), spec.decision_function(z_all[:, -bins:])
+    r = model.image_spectrum_part
+    zs = r(z_all)
+    spec = fit_logistic(zs, y, C=C, max_iter=1000, balanced=True)
+    s_all, s_spec = det.decision_function(z_all), spec.decision_function(zs)
     a, b = 1 / s_all.std(), 1 / s_spec.std()
     _set_linear(model.detect, a * det.coef_, a * det.intercept_, mu, sd)
-    w, icpt = _unstandardize(b * spec.coef_, b * spec.intercept_, mu[-bins:], sd[-bins:])
+    w, icpt = _unstandardize(b * spec.coef_, b * spec.intercept_, r(mu), r(sd))
     model.detect_spectrum.copy_(torch.from_numpy(np.r_[w[0], icpt]).float())
     logit = a * s_all + b * s_spec
     return out | {
         "detection_train_acc": float(np.mean((logit > 0) == y)),
         "detection_expert_train_acc": {
             "features": float(det.score(z_all, y)),
-            "image_spectrum": float(spec.score(z_all[:, -bins:], y)),
+            "image_spectrum": float(spec.score(zs, y)),
         },
     }
 
