@@ -12,6 +12,7 @@ from gmtrace.data.dataset import GMDataset
 from gmtrace.evaluate import (
     EvalConfig,
     binary_f1,
+    calibration_error,
     evaluate,
     family_prior_loss_f1,
     grouping_scores,
@@ -37,6 +38,18 @@ def test_f1_metrics_known_values():
     # class 0: tp1 fp0 fn1 -> 2/3; class 1: tp1 fp1 fn0 -> 2/3; class 2 absent
     assert macro_f1(np.array([0, 1, 1]), np.array([0, 0, 1]), 3) == pytest.approx(2 / 3)
     assert purity(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])) == pytest.approx(0.75)
+
+
+def test_calibration_error_known_values():
+    y = np.array([1, 1, 0, 0])
+    assert calibration_error(y.astype(float), y) == 0.0  # certain and right
+    # all at p = 0.5 in one bin holding half positives: calibrated
+    assert calibration_error(np.full(4, 0.5), y) == pytest.approx(0.0)
+    # p = 0.9 for everything, half positive: |0.9 - 0.5|
+    assert calibration_error(np.full(4, 0.9), y) == pytest.approx(0.4)
+    # two bins: (0.8, 0.8 | y 1, 0) -> 0.3 ; (0.1, 0.1 | y 1, 0) -> 0.4 ; weights 1/2
+    p = np.array([0.8, 0.1, 0.8, 0.1])
+    assert calibration_error(p, np.array([1, 1, 0, 0])) == pytest.approx(0.35)
 
 
 def test_family_prior_loss_f1_known_values():
@@ -146,10 +159,23 @@ def test_evaluate_tiny_zoo_end_to_end(zoo: GMDataset, tmp_path: Path):
     report = tmp_path / "docs" / "results.md"
     res = evaluate(zoo, tmp_path / "eval", cfg, report=report, command="gmtrace evaluate ...")
     saved = json.loads((tmp_path / "eval" / "results.json").read_text())
+    # families held out: no fold tests a family that its training holds
+    fam = {g.name: g.family for g in zoo.gms}
+    for test, fams in zip(saved["folds"], saved["split"]["test_families"], strict=True):
+        assert sorted({fam[n] for n in test}) == fams
+        assert not {fam[n] for n in zoo.names if n not in test} & set(fams)
+    assert saved["split"]["real_by"] == "photograph"  # the tiny zoo has one collection
     assert set(saved["methods"]) == {"gmtrace", "red", "spectral"}
     for r in saved["methods"].values():
-        assert 0.0 <= r["detection"]["auc"]["mean"] <= 1.0
         assert len(r["detection"]["auc"]["folds"]) == 2
+        assert set(r["detection_degraded"]) == {
+            "format_neutral",
+            "jpeg95",
+            "jpeg75",
+            "jpeg50",
+            "resize50",
+        }
+        assert 0 <= r["detection"]["ece"]["mean"] <= 1
         assert 0.0 <= r["closed_set_accuracy"]["mean"] <= 1.0
         pg = r["parsing"]["per_gm"]
         assert len(pg["fields"]["l1"]["actual"]) == 9 and len(pg["fields"]["loss_f1"]["p"]) == 10
@@ -168,6 +194,7 @@ def test_evaluate_tiny_zoo_end_to_end(zoo: GMDataset, tmp_path: Path):
     text = report.read_text()
     assert "## Targets" in text and "RED architecture" in text
     assert "Where the errors are" in text
+    assert "whole families held out" in text and "JPEG q75" in text
     assert "](img/results/fig_roc.png)" in text  # figures copied beside the report
     assert (report.parent / "img" / "results" / "fig_roc.png").is_file()
     # every GM is unseen in exactly one fold

@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from gmtrace.data.augment import Augmenter, blur, crop, format_neutral, jpeg, resize
-from gmtrace.data.splits import gm_folds, source_folds
+from gmtrace.data.augment import CONDITIONS, Augmenter, blur, crop, format_neutral, jpeg, resize
+from gmtrace.data.splits import collection_folds, family_folds, gm_folds, source_folds
 
 
 def test_gm_folds_partition_and_stratify():
@@ -27,6 +27,48 @@ def test_gm_folds_partition_and_stratify():
         gm_folds(names, families, k=1)
     with pytest.raises(ValueError, match="unique"):
         gm_folds(["a", "a"], ["x", "x"], k=2)
+
+
+def test_family_folds_hold_out_whole_families():
+    sizes = {"dcgan": 6, "vae": 5, "unet": 4, "mmd": 3, "stylegan": 2}
+    names = [f"{f}_{i}" for f, n in sizes.items() for i in range(n)]
+    families = [n.rsplit("_", 1)[0] for n in names]
+    folds = family_folds(names, families, k=3, seed=0)
+    assert sorted(n for f in folds for n in f) == sorted(names)
+    fams = [{n.rsplit("_", 1)[0] for n in f} for f in folds]
+    for i, a in enumerate(fams):  # a family lies in one fold only
+        for b in fams[i + 1 :]:
+            assert not a & b
+    # largest first to the smallest fold: {dcgan}, {vae, stylegan}, {unet, mmd}
+    assert sorted(map(len, folds)) == [6, 7, 7]
+    with pytest.raises(ValueError, match="number of families"):
+        family_folds(names, families, k=6)
+
+
+def test_collection_folds_hold_out_whole_collections():
+    sources = [f"{c}.{i}" for c in ("deb_a", "deb_b", "embedded") for i in range(4)]
+    colls = [s.split(".")[0] for s in sources]
+    folds = collection_folds(sources, colls, k=3, seed=0)
+    held = [{s.split(".")[0] for s in f} for f in folds]
+    assert all(len(h) == 1 for h in held) and set().union(*held) == set(colls)
+    assert all(len(f) == 4 for f in folds)  # every photo of the collection
+    # more folds than collections: a collection is tested in more than one fold
+    folds4 = collection_folds(sources, colls, k=4, seed=0)
+    assert all(len({s.split(".")[0] for s in f}) == 1 for f in folds4)
+    # more collections than folds: fold i holds out collections i, i + k, ...
+    folds2 = collection_folds(sources, colls, k=2, seed=0)
+    assert sorted(s for f in folds2 for s in f) == sorted(sources)
+    with pytest.raises(ValueError, match="at least 2 collections"):
+        collection_folds(["a", "b"], ["x", "x"], k=2)
+
+
+def test_robustness_conditions_change_images_alike():
+    rng = np.random.default_rng(0)
+    img = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    assert set(CONDITIONS) == {"jpeg95", "jpeg75", "jpeg50", "resize50"}
+    assert CONDITIONS["resize50"][1](img).shape == (32, 32, 3)
+    err = {q: np.abs(CONDITIONS[f"jpeg{q}"][1](img).astype(int) - img).mean() for q in (95, 75, 50)}
+    assert 0 < err[95] < err[75] < err[50]  # lower quality, larger change
 
 
 def test_source_folds_keep_crops_of_a_photo_together():

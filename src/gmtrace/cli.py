@@ -317,6 +317,17 @@ def evaluate(
     out: Annotated[Path, typer.Option(help="folder for results.json, report.md, figures")],
     zoo: Annotated[Path | None, typer.Option(help="zoo folder to evaluate on")] = None,
     folds: Annotated[int, typer.Option(help="folds of unseen GMs")] = 4,
+    holdout: Annotated[
+        str,
+        typer.Option(
+            help="family: each fold tests whole families and real photo collections that "
+            "training never saw; gm: single GMs (stratified by family) and single photographs"
+        ),
+    ] = "family",
+    compare: Annotated[
+        Path | None,
+        typer.Option(help="folder of another run (the other holdout) to show side by side"),
+    ] = None,
     steps: Annotated[int, typer.Option(help="gmtrace training steps per fold")] = 400,
     red_steps: Annotated[
         int, typer.Option(help="RED-architecture training steps per fold (about equal CPU time)")
@@ -350,6 +361,7 @@ def evaluate(
     cfg = EvalConfig(
         folds=folds,
         seed=seed,
+        holdout=holdout,
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
         steps=steps,
         red_steps=red_steps,
@@ -360,10 +372,12 @@ def evaluate(
     command = "gmtrace " + " ".join(sys.argv[1:])
     try:
         if render_only:
-            results = write_reports(out, report)
+            results = write_reports(out, report, compare)
         else:
             ds = GMDataset.from_zoo(zoo)
-            results = run_eval(ds, out, cfg, console=console, report=report, command=command)
+            results = run_eval(
+                ds, out, cfg, console=console, report=report, command=command, compare=compare
+            )
     except (DatasetError, TrainError, ValueError) as e:
         _fail(str(e))
     console.print(summary_table(results))

@@ -1,11 +1,20 @@
 """`gmtrace evaluate`: the evaluation protocol of DESIGN.md, one loop over methods.
 
-For each of k folds (GMs held out, stratified by family; real photographs split
-by source), every method is fitted on the training GMs and real sources, then
-predicts:
+For each of k folds, every method is fitted on the training GMs and real sources,
+then predicts. How a fold holds data out (`EvalConfig.holdout`):
+
+* "family" (the default): whole families are held out, so a test GM's family (and
+  its training recipe) gave no GM to training; real photographs are held out by
+  collection (a package, a folder), so a test photo's collection gave no photograph
+  to training. This is what a user's images look like.
+* "gm": single GMs held out, stratified by family (every test family is in
+  training); real photographs held out one by one (crops of a photo together).
+
+What each method predicts:
 
 * unseen GMs' images: parsing, detection (against the held-out real photographs,
-  clean and format-neutral), open-set positives, grouping;
+  clean, format-neutral, JPEG at several qualities and resized, real and generated
+  images degraded alike), open-set positives, grouping;
 * held-out images of the training GMs: closed-set attribution, open-set negatives,
   and the grouping threshold (chosen where it groups *seen* GMs best, so the number
   of unseen GMs is never used).
@@ -31,19 +40,20 @@ import torch
 from rich.console import Console
 
 from gmtrace import __version__
-from gmtrace.data.augment import format_neutral
+from gmtrace.data.augment import CONDITIONS, format_neutral
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import ImageBank, load_bank
-from gmtrace.data.splits import gm_folds, source_folds
+from gmtrace.data.splits import collection_folds, family_folds, gm_folds, source_folds
 from gmtrace.grouping import choose_threshold, cluster
 from gmtrace.methods import Method, NetMethod, SpectralMethod
 from gmtrace.nets.model import Inference, ModelConfig, red_config
-from gmtrace.report import FIGURES, write_reports
+from gmtrace.report import FIGURES, read_results, write_reports
 from gmtrace.runtime import seed_everything
 from gmtrace.schema import ARCH_NAMES, CONTINUOUS, DISCRETE, LOSS_TYPES, Normalizer, encode
 from gmtrace.train import TrainConfig
 
 METHODS = ("gmtrace", "red", "spectral")
+HOLDOUTS = ("family", "gm")
 LABELS = {
     "gmtrace": "gmtrace",
     "red": "RED architecture",
@@ -55,6 +65,10 @@ LABELS = {
 class EvalConfig:
     folds: int = 4
     seed: int = 0
+    # "family": each fold's test GMs come from families with no GM in training and its
+    # real photographs from collections with no photograph in training; "gm": test GMs
+    # stratified by family, real photographs held out one by one
+    holdout: str = "family"
     methods: tuple[str, ...] = METHODS
     train_per_gm: int = 160  # training images per training GM
     seen_per_gm: int = 8  # held-out images per training GM (closed set, open set)
@@ -69,6 +83,7 @@ class EvalConfig:
     leakage_images: int = 384
     leakage_steps: int = 2000
     neutral_quality: int = 90
+    conditions: tuple[str, ...] = tuple(CONDITIONS)  # robustness rows beside format-neutral
 
 
 # ---------------------------------------------------------------- metrics
@@ -233,7 +248,21 @@ def detection_scores(p_fake: np.ndarray, p_real: np.ndarray) -> dict[str, float]
         "ap": float(average_precision_score(y, p)),
         "acc": float(np.mean((p >= 0.5) == (y == 1))),
         "balanced_acc": (tpr + tnr) / 2,
+        "ece": calibration_error(p, y),
     }
+
+
+def calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error of probabilities `p` for binary labels `y`: the
+    mean over `bins` equal-width probability bins of |mean p - share of positives|,
+    weighted by the share of images in each bin."""
+    p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=float)
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in np.unique(which):
+        m = which == b
+        total += m.mean() * abs(p[m].mean() - y[m].mean())
+    return float(total)
 
 
 def purity(labels: np.ndarray, truth: np.ndarray) -> float:
@@ -313,8 +342,9 @@ class FoldData:
     unseen: dict[str, Inference] = field(default_factory=dict)
     seen: dict[str, Inference] = field(default_factory=dict)
     real: dict[str, Inference] = field(default_factory=dict)
-    unseen_neutral: dict[str, Inference] = field(default_factory=dict)
-    real_neutral: dict[str, Inference] = field(default_factory=dict)
+    # degraded test images: condition ("format_neutral", "jpeg75", ...) -> method -> ...
+    unseen_degraded: dict[str, dict[str, Inference]] = field(default_factory=dict)
+    real_degraded: dict[str, dict[str, Inference]] = field(default_factory=dict)
     info: dict[str, dict] = field(default_factory=dict)
 
 
@@ -342,8 +372,51 @@ def make_methods(cfg: EvalConfig) -> list[Method]:
     return out
 
 
-def _neutral(images: np.ndarray, cfg: EvalConfig) -> np.ndarray:
-    return np.stack([format_neutral(a, cfg.image_size, cfg.neutral_quality) for a in images])
+def degraded(images: np.ndarray, cfg: EvalConfig) -> dict[str, np.ndarray]:
+    """The test images under every robustness condition: format-neutral (resized to
+    `cfg.image_size`, centre-cropped, JPEG at `cfg.neutral_quality`) and each of
+    `cfg.conditions`; one transform for real and generated images alike."""
+    out = {
+        "format_neutral": [format_neutral(a, cfg.image_size, cfg.neutral_quality) for a in images]
+    }
+    for c in cfg.conditions:
+        out[c] = [CONDITIONS[c][1](a) for a in images]
+    return {k: np.stack(v) for k, v in out.items()}
+
+
+def plan_splits(ds: GMDataset, cfg: EvalConfig) -> tuple[list[list[str]], list[list[str]], dict]:
+    """The test GMs and the held-out real source photographs of each fold, by
+    `cfg.holdout`, and a note of how each was held out (for the report)."""
+    if cfg.holdout not in HOLDOUTS:
+        raise ValueError(f"unknown holdout {cfg.holdout!r}; choose from {', '.join(HOLDOUTS)}")
+    families = [g.family for g in ds.gms]
+    src_dom = {r.source: r.domain for r in ds.real}
+    src_coll = {r.source: r.collection for r in ds.real}
+    if len(src_dom) < cfg.folds:
+        raise ValueError(
+            f"{ds.root}: {len(src_dom)} real source photographs, need at least {cfg.folds}"
+        )
+    n_coll = len(set(src_coll.values()))
+    if cfg.holdout == "family":
+        folds = family_folds(ds.names, families, cfg.folds, cfg.seed)
+    else:
+        folds = gm_folds(ds.names, families, cfg.folds, cfg.seed)
+    if cfg.holdout == "family" and n_coll >= 2:
+        sfolds = collection_folds(list(src_coll), list(src_coll.values()), cfg.folds, cfg.seed)
+        real_by = "collection"
+    else:
+        sfolds = source_folds(list(src_dom), list(src_dom.values()), cfg.folds, cfg.seed)
+        real_by = "photograph"
+    held = [sorted({src_coll[s] for s in f}) for f in sfolds]
+    info = {
+        "holdout": cfg.holdout,
+        "gms_by": "family" if cfg.holdout == "family" else "GM (stratified by family)",
+        "real_by": real_by,
+        "collections": sorted(set(src_coll.values())),
+        "test_families": [sorted({families[ds.names.index(n)] for n in f}) for f in folds],
+        "test_collections": held,
+    }
+    return folds, sfolds, info
 
 
 @dataclass
@@ -391,22 +464,21 @@ def evaluate(
     console: Console | None = None,
     report: str | Path | None = None,
     command: str = "",
+    compare: str | Path | None = None,
 ) -> dict:
     """Run the protocol; write results.json, report.md and figures to `out_dir`
     (and the report to `report` too, with the figures copied to img/results/ beside it)."""
     console = console or Console()
+    if compare is not None:
+        read_results(compare)  # fail now, not after the run
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     t_start = time.perf_counter()
-    families = [g.family for g in ds.gms]
-    folds = gm_folds(ds.names, families, cfg.folds, cfg.seed)
-    src_dom = {r.source: r.domain for r in ds.real}
-    if len(src_dom) < cfg.folds:
-        raise ValueError(
-            f"{ds.root}: {len(src_dom)} real source photographs, need at least {cfg.folds}"
-        )
-    sfolds = source_folds(list(src_dom), list(src_dom.values()), cfg.folds, cfg.seed)
+    folds, sfolds, split_info = plan_splits(ds, cfg)
+    console.print(
+        f"holdout: GMs by {split_info['gms_by']}, real photographs by {split_info['real_by']}"
+    )
     n_load = max(cfg.train_per_gm + cfg.seen_per_gm, cfg.test_per_gm)
     console.print(f"decoding {len(ds)} GMs x {n_load} images and {len(ds.real)} real crops")
     bank = load_bank(ds, per_gm=n_load, seed=cfg.seed, size=cfg.image_size)
@@ -434,10 +506,10 @@ def evaluate(
         unseen = np.concatenate([bank.fake[i][: cfg.test_per_gm] for i in u_idx])
         seen = np.concatenate([bank.fake[i][cfg.train_per_gm : n_load] for i in t_idx])
         real = bank.real[real_test]
-        unseen_n = _neutral(
+        unseen_d = degraded(
             np.concatenate([bank.fake[i][: cfg.neutral_per_gm] for i in u_idx]), cfg
         )
-        real_n = _neutral(real, cfg)
+        real_d = degraded(real, cfg)
         fd = FoldData()
         fd.info["unseen_gm"] = np.concatenate(
             [[i] * len(bank.fake[i][: cfg.test_per_gm]) for i in u_idx]
@@ -455,8 +527,9 @@ def evaluate(
             fd.unseen[m.name] = m.predict(unseen)
             fd.seen[m.name] = m.predict(seen)
             fd.real[m.name] = m.predict(real)
-            fd.unseen_neutral[m.name] = m.predict(unseen_n)
-            fd.real_neutral[m.name] = m.predict(real_n)
+            for c in unseen_d:
+                fd.unseen_degraded.setdefault(c, {})[m.name] = m.predict(unseen_d[c])
+                fd.real_degraded.setdefault(c, {})[m.name] = m.predict(real_d[c])
             info["predict_seconds"] = time.perf_counter() - t0
             fd.info["methods"][m.name] = info
             if k == 0:
@@ -468,6 +541,7 @@ def evaluate(
         data.append(fd)
     results = _score(ds, data, folds, fold_of_gm, global_norm, cfg)
     results["config"] = asdict(cfg)
+    results["split"] = split_info
     results["seconds"] = time.perf_counter() - t_start
     results["machine"] = _machine()
     results["command"] = command
@@ -475,7 +549,7 @@ def evaluate(
     results["leakage"] = data[0].info.get("leakage", {})
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     _figures(ds, data, folds, results, out, cfg)
-    write_reports(out, report)
+    write_reports(out, report, compare)
     return results
 
 
@@ -564,14 +638,17 @@ def _score(ds, data: list[FoldData], folds, fold_of_gm, global_norm, cfg: EvalCo
             "loss_auc_per_image": loss_auc(lprob, bits[gm]),
             "loss_auc_per_gm": loss_auc(agg_l, bits[u]),
         }
-        det, det_n, closed, open_, group = [], [], [], [], []
+        det, closed, open_, group = [], [], [], []
+        det_d: dict[str, list[dict]] = {c: [] for c in data[0].unseen_degraded}
         for fd in data:
             det.append(detection_scores(fd.unseen[name].p_generated, fd.real[name].p_generated))
-            det_n.append(
-                detection_scores(
-                    fd.unseen_neutral[name].p_generated, fd.real_neutral[name].p_generated
+            for c in det_d:
+                det_d[c].append(
+                    detection_scores(
+                        fd.unseen_degraded[c][name].p_generated,
+                        fd.real_degraded[c][name].p_generated,
+                    )
                 )
-            )
             seen = fd.seen[name]
             closed.append(float(np.mean(seen.attribution.argmax(1) == fd.info["seen_label"])))
             s = np.r_[fd.unseen[name].open_score, seen.open_score]
@@ -586,7 +663,8 @@ def _score(ds, data: list[FoldData], folds, fold_of_gm, global_norm, cfg: EvalCo
             group.append(g)
         r["detection"] = _fold_stats(det)
         r["detection_errors"] = _detection_errors(ds, data, name)
-        r["detection_format_neutral"] = _fold_stats(det_n)
+        r["detection_degraded"] = {c: _fold_stats(v) for c, v in det_d.items()}
+        r["detection_format_neutral"] = r["detection_degraded"]["format_neutral"]
         r["closed_set_accuracy"] = _fold_stats([{"acc": c} for c in closed])["acc"]
         r["open_set_auroc"] = _fold_stats([{"auroc": a} for a in open_])["auroc"]
         r["grouping"] = _fold_stats(group)
@@ -649,14 +727,18 @@ def _figures(ds, data: list[FoldData], folds, results, out: Path, cfg: EvalConfi
 
     # ROC curves, pooled over folds
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-    for ax, (title, a, b) in zip(
+    for ax, (title, c) in zip(
         axes,
-        [("clean", "unseen", "real"), ("format-neutral", "unseen_neutral", "real_neutral")],
+        [("clean", None), ("format-neutral", "format_neutral")],
         strict=True,
     ):
         for name in cfg.methods:
-            pf = np.concatenate([getattr(d, a)[name].p_generated for d in data])
-            pr = np.concatenate([getattr(d, b)[name].p_generated for d in data])
+            pf = np.concatenate(
+                [(d.unseen if c is None else d.unseen_degraded[c])[name].p_generated for d in data]
+            )
+            pr = np.concatenate(
+                [(d.real if c is None else d.real_degraded[c])[name].p_generated for d in data]
+            )
             fpr, tpr, _ = roc_curve(np.r_[np.ones(len(pf)), np.zeros(len(pr))], np.r_[pf, pr])
             auc = results["methods"][name][
                 "detection" if title == "clean" else "detection_format_neutral"

@@ -128,7 +128,7 @@ class SpectralMethod(Method):
         return {"train_seconds": seconds, "steps": 0, "probe_seconds": 0.0}
 
     def predict(self, images: np.ndarray) -> Inference:
-        z = (spectral_features(images) - self.mu_) / self.sd_
+        z = (spectral_features(images, len(self.mu_)) - self.mu_) / self.sd_
         attr = _proba(self.attribute_, z, self.n_gms_)
         g = (z - self.group_mean_) @ self.group_w_
         return Inference(

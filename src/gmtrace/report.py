@@ -25,23 +25,85 @@ FIGURES = {
 }
 
 
-def write_reports(out_dir: str | Path, report: str | Path | None = None) -> dict:
-    """(Re)write `out_dir/report.md` from its results.json and figures, and the
-    report at `report` too, with the figures copied to img/results/ beside it."""
-    out = Path(out_dir)
-    path = out / "results.json"
+def read_results(out_dir: str | Path) -> dict:
+    path = Path(out_dir) / "results.json"
     if not path.is_file():
-        raise ValueError(f"{path}: missing; run `gmtrace evaluate` into {out} first")
-    results = json.loads(path.read_text())
+        raise ValueError(f"{path}: missing; run `gmtrace evaluate` into {out_dir} first")
+    return json.loads(path.read_text())
+
+
+def write_reports(
+    out_dir: str | Path, report: str | Path | None = None, compare: str | Path | None = None
+) -> dict:
+    """(Re)write `out_dir/report.md` from its results.json and figures, and the
+    report at `report` too, with the figures copied to img/results/ beside it.
+    `compare` names another run's folder (the other holdout) whose headline figures
+    are shown next to this run's."""
+    out = Path(out_dir)
+    results = read_results(out)
+    other = read_results(compare) if compare is not None else None
     figures = {k: out / f for k, f in FIGURES.items() if (out / f).is_file()}
-    (out / "report.md").write_text(render_report(results, figures, out))
+    (out / "report.md").write_text(render_report(results, figures, out, other))
     if report is not None:
         rp = Path(report)
         figdir = rp.parent / "img" / "results"
         figdir.mkdir(parents=True, exist_ok=True)
         copied = {k: Path(shutil.copy(v, figdir / v.name)) for k, v in figures.items()}
-        rp.write_text(render_report(results, copied, rp.parent))
+        rp.write_text(render_report(results, copied, rp.parent, other))
     return results
+
+
+def split_text(results: dict) -> str:
+    """How the run held data out, in words."""
+    sp = results.get("split")
+    if sp is None:  # runs made before the holdout option
+        return "GMs held out stratified by family, real photographs held out one by one"
+    gms = (
+        "whole families held out (no GM of a test family in training)"
+        if sp["holdout"] == "family"
+        else "GMs held out one by one, stratified by family (every test family in training)"
+    )
+    real = (
+        "real photographs held out by collection (no photograph of a test collection in training)"
+        if sp["real_by"] == "collection"
+        else "real photographs held out one by one (crops of a photo stay together)"
+    )
+    return f"{gms}; {real}"
+
+
+HEADLINE = [
+    ("detection AUC, clean", "auc"),
+    ("detection AUC, both classes JPEG q75", "auc_q75"),
+    ("detection AUC, format-neutral", "auc_n"),
+    ("detection ECE, clean", "ece"),
+    ("open-set AUROC", "open"),
+    ("grouping ARI", "ari"),
+    ("parsing per GM, cont. L1", "l1"),
+    ("parsing per GM, disc. macro-F1", "macro_f1"),
+    ("parsing per GM, loss F1", "loss_f1"),
+    ("fields beating random GT (of 25)", "fields"),
+]
+
+
+def _headline(results: dict, other: dict) -> list[str]:
+    """Family-held-out and GM-held-out figures side by side, method by method."""
+    runs = [results, other]
+    names = [n for n in results["methods"] if n in other["methods"]]
+    tag = {"family": "families held out", "gm": "GMs held out"}
+    cols = [
+        f"{results['methods'][n]['label']}, {tag[r.get('split', {}).get('holdout', 'gm')]}"
+        for n in names
+        for r in runs
+    ]
+    L = ["| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for text, key in HEADLINE:
+        cells = []
+        for n in names:
+            for r in runs:
+                v = target_values(r, n)[key] if n in r["methods"] else None
+                cells.append("n/a" if v is None else (str(v) if key == "fields" else _f(v)))
+        L.append(f"| {text} | " + " | ".join(cells) + " |")
+    return L
 
 
 def _f(x: float, d: int = 3) -> str:
@@ -58,18 +120,28 @@ def _ms(d: dict, k: str) -> str:
     return f"{d[k]['mean']:.3f} ± {d[k]['std']:.3f}"
 
 
+# The targets of the generalization issue (family-held-out folds); a GM-held-out run
+# is checked against the same rows.
 TARGETS = [
     ("parsing beats random GT, overall p < 0.01 (per GM)", "p_overall", "<", 0.01),
-    ("every one of the 25 fields beats random GT, p < 0.05 (per GM)", "fields", ">=", 25),
+    ("fields beating random GT at p < 0.05, of 25 (per GM)", "fields", ">=", 15),
     ("beats RED's architecture on mean cont. L1, disc. macro-F1, loss F1", "vs_red", ">=", 3),
-    ("mean loss-type F1 ≥ 0.81 (per GM)", "loss_f1", ">=", 0.81),
-    ("detection AUC ≥ 0.99, clean", "auc", ">=", 0.99),
-    ("detection AUC ≥ 0.95, format-neutral", "auc_n", ">=", 0.95),
-    ("closed-set attribution ≥ 0.98", "closed", ">=", 0.98),
+    ("detection AUC ≥ 0.97, clean", "auc", ">=", 0.97),
+    ("detection AUC ≥ 0.95, both classes JPEG q75", "auc_q75", ">=", 0.95),
+    ("detection calibration error (ECE, clean) ≤ 0.05", "ece", "<=", 0.05),
     ("open-set AUROC ≥ 0.90", "open", ">=", 0.90),
-    ("grouping ARI ≥ 0.80", "ari", ">=", 0.80),
+    ("grouping ARI ≥ 0.75", "ari", ">=", 0.75),
     ("fingerprint rebuilds the image ≥ 6 dB worse than the image (dB)", "leak_db", "<=", -6.0),
 ]
+
+# label of each degraded detection condition (evaluate.degraded)
+CONDITION_LABELS = {
+    "format_neutral": "format-neutral",
+    "jpeg95": "JPEG q95",
+    "jpeg75": "JPEG q75",
+    "jpeg50": "JPEG q50",
+    "resize50": "resized 50 %",
+}
 
 
 def target_values(results: dict, name: str) -> dict[str, float | None]:
@@ -93,18 +165,37 @@ def target_values(results: dict, name: str) -> dict[str, float | None]:
     lk = results.get("leakage", {})
     key = f"fingerprint ({name})"
     leak = lk[key] - lk["image"] if key in lk and "image" in lk else None
+    degraded = r.get("detection_degraded", {})
     return {
         "p_overall": s["composite"]["p"],
         "fields": n_fields,
         "vs_red": vs_red,
         "loss_f1": s["mean_loss_f1"]["actual"],
+        "macro_f1": s["mean_macro_f1"]["actual"],
+        "l1": s["mean_l1"]["actual"],
         "auc": r["detection"]["auc"]["mean"],
         "auc_n": r["detection_format_neutral"]["auc"]["mean"],
+        "auc_q75": degraded["jpeg75"]["auc"]["mean"] if "jpeg75" in degraded else None,
+        "ece": r["detection"]["ece"]["mean"] if "ece" in r["detection"] else None,
         "closed": r["closed_set_accuracy"]["mean"],
         "open": r["open_set_auroc"]["mean"],
         "ari": r["grouping"]["ari"]["mean"],
         "leak_db": leak,
     }
+
+
+def _split_detail(results: dict) -> str:
+    sp = results.get("split")
+    if not sp:
+        return ""
+    fams = "; ".join(", ".join(f) for f in sp["test_families"])
+    out = f" Test families per fold: {fams}."
+    if sp["real_by"] == "collection":
+        out += " Test photo collections per fold: " + "; ".join(
+            ", ".join(c) for c in sp["test_collections"]
+        )
+        out += "."
+    return out
 
 
 def _header(first: str, ms: dict, names: list[str]) -> list[str]:
@@ -138,7 +229,7 @@ def _detection_error_tables(ms: dict, names: list[str], worst: int = 8) -> list[
     return L
 
 
-def render_report(results: dict, figures: dict, where: Path) -> str:
+def render_report(results: dict, figures: dict, where: Path, other: dict | None = None) -> str:
     cfg = results["config"]
     ms = results["methods"]
     n_perm = cfg["permutations"]
@@ -146,15 +237,27 @@ def render_report(results: dict, figures: dict, where: Path) -> str:
     L = []
     L.append("# gmtrace evaluation: unseen GMs, baselines side by side\n")
     L.append(
-        "Made by `gmtrace evaluate` (protocol in `DESIGN.md`, code in "
+        "Made by `gmtrace evaluate` (protocol in `docs/architecture.md`, code in "
         "`src/gmtrace/evaluate.py`); every number below is computed by that run.\n"
     )
     if results.get("command"):
         L.append(f"```\n{results['command']}\n```\n")
+    if other is not None:
+        L.append("## Headline: families held out, next to GMs held out\n")
+        L.append(
+            "The same metrics from two runs: this one, and the run below"
+            + (f" (`{other['command']}`)" if other.get("command") else "")
+            + ". Holding out whole families (and real photo collections) is what a user's "
+            "images look like: their generator's family, recipe and photographs are not in "
+            "the training data. Holding out single GMs keeps every test family in "
+            "training.\n"
+        )
+        L += _headline(results, other)
+        L.append("")
     m = results["machine"]
     L.append(
-        f"Zoo `{results['zoo']}`: {results['n_gms']} GMs, {cfg['folds']} folds of unseen GMs "
-        f"(stratified by family), real photographs split by source. Machine: {m['cores']} "
+        f"Zoo `{results['zoo']}`: {results['n_gms']} GMs, {cfg['folds']} folds: "
+        f"{split_text(results)}.{_split_detail(results)} Machine: {m['cores']} "
         f"cores ({m['cpu']}), torch {m['torch']}, CUDA {m['cuda']}; this run took "
         f"{results['seconds'] / 60:.1f} min. A network whose checkpoint in the output "
         "folder is complete is resumed, not retrained; the training seconds below are "
@@ -283,23 +386,36 @@ def render_report(results: dict, figures: dict, where: Path) -> str:
         L.append("")
     L.append("## Detection of unseen GMs (mean ± std over folds)\n")
     L.append(
-        "Generated images of the fold's unseen GMs against crops of its held-out source "
-        f"photographs. Format-neutral: every test image resized to {cfg['image_size']} px "
-        f"on the short side, centre-cropped and JPEG-encoded at quality "
-        f"{cfg['neutral_quality']}, real and generated alike (our zoo's images are all "
-        f"{cfg['image_size']} px, so the JPEG step is what changes them). Accuracy is at "
-        "the calibrated threshold p = 0.5.\n"
+        "Generated images of the fold's unseen GMs against crops of its held-out real "
+        "photographs. Accuracy is at the calibrated threshold p = 0.5; ECE is the "
+        "expected calibration error of p over 10 bins (both classes pooled).\n"
     )
-    L.append(
-        "| method | AUC | AP | accuracy | balanced acc. | AUC format-neutral | AP format-neutral |"
-    )
-    L.append("|---|---|---|---|---|---|---|")
+    L.append("| method | AUC | AP | accuracy | balanced acc. | ECE |")
+    L.append("|---|---|---|---|---|---|")
     for n in names:
-        d, dn = ms[n]["detection"], ms[n]["detection_format_neutral"]
+        d = ms[n]["detection"]
+        ece = _ms(d, "ece") if "ece" in d else "n/a"
         L.append(
             f"| {ms[n]['label']} | {_ms(d, 'auc')} | {_ms(d, 'ap')} | {_ms(d, 'acc')} | "
-            f"{_ms(d, 'balanced_acc')} | {_ms(dn, 'auc')} | {_ms(dn, 'ap')} |"
+            f"{_ms(d, 'balanced_acc')} | {ece} |"
         )
+    degraded = {n: ms[n].get("detection_degraded") or {} for n in names}
+    conds = list(degraded[names[0]]) or ["format_neutral"]
+    for n in names:  # runs made before the robustness rows had format-neutral only
+        degraded[n] = degraded[n] or {"format_neutral": ms[n]["detection_format_neutral"]}
+    L.append(
+        "\nThe same test images degraded, the same transform for real and generated "
+        f"images alike. Format-neutral: resized to {cfg['image_size']} px on the short "
+        f"side, centre-cropped, JPEG at quality {cfg['neutral_quality']}; JPEG qN: "
+        "re-encoded at quality N; resized 50 %: both sides halved (bicubic). AUC (AP):\n"
+    )
+    L.append("| method | " + " | ".join(CONDITION_LABELS.get(c, c) for c in conds) + " |")
+    L.append("|---|" + "---|" * len(conds))
+    for n in names:
+        cells = [
+            f"{_ms(degraded[n][c], 'auc')} ({degraded[n][c]['ap']['mean']:.3f})" for c in conds
+        ]
+        L.append(f"| {ms[n]['label']} | " + " | ".join(cells) + " |")
     if all("detection_errors" in ms[n] for n in names):
         L.extend(_detection_error_tables(ms, names))
     L.append("\n## Attribution, open set, grouping (mean ± std over folds)\n")
@@ -361,7 +477,7 @@ def summary_table(results: dict) -> Table:
         "loss F1",
         "p",
         "det AUC",
-        "AUC fmt-n",
+        "AUC q75",
         "closed",
         "open",
         "ARI",
@@ -377,7 +493,7 @@ def summary_table(results: dict) -> Table:
             _f(pg["mean_loss_f1"]["actual"]),
             f"{pg['composite']['p']:.3g}",
             _f(v["auc"]),
-            _f(v["auc_n"]),
+            "n/a" if v["auc_q75"] is None else _f(v["auc_q75"]),
             _f(v["closed"]),
             _f(v["open"]),
             _f(v["ari"]),

@@ -7,6 +7,7 @@ Images are uint8 RGB arrays [H, W, 3]. Every random choice comes from the
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,3 +91,25 @@ def format_neutral(img: np.ndarray, size: int = 64, quality: int = 90) -> np.nda
     h, w = img.shape[:2]
     img = resize(img, size / min(h, w))
     return jpeg(crop(img, size), quality)
+
+
+def _jpeg_at(q: int):
+    def f(img: np.ndarray) -> np.ndarray:
+        return jpeg(img, q)
+
+    return f
+
+
+def _half(img: np.ndarray) -> np.ndarray:
+    return resize(img, 0.5)
+
+
+# Degradations of the evaluation's robustness rows, beside the format-neutral one,
+# applied alike to every test image (real and generated): name -> (label, transform
+# of a uint8 [H, W, 3] image).
+CONDITIONS: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
+    "jpeg95": ("JPEG q95", _jpeg_at(95)),
+    "jpeg75": ("JPEG q75", _jpeg_at(75)),
+    "jpeg50": ("JPEG q50", _jpeg_at(50)),
+    "resize50": ("resized to 50 % (bicubic)", _half),
+}

@@ -31,7 +31,9 @@ MODELS_COLUMNS: tuple[str, ...] = (
     *LOSS_COLUMNS,
     "config",
 )
-REAL_COLUMNS: tuple[str, ...] = ("file", "domain", "source", "x", "y", "size")
+REAL_COLUMNS: tuple[str, ...] = ("file", "domain", "source", "collection", "x", "y", "size")
+# zoos written before real photographs had collections used the embedded photos only
+LEGACY_COLLECTION = "embedded"
 
 
 class DatasetError(ValueError):
@@ -60,6 +62,7 @@ class RealRecord:
     path: Path
     domain: str
     source: str
+    collection: str = LEGACY_COLLECTION  # the photo collection: what the protocol holds out
 
 
 @dataclass
@@ -99,7 +102,15 @@ class GMDataset:
         real = []
         index = root / "real" / "index.csv"
         if index.is_file():
-            real = [RealRecord(root / r["file"], r["domain"], r["source"]) for r in read_csv(index)]
+            real = [
+                RealRecord(
+                    root / r["file"],
+                    r["domain"],
+                    r["source"],
+                    r.get("collection") or LEGACY_COLLECTION,
+                )
+                for r in read_csv(index)
+            ]
         return cls(gms=gms, real=real, root=root, origin="zoo")
 
 
@@ -167,4 +178,7 @@ def real_records(folder: str | Path) -> list[RealRecord]:
     files = images_by_domain(folder)
     if not files:
         raise DatasetError(f"{folder}: holds no image files")
-    return [RealRecord(path=f, domain=domain, source=str(rel)) for f, rel, domain in files]
+    return [
+        RealRecord(path=f, domain=domain, source=str(rel), collection=f"folder:{folder.name}")
+        for f, rel, domain in files
+    ]

@@ -59,3 +59,58 @@ def source_folds(
     for s, d in sorted(by_source.items()):
         groups[d].append(s)
     return _deal(groups, k, np.random.default_rng(seed + 1))
+
+
+def family_folds(
+    names: Sequence[str], families: Sequence[str], k: int = 4, seed: int = 0
+) -> list[list[str]]:
+    """k disjoint sets of test GMs where every family lies in exactly one fold
+    (leave-families-out): a test GM's family has no GM in training. Families are
+    dealt largest first to the fold with the fewest GMs so far (ties broken by a
+    seeded shuffle), which keeps the folds' sizes close."""
+    if len(names) != len(families):
+        raise ValueError(f"{len(names)} names but {len(families)} families")
+    if len(set(names)) != len(names):
+        raise ValueError("GM names must be unique")
+    groups: dict[str, list[str]] = defaultdict(list)
+    for n, f in zip(names, families, strict=True):
+        groups[f].append(n)
+    if not 2 <= k <= len(groups):
+        raise ValueError(
+            f"holding out whole families needs 2 <= folds <= number of families "
+            f"({len(groups)}), got {k}"
+        )
+    rng = np.random.default_rng(seed)
+    order = sorted(groups, key=lambda f: (-len(groups[f]), rng.random()))
+    folds: list[list[str]] = [[] for _ in range(k)]
+    for fam in order:
+        smallest = min(range(k), key=lambda i: (len(folds[i]), i))
+        folds[smallest].extend(groups[fam])
+    return [sorted(f) for f in folds]
+
+
+def collection_folds(
+    sources: Sequence[str], collections: Sequence[str], k: int = 4, seed: int = 0
+) -> list[list[str]]:
+    """Real source photographs held out by collection: fold i tests every photograph
+    of collection i mod C (the C collections in a seeded order), so a test photo's
+    collection gives no photograph to that fold's training. With more collections
+    than folds, fold i holds out collections i, i + k, i + 2k, ..."""
+    if len(sources) != len(collections):
+        raise ValueError(f"{len(sources)} sources but {len(collections)} collections")
+    by_source = dict(zip(sources, collections, strict=True))
+    names = sorted(set(by_source.values()))
+    if len(names) < 2:
+        raise ValueError(
+            f"holding out real photographs by collection needs at least 2 collections, "
+            f"got {len(names)} ({', '.join(names)})"
+        )
+    if k < 2:
+        raise ValueError(f"need at least 2 folds, got {k}")
+    rng = np.random.default_rng(seed + 2)
+    names = [names[i] for i in rng.permutation(len(names))]
+    held = [
+        {names[j] for j in range(len(names)) if j % k == i} or {names[i % len(names)]}
+        for i in range(k)
+    ]
+    return [sorted(s for s, c in by_source.items() if c in held[i]) for i in range(k)]

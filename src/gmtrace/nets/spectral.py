@@ -15,10 +15,16 @@ from sklearn.preprocessing import StandardScaler
 from gmtrace.spectrum import azimuthal_average, log_spectra
 
 
-def spectral_features(images: np.ndarray) -> np.ndarray:
+def spectral_features(images: np.ndarray, n_bins: int | None = None) -> np.ndarray:
     """[N, H, W, 3] uint8 -> radial log-spectrum profiles [N, K], corners included
-    (the diagonal Nyquist corner holds transposed-convolution checkerboards)."""
-    return np.stack([azimuthal_average(s, corners=True) for s in log_spectra(images)])
+    (the diagonal Nyquist corner holds transposed-convolution checkerboards). With
+    `n_bins`, each profile is resampled (linearly) to that many rings over the same
+    normalized frequencies, so images of another size give comparable features."""
+    x = np.stack([azimuthal_average(s, corners=True) for s in log_spectra(images)])
+    if n_bins is None or x.shape[1] == n_bins:
+        return x
+    src, dst = np.linspace(0, 1, x.shape[1]), np.linspace(0, 1, n_bins)
+    return np.stack([np.interp(dst, src, row) for row in x])
 
 
 class SpectralBaseline:

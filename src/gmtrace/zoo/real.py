@@ -50,6 +50,7 @@ class Photo:
     name: str  # unique source id
     domain: str
     pixels: np.ndarray  # uint8 [H, W, 3]
+    collection: str = ""  # where it comes from (a package, a folder): the unit held out
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def load_embedded(min_side: int = 32) -> list[Photo]:
         if not path.is_file():
             continue
         pixels = load_rgb(path, min_side=min_side)
-        photos.append(Photo(f"{package}.{Path(rel).stem}", domain, pixels))
+        photos.append(Photo(f"{package}.{Path(rel).stem}", domain, pixels, "embedded"))
     if not photos:
         raise RealImageError(
             "none of the embedded photographs was found in the installed packages; pass --real DIR"
@@ -120,7 +121,8 @@ def load_folder(folder: Path, min_side: int = 32) -> tuple[list[Photo], list[str
         except ImageError as e:
             failures.append(str(e))
             continue
-        photos.append(Photo(str(rel.with_suffix("")).replace("/", "."), _clean(domain), pixels))
+        name = str(rel.with_suffix("")).replace("/", ".")
+        photos.append(Photo(name, _clean(domain), pixels, f"folder:{folder.name}"))
     if not photos:
         raise RealImageError(
             f"{folder}: none of its {len(files)} image files could be read (first: {failures[0]})"
@@ -199,6 +201,7 @@ def write_real(zoo: Path, photos: list[Photo], res: int, n: int, seed: int) -> i
                 "file": str(rel),
                 "domain": photo.domain,
                 "source": photo.name,
+                "collection": photo.collection,
                 "x": x,
                 "y": y,
                 "size": size,
