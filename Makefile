@@ -5,9 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format bench-zoo clean
+.PHONY: setup photos demo test lint format bench-zoo clean
 
-setup: $(STAMP)
+setup: $(STAMP) photos
+
+# real photographs from Debian packages (docs/photos.md); no apt call once installed
+photos:
+	bash scripts/install_photos.sh
 
 # torch first, pinned, from the machine's CPU wheel: any other torch requirement
 # would pull several GB of CUDA packages. pyproject keeps its own range loose.

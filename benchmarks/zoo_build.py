@@ -53,6 +53,18 @@ def machine() -> str:
     )
 
 
+def collapsed(ds: GMDataset) -> str:
+    """The share of mode-collapsed GMs (diversity under COLLAPSE_BELOW) and redraws."""
+    flags = [g.extra.get("collapsed") == "1" for g in ds.gms if "collapsed" in g.extra]
+    redraws = sum(int(g.extra.get("redraws", 0)) for g in ds.gms)
+    if not flags:
+        return "mode collapse not recorded (zoo built before it was measured)"
+    return (
+        f"{sum(flags)} of {len(flags)} GMs mode-collapsed ({np.mean(flags):.0%}) after "
+        f"{redraws} retrainings of collapsed GMs"
+    )
+
+
 def coverage(ds: GMDataset) -> str:
     lines = []
     fam = Counter(g.family for g in ds.gms)
@@ -168,12 +180,14 @@ def main() -> int:
             "",
             f"Command: {cmd} (seed {args.seed}). Machine: {machine()}.",
             "",
-            f"- {timing}; {args.workers} workers; target for `default`: under 45 min.",
+            f"- {timing}; {args.workers} workers; target for `default`: under 40 min, so "
+            "that with the synthesized tier it stays under 60 min.",
             f"- {len(ds)} GMs in {len({g.family for g in ds.gms})} families, "
             f"{sum(len(g.images()) for g in ds.gms)} images at {p.resolution} px, "
             f"{len(ds.real)} real crops from {len({r.source for r in ds.real})} photographs; "
-            f"{p.steps} training steps of batch {p.batch} per GM; "
-            f"{len(summary.failed)} failed.",
+            f"training steps per GM log-uniform in {p.steps[0]}..{p.steps[1]}, batch in "
+            f"{', '.join(map(str, p.batch))} (each GM's recipe in models.csv); "
+            f"{collapsed(ds)}; {len(summary.failed)} failed.",
             "",
             coverage(ds),
             "",

@@ -152,7 +152,9 @@ def test_cli_analyze_table_json_and_views(model_dir: Path, files: dict[str, Path
 
 def test_check_zoo_compares_with_truth(model_dir: Path, zoo: Path):
     res = check_zoo(Analyzer(model_dir), zoo, per_gm=3)
-    assert len(res["gms"]) == 8 and res["real_images"] == 12
+    from gmtrace.zoo.families import FAMILIES
+
+    assert len(res["gms"]) == len(FAMILIES) and res["real_images"] == 12
     for r in res["gms"]:
         assert 0 <= r["loss_f1"] <= 1 and 0 <= r["discrete_correct"] <= 6
         assert r["true_losses"]  # every GM of the zoo was trained with some loss

@@ -113,7 +113,17 @@ def test_ground_truth_follows_config(family):
         arch = describe_gm(create_gm(family, cfg, 32))
         v = arch.values
         assert v["n_params"] > 0 and v["n_layers"] == v["n_conv"] + v["n_fc"]
-        if family in ("dcgan", "resgan", "vae", "catvae", "unet", "resnet"):
+        if family in (
+            "dcgan",
+            "resgan",
+            "vae",
+            "catvae",
+            "unet",
+            "resnet",
+            "cgan",
+            "vqvae",
+            "ddpm",
+        ):
             assert arch.extra["upsampling_kind"] == cfg["up"]
             assert v["upsampling"] == (
                 "learned" if cfg["up"] in ("transposed", "pixel_shuffle") else "fixed"
@@ -129,10 +139,21 @@ def test_ground_truth_follows_config(family):
             )
         if family == "catvae":
             assert v["last_activation"] == ("other" if cfg["log_softmax"] else "none")
-        skip = family in ("resgan", "unet", "resnet") or (family == "stylegan" and cfg["skip_rgb"])
+        skip = (
+            family in ("resgan", "unet", "resnet", "ddpm", "flow")  # a coupling passes half on
+            or (family == "stylegan" and cfg["skip_rgb"])
+            or (family == "cgan" and cfg["residual"])
+            or (family == "vqvae" and cfg["n_res"] > 0)
+        )
         assert v["skip_connection"] == ("yes" if skip else "no"), cfg
-        down = family in ("unet", "resnet")
+        down = family in ("unet", "resnet", "ddpm", "vqvae")
         assert v["downsampling"] == ("yes" if down else "no")
+        if family == "fcgan":
+            assert v["n_conv"] == 0 and v["n_fc"] == cfg["hidden_layers"] + 1
+            assert v["block_activation"] == ACTIVATION_CLASS[cfg["act"]]
+        if family == "flow":
+            assert v["n_conv"] == 3 * cfg["n_coupling"] and v["n_blocks"] == cfg["n_coupling"]
+            assert arch.extra["upsampling_kind"] == "pixel_shuffle"
         if family == "mmd" and cfg["arch"] == "mlp":
             assert v["n_conv"] == 0 and v["n_fc"] == cfg["hidden_layers"] + 1
         if family == "stylegan":
@@ -150,9 +171,10 @@ def test_family_trains_and_samples(family):
     gm = create_gm(family, cfg, 32)
     gm.setup(torch.device("cpu"))
     real = torch.rand(6, 3, 32, 32) * 2 - 1
+    labels = torch.arange(6) % 4
     before = [p.detach().clone() for p in gm.generator.parameters()]
     for _ in range(3):
-        metrics = gm.train_step(real)
+        metrics = gm.train_step(real, labels) if gm.conditional else gm.train_step(real)
         assert all(np.isfinite(v) for v in metrics.values())
     moved = sum(
         (a - p).abs().sum().item() for a, p in zip(before, gm.generator.parameters(), strict=True)
@@ -163,7 +185,7 @@ def test_family_trains_and_samples(family):
     assert set(gm.loss_types()) <= set(L.ADVERSARIAL) | {"l1", "l2", "mse", "mmd", "kl", "ce"}
 
 
-@pytest.mark.parametrize("family", ["vae", "unet", "resnet", "mmd", "catvae"])
+@pytest.mark.parametrize("family", ["vae", "unet", "resnet", "mmd", "catvae", "ddpm", "flow"])
 def test_reconstruction_objectives_decrease(family):
     """Non-adversarial objectives go down on a fixed batch (deterministic seed)."""
     torch.manual_seed(2)
@@ -172,7 +194,15 @@ def test_reconstruction_objectives_decrease(family):
     gm = create_gm(family, cfg, 32)
     gm.setup(torch.device("cpu"))
     real = torch.rand(8, 3, 32, 32) * 2 - 1
-    key = {"vae": "rec", "unet": "rec", "resnet": "rec", "mmd": "mmd", "catvae": "ce"}[family]
+    key = {
+        "vae": "rec",
+        "unet": "rec",
+        "resnet": "rec",
+        "mmd": "mmd",
+        "catvae": "ce",
+        "ddpm": "mse",
+        "flow": "bpd",
+    }[family]
     first = gm.train_step(real)[key]
     for _ in range(25):
         last = gm.train_step(real)[key]

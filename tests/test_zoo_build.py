@@ -18,9 +18,10 @@ from PIL import Image
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.images import load_rgb
 from gmtrace.schema import ARCH_FIELDS, LOSS_TYPES
-from gmtrace.zoo.builder import PRESETS, ZooError, build_zoo, finished_gms, plan
+from gmtrace.zoo.builder import MAX_REDRAWS, PRESETS, ZooError, build_zoo, finished_gms, plan
 from gmtrace.zoo.families import FAMILIES, create_gm, describe_gm
 from gmtrace.zoo.real import RealImageError, load_embedded
+from gmtrace.zoo.recipe import COLLAPSE_BELOW
 
 TINY = PRESETS["tiny"]
 
@@ -35,8 +36,14 @@ def tiny_zoo(tmp_path_factory) -> Path:
 
 def test_tiny_layout(tiny_zoo: Path):
     ds = GMDataset.from_zoo(tiny_zoo)
-    assert len(ds) == TINY.n_gms <= 8
+    assert len(ds) == TINY.n_gms == len(FAMILIES)
     assert sorted({g.family for g in ds.gms}) == sorted(FAMILIES)
+    for g in ds.gms:  # each GM's recipe and diversity are in models.csv
+        recipe = g.extra["config"]["recipe"]
+        assert g.extra["optimizer"] == recipe["optimizer"] and int(g.extra["steps"]) == 3
+        div = float(g.extra["diversity"])
+        assert g.extra["collapsed"] == str(int(div < COLLAPSE_BELOW))
+        assert 0 <= int(g.extra["redraws"]) <= MAX_REDRAWS
     state = json.loads((tiny_zoo / "zoo.json").read_text())
     assert state["preset"] == "tiny" and state["seed"] == 0 and state["resolution"] == 32
     assert {v["status"] for v in state["gms"].values()} == {"done"}
@@ -195,11 +202,12 @@ def test_real_folder_with_some_bad_files(tmp_path: Path):
 
 def test_default_preset_plan_coverage():
     """The default plan: >=120 GMs, >=6 families, every loss type >=8 GMs, 64 px,
-    500 images per GM. (Discrete-class coverage is measured on the built zoo by
-    benchmarks/zoo_build.py, since classes come from introspection.)"""
+    300 images per GM, training recipes that differ per GM (steps over 1.5 orders of
+    magnitude, every optimizer). (Discrete-class coverage is measured on the built zoo
+    by benchmarks/zoo_build.py, since classes come from introspection.)"""
     p = PRESETS["default"]
     assert p.n_gms >= 120 and len(p.families) >= 6
-    assert p.resolution == 64 and p.images_per_gm >= 500
+    assert p.resolution == 64 and p.images_per_gm >= 300
     specs = plan(p, 0, ["a", "b", "c"])
     assert len({s.name for s in specs}) == len(specs) == p.n_gms
     counts = dict.fromkeys(LOSS_TYPES, 0)
@@ -207,6 +215,13 @@ def test_default_preset_plan_coverage():
         for loss in create_loss_types(s):
             counts[loss] += 1
     assert min(counts.values()) >= 8, counts
+    steps = [s.steps for s in specs]
+    assert max(steps) / min(steps) >= 10**1.5
+    recipes = [s.config["recipe"] for s in specs]
+    assert {r["optimizer"] for r in recipes} == {"adam", "rmsprop", "sgd"}
+    assert len({s.batch for s in specs}) >= 4 and len({r["init"] for r in recipes}) >= 5
+    for key in ("latent", "sample_mode", "to_8bit", "norm_eps"):
+        assert len({r[key] for r in recipes}) >= 2, key
     full = PRESETS["full"]
     assert full.n_gms >= 120 and full.images_per_gm >= 1000 and full.resolution == 128
 
@@ -257,7 +272,7 @@ def test_full_preset_builds_at_128():
         gm = create_gm(s.family, s.config, p.resolution)
         gm.setup(torch.device("cpu"))
         real = torch.rand(2, 3, 128, 128) * 2 - 1
-        gm.train_step(real)
+        gm.train_step(real, torch.tensor([0, 1])) if gm.conditional else gm.train_step(real)
         x = gm.sample(2, real if gm.kind == "translate" else None)
         assert x.shape == (2, 3, 128, 128)
     assert seen == set(FAMILIES)

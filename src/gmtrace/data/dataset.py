@@ -17,6 +17,21 @@ import numpy as np
 from gmtrace.data.images import list_images
 from gmtrace.schema import ARCH_FIELDS, ARCH_NAMES, LOSS_TYPES, arch_row, class_index, loss_bits
 
+# a GM's training recipe (gmtrace.zoo.recipe.Recipe), after its loss columns
+RECIPE_COLUMNS: tuple[str, ...] = (
+    "steps",
+    "batch",
+    "optimizer",
+    "lr",
+    "betas",
+    "init",
+    "norm_eps",
+    "norm_momentum",
+    "latent",
+    "truncation",
+    "sample_mode",
+    "to_8bit",
+)
 LOSS_COLUMNS: tuple[str, ...] = tuple(f"loss_{n}" for n in LOSS_TYPES)
 MODELS_COLUMNS: tuple[str, ...] = (
     "name",
@@ -29,6 +44,11 @@ MODELS_COLUMNS: tuple[str, ...] = (
     "upsampling_kind",
     "task",
     *LOSS_COLUMNS,
+    # the GM's training recipe (zoo/recipe.py) and how varied its images are
+    *RECIPE_COLUMNS,
+    "diversity",
+    "collapsed",
+    "redraws",
     "config",
 )
 REAL_COLUMNS: tuple[str, ...] = ("file", "domain", "source", "collection", "x", "y", "size")
@@ -134,8 +154,19 @@ def _record_from_row(row: dict[str, str], root: Path) -> GMRecord:
         losses = tuple(n for n, b in bits.items() if b == 1.0)
         extra = {
             k: row[k]
-            for k in ("seed", "domain", "resolution", "n_images", "upsampling_kind", "task")
-            if k in row
+            for k in (
+                "seed",
+                "domain",
+                "resolution",
+                "n_images",
+                "upsampling_kind",
+                "task",
+                *RECIPE_COLUMNS,
+                "diversity",
+                "collapsed",
+                "redraws",
+            )
+            if row.get(k) not in (None, "")
         }
         if row.get("config"):
             extra["config"] = json.loads(row["config"])

@@ -19,7 +19,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,11 +30,12 @@ from rich.table import Table
 
 from gmtrace import __version__
 from gmtrace.data.dataset import LOSS_COLUMNS, MODELS_COLUMNS, write_csv
-from gmtrace.data.images import png_bytes, to_float, to_uint8
+from gmtrace.data.images import png_bytes, to_float
 from gmtrace.runtime import cpu_count, pick_device, progress, seed_everything, set_threads
 from gmtrace.schema import LOSS_TYPES
 from gmtrace.zoo.families import FAMILIES, Balancer, create_gm, describe_gm
 from gmtrace.zoo.real import CropPool, RealSource, domains, write_real
+from gmtrace.zoo.recipe import BATCHES, COLLAPSE_BELOW, diversity, sample_recipe, to_8bit
 
 
 @dataclass(frozen=True)
@@ -44,18 +45,20 @@ class Preset:
     resolution: int
     images_per_gm: int
     real_crops: int
-    steps: int  # training steps per GM
-    batch: int
+    steps: tuple[int, int]  # training steps per GM: each draws log-uniformly in [lo, hi]
+    batch: tuple[int, ...]  # batch sizes a GM draws from
     pool: int  # real crops in each GM's training pool
+    catalog: bool = True  # default photos: embedded + Debian collections (False: embedded)
 
     @property
     def n_gms(self) -> int:
         return sum(self.families.values())
 
 
-# one GM of each of the eight families (presets `tiny` and `demo`)
-EIGHT_FAMILIES = ("dcgan", "resgan", "stylegan", "vae", "catvae", "mmd", "unet", "resnet")
-ONE_OF_EACH = {f: 1 for f in EIGHT_FAMILIES}
+# one GM of each family (presets `tiny` and `demo`)
+ONE_OF_EACH = {f: 1 for f in FAMILIES}
+# GMs per family of the published-model families (zoo/published.py) in larger presets
+PUBLISHED = {"fcgan": 6, "cgan": 8, "ddpm": 6, "vqvae": 8, "flow": 6}
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
@@ -64,9 +67,10 @@ PRESETS: dict[str, Preset] = {
         resolution=32,
         images_per_gm=12,
         real_crops=48,
-        steps=3,
-        batch=4,
+        steps=(3, 3),
+        batch=(4,),
         pool=32,
+        catalog=False,  # tests: the 18 embedded photos, decoded in a second
     ),
     "demo": Preset(
         "demo",
@@ -74,8 +78,8 @@ PRESETS: dict[str, Preset] = {
         resolution=64,
         images_per_gm=24,
         real_crops=48,
-        steps=80,
-        batch=12,
+        steps=(20, 200),
+        batch=(8, 12, 16),
         pool=128,
     ),
     "default": Preset(
@@ -89,12 +93,13 @@ PRESETS: dict[str, Preset] = {
             "mmd": 14,
             "unet": 17,
             "resnet": 17,
+            **PUBLISHED,
         },
         resolution=64,
-        images_per_gm=500,
-        real_crops=2000,
-        steps=80,
-        batch=12,
+        images_per_gm=300,
+        real_crops=3000,
+        steps=(8, 320),
+        batch=BATCHES,
         pool=512,
     ),
     "full": Preset(
@@ -108,12 +113,13 @@ PRESETS: dict[str, Preset] = {
             "mmd": 14,
             "unet": 20,
             "resnet": 20,
+            **{f: 2 * n for f, n in PUBLISHED.items()},
         },
         resolution=128,
         images_per_gm=1000,
         real_crops=5000,
-        steps=3000,
-        batch=32,
+        steps=(300, 10000),
+        batch=(16, 32, 64),
         pool=4096,
     ),
 }
@@ -148,6 +154,8 @@ def plan(preset: Preset, seed: int, domain_names: list[str]) -> list[GMSpec]:
         b = Balancer(rng)
         for i in range(count):
             cfg = FAMILIES[family].sample_config(b, preset.resolution)
+            recipe = sample_recipe(b, preset.steps, preset.batch)
+            cfg["recipe"] = recipe.to_dict()
             specs.append(
                 GMSpec(
                     name=f"{family}_{i:03d}",
@@ -156,8 +164,8 @@ def plan(preset: Preset, seed: int, domain_names: list[str]) -> list[GMSpec]:
                     domain=str(b.pick("domain", domain_names)),
                     resolution=preset.resolution,
                     config=cfg,
-                    steps=preset.steps,
-                    batch=preset.batch,
+                    steps=recipe.steps,
+                    batch=recipe.batch,
                     pool=preset.pool,
                     n_images=preset.images_per_gm,
                 )
@@ -177,53 +185,45 @@ def _photos(source: RealSource):
     return _PHOTOS[source]
 
 
+MAX_REDRAWS = 2  # retrainings of a GM whose probe images are collapsed or not finite
+
+
 def build_gm(
     spec: GMSpec,
     source: RealSource,
     threads: int | None = None,
     report: Callable[[str, int, int], None] | None = None,
 ) -> dict:
-    """Train and sample one GM. Returns its models.csv row, timing and PNG bytes."""
+    """Train and sample one GM. Returns its models.csv row, timing and PNG bytes.
+
+    Mode collapse is fought, not hidden: after training, a probe batch is sampled;
+    if its images are all alike (`recipe.diversity` under `COLLAPSE_BELOW`) or not
+    finite, the GM is trained again from a new initialization at half the learning
+    rate, at most `MAX_REDRAWS` times. The row records the redraws, the learning rate
+    used and the diversity of the images kept."""
     t0 = time.perf_counter()
     set_threads(threads)
-    rng = seed_everything(spec.seed)
     device = pick_device()
     photos = [p for p in _photos(source) if p.domain == spec.domain] or _photos(source)
-    pool = CropPool(photos, spec.resolution, spec.pool, rng)
-    gm = create_gm(spec.family, spec.config, spec.resolution)
     arch = ground_truth(spec)
-    gm.setup(device)
-    gm.train()
-    last: dict[str, float] = {}
-    for step in range(spec.steps):
-        real = torch.from_numpy(pool.batch(spec.batch)).to(device)
-        last = gm.train_step(real)
-        if report and (step % 5 == 4 or step == spec.steps - 1):
-            report(spec.name, step + 1, spec.steps + spec.n_images)
+    for attempt in range(MAX_REDRAWS + 1):
+        rng = seed_everything(spec.seed + 7919 * attempt)
+        pool = CropPool(photos, spec.resolution, spec.pool, rng)
+        gm = create_gm(spec.family, spec.config, spec.resolution)
+        if attempt:
+            gm.recipe = replace(gm.recipe, lr=gm.recipe.lr / 2**attempt)
+        last = _train(gm, spec, pool, device, report)
+        gm.train(gm.recipe.sample_mode == "train")  # normalization in eval or train mode
+        probe = _sample(gm, spec, photos, device, min(32, spec.n_images))
+        div = diversity(to_8bit(probe, "round"), pool.pixels)
+        if np.isfinite(probe).all() and div >= COLLAPSE_BELOW:
+            break
     t_train = time.perf_counter() - t0
-    gm.eval()
-    images: list[bytes] = []
-    inputs = (
-        CropPool(photos, spec.resolution, spec.n_images, np.random.default_rng([spec.seed, 1]))
-        if gm.kind == "translate"
-        else None
-    )
-    chunk = 50
-    for start in range(0, spec.n_images, chunk):
-        n = min(chunk, spec.n_images - start)
-        real = None
-        if inputs is not None:
-            real = torch.from_numpy(
-                np.ascontiguousarray(to_float(inputs.pixels[start : start + n]))
-            )
-            real = real.to(device)
-        x = gm.sample(n, real).cpu()
-        if not torch.isfinite(x).all():
-            raise RuntimeError(f"{spec.name} produced non-finite pixels (training diverged)")
-        x = x.numpy()
-        images.extend(png_bytes(a) for a in to_uint8(x))
-        if report:
-            report(spec.name, spec.steps + start + n, spec.steps + spec.n_images)
+    x = _sample(gm, spec, photos, device, spec.n_images, report)
+    if not np.isfinite(x).all():
+        raise RuntimeError(f"{spec.name} produced non-finite pixels (training diverged)")
+    images = [png_bytes(a) for a in to_8bit(x, gm.recipe.to_8bit)]
+    div = diversity(to_8bit(x, "round"), pool.pixels)  # before the recipe's 8 bits
     row = {
         "name": spec.name,
         "family": spec.family,
@@ -234,6 +234,10 @@ def build_gm(
         **arch,
         "task": spec.config.get("task", ""),
         **{c: int(n in gm.loss_types()) for c, n in zip(LOSS_COLUMNS, LOSS_TYPES, strict=True)},
+        **gm.recipe.row(),
+        "diversity": round(div, 4),
+        "collapsed": int(div < COLLAPSE_BELOW),
+        "redraws": attempt,
         "config": json.dumps(spec.config, sort_keys=True),
     }
     finite = {k: float(v) for k, v in last.items() if np.isfinite(v)}
@@ -244,6 +248,47 @@ def build_gm(
         "seconds": round(time.perf_counter() - t0, 2),
         "final_losses": finite,
     }
+
+
+def _train(gm, spec: GMSpec, pool: CropPool, device, report) -> dict[str, float]:
+    """The recipe's steps of the GM's own objective on batches of real crops
+    (with the crops' source-photo labels for conditional GMs)."""
+    gm.setup(device)
+    gm.train()
+    last: dict[str, float] = {}
+    total = spec.steps + spec.n_images
+    for step in range(spec.steps):
+        real, labels = pool.batch_with_labels(spec.batch)
+        real = torch.from_numpy(real).to(device)
+        if gm.conditional:
+            last = gm.train_step(real, torch.from_numpy(labels).to(device))
+        else:
+            last = gm.train_step(real)
+        if report and (step % 5 == 4 or step == spec.steps - 1):
+            report(spec.name, step + 1, total)
+    return last
+
+
+def _sample(gm, spec: GMSpec, photos, device, n_images: int, report=None) -> np.ndarray:
+    """n_images from the GM as floats [N, 3, H, W]; translators map real crops (the
+    same crops on every call: seeded by the GM's seed)."""
+    inputs = None
+    if gm.kind == "translate":
+        inputs = CropPool(photos, spec.resolution, n_images, np.random.default_rng([spec.seed, 1]))
+    out = []
+    chunk = 50
+    for start in range(0, n_images, chunk):
+        n = min(chunk, n_images - start)
+        real = None
+        if inputs is not None:
+            real = torch.from_numpy(
+                np.ascontiguousarray(to_float(inputs.pixels[start : start + n]))
+            )
+            real = real.to(device)
+        out.append(gm.sample(n, real).cpu().numpy())
+        if report:
+            report(spec.name, spec.steps + start + n, spec.steps + spec.n_images)
+    return np.concatenate(out)
 
 
 def _build_gm_queued(spec, source, threads, q):
@@ -371,7 +416,7 @@ def build_zoo(
     if workers < 1:
         raise ZooError(f"--workers must be at least 1, got {workers}")
     p = PRESETS[preset]
-    source = RealSource(str(Path(real).resolve()) if real else None)
+    source = RealSource(str(Path(real).resolve()) if real else None, catalog=p.catalog)
     photos, skipped = source.load()
     for line in skipped:
         console.print(f"[yellow]skipped real image:[/] {line}")
@@ -468,7 +513,7 @@ def _open_state(path: Path, p: Preset, seed: int, source: RealSource) -> dict:
         "preset": p.name,
         "seed": seed,
         "resolution": p.resolution,
-        "real": source.folder or "embedded",
+        "real": source.folder or ("embedded+catalog" if source.catalog else "embedded"),
     }
     if path.is_file():
         try:

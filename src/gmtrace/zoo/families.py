@@ -54,6 +54,7 @@ from gmtrace.zoo.layers import (
     norm,
     output_to_image,
 )
+from gmtrace.zoo.recipe import Recipe, initialize, latent, make_optimizer
 
 TASKS = (
     "super_resolution",
@@ -126,10 +127,6 @@ def n_ups(res: int, start: int = 4) -> int:
     return n
 
 
-def _adam(params, lr: float = 2e-4) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
-
-
 def _adversary_config(b: Balancer, options=("adv", "hinge", "ls", "wgan")) -> dict:
     kind = b.pick("adversarial", options)
     cfg = {"adversarial": kind}
@@ -146,14 +143,20 @@ class Adversary:
     """The discriminator side of a GM's training: D, its optimizer and loss kind."""
 
     def __init__(
-        self, kind: str, res: int, wgan_mode: str = "gp", patch: bool = False, width: int = 32
+        self,
+        kind: str,
+        res: int,
+        wgan_mode: str = "gp",
+        patch: bool = False,
+        width: int = 32,
+        recipe: Recipe | None = None,
     ):
         self.kind, self.wgan_mode = kind, wgan_mode
         self.D = Discriminator(res, width=width, patch=patch, spectral=kind == "hinge")
-        if kind == "wgan" and wgan_mode == "clip":
+        if kind == "wgan" and wgan_mode == "clip":  # the original WGAN's optimizer
             self.opt = torch.optim.RMSprop(self.D.parameters(), lr=5e-5)
         else:
-            self.opt = _adam(self.D.parameters())
+            self.opt = make_optimizer(self.D.parameters(), recipe or Recipe())
         self.d_loss, self.g_loss_fn = L.ADVERSARIAL[kind]
 
     def to(self, device) -> Adversary:
@@ -189,21 +192,27 @@ class GM(nn.Module):
 
     family = "base"
     kind = "noise"
+    conditional = False  # True: train_step(real, labels) and samples of random classes
 
     def __init__(self, cfg: dict, res: int):
         super().__init__()
         self.cfg, self.res = dict(cfg), res
+        self.recipe = Recipe.from_dict(cfg.get("recipe"))
         self.adversary: Adversary | None = None
 
     def loss_types(self) -> tuple[str, ...]:
         raise NotImplementedError
 
     def setup(self, device: torch.device) -> None:
-        """Create optimizers (after the module is on its device)."""
+        """Initialize the trained networks as the recipe says and create the
+        optimizer (after the module is on its device)."""
+        for part in (self.generator, getattr(self, "encoder", None)):
+            if part is not None:
+                initialize(part, self.recipe)
         self.to(device)
         if self.adversary is not None:
             self.adversary.to(device)
-        self.opt = _adam([p for p in self.trainable() if p.requires_grad])
+        self.opt = make_optimizer(self.trainable(), self.recipe)
 
     def trainable(self):
         return self.parameters()
@@ -230,7 +239,9 @@ class NoiseGAN(GM):
         super().__init__(cfg, res)
         self.zdim = cfg["zdim"]
         self.last = cfg["last"]
-        self.adversary = Adversary(cfg["adversarial"], res, cfg.get("wgan_mode", "gp"))
+        self.adversary = Adversary(
+            cfg["adversarial"], res, cfg.get("wgan_mode", "gp"), recipe=self.recipe
+        )
 
     def loss_types(self) -> tuple[str, ...]:
         return (self.cfg["adversarial"],) + (("l2",) if self.cfg.get("feature_matching") else ())
@@ -238,8 +249,9 @@ class NoiseGAN(GM):
     def trainable(self):
         return self.generator.parameters()
 
-    def fake(self, n: int, device) -> torch.Tensor:
-        return output_to_image(self.generator(torch.randn(n, self.zdim, device=device)), self.last)
+    def fake(self, n: int, device, sampling: bool = False) -> torch.Tensor:
+        z = latent(n, self.zdim, self.recipe, device, sampling)
+        return output_to_image(self.generator(z), self.last)
 
     def train_step(self, real: torch.Tensor) -> dict[str, float]:
         fake = self.fake(real.shape[0], real.device)
@@ -251,7 +263,7 @@ class NoiseGAN(GM):
     @torch.no_grad()
     def sample(self, n: int, real: torch.Tensor | None = None) -> torch.Tensor:
         device = next(self.generator.parameters()).device
-        return self.fake(n, device).clamp(-1, 1)
+        return self.fake(n, device, sampling=True).clamp(-1, 1)
 
 
 def _gan_choices(b: Balancer) -> dict:
@@ -593,7 +605,7 @@ class VAE(GM):
         self.generator = Decoder(cfg, res)
         self.features = RandomFeatures(seed=0) if cfg.get("perceptual") else None
         if cfg.get("adversarial"):
-            self.adversary = Adversary(cfg["adversarial"], res)
+            self.adversary = Adversary(cfg["adversarial"], res, recipe=self.recipe)
 
     def loss_types(self) -> tuple[str, ...]:
         out = ["kl", self.cfg["recon"]]
@@ -624,7 +636,7 @@ class VAE(GM):
     @torch.no_grad()
     def sample(self, n: int, real: torch.Tensor | None = None) -> torch.Tensor:
         device = next(self.generator.parameters()).device
-        z = torch.randn(n, self.cfg["zdim"], device=device)
+        z = torch.randn(n, self.cfg["zdim"], device=device) * self.recipe.truncation
         return output_to_image(self.generator(z), self.cfg["last"]).clamp(-1, 1)
 
 
@@ -657,7 +669,7 @@ class CatVAE(GM):
     @torch.no_grad()
     def sample(self, n: int, real: torch.Tensor | None = None) -> torch.Tensor:
         device = next(self.generator.parameters()).device
-        z = torch.randn(n, self.cfg["zdim"], device=device)
+        z = torch.randn(n, self.cfg["zdim"], device=device) * self.recipe.truncation
         return L.dequantize(self.generator(z).argmax(dim=1), self.cfg["levels"])
 
 
@@ -718,7 +730,7 @@ class MMDNet(GM):
         return ("mmd",)
 
     def train_step(self, real: torch.Tensor) -> dict[str, float]:
-        z = torch.randn(real.shape[0], self.cfg["zdim"], device=real.device)
+        z = latent(real.shape[0], self.cfg["zdim"], self.recipe, real.device)
         fake = output_to_image(self.generator(z), self.cfg["last"])
         # MMD on pixels and on a 4x coarser view: the kernel sees layout and detail.
         loss = L.mmd_loss(fake, real) + L.mmd_loss(F.avg_pool2d(fake, 4), F.avg_pool2d(real, 4))
@@ -728,7 +740,7 @@ class MMDNet(GM):
     @torch.no_grad()
     def sample(self, n: int, real: torch.Tensor | None = None) -> torch.Tensor:
         device = next(self.generator.parameters()).device
-        z = torch.randn(n, self.cfg["zdim"], device=device)
+        z = latent(n, self.cfg["zdim"], self.recipe, device, sampling=True)
         return output_to_image(self.generator(z), self.cfg["last"]).clamp(-1, 1)
 
 
@@ -739,6 +751,8 @@ class MMDNet(GM):
 def degrade(x: torch.Tensor, task: str, gen: torch.Generator | None = None) -> torch.Tensor:
     """The translator's input made from a real image x in [-1, 1]."""
     b, _, h, w = x.shape
+    if task == "autoencode":  # the photograph itself (VQ-VAE, synthesized autoencoders)
+        return x
     if task == "super_resolution":
         small = F.interpolate(x, scale_factor=0.25, mode="area")
         return F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).clamp(-1, 1)
@@ -779,7 +793,7 @@ class Translator(GM):
         super().__init__(cfg, res)
         self.features = RandomFeatures(seed=1) if cfg.get("perceptual") else None
         if cfg.get("adversarial"):
-            self.adversary = Adversary(cfg["adversarial"], res, patch=True)
+            self.adversary = Adversary(cfg["adversarial"], res, patch=True, recipe=self.recipe)
 
     @staticmethod
     def translator_choices(b: Balancer, prefix: str) -> dict:
@@ -936,3 +950,7 @@ def describe_gm(gm: GM):
     from gmtrace.introspect import describe
 
     return describe(gm.generator)
+
+
+# families modelled on published GMs register themselves on import
+from gmtrace.zoo import published  # noqa: E402, F401

@@ -6,6 +6,8 @@ discriminator's raw outputs: `d_real = D(x)`, `d_fake = D(G(z))`.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -134,6 +136,23 @@ def ce_loss(logits: torch.Tensor, target: torch.Tensor, levels: int) -> torch.Te
     """CE on quantized pixels: -E log p(q(x) | .), logits [B, levels, C, H, W] over
     `levels` bins per channel and pixel, q the quantizer."""
     return F.cross_entropy(logits, quantize(target, levels))
+
+
+def vq_loss(z: torch.Tensor, zq: torch.Tensor, beta: float = 0.25) -> torch.Tensor:
+    """VQ-VAE's two squared distances between feature maps (L2 type): the codebook
+    term ||sg(z) - e||^2 pulls codes to the encoder's outputs, the commitment term
+    beta ||z - sg(e)||^2 keeps the encoder near its codes (sg = stop-gradient)."""
+    return F.mse_loss(zq, z.detach()) + beta * F.mse_loss(z, zq.detach())
+
+
+def flow_nll(z: torch.Tensor, logdet: torch.Tensor, bins: int = 256) -> torch.Tensor:
+    """Negative log-likelihood of quantized pixels under a normalizing flow, in bits
+    per dimension (CE type): with x dequantized by uniform noise into [-1, 1],
+    -log p(x_bins) = -(log N(z; 0, I) + log|det dz/dx|) + D log(bins / 2)."""
+    d = z[0].numel()
+    log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).flatten(1).sum(1)
+    nll = -(log_pz + logdet) + d * math.log(bins / 2)
+    return (nll / (d * math.log(2))).mean()
 
 
 ADVERSARIAL = {

@@ -6,6 +6,7 @@ evaluation can split real data by photograph, never by crop.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import shutil
 from dataclasses import dataclass
@@ -62,19 +63,34 @@ class RealSource:
     """
 
     folder: str | None = None
+    catalog: bool = True  # the default source: add the catalog's Debian collections
 
     def describe(self) -> str:
-        return (
-            f"folder {self.folder}"
-            if self.folder
-            else "embedded (scikit-image, scikit-learn, matplotlib)"
-        )
+        if self.folder:
+            return f"folder {self.folder}"
+        embedded = "embedded (scikit-image, scikit-learn, matplotlib)"
+        if self.catalog:
+            return embedded + " and the Debian photo collections of zoo/photo_catalog.csv"
+        return embedded
 
     def load(self, min_side: int = 32) -> tuple[list[Photo], list[str]]:
-        """The photos and a list of one-line failures (files skipped)."""
+        """The photos and a list of one-line failures (files skipped). The default
+        is the embedded photos plus the catalog's Debian collections that are
+        installed (`scripts/install_photos.sh`; `make setup` runs it)."""
         if self.folder:
             return load_folder(Path(self.folder), min_side)
-        return load_embedded(min_side), []
+        if not self.catalog:
+            return load_embedded(min_side), []
+        return _embedded_and_catalog(min_side)
+
+
+@functools.cache
+def _embedded_and_catalog(min_side: int) -> tuple[list[Photo], list[str]]:
+    """Decoded once per process (about 20 s for the whole catalog)."""
+    from gmtrace.zoo.photos import load_catalog
+
+    photos, failures = load_catalog(min_side)
+    return load_embedded(min_side) + photos, failures
 
 
 def _package_dir(name: str) -> Path:
@@ -157,6 +173,9 @@ def random_crop(
     return patch, (x, y, size)
 
 
+CLASSES = 8  # classes of a conditional GM: its photographs, modulo this
+
+
 class CropPool:
     """A pool of random crops of some photos, for training a GM: `batch(n)` draws
     crops from the pool with random horizontal flips, as floats in [-1, 1]."""
@@ -168,13 +187,29 @@ class CropPool:
         picks = rng.integers(0, len(photos), size=size)
         crops = [random_crop(photos[i], res, rng)[0] for i in picks]
         self.pixels = np.stack(crops)  # uint8 [N, res, res, 3]
+        self.labels = picks % CLASSES  # a crop's class for conditional GMs: its photograph
 
     def batch(self, n: int) -> np.ndarray:
+        return self.batch_with_labels(n)[0]
+
+    def batch_with_labels(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """n random crops (floats [n, 3, res, res], randomly flipped) and their classes."""
         idx = self.rng.integers(0, len(self.pixels), size=n)
         x = self.pixels[idx]
         flip = self.rng.random(n) < 0.5
         x[flip] = x[flip, :, ::-1]
-        return np.ascontiguousarray(to_float(x))
+        return np.ascontiguousarray(to_float(x)), self.labels[idx].astype(np.int64)
+
+
+def crop_order(photos: list[Photo], n: int, rng: np.random.Generator) -> list[int]:
+    """Indices of the photos to crop, n in all: collections take turns, and within a
+    collection its photos take turns in a shuffled order, so a collection of 300
+    telescope images does not outweigh one of 20 scenes."""
+    by: dict[str, list[int]] = {}
+    for i, p in enumerate(photos):
+        by.setdefault(p.collection, []).append(i)
+    cycles = [np.resize(rng.permutation(v), n) for _, v in sorted(by.items())]
+    return [int(cycles[j % len(cycles)][j // len(cycles)]) for j in range(n)]
 
 
 def write_real(zoo: Path, photos: list[Photo], res: int, n: int, seed: int) -> int:
@@ -188,9 +223,7 @@ def write_real(zoo: Path, photos: list[Photo], res: int, n: int, seed: int) -> i
     tmp.mkdir(parents=True)
     rng = np.random.default_rng(seed)
     rows = []
-    # Spread crops evenly over photographs so every source is represented.
-    order = np.resize(rng.permutation(len(photos)), n)
-    for i, k in enumerate(order):
+    for i, k in enumerate(crop_order(photos, n, rng)):
         photo = photos[int(k)]
         crop, (x, y, size) = random_crop(photo, res, rng)
         rel = Path("real") / photo.domain / f"{photo.name}_{i:05d}.png"
