@@ -492,15 +492,16 @@ def evaluate(
         test = plan.test
         console.rule(f"fold {k + 1}/{cfg.folds}: {len(test)} unseen GMs")
         t_idx, u_idx = plan.train_gms, plan.test_gms
-        train_names = [ds.names[i] for i in t_idx]
         fold_of_gm[u_idx] = k
         real_test, real_train = plan.real_test, plan.real_train
-        train_bank = ImageBank(
-            gm_names=train_names,
-            fake=[bank.fake[i][: cfg.train_per_gm] for i in t_idx],
+        held_collections = set(split_info["test_collections"][k])
+        if split_info["real_by"] != "collection":  # photographs held out one by one
+            held_collections = set()
+        train_bank = replace(
+            bank.subset(t_idx, cfg.train_per_gm),
             real=bank.real[real_train],
             real_sources=[bank.real_sources[i] for i in real_train],
-        )
+        ).without_pairs_from(set(sfolds[k]), held_collections)
         fold_norm = Normalizer().fit(arch[t_idx])
         targets = encode(arch[t_idx], bits[t_idx], fold_norm)
         unseen = np.concatenate([bank.fake[i][: cfg.test_per_gm] for i in u_idx])

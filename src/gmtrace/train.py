@@ -130,11 +130,12 @@ def hold_out(bank, cfg: TrainConfig):
     `calib_real_every`-th real crop (only where there are twice as many). Where too
     few images are held out, calibration falls back to the training images.
     Returns (training bank, calibration fakes per GM, calibration reals)."""
-    fake_tr, fake_cal = [], []
-    for a in bank.fake:
+    fake_tr, fake_cal, pairs_tr = [], [], []
+    for g, a in enumerate(bank.fake):
         c = cfg.calib_per_gm if len(a) >= 2 * cfg.calib_per_gm else 0
         fake_tr.append(a[: len(a) - c])
         fake_cal.append(a[len(a) - c :] if c else a)
+        pairs_tr.append(bank.pair_of(g)[: len(a) - c])
     is_cal = np.zeros(len(bank.real), dtype=bool)
     if cfg.calib_real_every and len(bank.real) >= 2 * cfg.calib_real_every:
         is_cal[:: cfg.calib_real_every] = True
@@ -144,6 +145,11 @@ def hold_out(bank, cfg: TrainConfig):
         real=bank.real[~is_cal],
         real_sources=[s for s, c in zip(bank.real_sources, is_cal, strict=True) if not c],
         failures=bank.failures,
+        pairs=pairs_tr,
+        pair_origins=[bank.origins_of(g)[: len(f)] for g, f in enumerate(fake_tr)],
+        pair_ok=None
+        if bank.pair_ok is None
+        else [m[: len(f)] for m, f in zip(bank.pair_ok, fake_tr, strict=True)],
     )
     return kept, fake_cal, bank.real[is_cal] if is_cal.any() else bank.real
 

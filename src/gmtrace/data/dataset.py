@@ -74,6 +74,13 @@ class GMRecord:
     def images(self) -> list[Path]:
         return list_images(self.image_dir)
 
+    @property
+    def pair_dir(self) -> Path | None:
+        """Where a translator's aligned real inputs are (ZOO/pairs/<name>/, the same
+        file names as its images), or None."""
+        d = self.image_dir.parent.parent / "pairs" / self.name
+        return d if d.is_dir() else None
+
 
 @dataclass
 class RealRecord:

@@ -220,6 +220,8 @@ def build_gm(
             break
     t_train = time.perf_counter() - t0
     x = _sample(gm, spec, photos, device, spec.n_images, report)
+    inputs, pair_sources = _inputs(gm, spec, photos, spec.n_images)
+    pairs = [png_bytes(a) for a in inputs]
     if not np.isfinite(x).all():
         raise RuntimeError(f"{spec.name} produced non-finite pixels (training diverged)")
     images = [png_bytes(a) for a in to_8bit(x, gm.recipe.to_8bit)]
@@ -244,6 +246,8 @@ def build_gm(
     return {
         "row": row,
         "images": images,
+        "pairs": pairs,  # translators: the real crop each image was made from, aligned
+        "pair_sources": pair_sources,  # (source photograph, collection) of each pair
         "train_seconds": round(t_train, 2),
         "seconds": round(time.perf_counter() - t0, 2),
         "final_losses": finite,
@@ -269,21 +273,27 @@ def _train(gm, spec: GMSpec, pool: CropPool, device, report) -> dict[str, float]
     return last
 
 
+def _inputs(gm, spec: GMSpec, photos, n_images: int) -> tuple[np.ndarray, list]:
+    """A translator's real input crops (uint8 [n, res, res, 3]; the same on every
+    call, seeded by the GM's seed) and each one's (source photo, collection); none
+    for noise-to-image GMs."""
+    if gm.kind != "translate":
+        return np.zeros((0, spec.resolution, spec.resolution, 3), np.uint8), []
+    pool = CropPool(photos, spec.resolution, n_images, np.random.default_rng([spec.seed, 1]))
+    return pool.pixels, pool.sources
+
+
 def _sample(gm, spec: GMSpec, photos, device, n_images: int, report=None) -> np.ndarray:
     """n_images from the GM as floats [N, 3, H, W]; translators map real crops (the
     same crops on every call: seeded by the GM's seed)."""
-    inputs = None
-    if gm.kind == "translate":
-        inputs = CropPool(photos, spec.resolution, n_images, np.random.default_rng([spec.seed, 1]))
+    inputs = _inputs(gm, spec, photos, n_images)[0]
     out = []
     chunk = 50
     for start in range(0, n_images, chunk):
         n = min(chunk, n_images - start)
         real = None
-        if inputs is not None:
-            real = torch.from_numpy(
-                np.ascontiguousarray(to_float(inputs.pixels[start : start + n]))
-            )
+        if len(inputs):
+            real = torch.from_numpy(np.ascontiguousarray(to_float(inputs[start : start + n])))
             real = real.to(device)
         out.append(gm.sample(n, real).cpu().numpy())
         if report:
@@ -337,14 +347,24 @@ def finished_gms(out: Path) -> dict[str, dict]:
 
 def write_gm(out: Path, result: dict) -> dict:
     """Write a GM's images and meta.json under .partial/, then rename into fake/.
-    Returns the meta written."""
+    A translator's aligned real inputs (`result["pairs"]`) go to pairs/<name>/ under
+    the same file names, renamed into place before the GM's fake/ folder (which marks
+    it complete). Returns the meta written."""
     name = result["row"]["name"]
+    if result.get("pairs"):
+        index = [
+            {"file": f"{i:05d}.png", "source": s, "collection": c}
+            for i, (s, c) in enumerate(result["pair_sources"])
+        ]
+        _write_folder(
+            out / ".partial" / f"pairs.{name}", result["pairs"], out / "pairs" / name, index
+        )
     tmp = out / ".partial" / name
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for i, data in enumerate(result["images"]):
         (tmp / f"{i:05d}.png").write_bytes(data)
-    meta = {k: v for k, v in result.items() if k != "images"}
+    meta = {k: v for k, v in result.items() if k not in ("images", "pairs", "pair_sources")}
     _write_json(tmp / "meta.json", meta)
     final = out / "fake" / name
     final.parent.mkdir(exist_ok=True)
@@ -352,6 +372,20 @@ def write_gm(out: Path, result: dict) -> dict:
         shutil.rmtree(final)
     tmp.replace(final)
     return meta
+
+
+def _write_folder(tmp: Path, files: list[bytes], final: Path, index: list[dict]) -> None:
+    """PNG files 00000.png... and index.csv (file, source, collection) into `final`,
+    atomically (written in `tmp`, then renamed)."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for i, data in enumerate(files):
+        (tmp / f"{i:05d}.png").write_bytes(data)
+    write_csv(tmp / "index.csv", ("file", "source", "collection"), index)
+    final.parent.mkdir(exist_ok=True)
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.replace(final)
 
 
 def ground_truth(spec: GMSpec) -> dict:

@@ -188,6 +188,7 @@ class CropPool:
         crops = [random_crop(photos[i], res, rng)[0] for i in picks]
         self.pixels = np.stack(crops)  # uint8 [N, res, res, 3]
         self.labels = picks % CLASSES  # a crop's class for conditional GMs: its photograph
+        self.sources = [(photos[i].name, photos[i].collection) for i in picks]
 
     def batch(self, n: int) -> np.ndarray:
         return self.batch_with_labels(n)[0]
