@@ -35,7 +35,15 @@ from gmtrace.runtime import cpu_count, pick_device, progress, seed_everything, s
 from gmtrace.schema import LOSS_TYPES
 from gmtrace.zoo.families import FAMILIES, Balancer, create_gm, describe_gm
 from gmtrace.zoo.real import CropPool, RealSource, domains, write_real
-from gmtrace.zoo.recipe import BATCHES, COLLAPSE_BELOW, diversity, sample_recipe, to_8bit
+from gmtrace.zoo.recipe import (
+    BATCHES,
+    COLLAPSE_BELOW,
+    STABLE,
+    Recipe,
+    diversity,
+    sample_recipe,
+    to_8bit,
+)
 
 
 @dataclass(frozen=True)
@@ -185,7 +193,7 @@ def _photos(source: RealSource):
     return _PHOTOS[source]
 
 
-MAX_REDRAWS = 2  # retrainings of a GM whose probe images are collapsed or not finite
+MAX_REDRAWS = 1  # retrainings of a GM whose probe images are collapsed or not finite
 
 
 def build_gm(
@@ -198,9 +206,10 @@ def build_gm(
 
     Mode collapse is fought, not hidden: after training, a probe batch is sampled;
     if its images are all alike (`recipe.diversity` under `COLLAPSE_BELOW`) or not
-    finite, the GM is trained again from a new initialization at half the learning
-    rate, at most `MAX_REDRAWS` times. The row records the redraws, the learning rate
-    used and the diversity of the images kept."""
+    finite, the GM is trained again from a new initialization with the zoo's known
+    stable recipe (`recipe.STABLE`: Adam(0.5, 0.999) at 2e-4, torch's own init), the
+    same steps, batch and sampling. The row records the redraw, the recipe used and
+    the diversity of the images kept."""
     t0 = time.perf_counter()
     set_threads(threads)
     device = pick_device()
@@ -209,9 +218,11 @@ def build_gm(
     for attempt in range(MAX_REDRAWS + 1):
         rng = seed_everything(spec.seed + 7919 * attempt)
         pool = CropPool(photos, spec.resolution, spec.pool, rng)
-        gm = create_gm(spec.family, spec.config, spec.resolution)
+        config = spec.config
         if attempt:
-            gm.recipe = replace(gm.recipe, lr=gm.recipe.lr / 2**attempt)
+            stable = replace(Recipe.from_dict(config.get("recipe")), **STABLE)
+            config = {**config, "recipe": stable.to_dict()}
+        gm = create_gm(spec.family, config, spec.resolution)
         last = _train(gm, spec, pool, device, report)
         gm.train(gm.recipe.sample_mode == "train")  # normalization in eval or train mode
         probe = _sample(gm, spec, photos, device, min(32, spec.n_images))

@@ -177,3 +177,6 @@ def diversity(images: np.ndarray, real: np.ndarray) -> float:
 
 
 COLLAPSE_BELOW = 0.2  # diversity under which a GM counts as mode-collapsed
+# the recipe every GM of the first zoo trained with, known to train every family:
+# a collapsed or diverged GM is retrained once with it (zoo/builder.py)
+STABLE = {"optimizer": "adam", "lr": 2e-4, "betas": (0.5, 0.999), "init": "default"}
