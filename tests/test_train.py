@@ -170,3 +170,48 @@ def test_spectrum_expert_config():
     with pytest.raises(ValueError, match="spectrum_expert"):
         ModelConfig(image_spectrum=False)
     assert ModelConfig(image_spectrum=False, spectrum_expert=False).image_spectrum is False
+
+
+def test_pairs_share_their_augmentation_and_views_are_degraded():
+    """A generated image and its aligned real crop get the same crop window, blur and
+    JPEG; only held-out-safe pairs are used; degraded views differ from the clean."""
+    from gmtrace.data.loader import ImageBank
+    from gmtrace.train import BatchSampler
+
+    rng = np.random.default_rng(0)
+    fake = [(rng.random((5, 40, 40, 3)) * 255).astype(np.uint8) for _ in range(2)]
+    bank = ImageBank(
+        gm_names=["a", "b"],
+        fake=fake,
+        real=(rng.random((7, 40, 40, 3)) * 255).astype(np.uint8),
+        real_sources=["r"] * 7,
+        pairs=[fake[0].copy(), fake[1][:0]],  # GM a: each pair equals its image
+        pair_origins=[[("p", "c")] * 5, []],
+    )
+    cfg = TrainConfig(batch=8, image_size=32, p_pair=1.0, cons_frac=0.25)
+    x, gm, is_fake, degraded = BatchSampler(bank, cfg, np.random.default_rng(1))()
+    assert x.shape == (8, 3, 32, 32) and degraded.shape == (2, 3, 32, 32)
+    assert is_fake.tolist() == [1] * 4 + [0] * 4
+    from_a = [j for j in range(4) if gm[j] == 0]
+    assert from_a  # with this seed GM a is drawn
+    for n, j in enumerate(from_a):  # pairs fill the real half first, in order
+        assert torch.equal(x[j], x[4 + n])
+    assert not torch.equal(degraded, x[:2])
+    # a held-out collection: its pairs are never used
+    held = bank.without_pairs_from(set(), {"c"})
+    x, gm, _, _ = BatchSampler(held, cfg, np.random.default_rng(1))()
+    assert not any(torch.equal(x[j], x[k]) for j in range(4) for k in range(4, 8))
+
+
+def test_consistency_loss_is_zero_for_identical_views():
+    from gmtrace.nets.model import ModelOutput
+    from gmtrace.train import consistency_loss
+
+    def out(d, p):
+        return ModelOutput(None, None, torch.tensor(d), None, torch.tensor(p), None)
+
+    a = out([1.0, -2.0], [[1.0, 0.0], [0.0, 1.0]])
+    assert consistency_loss(a, out([1.0, -2.0], [[1.0, 0.0], [0.0, 1.0]])).item() == 0.0
+    # logits off by 1 and 0; second embedding orthogonal: 0.5 + (0 + 1) / 2
+    b = out([2.0, -2.0], [[1.0, 0.0], [1.0, 0.0]])
+    assert consistency_loss(a, b).item() == pytest.approx(1.0)

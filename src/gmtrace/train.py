@@ -29,7 +29,7 @@ from rich.table import Table
 from safetensors.torch import load_file, save_file
 
 from gmtrace import __version__
-from gmtrace.data.augment import Augmenter, crop
+from gmtrace.data.augment import Augmenter, crop, jpeg
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.images import to_float
 from gmtrace.data.loader import ImageBank, load_bank
@@ -67,6 +67,9 @@ class TrainConfig:
     w_detect: float = 1.0
     w_attr: float = 1.0
     w_con: float = 0.5
+    w_cons: float = 0.5  # consistency between a clean and a JPEG-degraded view
+    cons_frac: float = 0.25  # share of each batch that also comes back degraded
+    p_pair: float = 0.5  # chance a generated image brings its aligned real crop
     calib_per_gm: int = 20
     probe_per_gm: int = 60
     probe_real: int = 600
@@ -94,7 +97,15 @@ def fingerprint_loss(fp: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 class BatchSampler:
-    """Half generated (uniform over GMs), half real; augmented uint8 -> [-1, 1]."""
+    """Half generated (uniform over GMs), half real; augmented uint8 -> [-1, 1].
+
+    Aligned pairs (B-Free, Rajan et al.): with probability `p_pair`, a generated
+    image whose GM made it from a real crop brings that crop into the real half of
+    the batch, and both go through the same augmentation (same crop window, blur
+    and JPEG quality), so only the generator's trace tells them apart. Consistency
+    views: the first `cons_frac` of the batch also come back JPEG-degraded
+    (quality 30-70), for a term that asks the model to read the same thing from
+    both views."""
 
     def __init__(self, bank, cfg: TrainConfig, rng: np.random.Generator):
         self.bank, self.cfg, self.rng = bank, cfg, rng
@@ -104,24 +115,51 @@ class BatchSampler:
         if len(bank.real) == 0:
             raise TrainError("no readable real images to train on")
         self.aug = Augmenter(size=cfg.image_size) if cfg.augment else None
+        self.paired = {g: bank.usable_pairs(g) for g in self.gms}
 
-    def _prep(self, img: np.ndarray) -> np.ndarray:
+    def _prep(self, img: np.ndarray, seed: int) -> np.ndarray:
+        """Augment with a generator seeded by `seed`: the same seed gives the same
+        augmentation to images of the same size (a generated image and its pair)."""
+        rng = np.random.default_rng(seed)
         if self.aug is not None:
-            return self.aug(img, self.rng)
-        return crop(img, self.cfg.image_size, self.rng)
+            return self.aug(img, rng)
+        return crop(img, self.cfg.image_size, rng)
 
-    def __call__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         n_fake = self.cfg.batch // 2
+        n_real = self.cfg.batch - n_fake
         gm = self.rng.choice(self.gms, size=n_fake)
-        imgs = [
-            self._prep(self.bank.fake[g][self.rng.integers(len(self.bank.fake[g]))]) for g in gm
-        ]
-        real_idx = self.rng.integers(0, len(self.bank.real), self.cfg.batch - n_fake)
-        imgs += [self._prep(self.bank.real[i]) for i in real_idx]
-        x = torch.from_numpy(to_float(np.stack(imgs)))
+        seeds = self.rng.integers(0, 2**62, size=self.cfg.batch)
+        fakes, reals = [], []
+        for j, g in enumerate(gm):
+            usable = self.paired[g]
+            if len(usable) and len(reals) < n_real and self.rng.random() < self.cfg.p_pair:
+                i = int(usable[self.rng.integers(len(usable))])
+                fakes.append(self._prep(self.bank.fake[g][i], seeds[j]))
+                reals.append(self._prep(self.bank.pair_of(g)[i], seeds[j]))
+            else:
+                i = int(self.rng.integers(len(self.bank.fake[g])))
+                fakes.append(self._prep(self.bank.fake[g][i], seeds[j]))
+        for i in self.rng.integers(0, len(self.bank.real), n_real - len(reals)):
+            reals.append(self._prep(self.bank.real[i], seeds[n_fake + len(reals)]))
+        imgs = np.stack(fakes + reals)
+        k = int(round(self.cfg.cons_frac * len(imgs)))
+        views = [jpeg(a, int(self.rng.integers(30, 71))) for a in imgs[:k]]
+        x = torch.from_numpy(to_float(imgs))
+        degraded = torch.from_numpy(to_float(np.stack(views))) if views else x[:0]
         is_fake = torch.zeros(self.cfg.batch)
         is_fake[:n_fake] = 1
-        return x, torch.from_numpy(gm.astype(np.int64)), is_fake
+        return x, torch.from_numpy(gm.astype(np.int64)), is_fake, degraded
+
+
+def consistency_loss(clean, degraded) -> torch.Tensor:
+    """What a degraded view should still say: its detection logit and its embedding
+    pulled to those of the clean view (held fixed as the target),
+    (d_deg - sg(d_clean))^2 + (1 - cos(p_deg, sg(p_clean)))."""
+    k = len(degraded.detect)
+    det = (degraded.detect - clean.detect[:k].detach()).pow(2).mean()
+    cos = F.cosine_similarity(degraded.projection, clean.projection[:k].detach(), dim=1)
+    return det + (1 - cos).mean()
 
 
 def hold_out(bank, cfg: TrainConfig):
@@ -329,9 +367,10 @@ def train(
     with progress(console) as bars:
         task = bars.add_task("train", total=cfg.steps, completed=start, status="")
         for step in range(start, cfg.steps):
-            x, gm, is_fake = sampler()
+            x, gm, is_fake, degraded = sampler()
             x, gm, is_fake = x.to(dev), gm.to(dev), is_fake.to(dev)
-            out_ = model(x)
+            both = model(torch.cat([x, degraded.to(dev)]))
+            out_, views = both.rows(slice(0, len(x))), both.rows(slice(len(x), None))
             nf = len(gm)
             fp = fingerprint_loss(out_.fingerprint)
             t = {k: v[gm] for k, v in targets.items()}
@@ -347,12 +386,14 @@ def train(
             det = F.binary_cross_entropy_with_logits(out_.detect, is_fake)
             attr = F.cross_entropy(out_.attribute[:nf], gm)
             con = FL.supcon_loss(out_.projection[:nf], gm)
+            cons = consistency_loss(out_, views) if len(degraded) else torch.zeros((), device=dev)
             total = (
                 cfg.w_fp * fp["total"]
                 + cfg.w_parse * parse["total"]
                 + cfg.w_detect * det
                 + cfg.w_attr * attr
                 + cfg.w_con * con
+                + cfg.w_cons * cons
             )
             if not torch.isfinite(total):
                 raise TrainError(f"loss became non-finite at step {step + 1}; lower --lr")
@@ -371,6 +412,7 @@ def train(
                     "detect": det.item(),
                     "attribute": attr.item(),
                     "contrastive": con.item(),
+                    "consistency": cons.item(),
                     "detect_acc": ((out_.detect > 0).float() == is_fake).float().mean().item(),
                     "attribute_acc": (out_.attribute[:nf].argmax(1) == gm).float().mean().item(),
                 }

@@ -60,15 +60,20 @@ def crop(img: np.ndarray, size: int, rng: np.random.Generator | None = None) -> 
 class Augmenter:
     """Training-time robustness: with probability `p_resize` rescale by a factor in
     `scale`, with `p_blur` blur with sigma in `sigma`, with `p_jpeg` re-encode at a
-    quality in `quality`, then take a random `size` crop (flip with `p_flip`)."""
+    quality in `quality`, then take a random `size` crop (flip with `p_flip`).
+
+    The defaults follow B-Free (Guillaro et al., CVPR 2025) and "Fake or JPEG?"
+    (Grommelt et al., 2024): crop, never resize (resampling erases the up-sampling
+    traces a detector should read), and JPEG at quality 30-100 for about half the
+    images of both classes alike, so neither class is "the compressed one"."""
 
     size: int = 64
-    p_resize: float = 0.3
+    p_resize: float = 0.0
     scale: tuple[float, float] = (0.5, 1.5)
-    p_blur: float = 0.2
+    p_blur: float = 0.1
     sigma: tuple[float, float] = (0.2, 1.5)
-    p_jpeg: float = 0.3
-    quality: tuple[int, int] = (60, 100)
+    p_jpeg: float = 0.5
+    quality: tuple[int, int] = (30, 100)
     p_flip: float = 0.5
 
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:

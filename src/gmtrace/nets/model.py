@@ -55,7 +55,34 @@ CALIBRATION_BUFFERS = (
 # config fields that only shape what `fit_heads` fits after training
 POST_TRAINING = ("group_dims", "spectrum_expert")
 # values of config fields added later, for configs saved before they existed
-LEGACY = {"image_spectrum": False, "spectrum_expert": False}
+LEGACY = {"image_spectrum": False, "spectrum_expert": False, "peaks": False}
+
+# the frequencies (cycles per pixel) where up-sampling by 2, 4, 8 and 16 leaves its
+# periodic peaks: k / N for odd k (k / N and 1 - k / N have the same magnitude)
+PEAK_FREQUENCIES = (1 / 2, 1 / 4, 1 / 8, 3 / 8, 1 / 16, 3 / 16, 5 / 16, 7 / 16)
+N_PEAK_FEATURES = 3 * len(PEAK_FREQUENCIES)
+
+
+def peak_prominence(s: torch.Tensor) -> torch.Tensor:
+    """The physics of up-sampling in a log spectrum s [B, H, W] (zero frequency
+    centred): an up-sampler of factor N repeats the spectrum every 1/N, leaving
+    peaks at k/N. For each f of `PEAK_FREQUENCIES`, three prominences over the
+    neighbourhood (positions 2 bins away): the row of vertical frequency f, the column
+    of horizontal frequency f (each averaged along its length) and the point (f, f).
+    Returns [B, 3 * len(PEAK_FREQUENCIES)]; 0 where the spectrum is flat there."""
+    s0 = torch.fft.ifftshift(s, dim=(-2, -1))
+    b, h, w = s0.shape
+    rows, cols = s0.mean(2), s0.mean(1)  # [B, H], [B, W]
+    out = []
+    for f in PEAK_FREQUENCIES:
+        iy, ix = round(f * h) % h, round(f * w) % w
+        ny = [(iy + d) % h for d in (-2, 2)]
+        nx = [(ix + d) % w for d in (-2, 2)]
+        out.append(rows[:, iy] - rows[:, ny].mean(1))
+        out.append(cols[:, ix] - cols[:, nx].mean(1))
+        ring = [s0[:, y, x] for y in ny + [iy] for x in nx + [ix] if (y, x) != (iy, ix)]
+        out.append(s0[:, iy, ix] - torch.stack(ring, 1).mean(1))
+    return torch.stack(out, 1)
 
 
 @dataclass(frozen=True)
@@ -72,6 +99,9 @@ class ModelConfig:
     group_dims: int = 32  # grouping embedding: discriminant directions kept
     # detection adds a second linear probe that reads the image's spectrum alone
     spectrum_expert: bool = True
+    # up-sampling peak prominences (`peak_prominence`) of the fingerprint's and the
+    # image residual's spectrum, beside the radial profiles
+    peaks: bool = True
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -106,6 +136,7 @@ def red_config(n_gms: int = 1, proj: int = 64) -> ModelConfig:
         spectrum=False,
         image_spectrum=False,
         spectrum_expert=False,
+        peaks=False,
     )
 
 
@@ -118,10 +149,10 @@ class SpectrumEncoder(nn.Module):
     Any image size gives the same features; the corners (diagonal Nyquist, where
     transposed-convolution checkerboards sit) are kept."""
 
-    def __init__(self, bins: int = 48, grid: int = 16, out: int = 128):
+    def __init__(self, bins: int = 48, grid: int = 16, out: int = 128, peaks: bool = False):
         super().__init__()
-        self.bins, self.grid = bins, grid
-        self.n_features = bins + grid * grid
+        self.bins, self.grid, self.peaks = bins, grid, peaks
+        self.n_features = bins + grid * grid + (N_PEAK_FEATURES if peaks else 0)
         self.norm = nn.BatchNorm1d(self.n_features, affine=False)
         self.mlp = nn.Sequential(
             nn.Linear(self.n_features, 256), nn.ReLU(inplace=True), nn.Linear(256, out)
@@ -154,7 +185,8 @@ class SpectrumEncoder(nn.Module):
         s = self.log_spectrum(fp)
         radial = self.radial(s)
         grid = F.adaptive_avg_pool2d(s[:, None], self.grid).flatten(1)
-        feats = self.norm(torch.cat([radial, grid], dim=1))
+        parts = [radial, grid] + ([peak_prominence(s)] if self.peaks else [])
+        feats = self.norm(torch.cat(parts, dim=1))
         return self.mlp(feats), feats
 
 
@@ -167,6 +199,17 @@ class ModelOutput:
     projection: torch.Tensor  # [B, proj], unit norm
     features: torch.Tensor  # [B, D] what every head reads
 
+    def rows(self, sl: slice) -> ModelOutput:
+        """The outputs of the images `sl` of the batch."""
+        return ModelOutput(
+            **{
+                f.name: getattr(self, f.name).rows(sl)
+                if f.name == "parse"
+                else getattr(self, f.name)[sl]
+                for f in fields(self)
+            }
+        )
+
 
 class GMTraceModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
@@ -175,7 +218,9 @@ class GMTraceModel(nn.Module):
         self.fen = DnCNN(cfg.fen)
         e = RedParsingNet.embed if cfg.kind == "red" else cfg.parser.embed
         self.spectrum = (
-            SpectrumEncoder(cfg.spectrum_bins, cfg.spectrum_grid, e) if cfg.spectrum else None
+            SpectrumEncoder(cfg.spectrum_bins, cfg.spectrum_grid, e, cfg.peaks)
+            if cfg.spectrum
+            else None
         )
         self.fuse = (
             nn.Sequential(nn.Linear(2 * e, e), nn.ReLU(inplace=True)) if cfg.spectrum else None
@@ -189,6 +234,12 @@ class GMTraceModel(nn.Module):
             else None
         )
         d += cfg.spectrum_bins if self.image_norm is not None else 0
+        self.image_peaks_norm = (
+            nn.BatchNorm1d(N_PEAK_FEATURES, affine=False)
+            if self.image_norm is not None and cfg.peaks
+            else None
+        )
+        d += N_PEAK_FEATURES if self.image_peaks_norm is not None else 0
         self.n_features = d
         if cfg.kind == "red":
             self.parser: nn.Module = RedParsingNet(head_in=d)
@@ -226,7 +277,9 @@ class GMTraceModel(nn.Module):
         parts = [self.fuse(torch.cat([e, mlp], dim=1)), raw]
         if self.image_norm is not None:
             s = self.spectrum.log_spectrum(box_residual(x))
-            parts.append(self.image_norm(self.spectrum.radial(s)))
+            if self.image_peaks_norm is not None:
+                parts.append(self.image_peaks_norm(peak_prominence(s)))
+            parts.append(self.image_norm(self.spectrum.radial(s)))  # last: see below
         return torch.cat(parts, dim=1)
 
     def image_spectrum_part(self, h):

@@ -48,9 +48,13 @@ class ParseOutput:
 
     def first(self, n: int) -> ParseOutput:
         """The outputs of the first n images of the batch (same output type)."""
+        return self.rows(slice(0, n))
+
+    def rows(self, sl: slice) -> ParseOutput:
+        """The outputs of the images `sl` of the batch (same output type)."""
         return type(self)(
             **{
-                f.name: [t[:n] for t in v] if isinstance(v, list) else v[:n]
+                f.name: [t[sl] for t in v] if isinstance(v, list) else v[sl]
                 for f in fields(self)
                 for v in [getattr(self, f.name)]
             }
