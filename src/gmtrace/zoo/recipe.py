@@ -36,7 +36,7 @@ TRUNCATIONS = (1.0, 1.0, 0.7, 0.5)
 SAMPLE_MODES = ("eval", "eval", "train")
 # float [-1, 1] -> uint8: round to nearest, truncate, or stretch each image to its range
 TO_8BIT = ("round", "floor", "stretch")
-BATCHES = (4, 8, 16, 24)
+BATCHES = (4, 8, 12, 16)
 
 
 @dataclass(frozen=True)
@@ -178,5 +178,5 @@ def diversity(images: np.ndarray, real: np.ndarray) -> float:
 
 COLLAPSE_BELOW = 0.2  # diversity under which a GM counts as mode-collapsed
 # the recipe every GM of the first zoo trained with, known to train every family:
-# a collapsed or diverged GM is retrained once with it (zoo/builder.py)
+# a diverged GM is retrained once with it (zoo/builder.py)
 STABLE = {"optimizer": "adam", "lr": 2e-4, "betas": (0.5, 0.999), "init": "default"}
