@@ -216,3 +216,21 @@ def test_cli_render_only_rewrites_reports(tmp_path: Path):
     assert r.exit_code == 2 and "results.json: missing" in r.output
     r = runner.invoke(app, ["evaluate", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "--zoo" in r.output
+
+
+def test_gallery_is_the_normalized_mean_embedding_per_gm():
+    from gmtrace.data.loader import ImageBank
+    from gmtrace.evaluate import gallery
+
+    class OneHot:  # embeds an image by its first pixel's value: the GM it came from
+        def predict(self, images):
+            from types import SimpleNamespace
+
+            e = np.eye(4)[images[:, 0, 0, 0]] + 0.1
+            return SimpleNamespace(embedding=e / np.linalg.norm(e, axis=1, keepdims=True))
+
+    fake = [np.full((5, 2, 2, 3), g, np.uint8) for g in range(4)]
+    bank = ImageBank(gm_names=list("abcd"), fake=fake, real=fake[0], real_sources=["r"] * 5)
+    g = gallery(OneHot(), bank, [2, 0], EvalConfig(gallery_per_gm=3))
+    assert g.shape == (2, 4) and np.allclose(np.linalg.norm(g, axis=1), 1)
+    assert g[0].argmax() == 2 and g[1].argmax() == 0  # rows follow the GMs asked for

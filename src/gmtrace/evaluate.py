@@ -84,6 +84,8 @@ class EvalConfig:
     leakage_steps: int = 2000
     neutral_quality: int = 90
     conditions: tuple[str, ...] = tuple(CONDITIONS)  # robustness rows beside format-neutral
+    synth_gms: int = 0  # GMs of a synthesized tier added to every fold's training
+    gallery_per_gm: int = 16  # training images per GM whose mean embedding is its gallery entry
 
 
 # ---------------------------------------------------------------- metrics
@@ -384,6 +386,18 @@ def degraded(images: np.ndarray, cfg: EvalConfig) -> dict[str, np.ndarray]:
     return {k: np.stack(v) for k, v in out.items()}
 
 
+def gallery(m: Method, bank: ImageBank, gms: list[int], cfg: EvalConfig) -> np.ndarray:
+    """[len(gms), D] the gallery of the training GMs in a method's grouping embedding:
+    the normalized mean embedding of `cfg.gallery_per_gm` of each GM's training
+    images. Attribution to the nearest entry and "unknown" past a similarity
+    threshold need no classifier: a new GM joins by its images."""
+    images = [bank.fake[i][: cfg.gallery_per_gm] for i in gms]
+    emb = m.predict(np.concatenate(images)).embedding
+    owner = np.repeat(np.arange(len(gms)), [len(a) for a in images])
+    rows = np.stack([emb[owner == j].mean(0) for j in range(len(gms))])
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True).clip(1e-9)
+
+
 def plan_splits(ds: GMDataset, cfg: EvalConfig) -> tuple[list[list[str]], list[list[str]], dict]:
     """The test GMs and the held-out real source photographs of each fold, by
     `cfg.holdout`, and a note of how each was held out (for the report)."""
@@ -457,6 +471,50 @@ def fold_plans(
     return plans
 
 
+def with_synth(ds: GMDataset, synth: GMDataset, n: int) -> GMDataset:
+    """`ds` with the first `n` GMs of a synthesized tier appended (training only)."""
+    if n > len(synth):
+        raise ValueError(f"{synth.root}: holds {len(synth)} synthesized GMs, asked for {n}")
+    extra = synth.gms[:n]
+    clash = set(ds.names) & {g.name for g in extra}
+    if clash:
+        raise ValueError(f"{synth.root}: GM names also in {ds.root}: {sorted(clash)[:3]}")
+    return replace(ds, gms=ds.gms + extra)
+
+
+def curve(
+    ds: GMDataset,
+    synth: GMDataset,
+    counts: list[int],
+    out_dir: str | Path,
+    cfg: EvalConfig = EvalConfig(),
+    console: Console | None = None,
+    report: str | Path | None = None,
+    command: str = "",
+    compare: str | Path | None = None,
+) -> dict:
+    """The protocol once per number of synthesized GMs in training (`counts`), each
+    run in OUT/n<count>/; OUT/curve.json holds every method's headline figures per
+    count, and the report of the largest count (written to `report` too) shows them."""
+    from gmtrace.report import curve_row
+
+    out = Path(out_dir)
+    points = []
+    for c in sorted(counts):
+        res = evaluate(
+            ds, out / f"n{c}", replace(cfg, synth_gms=c), console, command=command, synth=synth
+        )
+        points.append(
+            {"synth_gms": c, "train_gms": res["n_train_gms"]}
+            | {m: curve_row(res, m) for m in res["methods"]}
+        )
+    data = {"command": command, "points": points}
+    (out / "curve.json").write_text(json.dumps(data, indent=1) + "\n")
+    last = out / f"n{max(counts)}"
+    write_reports(last, report, compare, curve=data)
+    return data
+
+
 def evaluate(
     ds: GMDataset,
     out_dir: str | Path,
@@ -465,9 +523,14 @@ def evaluate(
     report: str | Path | None = None,
     command: str = "",
     compare: str | Path | None = None,
+    synth: GMDataset | None = None,
 ) -> dict:
     """Run the protocol; write results.json, report.md and figures to `out_dir`
-    (and the report to `report` too, with the figures copied to img/results/ beside it)."""
+    (and the report to `report` too, with the figures copied to img/results/ beside it).
+    With `cfg.synth_gms`, that many GMs of the synthesized tier `synth` join every
+    fold's training (never its tests)."""
+    if cfg.synth_gms and synth is None:
+        raise ValueError("synth_gms needs a synthesized tier (--synth DIR)")
     console = console or Console()
     if compare is not None:
         read_results(compare)  # fail now, not after the run
@@ -475,9 +538,15 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     t_start = time.perf_counter()
-    folds, sfolds, split_info = plan_splits(ds, cfg)
+    base = ds
+    folds, sfolds, split_info = plan_splits(base, cfg)
+    if cfg.synth_gms:
+        ds = with_synth(base, synth, cfg.synth_gms)
+        split_info["synth_gms"] = len(ds) - len(base)
+        split_info["synth_zoo"] = str(synth.root)
     console.print(
         f"holdout: GMs by {split_info['gms_by']}, real photographs by {split_info['real_by']}"
+        + (f"; {split_info['synth_gms']} synthesized GMs in training" if cfg.synth_gms else "")
     )
     n_load = max(cfg.train_per_gm + cfg.seen_per_gm, cfg.test_per_gm)
     console.print(f"decoding {len(ds)} GMs x {n_load} images and {len(ds.real)} real crops")
@@ -485,10 +554,12 @@ def evaluate(
     for line in bank.failures:
         console.print(f"[yellow]skipped:[/] {line}")
     arch, bits = ds.arch_matrix(), ds.loss_matrix()
-    global_norm = Normalizer().fit(arch)
+    # one scale for scoring, whatever the synthesized GMs' ranges: the zoo's own GMs
+    global_norm = Normalizer().fit(base.arch_matrix())
     fold_of_gm = np.zeros(len(ds), dtype=int)
     data: list[FoldData] = []
-    for k, plan in enumerate(fold_plans(ds, bank, folds, sfolds, cfg)):
+    plans = fold_plans(ds, bank, folds, sfolds, cfg)
+    for k, plan in enumerate(plans):
         test = plan.test
         console.rule(f"fold {k + 1}/{cfg.folds}: {len(test)} unseen GMs")
         t_idx, u_idx = plan.train_gms, plan.test_gms
@@ -528,6 +599,8 @@ def evaluate(
             fd.unseen[m.name] = m.predict(unseen)
             fd.seen[m.name] = m.predict(seen)
             fd.real[m.name] = m.predict(real)
+            zoo_gms = [i for i in t_idx if i < len(base)]  # a prefix of t_idx: see seen_label
+            fd.info.setdefault("gallery", {})[m.name] = gallery(m, bank, zoo_gms, cfg)
             for c in unseen_d:
                 fd.unseen_degraded.setdefault(c, {})[m.name] = m.predict(unseen_d[c])
                 fd.real_degraded.setdefault(c, {})[m.name] = m.predict(real_d[c])
@@ -543,6 +616,8 @@ def evaluate(
     results = _score(ds, data, folds, fold_of_gm, global_norm, cfg)
     results["config"] = asdict(cfg)
     results["split"] = split_info
+    results["n_train_gms"] = float(np.mean([len(p.train_gms) for p in plans]))
+    results["n_gms"] = len(base)  # the zoo's GMs (synthesized ones only train)
     results["seconds"] = time.perf_counter() - t_start
     results["machine"] = _machine()
     results["command"] = command
@@ -639,7 +714,7 @@ def _score(ds, data: list[FoldData], folds, fold_of_gm, global_norm, cfg: EvalCo
             "loss_auc_per_image": loss_auc(lprob, bits[gm]),
             "loss_auc_per_gm": loss_auc(agg_l, bits[u]),
         }
-        det, closed, open_, group = [], [], [], []
+        det, closed, open_, group, gal = [], [], [], [], []
         det_d: dict[str, list[dict]] = {c: [] for c in data[0].unseen_degraded}
         for fd in data:
             det.append(detection_scores(fd.unseen[name].p_generated, fd.real[name].p_generated))
@@ -655,6 +730,15 @@ def _score(ds, data: list[FoldData], folds, fold_of_gm, global_norm, cfg: EvalCo
             s = np.r_[fd.unseen[name].open_score, seen.open_score]
             y = np.r_[np.ones(len(fd.unseen[name].open_score)), np.zeros(len(seen.open_score))]
             open_.append(float(roc_auc_score(y, s)))
+            centroids = fd.info["gallery"][name]
+            sim_seen = seen.embedding @ centroids.T
+            sim_unseen = fd.unseen[name].embedding @ centroids.T
+            gal.append(
+                {
+                    "closed": float(np.mean(sim_seen.argmax(1) == fd.info["seen_label"])),
+                    "open": float(roc_auc_score(y, -np.r_[sim_unseen.max(1), sim_seen.max(1)])),
+                }
+            )
             thr = choose_threshold(seen.embedding, fd.info["seen_label"])
             g = grouping_scores(
                 cluster(fd.unseen[name].embedding, thr),
@@ -668,6 +752,7 @@ def _score(ds, data: list[FoldData], folds, fold_of_gm, global_norm, cfg: EvalCo
         r["detection_format_neutral"] = r["detection_degraded"]["format_neutral"]
         r["closed_set_accuracy"] = _fold_stats([{"acc": c} for c in closed])["acc"]
         r["open_set_auroc"] = _fold_stats([{"auroc": a} for a in open_])["auroc"]
+        r["gallery"] = _fold_stats(gal)
         r["grouping"] = _fold_stats(group)
         r["train_seconds"] = [fd.info["methods"][name]["train_seconds"] for fd in data]
         r["steps"] = [fd.info["methods"][name]["steps"] for fd in data]

@@ -33,15 +33,23 @@ def read_results(out_dir: str | Path) -> dict:
 
 
 def write_reports(
-    out_dir: str | Path, report: str | Path | None = None, compare: str | Path | None = None
+    out_dir: str | Path,
+    report: str | Path | None = None,
+    compare: str | Path | None = None,
+    curve: dict | None = None,
 ) -> dict:
     """(Re)write `out_dir/report.md` from its results.json and figures, and the
     report at `report` too, with the figures copied to img/results/ beside it.
     `compare` names another run's folder (the other holdout) whose headline figures
-    are shown next to this run's."""
+    are shown next to this run's; `curve` (curve.json of `evaluate.curve`; by default
+    the one in out_dir's parent folder, if any) adds the figures against the number
+    of training GMs."""
     out = Path(out_dir)
     results = read_results(out)
     other = read_results(compare) if compare is not None else None
+    if curve is None and (out.parent / "curve.json").is_file():
+        curve = json.loads((out.parent / "curve.json").read_text())
+    results = results | ({"curve": curve} if curve else {})
     figures = {k: out / f for k, f in FIGURES.items() if (out / f).is_file()}
     (out / "report.md").write_text(render_report(results, figures, out, other))
     if report is not None:
@@ -71,12 +79,49 @@ def split_text(results: dict) -> str:
     return f"{gms}; {real}"
 
 
+def curve_row(results: dict, name: str) -> dict:
+    """A method's headline figures in one run, for the curve over training GMs."""
+    v = target_values(results, name)
+    return {k: v[k] for _, k in HEADLINE}
+
+
+def _curve(curve: dict, names: list[str]) -> list[str]:
+    """The headline figures against the number of synthesized GMs in training."""
+    pts = curve["points"]
+    L = [
+        "## Against the number of training GMs\n",
+        "Each row is one run of the same protocol with that many synthesized GMs "
+        "(`gmtrace zoo synth`) added to every fold's training; they are never tested"
+        + (f" (`{curve['command']}`)" if curve.get("command") else "")
+        + ". Gains that turn into losses past some size have been reported "
+        "(Community Forensics); this is where to see it.\n",
+    ]
+    keys = [("auc", "det. AUC"), ("auc_q75", "AUC q75"), ("open", "open-set"), ("ari", "ARI")]
+    keys += [("macro_f1", "disc. F1"), ("loss_f1", "loss F1"), ("fields", "fields")]
+    for n in names:
+        if not all(n in p for p in pts):
+            continue
+        L.append(f"**{n}**\n")
+        head = " | ".join(k[1] for k in keys)
+        L.append(f"| synthesized GMs | training GMs per fold | {head} |")
+        L.append("|---|---|" + "---|" * len(keys))
+        for p in pts:
+            cells = [
+                "n/a" if p[n][k] is None else (str(p[n][k]) if k == "fields" else _f(p[n][k]))
+                for k, _ in keys
+            ]
+            L.append(f"| {p['synth_gms']} | {p['train_gms']:.0f} | " + " | ".join(cells) + " |")
+        L.append("")
+    return L
+
+
 HEADLINE = [
     ("detection AUC, clean", "auc"),
     ("detection AUC, both classes JPEG q75", "auc_q75"),
     ("detection AUC, format-neutral", "auc_n"),
     ("detection ECE, clean", "ece"),
     ("open-set AUROC", "open"),
+    ("open-set AUROC, nearest-gallery score", "open_gallery"),
     ("grouping ARI", "ari"),
     ("parsing per GM, cont. L1", "l1"),
     ("parsing per GM, disc. macro-F1", "macro_f1"),
@@ -179,6 +224,7 @@ def target_values(results: dict, name: str) -> dict[str, float | None]:
         "ece": r["detection"]["ece"]["mean"] if "ece" in r["detection"] else None,
         "closed": r["closed_set_accuracy"]["mean"],
         "open": r["open_set_auroc"]["mean"],
+        "open_gallery": r["gallery"]["open"]["mean"] if "gallery" in r else None,
         "ari": r["grouping"]["ari"]["mean"],
         "leak_db": leak,
     }
@@ -263,6 +309,8 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
         "folder is complete is resumed, not retrained; the training seconds below are "
         "those recorded while it trained.\n"
     )
+    if results.get("curve"):
+        L += _curve(results["curve"], names)
     L.append("## Training budget\n")
     L.append(
         f"| method | steps per fold (batch {cfg['batch']}) | training s per fold "
@@ -428,17 +476,26 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
         "images, so the number of unseen GMs is not used.\n"
     )
     L.append(
-        "| method | closed-set acc. | open-set AUROC | ARI | NMI | purity | clusters found / GMs |"
+        "Gallery: each training GM's entry is the mean grouping embedding of 16 of its "
+        "training images; an image goes to the most similar entry, and its open-set "
+        "score is minus that similarity (no classifier: a new GM joins by its images).\n"
     )
-    L.append("|---|---|---|---|---|---|---|")
+    L.append(
+        "| method | closed-set acc. | open-set AUROC | closed / open (gallery) | ARI | NMI "
+        "| purity | clusters found / GMs |"
+    )
+    L.append("|---|---|---|---|---|---|---|---|")
     for n in names:
         r = ms[n]
         g = r["grouping"]
+        gal = r.get("gallery")
+        gal_cell = f"{gal['closed']['mean']:.3f} / {gal['open']['mean']:.3f}" if gal else "n/a"
         L.append(
             f"| {r['label']} | {r['closed_set_accuracy']['mean']:.3f} ± "
             f"{r['closed_set_accuracy']['std']:.3f} | {r['open_set_auroc']['mean']:.3f} ± "
-            f"{r['open_set_auroc']['std']:.3f} | {_ms(g, 'ari')} | {_ms(g, 'nmi')} | "
-            f"{_ms(g, 'purity')} | {g['clusters']['mean']:.1f} / {g['gms']['mean']:.1f} |"
+            f"{r['open_set_auroc']['std']:.3f} | {gal_cell} | {_ms(g, 'ari')} | "
+            f"{_ms(g, 'nmi')} | {_ms(g, 'purity')} | "
+            f"{g['clusters']['mean']:.1f} / {g['gms']['mean']:.1f} |"
         )
     lk = results.get("leakage") or {}
     if lk:
