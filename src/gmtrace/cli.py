@@ -328,6 +328,20 @@ def evaluate(
         Path | None,
         typer.Option(help="folder of another run (the other holdout) to show side by side"),
     ] = None,
+    synth: Annotated[
+        Path | None,
+        typer.Option(help="a synthesized tier (`gmtrace zoo synth`) whose GMs join training"),
+    ] = None,
+    synth_gms: Annotated[
+        int | None, typer.Option(help="how many of its GMs (default: all of them)")
+    ] = None,
+    curve: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated counts of synthesized GMs: one run per count into "
+            "OUT/n<count>/, and the figures against the number of training GMs"
+        ),
+    ] = None,
     steps: Annotated[int, typer.Option(help="gmtrace training steps per fold")] = 400,
     red_steps: Annotated[
         int, typer.Option(help="RED-architecture training steps per fold (about equal CPU time)")
@@ -352,8 +366,9 @@ def evaluate(
 
     from gmtrace.data.dataset import DatasetError, GMDataset
     from gmtrace.evaluate import EvalConfig
+    from gmtrace.evaluate import curve as run_curve
     from gmtrace.evaluate import evaluate as run_eval
-    from gmtrace.report import summary_table, write_reports
+    from gmtrace.report import read_results, summary_table, write_reports
     from gmtrace.train import TrainError
 
     if zoo is None and not render_only:
@@ -375,9 +390,26 @@ def evaluate(
             results = write_reports(out, report, compare)
         else:
             ds = GMDataset.from_zoo(zoo)
-            results = run_eval(
-                ds, out, cfg, console=console, report=report, command=command, compare=compare
-            )
+            tier = GMDataset.from_zoo(synth) if synth else None
+            if curve:
+                if tier is None:
+                    _fail("--curve needs --synth DIR")
+                counts = [int(c) for c in curve.split(",") if c.strip()]
+                run_curve(ds, tier, counts, out, cfg, console, report, command, compare)
+                out = out / f"n{max(counts)}"
+                results = read_results(out)
+            else:
+                n = 0 if tier is None else (len(tier) if synth_gms is None else synth_gms)
+                results = run_eval(
+                    ds,
+                    out,
+                    replace(cfg, synth_gms=n),
+                    console=console,
+                    report=report,
+                    command=command,
+                    compare=compare,
+                    synth=tier,
+                )
     except (DatasetError, TrainError, ValueError) as e:
         _fail(str(e))
     console.print(summary_table(results))
@@ -424,6 +456,53 @@ def zoo_build(
     except (ZooError, RealImageError, DatasetError) as e:
         _fail(str(e))
     console.print(summary_table(summary, out))
+    if summary.failed:
+        console.print(
+            f"[red]{len(summary.failed)} GM(s) failed[/]; rerun the same command "
+            "to retry them (finished GMs are kept)"
+        )
+        raise typer.Exit(1)
+
+
+@zoo_app.command("synth")
+def zoo_synth(
+    out: Annotated[Path, typer.Option(help="zoo folder to create or resume")],
+    n: Annotated[int, typer.Option(help="number of synthesized GMs")] = 3000,
+    seed: Annotated[int, typer.Option(help="seed of the GM plan and every GM")] = 0,
+    images_per_gm: Annotated[int, typer.Option(help="images (input crops) per GM")] = 24,
+    resolution: Annotated[int, typer.Option(help="image size in pixels")] = 64,
+    real: Annotated[
+        Path | None,
+        typer.Option(
+            help="folder of real photographs (subfolders = content domains); default: the "
+            "embedded photos and the installed Debian photo collections"
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="worker processes (default: one per core)")
+    ] = None,
+) -> None:
+    """Synthesize a tier of shallow random decoders and translators applied to real
+    photographs (resumable; the layout of `zoo build`)."""
+    from gmtrace.data.dataset import DatasetError
+    from gmtrace.zoo.builder import ZooError
+    from gmtrace.zoo.real import RealImageError
+    from gmtrace.zoo.synth import summary_table, synth_zoo
+
+    try:
+        summary = synth_zoo(
+            out,
+            n=n,
+            seed=seed,
+            images_per_gm=images_per_gm,
+            resolution=resolution,
+            real=str(real) if real else None,
+            workers=workers,
+            console=console,
+        )
+    except (ZooError, RealImageError, DatasetError) as e:
+        _fail(str(e))
+    console.print(summary_table(summary))
     if summary.failed:
         console.print(
             f"[red]{len(summary.failed)} GM(s) failed[/]; rerun the same command "
