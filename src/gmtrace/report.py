@@ -352,7 +352,9 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
             ok = {"<": v < thr, "<=": v <= thr, ">=": v >= thr}[op]
             if key == "p_overall":
                 shown = _p(v, n_perm)
-            elif key in ("fields", "vs_red"):
+            elif key == "fields":
+                shown = f"{v} of 25"
+            elif key == "vs_red":
                 shown = f"{v} of {thr}"
             else:
                 shown = f"{v:.3g}"
