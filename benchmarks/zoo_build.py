@@ -29,6 +29,7 @@ from gmtrace.data.dataset import GMDataset
 from gmtrace.data.images import load_rgb
 from gmtrace.schema import CONTINUOUS, DISCRETE, LOSS_TYPES, format_count, orders_of_magnitude
 from gmtrace.zoo.builder import PRESETS, build_zoo
+from gmtrace.zoo.recipe import COLLAPSE_BELOW
 from gmtrace.zoo.show import contact_sheet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,14 +55,16 @@ def machine() -> str:
 
 
 def collapsed(ds: GMDataset) -> str:
-    """The share of mode-collapsed GMs (diversity under COLLAPSE_BELOW) and redraws."""
+    """The share of mode-collapsed GMs (diversity under COLLAPSE_BELOW) and of
+    diverged ones retrained (zoo/builder.py)."""
     flags = [g.extra.get("collapsed") == "1" for g in ds.gms if "collapsed" in g.extra]
     redraws = sum(int(g.extra.get("redraws", 0)) for g in ds.gms)
     if not flags:
         return "mode collapse not recorded (zoo built before it was measured)"
     return (
-        f"{sum(flags)} of {len(flags)} GMs mode-collapsed ({np.mean(flags):.0%}) after "
-        f"{redraws} retrainings of collapsed GMs"
+        f"{sum(flags)} of {len(flags)} GMs mode-collapsed ({np.mean(flags):.0%}: image "
+        f"diversity under {COLLAPSE_BELOW} of the real crops'), {redraws} diverged GMs "
+        "retrained"
     )
 
 
