@@ -211,7 +211,13 @@ def test_consistency_loss_is_zero_for_identical_views():
         return ModelOutput(None, None, torch.tensor(d), None, torch.tensor(p), None)
 
     a = out([1.0, -2.0], [[1.0, 0.0], [0.0, 1.0]])
-    assert consistency_loss(a, out([1.0, -2.0], [[1.0, 0.0], [0.0, 1.0]])).item() == 0.0
-    # logits off by 1 and 0; second embedding orthogonal: 0.5 + (0 + 1) / 2
+    same = consistency_loss(a, out([1.0, -2.0], [[1.0, 0.0], [0.0, 1.0]])).item()
+    assert same == pytest.approx(0.0, abs=1e-6)
+    # first logit 1 -> 2: KL(Bern(s(1)) || Bern(s(2))); second embedding orthogonal
     b = out([2.0, -2.0], [[1.0, 0.0], [1.0, 0.0]])
-    assert consistency_loss(a, b).item() == pytest.approx(1.0)
+    p, q = 1 / (1 + np.exp(-1.0)), 1 / (1 + np.exp(-2.0))
+    kl = p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))
+    assert consistency_loss(a, b).item() == pytest.approx(kl / 2 + 1 / 2, rel=1e-5)
+    # huge logits stay bounded: the loss of a wrong sign is at most about |logit|
+    c = out([50.0, -50.0], [[1.0, 0.0], [0.0, 1.0]])
+    assert consistency_loss(c, out([-50.0, 50.0], [[1.0, 0.0], [0.0, 1.0]])).item() < 60

@@ -153,13 +153,17 @@ class BatchSampler:
 
 
 def consistency_loss(clean, degraded) -> torch.Tensor:
-    """What a degraded view should still say: its detection logit and its embedding
-    pulled to those of the clean view (held fixed as the target),
-    (d_deg - sg(d_clean))^2 + (1 - cos(p_deg, sg(p_clean)))."""
+    """What a degraded view should still say: its detection probability and its
+    embedding pulled to those of the clean view (held fixed as the target),
+    KL(Bern(sg(p_clean)) || Bern(p_deg)) + (1 - cos(z_deg, sg(z_clean))). Bounded
+    gradients: a squared distance between raw logits feeds back into ever larger
+    logits (it did, within 150 steps)."""
     k = len(degraded.detect)
-    det = (degraded.detect - clean.detect[:k].detach()).pow(2).mean()
+    p = torch.sigmoid(clean.detect[:k]).detach()
+    bce = F.binary_cross_entropy_with_logits(degraded.detect, p, reduction="none")
+    entropy = F.binary_cross_entropy(p, p, reduction="none")
     cos = F.cosine_similarity(degraded.projection, clean.projection[:k].detach(), dim=1)
-    return det + (1 - cos).mean()
+    return (bce - entropy).mean() + (1 - cos).mean()
 
 
 def hold_out(bank, cfg: TrainConfig):
