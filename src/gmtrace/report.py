@@ -291,7 +291,7 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
     if other is not None:
         L.append("## Headline: families held out, next to GMs held out\n")
         L.append(
-            "The same metrics from two runs: this one, and the run below"
+            "The same metrics from two runs: this one, and the other holdout's"
             + (f" (`{other['command']}`)" if other.get("command") else "")
             + ". Holding out whole families (and real photo collections) is what a user's "
             "images look like: their generator's family, recipe and photographs are not in "
