@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -21,28 +20,18 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.console import Console
 
 from gmtrace.zoo.builder import finished_gms
 from gmtrace.zoo.synth import synth_zoo
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import zoo_build  # noqa: E402  (benchmarks/zoo_build.py: one machine() for both)
+
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0))
-    load = os.getloadavg()[0]
-    return (
-        f"{cores} cores ({cpu}), load average {load:.1f} at the end; "
-        f"Python {platform.python_version()}, torch {torch.__version__}"
-    )
+    """zoo_build's machine line, and the load: this benchmark is often run beside others."""
+    return f"{zoo_build.machine()}; load average {os.getloadavg()[0]:.1f} at the end"
 
 
 def run(args: argparse.Namespace, out: Path) -> int:

@@ -33,6 +33,8 @@ RECIPE_COLUMNS: tuple[str, ...] = (
     "to_8bit",
 )
 LOSS_COLUMNS: tuple[str, ...] = tuple(f"loss_{n}" for n in LOSS_TYPES)
+# the GM's training recipe (zoo/recipe.py) and how varied its images are
+TRAINING_COLUMNS: tuple[str, ...] = (*RECIPE_COLUMNS, "diversity", "collapsed", "redraws")
 MODELS_COLUMNS: tuple[str, ...] = (
     "name",
     "family",
@@ -44,11 +46,7 @@ MODELS_COLUMNS: tuple[str, ...] = (
     "upsampling_kind",
     "task",
     *LOSS_COLUMNS,
-    # the GM's training recipe (zoo/recipe.py) and how varied its images are
-    *RECIPE_COLUMNS,
-    "diversity",
-    "collapsed",
-    "redraws",
+    *TRAINING_COLUMNS,
     "config",
 )
 REAL_COLUMNS: tuple[str, ...] = ("file", "domain", "source", "collection", "x", "y", "size")
@@ -168,10 +166,7 @@ def _record_from_row(row: dict[str, str], root: Path) -> GMRecord:
                 "n_images",
                 "upsampling_kind",
                 "task",
-                *RECIPE_COLUMNS,
-                "diversity",
-                "collapsed",
-                "redraws",
+                *TRAINING_COLUMNS,
             )
             if row.get(k) not in (None, "")
         }

@@ -232,12 +232,12 @@ def build_gm(
         if gm.recipe.sample_mode == "eval":
             standing_statistics(gm, pool, device)
         gm.train(gm.recipe.sample_mode == "train")  # normalization in eval or train mode
-        probe = _sample(gm, spec, photos, device, min(32, spec.n_images))
+        inputs, pair_sources = _inputs(gm, spec, photos, spec.n_images)
+        probe = _sample(gm, spec, inputs[:32], device, min(32, spec.n_images))
         if np.isfinite(probe).all():
             break
     t_train = time.perf_counter() - t0
-    x = _sample(gm, spec, photos, device, spec.n_images, report)
-    inputs, pair_sources = _inputs(gm, spec, photos, spec.n_images)
+    x = _sample(gm, spec, inputs, device, spec.n_images, report)
     pairs = [png_bytes(a) for a in inputs]
     if not np.isfinite(x).all():
         raise RuntimeError(f"{spec.name} produced non-finite pixels (training diverged)")
@@ -320,10 +320,9 @@ def _inputs(gm, spec: GMSpec, photos, n_images: int) -> tuple[np.ndarray, list]:
     return pool.pixels, pool.sources
 
 
-def _sample(gm, spec: GMSpec, photos, device, n_images: int, report=None) -> np.ndarray:
-    """n_images from the GM as floats [N, 3, H, W]; translators map real crops (the
-    same crops on every call: seeded by the GM's seed)."""
-    inputs = _inputs(gm, spec, photos, n_images)[0]
+def _sample(gm, spec: GMSpec, inputs, device, n_images: int, report=None) -> np.ndarray:
+    """n_images from the GM as floats [N, 3, H, W]; translators map the real crops
+    `inputs` (uint8, from `_inputs`; empty for noise-to-image GMs)."""
     out = []
     chunk = 50
     for start in range(0, n_images, chunk):
