@@ -181,8 +181,8 @@ def test_group_assigns_every_readable_image(model_dir: Path, zoo: Path, files: d
     groups = [r.group for r in results]
     assert groups[-1] is None and all(isinstance(g, int) for g in groups[:-1])
     assert 1 <= n <= 6 and set(groups[:-1]) == set(range(1, n + 1))
-    a.model_.group_threshold.fill_(10.0)  # a cut above every distance: one group
-    assert a.group(results, generated_only=False) == 1
+    same = a.analyze([imgs[0]] * 4)  # one image four times: one source, one group
+    assert a.group(same, generated_only=False) == 1 and {r.group for r in same} == {1}
     res = runner.invoke(app, ["analyze", *map(str, imgs), "--model", str(model_dir), "--group"])
     assert res.exit_code == 0, res.output
     assert "group(s) by source GM" in res.output

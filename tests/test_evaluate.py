@@ -21,7 +21,7 @@ from gmtrace.evaluate import (
     permutation_test,
     purity,
 )
-from gmtrace.grouping import choose_threshold, cluster, discriminant_projection
+from gmtrace.grouping import choose_threshold, cluster, discriminant_projection, group
 from gmtrace.report import write_reports
 
 
@@ -96,6 +96,21 @@ def test_grouping_finds_separated_clusters_without_k():
     thr = choose_threshold(emb, truth)
     g = grouping_scores(cluster(emb, thr), truth)
     assert g["ari"] == pytest.approx(1.0) and g["clusters"] == 4
+
+
+def test_group_reads_the_number_of_gms_off_the_images():
+    """No threshold and no count given: 5 GMs of very different sizes (3 to 60
+    images) and spreads come out as 5 groups; one blob stays one group."""
+    rng = np.random.default_rng(1)
+    centers = rng.normal(size=(5, 16)) * 3
+    sizes, spreads = [3, 8, 20, 60, 12], [0.2, 0.4, 0.3, 0.6, 0.5]
+    truth = np.repeat(np.arange(5), sizes)
+    emb = centers[truth] + rng.normal(size=(len(truth), 16)) * np.repeat(spreads, sizes)[:, None]
+    g = grouping_scores(group(emb), truth)
+    assert g["clusters"] == 5 and g["ari"] == pytest.approx(1.0)
+    blob = rng.normal(size=(200, 16)) + 5.0
+    assert len(np.unique(group(blob))) == 1
+    assert list(group(emb[:2])) == [0, 0] and list(group(np.ones((6, 4)))) == [0] * 6
 
 
 def test_discriminant_projection_separates_unseen_gms_hidden_by_content():

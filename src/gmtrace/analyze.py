@@ -145,10 +145,10 @@ class Analyzer:
 
     def group(self, results: list[ImageResult], generated_only: bool = True) -> int:
         """Group analyzed images by source GM, without knowing how many GMs there
-        are (clustering at the model's grouping threshold, `gmtrace.grouping`): sets
+        are (Ward clustering cut where the silhouette peaks, `gmtrace.grouping.group`): sets
         `result.group` to 1, 2, ... (None for failed images, and for images that
         look real when `generated_only`). Returns the number of groups."""
-        from gmtrace.grouping import cluster
+        from gmtrace.grouping import group
 
         keep = [
             r
@@ -158,7 +158,7 @@ class Analyzer:
         if not keep:
             return 0
         emb = np.stack([r.embedding / (np.linalg.norm(r.embedding) + 1e-12) for r in keep])
-        labels = cluster(emb, float(self.model_.group_threshold))
+        labels = group(emb)
         order = {lab: i + 1 for i, lab in enumerate(dict.fromkeys(labels))}
         for r, lab in zip(keep, labels, strict=True):
             r.group = order[lab]

@@ -14,10 +14,12 @@ What each method predicts:
 
 * unseen GMs' images: parsing, detection (against the held-out real photographs,
   clean, format-neutral, JPEG at several qualities and resized, real and generated
-  images degraded alike), open-set positives, grouping;
+  images degraded alike), open-set positives, grouping (`grouping.group`: the cut
+  is read off the unseen images' own silhouette, so the number of unseen GMs is
+  never used);
 * held-out images of the training GMs: closed-set attribution, open-set negatives,
-  and the grouping threshold (chosen where it groups *seen* GMs best, so the number
-  of unseen GMs is never used).
+  and the earlier design's grouping threshold (the cut that groups *seen* GMs best),
+  reported beside it as `grouping_threshold`.
 
 Parsing is scored on the unseen GMs of all folds together (continuous values on one
 normalized scale fitted on all GMs), per image and per GM, against the random
@@ -44,7 +46,7 @@ from gmtrace.data.augment import CONDITIONS, format_neutral
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import ImageBank, load_bank
 from gmtrace.data.splits import collection_folds, family_folds, gm_folds, source_folds
-from gmtrace.grouping import choose_threshold, cluster
+from gmtrace.grouping import choose_threshold, cluster, group
 from gmtrace.methods import Method, NetMethod, SpectralMethod
 from gmtrace.nets.model import Inference, ModelConfig, red_config
 from gmtrace.report import FIGURES, read_results, write_reports
@@ -714,7 +716,7 @@ def _score(ds, data: list[FoldData], folds, fold_of_gm, global_norm, cfg: EvalCo
             "loss_auc_per_image": loss_auc(lprob, bits[gm]),
             "loss_auc_per_gm": loss_auc(agg_l, bits[u]),
         }
-        det, closed, open_, group, gal = [], [], [], [], []
+        det, closed, open_, groups, by_threshold, gal = [], [], [], [], [], []
         det_d: dict[str, list[dict]] = {c: [] for c in data[0].unseen_degraded}
         for fd in data:
             det.append(detection_scores(fd.unseen[name].p_generated, fd.real[name].p_generated))
@@ -739,13 +741,12 @@ def _score(ds, data: list[FoldData], folds, fold_of_gm, global_norm, cfg: EvalCo
                     "open": float(roc_auc_score(y, -np.r_[sim_unseen.max(1), sim_seen.max(1)])),
                 }
             )
+            truth = np.unique(fd.info["unseen_gm"], return_inverse=True)[1]
+            groups.append(grouping_scores(group(fd.unseen[name].embedding), truth))
+            # the earlier design, for comparison: a distance learned on the seen GMs
             thr = choose_threshold(seen.embedding, fd.info["seen_label"])
-            g = grouping_scores(
-                cluster(fd.unseen[name].embedding, thr),
-                np.unique(fd.info["unseen_gm"], return_inverse=True)[1],
-            )
-            g["threshold"] = thr
-            group.append(g)
+            g = grouping_scores(cluster(fd.unseen[name].embedding, thr), truth)
+            by_threshold.append(g | {"threshold": thr})
         r["detection"] = _fold_stats(det)
         r["detection_errors"] = _detection_errors(ds, data, name)
         r["detection_degraded"] = {c: _fold_stats(v) for c, v in det_d.items()}
@@ -753,7 +754,8 @@ def _score(ds, data: list[FoldData], folds, fold_of_gm, global_norm, cfg: EvalCo
         r["closed_set_accuracy"] = _fold_stats([{"acc": c} for c in closed])["acc"]
         r["open_set_auroc"] = _fold_stats([{"auroc": a} for a in open_])["auroc"]
         r["gallery"] = _fold_stats(gal)
-        r["grouping"] = _fold_stats(group)
+        r["grouping"] = _fold_stats(groups)
+        r["grouping_threshold"] = _fold_stats(by_threshold)
         r["train_seconds"] = [fd.info["methods"][name]["train_seconds"] for fd in data]
         r["steps"] = [fd.info["methods"][name]["steps"] for fd in data]
         r["predict_seconds"] = [fd.info["methods"][name]["predict_seconds"] for fd in data]

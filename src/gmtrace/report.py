@@ -32,6 +32,11 @@ def read_results(out_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def _threshold_cell(r: dict) -> str:
+    g = r.get("grouping_threshold")
+    return f"{_ms(g, 'ari')} ({g['clusters']['mean']:.1f})" if g else "n/a"
+
+
 def write_reports(
     out_dir: str | Path,
     report: str | Path | None = None,
@@ -472,10 +477,12 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
     L.append(
         "Closed set: held-out images of the training GMs. Open set: images of unseen GMs "
         "(positive) against held-out images of training GMs, scored by 1 - max attribution "
-        "probability. Grouping: unseen GMs' images clustered (average linkage, cosine) in "
-        "each method's discriminant embedding (LDA of its features over the training "
-        "GMs, `grouping.py`) at the cut that best groups the training GMs' held-out "
-        "images, so the number of unseen GMs is not used.\n"
+        "probability. Grouping: unseen GMs' images clustered (Ward linkage) in each "
+        "method's discriminant embedding (LDA of its features over the training GMs, "
+        "`grouping.group`), cut at the number of groups with the highest mean silhouette, "
+        "so the number of unseen GMs is not used. The last column is the earlier design "
+        "(average linkage, cosine, cut at the distance that best groups the training "
+        "GMs' held-out images).\n"
     )
     L.append(
         "Gallery: each training GM's entry is the mean grouping embedding of 16 of its "
@@ -484,9 +491,9 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
     )
     L.append(
         "| method | closed-set acc. | open-set AUROC | closed / open (gallery) | ARI | NMI "
-        "| purity | clusters found / GMs |"
+        "| purity | clusters found / GMs | ARI, learned threshold (clusters) |"
     )
-    L.append("|---|---|---|---|---|---|---|---|")
+    L.append("|---|---|---|---|---|---|---|---|---|")
     for n in names:
         r = ms[n]
         g = r["grouping"]
@@ -497,7 +504,7 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
             f"{r['closed_set_accuracy']['std']:.3f} | {r['open_set_auroc']['mean']:.3f} ± "
             f"{r['open_set_auroc']['std']:.3f} | {gal_cell} | {_ms(g, 'ari')} | "
             f"{_ms(g, 'nmi')} | {_ms(g, 'purity')} | "
-            f"{g['clusters']['mean']:.1f} / {g['gms']['mean']:.1f} |"
+            f"{g['clusters']['mean']:.1f} / {g['gms']['mean']:.1f} | {_threshold_cell(r)} |"
         )
     lk = results.get("leakage") or {}
     if lk:

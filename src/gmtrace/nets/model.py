@@ -471,12 +471,16 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, C: float, max_iter: int, balanced
         return lr.fit(x, y)
 
 
+GROUP_CALIBRATION_GMS = 200  # more than any trained zoo preset's training GMs
+
+
 @torch.no_grad()
 def calibrate(
     model: GMTraceModel,
     fake: list[np.ndarray],
     real: np.ndarray,
     accept: float = 0.95,
+    group_gms: int = GROUP_CALIBRATION_GMS,
 ) -> dict:
     """Fill the calibration buffers from held-out images of the training GMs
     (`fake`, one array per GM) and real images:
@@ -486,7 +490,9 @@ def calibrate(
     * open-set threshold: the `accept` quantile of the open-set score over the
       held-out fake images, so that share of known-GM images is accepted;
     * grouping threshold: the clustering cut that best groups the held-out fake
-      images by GM (`grouping.choose_threshold`).
+      images by GM (`grouping.choose_threshold`), over at most `group_gms` GMs (an
+      even spread of them): exact clustering holds an N x N distance matrix, and a
+      zoo with thousands of synthesized GMs would need gigabytes for it.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -505,7 +511,10 @@ def calibrate(
     thr = float(np.quantile(inf_fake.open_score, accept))
     model.open_threshold.fill_(thr)
     gm = np.concatenate([[i] * len(a) for i, a in enumerate(fake) if len(a)])
-    group = choose_threshold(inf_fake.embedding, gm)
+    kept = np.unique(gm)
+    kept = kept[np.linspace(0, len(kept) - 1, min(group_gms, len(kept))).round().astype(int)]
+    on = np.isin(gm, kept)
+    group = choose_threshold(inf_fake.embedding[on], gm[on])
     model.group_threshold.fill_(group)
     return {"platt": model.platt.tolist(), "open_threshold": thr, "group_threshold": group}
 
