@@ -191,6 +191,7 @@ def test_evaluate_tiny_zoo_end_to_end(zoo: GMDataset, tmp_path: Path):
             "resize50",
         }
         assert 0 <= r["detection"]["ece"]["mean"] <= 1
+        assert r["grouping"]["clusters"]["mean"] >= 1 and "threshold" in r["grouping_threshold"]
         assert 0.0 <= r["closed_set_accuracy"]["mean"] <= 1.0
         pg = r["parsing"]["per_gm"]
         assert len(pg["fields"]["l1"]["actual"]) == 9 and len(pg["fields"]["loss_f1"]["p"]) == 10
@@ -231,6 +232,10 @@ def test_cli_render_only_rewrites_reports(tmp_path: Path):
     assert r.exit_code == 2 and "results.json: missing" in r.output
     r = runner.invoke(app, ["evaluate", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "--zoo" in r.output
+    r = runner.invoke(
+        app, ["evaluate", "--out", str(tmp_path), "--render-only", "--curve", str(tmp_path)]
+    )
+    assert r.exit_code == 2 and "no curve.json here" in r.output
 
 
 def test_gallery_is_the_normalized_mean_embedding_per_gm():

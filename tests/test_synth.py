@@ -258,3 +258,40 @@ def test_same_seed_same_bytes_with_two_workers(zoo: Path, real_dir: Path, tmp_pa
     assert _pngs(out) == _pngs(zoo)
     diversities = [float(r["diversity"]) for r in _rows(out)]
     assert min(diversities) >= 0.2 and {r["collapsed"] for r in _rows(out)} == {"0"}
+
+
+def test_curve_adds_synthesized_gms_to_training_only(
+    zoo: Path, tiny_zoo_dir: Path, tmp_path: Path
+):
+    """The curve over training GMs on the tiny zoo: one run per count, the
+    synthesized GMs in every fold's training and in no fold's tests, the figures
+    per count in curve.json and in the report (the spectral baseline: no network)."""
+    from gmtrace.evaluate import EvalConfig, curve
+
+    ds, tier = GMDataset.from_zoo(tiny_zoo_dir), GMDataset.from_zoo(zoo)
+    cfg = EvalConfig(
+        folds=2,
+        methods=("spectral",),
+        train_per_gm=8,
+        seen_per_gm=2,
+        test_per_gm=4,
+        neutral_per_gm=2,
+        real_test=20,
+        image_size=32,
+        permutations=20,
+        leakage_images=16,
+        leakage_steps=3,
+    )
+    report = tmp_path / "results.md"
+    data = curve(ds, tier, [N, 0], tmp_path / "curve", cfg, report=report, command="c")
+    assert [p["synth_gms"] for p in data["points"]] == [0, N]
+    n_train = [p["train_gms"] for p in data["points"]]
+    assert n_train[1] == pytest.approx(n_train[0] + N)
+    saved = json.loads((tmp_path / "curve" / "curve.json").read_text())
+    assert saved == data and 0 <= saved["points"][1]["spectral"]["auc"] <= 1
+    for c in (0, N):
+        res = json.loads((tmp_path / "curve" / f"n{c}" / "results.json").read_text())
+        assert res["split"].get("synth_gms", 0) == c and res["n_gms"] == len(ds)
+        assert sorted(sum(res["folds"], [])) == sorted(ds.names)  # tests: zoo GMs only
+    text = report.read_text()
+    assert "## Against the number of training GMs" in text and f"| {N} |" in text

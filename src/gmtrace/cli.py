@@ -339,7 +339,8 @@ def evaluate(
         str | None,
         typer.Option(
             help="comma-separated counts of synthesized GMs: one run per count into "
-            "OUT/n<count>/, and the figures against the number of training GMs"
+            "OUT/n<count>/, and the figures against the number of training GMs; with "
+            "--render-only, a curve run's folder (or its curve.json) to show in the report"
         ),
     ] = None,
     steps: Annotated[int, typer.Option(help="gmtrace training steps per fold")] = 400,
@@ -387,7 +388,7 @@ def evaluate(
     command = "gmtrace " + " ".join(sys.argv[1:])
     try:
         if render_only:
-            results = write_reports(out, report, compare)
+            results = write_reports(out, report, compare, _curve_json(curve))
         else:
             ds = GMDataset.from_zoo(zoo)
             tier = GMDataset.from_zoo(synth) if synth else None
@@ -414,6 +415,22 @@ def evaluate(
         _fail(str(e))
     console.print(summary_table(results))
     console.print(f"report: {out / 'report.md'}" + (f" and {report}" if report else ""))
+
+
+def _curve_json(where: str | None) -> dict | None:
+    """The curve.json named by --curve in --render-only mode (a file or its folder)."""
+    import json
+
+    if where is None:
+        return None
+    p = Path(where)
+    p = p / "curve.json" if p.is_dir() else p
+    if not p.is_file():
+        _fail(f"{p}: no curve.json here (run `gmtrace evaluate --curve COUNTS` first)")
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        _fail(f"{p}: not a readable curve.json ({e})")
 
 
 @zoo_app.command("build")
