@@ -260,9 +260,7 @@ def test_same_seed_same_bytes_with_two_workers(zoo: Path, real_dir: Path, tmp_pa
     assert min(diversities) >= 0.2 and {r["collapsed"] for r in _rows(out)} == {"0"}
 
 
-def test_curve_adds_synthesized_gms_to_training_only(
-    zoo: Path, tiny_zoo_dir: Path, tmp_path: Path
-):
+def test_curve_adds_synthesized_gms_to_training_only(zoo: Path, tiny_zoo_dir: Path, tmp_path: Path):
     """The curve over training GMs on the tiny zoo: one run per count, the
     synthesized GMs in every fold's training and in no fold's tests, the figures
     per count in curve.json and in the report (the spectral baseline: no network)."""
