@@ -1,4 +1,5 @@
-"""Shared fixtures: one tiny zoo for the whole session (read-only for its users)."""
+"""Shared fixtures: one tiny zoo and one small model trained on it for the whole
+session (read-only for their users)."""
 
 from __future__ import annotations
 
@@ -13,4 +14,24 @@ from gmtrace.zoo.builder import build_zoo
 def tiny_zoo_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_zoo")
     assert build_zoo(out, preset="tiny", seed=0).ok
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(tiny_zoo_dir: Path, tmp_path_factory) -> Path:
+    """A small network trained for 4 steps on the tiny zoo (32 px crops)."""
+    from gmtrace.data.dataset import GMDataset
+    from gmtrace.nets.fen import FENConfig
+    from gmtrace.nets.model import ModelConfig
+    from gmtrace.nets.parser import ParserConfig
+    from gmtrace.train import TrainConfig, train
+
+    small = ModelConfig(
+        fen=FENConfig(depth=3, width=8, highpass=True),
+        parser=ParserConfig(width=8, stages=2, embed=16, dropout=0.0),
+        proj=8,
+    )
+    out = tmp_path_factory.mktemp("model")
+    cfg = TrainConfig(steps=4, batch=8, image_size=32, per_gm=8, log_every=2, ckpt_every=100)
+    train(GMDataset.from_zoo(tiny_zoo_dir), out, cfg, small)
     return out

@@ -14,19 +14,9 @@ from typer.testing import CliRunner
 
 from gmtrace.analyze import Analyzer, check_zoo, crop_grid
 from gmtrace.cli import app
-from gmtrace.data.dataset import GMDataset
-from gmtrace.nets.fen import FENConfig
-from gmtrace.nets.model import ModelConfig
-from gmtrace.nets.parser import ParserConfig
 from gmtrace.schema import ARCH_NAMES, LOSS_TYPES
-from gmtrace.train import TrainConfig, train
 
 runner = CliRunner()
-SMALL = ModelConfig(
-    fen=FENConfig(depth=3, width=8, highpass=True),
-    parser=ParserConfig(width=8, stages=2, embed=16, dropout=0.0),
-    proj=8,
-)
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +25,8 @@ def zoo(tiny_zoo_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def model_dir(zoo: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("model")
-    cfg = TrainConfig(steps=4, batch=8, image_size=32, per_gm=8, log_every=2, ckpt_every=100)
-    train(GMDataset.from_zoo(zoo), out, cfg, SMALL)
-    return out
+def model_dir(small_model_dir: Path) -> Path:
+    return small_model_dir
 
 
 def _png_header(path: Path, w: int, h: int) -> None:

@@ -13,6 +13,7 @@ averaged (their spread is reported); a smaller one is reflect-padded, and flagge
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from importlib import resources
@@ -22,9 +23,17 @@ import numpy as np
 
 from gmtrace.data.augment import crop
 from gmtrace.data.images import ImageError, load_rgb, save_png
-from gmtrace.nets.model import infer, load_model
+from gmtrace.nets.model import WEIGHTS, infer, load_model
 from gmtrace.runtime import pick_device
 from gmtrace.schema import CONTINUOUS, Normalizer, decode
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def default_model_dir() -> Path:
@@ -105,19 +114,41 @@ class Analyzer:
             lo_=dict(saved.meta["normalizer"]["lo"]), hi_=dict(saved.meta["normalizer"]["hi"])
         )
         self.image_size_ = int(saved.meta.get("image_size", 64))
+        self.weights_sha256_ = file_sha256(d / WEIGHTS)
+        self.model_id_ = f"gmtrace-{saved.meta.get('gmtrace', '?')}-{self.weights_sha256_[:12]}"
 
     def analyze_array(self, img: np.ndarray, name: str = "<array>") -> ImageResult:
         """Analyze one RGB uint8 image [H, W, 3]."""
-        crops, padded = crop_grid(img, self.image_size_, self.max_crops)
-        inf = infer(self.model_, crops)
-        p = float(inf.p_generated.mean())
-        attr = inf.attribution.mean(axis=0)
+        return self.analyze_arrays([img], [name])[0]
+
+    def analyze_arrays(self, images: list[np.ndarray], names: list[str]) -> list[ImageResult]:
+        """Analyze RGB uint8 images [H, W, 3] (any sizes) in one batched pass: every
+        image's crops go through the network together, and each image's answer is
+        the mean over its own crops. The answers depend only on the images given
+        together (the batch), so a scan that cuts its files into the same batches
+        gets the same values whenever it runs."""
+        if not images:
+            return []
+        grids = [crop_grid(img, self.image_size_, self.max_crops) for img in images]
+        inf = infer(self.model_, np.concatenate([g for g, _ in grids]))
+        ends = np.cumsum([len(g) for g, _ in grids])
+        out = []
+        for img, name, (crops, padded), end in zip(images, names, grids, ends, strict=True):
+            sl = slice(int(end) - len(crops), int(end))
+            out.append(self._result(inf, sl, img, name, len(crops), padded))
+        return out
+
+    def _result(
+        self, inf, sl: slice, img: np.ndarray, name: str, n_crops: int, padded: bool
+    ) -> ImageResult:
+        p = float(inf.p_generated[sl].mean())
+        attr = inf.attribution[sl].mean(axis=0)
         top = np.argsort(-attr)[: self.top_k]
         open_score = float(1 - attr.max())
         parsed = decode(
-            inf.continuous.mean(axis=0, keepdims=True),
-            [d.mean(axis=0, keepdims=True) for d in inf.discrete_prob],
-            inf.loss_prob.mean(axis=0, keepdims=True),
+            inf.continuous[sl].mean(axis=0, keepdims=True),
+            [d[sl].mean(axis=0, keepdims=True) for d in inf.discrete_prob],
+            inf.loss_prob[sl].mean(axis=0, keepdims=True),
             self.normalizer_,
         )[0]
         losses = parsed.pop("losses")
@@ -126,7 +157,7 @@ class Analyzer:
             file=name,
             ok=True,
             size=(int(img.shape[1]), int(img.shape[0])),
-            crops=len(crops),
+            crops=n_crops,
             padded=padded,
             p_generated=p,
             verdict="generated" if p >= self.threshold else "real",
@@ -136,11 +167,11 @@ class Analyzer:
             hyperparameters=parsed,
             continuous_spread={
                 f.name: float(s)
-                for f, s in zip(CONTINUOUS, inf.continuous.std(axis=0), strict=True)
+                for f, s in zip(CONTINUOUS, inf.continuous[sl].std(axis=0), strict=True)
             },
             losses=losses,
             loss_probabilities=loss_p,
-            embedding=inf.embedding.mean(axis=0),
+            embedding=inf.embedding[sl].mean(axis=0),
         )
 
     def group(self, results: list[ImageResult], generated_only: bool = True) -> int:

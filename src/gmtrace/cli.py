@@ -248,6 +248,74 @@ def analyze(
 
 
 @app.command()
+def scan(
+    paths: Annotated[
+        list[Path], typer.Argument(help="image files or folders (searched recursively)")
+    ],
+    out: Annotated[
+        Path, typer.Option(help="results file: .jsonl, .csv or .parquet (resumed if present)")
+    ],
+    model: Annotated[
+        Path | None, typer.Option(help="model folder (default: the model shipped with gmtrace)")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="decoding threads beside the network")] = 2,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
+) -> None:
+    """Scan images into one results file, one row per file (killed, rerun the same
+    command: it finishes where it stopped, with the same rows)."""
+    import time
+
+    from rich.markup import escape
+
+    from gmtrace.analyze import Analyzer
+    from gmtrace.runtime import progress
+    from gmtrace.scan import ScanError
+    from gmtrace.scan import scan as run_scan
+
+    try:
+        analyzer = Analyzer(model, device=device)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    t0 = time.perf_counter()
+    with progress(Console(stderr=True)) as bars:
+        task = bars.add_task("scan", total=None, status="")
+
+        def tick(done: int, total: int) -> None:
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            bars.update(task, completed=done, total=total, status=f"{rate:.0f} images/s")
+
+        try:
+            s = run_scan(analyzer, paths, out, workers=workers, on_progress=tick)
+        except ScanError as e:
+            _fail(str(e))
+    t = Table(title=f"gmtrace scan: {out}")
+    t.add_column("files", justify="right")
+    t.add_column("analyzed", justify="right")
+    t.add_column("failed", justify="right")
+    t.add_column("kept from before", justify="right")
+    t.add_column("called generated", justify="right")
+    t.add_column("of those, unknown GM", justify="right")
+    t.add_column("images/s", justify="right")
+    t.add_row(
+        str(s.files),
+        str(s.analyzed),
+        str(s.failed),
+        str(s.resumed),
+        str(s.generated),
+        str(s.unknown_gm),
+        f"{s.images_per_second:.0f}",
+    )
+    console.print(t)
+    for e in s.errors[:5]:
+        console.print(f"[yellow]failed:[/] {escape(e)}", soft_wrap=True, highlight=False)
+    if s.failed > 5:
+        console.print(f"... and {s.failed - 5} more failures (rows with an error in {out})")
+    console.print(
+        f"{s.files} files, one row each, in {out} ({s.seconds:.1f} s, model {analyzer.model_id_})"
+    )
+
+
+@app.command()
 def check(
     zoo: Annotated[Path, typer.Argument(help="zoo folder whose truth is known")],
     model: Annotated[

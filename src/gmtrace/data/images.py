@@ -8,6 +8,8 @@ failure and carry on.
 from __future__ import annotations
 
 import io
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +47,51 @@ def load_rgb(path: str | Path, min_side: int = MIN_SIDE) -> np.ndarray:
     """Decode an image file to an RGB uint8 array [H, W, 3].
 
     EXIF orientation is applied; grayscale, palette, RGBA (composited on white)
-    and 16-bit images are converted. Raises `ImageError` naming the file.
+    and 16-bit images are converted; an animated image or a multipage TIFF gives
+    its first frame. Raises `ImageError` naming the file.
     """
-    path = Path(path)
+    return decode_rgb(path, path, min_side)
+
+
+def display_path(path: str | Path) -> str:
+    """A path as printable text: bytes of a file name that are not UTF-8 (kept by
+    Python as lone surrogates) are shown as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def read_bytes(path: str | Path, limit: int | None = None) -> bytes:
+    """A file's bytes (at most `limit`), with `ImageError` naming it when it cannot
+    be read (missing, a folder, a symlink loop, no permission, too large)."""
+    name, path = display_path(path), Path(path)
     try:
-        with Image.open(path) as im:
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageError(f"{name}: is a folder, not an image")
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or a device would block or never end
+            raise ImageError(f"{name}: not a regular file")
+        size = st.st_size
+        if limit is not None and size > limit:
+            raise ImageError(f"{name}: {size} bytes, more than the {limit} allowed")
+        return path.read_bytes()
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{name}: is a folder, not an image") from None
+    except PermissionError:
+        raise ImageError(f"{name}: permission denied") from None
+    except OSError as e:
+        raise ImageError(f"{name}: cannot read ({e.strerror or e})") from None
+
+
+def decode_rgb(
+    source: str | Path | bytes, name: str | Path, min_side: int = MIN_SIDE
+) -> np.ndarray:
+    """`load_rgb` of a path or of a file's bytes already read; messages name `name`."""
+    path = display_path(name)
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
             if im.width * im.height > MAX_PIXELS:
                 raise ImageError(
                     f"{path}: {im.width}x{im.height} is too large "

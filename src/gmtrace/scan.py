@@ -1,0 +1,434 @@
+"""`gmtrace scan`: images in folders into one results file, one row per file.
+
+Files are found recursively (every extension Pillow opens; a path named on the
+command line is read whatever its name), sorted by path, and cut into fixed
+batches of `BATCH_FILES` files. Each batch is decoded by a thread pool while the
+previous one runs through the network (`Analyzer.analyze_arrays`), and its rows
+are appended to the output and flushed to disk before the next batch is written.
+
+Resuming: run the same command again on the same output. The rows already there
+are kept (a torn last line, from a kill in the middle of a write, is cut off), the
+files they cover are skipped, and the rest are analyzed in the same batches as
+before, so the finished file is the one an uninterrupted scan writes, byte for
+byte. A row is keyed by its path; it also carries the file's sha256, the model id
+and the weights' sha256, and `schema_version` (see `ROW_FIELDS`). An output
+written by another model is not appended to.
+
+Formats, by the output's suffix: `.jsonl` (nested values as JSON), `.csv` and
+`.parquet` (nested values as JSON text in their column). A Parquet file cannot be
+appended to, so the scan writes `FILE.partial.jsonl` and converts it at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gmtrace.data.images import ImageError, decode_rgb, display_path, read_bytes
+
+SCHEMA_VERSION = 1
+BATCH_FILES = 32  # fixed: a resumed scan must cut its files into the same batches
+MAX_FILE_BYTES = 256 * 1024 * 1024
+FORMATS = (".jsonl", ".csv", ".parquet")
+
+# every row has these keys, in this order (values None where they do not apply)
+ROW_FIELDS = (
+    "schema_version",
+    "path",
+    "sha256",
+    "bytes",
+    "ok",
+    "error",
+    "width",
+    "height",
+    "crops",
+    "padded",
+    "p_generated",
+    "verdict",
+    "top_gms",  # [{"name", "probability"}], most likely first
+    "open_set_score",
+    "unknown_gm",
+    "hyperparameters",  # {field: value, field_confidence: p} (discrete fields)
+    "continuous_spread",  # {field: std over the image's crops}, normalized scale
+    "losses",
+    "loss_probabilities",
+    "embedding",  # the grouping embedding (unit length), for `gmtrace group`
+    "model_id",
+    "weights_sha256",
+)
+NESTED = ("top_gms", "hyperparameters", "continuous_spread", "losses", "loss_probabilities")
+NESTED += ("embedding",)
+
+
+class ScanError(ValueError):
+    """A scan that cannot start (output of another model, unknown format, ...)."""
+
+
+@dataclass
+class ScanSummary:
+    out: str
+    files: int = 0
+    analyzed: int = 0
+    failed: int = 0
+    resumed: int = 0  # rows already in the output, kept
+    generated: int = 0
+    unknown_gm: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)  # the first few, for the summary
+
+    @property
+    def images_per_second(self) -> float:
+        return (self.analyzed + self.failed) / self.seconds if self.seconds > 0 else 0.0
+
+
+def readable_suffixes() -> set[str]:
+    """The file extensions Pillow can open (not those it can only write)."""
+    from PIL import Image
+
+    Image.init()
+    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+
+
+def find_images(paths: Iterable[str | Path]) -> tuple[list[str], dict[str, str]]:
+    """(image files, sorted and unique; {path: error} for what cannot be searched).
+
+    Folders are walked recursively without following symlinked folders (so a
+    symlink loop cannot trap the walk); a folder named like an image is a folder.
+    A file named on the command line is kept whatever its extension; a named path
+    that does not exist, or a folder that cannot be listed, gets an error."""
+    suffixes = readable_suffixes()
+    files: set[str] = set()
+    problems: dict[str, str] = {}
+    for p in paths:
+        p = os.fspath(p)
+        if os.path.isdir(p):
+
+            def record(e: OSError, top: str = p) -> None:
+                name = display_path(e.filename or top)
+                problems[name] = f"{name}: cannot list folder ({e.strerror or e})"
+
+            for root, dirs, names in os.walk(p, onerror=record, followlinks=False):
+                dirs.sort()
+                for n in names:
+                    if os.path.splitext(n)[1].lower() in suffixes and not n.startswith("."):
+                        files.add(os.path.join(root, n))
+        elif os.path.lexists(p):
+            files.add(p)
+        else:
+            problems[display_path(p)] = f"{display_path(p)}: no such file or folder"
+    return sorted(files, key=display_path), problems
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+def _row(path: str, model: dict, **values) -> dict:
+    row = dict.fromkeys(ROW_FIELDS)
+    row |= {"schema_version": SCHEMA_VERSION, "path": display_path(path), "ok": False}
+    row |= model | values
+    return row
+
+
+def result_row(r, path: str, sha: str, nbytes: int, model: dict) -> dict:
+    """A row from an `ImageResult` (`r.ok` True)."""
+    emb = np.asarray(r.embedding, dtype=np.float64)
+    emb = emb / max(float(np.linalg.norm(emb)), 1e-12)
+    return _row(
+        path,
+        model,
+        sha256=sha,
+        bytes=nbytes,
+        ok=True,
+        width=r.size[0],
+        height=r.size[1],
+        crops=r.crops,
+        padded=r.padded,
+        p_generated=r.p_generated,
+        verdict=r.verdict,
+        top_gms=r.known_gms,
+        open_set_score=r.open_set_score,
+        unknown_gm=r.unknown_gm,
+        hyperparameters=r.hyperparameters,
+        continuous_spread=r.continuous_spread,
+        losses=r.losses,
+        loss_probabilities=r.loss_probabilities,
+        embedding=[round(float(v), 7) for v in emb],
+    )
+
+
+def error_row(path: str, error: str, model: dict, sha: str | None = None, nbytes=None) -> dict:
+    return _row(path, model, sha256=sha, bytes=nbytes, error=error)
+
+
+def model_fields(analyzer) -> dict:
+    return {"model_id": analyzer.model_id_, "weights_sha256": analyzer.weights_sha256_}
+
+
+# --------------------------------------------------------------------------- output
+
+
+class JsonlOut:
+    """Rows as JSON lines, appended and flushed to disk batch by batch."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def existing(self) -> list[dict]:
+        """The rows already written; a torn last line is cut off the file."""
+        if not self.path.exists():
+            return []
+        data = self.path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            with open(self.path, "r+b") as f:
+                f.truncate(end)
+        rows = []
+        for i, line in enumerate(data[:end].splitlines(), 1):
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                raise ScanError(
+                    f"{self.path}: line {i} is not a JSON row; not resuming into it"
+                ) from None
+        return rows
+
+    def append(self, rows: list[dict]) -> None:
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+        with open(self.path, "a", encoding="ascii") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def finish(self) -> None:
+        pass
+
+
+def _flat(row: dict) -> dict:
+    """A row with nested values as JSON text (CSV cells, Parquet columns)."""
+    return {k: json.dumps(row[k]) if k in NESTED and row[k] is not None else row[k] for k in row}
+
+
+def _unflat(row: dict) -> dict:
+    return {k: json.loads(v) if k in NESTED and v not in (None, "") else v for k, v in row.items()}
+
+
+class CsvOut(JsonlOut):
+    """Rows as CSV (a header, then one line per row; no cell holds a line break)."""
+
+    def existing(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        data = self.path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            with open(self.path, "r+b") as f:
+                f.truncate(end)
+        reader = csv.DictReader(io.StringIO(data[:end].decode("utf-8")))
+        if end and reader.fieldnames is not None and tuple(reader.fieldnames) != ROW_FIELDS:
+            raise ScanError(f"{self.path}: not a gmtrace scan CSV (other columns)")
+        rows = [_unflat({k: _cell(k, v) for k, v in r.items()}) for r in reader]
+        if end == 0 and self.path.exists():
+            self.path.unlink()  # torn header: start again
+        return rows
+
+    def append(self, rows: list[dict]) -> None:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=ROW_FIELDS, lineterminator="\n")
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            w.writeheader()
+        for r in rows:
+            w.writerow(_flat(r))
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+
+
+class ParquetOut(JsonlOut):
+    """Rows journaled as JSON lines beside the output, converted at the end."""
+
+    def __init__(self, path: Path):
+        super().__init__(path.with_name(path.name + ".partial.jsonl"))
+        self.final = path
+
+    def existing(self) -> list[dict]:
+        if self.final.exists() and not self.path.exists():
+            rows = read_results(self.final)
+            if rows:
+                super().append(rows)
+        return super().existing()
+
+    def finish(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows = [_flat(r) for r in super().existing()]
+        table = pa.Table.from_pylist(rows, schema=parquet_schema())
+        tmp = self.final.with_name(self.final.name + ".tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, self.final)
+        self.path.unlink()
+
+
+# the scalar fields that are not text, with their types (CSV cells are read back
+# through these; Parquet columns are typed by them)
+TYPED = {
+    "schema_version": int,
+    "bytes": int,
+    "ok": bool,
+    "width": int,
+    "height": int,
+    "crops": int,
+    "padded": bool,
+    "p_generated": float,
+    "open_set_score": float,
+    "unknown_gm": bool,
+}
+
+
+def _cell(name: str, text: str | None):
+    if text is None or text == "":
+        return None
+    kind = TYPED.get(name)
+    if kind is bool:
+        return text == "True"
+    return kind(text) if kind else text
+
+
+def parquet_schema():
+    import pyarrow as pa
+
+    arrow = {int: pa.int64(), bool: pa.bool_(), float: pa.float64()}
+    return pa.schema([(k, arrow[TYPED[k]] if k in TYPED else pa.string()) for k in ROW_FIELDS])
+
+
+def output_for(path: str | Path):
+    path = Path(path)
+    kinds = {".jsonl": JsonlOut, ".csv": CsvOut, ".parquet": ParquetOut}
+    if path.suffix.lower() not in kinds:
+        raise ScanError(f"{path}: unknown output format; name it .jsonl, .csv or .parquet")
+    return kinds[path.suffix.lower()](path)
+
+
+def read_results(path: str | Path) -> list[dict]:
+    """The rows of a scan output (any of the formats), nested values decoded."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            return [json.loads(x) for x in path.read_text(encoding="ascii").splitlines() if x]
+        if suffix == ".csv":
+            with open(path, newline="", encoding="utf-8") as f:
+                return [_unflat({k: _cell(k, v) for k, v in r.items()}) for r in csv.DictReader(f)]
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return [_unflat(r) for r in pq.read_table(path).to_pylist()]
+    except (OSError, ValueError) as e:
+        raise ScanError(f"{path}: not a readable scan output ({e})") from None
+    raise ScanError(f"{path}: unknown results format; expected .jsonl, .csv or .parquet")
+
+
+# ----------------------------------------------------------------------------- scan
+
+
+def _load(path: str) -> tuple[str, np.ndarray | None, str | None, str | None, int | None]:
+    """(path, image or None, error or None, sha256, bytes) of one file."""
+    try:
+        data = read_bytes(path, MAX_FILE_BYTES)
+    except ImageError as e:
+        return path, None, str(e), None, None
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        return path, decode_rgb(data, path), None, sha, len(data)
+    except ImageError as e:
+        return path, None, str(e), sha, len(data)
+    except Exception as e:  # a decoder's own failure: recorded, the batch carries on
+        msg = f"{display_path(path)}: cannot decode image ({type(e).__name__}: {e})"
+        return path, None, msg.replace("\n", " "), sha, len(data)
+
+
+def _note(summary: ScanSummary, error: str, keep: int = 20) -> None:
+    if len(summary.errors) < keep:
+        summary.errors.append(error)
+
+
+def _batches(files: list[str], todo: set[str]) -> Iterator[list[str]]:
+    """The fixed batches of `files` that hold at least one file of `todo`."""
+    for i in range(0, len(files), BATCH_FILES):
+        block = files[i : i + BATCH_FILES]
+        if any(f in todo for f in block):
+            yield block
+
+
+def scan(
+    analyzer,
+    paths: Iterable[str | Path],
+    out: str | Path,
+    workers: int = 2,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ScanSummary:
+    """Scan `paths` into `out` (resuming it if it exists); see the module doc.
+    `on_progress(done, total)` is called after each batch."""
+    t0 = time.perf_counter()
+    sink = output_for(out)
+    model = model_fields(analyzer)
+    files, problems = find_images(paths)
+    rows = sink.existing()
+    others = {r.get("weights_sha256") for r in rows} - {model["weights_sha256"]}
+    if others:
+        raise ScanError(
+            f"{out}: holds rows of another model ({sorted(map(str, others))[0][:12]}); "
+            f"this scan uses {model['model_id']}: write to a new file"
+        )
+    done = {r["path"] for r in rows}
+    summary = ScanSummary(out=str(out), files=len(files) + len(problems), resumed=len(done))
+    new_problems = [error_row(p, msg, model) for p, msg in problems.items() if p not in done]
+    if new_problems:
+        sink.append(new_problems)
+        summary.failed += len(new_problems)
+        for r in new_problems:
+            _note(summary, r["error"])
+    todo = {f for f in files if display_path(f) not in done}
+    total, finished = len(todo), 0
+    blocks = list(_batches(files, todo))
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending = [pool.submit(_load, f) for f in blocks[0]] if blocks else []
+        for b in range(len(blocks)):
+            loaded = [f.result() for f in pending]
+            # decode the next batch while this one runs through the network
+            pending = [pool.submit(_load, f) for f in blocks[b + 1]] if b + 1 < len(blocks) else []
+            ok = [x for x in loaded if x[1] is not None]
+            results = analyzer.analyze_arrays([x[1] for x in ok], [x[0] for x in ok])
+            by_path = {x[0]: r for x, r in zip(ok, results, strict=True)}
+            new = []
+            for path, _img, err, sha, nbytes in loaded:
+                if path not in todo:
+                    continue  # its row is already in the output
+                if err is not None:
+                    new.append(error_row(path, err, model, sha, nbytes))
+                    summary.failed += 1
+                    _note(summary, err)
+                    continue
+                r = by_path[path]
+                new.append(result_row(r, path, sha, nbytes, model))
+                summary.analyzed += 1
+                summary.generated += r.verdict == "generated"
+                summary.unknown_gm += bool(r.unknown_gm and r.verdict == "generated")
+            sink.append(new)
+            finished += len(new)
+            if on_progress is not None:
+                on_progress(finished, total)
+    sink.finish()
+    summary.seconds = time.perf_counter() - t0
+    return summary

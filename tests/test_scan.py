@@ -1,0 +1,170 @@
+"""`gmtrace scan`: one row per file in every format, bad files recorded, and a scan
+killed with SIGKILL and rerun ends with the rows of an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gmtrace.analyze import Analyzer
+from gmtrace.cli import app
+from gmtrace.scan import ROW_FIELDS, SCHEMA_VERSION, ScanError, find_images, read_results, scan
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bad_inputs import NON_UTF8, make_corpus  # noqa: E402
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def analyzer(small_model_dir: Path) -> Analyzer:
+    return Analyzer(small_model_dir)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    d = tmp_path_factory.mktemp("bad")
+    return d, make_corpus(d)
+
+
+@pytest.fixture(scope="module")
+def case(tiny_zoo_dir: Path, tmp_path_factory) -> Path:
+    """A case folder: 70 generated images of the tiny zoo and its real crops."""
+    d = tmp_path_factory.mktemp("case")
+    fakes = sorted((tiny_zoo_dir / "fake").rglob("*.png"))[:70]
+    for i, p in enumerate(fakes + sorted((tiny_zoo_dir / "real").rglob("*.png"))[:30]):
+        sub = d / ("gen" if i < len(fakes) else "real") / p.parent.name
+        sub.mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, sub / p.name)
+    return d
+
+
+def _key(name: str) -> str:
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def test_corpus_one_row_per_file_and_one_line_errors(analyzer, corpus, tmp_path: Path):
+    d, want = corpus
+    out = tmp_path / "scan.jsonl"
+    s = scan(analyzer, [d], out)
+    rows = read_results(out)
+    by_path = {r["path"]: r for r in rows}
+    assert len(rows) == len(by_path) == len(want) == s.files
+    for name, expect in want.items():
+        r = by_path[_key(str(d / name))]
+        assert list(r) == list(ROW_FIELDS) and r["schema_version"] == SCHEMA_VERSION
+        assert r["model_id"] == analyzer.model_id_
+        if expect == "ok":
+            assert r["ok"] and r["error"] is None, (name, r["error"])
+            assert 0 <= r["p_generated"] <= 1 and len(r["sha256"]) == 64
+            assert r["verdict"] in ("generated", "real") and len(r["embedding"]) > 1
+        else:
+            assert not r["ok"] and r["p_generated"] is None, name
+            assert "\n" not in r["error"] and r["error"].startswith(_key(str(d / name))), r
+    assert s.failed == sum(v == "error" for v in want.values())
+    assert s.analyzed == len(want) - s.failed
+    exif = by_path[_key(str(d / "exif_rotated.jpg"))]
+    assert (exif["width"], exif["height"]) == (72, 96)  # turned upright: 96 x 72 stored
+    assert _key(str(d / NON_UTF8)).encode("ascii")  # printable, and ASCII in the file
+    # the folder named like an image is walked; named directly, it is an error row
+    rows2 = read_results(_scan_to(analyzer, [d / "folder.png", d / "nope.png"], tmp_path))
+    ok = {Path(r["path"]).name: (r["ok"], r["error"]) for r in rows2}
+    assert ok["inside.png"] == (True, None) and "no such file" in ok["nope.png"][1]
+
+
+def _scan_to(analyzer, paths, tmp_path: Path, name: str = "x.jsonl") -> Path:
+    out = tmp_path / name
+    scan(analyzer, paths, out)
+    return out
+
+
+def test_formats_hold_the_same_rows(analyzer, case: Path, corpus, tmp_path: Path):
+    paths = [case / "gen", corpus[0] / "good.png", corpus[0] / "truncated.png"]
+    rows = {}
+    for ext in ("jsonl", "csv", "parquet"):
+        rows[ext] = read_results(_scan_to(analyzer, paths, tmp_path, f"s.{ext}"))
+    assert not (tmp_path / "s.parquet.partial.jsonl").exists()
+    assert len(rows["jsonl"]) == 72
+    assert rows["csv"] == rows["jsonl"] and rows["parquet"] == rows["jsonl"]
+
+
+def test_resume_keeps_rows_and_refuses_another_model(analyzer, case: Path, tmp_path: Path):
+    full = _scan_to(analyzer, [case], tmp_path, "full.jsonl")
+    part = tmp_path / "part.jsonl"
+    lines = full.read_bytes().splitlines(keepends=True)
+    part.write_bytes(b"".join(lines[:41]) + lines[41][:17])  # a torn 42nd line
+    s = scan(analyzer, [case], part)
+    assert s.resumed == 41 and s.analyzed + s.failed == len(lines) - 41
+    assert part.read_bytes() == full.read_bytes()
+    s = scan(analyzer, [case], part)  # nothing left to do
+    assert s.resumed == len(lines) and s.analyzed == 0
+    rows = [json.loads(x) for x in full.read_text().splitlines()]
+    rows[0]["weights_sha256"] = "0" * 64
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
+    with pytest.raises(ScanError, match="another model"):
+        scan(analyzer, [case], other)
+    with pytest.raises(ScanError, match="unknown output format"):
+        scan(analyzer, [case], tmp_path / "x.txt")
+
+
+def test_sigkill_at_random_points_then_resume(small_model_dir: Path, case: Path, tmp_path: Path):
+    """The CLI killed twice while writing (at a random size of the output), then
+    rerun: the file equals an uninterrupted run's, byte for byte."""
+    cmd = [sys.executable, "-m", "gmtrace.cli", "scan", str(case), "--model", str(small_model_dir)]
+    full = tmp_path / "full.csv"
+    subprocess.run([*cmd, "--out", str(full)], check=True, capture_output=True)
+    size = full.stat().st_size
+    out = tmp_path / "killed.csv"
+    rng = np.random.default_rng(0)
+    kills = 0
+    for cut in sorted(rng.uniform(0.1, 0.9, 2) * size):
+        proc = subprocess.Popen(
+            [*cmd, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        while proc.poll() is None and (not out.exists() or out.stat().st_size < cut):
+            time.sleep(0.002)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        assert not out.exists() or out.stat().st_size <= size
+    assert kills >= 1
+    subprocess.run([*cmd, "--out", str(out)], check=True, capture_output=True)
+    assert out.read_bytes() == full.read_bytes()
+
+
+def test_cli_scan_summary_and_errors(small_model_dir: Path, corpus, tmp_path: Path):
+    d, want = corpus
+    out = tmp_path / "c.jsonl"
+    r = runner.invoke(app, ["scan", str(d), "--out", str(out), "--model", str(small_model_dir)])
+    assert r.exit_code == 0, r.output
+    assert f"{len(want)} files, one row each" in r.output and "failed:" in r.output
+    r = runner.invoke(
+        app, ["scan", str(d), "--out", str(tmp_path / "c.txt"), "--model", str(small_model_dir)]
+    )
+    assert r.exit_code == 2 and "unknown output format" in r.output
+
+
+def test_find_images_sorted_unique_and_walks_no_symlinked_folder(tmp_path: Path):
+    (tmp_path / "b").mkdir()
+    for n in ("b/2.png", "a.jpg", "b/1.PNG", "notes.txt", ".hidden.png"):
+        (tmp_path / n).write_bytes(b"x")
+    os.symlink(tmp_path, tmp_path / "b" / "up")  # a folder loop
+    files, problems = find_images([tmp_path, tmp_path / "a.jpg", tmp_path / "missing"])
+    assert [Path(f).relative_to(tmp_path).as_posix() for f in files] == [
+        "a.jpg",
+        "b/1.PNG",
+        "b/2.png",
+    ]
+    assert list(problems) == [str(tmp_path / "missing")]
