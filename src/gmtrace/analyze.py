@@ -179,7 +179,7 @@ class Analyzer:
         are (Ward clustering cut where the silhouette peaks, `gmtrace.grouping.group`): sets
         `result.group` to 1, 2, ... (None for failed images, and for images that
         look real when `generated_only`). Returns the number of groups."""
-        from gmtrace.grouping import group
+        from gmtrace.grouping import group_scalable
 
         keep = [
             r
@@ -189,11 +189,18 @@ class Analyzer:
         if not keep:
             return 0
         emb = np.stack([r.embedding / (np.linalg.norm(r.embedding) + 1e-12) for r in keep])
-        labels = group(emb)
+        labels = group_scalable(emb)
         order = {lab: i + 1 for i, lab in enumerate(dict.fromkeys(labels))}
         for r, lab in zip(keep, labels, strict=True):
             r.group = order[lab]
         return len(order)
+
+    def scan(self, paths: list[str | Path], out: str | Path, workers: int = 2, on_progress=None):
+        """Scan files and folders into a results file (`gmtrace.scan.scan`): one row
+        per file, resumable; returns a `ScanSummary`."""
+        from gmtrace.scan import scan
+
+        return scan(self, paths, out, workers=workers, on_progress=on_progress)
 
     def analyze(
         self, paths: list[str | Path], save_dir: str | Path | None = None, on_done=None

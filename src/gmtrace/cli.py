@@ -315,6 +315,56 @@ def scan(
     )
 
 
+@app.command("group")
+def group_cmd(
+    results: Annotated[
+        Path, typer.Argument(help="a `gmtrace scan` output (.jsonl, .csv, .parquet)")
+    ],
+    out: Annotated[Path, typer.Option(help="groups file to write (JSON)")] = Path("groups.json"),
+    all_images: Annotated[
+        bool,
+        typer.Option("--all", help="group every analyzed image, not only those called generated"),
+    ] = False,
+) -> None:
+    """Group a scan's generated images by source GM (the number of GMs unknown), with
+    each group's parse over its images and the nearest known GM when one is close."""
+    from gmtrace.groups import group_rows, write_groups
+    from gmtrace.scan import ScanError, read_results
+    from gmtrace.schema import format_count
+
+    try:
+        rows = read_results(results)
+    except ScanError as e:
+        _fail(str(e))
+    g = group_rows(rows, generated_only=not all_images)
+    write_groups(g, out)
+    t = Table(title=f"gmtrace group: {len(g['groups'])} group(s) of {g['grouped']} images")
+    t.add_column("group", justify="right")
+    t.add_column("images", justify="right")
+    t.add_column("nearest known GM")
+    t.add_column("params / layers / upsampling (agreement)")
+    t.add_column("losses")
+    for grp in g["groups"][:30]:
+        h = grp["hyperparameters"]
+        near = grp["nearest_known_gm"]
+        t.add_row(
+            str(grp["group"]),
+            str(grp["size"]),
+            f"{near['name']} ({near['share']:.0%})" if near else "none close: a new GM",
+            f"{format_count('n_params', h['n_params']['value'])} / {h['n_layers']['value']:.0f} / "
+            f"{h['upsampling']['value']} ({h['upsampling']['agreement']:.0%})",
+            ", ".join(grp["losses"]) or "-",
+        )
+    console.print(t)
+    if len(g["groups"]) > 30:
+        console.print(f"... {len(g['groups']) - 30} more groups in {out}")
+    nf, nr = g["not_grouped"]["failed"], g["not_grouped"]["real"]
+    console.print(
+        f"{g['grouped']} of {g['images']} images in {len(g['groups'])} group(s) "
+        f"({nr} called real, {nf} failed, not grouped): {out}"
+    )
+
+
 @app.command()
 def check(
     zoo: Annotated[Path, typer.Argument(help="zoo folder whose truth is known")],

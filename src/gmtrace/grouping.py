@@ -97,3 +97,55 @@ def group(emb: np.ndarray, max_groups: int | None = None) -> np.ndarray:
         if s > best:
             best, best_labels = s, labels - 1
     return best_labels if best >= SILHOUETTE_FLOOR else np.zeros(n, dtype=int)
+
+
+EXACT_MAX = 4000  # images grouped exactly (the N x N distances: 4000^2 doubles = 128 MB)
+
+
+def group_scalable(
+    emb: np.ndarray, exact_max: int = EXACT_MAX, seed: int = 0, _depth: int = 0
+) -> np.ndarray:
+    """`group` for cases of any size in bounded memory: up to `exact_max` images
+    exactly; beyond, `group` on a random sample of `exact_max` images, and every
+    image to the group with the nearest centroid (distances in chunks, never N x N).
+    An image farther from that centroid than the group's sampled images are (their
+    median distance + 4 median absolute deviations) is an outlier; the outliers are
+    grouped again the same way among themselves; a group of them whose centroid lies
+    within an existing group's limit is that group's stragglers and joins it, any
+    other is a new group: a GM too small to be sampled more than once or twice is
+    found there. Memory is O(exact_max^2 + N D)."""
+    from scipy.spatial.distance import cdist
+
+    n = len(emb)
+    if n <= exact_max:
+        return group(emb)
+    x = np.asarray(emb, dtype=np.float64)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(n, exact_max, replace=False))
+    lab_s = group(x[sample])
+    ids = np.unique(lab_s)
+    centroids = np.stack([x[sample][lab_s == g].mean(0) for g in ids])
+    d_own = np.linalg.norm(x[sample] - centroids[np.searchsorted(ids, lab_s)], axis=1)
+    limit = np.zeros(len(ids))
+    for j, g in enumerate(ids):
+        d = d_own[lab_s == g]
+        med = np.median(d)
+        limit[j] = med + 4 * np.median(np.abs(d - med)) + 1e-9
+    labels = np.empty(n, dtype=int)
+    far = np.zeros(n, dtype=bool)
+    for i in range(0, n, 4096):
+        d = cdist(x[i : i + 4096], centroids)
+        j = d.argmin(axis=1)
+        labels[i : i + 4096] = ids[j]
+        far[i : i + 4096] = d[np.arange(len(j)), j] > limit[j]
+    far = np.flatnonzero(far)
+    if len(far) >= 3 and _depth < 3:
+        sub = group_scalable(x[far], exact_max, seed + 1, _depth + 1)
+        for s in np.unique(sub):
+            members = far[sub == s]
+            d = np.linalg.norm(centroids - x[members].mean(0), axis=1)
+            j = int(d.argmin())
+            # a group's own stragglers: their centroid lies within the group
+            labels[members] = ids[j] if d[j] <= limit[j] else labels.max() + 1
+    return np.unique(labels, return_inverse=True)[1]

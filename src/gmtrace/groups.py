@@ -1,0 +1,117 @@
+"""`gmtrace group`: a scan's generated images grouped by source GM, per group the
+GM-level parse over its images and the nearest known GM when one is close.
+
+Input: the rows of `gmtrace scan` (any of its formats). Images whose verdict is
+"generated" are grouped by their embeddings (`grouping.group_scalable`: exact up
+to 4,000 images, bounded memory beyond), without a number of GMs. Per group:
+
+* `hyperparameters`: continuous fields as the median over the group's images with
+  the interquartile range (`q25`, `q75`); discrete fields as the most common value
+  with its share of the images (`agreement`) and the mean confidence;
+* `losses`: the mean probability of each loss type over the images, and the types
+  at 0.5 or above;
+* `nearest_known_gm`: the known GM named first most often, with that share and the
+  mean probability, when most of the group's images are *not* flagged "unknown
+  GM"; otherwise null (the group looks like a GM the model was not trained on).
+
+Everything is computed from the rows: no image is read again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from gmtrace.grouping import group_scalable
+from gmtrace.schema import CONTINUOUS, DISCRETE, LOSS_TYPES
+
+GROUPS_SCHEMA_VERSION = 1
+
+
+def group_rows(rows: list[dict], generated_only: bool = True) -> dict:
+    """The groups of `rows` (scan rows) as a JSON-ready dict; see the module doc."""
+    keep = [
+        r
+        for r in rows
+        if r.get("ok")
+        and r.get("embedding")
+        and (r["verdict"] == "generated" or not generated_only)
+    ]
+    models = sorted({r["model_id"] for r in rows if r.get("model_id")})
+    out = {
+        "schema_version": GROUPS_SCHEMA_VERSION,
+        "model_ids": models,
+        "images": len(rows),
+        "grouped": len(keep),
+        "not_grouped": {
+            "failed": sum(1 for r in rows if not r.get("ok")),
+            "real": sum(1 for r in rows if r.get("ok") and r.get("verdict") == "real")
+            if generated_only
+            else 0,
+        },
+        "groups": [],
+    }
+    if not keep:
+        return out
+    labels = group_scalable(np.array([r["embedding"] for r in keep], dtype=np.float64))
+    order = sorted(np.unique(labels), key=lambda g: (-int(np.sum(labels == g)), int(g)))
+    for k, g in enumerate(order, 1):
+        members = [r for r, lab in zip(keep, labels, strict=True) if lab == g]
+        out["groups"].append(describe_group(k, members))
+    return out
+
+
+def describe_group(k: int, members: list[dict]) -> dict:
+    hp: dict = {}
+    for f in CONTINUOUS:
+        v = np.array([m["hyperparameters"][f.name] for m in members], dtype=np.float64)
+        q25, med, q75 = np.quantile(v, [0.25, 0.5, 0.75])
+        hp[f.name] = {"value": float(med), "q25": float(q25), "q75": float(q75)}
+    for f in DISCRETE:
+        votes = Counter(m["hyperparameters"][f.name] for m in members)
+        value, count = votes.most_common(1)[0]
+        conf = [m["hyperparameters"].get(f.name + "_confidence", np.nan) for m in members]
+        hp[f.name] = {
+            "value": value,
+            "agreement": count / len(members),
+            "mean_confidence": float(np.nanmean(conf)) if np.isfinite(conf).any() else None,
+        }
+    loss_p = {t: float(np.mean([m["loss_probabilities"][t] for m in members])) for t in LOSS_TYPES}
+    unknown = float(np.mean([bool(m["unknown_gm"]) for m in members]))
+    nearest = None
+    if unknown < 0.5:
+        tops = Counter(m["top_gms"][0]["name"] for m in members if m["top_gms"])
+        if tops:
+            name, count = tops.most_common(1)[0]
+            probs = [
+                m["top_gms"][0]["probability"] for m in members if m["top_gms"][0]["name"] == name
+            ]
+            nearest = {
+                "name": name,
+                "share": count / len(members),
+                "mean_probability": float(np.mean(probs)),
+            }
+    return {
+        "group": k,
+        "size": len(members),
+        "mean_p_generated": float(np.mean([m["p_generated"] for m in members])),
+        "unknown_share": unknown,
+        "nearest_known_gm": nearest,
+        "hyperparameters": hp,
+        "loss_probabilities": loss_p,
+        "losses": [t for t, p in loss_p.items() if p >= 0.5],
+        "members": [m["path"] for m in members],
+    }
+
+
+def write_groups(groups: dict, out: str | Path) -> Path:
+    """Write groups.json atomically (a reader never sees half a file)."""
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(groups, indent=1) + "\n")
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,105 @@
+"""`gmtrace group`: scalable grouping, and per-group parses aggregated from scan rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gmtrace.cli import app
+from gmtrace.evaluate import grouping_scores
+from gmtrace.grouping import group, group_scalable
+from gmtrace.groups import group_rows
+from gmtrace.scan import SCHEMA_VERSION
+from gmtrace.schema import CONTINUOUS, DISCRETE, LOSS_TYPES
+
+runner = CliRunner()
+
+
+def _blobs(sizes, dim=16, spread=0.25, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(len(sizes), dim))
+    truth = np.repeat(np.arange(len(sizes)), sizes)
+    return centers[truth] + rng.normal(size=(len(truth), dim)) * spread, truth
+
+
+def test_scalable_is_exact_on_small_cases_and_finds_small_gms_in_large_ones():
+    x, truth = _blobs([40, 25, 60])
+    assert np.array_equal(group_scalable(x), group(x))
+    # 10 GMs of 300 images and one of 8: a sample of 400 rarely holds the small one
+    x, truth = _blobs([300] * 10 + [8], seed=1)
+    labels = group_scalable(x, exact_max=400)
+    g = grouping_scores(labels, truth)
+    assert g["ari"] > 0.98 and 11 <= g["clusters"] <= 13, g
+    small = labels[truth == 10]
+    assert len(np.unique(small)) == 1 and not np.isin(small, labels[truth != 10]).any()
+
+
+def _row(path: str, emb, gm: str, n_params: float, up: str, unknown=False, p=0.9) -> dict:
+    hp = {f.name: 1.0 for f in CONTINUOUS} | {"n_params": n_params}
+    for f in DISCRETE:
+        hp[f.name], hp[f.name + "_confidence"] = f.classes[0], 0.8
+    hp["upsampling"] = up
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "path": path,
+        "ok": True,
+        "verdict": "generated" if p >= 0.5 else "real",
+        "p_generated": p,
+        "embedding": list(emb),
+        "hyperparameters": hp,
+        "loss_probabilities": {t: (0.9 if t == LOSS_TYPES[0] else 0.1) for t in LOSS_TYPES},
+        "top_gms": [{"name": gm, "probability": 0.7}],
+        "unknown_gm": unknown,
+        "model_id": "m",
+    }
+
+
+def test_group_rows_aggregates_each_group():
+    up = next(f for f in DISCRETE if f.name == "upsampling").classes
+    x, truth = _blobs([12, 9])
+    rows = [
+        _row(f"a{i}", x[i], "dcgan_000", 1e6 * (i + 1), up[0] if i < 9 else up[1])
+        for i in range(12)
+    ]
+    rows += [_row(f"b{i}", x[12 + i], "vae_003", 5e5, up[1], unknown=i < 6) for i in range(9)]
+    rows += [_row("real", x[0], "vae_003", 1.0, up[0], p=0.1)]
+    rows += [{"path": "broken.png", "ok": False, "error": "broken.png: not an image"}]
+    g = group_rows(rows)
+    assert g["grouped"] == 21 and g["not_grouped"] == {"failed": 1, "real": 1}
+    a, b = g["groups"]
+    assert a["size"] == 12 and sorted(a["members"]) == sorted(f"a{i}" for i in range(12))
+    assert a["hyperparameters"]["n_params"]["value"] == pytest.approx(6.5e6)
+    assert a["hyperparameters"]["n_params"]["q25"] == pytest.approx(3.75e6)
+    assert a["hyperparameters"]["upsampling"] == {
+        "value": up[0],
+        "agreement": 0.75,
+        "mean_confidence": pytest.approx(0.8),
+    }
+    near = {"name": "dcgan_000", "share": 1.0, "mean_probability": pytest.approx(0.7)}
+    assert a["nearest_known_gm"] == near
+    assert a["losses"] == [LOSS_TYPES[0]]
+    assert b["unknown_share"] == pytest.approx(6 / 9) and b["nearest_known_gm"] is None
+
+
+def test_cli_group_on_a_scan(small_model_dir: Path, tiny_zoo_dir: Path, tmp_path: Path):
+    scan_out = tmp_path / "s.jsonl"
+    fakes = sorted((tiny_zoo_dir / "fake").glob("*"))[:4]
+    r = runner.invoke(
+        app, ["scan", *map(str, fakes), "--out", str(scan_out), "--model", str(small_model_dir)]
+    )
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "groups.json"
+    r = runner.invoke(app, ["group", str(scan_out), "--out", str(out), "--all"])
+    assert r.exit_code == 0, r.output
+    g = json.loads(out.read_text())
+    n = sum(1 for _ in scan_out.read_text().splitlines())
+    assert g["grouped"] == n and sum(x["size"] for x in g["groups"]) == n
+    members = [m for x in g["groups"] for m in x["members"]]
+    assert len(members) == len(set(members)) == n
+    assert f"{n} of {n} images in {len(g['groups'])} group(s)" in r.output
+    r = runner.invoke(app, ["group", str(tmp_path / "missing.jsonl")])
+    assert r.exit_code == 2 and "missing.jsonl" in r.output
