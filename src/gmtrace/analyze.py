@@ -106,6 +106,7 @@ class Analyzer:
         self.max_crops = max_crops
         self.threshold = threshold
         d = Path(model_dir) if model_dir is not None else default_model_dir()
+        self.model_dir_ = d
         saved = load_model(d, device=pick_device(device))
         self.model_ = saved.model
         self.meta_ = saved.meta

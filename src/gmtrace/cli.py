@@ -365,6 +365,43 @@ def group_cmd(
     )
 
 
+@app.command("report")
+def report_cmd(
+    results: Annotated[
+        Path, typer.Argument(help="a `gmtrace scan` output (.jsonl, .csv, .parquet)")
+    ],
+    out: Annotated[Path, typer.Option(help="HTML file to write")] = Path("report.html"),
+    groups: Annotated[
+        Path | None, typer.Option(help="groups.json of `gmtrace group` (default: group now)")
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="model folder for fingerprints and the model card (default: shipped)"),
+    ] = None,
+    title: Annotated[str, typer.Option(help="a title for the case")] = "",
+) -> None:
+    """Write one self-contained HTML report of a scan: summary, a sortable verdict
+    table, per group a contact sheet, fingerprint, spectrum and parse, a model card."""
+    from gmtrace.analyze import Analyzer
+    from gmtrace.html_report import write_report
+    from gmtrace.scan import ScanError, read_results
+
+    try:
+        rows = read_results(results)
+        g = json.loads(groups.read_text()) if groups is not None else None
+        analyzer = Analyzer(model)
+    except (ScanError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    path = write_report(rows, out, analyzer, g, title)
+    n = len(g["groups"]) if g else None
+    size = path.stat().st_size / 1e6
+    console.print(
+        f"report of {len(rows)} files"
+        + (f", {n} group(s)" if n is not None else "")
+        + f": {path} ({size:.1f} MB, self-contained)"
+    )
+
+
 @app.command()
 def check(
     zoo: Annotated[Path, typer.Argument(help="zoo folder whose truth is known")],

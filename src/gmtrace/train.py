@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -457,6 +458,7 @@ def train(
         "real_sources": signature["sources"],
         "steps_done": cfg.steps,
         "calibration": calibration,
+        "trained_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     save_model(model, out, meta)
     return {
