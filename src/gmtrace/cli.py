@@ -403,6 +403,35 @@ def report_cmd(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    token: Annotated[
+        str | None, typer.Option(help="require 'Authorization: Bearer TOKEN' on /v1/*")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="model folder (default: the model shipped with gmtrace)")
+    ] = None,
+    max_files: Annotated[int, typer.Option(help="files per request")] = 64,
+    max_file_mb: Annotated[int, typer.Option(help="megabytes per file")] = 20,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
+) -> None:
+    """Serve the analyzer over HTTP: /v1/analyze, /v1/group, /v1/model, /healthz, a
+    web page at / and the API documentation at /docs."""
+    from gmtrace.analyze import Analyzer
+    from gmtrace.server import Limits
+    from gmtrace.server import serve as run
+
+    try:
+        analyzer = Analyzer(model, device=device)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    limits = Limits(files=max_files, file_bytes=max_file_mb * 1024 * 1024)
+    console.print(f"gmtrace {analyzer.model_id_} on http://{host}:{port}/ (API docs at /docs)")
+    run(analyzer, host=host, port=port, token=token, limits=limits)
+
+
+@app.command()
 def check(
     zoo: Annotated[Path, typer.Argument(help="zoo folder whose truth is known")],
     model: Annotated[

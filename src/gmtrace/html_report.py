@@ -74,6 +74,21 @@ def _load(path: str) -> np.ndarray | None:
         return None
 
 
+def image_views(img: np.ndarray, analyzer) -> dict:
+    """One image's fingerprint (the model's, on its centre crop) and the log spectrum
+    of that crop's high-pass residual, as PNG data URLs (for the web page)."""
+    from gmtrace.data.augment import crop
+    from gmtrace.nets.model import infer
+    from gmtrace.spectrum import log_spectrum
+
+    c = crop(img, analyzer.image_size_)  # centred; a smaller image is reflect-padded
+    fp = infer(analyzer.model_, c[None], fingerprints=True).fingerprint[0]
+    return {
+        "fingerprint": _png_data(_to_8bit(fp), 2),
+        "spectrum": _png_data(_to_8bit(log_spectrum(c)), 2),
+    }
+
+
 def group_views(members: list[str], analyzer=None) -> dict:
     """Thumbnails, mean fingerprint and mean residual spectrum of a group's images
     (those still readable; the others are skipped)."""

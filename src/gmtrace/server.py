@@ -1,0 +1,347 @@
+"""`gmtrace serve`: the analyzer as an HTTP service for a team (FastAPI + uvicorn).
+
+Endpoints (JSON unless said otherwise):
+
+* `GET /healthz`: liveness and the model id (no token needed);
+* `GET /v1/model`: the model: id, weights hash, version, training zoo and date,
+  known GMs, and its card (measured figures, limits) where the folder has one;
+* `POST /v1/analyze`: multipart upload of one or many images (field `files`);
+  one row per file, the schema of `gmtrace scan` (`path` is the uploaded name);
+  `?views=1` adds each image's fingerprint and spectrum as PNG data URLs;
+* `POST /v1/group`: the same upload, analyzed and grouped by source GM
+  (`gmtrace.groups`); or a JSON body `{"rows": [...]}` of scan rows;
+* `GET /`: a web page to drop images on and read the answers;
+* `GET /docs`: the OpenAPI documentation (FastAPI's page; its scripts come from a
+  CDN, so it needs a browser with internet access; `/openapi.json` does not).
+
+Limits (`Limits`): bytes per request and per file, files per request, pixels
+per image, and time to receive a request body (slow uploads are cut off with
+408). Every refusal is a 4xx JSON `{"error": ...}` naming what was wrong; a file
+that cannot be decoded is a row with `ok: false` and its error, like in a scan,
+and the other files are answered. With `--token T`, `/v1/*` wants the header
+`Authorization: Bearer T` (401 otherwise).
+
+One analysis runs at a time (a lock around the network); requests wait their
+turn, so memory stays bounded whatever the number of clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import threading
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gmtrace.data.images import ImageError, decode_rgb
+from gmtrace.scan import SCHEMA_VERSION, error_row, model_fields, result_row
+
+
+@dataclass(frozen=True)
+class Limits:
+    request_bytes: int = 64 * 1024 * 1024
+    file_bytes: int = 20 * 1024 * 1024
+    files: int = 64
+    pixels: int = 40_000_000
+    body_seconds: float = 30.0  # to receive a whole request body
+    chunk_seconds: float = 10.0  # between two pieces of it
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class BodyLimit:
+    """ASGI middleware: refuse bodies larger than `limit` bytes (413, by the
+    Content-Length header or by counting a chunked body) and bodies that arrive
+    too slowly (408), before any parsing."""
+
+    def __init__(self, app, limits: Limits):
+        self.app, self.limits = app, limits
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        try:
+            if length is not None and int(length) > self.limits.request_bytes:
+                raise _Refused(413, self._too_large())
+        except ValueError:
+            return await _send_error(send, 400, "Content-Length is not a number")
+        except _Refused as e:
+            return await _send_error(send, e.status, e.message)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.body_seconds
+        seen = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal seen
+            left = deadline - loop.time()
+            try:
+                msg = await asyncio.wait_for(
+                    receive(), min(self.limits.chunk_seconds, max(left, 0))
+                )
+            except TimeoutError:
+                raise _Refused(408, "the request body arrived too slowly") from None
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limits.request_bytes:
+                    raise _Refused(413, self._too_large())
+            return msg
+
+        async def tracked_send(msg):
+            nonlocal started
+            if msg["type"] == "http.response.start":
+                started = True
+            await send(msg)
+
+        try:
+            await self.app(scope, limited_receive, tracked_send)
+        except _Refused as e:
+            if not started:
+                await _send_error(send, e.status, e.message)
+
+    def _too_large(self) -> str:
+        return f"request larger than {self.limits.request_bytes // (1024 * 1024)} MB"
+
+
+async def _send_error(send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
+    """The FastAPI application around an `Analyzer`."""
+    from gmtrace.groups import group_rows
+
+    lock = threading.Lock()
+    app = FastAPI(
+        title="gmtrace",
+        version=str(analyzer.meta_.get("gmtrace", "?")),
+        description="Is an image generated, by which GM, and what were that GM's "
+        "architecture and training losses?",
+    )
+
+    def refuse(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.exception_handler(_Refused)
+    async def refused(request, exc: _Refused):  # raised while the body is received
+        return refuse(exc.status, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc):
+        return refuse(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc):
+        return refuse(422, "invalid request: " + "; ".join(e.get("msg", "") for e in exc.errors()))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request, exc):  # never meant to be reached; the load test checks
+        return refuse(500, f"internal error ({type(exc).__name__})")
+
+    def authorized(request: Request) -> bool:
+        if token is None:
+            return True
+        got = request.headers.get("authorization", "")
+        return hmac.compare_digest(got.encode(), f"Bearer {token}".encode())
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "model_id": analyzer.model_id_}
+
+    @app.get("/v1/model")
+    def model(request: Request):
+        if not authorized(request):
+            return refuse(401, "missing or wrong token (Authorization: Bearer T)")
+        return model_info(analyzer)
+
+    async def read_uploads(request: Request):
+        """[(name, bytes)] of the request's files, or a refusal."""
+        ctype = request.headers.get("content-type", "")
+        if not ctype.startswith("multipart/form-data"):
+            return refuse(415, "send the images as multipart/form-data (field 'files')")
+        try:
+            form = await request.form(max_files=limits.files, max_fields=limits.files + 16)
+        except _Refused:
+            raise
+        except Exception as e:  # a malformed multipart body
+            return refuse(400, f"cannot read the upload ({str(e) or type(e).__name__})")
+        uploads = [v for _, v in form.multi_items() if hasattr(v, "filename")]
+        if not uploads:
+            return refuse(400, "no files in the upload (field 'files')")
+        out = []
+        for u in uploads:
+            data = await u.read(limits.file_bytes + 1)
+            name = (u.filename or "upload")[:300]
+            if len(data) > limits.file_bytes:
+                return refuse(413, f"{name}: larger than {limits.file_bytes // (1024 * 1024)} MB")
+            out.append((name, data))
+        return out
+
+    def analyze(files, views: bool) -> list[dict]:
+        model_f = model_fields(analyzer)
+        rows, imgs = [None] * len(files), []
+        for i, (name, data) in enumerate(files):
+            sha = hashlib.sha256(data).hexdigest()
+            try:
+                img = decode_rgb(data, name)
+                if img.shape[0] * img.shape[1] > limits.pixels:
+                    raise ImageError(f"{name}: more than {limits.pixels // 1_000_000} MP")
+                imgs.append((i, img, sha, len(data)))
+            except ImageError as e:
+                rows[i] = error_row(name, str(e), model_f, sha, len(data))
+            except Exception as e:  # a decoder's own failure: this file's row
+                rows[i] = error_row(name, f"{name}: cannot decode ({type(e).__name__})", model_f)
+        with lock:
+            results = analyzer.analyze_arrays(
+                [a for _, a, _, _ in imgs], [files[i][0] for i, *_ in imgs]
+            )
+            for (i, img, sha, n), r in zip(imgs, results, strict=True):
+                rows[i] = result_row(r, files[i][0], sha, n, model_f)
+                if views:
+                    from gmtrace.html_report import image_views
+
+                    rows[i]["views"] = image_views(img, analyzer)
+        return rows
+
+    @app.post(
+        "/v1/analyze",
+        openapi_extra={"requestBody": _multipart_doc()},
+        summary="analyze uploaded images: one row per file",
+    )
+    async def analyze_endpoint(request: Request, views: bool = False):
+        if not authorized(request):
+            return refuse(401, "missing or wrong token (Authorization: Bearer T)")
+        files = await read_uploads(request)
+        if isinstance(files, JSONResponse):
+            return files
+        rows = await asyncio.to_thread(analyze, files, views)
+        return {"schema_version": SCHEMA_VERSION, "model_id": analyzer.model_id_, "results": rows}
+
+    @app.post(
+        "/v1/group",
+        openapi_extra={"requestBody": _multipart_doc()},
+        summary="analyze and group uploaded images (or scan rows) by source GM",
+    )
+    async def group_endpoint(request: Request, all_images: bool = False):
+        if not authorized(request):
+            return refuse(401, "missing or wrong token (Authorization: Bearer T)")
+        if request.headers.get("content-type", "").startswith("application/json"):
+            try:
+                body = await request.json()
+                rows = body["rows"]
+                if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                    raise TypeError
+                for r in rows:
+                    _check_row(r)
+            except _Refused:
+                raise
+            except (ValueError, KeyError, TypeError) as e:
+                msg = str(e) if isinstance(e, ValueError) and str(e).startswith("row") else ""
+                return refuse(400, msg or 'send {"rows": [scan rows]} or a multipart upload')
+        else:
+            files = await read_uploads(request)
+            if isinstance(files, JSONResponse):
+                return files
+            rows = await asyncio.to_thread(analyze, files, False)
+        groups = await asyncio.to_thread(group_rows, rows, not all_images)
+        return groups | {"results": rows}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        from gmtrace.web import PAGE
+
+        return PAGE.replace("__TOKEN_NEEDED__", "true" if token else "false")
+
+    return app
+
+
+def _check_row(r: dict) -> None:
+    """A scan row as `group_rows` needs it, or ValueError naming what is wrong."""
+    if r.get("ok"):
+        emb = r.get("embedding")
+        if not isinstance(emb, list) or not emb or not all(isinstance(v, int | float) for v in emb):
+            raise ValueError(f"row {r.get('path')!r}: 'embedding' must be a list of numbers")
+        for k in ("hyperparameters", "loss_probabilities"):
+            if not isinstance(r.get(k), dict):
+                raise ValueError(f"row {r.get('path')!r}: '{k}' missing")
+        if not isinstance(r.get("top_gms"), list) or r.get("verdict") not in ("generated", "real"):
+            raise ValueError(f"row {r.get('path')!r}: 'top_gms' or 'verdict' missing")
+        if not isinstance(r.get("p_generated"), int | float):
+            raise ValueError(f"row {r.get('path')!r}: 'p_generated' missing")
+
+
+def _multipart_doc() -> dict:
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    },
+                    "required": ["files"],
+                }
+            }
+        },
+    }
+
+
+def model_info(analyzer) -> dict:
+    from pathlib import Path
+
+    m = analyzer.meta_
+    card = Path(analyzer.model_dir_) / "card.json"
+    return {
+        "model_id": analyzer.model_id_,
+        "weights_sha256": analyzer.weights_sha256_,
+        "gmtrace": m.get("gmtrace"),
+        "zoo": m.get("zoo"),
+        "trained_at": m.get("trained_at"),
+        "steps": m.get("steps_done"),
+        "image_size": analyzer.image_size_,
+        "known_gms": analyzer.gm_names_,
+        "schema_version": SCHEMA_VERSION,
+        "card": json.loads(card.read_text()) if card.is_file() else None,
+    }
+
+
+def serve(
+    analyzer,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    token: str | None = None,
+    limits: Limits = Limits(),
+) -> None:
+    import uvicorn
+
+    app = BodyLimit(create_app(analyzer, token, limits), limits)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_keep_alive=5,
+        limit_concurrency=1000,
+        h11_max_incomplete_event_size=64 * 1024,
+    )
