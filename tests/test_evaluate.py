@@ -9,20 +9,18 @@ import numpy as np
 import pytest
 
 from gmtrace.data.dataset import GMDataset
-from gmtrace.evaluate import (
-    EvalConfig,
+from gmtrace.eval_report import write_reports
+from gmtrace.evaluate import EvalConfig, evaluate, leakage
+from gmtrace.grouping import choose_threshold, cluster, discriminant_projection, group
+from gmtrace.metrics import (
     binary_f1,
     calibration_error,
-    evaluate,
     family_prior_loss_f1,
     grouping_scores,
-    leakage,
     macro_f1,
     permutation_test,
     purity,
 )
-from gmtrace.grouping import choose_threshold, cluster, discriminant_projection, group
-from gmtrace.report import write_reports
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from gmtrace.cli import app
-from gmtrace.evaluate import grouping_scores
 from gmtrace.grouping import group, group_scalable
 from gmtrace.groups import group_rows
+from gmtrace.metrics import grouping_scores
 from gmtrace.scan import SCHEMA_VERSION
 from gmtrace.schema import CONTINUOUS, DISCRETE, LOSS_TYPES
 

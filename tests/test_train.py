@@ -128,7 +128,8 @@ def test_detection_sums_two_unit_spread_experts():
     """`fit_heads` fits detection as two probes, one on all head features and one on
     the image's residual spectrum alone, each scaled to unit spread over the images
     it was fitted on; the spectrum probe alone tells noisy images from smooth ones."""
-    from gmtrace.nets.model import GMTraceModel, fit_heads, infer
+    from gmtrace.heads import fit_heads
+    from gmtrace.nets.model import GMTraceModel, infer
 
     rng = np.random.default_rng(0)
     torch.manual_seed(0)

@@ -1,6 +1,71 @@
-"""gmtrace: reverse-engineer generative models from the images they make."""
+"""gmtrace: reverse-engineer generative models from the images they make.
 
-from gmtrace.introspect import Architecture, describe
+The public API (everything else is internal and may change):
 
-__all__ = ["Architecture", "describe", "__version__"]
+* `Analyzer(model_dir=None)`: the model (default: the one shipped); its
+  `analyze`, `analyze_array(s)`, `scan` (files and folders into a results file)
+  and `group` methods;
+* `read_results(path)`: the rows of a results file of `Analyzer.scan` (.jsonl,
+  .csv, .parquet), one row per file, schema `SCHEMA_VERSION` (`ROW_FIELDS`);
+* `group(rows)`: a case's generated images grouped by source GM, with each
+  group's parse (JSON-ready dict, schema `GROUPS_SCHEMA_VERSION`);
+* `report(rows, out, analyzer=None)`: one self-contained HTML report of a case;
+* `describe(module)`: the architecture hyperparameters of a PyTorch generator.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+from gmtrace.introspect import Architecture, describe  # noqa: E402
+
+
+def __getattr__(name: str):
+    """The API's heavier parts (torch, the network) load on first use."""
+    home = {
+        "Analyzer": "gmtrace.analyze",
+        "ImageResult": "gmtrace.analyze",
+        "read_results": "gmtrace.scan",
+        "ScanSummary": "gmtrace.scan",
+        "SCHEMA_VERSION": "gmtrace.scan",
+        "ROW_FIELDS": "gmtrace.scan",
+        "GROUPS_SCHEMA_VERSION": "gmtrace.groups",
+    }
+    if name in home:
+        return getattr(importlib.import_module(home[name]), name)
+    raise AttributeError(f"module 'gmtrace' has no attribute {name!r}")
+
+
+def group(rows: list[dict], generated_only: bool = True) -> dict:
+    """`gmtrace.groups.group_rows`: the images of scan rows grouped by source GM."""
+    from gmtrace.groups import group_rows
+
+    return group_rows(rows, generated_only)
+
+
+def report(
+    rows: list[dict], out: str | Path, analyzer=None, groups: dict | None = None, title: str = ""
+) -> Path:
+    """`gmtrace.html_report.write_report`: a case as one self-contained HTML file."""
+    from gmtrace.html_report import write_report
+
+    return write_report(rows, out, analyzer, groups, title)
+
+
+__all__ = [
+    "GROUPS_SCHEMA_VERSION",
+    "ROW_FIELDS",
+    "SCHEMA_VERSION",
+    "Analyzer",
+    "Architecture",
+    "ImageResult",
+    "ScanSummary",
+    "__version__",
+    "describe",
+    "group",
+    "read_results",
+    "report",
+]

@@ -251,7 +251,7 @@ def check_zoo(analyzer: Analyzer, zoo: str | Path, per_gm: int = 12, on_done=Non
     the GM-level parse (mean over its images) against the introspected truth; for
     the zoo's real crops, the share called real."""
     from gmtrace.data.dataset import GMDataset
-    from gmtrace.evaluate import binary_f1
+    from gmtrace.metrics import binary_f1
     from gmtrace.nets.parser import aggregate
     from gmtrace.schema import DISCRETE, LOSS_TYPES, encode, loss_bits
 

@@ -550,10 +550,10 @@ def evaluate(
     import sys
 
     from gmtrace.data.dataset import DatasetError, GMDataset
+    from gmtrace.eval_report import read_results, summary_table, write_reports
     from gmtrace.evaluate import EvalConfig
     from gmtrace.evaluate import curve as run_curve
     from gmtrace.evaluate import evaluate as run_eval
-    from gmtrace.report import read_results, summary_table, write_reports
     from gmtrace.train import TrainError
 
     if zoo is None and not render_only:

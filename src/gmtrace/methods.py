@@ -22,11 +22,11 @@ from rich.console import Console
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import ImageBank
 from gmtrace.grouping import discriminant_projection
+from gmtrace.heads import fit_logistic
 from gmtrace.nets.model import (
     GMTraceModel,
     Inference,
     ModelConfig,
-    fit_logistic,
     infer,
     load_model,
 )

@@ -6,6 +6,11 @@ peaks in the Fourier spectrum of its high-frequency residual. These functions
 compute that view without a trained network, for the contact sheet of `zoo show`
 and for the spectral baseline (radial profile + logistic regression).
 
+`centred_magnitude` and `log_magnitude` (torch) are the one implementation of the
+spectrum in gmtrace: these numpy views, the spectrum encoder of the network
+(`nets.model.SpectrumEncoder`) and the fingerprint's spectral losses
+(`nets.fingerprint_losses`) all go through them.
+
 Images are arrays [H, W, C] (or [H, W] for one channel). Floats are used as they
 are; integer arrays (uint8 from `gmtrace.data.images.load_rgb`) are scaled to
 [0, 1] by their dtype's maximum. Images passed together must share one size:
@@ -17,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 EPS = 1e-6  # floor of the magnitude before the log: log(EPS) ~ -13.8 where a residual is 0
@@ -65,11 +71,22 @@ def residual(img: np.ndarray) -> np.ndarray:
     return a - ndimage.uniform_filter(a, size=size, mode="reflect")
 
 
+def centred_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """|F[x]| over the last two dimensions: the 2-D DFT with orthonormal scaling, the
+    zero frequency shifted to index (H // 2, W // 2)."""
+    return torch.fft.fftshift(torch.fft.fft2(x, norm="ortho"), dim=(-2, -1)).abs()
+
+
+def log_magnitude(x: torch.Tensor, channel_dim: int = -3) -> torch.Tensor:
+    """log(EPS + mean over channels of `centred_magnitude(x)`): [..., C, H, W] ->
+    [..., H, W]."""
+    return torch.log(centred_magnitude(x).mean(channel_dim) + EPS)
+
+
 def _log_spectra(batch: np.ndarray) -> np.ndarray:
     """[N, H, W, C] float -> [N, H, W] centred log-magnitude of the residual's FFT."""
-    r = residual(batch)
-    mag = np.abs(np.fft.fft2(r, axes=(1, 2), norm="ortho")).mean(axis=3)
-    return np.fft.fftshift(np.log(mag + EPS), axes=(1, 2))
+    r = torch.from_numpy(np.ascontiguousarray(residual(batch), dtype=np.float64))
+    return log_magnitude(r.permute(0, 3, 1, 2)).numpy()
 
 
 def log_spectra(images: np.ndarray, chunk: int = 256) -> np.ndarray:

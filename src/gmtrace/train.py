@@ -34,14 +34,13 @@ from gmtrace.data.augment import Augmenter, crop, jpeg
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.images import to_float
 from gmtrace.data.loader import ImageBank, load_bank
+from gmtrace.heads import calibrate, fit_heads
 from gmtrace.nets import fingerprint_losses as FL
 from gmtrace.nets.model import (
     CALIBRATION_BUFFERS,
     POST_TRAINING,
     GMTraceModel,
     ModelConfig,
-    calibrate,
-    fit_heads,
     save_model,
 )
 from gmtrace.nets.parser import Balance

@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from gmtrace.spectrum import centred_magnitude
+
 LUMA = (0.299, 0.587, 0.114)
 WINDOW_FRACTION = 25 / 128
 
@@ -31,8 +33,7 @@ def luma(fp: torch.Tensor) -> torch.Tensor:
 
 def spectrum(fp: torch.Tensor) -> torch.Tensor:
     """S = |fftshift(DFT2(g))| with an orthonormal DFT, DC at (H//2, W//2)."""
-    x = torch.fft.fft2(luma(fp), norm="ortho")
-    return torch.fft.fftshift(x, dim=(-2, -1)).abs()
+    return centred_magnitude(luma(fp))
 
 
 def low_window(h: int, w: int, device=None, fraction: float = WINDOW_FRACTION) -> torch.Tensor:
