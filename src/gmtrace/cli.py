@@ -414,6 +414,9 @@ def serve(
     ] = None,
     max_files: Annotated[int, typer.Option(help="files per request")] = 64,
     max_file_mb: Annotated[int, typer.Option(help="megabytes per file")] = 20,
+    chunk_seconds: Annotated[
+        float, typer.Option(help="longest wait for the next piece of an upload (then 408)")
+    ] = 10.0,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
 ) -> None:
     """Serve the analyzer over HTTP: /v1/analyze, /v1/group, /v1/model, /healthz, a
@@ -426,7 +429,9 @@ def serve(
         analyzer = Analyzer(model, device=device)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
-    limits = Limits(files=max_files, file_bytes=max_file_mb * 1024 * 1024)
+    limits = Limits(
+        files=max_files, file_bytes=max_file_mb * 1024 * 1024, chunk_seconds=chunk_seconds
+    )
     console.print(f"gmtrace {analyzer.model_id_} on http://{host}:{port}/ (API docs at /docs)")
     run(analyzer, host=host, port=port, token=token, limits=limits)
 

@@ -1,0 +1,131 @@
+"""Scan throughput end to end (file to row), next to RED's FEN and a decode floor.
+
+    .venv/bin/python benchmarks/throughput.py [--sizes 64,128,256] [--images 400]
+                                              [--model MODEL_DIR] [--write]
+
+For each size: `--images` PNG files of that size (crops of the embedded
+photographs, so real image statistics) are written to a temporary folder, then
+
+* decode floor: `load_rgb` of every file on one thread (read + PNG decode + RGB);
+* scan: `Analyzer.scan` of the folder into a fresh .jsonl (find, read, sha256,
+  decode in threads, batched inference, rows written and synced), images/s;
+* RED's FEN: the forward pass of RED's fingerprint network (DnCNN-17) alone on
+  the same images at their size, batched, images/s.
+
+Prints a table, and with --write puts it in docs/benchmarks.md between markers,
+with the command and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import zoo_build  # noqa: E402  (machine())
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- throughput:begin -->", "<!-- throughput:end -->"
+
+
+def make_files(folder: Path, size: int, n: int, seed: int = 0) -> list[Path]:
+    from gmtrace.zoo.real import load_embedded
+
+    rng = np.random.default_rng(seed)
+    photos = [p.pixels for p in load_embedded() if min(p.pixels.shape[:2]) >= size]
+    out = []
+    for i in range(n):
+        a = photos[i % len(photos)]
+        y = rng.integers(0, a.shape[0] - size + 1)
+        x = rng.integers(0, a.shape[1] - size + 1)
+        p = folder / f"{i:05d}.png"
+        Image.fromarray(a[y : y + size, x : x + size]).save(p)
+        out.append(p)
+    return out
+
+
+def decode_floor(files: list[Path]) -> float:
+    from gmtrace.data.images import load_rgb
+
+    t0 = time.perf_counter()
+    for f in files:
+        load_rgb(f)
+    return len(files) / (time.perf_counter() - t0)
+
+
+def scan_rate(analyzer, folder: Path, out: Path) -> float:
+    t0 = time.perf_counter()
+    s = analyzer.scan([folder], out)
+    wall = time.perf_counter() - t0
+    assert s.analyzed == s.files, (s.analyzed, s.files)
+    return s.files / wall
+
+
+@torch.no_grad()
+def red_fen_rate(files: list[Path], batch: int = 16) -> float:
+    from gmtrace.data.images import load_rgb, to_float
+    from gmtrace.nets.model import GMTraceModel, red_config
+
+    fen = GMTraceModel(red_config()).fen.eval()
+    x = torch.from_numpy(to_float(np.stack([load_rgb(f) for f in files])))
+    t0 = time.perf_counter()
+    for i in range(0, len(x), batch):
+        fen(x[i : i + batch])
+    return len(x) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="64,128,256")
+    ap.add_argument("--images", type=int, default=400)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--write", action="store_true")
+    a = ap.parse_args()
+    from gmtrace.analyze import Analyzer
+
+    analyzer = Analyzer(a.model)
+    rows = []
+    for size in (int(s) for s in a.sizes.split(",")):
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "case"
+            folder.mkdir()
+            files = make_files(folder, size, a.images)
+            floor = decode_floor(files)
+            scan = scan_rate(analyzer, folder, Path(tmp) / "rows.jsonl")
+            red = red_fen_rate(files[: max(32, a.images // 4)])
+        rows.append((size, scan, red, floor))
+        print(f"{size} px: scan {scan:.0f}/s, RED FEN {red:.1f}/s, decode {floor:.0f}/s")
+    table = [
+        "| image size | scan, end to end (images/s) | RED's FEN forward alone (images/s) "
+        "| scan / RED | decode floor, one thread (images/s) |",
+        "|---|---|---|---|---|",
+    ]
+    table += [f"| {s} px | {sc:.0f} | {r:.1f} | {sc / r:.0f}x | {f:.0f} |" for s, sc, r, f in rows]
+    cmd = "`.venv/bin/python benchmarks/throughput.py " + " ".join(sys.argv[1:]) + "`"
+    text = "\n".join(table)
+    print(text)
+    if a.write:
+        block = (
+            f"{BEGIN}\n{cmd}, model {analyzer.model_id_}, {a.images} images per size, "
+            f"{zoo_build.machine()}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads:\n\n{text}\n{END}"
+        )
+        doc = DOC.read_text()
+        if BEGIN in doc:
+            doc = doc[: doc.index(BEGIN)] + block + doc[doc.index(END) + len(END) :]
+        else:
+            doc += "\n## Scan throughput\n\n" + block + "\n"
+        DOC.write_text(doc)
+        print(f"written to {DOC}")
+
+
+if __name__ == "__main__":
+    main()
