@@ -1,0 +1,113 @@
+"""`gmtrace scan` killed with SIGKILL at random points, then resumed.
+
+    .venv/bin/python benchmarks/scan_kill.py [--images 600] [--kills 10] [--format csv]
+                                             [--model MODEL_DIR] [--write]
+
+Writes `--images` PNG files (crops of the embedded photographs, 64 to 160 px, a
+few broken files among them), scans them once uninterrupted, then runs the same
+command again and again on a second output, each killed with SIGKILL at a random
+moment (a uniform fraction of the uninterrupted scan's time, start-up included),
+until `--kills` kills have landed; a last run finishes it. Passes when the
+finished file equals the uninterrupted one byte for byte (one row per file, none
+lost, none duplicated, same values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import zoo_build  # noqa: E402  (machine())
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- scan-kill:begin -->", "<!-- scan-kill:end -->"
+
+
+def make_case(folder: Path, n: int, seed: int = 0) -> None:
+    from gmtrace.zoo.real import load_embedded
+
+    rng = np.random.default_rng(seed)
+    photos = [p.pixels for p in load_embedded()]
+    for i in range(n):
+        a = photos[i % len(photos)]
+        size = int(rng.integers(64, 161))
+        y = rng.integers(0, a.shape[0] - size + 1)
+        x = rng.integers(0, a.shape[1] - size + 1)
+        sub = folder / f"d{i % 7}"
+        sub.mkdir(exist_ok=True)
+        if i % 50 == 49:
+            (sub / f"{i:05d}.png").write_bytes(b"not a png")
+        else:
+            Image.fromarray(a[y : y + size, x : x + size]).save(sub / f"{i:05d}.png")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--images", type=int, default=600)
+    ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--format", default="csv", choices=["jsonl", "csv", "parquet"])
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--write", action="store_true")
+    a = ap.parse_args()
+    rng = np.random.default_rng(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        case = Path(tmp) / "case"
+        case.mkdir()
+        make_case(case, a.images)
+        cmd = [sys.executable, "-m", "gmtrace.cli", "scan", str(case)]
+        cmd += ["--model", a.model] if a.model else []
+        full, out = Path(tmp) / f"full.{a.format}", Path(tmp) / f"killed.{a.format}"
+        t0 = time.perf_counter()
+        subprocess.run([*cmd, "--out", str(full)], check=True, capture_output=True)
+        once = time.perf_counter() - t0
+        kills, runs, t0 = 0, 0, time.perf_counter()
+        while kills < a.kills:  # each run killed at a random moment of a whole scan's time
+            runs += 1
+            proc = subprocess.Popen(
+                [*cmd, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            try:
+                proc.wait(timeout=rng.uniform(0.1, 1.0) * once)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                kills += 1
+            if runs > 4 * a.kills:
+                break
+        subprocess.run([*cmd, "--out", str(out)], check=True, capture_output=True)
+        resumed = time.perf_counter() - t0
+        same = out.read_bytes() == full.read_bytes()
+    text = (
+        f"{a.images} files ({a.images // 50} broken), {a.format}: {kills} SIGKILLs over "
+        f"{runs} runs, then one more run; finished file identical to the uninterrupted one: "
+        f"{'yes' if same else 'NO'} (uninterrupted {once:.0f} s; killed and resumed "
+        f"{resumed:.0f} s in all, start-up of each run included)"
+    )
+    print(text)
+    if a.write:
+        block = (
+            f"{BEGIN}\n`.venv/bin/python benchmarks/scan_kill.py {' '.join(sys.argv[1:])}`, "
+            f"{zoo_build.machine()}:\n\n{text}\n{END}"
+        )
+        doc = DOC.read_text()
+        if BEGIN in doc:
+            doc = doc[: doc.index(BEGIN)] + block + doc[doc.index(END) + len(END) :]
+        else:
+            doc += "\n## Scan killed and resumed\n\n" + block + "\n"
+        DOC.write_text(doc)
+    if not same or kills < a.kills:
+        raise SystemExit("FAILED: " + text)
+
+
+if __name__ == "__main__":
+    main()
