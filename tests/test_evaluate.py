@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gmtrace.data.dataset import GMDataset
-from gmtrace.eval_report import write_reports
+from gmtrace.eval_report import model_card, write_reports
 from gmtrace.evaluate import EvalConfig, evaluate, leakage
 from gmtrace.grouping import choose_threshold, cluster, discriminant_projection, group
 from gmtrace.metrics import (
@@ -211,6 +211,11 @@ def test_evaluate_tiny_zoo_end_to_end(zoo: GMDataset, tmp_path: Path):
     assert "whole families held out" in text and "JPEG q75" in text
     assert "](img/results/fig_roc.png)" in text  # figures copied beside the report
     assert (report.parent / "img" / "results" / "fig_roc.png").is_file()
+    card = model_card(saved)  # what a shipped model's card.json holds
+    assert card["figures"]["detection AUC, clean"] == pytest.approx(
+        saved["methods"]["gmtrace"]["detection"]["auc"]["mean"], abs=1e-3
+    )
+    assert card["protocol"] and all(isinstance(x, str) for x in card["limits"])
     # every GM is unseen in exactly one fold
     assert sorted(sum(saved["folds"], [])) == sorted(zoo.names)
     # the reports can be rewritten from results.json alone

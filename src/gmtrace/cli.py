@@ -549,6 +549,10 @@ def evaluate(
     render_only: Annotated[
         bool, typer.Option("--render-only", help="only rewrite the reports from OUT/results.json")
     ] = False,
+    card: Annotated[
+        Path | None,
+        typer.Option(help="write the run's figures as DIR/card.json, the model card of DIR"),
+    ] = None,
 ) -> None:
     """Cross-validate on unseen GMs: parsing, detection, attribution, grouping, leakage,
     with RED's architecture and the spectral baseline in the same run."""
@@ -604,6 +608,13 @@ def evaluate(
         _fail(str(e))
     console.print(summary_table(results))
     console.print(f"report: {out / 'report.md'}" + (f" and {report}" if report else ""))
+    if card is not None:
+        from gmtrace.eval_report import model_card
+
+        if not (card / "config.json").is_file():
+            _fail(f"{card}: not a model folder (no config.json)")
+        (card / "card.json").write_text(json.dumps(model_card(results), indent=1) + "\n")
+        console.print(f"model card: {card / 'card.json'}")
 
 
 def _curve_json(where: str | None) -> dict | None:

@@ -565,3 +565,28 @@ def summary_table(results: dict) -> Table:
             _f(v["ari"]),
         )
     return t
+
+
+def model_card(results: dict, method: str = "gmtrace", limits: list[str] | None = None) -> dict:
+    """A model card for `gmtrace report` and `GET /v1/model` (card.json in a model
+    folder): the headline figures of an evaluation run of `method` (the recipe the
+    shipped model was trained with, measured on GMs and photographs held out), the
+    protocol in words, the command, and the known limits (the measured misses and
+    where the detections fail)."""
+    v = target_values(results, method)
+    figures = {label: (None if v[k] is None else round(float(v[k]), 3)) for label, k in HEADLINE}
+    met = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b}
+    misses = [
+        f"missed: {label}: {_f(v[key])}"
+        for label, key, op, goal in TARGETS
+        if v.get(key) is not None and not met[op](v[key], goal)
+    ]
+    errs = results["methods"][method].get("detection_errors", {})
+    worst = sorted(errs.get("unseen_called_real", {}).items(), key=lambda kv: -kv[1])[:3]
+    notes = [f"images of {gm} called real: {share:.0%}" for gm, share in worst if share > 0.2]
+    return {
+        "protocol": split_text(results),
+        "command": results.get("command", ""),
+        "figures": figures,
+        "limits": misses + notes + list(limits or []),
+    }
