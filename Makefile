@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup photos demo test lint format bench-zoo clean
+.PHONY: setup photos browser demo test lint format bench-zoo clean
 
 setup: $(STAMP) photos
 
@@ -36,7 +36,11 @@ demo: setup
 		--out demo_zoo/report.html --title "demo zoo"
 	@echo "report: $(CURDIR)/demo_zoo/report.html"
 
-test: setup
+# Debian's Chromium and chromedriver, for the browser test of the web page
+browser:
+	bash scripts/install_browser.sh
+
+test: setup browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 

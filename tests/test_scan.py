@@ -168,3 +168,27 @@ def test_find_images_sorted_unique_and_walks_no_symlinked_folder(tmp_path: Path)
         "b/2.png",
     ]
     assert list(problems) == [str(tmp_path / "missing")]
+
+
+def test_ray_engine_matches_the_local_engine(analyzer, case: Path, tmp_path: Path):
+    """The same scan as Ray Data on a local 2-CPU cluster: the same rows in the same
+    order (floats equal to 1e-6: the workers run the network on one thread each)."""
+    pytest.importorskip("ray.data")
+    local = read_results(_scan_to(analyzer, [case], tmp_path, "local.jsonl"))
+    out = tmp_path / "ray.jsonl"
+    s = scan(analyzer, [case], out, workers=2, engine="ray")
+    assert s.analyzed + s.failed == len(local)
+    rays = read_results(out)
+    assert [r["path"] for r in rays] == [r["path"] for r in local]
+    for a, b in zip(local, rays, strict=True):
+        for k in ROW_FIELDS:
+            if k in ("p_generated", "open_set_score", "embedding", "continuous_spread"):
+                assert np.allclose(
+                    np.array(list(a[k].values()) if isinstance(a[k], dict) else a[k], dtype=float),
+                    np.array(list(b[k].values()) if isinstance(b[k], dict) else b[k], dtype=float),
+                    atol=1e-6,
+                ), (k, a["path"])
+            elif k not in ("hyperparameters", "loss_probabilities", "top_gms"):
+                assert a[k] == b[k], (k, a["path"])
+        assert a["top_gms"][0]["name"] == b["top_gms"][0]["name"]
+        assert a["hyperparameters"].keys() == b["hyperparameters"].keys()

@@ -258,7 +258,13 @@ def scan(
     model: Annotated[
         Path | None, typer.Option(help="model folder (default: the model shipped with gmtrace)")
     ] = None,
-    workers: Annotated[int, typer.Option(help="decoding threads beside the network")] = 2,
+    workers: Annotated[
+        int, typer.Option(help="decoding threads beside the network (ray: workers)")
+    ] = 2,
+    engine: Annotated[str, typer.Option(help="local, or ray (Ray Data)")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="an existing Ray cluster (default: start a local one)")
+    ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
 ) -> None:
     """Scan images into one results file, one row per file (killed, rerun the same
@@ -285,7 +291,15 @@ def scan(
             bars.update(task, completed=done, total=total, status=f"{rate:.0f} images/s")
 
         try:
-            s = run_scan(analyzer, paths, out, workers=workers, on_progress=tick)
+            s = run_scan(
+                analyzer,
+                paths,
+                out,
+                workers=workers,
+                on_progress=tick,
+                engine=engine,
+                ray_address=ray_address,
+            )
         except ScanError as e:
             _fail(str(e))
     t = Table(title=f"gmtrace scan: {out}")

@@ -371,15 +371,121 @@ def _batches(files: list[str], todo: set[str]) -> Iterator[list[str]]:
             yield block
 
 
+def _block_rows(analyzer, loaded: list, todo: set[str], model: dict) -> list[dict]:
+    """The rows of one batch's files that are still to do (`loaded`: `_load` of
+    every file of the batch, so the network always sees the whole batch)."""
+    ok = [x for x in loaded if x[1] is not None]
+    results = analyzer.analyze_arrays([x[1] for x in ok], [x[0] for x in ok])
+    by_path = {x[0]: r for x, r in zip(ok, results, strict=True)}
+    rows = []
+    for path, _img, err, sha, nbytes in loaded:
+        if path not in todo:
+            continue  # its row is already in the output
+        if err is not None:
+            rows.append(error_row(path, err, model, sha, nbytes))
+        else:
+            rows.append(result_row(by_path[path], path, sha, nbytes, model))
+    return rows
+
+
+def _tally(summary: ScanSummary, rows: list[dict]) -> None:
+    for r in rows:
+        if not r["ok"]:
+            summary.failed += 1
+            _note(summary, r["error"])
+            continue
+        summary.analyzed += 1
+        summary.generated += r["verdict"] == "generated"
+        summary.unknown_gm += bool(r["unknown_gm"] and r["verdict"] == "generated")
+
+
+def _local_batches(analyzer, blocks, todo, model, workers: int) -> Iterator[list[dict]]:
+    """Each batch's new rows, in order; the next batch decodes in threads while
+    this one runs through the network."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending = [pool.submit(_load, f) for f in blocks[0]] if blocks else []
+        for b in range(len(blocks)):
+            loaded = [f.result() for f in pending]
+            nxt = blocks[b + 1] if b + 1 < len(blocks) else []
+            pending = [pool.submit(_load, f) for f in nxt]
+            yield _block_rows(analyzer, loaded, todo, model)
+
+
+class _RayBlockScanner:
+    """A Ray Data actor: its own Analyzer, the rows of one batch per call."""
+
+    def __init__(self, model_dir: str, device: str | None):
+        from gmtrace.analyze import Analyzer
+
+        self.analyzer = Analyzer(model_dir, device=device)
+
+    def __call__(self, batch: dict) -> dict:
+        out = []
+        for files, todo in zip(batch["files"], batch["todo"], strict=True):
+            loaded = [_load(f) for f in files]
+            rows = _block_rows(self.analyzer, loaded, set(todo), model_fields(self.analyzer))
+            out.append(json.dumps(rows))
+        return {"i": batch["i"], "rows": out}
+
+
+def _ray_batches(analyzer, blocks, todo, workers: int, address: str | None) -> Iterator[list[dict]]:
+    """The same batches as Ray Data: one actor per worker, each loading the model
+    once; rows come back in batch order (Ray Data's `preserve_order`). The files
+    must be readable at the same paths on every node (a shared filesystem)."""
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise ScanError("--engine ray needs Ray Data: pip install 'gmtrace[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        kwargs = {"address": address} if address else {"num_cpus": workers}
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", **kwargs)
+        started = True
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True
+        ctx.enable_progress_bars = False
+        items = [
+            {"i": b, "files": list(block), "todo": [f for f in block if f in todo]}
+            for b, block in enumerate(blocks)
+        ]
+        if not items:
+            return
+        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 200))
+        rows = ds.map_batches(
+            _RayBlockScanner,
+            fn_constructor_args=(str(analyzer.model_dir_), analyzer.device),
+            batch_size=1,
+            concurrency=max(1, workers),
+            num_cpus=1,
+            batch_format="numpy",
+        )
+        for item in rows.iter_rows():
+            yield json.loads(item["rows"])
+    finally:
+        if started:
+            ray.shutdown()
+
+
+ENGINES = ("local", "ray")
+
+
 def scan(
     analyzer,
     paths: Iterable[str | Path],
     out: str | Path,
     workers: int = 2,
     on_progress: Callable[[int, int], None] | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> ScanSummary:
     """Scan `paths` into `out` (resuming it if it exists); see the module doc.
-    `on_progress(done, total)` is called after each batch."""
+    `on_progress(done, total)` is called after each batch. `engine="ray"` runs the
+    batches as Ray Data on a local cluster of `workers` CPUs, or on the cluster at
+    `ray_address`; the output is the same."""
+    if engine not in ENGINES:
+        raise ScanError(f"unknown engine {engine!r}; use local or ray")
     t0 = time.perf_counter()
     sink = output_for(out)
     model = model_fields(analyzer)
@@ -396,39 +502,21 @@ def scan(
     new_problems = [error_row(p, msg, model) for p, msg in problems.items() if p not in done]
     if new_problems:
         sink.append(new_problems)
-        summary.failed += len(new_problems)
-        for r in new_problems:
-            _note(summary, r["error"])
+        _tally(summary, new_problems)
     todo = {f for f in files if display_path(f) not in done}
-    total, finished = len(todo), 0
     blocks = list(_batches(files, todo))
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        pending = [pool.submit(_load, f) for f in blocks[0]] if blocks else []
-        for b in range(len(blocks)):
-            loaded = [f.result() for f in pending]
-            # decode the next batch while this one runs through the network
-            pending = [pool.submit(_load, f) for f in blocks[b + 1]] if b + 1 < len(blocks) else []
-            ok = [x for x in loaded if x[1] is not None]
-            results = analyzer.analyze_arrays([x[1] for x in ok], [x[0] for x in ok])
-            by_path = {x[0]: r for x, r in zip(ok, results, strict=True)}
-            new = []
-            for path, _img, err, sha, nbytes in loaded:
-                if path not in todo:
-                    continue  # its row is already in the output
-                if err is not None:
-                    new.append(error_row(path, err, model, sha, nbytes))
-                    summary.failed += 1
-                    _note(summary, err)
-                    continue
-                r = by_path[path]
-                new.append(result_row(r, path, sha, nbytes, model))
-                summary.analyzed += 1
-                summary.generated += r.verdict == "generated"
-                summary.unknown_gm += bool(r.unknown_gm and r.verdict == "generated")
-            sink.append(new)
-            finished += len(new)
-            if on_progress is not None:
-                on_progress(finished, total)
+    batches = (
+        _ray_batches(analyzer, blocks, todo, workers, ray_address)
+        if engine == "ray"
+        else _local_batches(analyzer, blocks, todo, model, workers)
+    )
+    total, finished = len(todo), 0
+    for new in batches:
+        sink.append(new)
+        _tally(summary, new)
+        finished += len(new)
+        if on_progress is not None:
+            on_progress(finished, total)
     sink.finish()
     summary.seconds = time.perf_counter() - t0
     return summary

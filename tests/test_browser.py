@@ -1,0 +1,91 @@
+"""The web page of `gmtrace serve`, driven in Debian's Chromium (headless, through
+Selenium): drop an image, read the verdict, save a screenshot."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+DROP = """
+const [b64, name] = arguments;
+const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+const dt = new DataTransfer();
+dt.items.add(new File([bytes], name, {type: 'image/png'}));
+const drop = new DragEvent('drop', {dataTransfer: dt, bubbles: true});
+document.getElementById('drop').dispatchEvent(drop);
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(small_model_dir: Path):
+    port = _free_port()
+    cmd = [sys.executable, "-m", "gmtrace.cli", "serve", "--port", str(port)]
+    proc = subprocess.Popen([*cmd, "--model", str(small_model_dir)], stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("gmtrace serve did not start: " + proc.stderr.read().decode()[-500:])
+    yield base
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_drop_an_image_and_read_the_verdict(server: str, tiny_zoo_dir: Path, tmp_path: Path):
+    chromium, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver_bin):
+        pytest.skip("Chromium is not installed (make test runs scripts/install_browser.sh)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    image = next((tiny_zoo_dir / "fake").rglob("*.png"))
+    api = httpx.post(server + "/v1/analyze", files=[("files", ("x.png", image.read_bytes()))])
+    want = api.json()["results"][0]
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        opts.add_argument(a)
+    opts.add_argument("--window-size=1200,900")
+    driver = webdriver.Chrome(service=Service(driver_bin), options=opts)
+    try:
+        driver.get(server + "/")
+        assert "gmtrace" in driver.title
+        driver.execute_script(DROP, base64.b64encode(image.read_bytes()).decode(), "dropped.png")
+        wait = WebDriverWait(driver, 60)
+        card = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".card"))[0]
+        verdict = card.find_element(By.CSS_SELECTOR, ".verdict").text
+        assert verdict == f"{want['verdict']} (p = {want['p_generated']:.3f})"
+        assert card.find_elements(By.CSS_SELECTOR, "img[alt=fingerprint]")
+        assert "dropped.png" in card.text and "n_params" in card.text
+        # the file picker gives the same answer path, and a broken file its error
+        bad = tmp_path / "broken.png"
+        bad.write_bytes(b"<html>not an image</html>")
+        driver.find_element(By.ID, "pick").send_keys(str(bad))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 2)
+        err = driver.find_elements(By.CSS_SELECTOR, ".card.error")[0].text
+        assert "broken.png" in err and "not an image" in err
+        shot = tmp_path / "page.png"
+        assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    finally:
+        driver.quit()
