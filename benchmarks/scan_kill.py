@@ -5,9 +5,10 @@
 
 Writes `--images` PNG files (crops of the embedded photographs, 64 to 160 px, a
 few broken files among them), scans them once uninterrupted, then runs the same
-command again and again on a second output, each killed with SIGKILL at a random
-moment (a uniform fraction of the uninterrupted scan's time, start-up included),
-until `--kills` kills have landed; a last run finishes it. Passes when the
+command again and again on a second output, the k-th killed with SIGKILL once the
+output has grown past a random size between (k - 0.9) / K and (k - 0.1) / K of
+its final size (K = `--kills`), often in the middle of a write; a last run
+finishes it. Passes when the
 finished file equals the uninterrupted one byte for byte (one row per file, none
 lost, none duplicated, same values).
 """
@@ -70,18 +71,26 @@ def main() -> None:
         t0 = time.perf_counter()
         subprocess.run([*cmd, "--out", str(full)], check=True, capture_output=True)
         once = time.perf_counter() - t0
+        # what grows while a scan runs, and how large it ends: the output itself, or
+        # for parquet its journal (as large as a .jsonl of the same scan)
+        grows, size = out, full.stat().st_size
+        if a.format == "parquet":
+            ref = Path(tmp) / "ref.jsonl"
+            subprocess.run([*cmd, "--out", str(ref)], check=True, capture_output=True)
+            grows, size = out.with_name(out.name + ".partial.jsonl"), ref.stat().st_size
         kills, runs, t0 = 0, 0, time.perf_counter()
-        while kills < a.kills:  # each run killed at a random moment of a whole scan's time
+        while kills < a.kills:  # run k is killed once the output passes a random size
             runs += 1
+            cut = (kills + rng.uniform(0.1, 0.9)) / a.kills * size
             proc = subprocess.Popen(
                 [*cmd, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
-            try:
-                proc.wait(timeout=rng.uniform(0.1, 1.0) * once)
-            except subprocess.TimeoutExpired:
+            while proc.poll() is None and (not grows.exists() or grows.stat().st_size < cut):
+                time.sleep(0.001)
+            if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
-                proc.wait()
                 kills += 1
+            proc.wait()
             if runs > 4 * a.kills:
                 break
         subprocess.run([*cmd, "--out", str(out)], check=True, capture_output=True)
