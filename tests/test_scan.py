@@ -192,3 +192,14 @@ def test_ray_engine_matches_the_local_engine(analyzer, case: Path, tmp_path: Pat
                 assert a[k] == b[k], (k, a["path"])
         assert a["top_gms"][0]["name"] == b["top_gms"][0]["name"]
         assert a["hyperparameters"].keys() == b["hyperparameters"].keys()
+
+
+def test_a_line_break_in_a_file_name_stays_on_one_line(analyzer, corpus, tmp_path: Path):
+    d = tmp_path / "odd"
+    d.mkdir()
+    shutil.copy(corpus[0] / "good.png", d / "two\nlines.png")
+    for ext in ("csv", "jsonl"):
+        out = _scan_to(analyzer, [d], tmp_path, f"nl.{ext}")
+        assert len(out.read_text().splitlines()) == (2 if ext == "csv" else 1)
+        (row,) = read_results(out)
+        assert row["ok"] and row["path"].endswith("two\\nlines.png")

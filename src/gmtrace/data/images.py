@@ -54,9 +54,11 @@ def load_rgb(path: str | Path, min_side: int = MIN_SIDE) -> np.ndarray:
 
 
 def display_path(path: str | Path) -> str:
-    """A path as printable text: bytes of a file name that are not UTF-8 (kept by
-    Python as lone surrogates) are shown as \\xNN escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    """A path as printable text on one line: bytes of a file name that are not UTF-8
+    (kept by Python as lone surrogates) are shown as \\xNN escapes, and line breaks
+    in a name as \\n and \\r (a row, an error message and a CSV line stay one line)."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return text.replace("\n", "\\n").replace("\r", "\\r")
 
 
 def read_bytes(path: str | Path, limit: int | None = None) -> bytes:
