@@ -21,8 +21,10 @@ that cannot be decoded is a row with `ok: false` and its error, like in a scan,
 and the other files are answered. With `--token T`, `/v1/*` wants the header
 `Authorization: Bearer T` (401 otherwise).
 
-One analysis runs at a time (a lock around the network); requests wait their
-turn, so memory stays bounded whatever the number of clients.
+At most `Limits.concurrent` uploads are read and analyzed at once (the others
+wait with their bodies unread), and one analysis runs at a time (a lock around
+the network), so memory stays bounded whatever the number of clients; latency
+grows instead.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ class Limits:
     file_bytes: int = 20 * 1024 * 1024
     files: int = 64
     pixels: int = 40_000_000
-    body_seconds: float = 30.0  # to receive a whole request body
+    body_seconds: float = 30.0  # to receive a whole request body, from its first piece
     chunk_seconds: float = 10.0  # between two pieces of it
+    concurrent: int = 4  # uploads read and analyzed at once; the others wait unread
 
 
 class _Refused(Exception):
@@ -80,12 +83,14 @@ class BodyLimit:
         except _Refused as e:
             return await _send_error(send, e.status, e.message)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.limits.body_seconds
+        deadline = None  # set when the application starts reading the body
         seen = 0
         started = False
 
         async def limited_receive():
-            nonlocal seen
+            nonlocal seen, deadline
+            if deadline is None:
+                deadline = loop.time() + self.limits.body_seconds
             left = deadline - loop.time()
             try:
                 msg = await asyncio.wait_for(
@@ -132,6 +137,7 @@ def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
     from gmtrace.groups import group_rows
 
     lock = threading.Lock()
+    busy = asyncio.Semaphore(limits.concurrent)  # bounds the upload bytes held in memory
     app = FastAPI(
         title="gmtrace",
         version=str(analyzer.meta_.get("gmtrace", "?")),
@@ -231,10 +237,11 @@ def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
     async def analyze_endpoint(request: Request, views: bool = False):
         if not authorized(request):
             return refuse(401, "missing or wrong token (Authorization: Bearer T)")
-        files = await read_uploads(request)
-        if isinstance(files, JSONResponse):
-            return files
-        rows = await asyncio.to_thread(analyze, files, views)
+        async with busy:
+            files = await read_uploads(request)
+            if isinstance(files, JSONResponse):
+                return files
+            rows = await asyncio.to_thread(analyze, files, views)
         return {"schema_version": SCHEMA_VERSION, "model_id": analyzer.model_id_, "results": rows}
 
     @app.post(
@@ -259,10 +266,11 @@ def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
                 msg = str(e) if isinstance(e, ValueError) and str(e).startswith("row") else ""
                 return refuse(400, msg or 'send {"rows": [scan rows]} or a multipart upload')
         else:
-            files = await read_uploads(request)
-            if isinstance(files, JSONResponse):
-                return files
-            rows = await asyncio.to_thread(analyze, files, False)
+            async with busy:
+                files = await read_uploads(request)
+                if isinstance(files, JSONResponse):
+                    return files
+                rows = await asyncio.to_thread(analyze, files, False)
         groups = await asyncio.to_thread(group_rows, rows, not all_images)
         return groups | {"results": rows}
 
