@@ -237,6 +237,8 @@ def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
     async def analyze_endpoint(request: Request, views: bool = False):
         if not authorized(request):
             return refuse(401, "missing or wrong token (Authorization: Bearer T)")
+        if not _multipart(request):  # refused before queueing behind the analyses
+            return refuse(415, "send the images as multipart/form-data (field 'files')")
         async with busy:
             files = await read_uploads(request)
             if isinstance(files, JSONResponse):
@@ -265,6 +267,8 @@ def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
             except (ValueError, KeyError, TypeError) as e:
                 msg = str(e) if isinstance(e, ValueError) and str(e).startswith("row") else ""
                 return refuse(400, msg or 'send {"rows": [scan rows]} or a multipart upload')
+        elif not _multipart(request):
+            return refuse(415, "send the images as multipart/form-data (field 'files')")
         else:
             async with busy:
                 files = await read_uploads(request)
@@ -281,6 +285,10 @@ def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
         return PAGE.replace("__TOKEN_NEEDED__", "true" if token else "false")
 
     return app
+
+
+def _multipart(request) -> bool:
+    return request.headers.get("content-type", "").startswith("multipart/form-data")
 
 
 def _check_row(r: dict) -> None:
