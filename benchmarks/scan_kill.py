@@ -29,10 +29,6 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import zoo_build  # noqa: E402  (machine())
 
-ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- scan-kill:begin -->", "<!-- scan-kill:end -->"
-
 
 def make_case(folder: Path, n: int, seed: int = 0) -> None:
     from gmtrace.zoo.real import load_embedded
@@ -105,15 +101,11 @@ def main() -> None:
     print(text)
     if a.write:
         block = (
-            f"{BEGIN}\n`.venv/bin/python benchmarks/scan_kill.py {' '.join(sys.argv[1:])}`, "
-            f"{zoo_build.machine()}:\n\n{text}\n{END}"
+            f"## Scan killed and resumed\n\n"
+            f"`.venv/bin/python benchmarks/scan_kill.py {' '.join(sys.argv[1:])}`, "
+            f"{zoo_build.machine()}:\n\n{text}"
         )
-        doc = DOC.read_text()
-        if BEGIN in doc:
-            doc = doc[: doc.index(BEGIN)] + block + doc[doc.index(END) + len(END) :]
-        else:
-            doc += "\n## Scan killed and resumed\n\n" + block + "\n"
-        DOC.write_text(doc)
+        zoo_build.write_section("scan-kill", block)
     if not same or kills < a.kills:
         raise SystemExit("FAILED: " + text)
 

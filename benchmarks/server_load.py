@@ -31,9 +31,6 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import zoo_build  # noqa: E402  (machine())
 
-ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- server-load:begin -->", "<!-- server-load:end -->"
 MAX_FILES, MAX_MB = 8, 2
 
 
@@ -192,15 +189,11 @@ def main() -> None:
     print(text)
     if a.write:
         block = (
-            f"{BEGIN}\n`.venv/bin/python benchmarks/server_load.py {' '.join(sys.argv[1:])}`, "
-            f"{zoo_build.machine()}:\n\n{text}\n{END}"
+            f"## Server under load\n\n"
+            f"`.venv/bin/python benchmarks/server_load.py {' '.join(sys.argv[1:])}`, "
+            f"{zoo_build.machine()}:\n\n{text}"
         )
-        doc = DOC.read_text()
-        if BEGIN in doc:
-            doc = doc[: doc.index(BEGIN)] + block + doc[doc.index(END) + len(END) :]
-        else:
-            doc += "\n## Server under load\n\n" + block + "\n"
-        DOC.write_text(doc)
+        zoo_build.write_section("server-load", block)
     if bad:
         raise SystemExit(f"{bad} responses were 5xx or broken")
 

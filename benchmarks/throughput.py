@@ -31,10 +31,6 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import zoo_build  # noqa: E402  (machine())
 
-ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- throughput:begin -->", "<!-- throughput:end -->"
-
 
 def make_files(folder: Path, size: int, n: int, seed: int = 0) -> list[Path]:
     from gmtrace.zoo.real import load_embedded
@@ -114,17 +110,12 @@ def main() -> None:
     print(text)
     if a.write:
         block = (
-            f"{BEGIN}\n{cmd}, model {analyzer.model_id_}, {a.images} images per size, "
+            f"## Scan throughput\n\n{cmd}, model {analyzer.model_id_}, {a.images} images per size, "
             f"{zoo_build.machine()}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads:\n\n{text}\n{END}"
+            f"{torch.get_num_threads()} threads:\n\n{text}"
         )
-        doc = DOC.read_text()
-        if BEGIN in doc:
-            doc = doc[: doc.index(BEGIN)] + block + doc[doc.index(END) + len(END) :]
-        else:
-            doc += "\n## Scan throughput\n\n" + block + "\n"
-        DOC.write_text(doc)
-        print(f"written to {DOC}")
+        zoo_build.write_section("throughput", block)
+        print(f"written to {zoo_build.DOC}")
 
 
 if __name__ == "__main__":

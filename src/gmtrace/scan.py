@@ -177,6 +177,27 @@ def model_fields(analyzer) -> dict:
 # --------------------------------------------------------------------------- output
 
 
+def _complete_lines(path: Path) -> bytes:
+    """A results file up to its last line break (b"" when it does not exist); a torn
+    last line, from a kill in the middle of a write, is cut off the file itself."""
+    if not path.exists():
+        return b""
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(end)
+    return data[:end]
+
+
+def _append_synced(path: Path, text: str, encoding: str) -> None:
+    """Append `text` and have it on disk before returning (flush + fsync)."""
+    with open(path, "a", encoding=encoding) as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 class JsonlOut:
     """Rows as JSON lines, appended and flushed to disk batch by batch."""
 
@@ -185,15 +206,8 @@ class JsonlOut:
 
     def existing(self) -> list[dict]:
         """The rows already written; a torn last line is cut off the file."""
-        if not self.path.exists():
-            return []
-        data = self.path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):
-            with open(self.path, "r+b") as f:
-                f.truncate(end)
         rows = []
-        for i, line in enumerate(data[:end].splitlines(), 1):
+        for i, line in enumerate(_complete_lines(self.path).splitlines(), 1):
             try:
                 rows.append(json.loads(line))
             except ValueError:
@@ -203,11 +217,7 @@ class JsonlOut:
         return rows
 
     def append(self, rows: list[dict]) -> None:
-        text = "".join(json.dumps(r) + "\n" for r in rows)
-        with open(self.path, "a", encoding="ascii") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        _append_synced(self.path, "".join(json.dumps(r) + "\n" for r in rows), "ascii")
 
     def finish(self) -> None:
         pass
@@ -226,14 +236,9 @@ class CsvOut(JsonlOut):
     """Rows as CSV (a header, then one line per row; no cell holds a line break)."""
 
     def existing(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        data = self.path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):
-            with open(self.path, "r+b") as f:
-                f.truncate(end)
-        reader = csv.DictReader(io.StringIO(data[:end].decode("utf-8")))
+        data = _complete_lines(self.path)
+        end = len(data)
+        reader = csv.DictReader(io.StringIO(data.decode("utf-8")))
         if end and reader.fieldnames is not None and tuple(reader.fieldnames) != ROW_FIELDS:
             raise ScanError(f"{self.path}: not a gmtrace scan CSV (other columns)")
         rows = [_unflat({k: _cell(k, v) for k, v in r.items()}) for r in reader]
@@ -248,10 +253,7 @@ class CsvOut(JsonlOut):
             w.writeheader()
         for r in rows:
             w.writerow(_flat(r))
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
+        _append_synced(self.path, buf.getvalue(), "utf-8")
 
 
 class ParquetOut(JsonlOut):
