@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import zoo_build  # noqa: E402  (machine())
+from gmtrace.server import serve_in_child  # noqa: E402
 
 MAX_FILES, MAX_MB = 8, 2
 
@@ -39,12 +39,6 @@ def _png(seed: int, size: int = 96) -> bytes:
     buf = io.BytesIO()
     Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -127,25 +121,10 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args()
-    port = _free_port()
-    cmd = [sys.executable, "-m", "gmtrace.cli", "serve", "--port", str(port)]
-    cmd += ["--max-files", str(MAX_FILES), "--max-file-mb", str(MAX_MB)]
-    cmd += ["--chunk-seconds", "1"]
+    args = ["--max-files", str(MAX_FILES), "--max-file-mb", str(MAX_MB), "--chunk-seconds", "1"]
     if a.model:
-        cmd += ["--model", a.model]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        import httpx
-
-        for _ in range(600):
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise SystemExit("the server did not start")
+        args += ["--model", a.model]
+    with serve_in_child(args, stderr=subprocess.DEVNULL) as (base, server):
         results: list = []
         t0 = time.perf_counter()
 
@@ -157,9 +136,6 @@ def main() -> None:
         asyncio.run(run())
         wall = time.perf_counter() - t0
         peak = _peak_rss_mb(server.pid)
-    finally:
-        server.terminate()
-        server.wait(10)
     by_kind = defaultdict(list)
     for kind, status, sec in results:
         by_kind[kind].append((status, sec))

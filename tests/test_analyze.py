@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from gmtrace.analyze import Analyzer, check_zoo, crop_grid
+from gmtrace.analyze import Analyzer, check_zoo, crop_count, crop_grid
 from gmtrace.cli import app
 from gmtrace.schema import ARCH_NAMES, LOSS_TYPES
 
@@ -116,6 +116,10 @@ def test_crop_grid_pads_small_and_spreads_large():
     c, padded = crop_grid(big, 32, 9)
     assert c.shape == (6, 32, 32, 3) and not padded  # 3 rows x 2 columns fit
     assert (c[0] == big[:32, :32]).all() and (c[-1] == big[-32:, -32:]).all()
+    c, _ = crop_grid(big, 32, 1)  # one crop: the centre, not a corner
+    assert c.shape == (1, 32, 32, 3) and (c[0] == big[34:66, 19:51]).all()
+    for w, h, n in [(70, 100, 9), (70, 100, 1), (70, 100, 4), (20, 30, 9), (640, 480, 9)]:
+        assert crop_count(w, h, 32, n) == len(crop_grid(np.zeros((h, w, 3), np.uint8), 32, n)[0])
 
 
 def test_cli_analyze_table_json_and_views(model_dir: Path, files: dict[str, Path], tmp_path: Path):

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import base64
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -24,30 +20,13 @@ document.getElementById('drop').dispatchEvent(drop);
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(small_model_dir: Path):
-    port = _free_port()
-    cmd = [sys.executable, "-m", "gmtrace.cli", "serve", "--port", str(port)]
-    proc = subprocess.Popen([*cmd, "--model", str(small_model_dir)], stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("gmtrace serve did not start: " + proc.stderr.read().decode()[-500:])
-    yield base
-    proc.terminate()
-    proc.wait(10)
+    from gmtrace.server import serve_in_child
+
+    # the child's stderr is the test's: pytest shows it if the server fails
+    with serve_in_child(["--model", str(small_model_dir)]) as (base, _):
+        yield base
 
 
 def test_drop_an_image_and_read_the_verdict(server: str, tiny_zoo_dir: Path, tmp_path: Path):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gmtrace.nets import fingerprint_losses as FL
-from gmtrace.nets.fen import DnCNN, FENConfig, red
+from gmtrace.nets.fen import DnCNN, FENConfig, fold_batch_norm, red
 
 
 def test_red_fen_matches_reds_size():
@@ -82,3 +82,25 @@ def test_supcon():
     mixed = FL.supcon_loss(z, torch.tensor([0, 1, 0, 1]), tau)
     assert mixed > FL.supcon_loss(z, labels, tau)
     assert FL.supcon_loss(z, torch.arange(4), tau).item() == 0.0  # no positives
+
+
+def test_folding_batch_norm_keeps_the_function():
+    import copy
+
+    torch.manual_seed(0)
+    fen = DnCNN(FENConfig(depth=5, width=8, batch_norm=True, highpass=True))
+    for m in fen.modules():  # a trained-looking BN: stats and affine far from identity
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.2, 3)
+            m.weight.data.uniform_(0.5, 2)
+            m.bias.data.uniform_(-1, 1)
+    torch.nn.init.normal_(fen.body[-1].weight, std=0.1)
+    x = torch.rand(4, 3, 20, 20)
+    folded = fold_batch_norm(copy.deepcopy(fen))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    with torch.no_grad():
+        want = fen.eval()(x)
+        got = folded(x)
+    assert want.abs().mean() > 0.01
+    assert torch.allclose(got, want, atol=1e-5)

@@ -118,6 +118,29 @@ def test_resume_keeps_rows_and_refuses_another_model(analyzer, case: Path, tmp_p
         scan(analyzer, [case], tmp_path / "x.txt")
 
 
+def test_crops_read_at_decode_time_and_a_resume_keeps_the_crop_setting(
+    small_model_dir: Path, tmp_path: Path
+):
+    from PIL import Image
+
+    d = tmp_path / "big"
+    d.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (300, 260, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    many, one = Analyzer(small_model_dir), Analyzer(small_model_dir, max_crops=1)
+    out = tmp_path / "rows.jsonl"
+    scan(many, [d], out)
+    rows = read_results(out)
+    assert [r["crops"] for r in rows] == [9, 9, 9]  # the image is over 3x the input size
+    direct = many.analyze_arrays([np.asarray(Image.open(d / "0.png"))], ["x"])[0]
+    assert rows[0]["p_generated"] == pytest.approx(direct.p_generated, abs=1e-6)
+    with pytest.raises(ScanError, match="another --max-crops"):
+        scan(one, [d], out)
+    scan(one, [d], tmp_path / "one.jsonl")
+    assert [r["crops"] for r in read_results(tmp_path / "one.jsonl")] == [1, 1, 1]
+
+
 def test_sigkill_at_random_points_then_resume(small_model_dir: Path, case: Path, tmp_path: Path):
     """The CLI killed twice while writing (at a random size of the output), then
     rerun: the file equals an uninterrupted run's, byte for byte."""

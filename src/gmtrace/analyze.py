@@ -23,6 +23,7 @@ import numpy as np
 
 from gmtrace.data.augment import crop
 from gmtrace.data.images import ImageError, load_rgb, save_png
+from gmtrace.nets.fen import fold_batch_norm
 from gmtrace.nets.model import WEIGHTS, infer, load_model
 from gmtrace.runtime import pick_device
 from gmtrace.schema import CONTINUOUS, Normalizer, decode
@@ -71,18 +72,49 @@ class ImageResult:
         return d
 
 
+def crop_positions(length: int, size: int, most: int) -> list[int]:
+    """Where `crop_grid` cuts along one axis: up to `most` non-overlapping crops
+    spread evenly from edge to edge (one crop: the centre)."""
+    n = min(length // size, most)
+    if n <= 1:
+        return [(length - size) // 2]
+    return [int(v) for v in np.linspace(0, length - size, n).astype(int)]
+
+
+def crop_layout(h: int, w: int, size: int, max_crops: int) -> tuple[list[int], list[int]] | None:
+    """The rows and columns where `crop_grid` cuts an h x w image (a grid of k x k at
+    most, k = isqrt(max_crops)); None when the image is smaller than `size`."""
+    if h < size or w < size:
+        return None
+    k = max(1, int(math.isqrt(max_crops)))
+    return crop_positions(h, size, k), crop_positions(w, size, k)
+
+
 def crop_grid(img: np.ndarray, size: int, max_crops: int) -> tuple[np.ndarray, bool]:
     """Up to `max_crops` non-overlapping size x size crops spread evenly over the
-    image ([n, size, size, 3]); an image smaller than `size` is reflect-padded (and
-    the second value is True)."""
-    h, w = img.shape[:2]
-    if h < size or w < size:
+    image ([n, size, size, 3], `crop_layout`); an image smaller than `size` is
+    reflect-padded (and the second value is True)."""
+    layout = crop_layout(img.shape[0], img.shape[1], size, max_crops)
+    if layout is None:
         return crop(img, size)[None], True
-    ny, nx = h // size, w // size
-    k = max(1, int(math.isqrt(max_crops)))
-    ys = np.linspace(0, h - size, min(ny, k)).astype(int)
-    xs = np.linspace(0, w - size, min(nx, k)).astype(int)
+    ys, xs = layout
     return np.stack([img[y : y + size, x : x + size] for y in ys for x in xs]), False
+
+
+def crop_count(width: int, height: int, size: int, max_crops: int) -> int:
+    """How many crops `crop_grid` cuts from an image of that size."""
+    layout = crop_layout(height, width, size, max_crops)
+    return 1 if layout is None else len(layout[0]) * len(layout[1])
+
+
+@dataclass
+class Crops:
+    """An image as the network reads it: its crops [n, size, size, 3], whether it
+    was padded, and its (width, height)."""
+
+    grid: np.ndarray
+    padded: bool
+    size: tuple[int, int]
 
 
 class Analyzer:
@@ -108,7 +140,8 @@ class Analyzer:
         d = Path(model_dir) if model_dir is not None else default_model_dir()
         self.model_dir_ = d
         saved = load_model(d, device=pick_device(device))
-        self.model_ = saved.model
+        # inference only: batch norm folded into the convolutions (same answers)
+        self.model_ = fold_batch_norm(saved.model)
         self.meta_ = saved.meta
         self.gm_names_: list[str] = list(saved.meta.get("gm_names", []))
         self.normalizer_ = Normalizer(
@@ -128,20 +161,27 @@ class Analyzer:
         the mean over its own crops. The answers depend only on the images given
         together (the batch), so a scan that cuts its files into the same batches
         gets the same values whenever it runs."""
-        if not images:
+        return self.analyze_crops([self.crops(img) for img in images], names)
+
+    def crops(self, img: np.ndarray) -> Crops:
+        """What the network reads of an image (`crop_grid`), with its size: enough
+        to analyze it once the image itself is gone (a scan keeps only this)."""
+        grid, padded = crop_grid(img, self.image_size_, self.max_crops)
+        return Crops(grid, padded, (int(img.shape[1]), int(img.shape[0])))
+
+    def analyze_crops(self, crops: list[Crops], names: list[str]) -> list[ImageResult]:
+        """`analyze_arrays` of images already cut by `crops`."""
+        if not crops:
             return []
-        grids = [crop_grid(img, self.image_size_, self.max_crops) for img in images]
-        inf = infer(self.model_, np.concatenate([g for g, _ in grids]))
-        ends = np.cumsum([len(g) for g, _ in grids])
+        inf = infer(self.model_, np.concatenate([c.grid for c in crops]))
+        ends = np.cumsum([len(c.grid) for c in crops])
         out = []
-        for img, name, (crops, padded), end in zip(images, names, grids, ends, strict=True):
-            sl = slice(int(end) - len(crops), int(end))
-            out.append(self._result(inf, sl, img, name, len(crops), padded))
+        for c, name, end in zip(crops, names, ends, strict=True):
+            sl = slice(int(end) - len(c.grid), int(end))
+            out.append(self._result(inf, sl, c, name))
         return out
 
-    def _result(
-        self, inf, sl: slice, img: np.ndarray, name: str, n_crops: int, padded: bool
-    ) -> ImageResult:
+    def _result(self, inf, sl: slice, c: Crops, name: str) -> ImageResult:
         p = float(inf.p_generated[sl].mean())
         attr = inf.attribution[sl].mean(axis=0)
         top = np.argsort(-attr)[: self.top_k]
@@ -157,9 +197,9 @@ class Analyzer:
         return ImageResult(
             file=name,
             ok=True,
-            size=(int(img.shape[1]), int(img.shape[0])),
-            crops=n_crops,
-            padded=padded,
+            size=c.size,
+            crops=len(c.grid),
+            padded=c.padded,
             p_generated=p,
             verdict="generated" if p >= self.threshold else "real",
             known_gms=[{"name": self.gm_names_[i], "probability": float(attr[i])} for i in top],
@@ -196,12 +236,20 @@ class Analyzer:
             r.group = order[lab]
         return len(order)
 
-    def scan(self, paths: list[str | Path], out: str | Path, workers: int = 2, on_progress=None):
+    def scan(
+        self,
+        paths: list[str | Path],
+        out: str | Path,
+        workers: int = 2,
+        on_progress=None,
+        engine: str = "local",
+        ray_address: str | None = None,
+    ):
         """Scan files and folders into a results file (`gmtrace.scan.scan`): one row
         per file, resumable; returns a `ScanSummary`."""
         from gmtrace.scan import scan
 
-        return scan(self, paths, out, workers=workers, on_progress=on_progress)
+        return scan(self, paths, out, workers, on_progress, engine=engine, ray_address=ray_address)
 
     def analyze(
         self, paths: list[str | Path], save_dir: str | Path | None = None, on_done=None

@@ -169,6 +169,14 @@ def analyze(
         Path | None, typer.Option(help="write each image's fingerprint and spectrum PNG here")
     ] = None,
     top: Annotated[int, typer.Option(help="known GMs listed per image")] = 3,
+    max_crops: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="crops of the model's input size read per image, spread over it "
+            "(fewer: faster on large images, less evidence)",
+        ),
+    ] = 9,
     group: Annotated[
         bool, typer.Option("--group", help="group the generated images by source GM")
     ] = False,
@@ -187,7 +195,7 @@ def analyze(
     if not files:
         _fail("no image files given (folders are searched recursively)")
     try:
-        analyzer = Analyzer(model, device=device, top_k=top)
+        analyzer = Analyzer(model, device=device, top_k=top, max_crops=max_crops)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     with progress(Console(stderr=True), transient=True) as bars:
@@ -261,6 +269,14 @@ def scan(
     workers: Annotated[
         int, typer.Option(help="decoding threads beside the network (ray: workers)")
     ] = 2,
+    max_crops: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="crops of the model's input size read per image, spread over it "
+            "(fewer: faster on large images, less evidence)",
+        ),
+    ] = 9,
     engine: Annotated[str, typer.Option(help="local, or ray (Ray Data)")] = "local",
     ray_address: Annotated[
         str | None, typer.Option(help="an existing Ray cluster (default: start a local one)")
@@ -279,7 +295,7 @@ def scan(
     from gmtrace.scan import scan as run_scan
 
     try:
-        analyzer = Analyzer(model, device=device)
+        analyzer = Analyzer(model, device=device, max_crops=max_crops)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     t0 = time.perf_counter()

@@ -3,7 +3,8 @@
 Files are found recursively (every extension Pillow opens; a path named on the
 command line is read whatever its name), sorted by path, and cut into fixed
 batches of `BATCH_FILES` files. Each batch is decoded by a thread pool while the
-previous one runs through the network (`Analyzer.analyze_arrays`), and its rows
+previous one runs through the network (`Analyzer.analyze_crops`; a thread keeps
+only the crops the network reads of each image), and its rows
 are appended to the output and flushed to disk before the next batch is written.
 
 Resuming: run the same command again on the same output. The rows already there
@@ -31,10 +32,14 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gmtrace.data.images import ImageError, decode_rgb, display_path, read_bytes
+
+if TYPE_CHECKING:
+    from gmtrace.analyze import Crops
 
 SCHEMA_VERSION = 1
 BATCH_FILES = 32  # fixed: a resumed scan must cut its files into the same batches
@@ -344,15 +349,17 @@ def read_results(path: str | Path) -> list[dict]:
 # ----------------------------------------------------------------------------- scan
 
 
-def _load(path: str) -> tuple[str, np.ndarray | None, str | None, str | None, int | None]:
-    """(path, image or None, error or None, sha256, bytes) of one file."""
+def _load(analyzer, path: str) -> tuple[str, Crops | None, str | None, str | None, int | None]:
+    """(path, its crops or None, error or None, sha256, bytes) of one file. Only the
+    crops the network reads are kept (`Analyzer.crops`), so a batch of large images
+    holds 32 x `max_crops` crops, not 32 decoded images."""
     try:
         data = read_bytes(path, MAX_FILE_BYTES)
     except ImageError as e:
         return path, None, str(e), None, None
     sha = hashlib.sha256(data).hexdigest()
     try:
-        return path, decode_rgb(data, path), None, sha, len(data)
+        return path, analyzer.crops(decode_rgb(data, path)), None, sha, len(data)
     except ImageError as e:
         return path, None, str(e), sha, len(data)
     except Exception as e:  # a decoder's own failure: recorded, the batch carries on
@@ -377,7 +384,7 @@ def _block_rows(analyzer, loaded: list, todo: set[str], model: dict) -> list[dic
     """The rows of one batch's files that are still to do (`loaded`: `_load` of
     every file of the batch, so the network always sees the whole batch)."""
     ok = [x for x in loaded if x[1] is not None]
-    results = analyzer.analyze_arrays([x[1] for x in ok], [x[0] for x in ok])
+    results = analyzer.analyze_crops([x[1] for x in ok], [x[0] for x in ok])
     by_path = {x[0]: r for x, r in zip(ok, results, strict=True)}
     rows = []
     for path, _img, err, sha, nbytes in loaded:
@@ -405,26 +412,26 @@ def _local_batches(analyzer, blocks, todo, model, workers: int) -> Iterator[list
     """Each batch's new rows, in order; the next batch decodes in threads while
     this one runs through the network."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        pending = [pool.submit(_load, f) for f in blocks[0]] if blocks else []
+        pending = [pool.submit(_load, analyzer, f) for f in blocks[0]] if blocks else []
         for b in range(len(blocks)):
             loaded = [f.result() for f in pending]
             nxt = blocks[b + 1] if b + 1 < len(blocks) else []
-            pending = [pool.submit(_load, f) for f in nxt]
+            pending = [pool.submit(_load, analyzer, f) for f in nxt]
             yield _block_rows(analyzer, loaded, todo, model)
 
 
 class _RayBlockScanner:
     """A Ray Data actor: its own Analyzer, the rows of one batch per call."""
 
-    def __init__(self, model_dir: str, device: str | None):
+    def __init__(self, model_dir: str, device: str | None, max_crops: int):
         from gmtrace.analyze import Analyzer
 
-        self.analyzer = Analyzer(model_dir, device=device)
+        self.analyzer = Analyzer(model_dir, device=device, max_crops=max_crops)
 
     def __call__(self, batch: dict) -> dict:
         out = []
         for files, todo in zip(batch["files"], batch["todo"], strict=True):
-            loaded = [_load(f) for f in files]
+            loaded = [_load(self.analyzer, f) for f in files]
             rows = _block_rows(self.analyzer, loaded, set(todo), model_fields(self.analyzer))
             out.append(json.dumps(rows))
         return {"i": batch["i"], "rows": out}
@@ -457,7 +464,7 @@ def _ray_batches(analyzer, blocks, todo, workers: int, address: str | None) -> I
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), 200))
         rows = ds.map_batches(
             _RayBlockScanner,
-            fn_constructor_args=(str(analyzer.model_dir_), analyzer.device),
+            fn_constructor_args=(str(analyzer.model_dir_), analyzer.device, analyzer.max_crops),
             batch_size=1,
             concurrency=max(1, workers),
             num_cpus=1,
@@ -471,6 +478,22 @@ def _ray_batches(analyzer, blocks, todo, workers: int, address: str | None) -> I
 
 
 ENGINES = ("local", "ray")
+
+
+def _check_crops(rows: list[dict], analyzer, out) -> None:
+    """Refuse to resume rows that read their images with another crop setting
+    (`max_crops`): the finished file would mix two ways of reading images."""
+    from gmtrace.analyze import crop_count
+
+    for r in rows:
+        if not r["ok"]:
+            continue
+        want = crop_count(r["width"], r["height"], analyzer.image_size_, analyzer.max_crops)
+        if r["crops"] != want:
+            raise ScanError(
+                f"{out}: its rows read {r['crops']} crop(s) of {r['path']}, this scan would "
+                f"read {want} (another --max-crops): write to a new file"
+            )
 
 
 def scan(
@@ -499,6 +522,7 @@ def scan(
             f"{out}: holds rows of another model ({sorted(map(str, others))[0][:12]}); "
             f"this scan uses {model['model_id']}: write to a new file"
         )
+    _check_crops(rows, analyzer, out)
     done = {r["path"] for r in rows}
     summary = ScanSummary(out=str(out), files=len(files) + len(problems), resumed=len(done))
     new_problems = [error_row(p, msg, model) for p, msg in problems.items() if p not in done]

@@ -33,7 +33,9 @@ import asyncio
 import hashlib
 import hmac
 import json
+import socket
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
@@ -361,3 +363,47 @@ def serve(
         limit_concurrency=1000,
         h11_max_incomplete_event_size=64 * 1024,
     )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now (the system's choice)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve_in_child(args: list[str], start_seconds: float = 60, stderr=None):
+    """`gmtrace serve ARGS` in a child process on a free port of 127.0.0.1, for the
+    block's duration: yields (base URL, process) once `/healthz` answers; stopped
+    at the end. Raises RuntimeError when it does not answer in `start_seconds`."""
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "gmtrace.cli", "serve", "--port", str(port), *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_seconds
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gmtrace serve did not start (exit code {proc.poll()})")
+            time.sleep(0.1)
+        yield base, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

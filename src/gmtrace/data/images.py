@@ -77,14 +77,19 @@ def read_bytes(path: str | Path, limit: int | None = None) -> bytes:
         return path.read_bytes()
     except ImageError:
         raise
-    except FileNotFoundError:
-        raise ImageError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{name}: is a folder, not an image") from None
-    except PermissionError:
-        raise ImageError(f"{name}: permission denied") from None
     except OSError as e:
-        raise ImageError(f"{name}: cannot read ({e.strerror or e})") from None
+        raise _os_error(name, e, "cannot read") from None
+
+
+def _os_error(name: str, e: OSError, what: str) -> ImageError:
+    """The one-line error for an OSError met reading or decoding the file `name`."""
+    if isinstance(e, FileNotFoundError):
+        return ImageError(f"{name}: no such file")
+    if isinstance(e, IsADirectoryError):
+        return ImageError(f"{name}: is a folder, not an image")
+    if isinstance(e, PermissionError):
+        return ImageError(f"{name}: permission denied")
+    return ImageError(f"{name}: {what} ({e.strerror or e})")
 
 
 def decode_rgb(
@@ -108,15 +113,11 @@ def decode_rgb(
         raise ImageError(
             f"{path}: too large to decode safely (more than {MAX_PIXELS // 1_000_000} MP)"
         ) from None
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a folder, not an image") from None
-    except PermissionError:
-        raise ImageError(f"{path}: permission denied") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image (format not recognized)") from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except OSError as e:
+        raise _os_error(path, e, "cannot decode image") from None
+    except (SyntaxError, ValueError) as e:
         raise ImageError(f"{path}: cannot decode image ({e})") from None
     if min(arr.shape[:2]) < min_side:
         raise ImageError(

@@ -62,12 +62,50 @@ class DnCNN(nn.Module):
     def receptive_field(self) -> int:
         return 2 * self.cfg.depth + 1
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """F(x); with `highpass`, `residual` is `box_residual(x)` when the caller
+        already has it (the full model reads it twice)."""
         if self.cfg.highpass:
-            return box_residual(x) + self.body(x)
+            return (box_residual(x) if residual is None else residual) + self.body(x)
         return self.body(x)
 
 
 def red() -> DnCNN:
     """RED's FEN: DnCNN-17, 64 channels, batch norm, conv biases kept."""
     return DnCNN(FENConfig(depth=17, width=64, batch_norm=True))
+
+
+def fold_batch_norm(module: nn.Module) -> nn.Module:
+    """`module` for inference with every BatchNorm2d that directly follows a Conv2d
+    in a Sequential folded into that convolution (w' = w * g / sqrt(v + eps),
+    b' = (b - m) * g / sqrt(v + eps) + beta): the same function in eval mode
+    (to float rounding), one pass over the feature map fewer per layer. Works in
+    place on the module given (pass a copy); returns it, in eval mode."""
+    module.eval()
+    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
+                continue
+            if not bn.track_running_stats or bn.running_var is None:
+                continue
+            inv = torch.rsqrt(bn.running_var + bn.eps)
+            scale = inv * bn.weight if bn.affine else inv
+            shift = bn.bias if bn.affine else torch.zeros_like(scale)
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(scale)
+            with torch.no_grad():
+                folded = nn.Conv2d(
+                    conv.in_channels,
+                    conv.out_channels,
+                    conv.kernel_size,
+                    conv.stride,
+                    conv.padding,
+                    conv.dilation,
+                    conv.groups,
+                    bias=True,
+                    padding_mode=conv.padding_mode,
+                ).to(conv.weight.device)
+                folded.weight.copy_(conv.weight * scale[:, None, None, None])
+                folded.bias.copy_((bias - bn.running_mean) * scale + shift)
+            seq[i], seq[i + 1] = folded.eval(), nn.Identity()
+    return module

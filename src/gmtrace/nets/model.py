@@ -268,16 +268,19 @@ class GMTraceModel(nn.Module):
         """Size of the grouping embedding: at most one less than the training GMs."""
         return max(1, min(self.cfg.group_dims, self.cfg.n_gms - 1, self.n_features))
 
-    def features(self, fp: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, fp: torch.Tensor, x: torch.Tensor, residual: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Trunk embedding (fused with the spectrum MLP) + raw spectrum features of
-        the fingerprint [+ the radial spectrum of the image's 3x3 residual]."""
+        the fingerprint [+ the radial spectrum of the image's 3x3 residual, which is
+        `residual` when the caller has it]."""
         e = self.parser.forward_features(fp)
         if self.spectrum is None:
             return e
         mlp, raw = self.spectrum(fp)
         parts = [self.fuse(torch.cat([e, mlp], dim=1)), raw]
         if self.image_norm is not None:
-            s = self.spectrum.log_spectrum(box_residual(x))
+            s = self.spectrum.log_spectrum(box_residual(x) if residual is None else residual)
             if self.image_peaks_norm is not None:
                 parts.append(self.image_peaks_norm(peak_prominence(s)))
             parts.append(self.image_norm(self.spectrum.radial(s)))  # last: see below
@@ -298,8 +301,11 @@ class GMTraceModel(nn.Module):
         return z
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
-        fp = self.fen(x)
-        e = self.features(fp, x)
+        # the 3x3 residual feeds the high-pass FEN and the image spectrum: made once
+        needed = self.cfg.fen.highpass or self.image_norm is not None
+        r = box_residual(x) if needed else None
+        fp = self.fen(x, r)
+        e = self.features(fp, x, r)
         return ModelOutput(
             fingerprint=fp,
             parse=self.parser.forward_head(e),
