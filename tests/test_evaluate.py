@@ -199,6 +199,8 @@ def test_evaluate_tiny_zoo_end_to_end(zoo: GMDataset, tmp_path: Path):
         assert 0 < sum(v["n"] for v in errs["real_called_generated"].values()) <= 2 * 20
         assert sorted(errs["unseen_called_real"]) == sorted(zoo.names)
         assert all(0 <= v <= 1 for v in errs["unseen_called_real"].values())
+    # every network's answers kept beside its weights, for reruns
+    assert len(list((tmp_path / "eval" / "fold1" / "red" / "predictions").glob("*.npz"))) >= 4
     assert res["methods"]["gmtrace"]["steps"] == [3, 3]
     assert res["methods"]["red"]["steps"] == [1, 1]
     lk = saved["leakage"]
@@ -257,3 +259,38 @@ def test_gallery_is_the_normalized_mean_embedding_per_gm():
     g = gallery(OneHot(), bank, [2, 0], EvalConfig(gallery_per_gm=3))
     assert g.shape == (2, 4) and np.allclose(np.linalg.norm(g, axis=1), 1)
     assert g[0].argmax() == 2 and g[1].argmax() == 0  # rows follow the GMs asked for
+
+
+def test_prediction_cache_reads_back_and_refuses_other_weights(tmp_path: Path):
+    from gmtrace.methods import PredictionCache
+    from gmtrace.nets.model import Inference
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return Inference(
+            p_generated=rng.random(5),
+            attribution=rng.random((5, 3)),
+            open_score=rng.random(5),
+            embedding=rng.random((5, 4)),
+            continuous=rng.random((5, 9)),
+            discrete_prob=[rng.random((5, 2)), rng.random((5, 4))],
+            loss_prob=rng.random((5, 10)),
+        )
+
+    cache = PredictionCache(tmp_path / "p", "a" * 64)
+    first = cache.get(images, compute)
+    again = cache.get(images, compute)
+    assert len(calls) == 1
+    for name in ("p_generated", "attribution", "embedding", "loss_prob"):
+        assert np.array_equal(getattr(first, name), getattr(again, name))
+    assert len(again.discrete_prob) == 2 and np.array_equal(
+        again.discrete_prob[1], first.discrete_prob[1]
+    )
+    cache.get(images[:4], compute)  # other images: computed
+    assert len(calls) == 2
+    PredictionCache(tmp_path / "p", "b" * 64).get(images, compute)  # other weights: computed
+    assert len(calls) == 3

@@ -12,18 +12,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
+from gmtrace.analyze import file_sha256
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import ImageBank
 from gmtrace.grouping import discriminant_projection
 from gmtrace.heads import fit_logistic
 from gmtrace.nets.model import (
+    WEIGHTS,
     GMTraceModel,
     Inference,
     ModelConfig,
@@ -73,6 +78,9 @@ class NetMethod(Method):
             ds, out_dir / self.name, self.train_cfg, self.model_cfg, console=console, bank=bank
         )
         self.model_: GMTraceModel = load_model(out_dir / self.name).model
+        self.cache_ = PredictionCache(
+            out_dir / self.name / "predictions", file_sha256(out_dir / self.name / WEIGHTS)
+        )
         return {
             "train_seconds": result["seconds"],
             "steps": result["steps"],
@@ -80,10 +88,55 @@ class NetMethod(Method):
         }
 
     def predict(self, images: np.ndarray) -> Inference:
-        return infer(self.model_, images)
+        return self.cache_.get(images, lambda: infer(self.model_, images))
 
     def fingerprints(self, images: np.ndarray) -> np.ndarray:
         return infer(self.model_, images, fingerprints=True).fingerprint
+
+
+class PredictionCache:
+    """A fitted network's answers on image sets, kept as .npz files beside its
+    weights: a rerun of the evaluation (a resumed fold, a change of scoring) reads
+    them instead of running the network again. A file is keyed by the sha256 of
+    the images and holds the weights' sha256; answers of other weights are not
+    used (and are overwritten). Read without pickle."""
+
+    def __init__(self, folder: Path, weights_sha256: str):
+        self.folder, self.weights = Path(folder), weights_sha256
+
+    def get(self, images: np.ndarray, compute) -> Inference:
+        h = hashlib.sha256(str((images.shape, images.dtype.str)).encode())
+        h.update(np.ascontiguousarray(images).data)
+        path = self.folder / f"{h.hexdigest()[:24]}.npz"
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    if str(z["weights_sha256"]) == self.weights:
+                        return _inference_from(z)
+            except (OSError, ValueError, KeyError):
+                pass  # unreadable or of an older layout: computed again
+        inf = compute()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        arrays = {"weights_sha256": np.array(self.weights)}
+        for f in fields(Inference):
+            v = getattr(inf, f.name)
+            if f.name == "discrete_prob":
+                arrays |= {f"discrete_prob_{j}": d for j, d in enumerate(v)}
+            elif v is not None:
+                arrays[f.name] = v
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+        return inf
+
+
+def _inference_from(z) -> Inference:
+    n_disc = sum(1 for k in z.files if k.startswith("discrete_prob_"))
+    plain = {f.name for f in fields(Inference)} - {"discrete_prob"}
+    return Inference(
+        discrete_prob=[z[f"discrete_prob_{j}"] for j in range(n_disc)],
+        **{k: z[k] for k in plain if k in z.files},
+    )
 
 
 def _logreg(x: np.ndarray, y: np.ndarray, balanced: bool = True):
