@@ -172,7 +172,7 @@ def main() -> None:
     if a.write:
         block = (
             f"## Scan throughput\n\n{cmd}, model {analyzer.model_id_}, {a.images} images per size, "
-            f"{zoo_build.machine()}, torch {torch.__version__}, "
+            f"{zoo_build.machine()}, "
             f"{torch.get_num_threads()} threads:\n\n{text}"
         )
         zoo_build.write_section("throughput", block)
