@@ -306,11 +306,13 @@ def curve(
 ) -> dict:
     """The protocol once per number of synthesized GMs in training (`counts`), each
     run in OUT/n<count>/; OUT/curve.json holds every method's headline figures per
-    count, and the report of the largest count (written to `report` too) shows them."""
+    count (rewritten after each), and the report of the largest count (written to
+    `report` too) shows them."""
     from gmtrace.eval_report import curve_row
 
     out = Path(out_dir)
-    points = []
+    points: list[dict] = []
+    data = {"command": command, "points": points}
     for c in sorted(counts):
         res = evaluate(
             ds, out / f"n{c}", replace(cfg, synth_gms=c), console, command=command, synth=synth
@@ -319,8 +321,8 @@ def curve(
             {"synth_gms": c, "train_gms": res["n_train_gms"]}
             | {m: curve_row(res, m) for m in res["methods"]}
         )
-    data = {"command": command, "points": points}
-    (out / "curve.json").write_text(json.dumps(data, indent=1) + "\n")
+        # after every point: a run stopped early keeps the points it finished
+        (out / "curve.json").write_text(json.dumps(data, indent=1) + "\n")
     last = out / f"n{max(counts)}"
     write_reports(last, report, compare, curve=data)
     return data
