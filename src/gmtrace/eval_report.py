@@ -584,9 +584,15 @@ def model_card(results: dict, method: str = "gmtrace", limits: list[str] | None 
     errs = results["methods"][method].get("detection_errors", {})
     worst = sorted(errs.get("unseen_called_real", {}).items(), key=lambda kv: -kv[1])[:3]
     notes = [f"images of {gm} called real: {share:.0%}" for gm, share in worst if share > 0.2]
+    steps = results["methods"][method].get("steps") or []
     return {
         "protocol": split_text(results),
         "command": results.get("command", ""),
+        "measured_on": (
+            f"networks of this design trained fold by fold ({len(steps)} folds, "
+            f"{max(steps, default=0)} steps each) without the GMs and photographs they were "
+            "tested on; a shipped model trains on all of them, for longer"
+        ),
         "figures": figures,
         "limits": misses + notes + list(limits or []),
     }

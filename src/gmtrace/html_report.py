@@ -229,7 +229,10 @@ def _card_html(analyzer, card: dict | None) -> str:
             f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
             for k, v in figs.items()
         )
-        out += "</table><h3>Known limits</h3><ul>"
+        out += "</table>"
+        if card.get("measured_on"):
+            out += f"<p>Measured on {html.escape(card['measured_on'])}.</p>"
+        out += "<h3>Known limits</h3><ul>"
         out += "".join(f"<li>{html.escape(x)}</li>" for x in card.get("limits", []))
         out += "</ul>"
     else:
