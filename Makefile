@@ -24,12 +24,14 @@ $(STAMP): pyproject.toml
 
 # A small zoo of GMs the shipped model never saw (another seed), analyzed and
 # compared with the truth; then one image and one real photograph in detail; then
-# the whole zoo scanned as a case, grouped, and reported as one HTML file.
+# the whole zoo scanned as a case, grouped, and reported as one HTML file (the
+# case is scanned afresh: an earlier demo's rows may be of another model).
 demo: setup
 	$(BIN)/gmtrace zoo build --preset demo --seed 7 --out demo_zoo
 	$(BIN)/gmtrace check demo_zoo
 	$(BIN)/gmtrace analyze demo_zoo/fake/dcgan_000/00000.png demo_zoo/fake/unet_000/00000.png \
 		$$(find demo_zoo/real -name '*.png' | sort | head -2)
+	rm -f demo_zoo/case.jsonl
 	$(BIN)/gmtrace scan demo_zoo/fake demo_zoo/real --out demo_zoo/case.jsonl
 	$(BIN)/gmtrace group demo_zoo/case.jsonl --out demo_zoo/groups.json
 	$(BIN)/gmtrace report demo_zoo/case.jsonl --groups demo_zoo/groups.json \
