@@ -311,8 +311,9 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
         f"{split_text(results)}.{_split_detail(results)} Machine: {m['cores']} "
         f"cores ({m['cpu']}), torch {m['torch']}, CUDA {m['cuda']}; this run took "
         f"{results['seconds'] / 60:.1f} min. A network whose checkpoint in the output "
-        "folder is complete is resumed, not retrained; the training seconds below are "
-        "those recorded while it trained.\n"
+        "folder is complete is resumed, not retrained, and its answers on an image set "
+        "kept beside its weights are read, not computed again; the training seconds "
+        "below are those recorded while it trained.\n"
     )
     if results.get("curve"):
         L += _curve(results["curve"], names)
