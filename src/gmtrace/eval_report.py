@@ -98,8 +98,10 @@ def _curve(curve: dict, names: list[str]) -> list[str]:
         "Each row is one run of the same protocol with that many synthesized GMs "
         "(`gmtrace zoo synth`) added to every fold's training; they are never tested"
         + (f" (`{curve['command']}`)" if curve.get("command") else "")
-        + ". Gains that turn into losses past some size have been reported "
-        "(Community Forensics); this is where to see it.\n",
+        + ". Every count trains for the same number of steps, so the more GMs, the "
+        "fewer images of each the network sees (the zoo's own GMs included). Gains "
+        "that turn into losses past some size have been reported (Community "
+        "Forensics); this is where to see it.\n",
     ]
     keys = [("auc", "det. AUC"), ("auc_q75", "AUC q75"), ("open", "open-set"), ("ari", "ARI")]
     keys += [("macro_f1", "disc. F1"), ("loss_f1", "loss F1"), ("fields", "fields")]
