@@ -158,6 +158,16 @@ def train(
     console.print(summary_table(result))
 
 
+MaxCrops = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="crops of the model's input size read per image, spread over it "
+        "(fewer: faster on large images, less evidence)",
+    ),
+]
+
+
 @app.command()
 def analyze(
     images: Annotated[list[Path], typer.Argument(help="image files or folders of images")],
@@ -169,14 +179,7 @@ def analyze(
         Path | None, typer.Option(help="write each image's fingerprint and spectrum PNG here")
     ] = None,
     top: Annotated[int, typer.Option(help="known GMs listed per image")] = 3,
-    max_crops: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="crops of the model's input size read per image, spread over it "
-            "(fewer: faster on large images, less evidence)",
-        ),
-    ] = 9,
+    max_crops: MaxCrops = 9,
     group: Annotated[
         bool, typer.Option("--group", help="group the generated images by source GM")
     ] = False,
@@ -269,14 +272,7 @@ def scan(
     workers: Annotated[
         int, typer.Option(help="decoding threads beside the network (ray: workers)")
     ] = 2,
-    max_crops: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="crops of the model's input size read per image, spread over it "
-            "(fewer: faster on large images, less evidence)",
-        ),
-    ] = 9,
+    max_crops: MaxCrops = 9,
     engine: Annotated[str, typer.Option(help="local, or ray (Ray Data)")] = "local",
     ray_address: Annotated[
         str | None, typer.Option(help="an existing Ray cluster (default: start a local one)")
