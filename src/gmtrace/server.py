@@ -183,10 +183,7 @@ def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
         return model_info(analyzer)
 
     async def read_uploads(request: Request):
-        """[(name, bytes)] of the request's files, or a refusal."""
-        ctype = request.headers.get("content-type", "")
-        if not ctype.startswith("multipart/form-data"):
-            return refuse(415, "send the images as multipart/form-data (field 'files')")
+        """[(name, bytes)] of a multipart request's files, or a refusal."""
         try:
             form = await request.form(max_files=limits.files, max_fields=limits.files + 16)
         except _Refused:
@@ -231,6 +228,18 @@ def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
                     rows[i]["views"] = image_views(img, analyzer)
         return rows
 
+    async def analyze_upload(request: Request, views: bool):
+        """The rows of a multipart upload's files, or a refusal: a request that is not
+        multipart is refused before it queues behind the analyses; at most
+        `limits.concurrent` uploads are read and analyzed at once."""
+        if not _multipart(request):
+            return refuse(415, "send the images as multipart/form-data (field 'files')")
+        async with busy:
+            files = await read_uploads(request)
+            if isinstance(files, JSONResponse):
+                return files
+            return await asyncio.to_thread(analyze, files, views)
+
     @app.post(
         "/v1/analyze",
         openapi_extra={"requestBody": _multipart_doc()},
@@ -239,13 +248,9 @@ def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
     async def analyze_endpoint(request: Request, views: bool = False):
         if not authorized(request):
             return refuse(401, "missing or wrong token (Authorization: Bearer T)")
-        if not _multipart(request):  # refused before queueing behind the analyses
-            return refuse(415, "send the images as multipart/form-data (field 'files')")
-        async with busy:
-            files = await read_uploads(request)
-            if isinstance(files, JSONResponse):
-                return files
-            rows = await asyncio.to_thread(analyze, files, views)
+        rows = await analyze_upload(request, views)
+        if isinstance(rows, JSONResponse):
+            return rows
         return {"schema_version": SCHEMA_VERSION, "model_id": analyzer.model_id_, "results": rows}
 
     @app.post(
@@ -269,14 +274,10 @@ def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
             except (ValueError, KeyError, TypeError) as e:
                 msg = str(e) if isinstance(e, ValueError) and str(e).startswith("row") else ""
                 return refuse(400, msg or 'send {"rows": [scan rows]} or a multipart upload')
-        elif not _multipart(request):
-            return refuse(415, "send the images as multipart/form-data (field 'files')")
         else:
-            async with busy:
-                files = await read_uploads(request)
-                if isinstance(files, JSONResponse):
-                    return files
-                rows = await asyncio.to_thread(analyze, files, False)
+            rows = await analyze_upload(request, False)
+            if isinstance(rows, JSONResponse):
+                return rows
         groups = await asyncio.to_thread(group_rows, rows, not all_images)
         return groups | {"results": rows}
 
@@ -380,7 +381,6 @@ def serve_in_child(args: list[str], start_seconds: float = 60, stderr=None):
     import subprocess
     import sys
     import time
-    import urllib.error
     import urllib.request
 
     port = free_port()
@@ -394,7 +394,7 @@ def serve_in_child(args: list[str], start_seconds: float = 60, stderr=None):
                 with urllib.request.urlopen(base + "/healthz", timeout=1) as r:
                     if r.status == 200:
                         break
-            except (urllib.error.URLError, OSError):
+            except OSError:  # not listening yet (urllib's URLError is an OSError)
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"gmtrace serve did not start (exit code {proc.poll()})")
