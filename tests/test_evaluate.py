@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gmtrace.data.dataset import GMDataset
-from gmtrace.eval_report import model_card, write_reports
+from gmtrace.eval_report import model_card, probe_views, write_reports
 from gmtrace.evaluate import EvalConfig, evaluate, leakage
 from gmtrace.grouping import choose_threshold, cluster, discriminant_projection, group
 from gmtrace.metrics import (
@@ -212,6 +212,11 @@ def test_evaluate_tiny_zoo_end_to_end(zoo: GMDataset, tmp_path: Path):
     assert "Where the errors are" in text
     assert "whole families held out" in text and "JPEG q75" in text
     assert "](img/results/fig_roc.png)" in text  # figures copied beside the report
+    # gmtrace's parsing probe says what it read per field in both folds; RED has none
+    assert text.count(" probe reads |") == 1 and "| loss l1 | F1 (AUC) |" in text
+    views = probe_views(tmp_path / "eval", ["gmtrace", "red"])
+    assert set(views) == {"gmtrace"} and len(views["gmtrace"]) == 25
+    assert all(len(v) == 2 and set(v) <= {"pixels", "all"} for v in views["gmtrace"].values())
     assert (report.parent / "img" / "results" / "fig_roc.png").is_file()
     card = model_card(saved)  # what a shipped model's card.json holds
     assert card["figures"]["detection AUC, clean"] == pytest.approx(

@@ -32,6 +32,27 @@ def read_results(out_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def probe_views(out_dir: Path, methods: list[str]) -> dict[str, dict[str, list[str]]]:
+    """Per method and parsing field, the view its parsing probe read in each fold
+    ("pixels" or "all", `heads.fit_parse_probe`), from the fold networks' configs."""
+    found: dict[str, dict[str, list[str]]] = {}
+    for name in methods:
+        for cfg in sorted(out_dir.glob(f"fold*/{name}/config.json")):
+            try:
+                chosen = json.loads(cfg.read_text())["calibration"]["probe_view"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+            for field, view in chosen.items():
+                found.setdefault(name, {}).setdefault(field, []).append(view)
+    return found
+
+
+def _field_row(views: dict[str, list[str]], field: str, cells: str) -> str:
+    """A row of the per-field parsing table, with the probe's views when known."""
+    v = views.get(field)
+    return f"| {cells} |" + (f" {v.count('pixels')} / {v.count('all')} |" if v else "")
+
+
 def _threshold_cell(r: dict) -> str:
     g = r.get("grouping_threshold")
     return f"{_ms(g, 'ari')} ({g['clusters']['mean']:.1f})" if g else "n/a"
@@ -55,6 +76,8 @@ def write_reports(
     if curve is None and (out.parent / "curve.json").is_file():
         curve = json.loads((out.parent / "curve.json").read_text())
     results = results | ({"curve": curve} if curve else {})
+    views = probe_views(out, list(results["methods"]))
+    results = results | ({"probe_views": views} if views else {})
     figures = {k: out / f for k, f in FIGURES.items() if (out / f).is_file()}
     (out / "report.md").write_text(render_report(results, figures, out, other))
     if report is not None:
@@ -344,8 +367,10 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
             f"{per_step['red'] / per_step['gmtrace']:.0f}x more. The two networks get "
             "about the same CPU time per fold rather than the same number of steps; "
             "equal steps would need that many times longer on 2 cores. Both get the same "
-            "linear-probe head refit and calibration. The spectral baseline is fitted in "
-            "closed form.\n"
+            "linear-probe refit of the detection and attribution heads and the same "
+            "calibration; gmtrace's parsing is then read by its GM-level probe on the "
+            "features and pixel statistics (`heads.fit_parse_probe`), RED's by its own "
+            "parsing network. The spectral baseline is fitted in closed form.\n"
         )
     L.append("## Targets\n")
     L += _header("target", ms, names)
@@ -421,25 +446,48 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
         pg = ms[n]["parsing"]["per_gm"]["fields"]
         pi = ms[n]["parsing"]["per_image"]["fields"]
         L.append(f"### {ms[n]['label']}: every hyperparameter, per GM (per image)\n")
-        L.append("| hyperparameter | metric | score | random GT | p |")
-        L.append("|---|---|---|---|---|")
+        views = results.get("probe_views", {}).get(n, {})
+        if views:
+            L.append(
+                "*Probe reads*: in how many folds the parsing probe read the field from "
+                "the pixel statistics alone / from the features and statistics together "
+                "(chosen on training families left out, `heads.fit_parse_probe`).\n"
+            )
+
+        L.append(
+            "| hyperparameter | metric | score | random GT | p |"
+            + (" probe reads |" if views else "")
+        )
+        L.append("|---|---|---|---|---|" + ("---|" if views else ""))
         for j, f in enumerate(CONTINUOUS):
             L.append(
-                f"| {f.name} | L1 | {pg['l1']['actual'][j]:.3f} ({pi['l1']['actual'][j]:.3f}) "
-                f"| {pg['l1']['random'][j]:.3f} | {_p(pg['l1']['p'][j], n_perm)} |"
+                _field_row(
+                    views,
+                    f.name,
+                    f"{f.name} | L1 | {pg['l1']['actual'][j]:.3f} ({pi['l1']['actual'][j]:.3f}) "
+                    f"| {pg['l1']['random'][j]:.3f} | {_p(pg['l1']['p'][j], n_perm)}",
+                )
             )
         for j, f in enumerate(DISCRETE):
             L.append(
-                f"| {f.name} | macro-F1 (acc) | {pg['macro_f1']['actual'][j]:.3f} "
-                f"({pg['acc']['actual'][j]:.3f}) | {pg['macro_f1']['random'][j]:.3f} "
-                f"| {_p(pg['macro_f1']['p'][j], n_perm)} |"
+                _field_row(
+                    views,
+                    f.name,
+                    f"{f.name} | macro-F1 (acc) | {pg['macro_f1']['actual'][j]:.3f} "
+                    f"({pg['acc']['actual'][j]:.3f}) | {pg['macro_f1']['random'][j]:.3f} "
+                    f"| {_p(pg['macro_f1']['p'][j], n_perm)}",
+                )
             )
         aucs = ms[n]["parsing"]["loss_auc_per_gm"]
         for j, t in enumerate(LOSS_TYPES):
             a = "n/a" if aucs[j] is None else f"{aucs[j]:.3f}"
             L.append(
-                f"| loss {t} | F1 (AUC) | {pg['loss_f1']['actual'][j]:.3f} ({a}) "
-                f"| {pg['loss_f1']['random'][j]:.3f} | {_p(pg['loss_f1']['p'][j], n_perm)} |"
+                _field_row(
+                    views,
+                    f"loss_{t}",
+                    f"loss {t} | F1 (AUC) | {pg['loss_f1']['actual'][j]:.3f} ({a}) "
+                    f"| {pg['loss_f1']['random'][j]:.3f} | {_p(pg['loss_f1']['p'][j], n_perm)}",
+                )
             )
         L.append("")
     L.append("## Detection of unseen GMs (mean ± std over folds)\n")

@@ -15,6 +15,13 @@ import torch
 from torch import nn
 
 from gmtrace.nets.model import GMTraceModel, infer
+from gmtrace.schema import CONTINUOUS, DISCRETE, LOSS_TYPES
+
+_FIELD_NAMES = (
+    *(f.name for f in CONTINUOUS),
+    *(f.name for f in DISCRETE),
+    *(f"loss_{t}" for t in LOSS_TYPES),
+)
 
 
 def _unstandardize(coef: np.ndarray, intercept: np.ndarray, mu, sd):
@@ -157,3 +164,170 @@ def calibrate(
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
     return np.log(p / (1 - p))
+
+
+PROBE_C = (0.003, 0.01, 0.03, 0.1, 0.3)  # inverse L2 strengths the inner folds choose from
+_NEVER = -1e4  # bias of a class training never saw
+_SURE = 30.0  # logit of a loss bit that every training GM shares (or none)
+
+
+@torch.no_grad()
+def probe_rows(model: GMTraceModel, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """[N, D + N_STATS] raw probe inputs of uint8 images: head features h and the
+    pixel statistics (`nets.pixel_stats`)."""
+    from gmtrace.data.images import to_float
+    from gmtrace.nets.pixel_stats import pixel_statistics
+
+    model.eval()
+    dev = next(model.parameters()).device
+    out = []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(to_float(images[i : i + batch])).to(dev)
+        out.append(torch.cat([model(x).features, pixel_statistics(x)], 1).float().cpu().numpy())
+    return np.concatenate(out).astype(np.float64)
+
+
+def _field_models(z: np.ndarray, targets, C: float) -> list:
+    """One fitted model per parsing field on GM rows z: ridge per continuous field,
+    multinomial logistic per discrete field, binary logistic per loss type (classes
+    balanced); an int where training holds a single class."""
+    from sklearn.linear_model import Ridge
+
+    models: list = [Ridge(alpha=1 / C).fit(z, y) for y in targets.continuous.T]
+    for y in [*targets.discrete.T, *(targets.losses.T > 0.5).astype(int)]:
+        models.append(int(y[0]) if len(set(y)) == 1 else fit_logistic(z, y, C, 500, True))
+    return models
+
+
+def _field_predictions(models: list, z: np.ndarray) -> list[np.ndarray]:
+    out = []
+    for j, m in enumerate(models):
+        if isinstance(m, int):
+            out.append(np.full(len(z), m))
+        else:
+            p = m.predict(z)
+            out.append(np.clip(p, 0, 1) if j < len(CONTINUOUS) else p)
+    return out
+
+
+def _field_scores(pred: list[np.ndarray], targets) -> np.ndarray:
+    """Per field, higher is better: -L1, macro-F1, F1 (the evaluation's scores)."""
+    from gmtrace.metrics import binary_f1, macro_f1
+
+    nc, nd = len(CONTINUOUS), len(DISCRETE)
+    s = [-np.abs(pred[j] - targets.continuous[:, j]).mean() for j in range(nc)]
+    s += [
+        macro_f1(pred[nc + j], targets.discrete[:, j], f.n_classes) for j, f in enumerate(DISCRETE)
+    ]
+    s += [
+        binary_f1(pred[nc + nd + j].astype(bool), targets.losses[:, j] > 0.5)
+        for j in range(len(LOSS_TYPES))
+    ]
+    return np.array(s)
+
+
+def fit_parse_probe(
+    model: GMTraceModel,
+    fake: list[np.ndarray],
+    targets,
+    families: list[str],
+    grid: tuple[float, ...] = PROBE_C,
+) -> dict:
+    """Fit the GM-level parsing probe (parsing that aggregates over a GM's images)
+    and switch the model's parsing to it.
+
+    Each training GM is one row: the mean over its images (`fake`, one array per GM,
+    in `targets`' order) of the head features h and the pixel statistics, rows
+    standardized. Each field gets a linear model (`_field_models`) on one of two
+    views of the row, the pixel statistics alone or all of it, with an L2 strength
+    from `grid`: the view and strength are chosen per field by leave-one-family-out
+    prediction over the training GMs (by GM where fewer than three families train),
+    scored as the evaluation scores a field. So a field is read from the evidence
+    that parsed the training families it did not see best, not from what fits the zoo
+    best (the network's features fit the GMs it trained on). All models are folded
+    into one linear map on the full row (zero weights outside a field's view)."""
+    from gmtrace.nets.pixel_stats import N_STATS
+
+    model.probe_fitted.fill_(0.0)
+    keep = [i for i, a in enumerate(fake) if len(a)]
+    x = np.stack([probe_rows(model, fake[i]).mean(0) for i in keep])
+    t = _subset(targets, keep)
+    fam = np.array([families[i] for i in keep])
+    if len(set(fam)) < 3:
+        fam = np.arange(len(keep)).astype(str)
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    z = np.clip((x - mu) / sd, -5, 5)
+    views = {"pixels": np.arange(z.shape[1] - N_STATS, z.shape[1]), "all": np.arange(z.shape[1])}
+    candidates = [(v, C) for v in views for C in grid]  # ties go to the simpler view
+    n_fields = len(_FIELD_NAMES)
+    scores = []
+    for v, C in candidates:
+        zv = z[:, views[v]]
+        pred = [np.zeros(len(z)) for _ in range(n_fields)]
+        for f in np.unique(fam):
+            out = fam == f
+            models = _field_models(zv[~out], _subset(t, ~out), C)
+            for j, p in enumerate(_field_predictions(models, zv[out])):
+                pred[j][out] = p
+        scores.append(_field_scores(pred, t))
+    scores = np.array(scores)
+    best = np.argmax(scores, axis=0)
+    fitted = {
+        candidates[b]: _field_models(z[:, views[candidates[b][0]]], t, candidates[b][1])
+        for b in set(best.tolist())
+    }
+    weight, bias = _pack(
+        [(fitted[candidates[b]][j], views[candidates[b][0]]) for j, b in enumerate(best)],
+        z.shape[1],
+    )
+    model.probe_mean.copy_(torch.from_numpy(mu).float())
+    model.probe_std.copy_(torch.from_numpy(sd).float())
+    model.probe_weight.copy_(torch.from_numpy(weight).float())
+    model.probe_bias.copy_(torch.from_numpy(bias).float())
+    model.probe_fitted.fill_(1.0)
+    chosen = [candidates[b] for b in best]
+    return {
+        "probe_gms": len(keep),
+        "probe_inner_groups": len(set(fam)),
+        "probe_view": dict(zip(_FIELD_NAMES, (v for v, _ in chosen), strict=True)),
+        "probe_C": dict(zip(_FIELD_NAMES, (C for _, C in chosen), strict=True)),
+        "probe_inner_score": dict(
+            zip(_FIELD_NAMES, (float(scores[b, j]) for j, b in enumerate(best)), strict=True)
+        ),
+    }
+
+
+def _subset(targets, rows):
+    return type(targets)(
+        continuous=targets.continuous[rows],
+        discrete=targets.discrete[rows],
+        losses=targets.losses[rows],
+        groups=targets.groups[rows],
+    )
+
+
+def _pack(models: list, n_in: int) -> tuple[np.ndarray, np.ndarray]:
+    """The per-field models, each with the input columns it reads, as one
+    [n_in, outputs] weight matrix and bias, in the order of `nets.model.probe_split`."""
+    weight, bias = [], []
+    nc, nd = len(CONTINUOUS), len(DISCRETE)
+    for j, (m, cols) in enumerate(models):
+        k = 1 if j < nc or j >= nc + nd else DISCRETE[j - nc].n_classes
+        w, b = np.zeros((n_in, k)), np.full(k, _NEVER)
+        if j < nc:
+            w[cols, 0], b[0] = m.coef_, m.intercept_
+        elif k == 1:  # a loss bit: its logit
+            if isinstance(m, int):
+                b[0] = _SURE if m else -_SURE
+            else:
+                w[cols, 0], b[0] = m.coef_[0], m.intercept_[0]
+        elif isinstance(m, int):
+            b[m] = 0.0
+        elif len(m.classes_) == 2:  # scikit-learn keeps one row: the second class's logit
+            w[cols, m.classes_[1]], b[m.classes_[1]] = m.coef_[0], m.intercept_[0]
+            b[m.classes_[0]] = 0.0
+        else:
+            w[np.ix_(cols, m.classes_)], b[m.classes_] = m.coef_.T, m.intercept_
+        weight.append(w)
+        bias.append(b)
+    return np.concatenate(weight, axis=1), np.concatenate(bias)

@@ -34,7 +34,7 @@ from gmtrace.data.augment import Augmenter, crop, jpeg
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.images import to_float
 from gmtrace.data.loader import ImageBank, load_bank
-from gmtrace.heads import calibrate, fit_heads
+from gmtrace.heads import calibrate, fit_heads, fit_parse_probe
 from gmtrace.nets import fingerprint_losses as FL
 from gmtrace.nets.model import (
     CALIBRATION_BUFFERS,
@@ -440,11 +440,11 @@ def train(
     train_seconds = seconds_before + t_trained - t0
     _save_checkpoint(out, model, opt, cfg.steps, rng, signature, train_seconds)
     with torch.no_grad():
-        probe = fit_heads(
-            model,
-            [a[: cfg.probe_per_gm] for a in bank.fake],
-            bank.real[:: max(1, len(bank.real) // cfg.probe_real)],
-        )
+        probe_fake = [a[: cfg.probe_per_gm] for a in bank.fake]
+        probe = fit_heads(model, probe_fake, bank.real[:: max(1, len(bank.real) // cfg.probe_real)])
+        if model.cfg.parse_probe:
+            families = [ds.gms[i].family for i in idx]
+            probe |= fit_parse_probe(model, probe_fake, tg, families)
         calibration = calibrate(model, calib_fake, calib_real) | probe
     meta = {
         "gmtrace": __version__,
@@ -496,4 +496,10 @@ def summary_table(result: dict) -> Table:
     for k in ("attribution_train_acc", "detection_train_acc", "open_threshold"):
         if k in result.get("calibration", {}):
             t.add_row(k.replace("_", " "), f"{result['calibration'][k]:.3f}")
+    views = list(result.get("calibration", {}).get("probe_view", {}).values())
+    if views:
+        t.add_row(
+            "parsing probe reads",
+            f"pixel statistics for {views.count('pixels')} fields, all for {views.count('all')}",
+        )
     return t

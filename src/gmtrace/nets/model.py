@@ -17,7 +17,10 @@ After training, `fit_heads` refits the detection and attribution heads as a line
 probe on the frozen features (detection as the sum of two probes: one on all of h,
 one on r alone), and `calibrate` stores in buffers (saved with the
 weights) the Platt scaling of the detection logit, the open-set threshold and the
-grouping embedding and threshold.
+grouping embedding and threshold. With `parse_probe`, `fit_parse_probe` then fits
+parsing afresh as a linear probe on [h, the image's pixel statistics]
+(`nets/pixel_stats.py`), chosen on families left out of the training GMs; once
+fitted it answers in place of the parsing heads SGD trained.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from torch import nn
 from gmtrace.data.images import to_float
 from gmtrace.nets.fen import DnCNN, FENConfig, box_residual
 from gmtrace.nets.parser import ParseOutput, ParserConfig, ParsingNet, parsing_loss
+from gmtrace.nets.pixel_stats import N_STATS, pixel_statistics
 from gmtrace.nets.red_arch import RedParsingNet, red_parsing_loss
+from gmtrace.schema import CONTINUOUS, DISCRETE, GROUP_NAMES, LOSS_TYPES
 from gmtrace.spectrum import log_magnitude
 
 WEIGHTS = "model.safetensors"
@@ -51,12 +56,29 @@ CALIBRATION_BUFFERS = (
     "group_mean",
     "group_projection",
     "detect_spectrum",
+    "probe_mean",
+    "probe_std",
+    "probe_weight",
+    "probe_bias",
+    "probe_fitted",
 )
 
 # config fields that only shape what `fit_heads` fits after training
-POST_TRAINING = ("group_dims", "spectrum_expert")
+POST_TRAINING = ("group_dims", "spectrum_expert", "parse_probe")
 # values of config fields added later, for configs saved before they existed
-LEGACY = {"image_spectrum": False, "spectrum_expert": False, "peaks": False}
+LEGACY = {"image_spectrum": False, "spectrum_expert": False, "peaks": False, "parse_probe": False}
+# the probe answers each loss type directly: its group gates are held open
+OPEN_GATE = 30.0
+
+
+def probe_split() -> list[int]:
+    """Widths of the parsing probe's output blocks: continuous, each discrete field, losses."""
+    return [len(CONTINUOUS), *(f.n_classes for f in DISCRETE), len(LOSS_TYPES)]
+
+
+def probe_outputs() -> int:
+    return sum(probe_split())
+
 
 # the frequencies (cycles per pixel) where up-sampling by 2, 4, 8 and 16 leaves its
 # periodic peaks: k / N for odd k (k / N and 1 - k / N have the same magnitude)
@@ -103,6 +125,9 @@ class ModelConfig:
     # up-sampling peak prominences (`peak_prominence`) of the fingerprint's and the
     # image residual's spectrum, beside the radial profiles
     peaks: bool = True
+    # parsing read by a GM-level linear probe on h and the image's pixel statistics
+    # (`heads.fit_parse_probe`), in place of the heads SGD trained
+    parse_probe: bool = True
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -138,6 +163,7 @@ def red_config(n_gms: int = 1, proj: int = 64) -> ModelConfig:
         image_spectrum=False,
         spectrum_expert=False,
         peaks=False,
+        parse_probe=False,
     )
 
 
@@ -262,6 +288,15 @@ class GMTraceModel(nn.Module):
             # weights and bias of the image-spectrum detection probe; zero (no say)
             # until `fit_heads` fills them, so SGD trains `detect` alone
             self.register_buffer("detect_spectrum", torch.zeros(cfg.spectrum_bins + 1))
+        if cfg.parse_probe:
+            # standardization, weights and bias of the parsing probe on [h, pixel
+            # statistics]; unused (the SGD heads answer) until `fit_parse_probe`
+            n_in, n_out = d + N_STATS, probe_outputs()
+            self.register_buffer("probe_mean", torch.zeros(n_in))
+            self.register_buffer("probe_std", torch.ones(n_in))
+            self.register_buffer("probe_weight", torch.zeros(n_in, n_out))
+            self.register_buffer("probe_bias", torch.zeros(n_out))
+            self.register_buffer("probe_fitted", torch.tensor(0.0))
 
     @property
     def group_dims(self) -> int:
@@ -300,6 +335,30 @@ class GMTraceModel(nn.Module):
             z = z + self.image_spectrum_part(e) @ w[:-1] + w[-1]
         return z
 
+    @property
+    def probe_ready(self) -> bool:
+        return self.cfg.parse_probe and bool(self.probe_fitted > 0)
+
+    def probe_inputs(self, e: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The parsing probe's standardized inputs: head features h and the pixel
+        statistics of the images x, clipped to 5 standard deviations."""
+        u = torch.cat([e, pixel_statistics(x).to(e.dtype)], dim=1)
+        return ((u - self.probe_mean) / self.probe_std).clamp(-5, 5)
+
+    def probe_parse(self, e: torch.Tensor, x: torch.Tensor) -> ParseOutput:
+        """Parsing by the fitted probe: continuous values clipped to [0, 1], the
+        discrete fields' logits, and each loss type's logit (its gate open)."""
+        out = self.probe_inputs(e, x) @ self.probe_weight + self.probe_bias
+        parts = torch.split(out, probe_split(), dim=1)
+        fine = parts[-1]
+        return ParseOutput(
+            continuous=parts[0].clamp(0, 1),
+            discrete=list(parts[1:-1]),
+            coarse=torch.full((len(e), len(GROUP_NAMES)), OPEN_GATE, device=e.device),
+            fine=fine,
+            embedding=e,
+        )
+
     def forward(self, x: torch.Tensor) -> ModelOutput:
         # the 3x3 residual feeds the high-pass FEN and the image spectrum: made once
         needed = self.cfg.fen.highpass or self.image_norm is not None
@@ -308,7 +367,7 @@ class GMTraceModel(nn.Module):
         e = self.features(fp, x, r)
         return ModelOutput(
             fingerprint=fp,
-            parse=self.parser.forward_head(e),
+            parse=self.probe_parse(e, x) if self.probe_ready else self.parser.forward_head(e),
             detect=self.detection_logit(e),
             attribute=self.attribute(e),
             projection=F.normalize(self.project(e), dim=1),

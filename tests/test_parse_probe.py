@@ -1,0 +1,117 @@
+"""The parsing probe: pixel statistics, the GM-level fit, its place in the model."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from gmtrace.data.images import to_float
+from gmtrace.heads import fit_parse_probe
+from gmtrace.nets.fen import FENConfig
+from gmtrace.nets.model import GMTraceModel, ModelConfig, infer, load_model, red_config, save_model
+from gmtrace.nets.parser import ParserConfig
+from gmtrace.nets.pixel_stats import N_STATS, STAT_NAMES, pixel_statistics
+from gmtrace.schema import DISCRETE, LOSS_TYPES, Targets
+
+SMALL = ModelConfig(
+    fen=FENConfig(depth=3, width=8),
+    parser=ParserConfig(width=8, stages=2, embed=16, dropout=0.0),
+    proj=8,
+)
+
+
+def stats(images: np.ndarray) -> dict[str, np.ndarray]:
+    s = pixel_statistics(torch.from_numpy(to_float(images))).numpy()
+    assert s.shape == (len(images), N_STATS) and np.isfinite(s).all()
+    return {n: s[:, i] for i, n in enumerate(STAT_NAMES)}
+
+
+def test_histogram_statistics_of_known_images():
+    half = np.zeros((1, 16, 16, 3), np.uint8)
+    half[:, :, 8:] = 255
+    s = stats(half)
+    assert s["hist_at_0"] == pytest.approx(0.5) and s["hist_at_255"] == pytest.approx(0.5)
+    assert s["hist_lowest"] == 0 and s["hist_highest"] == 1
+    assert s["hist_mean"] == pytest.approx(0.5) and s["hist_std"] == pytest.approx(0.5)
+    # every multiple of 4 from 0 to 252, equally often: 64 of the 253 bins filled, all even
+    steps = (np.arange(64 * 64) % 64 * 4).reshape(1, 64, 64, 1).repeat(3, 3).astype(np.uint8)
+    s = stats(steps)
+    assert s["hist_empty_bins"] == pytest.approx(189 / 253)
+    assert s["hist_even_mass"] == pytest.approx(1.0)
+    assert s["hist_entropy"] == pytest.approx(np.log(64), rel=1e-5)
+    flat = stats(np.full((2, 16, 16, 3), 77, np.uint8))  # constant: no NaN
+    assert flat["residual_corr_x1"] == pytest.approx([0, 0])
+    assert flat["colour_corr_rg"] == pytest.approx([0, 0])
+
+
+def test_residual_statistics_see_up_sampling():
+    """Nearest up-sampling by 2 zeroes the spectrum at 1/2 cycle per pixel and
+    correlates neighbours; independent noise has its most power there."""
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (4, 64, 64, 3)).astype(np.uint8)
+    up = rng.integers(0, 256, (4, 32, 32, 3)).astype(np.uint8).repeat(2, 1).repeat(2, 2)
+    a, b = stats(noise), stats(up)
+    for axis in ("x", "y"):
+        assert b[f"peak_{axis}_0.5"].max() < a[f"peak_{axis}_0.5"].min() - 2
+        assert b[f"residual_corr_{axis}1"].min() > a[f"residual_corr_{axis}1"].max()
+    with pytest.raises(ValueError, match="pixel_statistics"):
+        pixel_statistics(torch.zeros(1, 3, 4, 4))
+
+
+def test_probe_parses_from_pixel_statistics_and_survives_a_reload(tmp_path):
+    """Eight GMs in four families, bright or dark; a continuous field, a discrete
+    field and a loss bit follow brightness. The probe, chosen by leaving families
+    out, answers them on new images; a class and a loss nobody trained with are
+    never answered; the saved model answers the same."""
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+
+    def images(bright: bool, n: int = 12) -> np.ndarray:
+        lo = 150 if bright else 0
+        return rng.integers(lo, lo + 106, (n, 32, 32, 3)).astype(np.uint8)
+
+    bright = np.array([g % 2 == 1 for g in range(8)])
+    families = [f"family{g // 2}" for g in range(8)]
+    last = DISCRETE.index(next(f for f in DISCRETE if f.name == "last_activation"))
+    disc = np.zeros((8, len(DISCRETE)), np.int64)
+    disc[:, last] = np.where(bright, 1, 2)
+    losses = np.zeros((8, len(LOSS_TYPES)), np.float32)
+    losses[:, LOSS_TYPES.index("l1")] = bright
+    cont = np.full((8, 9), 0.5, np.float32)
+    cont[:, 0] = np.where(bright, 0.8, 0.2)
+    targets = Targets(continuous=cont, discrete=disc, losses=losses, groups=np.zeros((8, 3)))
+    model = GMTraceModel(replace(SMALL, n_gms=8)).eval()
+    assert not model.probe_ready
+    info = fit_parse_probe(model, [images(b) for b in bright], targets, families)
+    assert model.probe_ready and info["probe_gms"] == 8 and info["probe_inner_groups"] == 4
+    test = np.concatenate([images(True, 6), images(False, 6)])
+    inf = infer(model, test)
+    assert (inf.continuous[:6, 0] > 0.6).all() and (inf.continuous[6:, 0] < 0.4).all()
+    p = inf.discrete_prob[last]
+    assert (p[:6].argmax(1) == 1).all() and (p[6:].argmax(1) == 2).all()
+    assert p[:, [0, 3]].max() < 1e-6  # classes no training GM has
+    l1 = inf.loss_prob[:, LOSS_TYPES.index("l1")]
+    assert (l1[:6] > 0.5).all() and (l1[6:] < 0.5).all()
+    assert inf.loss_prob[:, LOSS_TYPES.index("ce")].max() < 1e-6
+    save_model(model, tmp_path, {})
+    again = infer(load_model(tmp_path).model, test)
+    np.testing.assert_allclose(again.continuous, inf.continuous, atol=1e-6)
+    np.testing.assert_allclose(again.loss_prob, inf.loss_prob, atol=1e-6)
+
+
+def test_probe_config():
+    """Off for configs saved before it existed and for RED's architecture (the
+    baseline keeps its own parsing); the SGD heads answer until it is fitted."""
+    legacy = ModelConfig().to_dict()
+    del legacy["parse_probe"]
+    assert ModelConfig.from_dict(legacy).parse_probe is False
+    assert "probe_weight" not in dict(GMTraceModel(red_config(3)).named_buffers())
+    model = GMTraceModel(replace(SMALL, n_gms=2)).eval()
+    x = torch.from_numpy(to_float(np.zeros((2, 32, 32, 3), np.uint8)))
+    with torch.no_grad():
+        out = model(x)
+        heads = model.parser.forward_head(out.features)
+    torch.testing.assert_close(out.parse.continuous, heads.continuous)
