@@ -654,7 +654,7 @@ def _curve_json(where: str | None) -> dict | None:
     if not p.is_file():
         _fail(f"{p}: no curve.json here (run `gmtrace evaluate --curve COUNTS` first)")
     try:
-        return json.loads(p.read_text())
+        return json.loads(p.read_text()) | {"folder": str(p.parent)}
     except (OSError, ValueError) as e:
         _fail(f"{p}: not a readable curve.json ({e})")
 

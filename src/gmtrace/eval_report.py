@@ -73,8 +73,19 @@ def write_reports(
     out = Path(out_dir)
     results = read_results(out)
     other = read_results(compare) if compare is not None else None
+    if other is not None:
+        other["probe_views"] = probe_views(Path(compare), list(other["methods"]))
     if curve is None and (out.parent / "curve.json").is_file():
         curve = json.loads((out.parent / "curve.json").read_text())
+    if curve and any("gmtrace" in pt for pt in curve["points"]):
+        folder = Path(curve.get("folder", out.parent))
+        probe = {  # which points' networks parse with the probe
+            pt["synth_gms"]: bool(probe_views(folder / f"n{pt['synth_gms']}", ["gmtrace"]))
+            for pt in curve["points"]
+        }
+        curve = curve | {
+            "points": [pt | {"probe": probe[pt["synth_gms"]]} for pt in curve["points"]]
+        }
     results = results | ({"curve": curve} if curve else {})
     views = probe_views(out, list(results["methods"]))
     results = results | ({"probe_views": views} if views else {})
@@ -140,8 +151,17 @@ def _curve(curve: dict, names: list[str]) -> list[str]:
                 "n/a" if p[n][k] is None else (str(p[n][k]) if k == "fields" else _f(p[n][k]))
                 for k, _ in keys
             ]
-            L.append(f"| {p['synth_gms']} | {p['train_gms']:.0f} | " + " | ".join(cells) + " |")
+            mark = " *" if n == "gmtrace" and p.get("probe") is False else ""
+            L.append(
+                f"| {p['synth_gms']}{mark} | {p['train_gms']:.0f} | " + " | ".join(cells) + " |"
+            )
         L.append("")
+    if any(p.get("probe") is False for p in pts):
+        L.append(
+            "\\* Networks fitted before the parsing probe (`heads.fit_parse_probe`): their "
+            "parsing columns (disc. F1, loss F1, fields) are the SGD heads'; the probe "
+            "changes nothing else. Rerunning the curve's command refits them.\n"
+        )
     return L
 
 
@@ -330,6 +350,19 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
         )
         L += _headline(results, other)
         L.append("")
+        stale = [
+            results["methods"][n]["label"]
+            for n in results["methods"]
+            if n in other["methods"]
+            and results.get("probe_views", {}).get(n)
+            and not other.get("probe_views", {}).get(n)
+        ]
+        if stale:
+            L.append(
+                f"The other run's {', '.join(stale)} networks were fitted before the parsing "
+                "probe (`heads.fit_parse_probe`): their parsing rows are the SGD heads', "
+                "not the probe's; rerunning its command refits them.\n"
+            )
     m = results["machine"]
     L.append(
         f"Zoo `{results['zoo']}`: {results['n_gms']} GMs, {cfg['folds']} folds: "
