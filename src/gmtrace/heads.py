@@ -40,8 +40,18 @@ def _set_linear(layer: nn.Linear, coef: np.ndarray, intercept: np.ndarray, mu, s
 
 
 @torch.no_grad()
+def head_features(model: GMTraceModel, fake: list[np.ndarray]) -> list[np.ndarray | None]:
+    """The frozen head features h of each GM's images (None for a GM without any):
+    what `fit_heads` and `fit_parse_probe` both fit on, computed once."""
+    return [infer(model, a, features=True).embedding if len(a) else None for a in fake]
+
+
 def fit_heads(
-    model: GMTraceModel, fake: list[np.ndarray], real: np.ndarray, C: float = 0.5
+    model: GMTraceModel,
+    fake: list[np.ndarray],
+    real: np.ndarray,
+    C: float = 0.5,
+    features: list[np.ndarray | None] | None = None,
 ) -> dict:
     """Linear-probe refit of the detection and attribution heads on the frozen
     features of clean training images (`fake`: one array per training GM, in
@@ -56,7 +66,7 @@ def fit_heads(
     and vary little within one, which is what tells GMs never seen apart too."""
     from gmtrace.grouping import discriminant_projection
 
-    feats = [infer(model, a, features=True).embedding if len(a) else None for a in fake]
+    feats = head_features(model, fake) if features is None else features
     xf = np.concatenate([f for f in feats if f is not None]).astype(np.float64)
     yf = np.concatenate([[i] * len(f) for i, f in enumerate(feats) if f is not None])
     xr = infer(model, real, features=True).embedding.astype(np.float64)
@@ -171,20 +181,17 @@ _NEVER = -1e4  # bias of a class training never saw
 _SURE = 30.0  # logit of a loss bit that every training GM shares (or none)
 
 
-@torch.no_grad()
-def probe_rows(model: GMTraceModel, images: np.ndarray, batch: int = 64) -> np.ndarray:
-    """[N, D + N_STATS] raw probe inputs of uint8 images: head features h and the
-    pixel statistics (`nets.pixel_stats`)."""
+def _pixel_rows(images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """[N, N_STATS] pixel statistics (`nets.pixel_stats`) of uint8 images."""
     from gmtrace.data.images import to_float
     from gmtrace.nets.pixel_stats import pixel_statistics
 
-    model.eval()
-    dev = next(model.parameters()).device
-    out = []
-    for i in range(0, len(images), batch):
-        x = torch.from_numpy(to_float(images[i : i + batch])).to(dev)
-        out.append(torch.cat([model(x).features, pixel_statistics(x)], 1).float().cpu().numpy())
-    return np.concatenate(out).astype(np.float64)
+    return np.concatenate(
+        [
+            pixel_statistics(torch.from_numpy(to_float(images[i : i + batch]))).numpy()
+            for i in range(0, len(images), batch)
+        ]
+    ).astype(np.float64)
 
 
 def _field_models(z: np.ndarray, targets, C: float) -> list:
@@ -211,19 +218,20 @@ def _field_predictions(models: list, z: np.ndarray) -> list[np.ndarray]:
 
 
 def _field_scores(pred: list[np.ndarray], targets) -> np.ndarray:
-    """Per field, higher is better: -L1, macro-F1, F1 (the evaluation's scores)."""
-    from gmtrace.metrics import binary_f1, macro_f1
+    """Per field, higher is better: -L1, macro-F1, F1 (the evaluation's
+    `metrics.parsing_scores`)."""
+    from gmtrace.metrics import parsing_scores
 
     nc, nd = len(CONTINUOUS), len(DISCRETE)
-    s = [-np.abs(pred[j] - targets.continuous[:, j]).mean() for j in range(nc)]
-    s += [
-        macro_f1(pred[nc + j], targets.discrete[:, j], f.n_classes) for j, f in enumerate(DISCRETE)
-    ]
-    s += [
-        binary_f1(pred[nc + nd + j].astype(bool), targets.losses[:, j] > 0.5)
-        for j in range(len(LOSS_TYPES))
-    ]
-    return np.array(s)
+    s = parsing_scores(
+        np.stack(pred[:nc], axis=1),
+        pred[nc : nc + nd],
+        np.stack(pred[nc + nd :], axis=1).astype(bool),
+        targets.continuous,
+        targets.discrete,
+        targets.losses,
+    )
+    return np.r_[-s["l1"], s["macro_f1"], s["loss_f1"]]
 
 
 def fit_parse_probe(
@@ -232,6 +240,7 @@ def fit_parse_probe(
     targets,
     families: list[str],
     grid: tuple[float, ...] = PROBE_C,
+    features: list[np.ndarray | None] | None = None,
 ) -> dict:
     """Fit the GM-level parsing probe (parsing that aggregates over a GM's images)
     and switch the model's parsing to it.
@@ -245,12 +254,14 @@ def fit_parse_probe(
     scored as the evaluation scores a field. So a field is read from the evidence
     that parsed the training families it did not see best, not from what fits the zoo
     best (the network's features fit the GMs it trained on). All models are folded
-    into one linear map on the full row (zero weights outside a field's view)."""
+    into one linear map on the full row (zero weights outside a field's view).
+    `features`: the images' head features when the caller has them (`head_features`)."""
     from gmtrace.nets.pixel_stats import N_STATS
 
     model.probe_fitted.fill_(0.0)
     keep = [i for i, a in enumerate(fake) if len(a)]
-    x = np.stack([probe_rows(model, fake[i]).mean(0) for i in keep])
+    h = head_features(model, fake) if features is None else features
+    x = np.stack([np.c_[h[i], _pixel_rows(fake[i])].mean(0) for i in keep])
     t = _subset(targets, keep)
     fam = np.array([families[i] for i in keep])
     if len(set(fam)) < 3:

@@ -34,7 +34,7 @@ from gmtrace.data.augment import Augmenter, crop, jpeg
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.images import to_float
 from gmtrace.data.loader import ImageBank, load_bank
-from gmtrace.heads import calibrate, fit_heads, fit_parse_probe
+from gmtrace.heads import calibrate, fit_heads, fit_parse_probe, head_features
 from gmtrace.nets import fingerprint_losses as FL
 from gmtrace.nets.model import (
     CALIBRATION_BUFFERS,
@@ -441,10 +441,12 @@ def train(
     _save_checkpoint(out, model, opt, cfg.steps, rng, signature, train_seconds)
     with torch.no_grad():
         probe_fake = [a[: cfg.probe_per_gm] for a in bank.fake]
-        probe = fit_heads(model, probe_fake, bank.real[:: max(1, len(bank.real) // cfg.probe_real)])
+        feats = head_features(model, probe_fake)
+        real = bank.real[:: max(1, len(bank.real) // cfg.probe_real)]
+        probe = fit_heads(model, probe_fake, real, features=feats)
         if model.cfg.parse_probe:
             families = [ds.gms[i].family for i in idx]
-            probe |= fit_parse_probe(model, probe_fake, tg, families)
+            probe |= fit_parse_probe(model, probe_fake, tg, families, features=feats)
         calibration = calibrate(model, calib_fake, calib_real) | probe
     meta = {
         "gmtrace": __version__,
