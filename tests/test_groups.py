@@ -14,7 +14,7 @@ from gmtrace.grouping import group, group_scalable
 from gmtrace.groups import group_rows
 from gmtrace.metrics import grouping_scores
 from gmtrace.scan import SCHEMA_VERSION
-from gmtrace.schema import CONTINUOUS, DISCRETE, LOSS_TYPES
+from gmtrace.schema import CONTINUOUS, DISCRETE, LOSS_TYPES, parse_widths
 
 runner = CliRunner()
 
@@ -83,6 +83,34 @@ def test_group_rows_aggregates_each_group():
     assert a["nearest_known_gm"] == near
     assert a["losses"] == [LOSS_TYPES[0]]
     assert b["unknown_share"] == pytest.approx(6 / 9) and b["nearest_known_gm"] is None
+
+
+def test_group_parse_is_the_probe_answer_for_the_mean_input():
+    """Rows carrying the probe's linear outputs: the group's discrete fields and
+    losses are read from their mean, not from the images' votes. Eight images vote
+    for the first up-sampling class, each by a hair; four are sure of the second."""
+    j = [f.name for f in DISCRETE].index("upsampling")
+    up = DISCRETE[j].classes
+    at = len(CONTINUOUS) + sum(f.n_classes for f in DISCRETE[:j])
+    x, _ = _blobs([12], spread=0.01)
+    rows = []
+    for i in range(12):
+        lin = np.zeros(sum(parse_widths()))
+        lin[at : at + 2] = [0.1, 0.0] if i < 8 else [0.0, 3.0]
+        lin[-len(LOSS_TYPES) :] = -3.0
+        lin[-len(LOSS_TYPES)] = -1.0 if i < 8 else 4.0  # the first loss type: mean 0.67
+        r = _row(f"a{i}", x[i], "dcgan_000", 1e6, up[0] if i < 8 else up[1])
+        rows.append(r | {"parse_linear": lin.tolist()})
+    (g,) = group_rows(rows)["groups"]
+    assert g["hyperparameters"]["upsampling"]["value"] == up[1]
+    assert g["hyperparameters"]["upsampling"]["agreement"] == pytest.approx(4 / 12)
+    assert g["loss_probabilities"][LOSS_TYPES[0]] == pytest.approx(1 / (1 + np.exp(-2 / 3)))
+    assert g["losses"] == [LOSS_TYPES[0]]
+    # one row without them (an older scan): votes and mean probabilities again
+    rows[0] = rows[0] | {"parse_linear": None}
+    (g,) = group_rows(rows)["groups"]
+    assert g["hyperparameters"]["upsampling"]["value"] == up[0]
+    assert g["loss_probabilities"][LOSS_TYPES[0]] == pytest.approx(0.9)
 
 
 def test_cli_group_on_a_scan(small_model_dir: Path, tiny_zoo_dir: Path, tmp_path: Path):

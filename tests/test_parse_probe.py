@@ -96,6 +96,18 @@ def test_probe_parses_from_pixel_statistics_and_survives_a_reload(tmp_path):
     l1 = inf.loss_prob[:, LOSS_TYPES.index("l1")]
     assert (l1[:6] > 0.5).all() and (l1[6:] < 0.5).all()
     assert inf.loss_prob[:, LOSS_TYPES.index("ce")].max() < 1e-6
+    # taken together, the images get the probe's answer for their mean input
+    x = torch.from_numpy(to_float(test[:6]))
+    with torch.no_grad():
+        u = model.probe_inputs(model(x).features, x).mean(0)
+        lin = (u @ model.probe_weight + model.probe_bias).numpy().astype(np.float64)
+    c, d, lp = inf.parse_of(slice(0, 6))
+    np.testing.assert_allclose(c, np.clip(lin[:9], 0, 1), atol=1e-5)
+    assert c[0] > 0.6 and d[last].argmax() == 1 and lp[LOSS_TYPES.index("l1")] > 0.5
+    at = 9 + sum(f.n_classes for f in DISCRETE[:last])
+    z = lin[at : at + DISCRETE[last].n_classes]
+    np.testing.assert_allclose(d[last], np.exp(z - z.max()) / np.exp(z - z.max()).sum(), atol=1e-5)
+    np.testing.assert_allclose(lp, 1 / (1 + np.exp(-lin[-len(LOSS_TYPES) :])), atol=1e-5)
     save_model(model, tmp_path, {})
     again = infer(load_model(tmp_path).model, test)
     np.testing.assert_allclose(again.continuous, inf.continuous, atol=1e-6)
@@ -115,3 +127,15 @@ def test_probe_config():
         out = model(x)
         heads = model.parser.forward_head(out.features)
     torch.testing.assert_close(out.parse.continuous, heads.continuous)
+
+
+def test_parse_of_without_the_probe_averages_answers():
+    """The SGD heads' (and the baselines') answers are averaged over the images."""
+    model = GMTraceModel(replace(SMALL, n_gms=2)).eval()
+    rng = np.random.default_rng(1)
+    inf = infer(model, rng.integers(0, 256, (5, 32, 32, 3)).astype(np.uint8))
+    assert inf.parse_linear is None
+    c, d, lp = inf.parse_of([1, 3, 4])
+    np.testing.assert_allclose(c, inf.continuous[[1, 3, 4]].mean(0))
+    np.testing.assert_allclose(d[2], inf.discrete_prob[2][[1, 3, 4]].mean(0))
+    np.testing.assert_allclose(lp, inf.loss_prob[[1, 3, 4]].mean(0))

@@ -11,7 +11,6 @@ from gmtrace.nets.parser import (
     Balance,
     ParserConfig,
     ParsingNet,
-    aggregate,
     parsing_loss,
 )
 from gmtrace.schema import DISCRETE, GROUP_NAMES, LOSS_TYPES
@@ -83,16 +82,3 @@ def test_parsing_loss_trains():
     out = net(x)
     pred = (out.loss_prob > 0.5).float()
     assert (pred == losses).float().mean().item() > 0.95
-
-
-def test_aggregate():
-    cont = np.array([[0.2, 0.4], [0.4, 0.4], [0.3, 0.4]])
-    disc = [np.array([[0.9, 0.1], [0.4, 0.6], [0.8, 0.2]])]
-    loss = np.array([[1.0, 0.0], [0.0, 0.0], [0.5, 0.0]])
-    agg = aggregate(cont, disc, loss)
-    assert agg["continuous"] == pytest.approx([0.3, 0.4])
-    assert agg["continuous_std"] == pytest.approx([np.sqrt(0.02 / 3), 0.0])
-    assert agg["loss_prob"] == pytest.approx([0.5, 0.0])
-    assert agg["discrete_prob"][0] == pytest.approx([0.7, 0.3])
-    assert agg["discrete"] == [0] and agg["discrete_agreement"] == [pytest.approx(2 / 3)]
-    assert agg["n_images"] == 3

@@ -63,10 +63,14 @@ class ImageResult:
     spectrum_png: str | None = None
     group: int | None = None  # set by `Analyzer.group`: images sharing a source GM
     embedding: np.ndarray | None = field(default=None, repr=False)
+    # the parsing probe's linear outputs, mean over the crops (`Inference.parse_of`);
+    # None where the model has no probe. `gmtrace group` reads a group's parse from them
+    parse_linear: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
         d.pop("embedding")
+        d.pop("parse_linear")
         if d["size"] is not None:
             d["size"] = list(d["size"])
         return d
@@ -186,12 +190,8 @@ class Analyzer:
         attr = inf.attribution[sl].mean(axis=0)
         top = np.argsort(-attr)[: self.top_k]
         open_score = float(1 - attr.max())
-        parsed = decode(
-            inf.continuous[sl].mean(axis=0, keepdims=True),
-            [d[sl].mean(axis=0, keepdims=True) for d in inf.discrete_prob],
-            inf.loss_prob[sl].mean(axis=0, keepdims=True),
-            self.normalizer_,
-        )[0]
+        cont, disc, loss = inf.parse_of(sl)
+        parsed = decode(cont[None], [d[None] for d in disc], loss[None], self.normalizer_)[0]
         losses = parsed.pop("losses")
         loss_p = parsed.pop("loss_probabilities")
         return ImageResult(
@@ -213,6 +213,7 @@ class Analyzer:
             losses=losses,
             loss_probabilities=loss_p,
             embedding=inf.embedding[sl].mean(axis=0),
+            parse_linear=None if inf.parse_linear is None else inf.parse_linear[sl].mean(axis=0),
         )
 
     def group(self, results: list[ImageResult], generated_only: bool = True) -> int:
@@ -296,11 +297,10 @@ class Analyzer:
 def check_zoo(analyzer: Analyzer, zoo: str | Path, per_gm: int = 12, on_done=None) -> dict:
     """Analyze a zoo whose truth is known (e.g. GMs the model never saw) and compare:
     per GM, the share of its images called generated and called "unknown GM", and
-    the GM-level parse (mean over its images) against the introspected truth; for
-    the zoo's real crops, the share called real."""
+    the GM-level parse (its images taken together, `Inference.parse_of`) against
+    the introspected truth; for the zoo's real crops, the share called real."""
     from gmtrace.data.dataset import GMDataset
     from gmtrace.metrics import binary_f1
-    from gmtrace.nets.parser import aggregate
     from gmtrace.schema import DISCRETE, LOSS_TYPES, encode, loss_bits
 
     ds = GMDataset.from_zoo(zoo)
@@ -319,8 +319,8 @@ def check_zoo(analyzer: Analyzer, zoo: str | Path, per_gm: int = 12, on_done=Non
             continue
         crops = np.concatenate([crop_grid(a, analyzer.image_size_, 1)[0] for a in imgs])
         inf = infer(analyzer.model_, crops)
-        agg = aggregate(inf.continuous, inf.discrete_prob, inf.loss_prob)
-        pred_bits = agg["loss_prob"] >= 0.5
+        cont, disc, loss = inf.parse_of()
+        pred_bits = loss >= 0.5
         true_bits = loss_bits(g.losses) > 0.5
         rows.append(
             {
@@ -331,15 +331,15 @@ def check_zoo(analyzer: Analyzer, zoo: str | Path, per_gm: int = 12, on_done=Non
                 "called_unknown": float(
                     np.mean(inf.open_score > float(analyzer.model_.open_threshold))
                 ),
-                "continuous_l1": float(np.abs(agg["continuous"] - truth_norm.continuous[i]).mean()),
+                "continuous_l1": float(np.abs(cont - truth_norm.continuous[i]).mean()),
                 "discrete_correct": int(
-                    np.sum(np.array(agg["discrete"]) == truth_norm.discrete[i])
+                    np.sum(np.array([p.argmax() for p in disc]) == truth_norm.discrete[i])
                 ),
                 "loss_f1": binary_f1(pred_bits, true_bits),
                 "true_losses": [t for t, b in zip(LOSS_TYPES, true_bits, strict=True) if b],
                 "predicted_losses": [t for t, b in zip(LOSS_TYPES, pred_bits, strict=True) if b],
                 "true_upsampling": up.classes[truth_norm.discrete[i][j_up]],
-                "predicted_upsampling": up.classes[agg["discrete"][j_up]],
+                "predicted_upsampling": up.classes[int(disc[j_up].argmax())],
             }
         )
         if on_done is not None:

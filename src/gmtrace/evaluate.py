@@ -35,6 +35,7 @@ import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -489,27 +490,30 @@ def _score(ds, data: list[FoldData], folds, fold_of_gm, global_norm, cfg: EvalCo
     )
     for name in cfg.methods:
         r: dict = {"label": LABELS[name]}
-        # parsing: rescale each fold's predictions to the global normalized scale
-        conts, discs, losses, gms = [], [], [], []
+        # parsing: rescale each fold's predictions to the global normalized scale;
+        # per GM, the parse of its test images taken together (`Inference.parse_of`)
+        conts, discs, losses, gms, per_gm_rows = [], [], [], [], []
         for fd in data:
             inf = fd.unseen[name]
-            raw = np.zeros((len(inf.continuous), arch.shape[1]))
-            counts = fd.info["fold_norm"].inverse(inf.continuous)
-            for j, f in enumerate(CONTINUOUS):
-                raw[:, ARCH_NAMES.index(f.name)] = counts[:, j]
-            conts.append(global_norm.transform(raw))
+            g_of = fd.info["unseen_gm"]
+            to_global = partial(_global_scale, fd.info["fold_norm"], global_norm, arch.shape[1])
+            conts.append(to_global(inf.continuous))
             discs.append(inf.discrete_prob)
             losses.append(inf.loss_prob)
-            gms.append(fd.info["unseen_gm"])
+            gms.append(g_of)
+            for g in np.unique(g_of):
+                c, d, lp = inf.parse_of(g_of == g)
+                per_gm_rows.append((g, to_global(c[None])[0], d, lp))
         cont = np.concatenate(conts)
         dprob = [np.concatenate([d[j] for d in discs]) for j in range(len(DISCRETE))]
         lprob = np.concatenate(losses)
         gm = np.concatenate(gms)
         per_image = {"cont": cont, "disc": [p.argmax(1) for p in dprob], "loss": lprob >= 0.5}
-        u = np.unique(gm)
-        agg_cont = np.stack([cont[gm == g].mean(0) for g in u])
-        agg_d = [np.stack([p[gm == g].mean(0) for g in u]) for p in dprob]
-        agg_l = np.stack([lprob[gm == g].mean(0) for g in u])
+        per_gm_rows.sort(key=lambda row: row[0])
+        u = np.array([row[0] for row in per_gm_rows])
+        agg_cont = np.stack([row[1] for row in per_gm_rows])
+        agg_d = [np.stack([row[2][j] for row in per_gm_rows]) for j in range(len(DISCRETE))]
+        agg_l = np.stack([row[3] for row in per_gm_rows])
         per_gm = {"cont": agg_cont, "disc": [p.argmax(1) for p in agg_d], "loss": agg_l >= 0.5}
         gm_pos = {g: i for i, g in enumerate(u)}
         r["parsing"] = {
@@ -573,6 +577,15 @@ def _score(ds, data: list[FoldData], folds, fold_of_gm, global_norm, cfg: EvalCo
         r["probe_seconds"] = [fd.info["methods"][name]["probe_seconds"] for fd in data]
         res["methods"][name] = r
     return res
+
+
+def _global_scale(fold_norm, global_norm, n_arch: int, cont: np.ndarray) -> np.ndarray:
+    """Continuous predictions [N, 9] on a fold's normalized scale -> the global one."""
+    raw = np.zeros((len(cont), n_arch))
+    counts = fold_norm.inverse(cont)
+    for j, f in enumerate(CONTINUOUS):
+        raw[:, ARCH_NAMES.index(f.name)] = counts[:, j]
+    return global_norm.transform(raw)
 
 
 def _detection_errors(ds: GMDataset, data: list[FoldData], name: str) -> dict:

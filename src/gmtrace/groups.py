@@ -10,6 +10,11 @@ to 4,000 images, bounded memory beyond), without a number of GMs. Per group:
   with its share of the images (`agreement`) and the mean confidence;
 * `losses`: the mean probability of each loss type over the images, and the types
   at 0.5 or above;
+* where every row carries the parsing probe's linear outputs (`parse_linear`, a
+  model with the GM-level probe), the discrete fields and loss probabilities are
+  instead the probe's answer for the group's mean input (the mean of those
+  outputs, `schema.read_linear`), as the evaluation scores a GM's parse;
+  `agreement` is then the share of images whose own answer is that value;
 * `nearest_known_gm`: the known GM named first most often, with that share and the
   mean probability, when most of the group's images are *not* flagged "unknown
   GM"; otherwise null (the group looks like a GM the model was not trained on).
@@ -27,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from gmtrace.grouping import group_scalable
-from gmtrace.schema import CONTINUOUS, DISCRETE, LOSS_TYPES
+from gmtrace.schema import CONTINUOUS, DISCRETE, LOSS_TYPES, parse_widths, read_linear
 
 GROUPS_SCHEMA_VERSION = 1
 
@@ -71,16 +76,30 @@ def describe_group(k: int, members: list[dict]) -> dict:
         v = np.array([m["hyperparameters"][f.name] for m in members], dtype=np.float64)
         q25, med, q75 = np.quantile(v, [0.25, 0.5, 0.75])
         hp[f.name] = {"value": float(med), "q25": float(q25), "q75": float(q75)}
-    for f in DISCRETE:
+    # the probe's answer for the group's mean input where every row carries its
+    # linear outputs; otherwise the images' votes and mean probabilities
+    linear = [m.get("parse_linear") for m in members]
+    probe = None
+    if all(isinstance(v, list) and len(v) == sum(parse_widths()) for v in linear):
+        probe = read_linear(np.mean(np.array(linear, dtype=np.float64), axis=0))
+    for j, f in enumerate(DISCRETE):
         votes = Counter(m["hyperparameters"][f.name] for m in members)
         value, count = votes.most_common(1)[0]
+        if probe is not None:
+            value = f.classes[int(np.argmax(probe[1][j]))]
+            count = votes[value]
         conf = [m["hyperparameters"].get(f.name + "_confidence", np.nan) for m in members]
         hp[f.name] = {
             "value": value,
             "agreement": count / len(members),
             "mean_confidence": float(np.nanmean(conf)) if np.isfinite(conf).any() else None,
         }
-    loss_p = {t: float(np.mean([m["loss_probabilities"][t] for m in members])) for t in LOSS_TYPES}
+    if probe is not None:
+        loss_p = {t: float(p) for t, p in zip(LOSS_TYPES, probe[2], strict=True)}
+    else:
+        loss_p = {
+            t: float(np.mean([m["loss_probabilities"][t] for m in members])) for t in LOSS_TYPES
+        }
     unknown = float(np.mean([bool(m["unknown_gm"]) for m in members]))
     nearest = None
     if unknown < 0.5:

@@ -319,7 +319,7 @@ def _subset(targets, rows):
 
 def _pack(models: list, n_in: int) -> tuple[np.ndarray, np.ndarray]:
     """The per-field models, each with the input columns it reads, as one
-    [n_in, outputs] weight matrix and bias, in the order of `nets.model.probe_split`."""
+    [n_in, outputs] weight matrix and bias, in the order of `schema.parse_widths`."""
     weight, bias = [], []
     nc, nd = len(CONTINUOUS), len(DISCRETE)
     for j, (m, cols) in enumerate(models):

@@ -41,7 +41,7 @@ from gmtrace.data.images import ImageError, decode_rgb, display_path, read_bytes
 if TYPE_CHECKING:
     from gmtrace.analyze import Crops
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: parse_linear
 BATCH_FILES = 32  # fixed: a resumed scan must cut its files into the same batches
 MAX_FILE_BYTES = 256 * 1024 * 1024
 FORMATS = (".jsonl", ".csv", ".parquet")
@@ -68,11 +68,14 @@ ROW_FIELDS = (
     "losses",
     "loss_probabilities",
     "embedding",  # the grouping embedding (unit length), for `gmtrace group`
+    # the parsing probe's linear outputs (`schema.read_linear`), mean over the crops,
+    # for `gmtrace group`; None where the model has no probe
+    "parse_linear",
     "model_id",
     "weights_sha256",
 )
 NESTED = ("top_gms", "hyperparameters", "continuous_spread", "losses", "loss_probabilities")
-NESTED += ("embedding",)
+NESTED += ("embedding", "parse_linear")
 
 
 class ScanError(ValueError):
@@ -168,6 +171,9 @@ def result_row(r, path: str, sha: str, nbytes: int, model: dict) -> dict:
         losses=r.losses,
         loss_probabilities=r.loss_probabilities,
         embedding=[round(float(v), 7) for v in emb],
+        parse_linear=None
+        if r.parse_linear is None
+        else [round(float(v), 5) for v in r.parse_linear],
     )
 
 
@@ -245,7 +251,9 @@ class CsvOut(JsonlOut):
         end = len(data)
         reader = csv.DictReader(io.StringIO(data.decode("utf-8")))
         if end and reader.fieldnames is not None and tuple(reader.fieldnames) != ROW_FIELDS:
-            raise ScanError(f"{self.path}: not a gmtrace scan CSV (other columns)")
+            raise ScanError(
+                f"{self.path}: not a gmtrace scan CSV of schema {SCHEMA_VERSION} (other columns)"
+            )
         rows = [_unflat({k: _cell(k, v) for k, v in r.items()}) for r in reader]
         if end == 0 and self.path.exists():
             self.path.unlink()  # torn header: start again

@@ -239,6 +239,26 @@ def encode(raw_arch: np.ndarray, loss_matrix: np.ndarray, normalizer: Normalizer
     )
 
 
+def parse_widths() -> list[int]:
+    """Widths of the blocks of a linear parse (`read_linear`): the continuous
+    fields, each discrete field's classes, the loss types."""
+    return [len(CONTINUOUS), *(f.n_classes for f in DISCRETE), len(LOSS_TYPES)]
+
+
+def read_linear(v: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """A linear parse [sum(parse_widths())] (the parsing probe's outputs: continuous
+    values, then each discrete field's class logits, then each loss type's logit)
+    read as continuous values clipped to [0, 1] (normalized scale), class
+    probabilities per discrete field, and loss-type probabilities."""
+    parts = np.split(np.asarray(v, dtype=np.float64), np.cumsum(parse_widths())[:-1])
+    disc = [np.exp(p - p.max()) for p in parts[1:-1]]
+    return (
+        np.clip(parts[0], 0, 1),
+        [p / p.sum() for p in disc],
+        1 / (1 + np.exp(-np.clip(parts[-1], -60, 60))),
+    )
+
+
 def decode(
     continuous: np.ndarray,
     discrete_probs: Sequence[np.ndarray],

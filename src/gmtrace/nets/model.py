@@ -40,7 +40,7 @@ from gmtrace.nets.fen import DnCNN, FENConfig, box_residual
 from gmtrace.nets.parser import ParseOutput, ParserConfig, ParsingNet, parsing_loss
 from gmtrace.nets.pixel_stats import N_STATS, pixel_statistics
 from gmtrace.nets.red_arch import RedParsingNet, red_parsing_loss
-from gmtrace.schema import CONTINUOUS, DISCRETE, GROUP_NAMES, LOSS_TYPES
+from gmtrace.schema import GROUP_NAMES, parse_widths, read_linear
 from gmtrace.spectrum import log_magnitude
 
 WEIGHTS = "model.safetensors"
@@ -71,13 +71,9 @@ LEGACY = {"image_spectrum": False, "spectrum_expert": False, "peaks": False, "pa
 OPEN_GATE = 30.0
 
 
-def probe_split() -> list[int]:
-    """Widths of the parsing probe's output blocks: continuous, each discrete field, losses."""
-    return [len(CONTINUOUS), *(f.n_classes for f in DISCRETE), len(LOSS_TYPES)]
-
-
 def probe_outputs() -> int:
-    return sum(probe_split())
+    """Outputs of the parsing probe: a linear parse (`schema.parse_widths`)."""
+    return sum(parse_widths())
 
 
 # the frequencies (cycles per pixel) where up-sampling by 2, 4, 8 and 16 leaves its
@@ -349,7 +345,7 @@ class GMTraceModel(nn.Module):
         """Parsing by the fitted probe: continuous values clipped to [0, 1], the
         discrete fields' logits, and each loss type's logit (its gate open)."""
         out = self.probe_inputs(e, x) @ self.probe_weight + self.probe_bias
-        parts = torch.split(out, probe_split(), dim=1)
+        parts = torch.split(out, parse_widths(), dim=1)
         fine = parts[-1]
         return ParseOutput(
             continuous=parts[0].clamp(0, 1),
@@ -357,6 +353,7 @@ class GMTraceModel(nn.Module):
             coarse=torch.full((len(e), len(GROUP_NAMES)), OPEN_GATE, device=e.device),
             fine=fine,
             embedding=e,
+            linear=out,
         )
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
@@ -392,6 +389,28 @@ class Inference:
     discrete_prob: list[np.ndarray]  # per discrete field [N, C]
     loss_prob: np.ndarray  # [N, 10]
     fingerprint: np.ndarray | None = None  # [N, H, W, 3] when asked for
+    # the parsing probe's linear outputs [N, probe_outputs()], where it answers
+    parse_linear: np.ndarray | None = None
+
+    def parse_of(self, rows=slice(None)) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        """The parse of images `rows` taken together (one GM's images, one image's
+        crops): continuous values [9] (normalized scale), class probabilities per
+        discrete field, loss-type probabilities [10].
+
+        Where the parsing probe answered, its linear outputs are averaged before
+        they are read: the probe is linear and was fitted on GMs' mean inputs, so
+        this is its answer for the images' mean input (each image's input clipped
+        to 5 standard deviations first). Averaging each image's probabilities
+        instead lets a few confident images outvote the mean, and reads a GM's
+        inputs at a spread the probe never saw. Otherwise (the SGD heads, the
+        baselines) the images' answers are averaged."""
+        if self.parse_linear is None:
+            return (
+                self.continuous[rows].mean(axis=0),
+                [p[rows].mean(axis=0) for p in self.discrete_prob],
+                self.loss_prob[rows].mean(axis=0),
+            )
+        return read_linear(self.parse_linear[rows].mean(axis=0))
 
 
 @torch.no_grad()
@@ -430,6 +449,8 @@ def infer(
             vals[f"d{j}"] = p
         if fingerprints:
             vals["fingerprint"] = o.fingerprint.permute(0, 2, 3, 1)
+        if o.parse.linear is not None:
+            vals["parse_linear"] = o.parse.linear
         for k, v in vals.items():
             parts.setdefault(k, []).append(v.float().cpu().numpy())
     if not parts:
@@ -445,6 +466,7 @@ def infer(
         discrete_prob=[cat[f"d{j}"] for j in range(n_disc)],
         loss_prob=cat["loss_prob"],
         fingerprint=cat.get("fingerprint"),
+        parse_linear=cat.get("parse_linear"),
     )
 
 

@@ -45,6 +45,9 @@ class ParseOutput:
     coarse: torch.Tensor  # [B, 3] logits
     fine: torch.Tensor  # [B, 10] logits (before gating)
     embedding: torch.Tensor  # [B, embed]
+    # the parsing probe's linear outputs [B, probe outputs] (continuous values before
+    # clipping, then the logits), where the probe answers; see `Inference.parse_of`
+    linear: torch.Tensor | None = None
 
     def first(self, n: int) -> ParseOutput:
         """The outputs of the first n images of the batch (same output type)."""
@@ -54,7 +57,7 @@ class ParseOutput:
         """The outputs of the images `sl` of the batch (same output type)."""
         return type(self)(
             **{
-                f.name: [t[sl] for t in v] if isinstance(v, list) else v[sl]
+                f.name: [t[sl] for t in v] if isinstance(v, list) else v if v is None else v[sl]
                 for f in fields(self)
                 for v in [getattr(self, f.name)]
             }
@@ -188,25 +191,3 @@ def parsing_loss(
     fine = -(w_pos * losses * torch.log(p) + (1 - losses) * torch.log(1 - p)).mean()
     total = cont + disc + coarse + fine
     return {"total": total, "continuous": cont, "discrete": disc, "coarse": coarse, "fine": fine}
-
-
-def aggregate(
-    continuous: np.ndarray, discrete_probs: list[np.ndarray], loss_probs: np.ndarray
-) -> dict:
-    """GM-level parsing from many images of one GM: the mean prediction and its
-    spread (std of continuous values and loss probabilities; for discrete fields the
-    mean class probabilities and the share of images voting for the winner)."""
-    out = {
-        "continuous": continuous.mean(axis=0),
-        "continuous_std": continuous.std(axis=0),
-        "loss_prob": loss_probs.mean(axis=0),
-        "loss_prob_std": loss_probs.std(axis=0),
-        "discrete_prob": [p.mean(axis=0) for p in discrete_probs],
-    }
-    out["discrete"] = [int(np.argmax(p)) for p in out["discrete_prob"]]
-    out["discrete_agreement"] = [
-        float((p.argmax(axis=1) == k).mean())
-        for p, k in zip(discrete_probs, out["discrete"], strict=True)
-    ]
-    out["n_images"] = int(continuous.shape[0])
-    return out
