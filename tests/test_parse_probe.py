@@ -87,14 +87,19 @@ def test_probe_parses_from_pixel_statistics_and_survives_a_reload(tmp_path):
     assert not model.probe_ready
     info = fit_parse_probe(model, [images(b) for b in bright], targets, families)
     assert model.probe_ready and info["probe_gms"] == 8 and info["probe_inner_groups"] == 4
+    # the features the network learned are never read
+    assert not model.probe_weight[: model.n_features].any()
+    assert model.probe_weight[model.n_features :].any()
+    assert set(info["probe_view"].values()) == {"pixels"}
     test = np.concatenate([images(True, 6), images(False, 6)])
     inf = infer(model, test)
-    assert (inf.continuous[:6, 0] > 0.6).all() and (inf.continuous[6:, 0] < 0.4).all()
+    # per image (a GM-level probe: most images right), and per set (below)
+    assert np.median(inf.continuous[:6, 0]) > 0.6 and np.median(inf.continuous[6:, 0]) < 0.4
     p = inf.discrete_prob[last]
-    assert (p[:6].argmax(1) == 1).all() and (p[6:].argmax(1) == 2).all()
+    assert (p[:6].argmax(1) == 1).mean() > 0.5 and (p[6:].argmax(1) == 2).mean() > 0.5
     assert p[:, [0, 3]].max() < 1e-6  # classes no training GM has
     l1 = inf.loss_prob[:, LOSS_TYPES.index("l1")]
-    assert (l1[:6] > 0.5).all() and (l1[6:] < 0.5).all()
+    assert (l1[:6] > 0.5).mean() > 0.5 and (l1[6:] < 0.5).mean() > 0.5
     assert inf.loss_prob[:, LOSS_TYPES.index("ce")].max() < 1e-6
     # taken together, the images get the probe's answer for their mean input
     x = torch.from_numpy(to_float(test[:6]))
@@ -108,6 +113,8 @@ def test_probe_parses_from_pixel_statistics_and_survives_a_reload(tmp_path):
     z = lin[at : at + DISCRETE[last].n_classes]
     np.testing.assert_allclose(d[last], np.exp(z - z.max()) / np.exp(z - z.max()).sum(), atol=1e-5)
     np.testing.assert_allclose(lp, 1 / (1 + np.exp(-lin[-len(LOSS_TYPES) :])), atol=1e-5)
+    c, d, lp = inf.parse_of(slice(6, 12))
+    assert c[0] < 0.4 and d[last].argmax() == 2 and lp[LOSS_TYPES.index("l1")] < 0.5
     save_model(model, tmp_path, {})
     again = infer(load_model(tmp_path).model, test)
     np.testing.assert_allclose(again.continuous, inf.continuous, atol=1e-6)

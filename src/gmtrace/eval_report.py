@@ -34,7 +34,8 @@ def read_results(out_dir: str | Path) -> dict:
 
 def probe_views(out_dir: Path, methods: list[str]) -> dict[str, dict[str, list[str]]]:
     """Per method and parsing field, the view its parsing probe read in each fold
-    ("pixels" or "all", `heads.fit_parse_probe`), from the fold networks' configs."""
+    ("pixels"; "all" in networks fitted when the probe could also read the head
+    features, `heads.fit_parse_probe`), from the fold networks' configs."""
     found: dict[str, dict[str, list[str]]] = {}
     for name in methods:
         for cfg in sorted(out_dir.glob(f"fold*/{name}/config.json")):
@@ -50,7 +51,7 @@ def probe_views(out_dir: Path, methods: list[str]) -> dict[str, dict[str, list[s
 def _field_row(views: dict[str, list[str]], field: str, cells: str) -> str:
     """A row of the per-field parsing table, with the probe's views when known."""
     v = views.get(field)
-    return f"| {cells} |" + (f" {v.count('pixels')} / {v.count('all')} |" if v else "")
+    return f"| {cells} |" + (f" {v.count('pixels')} / {len(v) - v.count('pixels')} |" if v else "")
 
 
 def _threshold_cell(r: dict) -> str:
@@ -483,8 +484,9 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
         if views:
             L.append(
                 "*Probe reads*: in how many folds the parsing probe read the field from "
-                "the pixel statistics alone / from the features and statistics together "
-                "(chosen on training families left out, `heads.fit_parse_probe`).\n"
+                "the pixel statistics alone / with the head features too (which only "
+                "networks fitted before the probe read the statistics alone could do, "
+                "`heads.fit_parse_probe`).\n"
             )
 
         L.append(

@@ -502,6 +502,6 @@ def summary_table(result: dict) -> Table:
     if views:
         t.add_row(
             "parsing probe reads",
-            f"pixel statistics for {views.count('pixels')} fields, all for {views.count('all')}",
+            f"pixel statistics for {views.count('pixels')} of {len(views)} fields",
         )
     return t
