@@ -248,7 +248,7 @@ def fit_parse_probe(
     Each training GM is one row: the mean over its images (`fake`, one array per GM,
     in `targets`' order) of the head features h and the pixel statistics, rows
     standardized. Each field gets a linear model (`_field_models`) on the pixel
-    statistics (the view "pixels"), with an L2 strength from `grid` chosen per field
+    statistics (recorded as the view "pixels"), with an L2 strength from `grid` chosen per field
     by leave-one-family-out prediction over the training GMs (by GM where fewer than
     three families train), scored as the evaluation scores a field. So a field is
     read with the strength that parsed the training families it did not see best,
@@ -276,40 +276,32 @@ def fit_parse_probe(
         fam = np.arange(len(keep)).astype(str)
     mu, sd = x.mean(0), x.std(0) + 1e-6
     z = np.clip((x - mu) / sd, -5, 5)
-    views = {"pixels": np.arange(z.shape[1] - N_STATS, z.shape[1])}
-    candidates = [(v, C) for v in views for C in grid]
+    cols = np.arange(z.shape[1] - N_STATS, z.shape[1])  # the pixel statistics
+    zp = z[:, cols]
     n_fields = len(_FIELD_NAMES)
     scores = []
-    for v, C in candidates:
-        zv = z[:, views[v]]
+    for C in grid:
         pred = [np.zeros(len(z)) for _ in range(n_fields)]
         for f in np.unique(fam):
             out = fam == f
-            models = _field_models(zv[~out], _subset(t, ~out), C)
-            for j, p in enumerate(_field_predictions(models, zv[out])):
+            models = _field_models(zp[~out], _subset(t, ~out), C)
+            for j, p in enumerate(_field_predictions(models, zp[out])):
                 pred[j][out] = p
         scores.append(_field_scores(pred, t))
     scores = np.array(scores)
     best = np.argmax(scores, axis=0)
-    fitted = {
-        candidates[b]: _field_models(z[:, views[candidates[b][0]]], t, candidates[b][1])
-        for b in set(best.tolist())
-    }
-    weight, bias = _pack(
-        [(fitted[candidates[b]][j], views[candidates[b][0]]) for j, b in enumerate(best)],
-        z.shape[1],
-    )
+    fitted = {b: _field_models(zp, t, grid[b]) for b in set(best.tolist())}
+    weight, bias = _pack([(fitted[b][j], cols) for j, b in enumerate(best)], z.shape[1])
     model.probe_mean.copy_(torch.from_numpy(mu).float())
     model.probe_std.copy_(torch.from_numpy(sd).float())
     model.probe_weight.copy_(torch.from_numpy(weight).float())
     model.probe_bias.copy_(torch.from_numpy(bias).float())
     model.probe_fitted.fill_(1.0)
-    chosen = [candidates[b] for b in best]
     return {
         "probe_gms": len(keep),
         "probe_inner_groups": len(set(fam)),
-        "probe_view": dict(zip(_FIELD_NAMES, (v for v, _ in chosen), strict=True)),
-        "probe_C": dict(zip(_FIELD_NAMES, (C for _, C in chosen), strict=True)),
+        "probe_view": dict.fromkeys(_FIELD_NAMES, "pixels"),
+        "probe_C": dict(zip(_FIELD_NAMES, (grid[b] for b in best), strict=True)),
         "probe_inner_score": dict(
             zip(_FIELD_NAMES, (float(scores[b, j]) for j, b in enumerate(best)), strict=True)
         ),
