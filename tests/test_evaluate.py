@@ -216,7 +216,11 @@ def test_evaluate_tiny_zoo_end_to_end(zoo: GMDataset, tmp_path: Path):
     assert text.count(" probe reads |") == 1 and "| loss l1 | F1 (AUC) |" in text
     views = probe_views(tmp_path / "eval", ["gmtrace", "red"])
     assert set(views) == {"gmtrace"} and len(views["gmtrace"]) == 25
-    assert all(len(v) == 2 and set(v) <= {"pixels"} for v in views["gmtrace"].values())
+    assert all(len(v) == 2 for v in views["gmtrace"].values())
+    # forests read the counts, the linear probe the classes and loss types
+    assert views["gmtrace"]["n_layers"] == ["forest"] * 2
+    assert views["gmtrace"]["norm_type"] == views["gmtrace"]["loss_l1"] == ["pixels"] * 2
+    assert "| 2 forest + linear |" in text
     assert (report.parent / "img" / "results" / "fig_roc.png").is_file()
     card = model_card(saved)  # what a shipped model's card.json holds
     assert card["figures"]["detection AUC, clean"] == pytest.approx(

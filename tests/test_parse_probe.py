@@ -11,6 +11,7 @@ import torch
 from gmtrace.data.images import to_float
 from gmtrace.heads import fit_parse_probe
 from gmtrace.nets.fen import FENConfig
+from gmtrace.nets.forest import FOREST_ARRAYS, forest_predict
 from gmtrace.nets.model import GMTraceModel, ModelConfig, infer, load_model, red_config, save_model
 from gmtrace.nets.parser import ParserConfig
 from gmtrace.nets.pixel_stats import N_STATS, STAT_NAMES, pixel_statistics
@@ -90,7 +91,9 @@ def test_probe_parses_from_pixel_statistics_and_survives_a_reload(tmp_path):
     # the features the network learned are never read
     assert not model.probe_weight[: model.n_features].any()
     assert model.probe_weight[model.n_features :].any()
-    assert set(info["probe_view"].values()) == {"pixels"}
+    assert info["probe_view"] == {
+        k: "forest" if i < 9 else "pixels" for i, k in enumerate(info["probe_view"])
+    }
     test = np.concatenate([images(True, 6), images(False, 6)])
     inf = infer(model, test)
     # per image (a GM-level probe: most images right), and per set (below)
@@ -101,13 +104,23 @@ def test_probe_parses_from_pixel_statistics_and_survives_a_reload(tmp_path):
     l1 = inf.loss_prob[:, LOSS_TYPES.index("l1")]
     assert (l1[:6] > 0.5).mean() > 0.5 and (l1[6:] < 0.5).mean() > 0.5
     assert inf.loss_prob[:, LOSS_TYPES.index("ce")].max() < 1e-6
-    # taken together, the images get the probe's answer for their mean input
+    # taken together, the images get the linear probe's answer for their mean input
+    # and the mean of the forests' continuous answers
+    assert info["probe_forest_depth"] > 0
     x = torch.from_numpy(to_float(test[:6]))
     with torch.no_grad():
-        u = model.probe_inputs(model(x).features, x).mean(0)
-        lin = (u @ model.probe_weight + model.probe_bias).numpy().astype(np.float64)
+        per_image = model.probe_inputs(model(x).features, x)
+        lin = (per_image.mean(0) @ model.probe_weight + model.probe_bias).numpy()
+        counts = model.probe_parse(model(x).features, x).linear[:, :9]
+        arrays = {n: getattr(model, f"probe_forest_{n}") for n in FOREST_ARRAYS}
+        trees = forest_predict(per_image[:, -N_STATS:], arrays, info["probe_forest_depth"])
+        linear = (per_image @ model.probe_weight + model.probe_bias)[:, :9]
+        forests = counts.mean(0).numpy()
+    # a count is the mean of its forest's answer and its linear model's
+    torch.testing.assert_close(counts, 0.5 * trees + 0.5 * linear)
+    lin = lin.astype(np.float64)
     c, d, lp = inf.parse_of(slice(0, 6))
-    np.testing.assert_allclose(c, np.clip(lin[:9], 0, 1), atol=1e-5)
+    np.testing.assert_allclose(c, np.clip(forests, 0, 1), atol=1e-5)
     assert c[0] > 0.6 and d[last].argmax() == 1 and lp[LOSS_TYPES.index("l1")] > 0.5
     at = 9 + sum(f.n_classes for f in DISCRETE[:last])
     z = lin[at : at + DISCRETE[last].n_classes]
@@ -119,6 +132,54 @@ def test_probe_parses_from_pixel_statistics_and_survives_a_reload(tmp_path):
     again = infer(load_model(tmp_path).model, test)
     np.testing.assert_allclose(again.continuous, inf.continuous, atol=1e-6)
     np.testing.assert_allclose(again.loss_prob, inf.loss_prob, atol=1e-6)
+
+
+def test_forest_tensors_answer_as_scikit_learn():
+    """A forest packed into tensors walks to the same leaves as scikit-learn."""
+    from sklearn.ensemble import ExtraTreesRegressor
+
+    from gmtrace.nets.forest import pack_forests
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(120, 6))
+    ys = [np.sin(x[:, 0]) + x[:, 1] ** 2, (x[:, 2] > 0.3).astype(float)]
+    kw = dict(n_estimators=7, min_samples_leaf=2, max_leaf_nodes=16, random_state=0)
+    forests = [ExtraTreesRegressor(**kw).fit(x, y) for y in ys]
+    arrays, depth = pack_forests(forests, 31)
+    test = rng.normal(size=(50, 6)).astype(np.float32)
+    got = forest_predict(
+        torch.from_numpy(test), {k: torch.from_numpy(v) for k, v in arrays.items()}, depth
+    ).numpy()
+    want = np.stack([f.predict(test) for f in forests], 1)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert depth == max(e.tree_.max_depth for f in forests for e in f.estimators_)
+    with pytest.raises(ValueError, match="nodes"):
+        pack_forests(forests, 8)
+
+
+def test_probe_without_forests_reads_the_continuous_fields_linearly():
+    """probe_trees=0 (and configs saved before forests) keep the linear probe."""
+    legacy = ModelConfig().to_dict()
+    del legacy["probe_trees"]
+    assert ModelConfig.from_dict(legacy).probe_trees == 0
+    rng = np.random.default_rng(2)
+    model = GMTraceModel(replace(SMALL, n_gms=4, probe_trees=0)).eval()
+    assert "probe_forest_value" not in dict(model.named_buffers())
+    fake = [rng.integers(40 * g, 40 * g + 60, (6, 32, 32, 3)).astype(np.uint8) for g in range(4)]
+    cont = np.linspace(0.1, 0.9, 4)[:, None].repeat(9, 1).astype(np.float32)
+    targets = Targets(
+        continuous=cont,
+        discrete=np.zeros((4, len(DISCRETE)), np.int64),
+        losses=np.zeros((4, len(LOSS_TYPES)), np.float32),
+        groups=np.zeros((4, 3)),
+    )
+    info = fit_parse_probe(model, fake, targets, ["a", "b", "c", "d"])
+    assert "probe_forest_depth" not in info
+    x = torch.from_numpy(to_float(fake[0]))
+    with torch.no_grad():
+        u = model.probe_inputs(model(x).features, x)
+        out = model(x).parse.linear
+    torch.testing.assert_close(out, u @ model.probe_weight + model.probe_bias)
 
 
 def test_probe_config():

@@ -21,9 +21,12 @@ def test_default_model_is_shipped_and_loads():
     a = Analyzer()
     assert len(a.gm_names_) == meta["model"]["n_gms"] >= 100 and a.image_size_ == 64
     assert 0 < float(a.model_.open_threshold) < 1
-    # parsing is read by the GM-level probe, each field's view chosen out of family
-    assert a.model_.probe_ready
-    assert set(meta["calibration"]["probe_view"].values()) <= {"pixels", "all"}
+    # parsing is read by the GM-level probe on the pixel statistics, the counts by
+    # forests averaged with the linear models
+    assert a.model_.probe_ready and int(a.model_.probe_forest_depth) > 0
+    views = meta["calibration"]["probe_view"]
+    assert [views[k] for k in list(views)[:9]] == ["forest"] * 9
+    assert set(list(views.values())[9:]) == {"pixels"}
 
 
 def test_default_model_calls_real_photographs_real():

@@ -34,24 +34,36 @@ def read_results(out_dir: str | Path) -> dict:
 
 def probe_views(out_dir: Path, methods: list[str]) -> dict[str, dict[str, list[str]]]:
     """Per method and parsing field, the view its parsing probe read in each fold
-    ("pixels"; "all" in networks fitted when the probe could also read the head
-    features, `heads.fit_parse_probe`), from the fold networks' configs."""
+    ("pixels": linear on the pixel statistics; "forest": a regression forest on
+    them averaged with that linear answer; "all" in networks fitted when the probe
+    could also read the head features, `heads.fit_parse_probe`), from the fold
+    networks' configs."""
     found: dict[str, dict[str, list[str]]] = {}
     for name in methods:
         for cfg in sorted(out_dir.glob(f"fold*/{name}/config.json")):
             try:
-                chosen = json.loads(cfg.read_text())["calibration"]["probe_view"]
+                calibration = json.loads(cfg.read_text())["calibration"]
+                chosen = dict(calibration["probe_view"])
             except (json.JSONDecodeError, KeyError, TypeError):
                 continue
+            if calibration.get("probe_forest_depth"):  # forests answer these fields
+                chosen |= {f.name: "forest" for f in CONTINUOUS if f.name in chosen}
             for field, view in chosen.items():
                 found.setdefault(name, {}).setdefault(field, []).append(view)
     return found
 
 
+# how the probe read a field (`probe_view` in a fold network's calibration record)
+VIEW_WORDS = {"pixels": "linear", "forest": "forest + linear", "all": "linear with h"}
+
+
 def _field_row(views: dict[str, list[str]], field: str, cells: str) -> str:
     """A row of the per-field parsing table, with the probe's views when known."""
     v = views.get(field)
-    return f"| {cells} |" + (f" {v.count('pixels')} / {len(v) - v.count('pixels')} |" if v else "")
+    if not v:
+        return f"| {cells} |"
+    counts = ", ".join(f"{v.count(k)} {VIEW_WORDS.get(k, k)}" for k in dict.fromkeys(v))
+    return f"| {cells} | {counts} |"
 
 
 def _threshold_cell(r: dict) -> str:
@@ -483,10 +495,11 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
         views = results.get("probe_views", {}).get(n, {})
         if views:
             L.append(
-                "*Probe reads*: in how many folds the parsing probe read the field from "
-                "the pixel statistics alone / with the head features too (which only "
-                "networks fitted before the probe read the statistics alone could do, "
-                "`heads.fit_parse_probe`).\n"
+                "*Probe reads*: in how many folds the parsing probe read the field by a "
+                "linear model on the pixel statistics, by the mean of a regression forest "
+                "on them and that linear model (`probe_trees`), or by a linear model on "
+                "the head features too (which only networks fitted before the probe read "
+                "the statistics alone could do), `heads.fit_parse_probe`.\n"
             )
 
         L.append(

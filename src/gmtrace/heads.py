@@ -177,6 +177,10 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 PROBE_C = (0.003, 0.01, 0.03, 0.1, 0.3)  # inverse L2 strengths the inner folds choose from
+# a count's answer: this share its forest's, the rest its linear model's. Measured on
+# family-held-out folds (docs/architecture.md): the forests parse the counts
+# better in L1, the linear models carry n_params, the mean keeps both
+PROBE_FOREST_SHARE = 0.5
 _NEVER = -1e4  # bias of a class training never saw
 _SURE = 30.0  # logit of a loss bit that every training GM shares (or none)
 
@@ -262,7 +266,9 @@ def fit_parse_probe(
     then) and 9 fields beat shuffled truth; offered the statistics with the image's
     residual spectrum (a fixed map, nothing learned), 12; the statistics alone, 13.
     The models are folded into one linear map on the full row (zero weights outside
-    the view).
+    the view). With the model's `probe_trees`, each continuous field also gets a
+    regression forest on the same rows (`_fit_forests`), and its answer is the mean
+    of the forest's and the linear model's.
     `features`: the images' head features when the caller has them (`head_features`)."""
     from gmtrace.nets.pixel_stats import N_STATS
 
@@ -296,15 +302,53 @@ def fit_parse_probe(
     model.probe_std.copy_(torch.from_numpy(sd).float())
     model.probe_weight.copy_(torch.from_numpy(weight).float())
     model.probe_bias.copy_(torch.from_numpy(bias).float())
+    view = dict.fromkeys(_FIELD_NAMES, "pixels")
+    forests = {}
+    if model.cfg.probe_trees:
+        forests = _fit_forests(model, zp, t.continuous)
+        view |= {f.name: "forest" for f in CONTINUOUS}
     model.probe_fitted.fill_(1.0)
-    return {
+    return forests | {
         "probe_gms": len(keep),
         "probe_inner_groups": len(set(fam)),
-        "probe_view": dict.fromkeys(_FIELD_NAMES, "pixels"),
+        "probe_view": view,
         "probe_C": dict(zip(_FIELD_NAMES, (grid[b] for b in best), strict=True)),
         "probe_inner_score": dict(
             zip(_FIELD_NAMES, (float(scores[b, j]) for j, b in enumerate(best)), strict=True)
         ),
+    }
+
+
+def _fit_forests(model: GMTraceModel, z: np.ndarray, continuous: np.ndarray) -> dict:
+    """One extremely randomized regression forest per continuous field on the GM rows
+    z (the standardized pixel statistics), into the model's forest buffers; a
+    count's answer is then the mean of its forest's and its linear model's
+    (`PROBE_FOREST_SHARE`)."""
+    from sklearn.ensemble import ExtraTreesRegressor
+
+    from gmtrace.nets.forest import FOREST_ARRAYS, pack_forests
+    from gmtrace.nets.model import PROBE_TREE_LEAVES, PROBE_TREE_NODES
+
+    forests = [
+        ExtraTreesRegressor(
+            n_estimators=model.cfg.probe_trees,
+            min_samples_leaf=2,
+            max_features=0.3,
+            max_leaf_nodes=PROBE_TREE_LEAVES,
+            random_state=0,
+            n_jobs=1,
+        ).fit(z, y)
+        for y in continuous.T
+    ]
+    arrays, depth = pack_forests(forests, PROBE_TREE_NODES)
+    for name in FOREST_ARRAYS:
+        getattr(model, f"probe_forest_{name}").copy_(torch.from_numpy(arrays[name]))
+    model.probe_forest_depth.fill_(depth)
+    model.probe_forest_share.fill_(PROBE_FOREST_SHARE)
+    return {
+        "probe_forest_trees": model.cfg.probe_trees,
+        "probe_forest_depth": depth,
+        "probe_forest_share": PROBE_FOREST_SHARE,
     }
 
 

@@ -500,8 +500,10 @@ def summary_table(result: dict) -> Table:
             t.add_row(k.replace("_", " "), f"{result['calibration'][k]:.3f}")
     views = list(result.get("calibration", {}).get("probe_view", {}).values())
     if views:
+        n_forest = views.count("forest")
         t.add_row(
             "parsing probe reads",
-            f"pixel statistics for {views.count('pixels')} of {len(views)} fields",
+            f"pixel statistics for {views.count('pixels') + n_forest} of {len(views)} fields"
+            + (f" ({n_forest} by forest + linear)" if n_forest else ""),
         )
     return t

@@ -18,9 +18,11 @@ probe on the frozen features (detection as the sum of two probes: one on all of 
 one on r alone), and `calibrate` stores in buffers (saved with the
 weights) the Platt scaling of the detection logit, the open-set threshold and the
 grouping embedding and threshold. With `parse_probe`, `fit_parse_probe` then fits
-parsing afresh as a linear probe on [h, the image's pixel statistics]
-(`nets/pixel_stats.py`), chosen on families left out of the training GMs; once
-fitted it answers in place of the parsing heads SGD trained.
+parsing afresh on the image's pixel statistics (`nets/pixel_stats.py`): a linear
+probe for the discrete fields and loss types, chosen on families left out of the
+training GMs, and (with `probe_trees`) a regression forest per continuous field
+(`nets/forest.py`) averaged with the linear answer; once fitted it answers in place
+of the parsing heads SGD trained.
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ from torch import nn
 
 from gmtrace.data.images import to_float
 from gmtrace.nets.fen import DnCNN, FENConfig, box_residual
+from gmtrace.nets.forest import FOREST_ARRAYS, forest_predict
 from gmtrace.nets.parser import ParseOutput, ParserConfig, ParsingNet, parsing_loss
 from gmtrace.nets.pixel_stats import N_STATS, pixel_statistics
 from gmtrace.nets.red_arch import RedParsingNet, red_parsing_loss
-from gmtrace.schema import GROUP_NAMES, parse_widths, read_linear
+from gmtrace.schema import CONTINUOUS, GROUP_NAMES, parse_widths, read_linear
 from gmtrace.spectrum import log_magnitude
 
 WEIGHTS = "model.safetensors"
@@ -61,14 +64,26 @@ CALIBRATION_BUFFERS = (
     "probe_weight",
     "probe_bias",
     "probe_fitted",
+    *(f"probe_forest_{n}" for n in FOREST_ARRAYS),
+    "probe_forest_depth",
+    "probe_forest_share",
 )
 
 # config fields that only shape what `fit_heads` fits after training
-POST_TRAINING = ("group_dims", "spectrum_expert", "parse_probe")
+POST_TRAINING = ("group_dims", "spectrum_expert", "parse_probe", "probe_trees")
 # values of config fields added later, for configs saved before they existed
-LEGACY = {"image_spectrum": False, "spectrum_expert": False, "peaks": False, "parse_probe": False}
+LEGACY = {
+    "image_spectrum": False,
+    "spectrum_expert": False,
+    "peaks": False,
+    "parse_probe": False,
+    "probe_trees": 0,
+}
 # the probe answers each loss type directly: its group gates are held open
 OPEN_GATE = 30.0
+# leaves per tree of the probe's forests, and the nodes a tree holds then
+PROBE_TREE_LEAVES = 64
+PROBE_TREE_NODES = 2 * PROBE_TREE_LEAVES - 1
 
 
 def probe_outputs() -> int:
@@ -121,9 +136,13 @@ class ModelConfig:
     # up-sampling peak prominences (`peak_prominence`) of the fingerprint's and the
     # image residual's spectrum, beside the radial profiles
     peaks: bool = True
-    # parsing read by a GM-level linear probe on h and the image's pixel statistics
+    # parsing read by a GM-level probe on the image's pixel statistics
     # (`heads.fit_parse_probe`), in place of the heads SGD trained
     parse_probe: bool = True
+    # the probe's continuous fields read by the mean of a regression forest of this
+    # many trees on the same statistics and the linear probe (`heads.fit_parse_probe`);
+    # 0: linear like the rest
+    probe_trees: int = 64
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -293,6 +312,15 @@ class GMTraceModel(nn.Module):
             self.register_buffer("probe_weight", torch.zeros(n_in, n_out))
             self.register_buffer("probe_bias", torch.zeros(n_out))
             self.register_buffer("probe_fitted", torch.tensor(0.0))
+        if cfg.parse_probe and cfg.probe_trees:
+            # the continuous fields' forests (`nets.forest`); all leaves until fitted
+            shape = (len(CONTINUOUS), cfg.probe_trees, PROBE_TREE_NODES)
+            for name in FOREST_ARRAYS:
+                kind = torch.float32 if name in ("threshold", "value") else torch.int32
+                self.register_buffer(f"probe_forest_{name}", torch.zeros(shape, dtype=kind))
+            self.register_buffer("probe_forest_depth", torch.tensor(0))
+            # a count's answer: this share the forest's, the rest the linear probe's
+            self.register_buffer("probe_forest_share", torch.tensor(0.0))
 
     @property
     def group_dims(self) -> int:
@@ -344,7 +372,14 @@ class GMTraceModel(nn.Module):
     def probe_parse(self, e: torch.Tensor, x: torch.Tensor) -> ParseOutput:
         """Parsing by the fitted probe: continuous values clipped to [0, 1], the
         discrete fields' logits, and each loss type's logit (its gate open)."""
-        out = self.probe_inputs(e, x) @ self.probe_weight + self.probe_bias
+        u = self.probe_inputs(e, x)
+        out = u @ self.probe_weight + self.probe_bias
+        if self.cfg.probe_trees and int(self.probe_forest_depth) > 0:
+            arrays = {n: getattr(self, f"probe_forest_{n}") for n in FOREST_ARRAYS}
+            trees = forest_predict(u[:, -N_STATS:], arrays, int(self.probe_forest_depth))
+            w, nc = self.probe_forest_share, len(CONTINUOUS)
+            counts = w * trees.to(out.dtype) + (1 - w) * out[:, :nc]
+            out = torch.cat([counts, out[:, nc:]], dim=1)
         parts = torch.split(out, parse_widths(), dim=1)
         fine = parts[-1]
         return ParseOutput(
@@ -389,7 +424,8 @@ class Inference:
     discrete_prob: list[np.ndarray]  # per discrete field [N, C]
     loss_prob: np.ndarray  # [N, 10]
     fingerprint: np.ndarray | None = None  # [N, H, W, 3] when asked for
-    # the parsing probe's linear outputs [N, probe_outputs()], where it answers
+    # the parsing probe's raw outputs [N, probe_outputs()] (`schema.read_linear`),
+    # where it answers
     parse_linear: np.ndarray | None = None
 
     def parse_of(self, rows=slice(None)) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
@@ -397,12 +433,15 @@ class Inference:
         crops): continuous values [9] (normalized scale), class probabilities per
         discrete field, loss-type probabilities [10].
 
-        Where the parsing probe answered, its linear outputs are averaged before
-        they are read: the probe is linear and was fitted on GMs' mean inputs, so
-        this is its answer for the images' mean input (each image's input clipped
-        to 5 standard deviations first). Averaging each image's probabilities
-        instead lets a few confident images outvote the mean, and reads a GM's
-        inputs at a spread the probe never saw. Otherwise (the SGD heads, the
+        Where the parsing probe answered, its raw outputs are averaged before
+        they are read: its discrete and loss parts are linear and were fitted on
+        GMs' mean inputs, so this is their answer for the images' mean input (each
+        image's input clipped to 5 standard deviations first); its continuous
+        values (with `probe_trees`, half a forest's) are the mean of the images' own.
+        Measured on family-held-out folds, a forest's answer for the mean input
+        and the mean of its answers parse alike (docs/architecture.md). Averaging
+        each image's probabilities instead lets a few confident images outvote the
+        mean, and reads a GM's inputs at a spread the probe never saw. Otherwise (the SGD heads, the
         baselines) the images' answers are averaged."""
         if self.parse_linear is None:
             return (
