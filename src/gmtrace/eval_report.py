@@ -42,12 +42,9 @@ def probe_views(out_dir: Path, methods: list[str]) -> dict[str, dict[str, list[s
     for name in methods:
         for cfg in sorted(out_dir.glob(f"fold*/{name}/config.json")):
             try:
-                calibration = json.loads(cfg.read_text())["calibration"]
-                chosen = dict(calibration["probe_view"])
+                chosen = json.loads(cfg.read_text())["calibration"]["probe_view"]
             except (json.JSONDecodeError, KeyError, TypeError):
                 continue
-            if calibration.get("probe_forest_depth"):  # forests answer these fields
-                chosen |= {f.name: "forest" for f in CONTINUOUS if f.name in chosen}
             for field, view in chosen.items():
                 found.setdefault(name, {}).setdefault(field, []).append(view)
     return found

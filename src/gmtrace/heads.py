@@ -252,9 +252,10 @@ def fit_parse_probe(
     Each training GM is one row: the mean over its images (`fake`, one array per GM,
     in `targets`' order) of the head features h and the pixel statistics, rows
     standardized. Each field gets a linear model (`_field_models`) on the pixel
-    statistics (recorded as the view "pixels"), with an L2 strength from `grid` chosen per field
-    by leave-one-family-out prediction over the training GMs (by GM where fewer than
-    three families train), scored as the evaluation scores a field. So a field is
+    statistics (recorded as the view "pixels"), with an L2 strength from `grid`
+    chosen per field by leave-one-family-out prediction over the training GMs (by
+    GM where fewer than three families train), scored as the evaluation scores a
+    field. So a field is
     read with the strength that parsed the training families it did not see best,
     not with the one that fits the zoo best.
 
@@ -268,7 +269,7 @@ def fit_parse_probe(
     The models are folded into one linear map on the full row (zero weights outside
     the view). With the model's `probe_trees`, each continuous field also gets a
     regression forest on the same rows (`_fit_forests`), and its answer is the mean
-    of the forest's and the linear model's.
+    of the forest's and the linear model's (recorded as the view "forest").
     `features`: the images' head features when the caller has them (`head_features`)."""
     from gmtrace.nets.pixel_stats import N_STATS
 
