@@ -10,10 +10,11 @@ are appended to the output and flushed to disk before the next batch is written.
 Resuming: run the same command again on the same output. The rows already there
 are kept (a torn last line, from a kill in the middle of a write, is cut off), the
 files they cover are skipped, and the rest are analyzed in the same batches as
-before, so the finished file is the one an uninterrupted scan writes, byte for
-byte. A row is keyed by its path; it also carries the file's sha256, the model id
-and the weights' sha256, and `schema_version` (see `ROW_FIELDS`). An output
-written by another model is not appended to.
+before, so the finished file holds the rows an uninterrupted scan writes, in its
+order (its floats can differ in the last digits: `results_differ`). A row is keyed
+by its path; it also carries the file's sha256, the model id and the weights'
+sha256, and `schema_version` (see `ROW_FIELDS`). An output written by another
+model is not appended to.
 
 Formats, by the output's suffix: `.jsonl` (nested values as JSON), `.csv` and
 `.parquet` (nested values as JSON text in their column). A Parquet file cannot be
@@ -352,6 +353,43 @@ def read_results(path: str | Path) -> list[dict]:
     except (OSError, ValueError) as e:
         raise ScanError(f"{path}: not a readable scan output ({e})") from None
     raise ScanError(f"{path}: unknown results format; expected .jsonl, .csv or .parquet")
+
+
+def _value_differs(a, b, atol: float, where: str) -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return f"{where}: keys {sorted(a)} != {sorted(b)}"
+        return next((d for k in a if (d := _value_differs(a[k], b[k], atol, f"{where}.{k}"))), None)
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{where}: {len(a)} items != {len(b)}"
+        pairs = zip(a, b, strict=True)
+        return next(
+            (
+                d
+                for i, (x, y) in enumerate(pairs)
+                if (d := _value_differs(x, y, atol, f"{where}[{i}]"))
+            ),
+            None,
+        )
+    if type(a) is float and type(b) is float:
+        return None if abs(a - b) <= atol else f"{where}: {a!r} != {b!r}"
+    return None if a == b else f"{where}: {a!r} != {b!r}"
+
+
+def results_differ(a: str | Path, b: str | Path, atol: float = 1e-5) -> str | None:
+    """The first difference between two scan outputs' rows (their order, every field;
+    floats to `atol`), or None when they hold the same rows. The same batch run
+    through the network in another process can come out different in the last
+    digits (about 1e-6, seen in a resumed scan under load), so a resumed output is
+    compared with an uninterrupted one to a tolerance, not byte for byte."""
+    ra, rb = read_results(a), read_results(b)
+    if len(ra) != len(rb):
+        return f"{len(ra)} rows != {len(rb)} rows"
+    for i, (x, y) in enumerate(zip(ra, rb, strict=True)):
+        if d := _value_differs(x, y, atol, f"row {i + 1} ({x.get('path')})"):
+            return d
+    return None
 
 
 # ----------------------------------------------------------------------------- scan
