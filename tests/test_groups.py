@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gmtrace.cli import app
-from gmtrace.grouping import group, group_scalable
+from gmtrace.grouping import gm_gallery, group, group_scalable, open_set_score
 from gmtrace.groups import group_rows
 from gmtrace.metrics import grouping_scores
 from gmtrace.scan import SCHEMA_VERSION
@@ -34,8 +34,11 @@ def test_scalable_is_exact_on_small_cases_and_finds_small_gms_in_large_ones():
     labels = group_scalable(x, exact_max=400)
     g = grouping_scores(labels, truth)
     assert g["ari"] > 0.98 and 11 <= g["clusters"] <= 13, g
+    # the small one is found, as a group of its own (the finer cut on the sample
+    # can leave one of its images with a neighbour)
     small = labels[truth == 10]
-    assert len(np.unique(small)) == 1 and not np.isin(small, labels[truth != 10]).any()
+    own = np.bincount(small).argmax()
+    assert np.sum(small == own) >= 7 and not np.isin(own, labels[truth != 10])
 
 
 def _row(path: str, emb, gm: str, n_params: float, up: str, unknown=False, p=0.9) -> dict:
@@ -131,3 +134,42 @@ def test_cli_group_on_a_scan(small_model_dir: Path, tiny_zoo_dir: Path, tmp_path
     assert f"{n} of {n} images in {len(g['groups'])} group(s)" in r.output
     r = runner.invoke(app, ["group", str(tmp_path / "missing.jsonl")])
     assert r.exit_code == 2 and "missing.jsonl" in r.output
+
+
+def test_gallery_and_open_set_score():
+    rng = np.random.default_rng(0)
+    centres = np.eye(4)[:3]
+    emb = np.repeat(centres, 5, axis=0) + 0.05 * rng.normal(size=(15, 4))
+    gm = np.repeat([0, 2, 3], 5)  # GM 1 has no images
+    g = gm_gallery(emb, gm, 4)
+    assert np.allclose(np.linalg.norm(g[[0, 2, 3]], axis=1), 1) and not g[1].any()
+    assert np.allclose(g[[0, 2, 3]], centres, atol=0.05)
+    attr = np.array([[0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.4, 0.3, 0.3]])
+    near, far = centres[0], np.array([0, 0, 0, 1.0])  # far: only the empty GM's zero row
+    s = open_set_score(attr, np.stack([near, far, near]), g)
+    # geometric mean of 1 - max probability and (1 - nearest cosine) / 2
+    nearest = (g[[0, 2, 3]] @ far).max()  # about 0 (the zero row is never nearest)
+    assert np.allclose(s[1], np.sqrt(0.1 * (1 - nearest) / 2)) and s[0] < 0.05
+    assert s[0] < s[1] and s[0] < s[2]  # the classifier unsure, or the embedding far
+    assert np.allclose(open_set_score(attr, np.stack([near, far, near]), None), [0.1, 0.1, 0.6])
+    assert np.allclose(
+        open_set_score(attr, np.stack([near, far, near]), np.zeros((4, 4))), [0.1, 0.1, 0.6]
+    )
+
+
+def test_group_takes_the_finest_cut_near_the_best_silhouette(monkeypatch):
+    import gmtrace.grouping as grouping
+
+    rng = np.random.default_rng(1)
+    # 3 far-apart pairs of blobs
+    sub = np.zeros((6, 8))
+    sub[np.arange(6), 3 + np.arange(6) // 2] = np.tile([0.7, -0.7], 3)
+    centres = np.repeat(np.eye(8)[:3] * 4, 2, axis=0) + sub
+    emb = np.repeat(centres, 10, axis=0) + 0.05 * rng.normal(size=(60, 8))
+    monkeypatch.setattr(grouping, "SILHOUETTE_TOLERANCE", 1.0)
+    coarse = len(np.unique(group(emb)))
+    monkeypatch.setattr(grouping, "SILHOUETTE_TOLERANCE", 0.0)
+    assert len(np.unique(group(emb))) == 30  # every cut qualifies: the finest, N / 2
+    monkeypatch.setattr(grouping, "SILHOUETTE_TOLERANCE", 0.95)
+    fine = len(np.unique(group(emb)))
+    assert coarse == fine == 6  # six blobs: the tolerance does not split them further

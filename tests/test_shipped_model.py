@@ -21,6 +21,8 @@ def test_default_model_is_shipped_and_loads():
     a = Analyzer()
     assert len(a.gm_names_) == meta["model"]["n_gms"] >= 100 and a.image_size_ == 64
     assert 0 < float(a.model_.open_threshold) < 1
+    # the open-set score also reads the distance to the nearest training GM
+    assert a.gallery_ is not None and a.gallery_.shape[0] == meta["model"]["n_gms"]
     # parsing is read by the GM-level probe on the pixel statistics, the counts by
     # forests averaged with the linear models
     assert a.model_.probe_ready and int(a.model_.probe_forest_depth) > 0

@@ -13,8 +13,9 @@ from safetensors.torch import load_file
 
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import load_bank
+from gmtrace.grouping import open_set_score
 from gmtrace.nets.fen import FENConfig
-from gmtrace.nets.model import ModelConfig, load_model
+from gmtrace.nets.model import ModelConfig, infer, load_model
 from gmtrace.nets.parser import ParserConfig
 from gmtrace.train import CHECKPOINT, TrainConfig, TrainError, fingerprint_loss, train
 
@@ -51,6 +52,15 @@ def test_train_writes_model_and_metrics(zoo: GMDataset, tmp_path: Path):
     out = saved.model(x)
     assert out.detect.shape == (2,) and out.attribute.shape == (2, len(zoo))
     assert out.fingerprint.shape == (2, 3, 32, 32)
+    # the open-set score reads the gallery of training GMs that fit_heads filled
+    g = saved.model.gallery.numpy()
+    assert g.shape == (len(zoo), saved.model.group_dims)
+    assert np.allclose(np.linalg.norm(g, axis=1), 1, atol=1e-5)
+    images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    inf = infer(saved.model, images)
+    want = open_set_score(inf.attribution, inf.embedding, g)
+    assert np.allclose(inf.open_score, want, atol=1e-6)
+    assert not np.allclose(inf.open_score, 1 - inf.attribution.max(1))
 
 
 def test_resume_continues_exactly(zoo: GMDataset, tmp_path: Path):

@@ -23,8 +23,9 @@ import numpy as np
 
 from gmtrace.data.augment import crop
 from gmtrace.data.images import ImageError, load_rgb, save_png
+from gmtrace.grouping import open_set_score
 from gmtrace.nets.fen import fold_batch_norm
-from gmtrace.nets.model import WEIGHTS, infer, load_model
+from gmtrace.nets.model import WEIGHTS, infer, load_model, model_gallery
 from gmtrace.runtime import pick_device
 from gmtrace.schema import CONTINUOUS, Normalizer, decode
 
@@ -146,6 +147,7 @@ class Analyzer:
         saved = load_model(d, device=pick_device(device))
         # inference only: batch norm folded into the convolutions (same answers)
         self.model_ = fold_batch_norm(saved.model)
+        self.gallery_ = model_gallery(self.model_)
         self.meta_ = saved.meta
         self.gm_names_: list[str] = list(saved.meta.get("gm_names", []))
         self.normalizer_ = Normalizer(
@@ -189,7 +191,8 @@ class Analyzer:
         p = float(inf.p_generated[sl].mean())
         attr = inf.attribution[sl].mean(axis=0)
         top = np.argsort(-attr)[: self.top_k]
-        open_score = float(1 - attr.max())
+        emb = inf.embedding[sl].mean(axis=0)
+        open_score = float(open_set_score(attr[None], emb[None], self.gallery_)[0])
         cont, disc, loss = inf.parse_of(sl)
         parsed = decode(cont[None], [d[None] for d in disc], loss[None], self.normalizer_)[0]
         losses = parsed.pop("losses")
@@ -212,13 +215,13 @@ class Analyzer:
             },
             losses=losses,
             loss_probabilities=loss_p,
-            embedding=inf.embedding[sl].mean(axis=0),
+            embedding=emb,
             parse_linear=None if inf.parse_linear is None else inf.parse_linear[sl].mean(axis=0),
         )
 
     def group(self, results: list[ImageResult], generated_only: bool = True) -> int:
         """Group analyzed images by source GM, without knowing how many GMs there
-        are (Ward clustering cut where the silhouette peaks, `gmtrace.grouping.group`): sets
+        are (Ward clustering cut near the silhouette peak, `gmtrace.grouping.group`): sets
         `result.group` to 1, 2, ... (None for failed images, and for images that
         look real when `generated_only`). Returns the number of groups."""
         from gmtrace.grouping import group_scalable

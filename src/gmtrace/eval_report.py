@@ -415,6 +415,8 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
             "features and pixel statistics (`heads.fit_parse_probe`), RED's by its own "
             "parsing network. The spectral baseline is fitted in closed form.\n"
         )
+    else:
+        L.append("")
     L.append("## Targets\n")
     L += _header("target", ms, names)
     tv = {n: target_values(results, n) for n in names}
@@ -572,13 +574,16 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
     L.append("\n## Attribution, open set, grouping (mean ± std over folds)\n")
     L.append(
         "Closed set: held-out images of the training GMs. Open set: images of unseen GMs "
-        "(positive) against held-out images of training GMs, scored by 1 - max attribution "
-        "probability. Grouping: unseen GMs' images clustered (Ward linkage) in each "
+        "(positive) against held-out images of training GMs, scored by the geometric mean "
+        "of 1 - max attribution probability and (1 - the cosine similarity to the nearest "
+        "training GM's mean embedding) / 2 (`grouping.open_set_score`; networks fitted "
+        "before it and the baselines without a gallery: 1 - max probability alone). "
+        "Grouping: unseen GMs' images clustered (Ward linkage) in each "
         "method's discriminant embedding (LDA of its features over the training GMs, "
-        "`grouping.group`), cut at the number of groups with the highest mean silhouette, "
-        "so the number of unseen GMs is not used. The last column is the earlier design "
-        "(average linkage, cosine, cut at the distance that best groups the training "
-        "GMs' held-out images).\n"
+        "`grouping.group`), cut at the finest partition whose mean silhouette is within "
+        "5 % of the highest, so the number of unseen GMs is not used. The last column is "
+        "the earlier design (average linkage, cosine, cut at the distance that best groups "
+        "the training GMs' held-out images).\n"
     )
     L.append(
         "Gallery: each training GM's entry is the mean grouping embedding of 16 of its "

@@ -63,8 +63,10 @@ def fit_heads(
     Also fills the grouping embedding: the feature mean and std, and the leading
     `group_dims` linear discriminant directions of the standardized features by GM
     (`grouping.discriminant_projection`): directions that separate the training GMs
-    and vary little within one, which is what tells GMs never seen apart too."""
-    from gmtrace.grouping import discriminant_projection
+    and vary little within one, which is what tells GMs never seen apart too; and
+    (with `open_gallery`) the gallery of the training GMs in that embedding, which
+    the open-set score reads (`grouping.gm_gallery`, `grouping.open_set_score`)."""
+    from gmtrace.grouping import discriminant_projection, gm_gallery
 
     feats = head_features(model, fake) if features is None else features
     xf = np.concatenate([f for f in feats if f is not None]).astype(np.float64)
@@ -84,6 +86,8 @@ def fit_heads(
     m, w = discriminant_projection(zf, yf, model.group_dims)
     model.group_mean.copy_(torch.from_numpy(m).float())
     model.group_projection.copy_(torch.from_numpy(w).float())
+    if model.cfg.open_gallery:
+        model.gallery.copy_(torch.from_numpy(gm_gallery((zf - m) @ w, yf, model.cfg.n_gms)))
     y = np.r_[np.ones(len(xf)), np.zeros(len(xr))]
     det = fit_logistic(z_all, y, C=C, max_iter=300, balanced=True)
     out = {"attribution_train_acc": float(attr.score(zf, yf))}

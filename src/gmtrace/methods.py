@@ -25,7 +25,7 @@ from rich.console import Console
 from gmtrace.analyze import file_sha256
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import ImageBank
-from gmtrace.grouping import discriminant_projection
+from gmtrace.grouping import discriminant_projection, gm_gallery, open_set_score
 from gmtrace.heads import fit_logistic
 from gmtrace.nets.model import (
     WEIGHTS,
@@ -172,6 +172,7 @@ class SpectralMethod(Method):
         self.group_mean_, self.group_w_ = discriminant_projection(zf, gm, GROUP_DIMS)
         self.detect_ = _logreg(np.concatenate([zf, zr]), np.r_[np.ones(len(zf)), np.zeros(len(zr))])
         self.attribute_ = _logreg(zf, gm, balanced=False)
+        self.gallery_ = gm_gallery((zf - self.group_mean_) @ self.group_w_, gm, self.n_gms_)
         self.continuous_ = Ridge(alpha=1.0).fit(zf, targets.continuous[gm])
         self.discrete_ = [_logreg(zf, targets.discrete[gm, j]) for j in range(len(DISCRETE))]
         self.losses_ = [_logreg(zf, targets.losses[gm, j]) for j in range(len(LOSS_TYPES))]
@@ -187,7 +188,7 @@ class SpectralMethod(Method):
         return Inference(
             p_generated=_proba(self.detect_, z, 2)[:, 1],
             attribution=attr,
-            open_score=1 - attr.max(axis=1),
+            open_score=open_set_score(attr, g, self.gallery_),
             embedding=g / np.linalg.norm(g, axis=1, keepdims=True).clip(1e-9),
             continuous=np.clip(self.continuous_.predict(z), 0, 1),
             discrete_prob=[

@@ -38,6 +38,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gmtrace.data.images import to_float
+from gmtrace.grouping import open_set_score
 from gmtrace.nets.fen import DnCNN, FENConfig, box_residual
 from gmtrace.nets.forest import FOREST_ARRAYS, forest_predict
 from gmtrace.nets.parser import ParseOutput, ParserConfig, ParsingNet, parsing_loss
@@ -67,10 +68,11 @@ CALIBRATION_BUFFERS = (
     *(f"probe_forest_{n}" for n in FOREST_ARRAYS),
     "probe_forest_depth",
     "probe_forest_share",
+    "gallery",
 )
 
 # config fields that only shape what `fit_heads` fits after training
-POST_TRAINING = ("group_dims", "spectrum_expert", "parse_probe", "probe_trees")
+POST_TRAINING = ("group_dims", "spectrum_expert", "parse_probe", "probe_trees", "open_gallery")
 # values of config fields added later, for configs saved before they existed
 LEGACY = {
     "image_spectrum": False,
@@ -78,6 +80,7 @@ LEGACY = {
     "peaks": False,
     "parse_probe": False,
     "probe_trees": 0,
+    "open_gallery": False,
 }
 # the probe answers each loss type directly: its group gates are held open
 OPEN_GATE = 30.0
@@ -143,6 +146,9 @@ class ModelConfig:
     # many trees on the same statistics and the linear probe (`heads.fit_parse_probe`);
     # 0: linear like the rest
     probe_trees: int = 64
+    # the open-set score also reads the distance to the nearest training GM in the
+    # grouping embedding (a gallery of the training GMs, `grouping.open_set_score`)
+    open_gallery: bool = True
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -312,6 +318,10 @@ class GMTraceModel(nn.Module):
             self.register_buffer("probe_weight", torch.zeros(n_in, n_out))
             self.register_buffer("probe_bias", torch.zeros(n_out))
             self.register_buffer("probe_fitted", torch.tensor(0.0))
+        if cfg.open_gallery:
+            # each training GM's unit-length mean embedding (`fit_heads`); zero
+            # rows (the score is the classifier's alone) until fitted
+            self.register_buffer("gallery", torch.zeros(cfg.n_gms, k))
         if cfg.parse_probe and cfg.probe_trees:
             # the continuous fields' forests (`nets.forest`); all leaves until fitted
             shape = (len(CONTINUOUS), cfg.probe_trees, PROBE_TREE_NODES)
@@ -452,6 +462,13 @@ class Inference:
         return read_linear(self.parse_linear[rows].mean(axis=0))
 
 
+def model_gallery(model: GMTraceModel) -> np.ndarray | None:
+    """The model's gallery of training GMs [n_gms, group_dims] (`heads.fit_heads`),
+    or None for a model without one (saved before it, or `open_gallery` off)."""
+    g = getattr(model, "gallery", None)
+    return None if g is None else g.detach().cpu().numpy()
+
+
 @torch.no_grad()
 def infer(
     model: GMTraceModel,
@@ -462,10 +479,12 @@ def infer(
 ) -> Inference:
     """Run `model` on uint8 images [N, H, W, 3] (one size) in batches.
 
-    open_score is 1 - max attribution probability (maximum softmax probability);
-    the grouping embedding is the head features standardized over the training
-    images, projected on the discriminant directions of the training GMs
-    (`fit_heads`) and scaled to unit length (with `features`, the raw head features)."""
+    open_score is `grouping.open_set_score` of the attribution probabilities and the
+    unit-length grouping embedding against the model's gallery of training GMs (1 -
+    max attribution probability alone where the model has none); the grouping
+    embedding is the head features standardized over the training images, projected
+    on the discriminant directions of the training GMs (`fit_heads`) and scaled to
+    unit length (with `features`, the raw head features)."""
     model.eval()
     dev = next(model.parameters()).device
     parts: dict[str, list] = {}
@@ -479,7 +498,7 @@ def infer(
         vals = {
             "p_generated": torch.sigmoid(a * o.detect + b),
             "attribution": attr,
-            "open_score": 1 - attr.max(dim=1).values,
+            "unit": F.normalize(z, dim=1),
             "embedding": o.features if features else F.normalize(z, dim=1),
             "continuous": o.parse.continuous,
             "loss_prob": o.parse.loss_prob,
@@ -496,10 +515,13 @@ def infer(
         raise ValueError("infer: no images")
     cat = {k: np.concatenate(v) for k, v in parts.items()}
     n_disc = sum(1 for k in cat if k[0] == "d" and k[1:].isdigit())
+    unit = cat.pop("unit")
     return Inference(
         p_generated=cat["p_generated"],
         attribution=cat["attribution"],
-        open_score=cat["open_score"],
+        open_score=open_set_score(cat["attribution"], unit, model_gallery(model)).astype(
+            np.float32
+        ),
         embedding=cat["embedding"],
         continuous=cat["continuous"],
         discrete_prob=[cat[f"d{j}"] for j in range(n_disc)],
