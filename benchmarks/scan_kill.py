@@ -10,7 +10,7 @@ output has grown past a random size between (k - 0.9) / K and (k - 0.1) / K of
 its final size (K = `--kills`), often in the middle of a write; a last run
 finishes it. Passes when the
 finished file holds the uninterrupted one's rows (one row per file, none lost, none
-duplicated, in the same order, same values; floats to 1e-5, `scan.results_differ`);
+duplicated, in the same order, same values; floats to 1e-4, `scan.results_differ`);
 whether it is also identical byte for byte is reported beside.
 """
 
@@ -100,7 +100,7 @@ def main() -> None:
     text = (
         f"{a.images} files ({a.images // 50} broken), {a.format}: {kills} SIGKILLs over "
         f"{runs} runs, then one more run; finished file holds the uninterrupted one's rows "
-        f"(floats to 1e-5): {'yes' if same else 'NO, ' + differ}; byte for byte: "
+        f"(floats to 1e-4): {'yes' if same else 'NO, ' + differ}; byte for byte: "
         f"{'yes' if bytewise else 'no'} (uninterrupted {once:.0f} s; killed and resumed "
         f"{resumed:.0f} s in all, start-up of each run included)"
     )
