@@ -48,7 +48,7 @@ from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import ImageBank, load_bank
 from gmtrace.data.splits import collection_folds, family_folds, gm_folds, source_folds
 from gmtrace.eval_report import FIGURES, read_results, write_reports
-from gmtrace.grouping import choose_threshold, cluster, group
+from gmtrace.grouping import choose_threshold, cluster, gm_gallery, group
 from gmtrace.methods import Method, NetMethod, SpectralMethod
 from gmtrace.metrics import (
     detection_scores,
@@ -206,8 +206,7 @@ def gallery(m: Method, bank: ImageBank, gms: list[int], cfg: EvalConfig) -> np.n
     images = [bank.fake[i][: cfg.gallery_per_gm] for i in gms]
     emb = m.predict(np.concatenate(images)).embedding
     owner = np.repeat(np.arange(len(gms)), [len(a) for a in images])
-    rows = np.stack([emb[owner == j].mean(0) for j in range(len(gms))])
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True).clip(1e-9)
+    return gm_gallery(emb, owner, len(gms))
 
 
 def plan_splits(ds: GMDataset, cfg: EvalConfig) -> tuple[list[list[str]], list[list[str]], dict]:

@@ -259,9 +259,8 @@ def fit_parse_probe(
     statistics (recorded as the view "pixels"), with an L2 strength from `grid`
     chosen per field by leave-one-family-out prediction over the training GMs (by
     GM where fewer than three families train), scored as the evaluation scores a
-    field. So a field is
-    read with the strength that parsed the training families it did not see best,
-    not with the one that fits the zoo best.
+    field. So a field is read with the strength that parsed the training families
+    it did not see best, not with the one that fits the zoo best.
 
     The head features h are not read, although the row keeps them: the network
     trained on every training family, the one an inner fold leaves out included, so

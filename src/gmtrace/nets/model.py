@@ -495,11 +495,11 @@ def infer(
         attr = torch.softmax(o.attribute, dim=1)
         z = (o.features - model.feature_mean) / model.feature_std
         z = (z - model.group_mean) @ model.group_projection
+        unit = F.normalize(z, dim=1)
         vals = {
             "p_generated": torch.sigmoid(a * o.detect + b),
             "attribution": attr,
-            "unit": F.normalize(z, dim=1),
-            "embedding": o.features if features else F.normalize(z, dim=1),
+            "embedding": o.features if features else unit,
             "continuous": o.parse.continuous,
             "loss_prob": o.parse.loss_prob,
         }
@@ -509,13 +509,15 @@ def infer(
             vals["fingerprint"] = o.fingerprint.permute(0, 2, 3, 1)
         if o.parse.linear is not None:
             vals["parse_linear"] = o.parse.linear
+        if features:  # the open-set score reads the unit-length embedding
+            vals["unit"] = unit
         for k, v in vals.items():
             parts.setdefault(k, []).append(v.float().cpu().numpy())
     if not parts:
         raise ValueError("infer: no images")
     cat = {k: np.concatenate(v) for k, v in parts.items()}
     n_disc = sum(1 for k in cat if k[0] == "d" and k[1:].isdigit())
-    unit = cat.pop("unit")
+    unit = cat.pop("unit") if features else cat["embedding"]
     return Inference(
         p_generated=cat["p_generated"],
         attribution=cat["attribution"],
