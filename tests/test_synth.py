@@ -8,6 +8,7 @@ import csv
 import json
 import shutil
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -293,3 +294,49 @@ def test_curve_adds_synthesized_gms_to_training_only(zoo: Path, tiny_zoo_dir: Pa
         assert sorted(sum(res["folds"], [])) == sorted(ds.names)  # tests: zoo GMs only
     text = report.read_text()
     assert "## Against the number of training GMs" in text and f"| {N} |" in text
+
+
+def test_curve_reads_finished_points_and_reruns_changed_ones(
+    zoo: Path, tiny_zoo_dir: Path, tmp_path: Path, monkeypatch
+):
+    """A curve run again reads the counts whose run finished with the same settings
+    and runs only those whose settings changed or whose folder is gone."""
+    import gmtrace.evaluate as ev
+
+    ds, tier = GMDataset.from_zoo(tiny_zoo_dir), GMDataset.from_zoo(zoo)
+    cfg = ev.EvalConfig(
+        folds=2,
+        methods=("spectral",),
+        train_per_gm=8,
+        seen_per_gm=2,
+        test_per_gm=4,
+        neutral_per_gm=2,
+        real_test=20,
+        image_size=32,
+        permutations=20,
+        leakage_images=16,
+        leakage_steps=3,
+    )
+    first = ev.curve(ds, tier, [0, N], tmp_path / "c", cfg)
+    ran = []
+    real_evaluate = ev.evaluate
+
+    def counting(ds_, out, cfg_, *a, **k):
+        ran.append(cfg_.synth_gms)
+        return real_evaluate(ds_, out, cfg_, *a, **k)
+
+    monkeypatch.setattr(ev, "evaluate", counting)
+    assert ev.curve(ds, tier, [0, N], tmp_path / "c", cfg) == first and ran == []
+    point = tmp_path / "c" / f"n{N}"
+    assert ev.finished_point(point, replace(cfg, synth_gms=N), ds, None) is None  # other tier
+    more = replace(cfg, synth_gms=N, methods=("spectral", "red"))
+    assert ev.finished_point(point, more, ds, tier) is None  # a method it did not run
+    res = json.loads((point / "results.json").read_text())
+    res["config"]["methods"] = ["red", "spectral"]  # as if it had run RED's too
+    (point / "results.json").write_text(json.dumps(res))
+    assert ev.finished_point(point, replace(cfg, synth_gms=N), ds, tier) == res
+    shutil.rmtree(tmp_path / "c" / "n0")
+    ev.curve(ds, tier, [0, N], tmp_path / "c", cfg)
+    assert ran == [0]
+    ev.curve(ds, tier, [0, N], tmp_path / "c", replace(cfg, permutations=10))
+    assert ran == [0, 0, N]

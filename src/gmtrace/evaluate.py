@@ -307,16 +307,22 @@ def curve(
     """The protocol once per number of synthesized GMs in training (`counts`), each
     run in OUT/n<count>/; OUT/curve.json holds every method's headline figures per
     count (rewritten after each), and the report of the largest count (written to
-    `report` too) shows them."""
+    `report` too) shows them. A count whose run already finished in OUT/n<count>/
+    with the same settings, zoo and tier is read, not run again (delete the folder
+    to rerun it): a curve stopped part way resumes where it stopped."""
     from gmtrace.eval_report import curve_row
 
+    console = console or Console()
     out = Path(out_dir)
     points: list[dict] = []
     data = {"command": command, "points": points}
     for c in sorted(counts):
-        res = evaluate(
-            ds, out / f"n{c}", replace(cfg, synth_gms=c), console, command=command, synth=synth
-        )
+        point_cfg = replace(cfg, synth_gms=c)
+        res = finished_point(out / f"n{c}", point_cfg, ds, synth if c else None)
+        if res is not None:
+            console.print(f"{c} synthesized GMs: finished run read from {out / f'n{c}'}")
+        else:
+            res = evaluate(ds, out / f"n{c}", point_cfg, console, command=command, synth=synth)
         points.append(
             {"synth_gms": c, "train_gms": res["n_train_gms"]}
             | {m: curve_row(res, m) for m in res["methods"]}
@@ -326,6 +332,34 @@ def curve(
     last = out / f"n{max(counts)}"
     write_reports(last, report, compare, curve=data)
     return data
+
+
+def finished_point(
+    run: Path, cfg: EvalConfig, ds: GMDataset, synth: GMDataset | None
+) -> dict | None:
+    """The results of a finished run in `run` made with the settings `cfg` on the
+    zoo `ds` (and the tier `synth`, when it trained with one), or None. A run of
+    more methods counts: each method's networks are seeded and scored on their own,
+    so its figures are those of a run of that method alone (the family-held-out
+    run itself can stand as the curve's count 0)."""
+    path = run / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        res = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # unreadable: run again
+    if not isinstance(res, dict) or not isinstance(res.get("config"), dict):
+        return None
+    want = json.loads(json.dumps(asdict(cfg)))
+    have = dict(res["config"])
+    same = (
+        set(want.pop("methods")) <= set(have.pop("methods", ()))
+        and have == want
+        and res.get("zoo") == str(ds.root)
+        and res.get("split", {}).get("synth_zoo") == (str(synth.root) if synth else None)
+    )
+    return res if same else None
 
 
 def evaluate(
