@@ -339,9 +339,10 @@ def finished_point(
 ) -> dict | None:
     """The results of a finished run in `run` made with the settings `cfg` on the
     zoo `ds` (and the tier `synth`, when it trained with one), or None. A run of
-    more methods counts: each method's networks are seeded and scored on their own,
-    so its figures are those of a run of that method alone (the family-held-out
-    run itself can stand as the curve's count 0)."""
+    more methods counts: each method's networks are seeded, fitted and scored on
+    their own, so its figures are those of a run of that method alone, up to the
+    last-digit differences of a rerun (docs/product.md), and the family-held-out
+    run itself can stand as the curve's count 0."""
     path = run / "results.json"
     if not path.is_file():
         return None
