@@ -261,14 +261,11 @@ def test_same_seed_same_bytes_with_two_workers(zoo: Path, real_dir: Path, tmp_pa
     assert min(diversities) >= 0.2 and {r["collapsed"] for r in _rows(out)} == {"0"}
 
 
-def test_curve_adds_synthesized_gms_to_training_only(zoo: Path, tiny_zoo_dir: Path, tmp_path: Path):
-    """The curve over training GMs on the tiny zoo: one run per count, the
-    synthesized GMs in every fold's training and in no fold's tests, the figures
-    per count in curve.json and in the report (the spectral baseline: no network)."""
-    from gmtrace.evaluate import EvalConfig, curve
+def _curve_cfg():
+    """The protocol at its smallest, on the spectral baseline (no network)."""
+    from gmtrace.evaluate import EvalConfig
 
-    ds, tier = GMDataset.from_zoo(tiny_zoo_dir), GMDataset.from_zoo(zoo)
-    cfg = EvalConfig(
+    return EvalConfig(
         folds=2,
         methods=("spectral",),
         train_per_gm=8,
@@ -281,6 +278,16 @@ def test_curve_adds_synthesized_gms_to_training_only(zoo: Path, tiny_zoo_dir: Pa
         leakage_images=16,
         leakage_steps=3,
     )
+
+
+def test_curve_adds_synthesized_gms_to_training_only(zoo: Path, tiny_zoo_dir: Path, tmp_path: Path):
+    """The curve over training GMs on the tiny zoo: one run per count, the
+    synthesized GMs in every fold's training and in no fold's tests, the figures
+    per count in curve.json and in the report (the spectral baseline: no network)."""
+    from gmtrace.evaluate import curve
+
+    ds, tier = GMDataset.from_zoo(tiny_zoo_dir), GMDataset.from_zoo(zoo)
+    cfg = _curve_cfg()
     report = tmp_path / "results.md"
     data = curve(ds, tier, [N, 0], tmp_path / "curve", cfg, report=report, command="c")
     assert [p["synth_gms"] for p in data["points"]] == [0, N]
@@ -304,19 +311,7 @@ def test_curve_reads_finished_points_and_reruns_changed_ones(
     import gmtrace.evaluate as ev
 
     ds, tier = GMDataset.from_zoo(tiny_zoo_dir), GMDataset.from_zoo(zoo)
-    cfg = ev.EvalConfig(
-        folds=2,
-        methods=("spectral",),
-        train_per_gm=8,
-        seen_per_gm=2,
-        test_per_gm=4,
-        neutral_per_gm=2,
-        real_test=20,
-        image_size=32,
-        permutations=20,
-        leakage_images=16,
-        leakage_steps=3,
-    )
+    cfg = _curve_cfg()
     first = ev.curve(ds, tier, [0, N], tmp_path / "c", cfg)
     ran = []
     real_evaluate = ev.evaluate
