@@ -250,6 +250,25 @@ def test_cli_render_only_rewrites_reports(tmp_path: Path):
         app, ["evaluate", "--out", str(tmp_path), "--render-only", "--curve", str(tmp_path)]
     )
     assert r.exit_code == 2 and "no curve.json here" in r.output
+    r = runner.invoke(app, ["evaluate"])
+    assert r.exit_code == 2 and "--out DIR is required" in r.output
+    # the curve section alone: needs a curve record and a report to put it in
+    r = runner.invoke(app, ["evaluate", "--render-only", "--curve-only", "--curve", str(tmp_path)])
+    assert r.exit_code == 2 and "--curve-only goes with" in r.output
+    point = {"synth_gms": 0, "train_gms": 3.0, "command": "c", "spectral": {"auc": 0.5}}
+    point["spectral"] |= {k: 0.5 for k in ("auc_q75", "open", "ari", "macro_f1", "loss_f1")}
+    point["spectral"]["fields"] = 2
+    (tmp_path / "curve.json").write_text(json.dumps({"command": "c", "points": [point]}))
+    report = tmp_path / "docs" / "results.md"
+    args = ["evaluate", "--render-only", "--curve-only", "--curve", str(tmp_path)]
+    r = runner.invoke(app, args + ["--report", str(report)])
+    assert r.exit_code == 2 and "no report here" in r.output
+    report.parent.mkdir()
+    report.write_text("# R\n\n## Training budget\n")
+    r = runner.invoke(app, args + ["--report", str(report)])
+    assert r.exit_code == 0, r.output
+    assert "| 0 | 3 | 0.500 |" in report.read_text()
+    assert json.loads((report.parent / "curve.json").read_text())["points"] == [point]
 
 
 def test_gallery_is_the_normalized_mean_embedding_per_gm():

@@ -335,3 +335,58 @@ def test_curve_reads_finished_points_and_reruns_changed_ones(
     assert ran == [0]
     ev.curve(ds, tier, [0, N], tmp_path / "c", replace(cfg, permutations=10))
     assert ran == [0, 0, N]
+
+
+def test_curve_grows_by_a_count_and_its_section_renders_alone(
+    zoo: Path, tiny_zoo_dir: Path, tmp_path: Path, monkeypatch
+):
+    """A curve asked for one more count keeps the points an earlier curve.json
+    holds at other counts when they were measured with the same settings (and
+    drops them otherwise); its section alone can be rewritten in an existing
+    report, with the record written beside it."""
+    import gmtrace.evaluate as ev
+    from gmtrace.eval_report import CURVE_HEADING, curve_points_from_report, write_curve_section
+
+    ds, tier = GMDataset.from_zoo(tiny_zoo_dir), GMDataset.from_zoo(zoo)
+    cfg = _curve_cfg()
+    out = tmp_path / "c"
+    ev.curve(ds, tier, [0], out, cfg, command="first")
+    shutil.rmtree(out / "n0")  # the run folder is gone; its point stays in curve.json
+    ran = []
+    real_evaluate = ev.evaluate
+
+    def counting(ds_, out_, cfg_, *a, **k):
+        ran.append(cfg_.synth_gms)
+        return real_evaluate(ds_, out_, cfg_, *a, **k)
+
+    monkeypatch.setattr(ev, "evaluate", counting)
+    data = ev.curve(ds, tier, [N], out, cfg, command="second")
+    assert ran == [N] and [p["synth_gms"] for p in data["points"]] == [0, N]
+    assert [p["command"] for p in data["points"]] == ["first", "second"]
+    assert json.loads((out / "curve.json").read_text()) == data
+    other = ev.curve(ds, tier, [N], out, replace(cfg, permutations=10), command="third")
+    assert [p["synth_gms"] for p in other["points"]] == [N] and ran == [N, N]
+
+    report = tmp_path / "docs" / "results.md"
+    report.parent.mkdir()
+    before = ["# Results", "", "intro", "", "## Training budget", "", "table", ""]
+    report.write_text("\n".join(before))
+    point = data["points"][0] | {"source": "read back from an old report"}
+    write_curve_section(report, data | {"points": [point, data["points"][1]]})
+    text = report.read_text()
+    assert text.startswith("# Results\n\nintro\n\n" + CURVE_HEADING)
+    assert text.endswith("## Training budget\n\ntable\n") and text.count(CURVE_HEADING) == 1
+    assert "| 0 † |" in text and "† 0: read back from an old report" in text
+    assert "0: `first`; " in text and f"{N}: `second`" in text
+    record = json.loads((report.parent / "curve.json").read_text())
+    assert record["points"][0]["source"] and record["settings"] == data["settings"]
+    back = curve_points_from_report(text, "spectral")  # for points whose runs are lost
+    assert [p["synth_gms"] for p in back] == [0, N] and back[1]["command"] == ""  # two commands
+    for b, p in zip(back, data["points"], strict=True):
+        assert b["train_gms"] == pytest.approx(p["train_gms"], abs=0.5)
+        assert b["spectral"]["auc"] == pytest.approx(p["spectral"]["auc"], abs=5e-4)
+        assert b["spectral"]["fields"] == p["spectral"]["fields"] and b["spectral"]["l1"] is None
+    write_curve_section(report, data)  # again: the section is replaced, not added
+    again = report.read_text()
+    assert again.count(CURVE_HEADING) == 1 and "†" not in again
+    assert again.endswith("## Training budget\n\ntable\n")

@@ -529,7 +529,9 @@ def check(
 
 @app.command()
 def evaluate(
-    out: Annotated[Path, typer.Option(help="folder for results.json, report.md, figures")],
+    out: Annotated[
+        Path | None, typer.Option(help="folder for results.json, report.md, figures")
+    ] = None,
     zoo: Annotated[Path | None, typer.Option(help="zoo folder to evaluate on")] = None,
     folds: Annotated[int, typer.Option(help="folds of unseen GMs")] = 4,
     holdout: Annotated[
@@ -579,6 +581,14 @@ def evaluate(
         Path | None,
         typer.Option(help="write the run's figures as DIR/card.json, the model card of DIR"),
     ] = None,
+    curve_only: Annotated[
+        bool,
+        typer.Option(
+            "--curve-only",
+            help="with --render-only: rewrite only the curve section of --report from "
+            "--curve (the rest stays as its run wrote it; no --out needed)",
+        ),
+    ] = False,
 ) -> None:
     """Cross-validate on unseen GMs: parsing, detection, attribution, grouping, leakage,
     with RED's architecture and the spectral baseline in the same run."""
@@ -591,6 +601,21 @@ def evaluate(
     from gmtrace.evaluate import evaluate as run_eval
     from gmtrace.train import TrainError
 
+    if curve_only:
+        from gmtrace.eval_report import write_curve_section
+
+        if not (render_only and curve and report):
+            _fail("--curve-only goes with --render-only, --curve DIR and --report FILE")
+        try:
+            write_curve_section(report, _curve_json(curve))
+        except ValueError as e:
+            _fail(str(e))
+        console.print(
+            f"curve section of {report} rewritten; its record: {report.parent / 'curve.json'}"
+        )
+        return
+    if out is None:
+        _fail("--out DIR is required")
     if zoo is None and not render_only:
         _fail("--zoo DIR is required (unless --render-only)")
     cfg = EvalConfig(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -87,15 +88,8 @@ def write_reports(
         other["probe_views"] = probe_views(Path(compare), list(other["methods"]))
     if curve is None and (out.parent / "curve.json").is_file():
         curve = json.loads((out.parent / "curve.json").read_text())
-    if curve and any("gmtrace" in pt for pt in curve["points"]):
-        folder = Path(curve.get("folder", out.parent))
-        probe = {  # which points' networks parse with the probe
-            pt["synth_gms"]: bool(probe_views(folder / f"n{pt['synth_gms']}", ["gmtrace"]))
-            for pt in curve["points"]
-        }
-        curve = curve | {
-            "points": [pt | {"probe": probe[pt["synth_gms"]]} for pt in curve["points"]]
-        }
+    if curve:
+        curve = with_probe(curve, Path(curve.get("folder", out.parent)))
     results = results | ({"curve": curve} if curve else {})
     views = probe_views(out, list(results["methods"]))
     results = results | ({"probe_views": views} if views else {})
@@ -107,7 +101,97 @@ def write_reports(
         figdir.mkdir(parents=True, exist_ok=True)
         copied = {k: Path(shutil.copy(v, figdir / v.name)) for k, v in figures.items()}
         rp.write_text(render_report(results, copied, rp.parent, other))
+        if curve:
+            write_curve_record(curve, rp)
     return results
+
+
+def with_probe(curve: dict, folder: Path) -> dict:
+    """`curve` with each gmtrace point saying whether its networks parse with the
+    probe: as recorded when it was measured, else read from its run folder."""
+    points = []
+    for pt in curve["points"]:
+        if "gmtrace" in pt and "probe" not in pt:
+            pt = pt | {"probe": bool(probe_views(folder / f"n{pt['synth_gms']}", ["gmtrace"]))}
+        points.append(pt)
+    return curve | {"points": points}
+
+
+def write_curve_record(curve: dict, report: Path) -> Path:
+    """The curve's figures beside the report that shows them (curve.json in its
+    folder), so that a clone without the run folders still has them and a curve
+    can grow by a count on another machine."""
+    path = report.parent / "curve.json"
+    record = {k: v for k, v in curve.items() if k != "folder"}
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
+
+
+CURVE_HEADING = "## Against the number of training GMs"
+# the curve table's columns, in order after the two counts (see _curve)
+CURVE_KEYS = [("auc", "det. AUC"), ("auc_q75", "AUC q75"), ("open", "open-set"), ("ari", "ARI")]
+CURVE_KEYS += [("macro_f1", "disc. F1"), ("loss_f1", "loss F1"), ("fields", "fields")]
+
+
+def curve_points_from_report(text: str, method: str = "gmtrace") -> list[dict]:
+    """The curve points a rendered report shows for `method`, read back from its
+    table (the columns shown, to the digits shown; the others None), each with the
+    command its caption names: for points whose run folders are lost."""
+    lines = text.split("\n")
+    if CURVE_HEADING not in lines:
+        raise ValueError("no curve section in this report")
+    start = lines.index(CURVE_HEADING)
+    body = lines[start + 1 :]
+    body = body[: next((i for i, x in enumerate(body) if x.startswith("## ")), len(body))]
+    caption = next((x for x in body if x.startswith("Each row is one run")), "")
+    commands = re.findall(r"`(gmtrace evaluate [^`]*)`", caption)
+    if f"**{method}**" not in body:
+        raise ValueError(f"no curve table of {method} in this report")
+    rows = body[body.index(f"**{method}**") + 1 :]
+    points = []
+    for row in rows:
+        if row.startswith("**"):
+            break
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if not row.startswith("|") or not re.fullmatch(r"\d+( \*)?( †)?", cells[0]):
+            continue
+        values = {}
+        for (key, _), cell in zip(CURVE_KEYS, cells[2:], strict=True):
+            values[key] = None if cell == "n/a" else (int(cell) if key == "fields" else float(cell))
+        values |= {k: None for _, k in HEADLINE if k not in values}
+        point = {"synth_gms": int(cells[0].split()[0]), "train_gms": float(cells[1])}
+        point["command"] = commands[0] if len(commands) == 1 else ""
+        point[method] = values
+        if method == "gmtrace":
+            point["probe"] = "*" not in cells[0]
+        points.append(point)
+    return points
+
+
+def write_curve_section(report: str | Path, curve: dict) -> Path:
+    """Rewrite only the section of an existing report that shows the curve (the
+    rest stays as its own run wrote it; a report without one gets it before
+    "## Training budget"), and the curve record beside it."""
+    rp = Path(report)
+    if not rp.is_file():
+        raise ValueError(f"{rp}: no report here to put the curve in")
+    curve = with_probe(curve, Path(curve.get("folder", rp.parent)))
+    lines = rp.read_text().split("\n")
+    methods = (k for pt in curve["points"] for k, v in pt.items() if isinstance(v, dict))
+    names = list(dict.fromkeys(methods))
+    section = "\n".join(_curve(curve, names)).split("\n")
+    if CURVE_HEADING in lines:
+        start = lines.index(CURVE_HEADING)
+        after = [i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")]
+        end = after[0] if after else len(lines)
+    elif "## Training budget" in lines:
+        start = end = lines.index("## Training budget")
+    else:
+        raise ValueError(f"{rp}: no curve section and no '## Training budget' to put one before")
+    lines[start:end] = section
+    rp.write_text("\n".join(lines))
+    write_curve_record(curve, rp)
+    return rp
 
 
 def split_text(results: dict) -> str:
@@ -137,18 +221,30 @@ def curve_row(results: dict, name: str) -> dict:
 def _curve(curve: dict, names: list[str]) -> list[str]:
     """The headline figures against the number of synthesized GMs in training."""
     pts = curve["points"]
+    commands = list(dict.fromkeys(p.get("command") or curve.get("command", "") for p in pts))
+    if len(commands) == 1:
+        ran = f" (`{commands[0]}`)" if commands[0] else ""
+    else:  # the points were measured by several invocations of the curve
+        ran = (
+            " ("
+            + "; ".join(
+                ", ".join(str(p["synth_gms"]) for p in pts if (p.get("command") or "") == c)
+                + f": `{c}`"
+                for c in commands
+            )
+            + ")"
+        )
     L = [
-        "## Against the number of training GMs\n",
+        f"{CURVE_HEADING}\n",
         "Each row is one run of the same protocol with that many synthesized GMs "
         "(`gmtrace zoo synth`) added to every fold's training; they are never tested"
-        + (f" (`{curve['command']}`)" if curve.get("command") else "")
+        + ran
         + ". Every count trains for the same number of steps, so the more GMs, the "
         "fewer images of each the network sees (the zoo's own GMs included). Gains "
         "that turn into losses past some size have been reported (Community "
         "Forensics); this is where to see it.\n",
     ]
-    keys = [("auc", "det. AUC"), ("auc_q75", "AUC q75"), ("open", "open-set"), ("ari", "ARI")]
-    keys += [("macro_f1", "disc. F1"), ("loss_f1", "loss F1"), ("fields", "fields")]
+    keys = CURVE_KEYS
     for n in names:
         if not all(n in p for p in pts):
             continue
@@ -162,6 +258,7 @@ def _curve(curve: dict, names: list[str]) -> list[str]:
                 for k, _ in keys
             ]
             mark = " *" if n == "gmtrace" and p.get("probe") is False else ""
+            mark += " †" if p.get("source") else ""
             L.append(
                 f"| {p['synth_gms']}{mark} | {p['train_gms']:.0f} | " + " | ".join(cells) + " |"
             )
@@ -172,6 +269,9 @@ def _curve(curve: dict, names: list[str]) -> list[str]:
             "parsing columns (disc. F1, loss F1, fields) are the SGD heads'; the probe "
             "changes nothing else. Rerunning the curve's command refits them.\n"
         )
+    for src in dict.fromkeys(p["source"] for p in pts if p.get("source")):
+        counts = ", ".join(str(p["synth_gms"]) for p in pts if p.get("source") == src)
+        L.append(f"† {counts}: {src}\n")
     return L
 
 

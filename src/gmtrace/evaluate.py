@@ -309,13 +309,17 @@ def curve(
     count (rewritten after each), and the report of the largest count (written to
     `report` too) shows them. A count whose run already finished in OUT/n<count>/
     with the same settings, zoo and tier is read, not run again (delete the folder
-    to rerun it): a curve stopped part way resumes where it stopped."""
-    from gmtrace.eval_report import curve_row
+    to rerun it): a curve stopped part way resumes where it stopped. The points of
+    an earlier OUT/curve.json at counts not asked for are kept when they were
+    measured with the same settings, zoo and tier, so a curve grows one count at a
+    time, on another machine too (copy its curve.json into OUT first)."""
+    from gmtrace.eval_report import curve_row, probe_views
 
     console = console or Console()
     out = Path(out_dir)
-    points: list[dict] = []
-    data = {"command": command, "points": points}
+    settings = curve_settings(cfg, ds, synth)
+    points = {p["synth_gms"]: p for p in kept_points(out / "curve.json", settings, cfg, console)}
+    data = {"command": command, "settings": settings, "points": []}
     for c in sorted(counts):
         point_cfg = replace(cfg, synth_gms=c)
         res = finished_point(out / f"n{c}", point_cfg, ds, synth if c else None)
@@ -323,15 +327,48 @@ def curve(
             console.print(f"{c} synthesized GMs: finished run read from {out / f'n{c}'}")
         else:
             res = evaluate(ds, out / f"n{c}", point_cfg, console, command=command, synth=synth)
-        points.append(
-            {"synth_gms": c, "train_gms": res["n_train_gms"]}
-            | {m: curve_row(res, m) for m in res["methods"]}
-        )
+        point = {"synth_gms": c, "train_gms": res["n_train_gms"]}
+        point["command"] = res.get("command", "")
+        point |= {m: curve_row(res, m) for m in res["methods"]}
+        if "gmtrace" in res["methods"]:
+            # whether its networks parse with the probe, kept with the figures so
+            # that the point renders the same once its run folder is gone
+            point["probe"] = bool(probe_views(out / f"n{c}", ["gmtrace"]))
+        points[c] = point
+        data["points"] = [points[k] for k in sorted(points)]
         # after every point: a run stopped early keeps the points it finished
         (out / "curve.json").write_text(json.dumps(data, indent=1) + "\n")
     last = out / f"n{max(counts)}"
     write_reports(last, report, compare, curve=data)
     return data
+
+
+def curve_settings(cfg: EvalConfig, ds: GMDataset, synth: GMDataset) -> dict:
+    """What every point of one curve shares: the protocol's settings but the
+    number of synthesized GMs (and the methods: a point may have more), the zoo
+    and the tier."""
+    config = json.loads(json.dumps(asdict(cfg)))
+    for k in ("synth_gms", "methods"):
+        config.pop(k)
+    return {"config": config, "zoo": str(ds.root), "synth_zoo": str(synth.root)}
+
+
+def kept_points(path: Path, settings: dict, cfg: EvalConfig, console: Console) -> list[dict]:
+    """The points of an earlier curve.json measured with `settings` and every
+    method of `cfg` (none when it is missing; the others with a note why)."""
+    if not path.is_file():
+        return []
+    try:
+        old = json.loads(path.read_text())
+        pts = [p for p in old["points"] if all(m in p for m in cfg.methods)]
+        same = old.get("settings") == settings
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        console.print(f"[yellow]{path}: not a readable curve record ({e}); starting afresh[/]")
+        return []
+    if not same:
+        console.print(f"[yellow]{path}: other settings, zoo or tier; its points dropped[/]")
+        return []
+    return pts
 
 
 def finished_point(
