@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -133,41 +132,6 @@ CURVE_KEYS = [("auc", "det. AUC"), ("auc_q75", "AUC q75"), ("open", "open-set"),
 CURVE_KEYS += [("macro_f1", "disc. F1"), ("loss_f1", "loss F1"), ("fields", "fields")]
 
 
-def curve_points_from_report(text: str, method: str = "gmtrace") -> list[dict]:
-    """The curve points a rendered report shows for `method`, read back from its
-    table (the columns shown, to the digits shown; the others None), each with the
-    command its caption names: for points whose run folders are lost."""
-    lines = text.split("\n")
-    if CURVE_HEADING not in lines:
-        raise ValueError("no curve section in this report")
-    start = lines.index(CURVE_HEADING)
-    body = lines[start + 1 :]
-    body = body[: next((i for i, x in enumerate(body) if x.startswith("## ")), len(body))]
-    caption = next((x for x in body if x.startswith("Each row is one run")), "")
-    commands = re.findall(r"`(gmtrace evaluate [^`]*)`", caption)
-    if f"**{method}**" not in body:
-        raise ValueError(f"no curve table of {method} in this report")
-    rows = body[body.index(f"**{method}**") + 1 :]
-    points = []
-    for row in rows:
-        if row.startswith("**"):
-            break
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        if not row.startswith("|") or not re.fullmatch(r"\d+( \*)?( †)?", cells[0]):
-            continue
-        values = {}
-        for (key, _), cell in zip(CURVE_KEYS, cells[2:], strict=True):
-            values[key] = None if cell == "n/a" else (int(cell) if key == "fields" else float(cell))
-        values |= {k: None for _, k in HEADLINE if k not in values}
-        point = {"synth_gms": int(cells[0].split()[0]), "train_gms": float(cells[1])}
-        point["command"] = commands[0] if len(commands) == 1 else ""
-        point[method] = values
-        if method == "gmtrace":
-            point["probe"] = "*" not in cells[0]
-        points.append(point)
-    return points
-
-
 def write_curve_section(report: str | Path, curve: dict) -> Path:
     """Rewrite only the section of an existing report that shows the curve (the
     rest stays as its own run wrote it; a report without one gets it before
@@ -258,7 +222,6 @@ def _curve(curve: dict, names: list[str]) -> list[str]:
                 for k, _ in keys
             ]
             mark = " *" if n == "gmtrace" and p.get("probe") is False else ""
-            mark += " †" if p.get("source") else ""
             L.append(
                 f"| {p['synth_gms']}{mark} | {p['train_gms']:.0f} | " + " | ".join(cells) + " |"
             )
@@ -269,9 +232,6 @@ def _curve(curve: dict, names: list[str]) -> list[str]:
             "parsing columns (disc. F1, loss F1, fields) are the SGD heads'; the probe "
             "changes nothing else. Rerunning the curve's command refits them.\n"
         )
-    for src in dict.fromkeys(p["source"] for p in pts if p.get("source")):
-        counts = ", ".join(str(p["synth_gms"]) for p in pts if p.get("source") == src)
-        L.append(f"† {counts}: {src}\n")
     return L
 
 

@@ -328,7 +328,7 @@ def curve(
         else:
             res = evaluate(ds, out / f"n{c}", point_cfg, console, command=command, synth=synth)
         point = {"synth_gms": c, "train_gms": res["n_train_gms"]}
-        point["command"] = res.get("command", "")
+        point["command"] = command  # it reproduces the point (reading it if finished)
         point |= {m: curve_row(res, m) for m in res["methods"]}
         if "gmtrace" in res["methods"]:
             # whether its networks parse with the probe, kept with the figures so
