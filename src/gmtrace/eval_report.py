@@ -143,7 +143,7 @@ def write_curve_section(report: str | Path, curve: dict) -> Path:
     lines = rp.read_text().split("\n")
     methods = (k for pt in curve["points"] for k, v in pt.items() if isinstance(v, dict))
     names = list(dict.fromkeys(methods))
-    section = "\n".join(_curve(curve, names)).split("\n")
+    section = "\n".join(_curve(curve, names, apart=True)).split("\n")
     if CURVE_HEADING in lines:
         start = lines.index(CURVE_HEADING)
         after = [i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")]
@@ -182,8 +182,9 @@ def curve_row(results: dict, name: str) -> dict:
     return {k: v[k] for _, k in HEADLINE}
 
 
-def _curve(curve: dict, names: list[str]) -> list[str]:
-    """The headline figures against the number of synthesized GMs in training."""
+def _curve(curve: dict, names: list[str], apart: bool = False) -> list[str]:
+    """The headline figures against the number of synthesized GMs in training
+    (`apart`: rendered into a report written from another run)."""
     pts = curve["points"]
     commands = list(dict.fromkeys(p.get("command") or curve.get("command", "") for p in pts))
     if len(commands) == 1:
@@ -208,6 +209,13 @@ def _curve(curve: dict, names: list[str]) -> list[str]:
         "that turn into losses past some size have been reported (Community "
         "Forensics); this is where to see it.\n",
     ]
+    if apart:
+        L[-1] = L[-1][:-1] + (
+            " These rows come from the curve's own runs (their record: curve.json beside "
+            "this report), not from the run the rest of this report shows; its count 0 "
+            "is a run of its own, which differs from that run as far as their zoo builds "
+            "or reruns differ.\n"
+        )
     keys = CURVE_KEYS
     for n in names:
         if not all(n in p for p in pts):
