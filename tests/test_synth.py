@@ -303,6 +303,21 @@ def test_curve_adds_synthesized_gms_to_training_only(zoo: Path, tiny_zoo_dir: Pa
     assert "## Against the number of training GMs" in text and f"| {N} |" in text
 
 
+def _count_runs(monkeypatch) -> list[int]:
+    """The counts of synthesized GMs the curve runs from now on (not those it reads)."""
+    import gmtrace.evaluate as ev
+
+    ran: list[int] = []
+    real_evaluate = ev.evaluate
+
+    def counting(ds_, out, cfg_, *a, **k):
+        ran.append(cfg_.synth_gms)
+        return real_evaluate(ds_, out, cfg_, *a, **k)
+
+    monkeypatch.setattr(ev, "evaluate", counting)
+    return ran
+
+
 def test_curve_reads_finished_points_and_reruns_changed_ones(
     zoo: Path, tiny_zoo_dir: Path, tmp_path: Path, monkeypatch
 ):
@@ -313,14 +328,7 @@ def test_curve_reads_finished_points_and_reruns_changed_ones(
     ds, tier = GMDataset.from_zoo(tiny_zoo_dir), GMDataset.from_zoo(zoo)
     cfg = _curve_cfg()
     first = ev.curve(ds, tier, [0, N], tmp_path / "c", cfg)
-    ran = []
-    real_evaluate = ev.evaluate
-
-    def counting(ds_, out, cfg_, *a, **k):
-        ran.append(cfg_.synth_gms)
-        return real_evaluate(ds_, out, cfg_, *a, **k)
-
-    monkeypatch.setattr(ev, "evaluate", counting)
+    ran = _count_runs(monkeypatch)
     assert ev.curve(ds, tier, [0, N], tmp_path / "c", cfg) == first and ran == []
     point = tmp_path / "c" / f"n{N}"
     assert ev.finished_point(point, replace(cfg, synth_gms=N), ds, None) is None  # other tier
@@ -352,14 +360,7 @@ def test_curve_grows_by_a_count_and_its_section_renders_alone(
     out = tmp_path / "c"
     ev.curve(ds, tier, [0], out, cfg, command="first")
     shutil.rmtree(out / "n0")  # the run folder is gone; its point stays in curve.json
-    ran = []
-    real_evaluate = ev.evaluate
-
-    def counting(ds_, out_, cfg_, *a, **k):
-        ran.append(cfg_.synth_gms)
-        return real_evaluate(ds_, out_, cfg_, *a, **k)
-
-    monkeypatch.setattr(ev, "evaluate", counting)
+    ran = _count_runs(monkeypatch)
     data = ev.curve(ds, tier, [N], out, cfg, command="second")
     assert ran == [N] and [p["synth_gms"] for p in data["points"]] == [0, N]
     assert [p["command"] for p in data["points"]] == ["first", "second"]
