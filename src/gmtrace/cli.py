@@ -607,12 +607,10 @@ def evaluate(
         if not (render_only and curve and report):
             _fail("--curve-only goes with --render-only, --curve DIR and --report FILE")
         try:
-            write_curve_section(report, _curve_json(curve))
+            record = write_curve_section(report, _curve_json(curve))
         except ValueError as e:
             _fail(str(e))
-        console.print(
-            f"curve section of {report} rewritten; its record: {report.parent / 'curve.json'}"
-        )
+        console.print(f"curve section of {report} rewritten; its record: {record}")
         return
     if out is None:
         _fail("--out DIR is required")

@@ -127,6 +127,7 @@ def write_curve_record(curve: dict, report: Path) -> Path:
 
 
 CURVE_HEADING = "## Against the number of training GMs"
+BUDGET_HEADING = "## Training budget"  # the curve section goes before it
 # the curve table's columns, in order after the two counts (see _curve)
 CURVE_KEYS = [("auc", "det. AUC"), ("auc_q75", "AUC q75"), ("open", "open-set"), ("ari", "ARI")]
 CURVE_KEYS += [("macro_f1", "disc. F1"), ("loss_f1", "loss F1"), ("fields", "fields")]
@@ -135,7 +136,7 @@ CURVE_KEYS += [("macro_f1", "disc. F1"), ("loss_f1", "loss F1"), ("fields", "fie
 def write_curve_section(report: str | Path, curve: dict) -> Path:
     """Rewrite only the section of an existing report that shows the curve (the
     rest stays as its own run wrote it; a report without one gets it before
-    "## Training budget"), and the curve record beside it."""
+    "## Training budget"), and the curve record beside it, whose path it returns."""
     rp = Path(report)
     if not rp.is_file():
         raise ValueError(f"{rp}: no report here to put the curve in")
@@ -148,14 +149,13 @@ def write_curve_section(report: str | Path, curve: dict) -> Path:
         start = lines.index(CURVE_HEADING)
         after = [i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")]
         end = after[0] if after else len(lines)
-    elif "## Training budget" in lines:
-        start = end = lines.index("## Training budget")
+    elif BUDGET_HEADING in lines:
+        start = end = lines.index(BUDGET_HEADING)
     else:
-        raise ValueError(f"{rp}: no curve section and no '## Training budget' to put one before")
+        raise ValueError(f"{rp}: no curve section and no '{BUDGET_HEADING}' to put one before")
     lines[start:end] = section
     rp.write_text("\n".join(lines))
-    write_curve_record(curve, rp)
-    return rp
+    return write_curve_record(curve, rp)
 
 
 def split_text(results: dict) -> str:
@@ -186,36 +186,34 @@ def _curve(curve: dict, names: list[str], apart: bool = False) -> list[str]:
     """The headline figures against the number of synthesized GMs in training
     (`apart`: rendered into a report written from another run)."""
     pts = curve["points"]
-    commands = list(dict.fromkeys(p.get("command") or curve.get("command", "") for p in pts))
+    # the command that reproduces each point (an older record names one for all)
+    cmd = {p["synth_gms"]: p.get("command") or curve.get("command", "") for p in pts}
+    commands = list(dict.fromkeys(cmd.values()))
     if len(commands) == 1:
         ran = f" (`{commands[0]}`)" if commands[0] else ""
     else:  # the points were measured by several invocations of the curve
-        ran = (
-            " ("
-            + "; ".join(
-                ", ".join(str(p["synth_gms"]) for p in pts if (p.get("command") or "") == c)
-                + f": `{c}`"
-                for c in commands
-            )
-            + ")"
+        by_command = (
+            ", ".join(str(c) for c in cmd if cmd[c] == command) + f": `{command}`"
+            for command in commands
         )
-    L = [
-        f"{CURVE_HEADING}\n",
+        ran = " (" + "; ".join(by_command) + ")"
+    caption = (
         "Each row is one run of the same protocol with that many synthesized GMs "
         "(`gmtrace zoo synth`) added to every fold's training; they are never tested"
         + ran
         + ". Every count trains for the same number of steps, so the more GMs, the "
         "fewer images of each the network sees (the zoo's own GMs included). Gains "
         "that turn into losses past some size have been reported (Community "
-        "Forensics); this is where to see it.\n",
-    ]
+        "Forensics); this is where to see it."
+    )
     if apart:
-        L[-1] = L[-1][:-1] + (
+        caption += (
             " These rows come from the curve's own runs (their record: curve.json beside "
             "this report), not from the run the rest of this report shows; its count 0 "
             "is a run of its own, which differs from that run as far as their zoo builds "
-            "or reruns differ.\n"
+            "or reruns differ."
         )
+    L = [f"{CURVE_HEADING}\n", caption + "\n"]
     keys = CURVE_KEYS
     for n in names:
         if not all(n in p for p in pts):
@@ -453,7 +451,7 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
     )
     if results.get("curve"):
         L += _curve(results["curve"], names)
-    L.append("## Training budget\n")
+    L.append(f"{BUDGET_HEADING}\n")
     L.append(
         f"| method | steps per fold (batch {cfg['batch']}) | training s per fold "
         "| probe + calibration s | predict s per fold |"
