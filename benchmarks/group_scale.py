@@ -36,7 +36,7 @@ def case(n: int, gms: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def one(n: int, gms: int) -> dict:
     from sklearn.metrics import adjusted_rand_score
 
-    from gmtrace.grouping import EXACT_MAX, group, group_scalable
+    from gmtrace.grouping.cluster import EXACT_MAX, group, group_scalable
 
     x, truth = case(n, gms)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

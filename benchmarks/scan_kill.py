@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gmtrace.scan import results_differ
+from gmtrace.product.scan import results_differ
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import zoo_build  # noqa: E402  (machine())

@@ -29,7 +29,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import zoo_build  # noqa: E402  (machine())
-from gmtrace.server import serve_in_child  # noqa: E402
+from gmtrace.product.server import serve_in_child  # noqa: E402
 
 MAX_FILES, MAX_MB = 8, 2
 

@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import load_bank
-from gmtrace.nets.spectral import SpectralBaseline
+from gmtrace.methods.spectral_features import SpectralBaseline
 
 
 def main() -> None:

@@ -90,7 +90,7 @@ def red_fen_rate(files: list[Path], batch: int = 16) -> float:
 def forward_rates(analyzer, n: int = 256, batch: int = 64, repeats: int = 3) -> list[tuple]:
     """Crops/s of the forward pass per optimization (see the module doc)."""
     from gmtrace.data.images import to_float
-    from gmtrace.nets.model import load_model
+    from gmtrace.readout.saved import load_model
 
     trained = load_model(analyzer.model_dir_, device=torch.device("cpu")).model.eval()
     rng = np.random.default_rng(1)
@@ -129,7 +129,8 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args()
-    from gmtrace.analyze import Analyzer, crop_count
+    from gmtrace.data.crops import crop_count
+    from gmtrace.product.analyze import Analyzer
 
     analyzer = Analyzer(a.model)
     one = Analyzer(a.model, max_crops=1)

@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from gmtrace.data.dataset import GMDataset
-from gmtrace.train import TrainConfig, train
+from gmtrace.train.loop import TrainConfig, train
 
 VARIANTS = {
     "baseline": {},

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gmtrace.core.schema import CONTINUOUS, DISCRETE, LOSS_TYPES, format_count, orders_of_magnitude
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.images import load_rgb
-from gmtrace.schema import CONTINUOUS, DISCRETE, LOSS_TYPES, format_count, orders_of_magnitude
 from gmtrace.zoo.builder import PRESETS, build_zoo
 from gmtrace.zoo.recipe import COLLAPSE_BELOW
 from gmtrace.zoo.show import contact_sheet

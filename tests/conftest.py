@@ -24,7 +24,7 @@ def small_model_dir(tiny_zoo_dir: Path, tmp_path_factory) -> Path:
     from gmtrace.nets.fen import FENConfig
     from gmtrace.nets.model import ModelConfig
     from gmtrace.nets.parser import ParserConfig
-    from gmtrace.train import TrainConfig, train
+    from gmtrace.train.loop import TrainConfig, train
 
     small = ModelConfig(
         fen=FENConfig(depth=3, width=8, highpass=True),

@@ -12,9 +12,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from gmtrace.analyze import Analyzer, check_zoo, crop_count, crop_grid
-from gmtrace.cli import app
-from gmtrace.schema import ARCH_NAMES, LOSS_TYPES
+from gmtrace.cli.main import app
+from gmtrace.core.schema import ARCH_NAMES, LOSS_TYPES
+from gmtrace.data.crops import crop_count, crop_grid
+from gmtrace.product.analyze import Analyzer, check_zoo
 
 runner = CliRunner()
 
@@ -143,7 +144,7 @@ def test_cli_analyze_table_json_and_views(model_dir: Path, files: dict[str, Path
 
 def test_check_zoo_compares_with_truth(model_dir: Path, zoo: Path):
     res = check_zoo(Analyzer(model_dir), zoo, per_gm=3)
-    from gmtrace.zoo.families import FAMILIES
+    from gmtrace.zoo.catalog import FAMILIES
 
     assert len(res["gms"]) == len(FAMILIES) and res["real_images"] == 12
     for r in res["gms"]:

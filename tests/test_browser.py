@@ -22,7 +22,7 @@ document.getElementById('drop').dispatchEvent(drop);
 
 @pytest.fixture
 def server(small_model_dir: Path):
-    from gmtrace.server import serve_in_child
+    from gmtrace.product.server import serve_in_child
 
     # the child's stderr is the test's: pytest shows it if the server fails
     with serve_in_child(["--model", str(small_model_dir)]) as (base, _):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
-from gmtrace.cli import app
+from gmtrace.cli.main import app
 
 runner = CliRunner()
 

@@ -8,11 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gmtrace.data.dataset import GMDataset
-from gmtrace.eval_report import model_card, probe_views, write_reports
-from gmtrace.evaluate import EvalConfig, evaluate, leakage
-from gmtrace.grouping import choose_threshold, cluster, discriminant_projection, group
-from gmtrace.metrics import (
+from gmtrace.core.metrics import (
     binary_f1,
     calibration_error,
     family_prior_loss_f1,
@@ -21,6 +17,11 @@ from gmtrace.metrics import (
     permutation_test,
     purity,
 )
+from gmtrace.data.dataset import GMDataset
+from gmtrace.evaluation.protocol import EvalConfig, evaluate, leakage
+from gmtrace.evaluation.report import model_card, probe_views, write_reports
+from gmtrace.grouping.cluster import choose_threshold, cluster, group
+from gmtrace.readout.embedding import discriminant_projection
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +240,7 @@ def test_evaluate_tiny_zoo_end_to_end(zoo: GMDataset, tmp_path: Path):
 def test_cli_render_only_rewrites_reports(tmp_path: Path):
     from typer.testing import CliRunner
 
-    from gmtrace.cli import app
+    from gmtrace.cli.main import app
 
     runner = CliRunner()
     r = runner.invoke(app, ["evaluate", "--out", str(tmp_path), "--render-only"])
@@ -273,7 +274,7 @@ def test_cli_render_only_rewrites_reports(tmp_path: Path):
 
 def test_gallery_is_the_normalized_mean_embedding_per_gm():
     from gmtrace.data.loader import ImageBank
-    from gmtrace.evaluate import gallery
+    from gmtrace.evaluation.protocol import gallery
 
     class OneHot:  # embeds an image by its first pixel's value: the GM it came from
         def predict(self, images):
@@ -290,8 +291,8 @@ def test_gallery_is_the_normalized_mean_embedding_per_gm():
 
 
 def test_prediction_cache_reads_back_and_refuses_other_weights(tmp_path: Path):
-    from gmtrace.methods import PredictionCache
-    from gmtrace.nets.model import Inference
+    from gmtrace.methods.base import PredictionCache
+    from gmtrace.readout.inference import Inference
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)

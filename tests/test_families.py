@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from gmtrace.zoo import losses as L
-from gmtrace.zoo.families import FAMILIES, TASKS, Balancer, create_gm, degrade, describe_gm
+from gmtrace.zoo.catalog import FAMILIES, create_gm
+from gmtrace.zoo.families import TASKS, Balancer, degrade, describe_gm
 from gmtrace.zoo.layers import ACTIVATION_CLASS, ModulatedConv2d, Up
 
 torch.manual_seed(0)

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from gmtrace.cli import app
-from gmtrace.grouping import gm_gallery, group, group_scalable, open_set_score
-from gmtrace.groups import group_rows
-from gmtrace.metrics import grouping_scores
-from gmtrace.scan import SCHEMA_VERSION
-from gmtrace.schema import CONTINUOUS, DISCRETE, LOSS_TYPES, parse_widths
+from gmtrace.cli.main import app
+from gmtrace.core.metrics import grouping_scores
+from gmtrace.core.schema import CONTINUOUS, DISCRETE, LOSS_TYPES, parse_widths
+from gmtrace.grouping.cluster import group, group_scalable
+from gmtrace.product.groups import group_rows
+from gmtrace.product.scan import SCHEMA_VERSION
+from gmtrace.readout.embedding import gm_gallery, open_set_score
 
 runner = CliRunner()
 
@@ -158,7 +159,7 @@ def test_gallery_and_open_set_score():
 
 
 def test_group_takes_the_finest_cut_near_the_best_silhouette(monkeypatch):
-    import gmtrace.grouping as grouping
+    import gmtrace.grouping.cluster as grouping
 
     rng = np.random.default_rng(1)
     # 3 far-apart pairs of blobs

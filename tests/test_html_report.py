@@ -10,8 +10,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from gmtrace.cli import app
-from gmtrace.scan import read_results
+from gmtrace.cli.main import app
+from gmtrace.product.scan import read_results
 
 runner = CliRunner()
 

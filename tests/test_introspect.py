@@ -1,7 +1,7 @@
 """`gmtrace.describe` on hand-built modules whose every count is known.
 
 Each expected value is worked out by hand in the comments, so a change in the
-definitions (see the docstring of `gmtrace.introspect`) shows up here as a diff.
+definitions (see the docstring of `gmtrace.zoo.introspect`) shows up here as a diff.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gmtrace import describe
-from gmtrace.schema import ARCH_NAMES
+from gmtrace.core.schema import ARCH_NAMES
 
 
 def check(arch, expected: dict, extra: dict | None = None) -> None:

@@ -8,20 +8,31 @@ import numpy as np
 import pytest
 import torch
 
+from gmtrace.core.schema import DISCRETE, LOSS_TYPES, Targets
 from gmtrace.data.images import to_float
-from gmtrace.heads import fit_parse_probe
 from gmtrace.nets.fen import FENConfig
 from gmtrace.nets.forest import FOREST_ARRAYS, forest_predict
-from gmtrace.nets.model import GMTraceModel, ModelConfig, infer, load_model, red_config, save_model
+from gmtrace.nets.model import GMTraceModel, ModelConfig, red_config
 from gmtrace.nets.parser import ParserConfig
 from gmtrace.nets.pixel_stats import N_STATS, STAT_NAMES, pixel_statistics
-from gmtrace.schema import DISCRETE, LOSS_TYPES, Targets
+from gmtrace.readout.fit import calibrate, fit_heads, fit_parse_probe
+from gmtrace.readout.inference import infer
+from gmtrace.readout.readout import Readout
+from gmtrace.readout.saved import load_model, save_model
 
 SMALL = ModelConfig(
     fen=FENConfig(depth=3, width=8),
     parser=ParserConfig(width=8, stages=2, embed=16, dropout=0.0),
     proj=8,
 )
+
+
+def fitted(model: GMTraceModel, fake: list[np.ndarray], real: np.ndarray) -> Readout:
+    """A readout with its probes and calibration fitted on these images."""
+    r = Readout.for_model(model)
+    fit_heads(r, model, fake, real)
+    calibrate(r, model, fake, real)
+    return r
 
 
 def stats(images: np.ndarray) -> dict[str, np.ndarray]:
@@ -85,17 +96,19 @@ def test_probe_parses_from_pixel_statistics_and_survives_a_reload(tmp_path):
     cont[:, 0] = np.where(bright, 0.8, 0.2)
     targets = Targets(continuous=cont, discrete=disc, losses=losses, groups=np.zeros((8, 3)))
     model = GMTraceModel(replace(SMALL, n_gms=8)).eval()
-    assert not model.probe_ready
-    info = fit_parse_probe(model, [images(b) for b in bright], targets, families)
-    assert model.probe_ready and info["probe_gms"] == 8 and info["probe_inner_groups"] == 4
-    # the features the network learned are never read
-    assert not model.probe_weight[: model.n_features].any()
-    assert model.probe_weight[model.n_features :].any()
+    fake = [images(b) for b in bright]
+    r = fitted(model, fake, images(False, 24))
+    assert not r.has_probe()
+    info = fit_parse_probe(r, fake, targets, families)
+    assert r.has_probe() and info["probe_gms"] == 8 and info["probe_inner_groups"] == 4
+    # the features the network learned are never read: the probe's inputs are the
+    # pixel statistics alone
+    assert r.probe_weight_.shape[0] == N_STATS and r.probe_weight_.any()
     assert info["probe_view"] == {
         k: "forest" if i < 9 else "pixels" for i, k in enumerate(info["probe_view"])
     }
     test = np.concatenate([images(True, 6), images(False, 6)])
-    inf = infer(model, test)
+    inf = infer(model, r, test)
     # per image (a GM-level probe: most images right), and per set (below)
     assert np.median(inf.continuous[:6, 0]) > 0.6 and np.median(inf.continuous[6:, 0]) < 0.4
     p = inf.discrete_prob[last]
@@ -109,12 +122,12 @@ def test_probe_parses_from_pixel_statistics_and_survives_a_reload(tmp_path):
     assert info["probe_forest_depth"] > 0
     x = torch.from_numpy(to_float(test[:6]))
     with torch.no_grad():
-        per_image = model.probe_inputs(model(x).features, x)
-        lin = (per_image.mean(0) @ model.probe_weight + model.probe_bias).numpy()
-        counts = model.probe_parse(model(x).features, x).linear[:, :9]
-        arrays = {n: getattr(model, f"probe_forest_{n}") for n in FOREST_ARRAYS}
-        trees = forest_predict(per_image[:, -N_STATS:], arrays, info["probe_forest_depth"])
-        linear = (per_image @ model.probe_weight + model.probe_bias)[:, :9]
+        per_image = ((pixel_statistics(x) - r.probe_mean_) / r.probe_std_).clamp(-5, 5)
+        lin = (per_image.mean(0) @ r.probe_weight_ + r.probe_bias_).numpy()
+        counts = r.probe_parse(model(x).features, x).linear[:, :9]
+        arrays = {n: getattr(r, f"forest_{n}_") for n in FOREST_ARRAYS}
+        trees = forest_predict(per_image, arrays, info["probe_forest_depth"])
+        linear = (per_image @ r.probe_weight_ + r.probe_bias_)[:, :9]
         forests = counts.mean(0).numpy()
     # a count is the mean of its forest's answer and its linear model's
     torch.testing.assert_close(counts, 0.5 * trees + 0.5 * linear)
@@ -128,8 +141,9 @@ def test_probe_parses_from_pixel_statistics_and_survives_a_reload(tmp_path):
     np.testing.assert_allclose(lp, 1 / (1 + np.exp(-lin[-len(LOSS_TYPES) :])), atol=1e-5)
     c, d, lp = inf.parse_of(slice(6, 12))
     assert c[0] < 0.4 and d[last].argmax() == 2 and lp[LOSS_TYPES.index("l1")] < 0.5
-    save_model(model, tmp_path, {})
-    again = infer(load_model(tmp_path).model, test)
+    save_model(model, r, tmp_path, {})
+    saved = load_model(tmp_path)
+    again = infer(saved.model, saved.readout, test)
     np.testing.assert_allclose(again.continuous, inf.continuous, atol=1e-6)
     np.testing.assert_allclose(again.loss_prob, inf.loss_prob, atol=1e-6)
 
@@ -164,7 +178,7 @@ def test_probe_without_forests_reads_the_continuous_fields_linearly():
     assert ModelConfig.from_dict(legacy).probe_trees == 0
     rng = np.random.default_rng(2)
     model = GMTraceModel(replace(SMALL, n_gms=4, probe_trees=0)).eval()
-    assert "probe_forest_value" not in dict(model.named_buffers())
+    r = Readout.for_model(model)
     fake = [rng.integers(40 * g, 40 * g + 60, (6, 32, 32, 3)).astype(np.uint8) for g in range(4)]
     cont = np.linspace(0.1, 0.9, 4)[:, None].repeat(9, 1).astype(np.float32)
     targets = Targets(
@@ -173,35 +187,40 @@ def test_probe_without_forests_reads_the_continuous_fields_linearly():
         losses=np.zeros((4, len(LOSS_TYPES)), np.float32),
         groups=np.zeros((4, 3)),
     )
-    info = fit_parse_probe(model, fake, targets, ["a", "b", "c", "d"])
-    assert "probe_forest_depth" not in info
+    info = fit_parse_probe(r, fake, targets, ["a", "b", "c", "d"])
+    assert "probe_forest_depth" not in info and not hasattr(r, "forest_value_")
     x = torch.from_numpy(to_float(fake[0]))
     with torch.no_grad():
-        u = model.probe_inputs(model(x).features, x)
-        out = model(x).parse.linear
-    torch.testing.assert_close(out, u @ model.probe_weight + model.probe_bias)
+        u = ((pixel_statistics(x) - r.probe_mean_) / r.probe_std_).clamp(-5, 5)
+        out = r.probe_parse(model(x).features, x).linear
+    torch.testing.assert_close(out, u @ r.probe_weight_ + r.probe_bias_)
 
 
 def test_probe_config():
     """Off for configs saved before it existed and for RED's architecture (the
-    baseline keeps its own parsing); the SGD heads answer until it is fitted."""
+    baseline keeps its own parsing); the network's SGD heads answer without it."""
     legacy = ModelConfig().to_dict()
     del legacy["parse_probe"]
     assert ModelConfig.from_dict(legacy).parse_probe is False
-    assert "probe_weight" not in dict(GMTraceModel(red_config(3)).named_buffers())
+    assert not Readout.for_model(GMTraceModel(red_config(3))).parse_probe
     model = GMTraceModel(replace(SMALL, n_gms=2)).eval()
-    x = torch.from_numpy(to_float(np.zeros((2, 32, 32, 3), np.uint8)))
+    rng = np.random.default_rng(0)
+    fake = [rng.integers(0, 256, (6, 32, 32, 3)).astype(np.uint8) for _ in range(2)]
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    inf = infer(model, fitted(model, fake, fake[0]), images)
+    x = torch.from_numpy(to_float(images))
     with torch.no_grad():
-        out = model(x)
-        heads = model.parser.forward_head(out.features)
-    torch.testing.assert_close(out.parse.continuous, heads.continuous)
+        heads = model.parser.forward_head(model(x).features)
+    np.testing.assert_allclose(inf.continuous, heads.continuous.numpy(), atol=1e-6)
 
 
 def test_parse_of_without_the_probe_averages_answers():
     """The SGD heads' (and the baselines') answers are averaged over the images."""
     model = GMTraceModel(replace(SMALL, n_gms=2)).eval()
     rng = np.random.default_rng(1)
-    inf = infer(model, rng.integers(0, 256, (5, 32, 32, 3)).astype(np.uint8))
+    fake = [rng.integers(0, 256, (6, 32, 32, 3)).astype(np.uint8) for _ in range(2)]
+    r = fitted(model, fake, fake[1])
+    inf = infer(model, r, rng.integers(0, 256, (5, 32, 32, 3)).astype(np.uint8))
     assert inf.parse_linear is None
     c, d, lp = inf.parse_of([1, 3, 4])
     np.testing.assert_allclose(c, inf.continuous[[1, 3, 4]].mean(0))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from gmtrace.core.schema import DISCRETE, GROUP_NAMES, LOSS_TYPES
 from gmtrace.nets.parser import (
     GROUP_INDEX,
     Balance,
@@ -13,7 +14,6 @@ from gmtrace.nets.parser import (
     ParsingNet,
     parsing_loss,
 )
-from gmtrace.schema import DISCRETE, GROUP_NAMES, LOSS_TYPES
 
 CFG = ParserConfig(width=8, stages=3, embed=16, dropout=0.0)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from gmtrace.nets.fen import box_residual
 from gmtrace.nets.model import (
     N_PEAK_FEATURES,
     PEAK_FREQUENCIES,
@@ -47,6 +48,11 @@ def test_model_reads_peaks_and_loads_configs_without_them():
     del legacy["peaks"]  # a config saved before the field existed
     assert ModelConfig.from_dict(legacy).peaks is False
     with_peaks.eval()
-    h = with_peaks(torch.randn(2, 3, 64, 64)).features
-    # the image's radial spectrum stays the last block of the head features
-    assert with_peaks.image_spectrum_part(h).shape == (2, ModelConfig().spectrum_bins)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        h = with_peaks(x).features
+        s = with_peaks.spectrum.log_spectrum(box_residual(x))
+        radial = with_peaks.image_norm(with_peaks.spectrum.radial(s))
+    # the image's radial spectrum stays the last block of the head features (the
+    # readout's detection probe on the spectrum alone reads it there)
+    torch.testing.assert_close(h[:, -ModelConfig().spectrum_bins :], radial)

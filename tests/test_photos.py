@@ -17,12 +17,12 @@ from gmtrace.zoo.photos import (
     CATALOG,
     MAX_SHORT_SIDE,
     CatalogEntry,
+    Photo,
     catalog,
     load_catalog,
     photo_names,
     short_name,
 )
-from gmtrace.zoo.real import Photo
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "install_photos.sh"

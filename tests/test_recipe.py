@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from gmtrace.zoo.families import Balancer, create_gm
+from gmtrace.zoo.catalog import create_gm
+from gmtrace.zoo.families import Balancer
 from gmtrace.zoo.recipe import (
     COLLAPSE_BELOW,
     Recipe,
@@ -88,7 +89,7 @@ def test_diversity_flags_mode_collapse():
 
 def test_gm_trains_with_its_recipe():
     b = Balancer(np.random.default_rng(3))
-    from gmtrace.zoo.families import FAMILIES
+    from gmtrace.zoo.catalog import FAMILIES
 
     cfg = FAMILIES["dcgan"].sample_config(b, 32)
     cfg["recipe"] = Recipe(optimizer="rmsprop", lr=1e-4, latent="uniform").to_dict()

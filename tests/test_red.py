@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gmtrace.core.schema import ARCH_NAMES, LOSS_TYPES
 from gmtrace.data.dataset import DatasetError, GMDataset, GMRecord
 from gmtrace.data.red import (
     export_red,
@@ -18,7 +19,6 @@ from gmtrace.data.red import (
     read_red_npy,
     read_red_text,
 )
-from gmtrace.schema import ARCH_NAMES, LOSS_TYPES
 
 # name, 9 counts, 6 discrete values (class names), losses
 GMS = [

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from gmtrace.analyze import Analyzer
-from gmtrace.cli import app
-from gmtrace.scan import (
+from gmtrace.cli.main import app
+from gmtrace.product.analyze import Analyzer
+from gmtrace.product.scan import (
     ROW_FIELDS,
     SCHEMA_VERSION,
     ScanError,
@@ -154,7 +154,15 @@ def test_sigkill_at_random_points_then_resume(small_model_dir: Path, case: Path,
     rerun: the file holds an uninterrupted run's rows, in its order, every field
     equal (floats to 1e-4: a batch run again in another process can differ in the
     last digits, `results_differ`)."""
-    cmd = [sys.executable, "-m", "gmtrace.cli", "scan", str(case), "--model", str(small_model_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gmtrace.cli",
+        "scan",
+        str(case),
+        "--model",
+        str(small_model_dir),
+    ]
     full = tmp_path / "full.csv"
     subprocess.run([*cmd, "--out", str(full)], check=True, capture_output=True)
     size = full.stat().st_size

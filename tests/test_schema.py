@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gmtrace.data.dataset import MODELS_COLUMNS, DatasetError, GMDataset, write_csv
-from gmtrace.schema import (
+from gmtrace.core.schema import (
     ARCH_FIELDS,
     ARCH_NAMES,
     CONTINUOUS,
@@ -27,6 +26,7 @@ from gmtrace.schema import (
     loss_names,
     orders_of_magnitude,
 )
+from gmtrace.data.dataset import MODELS_COLUMNS, DatasetError, GMDataset, write_csv
 
 
 def test_shape_of_schema():

@@ -11,24 +11,30 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gmtrace.analyze import Analyzer, default_model_dir
+from gmtrace.nets.model import GMTraceModel
+from gmtrace.product.analyze import Analyzer, default_model_dir
+from gmtrace.readout.saved import load_network
 from gmtrace.zoo.real import load_embedded
 
 
 def test_default_model_is_shipped_and_loads():
     d = default_model_dir()
-    assert (d / "model.safetensors").is_file() and (d / "config.json").is_file()
-    assert (d / "model.safetensors").stat().st_size < 8_000_000  # a few MB
+    files = ("model.safetensors", "readout.safetensors", "config.json")
+    assert all((d / f).is_file() for f in files)
+    assert sum((d / f).stat().st_size for f in files) < 8_000_000  # a few MB
     meta = json.loads((d / "config.json").read_text())
     assert meta["train"]["steps"] == meta["steps_done"] >= 1000
     a = Analyzer()
     assert len(a.gm_names_) == meta["model"]["n_gms"] >= 100 and a.image_size_ == 64
-    assert 0 < float(a.model_.open_threshold) < 1
+    assert 0 < a.open_threshold_ < 1
+    # the network holds no fitted state: the readout does
+    net, _ = load_network(d)
+    assert set(net.state_dict()) == set(GMTraceModel(net.cfg).state_dict())
     # the open-set score also reads the distance to the nearest training GM
     assert a.gallery_ is not None and a.gallery_.shape[0] == meta["model"]["n_gms"]
     # parsing is read by the GM-level probe on the pixel statistics, the counts by
     # forests averaged with the linear models
-    assert a.model_.probe_ready and int(a.model_.probe_forest_depth) > 0
+    assert a.readout_.has_probe() and int(a.readout_.forest_depth_) > 0
     views = meta["calibration"]["probe_view"]
     assert [views[k] for k in list(views)[:9]] == ["forest"] * 9
     assert set(list(views.values())[9:]) == {"pixels"}

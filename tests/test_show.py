@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from gmtrace.core.schema import ARCH_FIELDS, LOSS_TYPES
+from gmtrace.core.spectrum import azimuthal_average, log_spectrum, mean_spectrum, residual
 from gmtrace.data.dataset import MODELS_COLUMNS, REAL_COLUMNS, GMDataset, write_csv
 from gmtrace.data.images import load_rgb, save_png
-from gmtrace.schema import ARCH_FIELDS, LOSS_TYPES
-from gmtrace.spectrum import azimuthal_average, log_spectrum, mean_spectrum, residual
 from gmtrace.zoo.show import contact_sheet, render_table, show, zoo_table
 
 SIDE = 32

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gmtrace.nets.spectral import SpectralBaseline, spectral_features
-from gmtrace.spectrum import log_spectra, log_spectrum
+from gmtrace.core.spectrum import log_spectra, log_spectrum
+from gmtrace.methods.spectral_features import SpectralBaseline, spectral_features
 
 
 def images(n: int, artifact: bool, rng) -> np.ndarray:

@@ -16,9 +16,9 @@ import pytest
 import torch
 from PIL import Image
 
+from gmtrace.core.schema import ARCH_FIELDS, LOSS_TYPES
 from gmtrace.data.dataset import MODELS_COLUMNS, GMDataset
 from gmtrace.data.images import load_rgb, save_png
-from gmtrace.schema import ARCH_FIELDS, LOSS_TYPES
 from gmtrace.zoo.builder import ZooError, finished_gms
 from gmtrace.zoo.layers import ACTIVATIONS, LAST_ACTIVATIONS, NORMS, UPSAMPLERS
 from gmtrace.zoo.real import RealSource, load_embedded
@@ -263,7 +263,7 @@ def test_same_seed_same_bytes_with_two_workers(zoo: Path, real_dir: Path, tmp_pa
 
 def _curve_cfg():
     """The protocol at its smallest, on the spectral baseline (no network)."""
-    from gmtrace.evaluate import EvalConfig
+    from gmtrace.evaluation.protocol import EvalConfig
 
     return EvalConfig(
         folds=2,
@@ -284,7 +284,7 @@ def test_curve_adds_synthesized_gms_to_training_only(zoo: Path, tiny_zoo_dir: Pa
     """The curve over training GMs on the tiny zoo: one run per count, the
     synthesized GMs in every fold's training and in no fold's tests, the figures
     per count in curve.json and in the report (the spectral baseline: no network)."""
-    from gmtrace.evaluate import curve
+    from gmtrace.evaluation.protocol import curve
 
     ds, tier = GMDataset.from_zoo(tiny_zoo_dir), GMDataset.from_zoo(zoo)
     cfg = _curve_cfg()
@@ -305,7 +305,7 @@ def test_curve_adds_synthesized_gms_to_training_only(zoo: Path, tiny_zoo_dir: Pa
 
 def _count_runs(monkeypatch) -> list[int]:
     """The counts of synthesized GMs the curve runs from now on (not those it reads)."""
-    import gmtrace.evaluate as ev
+    import gmtrace.evaluation.protocol as ev
 
     ran: list[int] = []
     real_evaluate = ev.evaluate
@@ -323,7 +323,7 @@ def test_curve_reads_finished_points_and_reruns_changed_ones(
 ):
     """A curve run again reads the counts whose run finished with the same settings
     and runs only those whose settings changed or whose folder is gone."""
-    import gmtrace.evaluate as ev
+    import gmtrace.evaluation.protocol as ev
 
     ds, tier = GMDataset.from_zoo(tiny_zoo_dir), GMDataset.from_zoo(zoo)
     cfg = _curve_cfg()
@@ -352,8 +352,8 @@ def test_curve_grows_by_a_count_and_its_section_renders_alone(
     holds at other counts when they were measured with the same settings (and
     drops them otherwise); its section alone can be rewritten in an existing
     report, with the record written beside it."""
-    import gmtrace.evaluate as ev
-    from gmtrace.eval_report import CURVE_HEADING, write_curve_section
+    import gmtrace.evaluation.protocol as ev
+    from gmtrace.evaluation.report import CURVE_HEADING, write_curve_section
 
     ds, tier = GMDataset.from_zoo(tiny_zoo_dir), GMDataset.from_zoo(zoo)
     cfg = _curve_cfg()

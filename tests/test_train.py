@@ -13,11 +13,13 @@ from safetensors.torch import load_file
 
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import load_bank
-from gmtrace.grouping import open_set_score
 from gmtrace.nets.fen import FENConfig
-from gmtrace.nets.model import ModelConfig, infer, load_model
+from gmtrace.nets.model import ModelConfig
 from gmtrace.nets.parser import ParserConfig
-from gmtrace.train import CHECKPOINT, TrainConfig, TrainError, fingerprint_loss, train
+from gmtrace.readout.embedding import open_set_score
+from gmtrace.readout.inference import infer
+from gmtrace.readout.saved import load_model
+from gmtrace.train.loop import CHECKPOINT, TrainConfig, TrainError, fingerprint_loss, train
 
 SMALL = ModelConfig(
     fen=FENConfig(depth=3, width=8),
@@ -40,7 +42,8 @@ def cfg(steps: int, **kw) -> TrainConfig:
 def test_train_writes_model_and_metrics(zoo: GMDataset, tmp_path: Path):
     result = train(zoo, tmp_path / "m", cfg(4), SMALL)
     files = {p.name for p in (tmp_path / "m").iterdir()}
-    assert {"model.safetensors", "config.json", "metrics.jsonl", CHECKPOINT} <= files
+    assert {"model.safetensors", "readout.safetensors", "config.json", "metrics.jsonl"} <= files
+    assert CHECKPOINT in files
     lines = [json.loads(x) for x in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == [2, 4]
     assert all(torch.isfinite(torch.tensor(m["total"])) for m in lines)
@@ -53,11 +56,11 @@ def test_train_writes_model_and_metrics(zoo: GMDataset, tmp_path: Path):
     assert out.detect.shape == (2,) and out.attribute.shape == (2, len(zoo))
     assert out.fingerprint.shape == (2, 3, 32, 32)
     # the open-set score reads the gallery of training GMs that fit_heads filled
-    g = saved.model.gallery.numpy()
+    g = saved.readout.gallery_.numpy()
     assert g.shape == (len(zoo), saved.model.group_dims)
     assert np.allclose(np.linalg.norm(g, axis=1), 1, atol=1e-5)
     images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
-    inf = infer(saved.model, images)
+    inf = infer(saved.model, saved.readout, images)
     want = open_set_score(inf.attribution, inf.embedding, g)
     assert np.allclose(inf.open_score, want, atol=1e-6)
     assert not np.allclose(inf.open_score, 1 - inf.attribution.max(1))
@@ -119,7 +122,7 @@ def test_checkpoint_signature_reads_legacy_model_configs():
     """A checkpoint saved before `image_spectrum` existed is the same run as a config
     holding its legacy value (off), and a different run from one that turns it on."""
     from gmtrace.nets.model import red_config
-    from gmtrace.train import _same_run, _signature_model
+    from gmtrace.train.loop import _same_run, _signature_model
 
     current = {"train": {"lr": 1e-3}, "model": _signature_model(red_config(5))}
     legacy = {**current, "model": {**current["model"]}}
@@ -138,8 +141,10 @@ def test_detection_sums_two_unit_spread_experts():
     """`fit_heads` fits detection as two probes, one on all head features and one on
     the image's residual spectrum alone, each scaled to unit spread over the images
     it was fitted on; the spectrum probe alone tells noisy images from smooth ones."""
-    from gmtrace.heads import fit_heads
-    from gmtrace.nets.model import GMTraceModel, infer
+    from gmtrace.nets.model import GMTraceModel
+    from gmtrace.readout.fit import fit_heads
+    from gmtrace.readout.inference import head_features
+    from gmtrace.readout.readout import Readout
 
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
@@ -151,22 +156,24 @@ def test_detection_sums_two_unit_spread_experts():
         smooth(n) + rng.normal(0, 25, (n, 32, 32, 3)), 0, 255
     ).astype(np.uint8)
     fake, real = [noisy(40), noisy(40)], smooth(80)
-    fit_heads(model, fake, real)
+    r = Readout.for_model(model)
+    fit_heads(r, model, fake, real)
+    r.platt_ = torch.tensor([1.0, 0.0])  # uncalibrated: the logit is the sum itself
     bins = model.cfg.spectrum_bins
+    w = r.detect_spectrum_
 
     def features(images: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(infer(model, images, features=True).embedding)
+        return torch.from_numpy(head_features(model, images))
 
-    with torch.no_grad():
-        e = features(np.concatenate([*fake, real]))
-        parts = model.detect(e).squeeze(1), e[:, -bins:] @ model.detect_spectrum[:-1]
-        assert [float(p.std(correction=0)) for p in parts] == pytest.approx([1, 1], rel=1e-3)
-        e = features(np.concatenate([noisy(20), smooth(20)]))
-        spectrum_logit = e[:, -bins:] @ model.detect_spectrum[:-1] + model.detect_spectrum[-1]
-        assert (spectrum_logit[:20] > 0).all() and (spectrum_logit[20:] < 0).all()
-        assert torch.allclose(
-            model.detection_logit(e), model.detect(e).squeeze(1) + spectrum_logit, atol=1e-5
-        )
+    e = features(np.concatenate([*fake, real]))
+    parts = e @ r.detect_weight_ + r.detect_bias_, e[:, -bins:] @ w[:-1]
+    assert [float(p.std(correction=0)) for p in parts] == pytest.approx([1, 1], rel=1e-3)
+    e = features(np.concatenate([noisy(20), smooth(20)]))
+    spectrum_logit = e[:, -bins:] @ w[:-1] + w[-1]
+    assert (spectrum_logit[:20] > 0).all() and (spectrum_logit[20:] < 0).all()
+    x = torch.zeros(len(e), 3, 32, 32)
+    total = e @ r.detect_weight_ + r.detect_bias_ + spectrum_logit
+    assert torch.allclose(r(e, x).logit, total, atol=1e-5)
 
 
 def test_spectrum_expert_config():
@@ -187,7 +194,7 @@ def test_pairs_share_their_augmentation_and_views_are_degraded():
     """A generated image and its aligned real crop get the same crop window, blur and
     JPEG; only held-out-safe pairs are used; degraded views differ from the clean."""
     from gmtrace.data.loader import ImageBank
-    from gmtrace.train import BatchSampler
+    from gmtrace.train.loop import BatchSampler
 
     rng = np.random.default_rng(0)
     fake = [(rng.random((5, 40, 40, 3)) * 255).astype(np.uint8) for _ in range(2)]
@@ -216,7 +223,7 @@ def test_pairs_share_their_augmentation_and_views_are_degraded():
 
 def test_consistency_loss_is_zero_for_identical_views():
     from gmtrace.nets.model import ModelOutput
-    from gmtrace.train import consistency_loss
+    from gmtrace.train.loop import consistency_loss
 
     def out(d, p):
         return ModelOutput(None, None, torch.tensor(d), None, torch.tensor(p), None)

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gmtrace.core.schema import ARCH_FIELDS, LOSS_TYPES
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.images import load_rgb
-from gmtrace.schema import ARCH_FIELDS, LOSS_TYPES
 from gmtrace.zoo.builder import MAX_REDRAWS, PRESETS, ZooError, build_zoo, finished_gms, plan
-from gmtrace.zoo.families import FAMILIES, create_gm, describe_gm
+from gmtrace.zoo.catalog import FAMILIES, create_gm
+from gmtrace.zoo.families import describe_gm
 from gmtrace.zoo.real import RealImageError, load_embedded
 from gmtrace.zoo.recipe import COLLAPSE_BELOW
 

@@ -18,21 +18,21 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-__version__ = "0.1.0"
-
-from gmtrace.introspect import Architecture, describe  # noqa: E402
+from gmtrace.core.version import __version__
 
 
 def __getattr__(name: str):
     """The API's heavier parts (torch, the network) load on first use."""
     home = {
-        "Analyzer": "gmtrace.analyze",
-        "ImageResult": "gmtrace.analyze",
-        "read_results": "gmtrace.scan",
-        "ScanSummary": "gmtrace.scan",
-        "SCHEMA_VERSION": "gmtrace.scan",
-        "ROW_FIELDS": "gmtrace.scan",
-        "GROUPS_SCHEMA_VERSION": "gmtrace.groups",
+        "Architecture": "gmtrace.zoo.introspect",
+        "describe": "gmtrace.zoo.introspect",
+        "Analyzer": "gmtrace.product.analyze",
+        "ImageResult": "gmtrace.product.analyze",
+        "read_results": "gmtrace.product.scan",
+        "ScanSummary": "gmtrace.product.scan",
+        "SCHEMA_VERSION": "gmtrace.product.scan",
+        "ROW_FIELDS": "gmtrace.product.scan",
+        "GROUPS_SCHEMA_VERSION": "gmtrace.product.groups",
     }
     if name in home:
         return getattr(importlib.import_module(home[name]), name)
@@ -40,8 +40,8 @@ def __getattr__(name: str):
 
 
 def group(rows: list[dict], generated_only: bool = True) -> dict:
-    """`gmtrace.groups.group_rows`: the images of scan rows grouped by source GM."""
-    from gmtrace.groups import group_rows
+    """`gmtrace.product.groups.group_rows`: the images of scan rows grouped by source GM."""
+    from gmtrace.product.groups import group_rows
 
     return group_rows(rows, generated_only)
 
@@ -49,8 +49,8 @@ def group(rows: list[dict], generated_only: bool = True) -> dict:
 def report(
     rows: list[dict], out: str | Path, analyzer=None, groups: dict | None = None, title: str = ""
 ) -> Path:
-    """`gmtrace.html_report.write_report`: a case as one self-contained HTML file."""
-    from gmtrace.html_report import write_report
+    """`gmtrace.product.report.write_report`: a case as one self-contained HTML file."""
+    from gmtrace.product.report import write_report
 
     return write_report(rows, out, analyzer, groups, title)
 

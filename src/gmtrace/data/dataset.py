@@ -14,8 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
+from gmtrace.core.schema import (
+    ARCH_FIELDS,
+    ARCH_NAMES,
+    LOSS_TYPES,
+    arch_row,
+    class_index,
+    loss_bits,
+)
 from gmtrace.data.images import list_images
-from gmtrace.schema import ARCH_FIELDS, ARCH_NAMES, LOSS_TYPES, arch_row, class_index, loss_bits
 
 # a GM's training recipe (gmtrace.zoo.recipe.Recipe), after its loss columns
 RECIPE_COLUMNS: tuple[str, ...] = (

@@ -3,7 +3,7 @@
 RED116 (Asnani et al., TPAMI 2023) ships its ground truth in two forms:
 
 - numpy arrays: architecture [N, 15] and loss bits [N, 10], columns in the order of
-  `gmtrace.schema.ARCH_NAMES` and `LOSS_TYPES`, rows paired with the image folders
+  `gmtrace.core.schema.ARCH_NAMES` and `LOSS_TYPES`, rows paired with the image folders
   under an image root sorted in natural order (GM_2 before GM_10);
 - text: `net_arch.txt` with one line per GM, `NAME` and the 15 values separated by
   whitespace, and a loss file with one line of 10 bits per GM in the same order.
@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gmtrace.data.dataset import DatasetError, GMDataset, GMRecord
-from gmtrace.schema import (
+from gmtrace.core.schema import (
     ARCH_FIELDS,
     LOSS_TYPES,
     arch_row,
@@ -37,6 +36,7 @@ from gmtrace.schema import (
     loss_bits,
     loss_names,
 )
+from gmtrace.data.dataset import DatasetError, GMDataset, GMRecord
 
 ARCH_NPY = "ground_truth_net_15dim.npy"
 LOSS_NPY = "ground_truth_loss_10dim.npy"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from gmtrace.spectrum import centred_magnitude
+from gmtrace.core.spectrum import centred_magnitude
 
 LUMA = (0.299, 0.587, 0.114)
 WINDOW_FRACTION = 25 / 128

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gmtrace.schema import CONTINUOUS, DISCRETE, GROUP_NAMES, LOSS_TYPES, group_of
+from gmtrace.core.schema import CONTINUOUS, DISCRETE, GROUP_NAMES, LOSS_TYPES, group_of
 
 GROUP_INDEX = torch.tensor([GROUP_NAMES.index(group_of(t)) for t in LOSS_TYPES])
 

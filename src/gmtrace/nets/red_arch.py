@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gmtrace.core.schema import CONTINUOUS, DISCRETE, GROUP_NAMES, LOSS_TYPES
 from gmtrace.nets.parser import GROUP_INDEX, Balance, ParseOutput
-from gmtrace.schema import CONTINUOUS, DISCRETE, GROUP_NAMES, LOSS_TYPES
 
 EMBED = 64
 

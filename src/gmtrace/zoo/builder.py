@@ -29,12 +29,13 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from gmtrace import __version__
+from gmtrace.core.runtime import cpu_count, pick_device, progress, seed_everything, set_threads
+from gmtrace.core.schema import LOSS_TYPES
+from gmtrace.core.version import __version__
 from gmtrace.data.dataset import LOSS_COLUMNS, MODELS_COLUMNS, write_csv
 from gmtrace.data.images import png_bytes, to_float
-from gmtrace.runtime import cpu_count, pick_device, progress, seed_everything, set_threads
-from gmtrace.schema import LOSS_TYPES
-from gmtrace.zoo.families import FAMILIES, Balancer, create_gm, describe_gm
+from gmtrace.zoo.catalog import FAMILIES, create_gm
+from gmtrace.zoo.families import Balancer, describe_gm
 from gmtrace.zoo.real import CropPool, RealSource, domains, write_real
 from gmtrace.zoo.recipe import (
     BATCHES,

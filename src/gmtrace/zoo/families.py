@@ -5,7 +5,8 @@ exposes the module whose images we keep (`generator`, the thing `describe()`
 reads), the loss types it is trained with (`loss_types()`), one optimization
 step on a batch of real images (`train_step`) and image sampling (`sample`).
 
-Families (timm-style registry, `create_gm(family, config, res)`):
+Families (timm-style registry; `zoo.catalog.create_gm(family, config, res)` builds
+any registered family, these and those of `zoo.published`):
 
 ========== ========= ==========================================================
 name       kind      what it is
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gmtrace.zoo import losses as L
+from gmtrace.zoo.introspect import describe
 from gmtrace.zoo.layers import (
     ACTIVATIONS,
     LAST_ACTIVATIONS,
@@ -98,6 +100,8 @@ class Family:
     summary: str
 
 
+# filled by `register_family` as family modules are imported; look families up in
+# `zoo.catalog`, which imports every family module
 FAMILIES: dict[str, Family] = {}
 
 
@@ -113,13 +117,6 @@ def register_family(name: str, kind: str, summary: str):
     return wrap
 
 
-def create_gm(family: str, config: dict, res: int) -> GM:
-    """Build a GM by family name and config."""
-    if family not in FAMILIES:
-        raise KeyError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
-    return FAMILIES[family].build(config, res)
-
-
 def n_ups(res: int, start: int = 4) -> int:
     n = int(round(math.log2(res / start)))
     if start * 2**n != res:
@@ -127,7 +124,7 @@ def n_ups(res: int, start: int = 4) -> int:
     return n
 
 
-def _adversary_config(b: Balancer, options=("adv", "hinge", "ls", "wgan")) -> dict:
+def adversary_config(b: Balancer, options=("adv", "hinge", "ls", "wgan")) -> dict:
     kind = b.pick("adversarial", options)
     cfg = {"adversarial": kind}
     if kind == "wgan":
@@ -266,7 +263,7 @@ class NoiseGAN(GM):
         return self.fake(n, device, sampling=True).clamp(-1, 1)
 
 
-def _gan_choices(b: Balancer) -> dict:
+def gan_choices(b: Balancer) -> dict:
     cfg = {
         "zdim": b.pick("zdim", (32, 64, 128)),
         "up": b.pick("up", UPSAMPLERS),
@@ -276,7 +273,7 @@ def _gan_choices(b: Balancer) -> dict:
         "width": b.pick("width", (8, 16, 32)),
         "feature_matching": b.pick("feature_matching", (False, False, True)),
     }
-    cfg.update(_adversary_config(b))
+    cfg.update(adversary_config(b))
     return cfg
 
 
@@ -296,7 +293,7 @@ class _Start(nn.Module):
         return self.proj(z.view(z.shape[0], -1, 1, 1))
 
 
-class _ConvGenerator(nn.Module):
+class ConvGenerator(nn.Module):
     """z -> start (4x4) -> norm/act -> up-sampling blocks -> conv to RGB -> last act."""
 
     def __init__(self, cfg: dict, res: int, residual: bool):
@@ -339,27 +336,27 @@ class _ConvGenerator(nn.Module):
 class DCGAN(NoiseGAN):
     @staticmethod
     def sample_config(b: Balancer, res: int) -> dict:
-        cfg = _gan_choices(b)
+        cfg = gan_choices(b)
         cfg["start"] = b.pick("start", ("linear", "transposed"))
         cfg["extra_convs"] = b.pick("extra_convs", (0, 1, 2))
         return cfg
 
     def __init__(self, cfg: dict, res: int):
         super().__init__(cfg, res)
-        self.generator = _ConvGenerator(cfg, res, residual=False)
+        self.generator = ConvGenerator(cfg, res, residual=False)
 
 
 @register_family("resgan", "noise", "residual up-sampling blocks (SNGAN, BigGAN style)")
 class ResGAN(NoiseGAN):
     @staticmethod
     def sample_config(b: Balancer, res: int) -> dict:
-        cfg = _gan_choices(b)
+        cfg = gan_choices(b)
         cfg["start"] = "linear"
         return cfg
 
     def __init__(self, cfg: dict, res: int):
         super().__init__(cfg, res)
-        self.generator = _ConvGenerator(cfg, res, residual=True)
+        self.generator = ConvGenerator(cfg, res, residual=True)
 
 
 # ---------------------------------------------------------------------------
@@ -493,7 +490,7 @@ class StyleGAN(NoiseGAN):
             "skip_rgb": b.pick("skip_rgb", (True, False)),
             "feature_matching": b.pick("s_fm", (False, False, True)),
         }
-        cfg.update(_adversary_config(b))
+        cfg.update(adversary_config(b))
         return cfg
 
     def __init__(self, cfg: dict, res: int):
@@ -724,7 +721,7 @@ class MMDNet(GM):
         if cfg["arch"] == "mlp":
             self.generator = MLPGenerator(cfg, res)
         else:
-            self.generator = _ConvGenerator({**cfg, "start": "linear"}, res, residual=False)
+            self.generator = ConvGenerator({**cfg, "start": "linear"}, res, residual=False)
 
     def loss_types(self) -> tuple[str, ...]:
         return ("mmd",)
@@ -947,10 +944,4 @@ class ResNetTranslator(Translator):
 
 def describe_gm(gm: GM):
     """The ground-truth architecture of a GM: `describe()` of its generator."""
-    from gmtrace.introspect import describe
-
     return describe(gm.generator)
-
-
-# families modelled on published GMs register themselves on import
-from gmtrace.zoo import published  # noqa: E402, F401

@@ -33,10 +33,17 @@ import numpy as np
 from PIL import Image
 
 from gmtrace.data.images import ImageError, load_rgb
-from gmtrace.zoo.real import Photo
 
 CATALOG = Path(__file__).with_name("photo_catalog.csv")
 MAX_SHORT_SIDE = 1024  # larger photos are downscaled on load
+
+
+@dataclass
+class Photo:
+    name: str  # unique source id
+    domain: str
+    pixels: np.ndarray  # uint8 [H, W, 3]
+    collection: str = ""  # where it comes from (a package, a folder): the unit held out
 
 
 @dataclass(frozen=True)

@@ -32,12 +32,12 @@ from gmtrace.zoo import losses as L
 from gmtrace.zoo.families import (
     GM,
     Balancer,
+    ConvGenerator,
     MLPGenerator,
     NoiseGAN,
     Translator,
-    _adversary_config,
-    _ConvGenerator,
-    _gan_choices,
+    adversary_config,
+    gan_choices,
     register_family,
 )
 from gmtrace.zoo.layers import (
@@ -75,7 +75,7 @@ class FCGAN(NoiseGAN):
             "act": b.pick("f_act", ACTIVATIONS),
             "last": b.pick("f_last", LAST_ACTIVATIONS),
         }
-        cfg.update(_adversary_config(b))
+        cfg.update(adversary_config(b))
         return cfg
 
     def __init__(self, cfg: dict, res: int):
@@ -94,7 +94,7 @@ class CondGenerator(nn.Module):
         self.zdim = cfg["zdim"]
         self.embed = nn.Embedding(CLASSES, cfg["edim"])
         body = {**cfg, "zdim": cfg["zdim"] + cfg["edim"], "start": "linear"}
-        self.body = _ConvGenerator(body, res, residual=cfg["residual"])
+        self.body = ConvGenerator(body, res, residual=cfg["residual"])
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.body(torch.cat([z, self.embed(y)], dim=1))
@@ -124,7 +124,7 @@ class CGAN(NoiseGAN):
 
     @staticmethod
     def sample_config(b: Balancer, res: int) -> dict:
-        cfg = _gan_choices(b)
+        cfg = gan_choices(b)
         cfg["edim"] = b.pick("c_edim", (8, 16, 32))
         cfg["residual"] = b.pick("c_residual", (False, True))
         return cfg

@@ -17,6 +17,7 @@ from PIL import Image
 
 from gmtrace.data.dataset import REAL_COLUMNS, write_csv
 from gmtrace.data.images import ImageError, images_by_domain, load_rgb, save_png, to_float
+from gmtrace.zoo.photos import Photo, load_catalog
 
 # (package, path inside the package, content domain). Photographs only: no
 # drawings, logos, charts or synthetic test patterns.
@@ -44,14 +45,6 @@ EMBEDDED: tuple[tuple[str, str, str], ...] = (
 
 class RealImageError(ValueError):
     """No usable real photographs; the message names the folder."""
-
-
-@dataclass
-class Photo:
-    name: str  # unique source id
-    domain: str
-    pixels: np.ndarray  # uint8 [H, W, 3]
-    collection: str = ""  # where it comes from (a package, a folder): the unit held out
 
 
 @dataclass(frozen=True)
@@ -87,7 +80,6 @@ class RealSource:
 @functools.cache
 def _embedded_and_catalog(min_side: int) -> tuple[list[Photo], list[str]]:
     """Decoded once per process (about 20 s for the whole catalog)."""
-    from gmtrace.zoo.photos import load_catalog
 
     photos, failures = load_catalog(min_side)
     return load_embedded(min_side) + photos, failures

@@ -18,10 +18,10 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
+from gmtrace.core.schema import ARCH_FIELDS, format_count
+from gmtrace.core.spectrum import mean_spectrum
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.images import ImageError, load_rgb
-from gmtrace.schema import ARCH_FIELDS, format_count
-from gmtrace.spectrum import mean_spectrum
 
 SPECTRUM_IMAGES = 64  # images averaged into each row's spectrum
 MAX_ROWS_PER_COLUMN = 32  # longer sheets are laid out in several columns of rows
@@ -140,7 +140,7 @@ def contact_sheet(
 
     Each row: the GM's name and family, `per_gm` random sample images (seeded by
     `seed` and the row, so a GM shows the same samples however many GMs are
-    drawn), and its mean residual log spectrum (`gmtrace.spectrum.mean_spectrum`
+    drawn), and its mean residual log spectrum (`gmtrace.core.spectrum.mean_spectrum`
     over up to 64 of its images) in the magma colormap. Tiles are `size` pixels
     (default: the zoo's image side, at most 128). Unreadable image files are
     skipped and counted in the row's label; `max_gms` keeps the first GMs.

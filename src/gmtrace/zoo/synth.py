@@ -66,11 +66,10 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from gmtrace.core.runtime import cpu_count, progress, seed_everything, set_threads
+from gmtrace.core.schema import LOSS_TYPES
 from gmtrace.data.dataset import LOSS_COLUMNS, MODELS_COLUMNS, write_csv
 from gmtrace.data.images import png_bytes, to_float
-from gmtrace.introspect import describe
-from gmtrace.runtime import cpu_count, progress, seed_everything, set_threads
-from gmtrace.schema import LOSS_TYPES
 from gmtrace.zoo import losses as L
 from gmtrace.zoo.builder import (
     _PHOTOS,
@@ -83,6 +82,7 @@ from gmtrace.zoo.builder import (
     write_gm,
 )
 from gmtrace.zoo.families import Balancer
+from gmtrace.zoo.introspect import describe
 from gmtrace.zoo.layers import (
     ACTIVATIONS,
     LAST_ACTIVATIONS,
@@ -97,9 +97,9 @@ from gmtrace.zoo.layers import (
     norm,
     output_to_image,
 )
+from gmtrace.zoo.photos import Photo
 from gmtrace.zoo.real import (
     CropPool,
-    Photo,
     RealSource,
     crop_order,
     domains,

@@ -1,21 +1,25 @@
-"""Fitting a trained network's heads and calibration (after training, before saving).
+"""Fitting a trained network's readout (after training, before saving).
 
-`fit_heads`: the linear-probe refit of the detection and attribution heads on
-frozen features, and the grouping embedding (discriminant directions);
-`calibrate`: Platt scaling, the open-set threshold and the learned grouping
-threshold from held-out images. `nets/` holds the modules; this is the fitting
-that `train` runs on them (and the evaluation's spectral baseline reuses
-`fit_logistic`).
+`fit_readout` runs the three steps on a `Readout`: `fit_heads`, the linear probes
+of detection and attribution on the frozen head features and the grouping
+embedding (discriminant directions, the gallery of training GMs); with a parsing
+probe, `fit_parse_probe`; then `calibrate`, Platt scaling and the open-set
+threshold from held-out images. The network is not changed (the evaluation's
+spectral baseline reuses `fit_logistic`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
-from gmtrace.nets.model import GMTraceModel, infer
-from gmtrace.schema import CONTINUOUS, DISCRETE, LOSS_TYPES
+from gmtrace.core.schema import CONTINUOUS, DISCRETE, LOSS_TYPES
+from gmtrace.data.images import to_float
+from gmtrace.nets.model import GMTraceModel
+from gmtrace.nets.pixel_stats import pixel_statistics
+from gmtrace.readout.embedding import discriminant_projection, gm_gallery
+from gmtrace.readout.inference import head_features, infer
+from gmtrace.readout.readout import PROBE_TREE_LEAVES, PROBE_TREE_NODES, Readout
 
 _FIELD_NAMES = (
     *(f.name for f in CONTINUOUS),
@@ -32,77 +36,97 @@ def _unstandardize(coef: np.ndarray, intercept: np.ndarray, mu, sd):
     return w, b
 
 
-def _set_linear(layer: nn.Linear, coef: np.ndarray, intercept: np.ndarray, mu, sd) -> None:
-    """Load a linear model fitted on standardized features into `layer`."""
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a)).float()
+
+
+def _linear(coef: np.ndarray, intercept: np.ndarray, mu, sd) -> tuple[torch.Tensor, torch.Tensor]:
+    """A linear model fitted on standardized features, as (weight, bias) tensors on
+    the raw features."""
     w, b = _unstandardize(coef, intercept, mu, sd)
-    layer.weight.data.copy_(torch.from_numpy(w).float())
-    layer.bias.data.copy_(torch.from_numpy(b).float())
+    return _tensor(w), _tensor(b)
 
 
-@torch.no_grad()
-def head_features(model: GMTraceModel, fake: list[np.ndarray]) -> list[np.ndarray | None]:
-    """The frozen head features h of each GM's images (None for a GM without any):
-    what `fit_heads` and `fit_parse_probe` both fit on, computed once."""
-    return [infer(model, a, features=True).embedding if len(a) else None for a in fake]
+def fit_readout(
+    model: GMTraceModel,
+    fake: list[np.ndarray],
+    real: np.ndarray,
+    calib_fake: list[np.ndarray],
+    calib_real: np.ndarray,
+    targets=None,
+    families: list[str] | None = None,
+) -> tuple[Readout, dict]:
+    """The readout of a trained `model` (`Readout.for_model`) and the record of its
+    fit: the probes on clean training images (`fake`, one array per training GM in
+    attribution order, and `real`), the parsing probe where the model's config asks
+    for one (`targets` and `families` of those GMs), and the calibration on held-out
+    images of the same GMs and photographs (`calib_fake`, `calib_real`)."""
+    readout = Readout.for_model(model)
+    feats = [head_features(model, a) if len(a) else None for a in fake]
+    record = fit_heads(readout, model, fake, real, features=feats)
+    if readout.parse_probe:
+        record |= fit_parse_probe(readout, fake, targets, families)
+    return readout, calibrate(readout, model, calib_fake, calib_real) | record
 
 
 def fit_heads(
+    readout: Readout,
     model: GMTraceModel,
     fake: list[np.ndarray],
     real: np.ndarray,
     C: float = 0.5,
     features: list[np.ndarray | None] | None = None,
 ) -> dict:
-    """Linear-probe refit of the detection and attribution heads on the frozen
-    features of clean training images (`fake`: one array per training GM, in
+    """The linear probes of detection and attribution on the frozen head features of
+    `model` for clean training images (`fake`: one array per training GM, in
     attribution order): multinomial and binary logistic regression (L2, strength
-    1/C, balanced classes) on standardized features, folded back into the heads.
-    SGD over a few hundred steps leaves these linear heads far from their optimum;
-    the probe reaches it (the features keep what training learned).
+    1/C, balanced classes) on standardized features, into `readout`. SGD over a few
+    hundred steps leaves the network's own linear heads far from their optimum; the
+    probe reaches it (the features keep what training learned).
 
     Also fills the grouping embedding: the feature mean and std, and the leading
     `group_dims` linear discriminant directions of the standardized features by GM
     (`grouping.discriminant_projection`): directions that separate the training GMs
     and vary little within one, which is what tells GMs never seen apart too; and
     (with `open_gallery`) the gallery of the training GMs in that embedding, which
-    the open-set score reads (`grouping.gm_gallery`, `grouping.open_set_score`)."""
-    from gmtrace.grouping import discriminant_projection, gm_gallery
-
-    feats = head_features(model, fake) if features is None else features
+    the open-set score reads (`embedding.gm_gallery`, `embedding.open_set_score`).
+    `features`: the head features of `fake` when the caller has them."""
+    feats = [head_features(model, a) if len(a) else None for a in fake]
+    feats = feats if features is None else features
     xf = np.concatenate([f for f in feats if f is not None]).astype(np.float64)
     yf = np.concatenate([[i] * len(f) for i, f in enumerate(feats) if f is not None])
-    xr = infer(model, real, features=True).embedding.astype(np.float64)
+    xr = head_features(model, real).astype(np.float64)
     x_all = np.concatenate([xf, xr])
     mu, sd = x_all.mean(0), x_all.std(0) + 1e-6
     z_all = (x_all - mu) / sd
     zf = z_all[: len(xf)]
-    model.feature_mean.copy_(torch.from_numpy(mu).float())
-    model.feature_std.copy_(torch.from_numpy(sd).float())
+    readout.feature_mean_, readout.feature_std_ = _tensor(mu), _tensor(sd)
     attr = fit_logistic(zf, yf, C=C, max_iter=300, balanced=False)
-    coef = np.zeros((model.cfg.n_gms, xf.shape[1]))
-    icpt = np.full(model.cfg.n_gms, -1e4)  # a GM without images is never predicted
+    coef = np.zeros((readout.n_gms, xf.shape[1]))
+    icpt = np.full(readout.n_gms, -1e4)  # a GM without images is never predicted
     coef[attr.classes_], icpt[attr.classes_] = attr.coef_, attr.intercept_
-    _set_linear(model.attribute, coef, icpt, mu, sd)
-    m, w = discriminant_projection(zf, yf, model.group_dims)
-    model.group_mean.copy_(torch.from_numpy(m).float())
-    model.group_projection.copy_(torch.from_numpy(w).float())
-    if model.cfg.open_gallery:
-        model.gallery.copy_(torch.from_numpy(gm_gallery((zf - m) @ w, yf, model.cfg.n_gms)))
+    readout.attribute_weight_, readout.attribute_bias_ = _linear(coef, icpt, mu, sd)
+    m, w = discriminant_projection(zf, yf, readout.group_dims)
+    readout.group_mean_, readout.group_projection_ = _tensor(m), _tensor(w)
+    if readout.open_gallery:
+        readout.gallery_ = _tensor(gm_gallery((zf - m) @ w, yf, readout.n_gms))
     y = np.r_[np.ones(len(xf)), np.zeros(len(xr))]
     det = fit_logistic(z_all, y, C=C, max_iter=300, balanced=True)
     out = {"attribution_train_acc": float(attr.score(zf, yf))}
-    if not model.cfg.spectrum_expert:
-        _set_linear(model.detect, det.coef_, det.intercept_, mu, sd)
+    if not readout.spectrum_expert:
+        weight, bias = _linear(det.coef_, det.intercept_, mu, sd)
+        readout.detect_weight_, readout.detect_bias_ = weight[0], bias[0]
         return out | {"detection_train_acc": float(det.score(z_all, y))}
     # two experts, each logit scaled to unit spread over these images, summed
-    r = model.image_spectrum_part
-    zs = r(z_all)
+    bins = readout.spectrum_bins
+    zs = z_all[:, -bins:]  # the image's residual spectrum, where the network puts it
     spec = fit_logistic(zs, y, C=C, max_iter=1000, balanced=True)
     s_all, s_spec = det.decision_function(z_all), spec.decision_function(zs)
     a, b = 1 / s_all.std(), 1 / s_spec.std()
-    _set_linear(model.detect, a * det.coef_, a * det.intercept_, mu, sd)
-    w, icpt = _unstandardize(b * spec.coef_, b * spec.intercept_, r(mu), r(sd))
-    model.detect_spectrum.copy_(torch.from_numpy(np.r_[w[0], icpt]).float())
+    weight, bias = _linear(a * det.coef_, a * det.intercept_, mu, sd)
+    readout.detect_weight_, readout.detect_bias_ = weight[0], bias[0]
+    w, icpt = _unstandardize(b * spec.coef_, b * spec.intercept_, mu[-bins:], sd[-bins:])
+    readout.detect_spectrum_ = _tensor(np.r_[w[0], icpt])
     logit = a * s_all + b * s_spec
     return out | {
         "detection_train_acc": float(np.mean((logit > 0) == y)),
@@ -127,52 +151,38 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, C: float, max_iter: int, balanced
         return lr.fit(x, y)
 
 
-GROUP_CALIBRATION_GMS = 200  # more than any trained zoo preset's training GMs
-
-
 @torch.no_grad()
 def calibrate(
+    readout: Readout,
     model: GMTraceModel,
     fake: list[np.ndarray],
     real: np.ndarray,
     accept: float = 0.95,
-    group_gms: int = GROUP_CALIBRATION_GMS,
 ) -> dict:
-    """Fill the calibration buffers from held-out images of the training GMs
-    (`fake`, one array per GM) and real images:
+    """Calibrate `readout` on held-out images of the training GMs (`fake`, one array
+    per GM) and real images:
 
     * Platt scaling p = sigmoid(a z + b) of the detection logit z, fitted by
       logistic regression (scikit-learn, L2, C=1) on those images;
     * open-set threshold: the `accept` quantile of the open-set score over the
-      held-out fake images, so that share of known-GM images is accepted;
-    * grouping threshold: the clustering cut that best groups the held-out fake
-      images by GM (`grouping.choose_threshold`), over at most `group_gms` GMs (an
-      even spread of them): exact clustering holds an N x N distance matrix, and a
-      zoo with thousands of synthesized GMs would need gigabytes for it.
+      held-out fake images, so that share of known-GM images is accepted.
     """
     from sklearn.linear_model import LogisticRegression
 
-    from gmtrace.grouping import choose_threshold
-
-    model.platt.copy_(torch.tensor([1.0, 0.0]))
+    readout.platt_ = torch.tensor([1.0, 0.0])
+    readout.open_threshold_ = torch.tensor(1.0)
     fakes = [a for a in fake if len(a)]
-    inf_fake = infer(model, np.concatenate(fakes))
-    inf_real = infer(model, real) if len(real) else None
+    inf_fake = infer(model, readout, np.concatenate(fakes))
+    inf_real = infer(model, readout, real) if len(real) else None
     z_f = _logit(inf_fake.p_generated)
     z = np.concatenate([z_f, _logit(inf_real.p_generated)]) if inf_real else z_f
     y = np.r_[np.ones(len(z_f)), np.zeros(len(z) - len(z_f))]
     if len(set(y)) == 2:
         lr = LogisticRegression(C=1.0, class_weight="balanced").fit(z[:, None], y)
-        model.platt.copy_(torch.tensor([float(lr.coef_[0, 0]), float(lr.intercept_[0])]))
+        readout.platt_ = torch.tensor([float(lr.coef_[0, 0]), float(lr.intercept_[0])])
     thr = float(np.quantile(inf_fake.open_score, accept))
-    model.open_threshold.fill_(thr)
-    gm = np.concatenate([[i] * len(a) for i, a in enumerate(fake) if len(a)])
-    kept = np.unique(gm)
-    kept = kept[np.linspace(0, len(kept) - 1, min(group_gms, len(kept))).round().astype(int)]
-    on = np.isin(gm, kept)
-    group = choose_threshold(inf_fake.embedding[on], gm[on])
-    model.group_threshold.fill_(group)
-    return {"platt": model.platt.tolist(), "open_threshold": thr, "group_threshold": group}
+    readout.open_threshold_ = torch.tensor(thr)
+    return {"platt": readout.platt_.tolist(), "open_threshold": thr}
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -191,9 +201,6 @@ _SURE = 30.0  # logit of a loss bit that every training GM shares (or none)
 
 def _pixel_rows(images: np.ndarray, batch: int = 64) -> np.ndarray:
     """[N, N_STATS] pixel statistics (`nets.pixel_stats`) of uint8 images."""
-    from gmtrace.data.images import to_float
-    from gmtrace.nets.pixel_stats import pixel_statistics
-
     return np.concatenate(
         [
             pixel_statistics(torch.from_numpy(to_float(images[i : i + batch]))).numpy()
@@ -228,7 +235,7 @@ def _field_predictions(models: list, z: np.ndarray) -> list[np.ndarray]:
 def _field_scores(pred: list[np.ndarray], targets) -> np.ndarray:
     """Per field, higher is better: -L1, macro-F1, F1 (the evaluation's
     `metrics.parsing_scores`)."""
-    from gmtrace.metrics import parsing_scores
+    from gmtrace.core.metrics import parsing_scores
 
     nc, nd = len(CONTINUOUS), len(DISCRETE)
     s = parsing_scores(
@@ -243,55 +250,44 @@ def _field_scores(pred: list[np.ndarray], targets) -> np.ndarray:
 
 
 def fit_parse_probe(
-    model: GMTraceModel,
+    readout: Readout,
     fake: list[np.ndarray],
     targets,
     families: list[str],
     grid: tuple[float, ...] = PROBE_C,
-    features: list[np.ndarray | None] | None = None,
 ) -> dict:
     """Fit the GM-level parsing probe (parsing that aggregates over a GM's images)
-    and switch the model's parsing to it.
+    into `readout`, which then parses in place of the network's parsing heads.
 
     Each training GM is one row: the mean over its images (`fake`, one array per GM,
-    in `targets`' order) of the head features h and the pixel statistics, rows
-    standardized. Each field gets a linear model (`_field_models`) on the pixel
-    statistics (recorded as the view "pixels"), with an L2 strength from `grid`
+    in `targets`' order) of their pixel statistics, rows standardized. Each field
+    gets a linear model (`_field_models`) on the pixel statistics (recorded as the
+    view "pixels"), with an L2 strength from `grid`
     chosen per field by leave-one-family-out prediction over the training GMs (by
     GM where fewer than three families train), scored as the evaluation scores a
     field. So a field is read with the strength that parsed the training families
     it did not see best, not with the one that fits the zoo best.
 
-    The head features h are not read, although the row keeps them: the network
-    trained on every training family, the one an inner fold leaves out included, so
-    leaving it out cannot say how the learned features parse a family nobody trained
-    on. Measured on family-held-out folds (docs/architecture.md): offered the whole
-    row, the inner choice took it for many fields (16 of 25 for the model shipped
-    then) and 9 fields beat shuffled truth; offered the statistics with the image's
-    residual spectrum (a fixed map, nothing learned), 12; the statistics alone, 13.
-    The models are folded into one linear map on the full row (zero weights outside
-    the view). With the model's `probe_trees`, each continuous field also gets a
-    regression forest on the same rows (`_fit_forests`), and its answer is the mean
-    of the forest's and the linear model's (recorded as the view "forest").
-    `features`: the images' head features when the caller has them (`head_features`)."""
-    from gmtrace.nets.pixel_stats import N_STATS
-
-    model.probe_fitted.fill_(0.0)
+    The network's head features are not read: the network trained on every
+    training family, the one an inner fold leaves out included, so leaving it out
+    cannot say how the learned features parse a family nobody trained on
+    (docs/architecture.md).
+    The models are folded into one linear map on the statistics. With
+    `probe_trees`, each continuous field also gets a regression forest on the same
+    rows (`_fit_forests`), and its answer is the mean of the forest's and the linear
+    model's (recorded as the view "forest")."""
     keep = [i for i, a in enumerate(fake) if len(a)]
-    h = head_features(model, fake) if features is None else features
-    x = np.stack([np.c_[h[i], _pixel_rows(fake[i])].mean(0) for i in keep])
+    x = np.stack([_pixel_rows(fake[i]).mean(0) for i in keep])
     t = _subset(targets, keep)
     fam = np.array([families[i] for i in keep])
     if len(set(fam)) < 3:
         fam = np.arange(len(keep)).astype(str)
     mu, sd = x.mean(0), x.std(0) + 1e-6
-    z = np.clip((x - mu) / sd, -5, 5)
-    cols = np.arange(z.shape[1] - N_STATS, z.shape[1])  # the pixel statistics
-    zp = z[:, cols]
+    zp = np.clip((x - mu) / sd, -5, 5)
     n_fields = len(_FIELD_NAMES)
     scores = []
     for C in grid:
-        pred = [np.zeros(len(z)) for _ in range(n_fields)]
+        pred = [np.zeros(len(zp)) for _ in range(n_fields)]
         for f in np.unique(fam):
             out = fam == f
             models = _field_models(zp[~out], _subset(t, ~out), C)
@@ -301,17 +297,14 @@ def fit_parse_probe(
     scores = np.array(scores)
     best = np.argmax(scores, axis=0)
     fitted = {b: _field_models(zp, t, grid[b]) for b in set(best.tolist())}
-    weight, bias = _pack([(fitted[b][j], cols) for j, b in enumerate(best)], z.shape[1])
-    model.probe_mean.copy_(torch.from_numpy(mu).float())
-    model.probe_std.copy_(torch.from_numpy(sd).float())
-    model.probe_weight.copy_(torch.from_numpy(weight).float())
-    model.probe_bias.copy_(torch.from_numpy(bias).float())
+    weight, bias = _pack([fitted[b][j] for j, b in enumerate(best)], zp.shape[1])
+    readout.probe_mean_, readout.probe_std_ = _tensor(mu), _tensor(sd)
     view = dict.fromkeys(_FIELD_NAMES, "pixels")
     forests = {}
-    if model.cfg.probe_trees:
-        forests = _fit_forests(model, zp, t.continuous)
+    if readout.probe_trees:
+        forests = _fit_forests(readout, zp, t.continuous)
         view |= {f.name: "forest" for f in CONTINUOUS}
-    model.probe_fitted.fill_(1.0)
+    readout.probe_weight_, readout.probe_bias_ = _tensor(weight), _tensor(bias)
     return forests | {
         "probe_gms": len(keep),
         "probe_inner_groups": len(set(fam)),
@@ -323,19 +316,18 @@ def fit_parse_probe(
     }
 
 
-def _fit_forests(model: GMTraceModel, z: np.ndarray, continuous: np.ndarray) -> dict:
+def _fit_forests(readout: Readout, z: np.ndarray, continuous: np.ndarray) -> dict:
     """One extremely randomized regression forest per continuous field on the GM rows
-    z (the standardized pixel statistics), into the model's forest buffers; a
+    z (the standardized pixel statistics), into the readout's forest arrays; a
     count's answer is then the mean of its forest's and its linear model's
     (`PROBE_FOREST_SHARE`)."""
     from sklearn.ensemble import ExtraTreesRegressor
 
     from gmtrace.nets.forest import FOREST_ARRAYS, pack_forests
-    from gmtrace.nets.model import PROBE_TREE_LEAVES, PROBE_TREE_NODES
 
     forests = [
         ExtraTreesRegressor(
-            n_estimators=model.cfg.probe_trees,
+            n_estimators=readout.probe_trees,
             min_samples_leaf=2,
             max_features=0.3,
             max_leaf_nodes=PROBE_TREE_LEAVES,
@@ -346,11 +338,11 @@ def _fit_forests(model: GMTraceModel, z: np.ndarray, continuous: np.ndarray) -> 
     ]
     arrays, depth = pack_forests(forests, PROBE_TREE_NODES)
     for name in FOREST_ARRAYS:
-        getattr(model, f"probe_forest_{name}").copy_(torch.from_numpy(arrays[name]))
-    model.probe_forest_depth.fill_(depth)
-    model.probe_forest_share.fill_(PROBE_FOREST_SHARE)
+        setattr(readout, f"forest_{name}_", torch.from_numpy(arrays[name]))
+    readout.forest_depth_ = torch.tensor(depth)
+    readout.forest_share_ = torch.tensor(PROBE_FOREST_SHARE)
     return {
-        "probe_forest_trees": model.cfg.probe_trees,
+        "probe_forest_trees": readout.probe_trees,
         "probe_forest_depth": depth,
         "probe_forest_share": PROBE_FOREST_SHARE,
     }
@@ -366,11 +358,12 @@ def _subset(targets, rows):
 
 
 def _pack(models: list, n_in: int) -> tuple[np.ndarray, np.ndarray]:
-    """The per-field models, each with the input columns it reads, as one
-    [n_in, outputs] weight matrix and bias, in the order of `schema.parse_widths`."""
+    """The per-field models as one [n_in, outputs] weight matrix and bias, in the
+    order of `schema.parse_widths`."""
     weight, bias = [], []
     nc, nd = len(CONTINUOUS), len(DISCRETE)
-    for j, (m, cols) in enumerate(models):
+    cols = np.arange(n_in)
+    for j, m in enumerate(models):
         k = 1 if j < nc or j >= nc + nd else DISCRETE[j - nc].n_classes
         w, b = np.zeros((n_in, k)), np.full(k, _NEVER)
         if j < nc:

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gmtrace.grouping import group_scalable
-from gmtrace.schema import CONTINUOUS, DISCRETE, LOSS_TYPES, parse_widths, read_linear
+from gmtrace.core.schema import CONTINUOUS, DISCRETE, LOSS_TYPES, parse_widths, read_linear
+from gmtrace.grouping.cluster import group_scalable
 
 GROUPS_SCHEMA_VERSION = 1
 

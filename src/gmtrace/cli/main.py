@@ -46,9 +46,9 @@ def describe(
     """Compute the 15 architecture hyperparameters of a torch module."""
     import torch
 
-    from gmtrace.introspect import describe as describe_module
-    from gmtrace.introspect import load_object, module_from
-    from gmtrace.schema import ARCH_FIELDS, format_count
+    from gmtrace.core.schema import ARCH_FIELDS, format_count
+    from gmtrace.zoo.introspect import describe as describe_module
+    from gmtrace.zoo.introspect import load_object, module_from
 
     try:
         module = module_from(load_object(target))
@@ -120,8 +120,8 @@ def train(
     from gmtrace.data.dataset import DatasetError, GMDataset
     from gmtrace.nets.fen import FENConfig
     from gmtrace.nets.model import ModelConfig
-    from gmtrace.train import TrainConfig, TrainError, summary_table
-    from gmtrace.train import train as run_train
+    from gmtrace.train.loop import TrainConfig, TrainError, summary_table
+    from gmtrace.train.loop import train as run_train
 
     cfg = TrainConfig(
         steps=steps,
@@ -187,10 +187,10 @@ def analyze(
 ) -> None:
     """Is each image generated, by which known GM (or an unknown one), and what were
     that GM's architecture and training losses?"""
-    from gmtrace.analyze import Analyzer
+    from gmtrace.core.runtime import progress
+    from gmtrace.core.schema import format_count
     from gmtrace.data.images import list_images
-    from gmtrace.runtime import progress
-    from gmtrace.schema import format_count
+    from gmtrace.product.analyze import Analyzer
 
     files: list[Path] = []
     for p in images:
@@ -285,10 +285,10 @@ def scan(
 
     from rich.markup import escape
 
-    from gmtrace.analyze import Analyzer
-    from gmtrace.runtime import progress
-    from gmtrace.scan import ScanError
-    from gmtrace.scan import scan as run_scan
+    from gmtrace.core.runtime import progress
+    from gmtrace.product.analyze import Analyzer
+    from gmtrace.product.scan import ScanError
+    from gmtrace.product.scan import scan as run_scan
 
     try:
         analyzer = Analyzer(model, device=device, max_crops=max_crops)
@@ -354,9 +354,9 @@ def group_cmd(
 ) -> None:
     """Group a scan's generated images by source GM (the number of GMs unknown), with
     each group's parse over its images and the nearest known GM when one is close."""
-    from gmtrace.groups import group_rows, write_groups
-    from gmtrace.scan import ScanError, read_results
-    from gmtrace.schema import format_count
+    from gmtrace.core.schema import format_count
+    from gmtrace.product.groups import group_rows, write_groups
+    from gmtrace.product.scan import ScanError, read_results
 
     try:
         rows = read_results(results)
@@ -408,9 +408,9 @@ def report_cmd(
 ) -> None:
     """Write one self-contained HTML report of a scan: summary, a sortable verdict
     table, per group a contact sheet, fingerprint, spectrum and parse, a model card."""
-    from gmtrace.analyze import Analyzer
-    from gmtrace.html_report import write_report
-    from gmtrace.scan import ScanError, read_results
+    from gmtrace.product.analyze import Analyzer
+    from gmtrace.product.report import write_report
+    from gmtrace.product.scan import ScanError, read_results
 
     try:
         rows = read_results(results)
@@ -447,9 +447,9 @@ def serve(
 ) -> None:
     """Serve the analyzer over HTTP: /v1/analyze, /v1/group, /v1/model, /healthz, a
     web page at / and the API documentation at /docs."""
-    from gmtrace.analyze import Analyzer
-    from gmtrace.server import Limits
-    from gmtrace.server import serve as run
+    from gmtrace.product.analyze import Analyzer
+    from gmtrace.product.server import Limits
+    from gmtrace.product.server import serve as run
 
     try:
         analyzer = Analyzer(model, device=device)
@@ -473,9 +473,9 @@ def check(
 ) -> None:
     """Analyze a zoo with known truth (e.g. GMs the model never saw) and show how the
     answers compare with it."""
-    from gmtrace.analyze import Analyzer, check_zoo
+    from gmtrace.core.runtime import progress
     from gmtrace.data.dataset import DatasetError
-    from gmtrace.runtime import progress
+    from gmtrace.product.analyze import Analyzer, check_zoo
 
     try:
         analyzer = Analyzer(model)
@@ -595,14 +595,14 @@ def evaluate(
     import sys
 
     from gmtrace.data.dataset import DatasetError, GMDataset
-    from gmtrace.eval_report import read_results, summary_table, write_reports
-    from gmtrace.evaluate import EvalConfig
-    from gmtrace.evaluate import curve as run_curve
-    from gmtrace.evaluate import evaluate as run_eval
-    from gmtrace.train import TrainError
+    from gmtrace.evaluation.protocol import EvalConfig
+    from gmtrace.evaluation.protocol import curve as run_curve
+    from gmtrace.evaluation.protocol import evaluate as run_eval
+    from gmtrace.evaluation.report import read_results, summary_table, write_reports
+    from gmtrace.train.loop import TrainError
 
     if curve_only:
-        from gmtrace.eval_report import write_curve_section
+        from gmtrace.evaluation.report import write_curve_section
 
         if not (render_only and curve and report):
             _fail("--curve-only goes with --render-only, --curve DIR and --report FILE")
@@ -658,7 +658,7 @@ def evaluate(
     console.print(summary_table(results))
     console.print(f"report: {out / 'report.md'}" + (f" and {report}" if report else ""))
     if card is not None:
-        from gmtrace.eval_report import model_card
+        from gmtrace.evaluation.report import model_card
 
         if not (card / "config.json").is_file():
             _fail(f"{card}: not a model folder (no config.json)")
@@ -817,7 +817,3 @@ def zoo_export_red(
     for k, v in paths.items():
         t.add_row(k, str(v))
     console.print(t)
-
-
-if __name__ == "__main__":
-    app()

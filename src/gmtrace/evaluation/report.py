@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from gmtrace.schema import CONTINUOUS, DISCRETE, LOSS_TYPES
+from gmtrace.core.schema import CONTINUOUS, DISCRETE, LOSS_TYPES
 
 FIGURES = {
     "fingerprints": "fig_fingerprints.png",
@@ -410,7 +410,7 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
     L.append("# gmtrace evaluation: unseen GMs, baselines side by side\n")
     L.append(
         "Made by `gmtrace evaluate` (protocol in `docs/architecture.md`, code in "
-        "`src/gmtrace/evaluate.py`); every number below is computed by that run.\n"
+        "`src/gmtrace/evaluation/protocol.py`); every number below is computed by that run.\n"
     )
     if results.get("command"):
         L.append(f"```\n{results['command']}\n```\n")

@@ -29,23 +29,18 @@ from rich.console import Console
 from rich.table import Table
 from safetensors.torch import load_file, save_file
 
-from gmtrace import __version__
+from gmtrace.core.runtime import pick_device, progress, seed_everything
+from gmtrace.core.schema import Normalizer, encode
+from gmtrace.core.version import __version__
 from gmtrace.data.augment import Augmenter, crop, jpeg
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.images import to_float
 from gmtrace.data.loader import ImageBank, load_bank
-from gmtrace.heads import calibrate, fit_heads, fit_parse_probe, head_features
 from gmtrace.nets import fingerprint_losses as FL
-from gmtrace.nets.model import (
-    CALIBRATION_BUFFERS,
-    POST_TRAINING,
-    GMTraceModel,
-    ModelConfig,
-    save_model,
-)
+from gmtrace.nets.model import POST_TRAINING, GMTraceModel, ModelConfig
 from gmtrace.nets.parser import Balance
-from gmtrace.runtime import pick_device, progress, seed_everything
-from gmtrace.schema import Normalizer, encode
+from gmtrace.readout.fit import fit_readout
+from gmtrace.readout.saved import save_model
 
 CHECKPOINT = "checkpoint"
 
@@ -281,9 +276,10 @@ def _resume(out: Path, model, opt, rng, signature: dict, device) -> tuple[int, f
     missing, unexpected = model.load_state_dict(
         load_file(str(ck / "model.safetensors"), device=str(device)), strict=False
     )
-    # calibration buffers are refilled after training; older checkpoints may lack some
-    if unexpected or set(missing) - set(CALIBRATION_BUFFERS):
-        raise TrainError(f"{ck}: does not match the model (missing {missing[:3]})")
+    if missing or unexpected:
+        raise TrainError(
+            f"{ck}: does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     tensors = load_file(str(ck / "optim.safetensors"))
     torch.set_rng_state(tensors.pop("torch_rng"))
     _load_optim(opt, {k: v.to(device) for k, v in tensors.items()}, state["optim"])
@@ -434,20 +430,21 @@ def train(
                 _save_checkpoint(out, model, opt, done, rng, signature, elapsed)
             bars.advance(task)
     model.eval()
-    # the checkpoint holds the trained weights; the probe and calibration only feed the
-    # saved model, so a resumed run continues exactly where training stopped
+    # the checkpoint holds the trained weights; the readout only feeds the saved
+    # model, so a resumed run continues exactly where training stopped
     t_trained = time.perf_counter()
     train_seconds = seconds_before + t_trained - t0
     _save_checkpoint(out, model, opt, cfg.steps, rng, signature, train_seconds)
     with torch.no_grad():
-        probe_fake = [a[: cfg.probe_per_gm] for a in bank.fake]
-        feats = head_features(model, probe_fake)
-        real = bank.real[:: max(1, len(bank.real) // cfg.probe_real)]
-        probe = fit_heads(model, probe_fake, real, features=feats)
-        if model.cfg.parse_probe:
-            families = [ds.gms[i].family for i in idx]
-            probe |= fit_parse_probe(model, probe_fake, tg, families, features=feats)
-        calibration = calibrate(model, calib_fake, calib_real) | probe
+        readout, calibration = fit_readout(
+            model,
+            [a[: cfg.probe_per_gm] for a in bank.fake],
+            bank.real[:: max(1, len(bank.real) // cfg.probe_real)],
+            calib_fake,
+            calib_real,
+            targets=tg,
+            families=[ds.gms[i].family for i in idx],
+        )
     meta = {
         "gmtrace": __version__,
         "gm_names": names,
@@ -461,7 +458,7 @@ def train(
         "calibration": calibration,
         "trained_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    save_model(model, out, meta)
+    save_model(model, readout, out, meta)
     return {
         "out": str(out),
         "steps": cfg.steps,

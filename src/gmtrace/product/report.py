@@ -9,7 +9,7 @@ can be mailed, archived or opened offline. Sections:
   "unknown GM", group, error), sortable by any column and filtered by a text box;
 * per group: a contact sheet of its images, the mean fingerprint (the model's
   fingerprint network over the images' centre crops) and the mean log spectrum of
-  the images' high-pass residual (`gmtrace.spectrum`), the parse aggregated over
+  the images' high-pass residual (`gmtrace.core.spectrum`), the parse aggregated over
   the group with confidence bars, the loss types, and the nearest known GM;
 * the model card: what the model was trained on and when, and, where the model
   folder holds a `card.json` (written from an evaluation, `report.model_card`),
@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from gmtrace.core.schema import CONTINUOUS, DISCRETE, format_count
 from gmtrace.data.images import ImageError, load_rgb
-from gmtrace.schema import CONTINUOUS, DISCRETE, format_count
 
 MAX_TABLE_ROWS = 50_000
 SHEET = 12  # thumbnails per group
@@ -77,12 +77,12 @@ def _load(path: str) -> np.ndarray | None:
 def image_views(img: np.ndarray, analyzer) -> dict:
     """One image's fingerprint (the model's, on its centre crop) and the log spectrum
     of that crop's high-pass residual, as PNG data URLs (for the web page)."""
+    from gmtrace.core.spectrum import log_spectrum
     from gmtrace.data.augment import crop
-    from gmtrace.nets.model import infer
-    from gmtrace.spectrum import log_spectrum
+    from gmtrace.readout.inference import infer
 
     c = crop(img, analyzer.image_size_)  # centred; a smaller image is reflect-padded
-    fp = infer(analyzer.model_, c[None], fingerprints=True).fingerprint[0]
+    fp = infer(analyzer.model_, analyzer.readout_, c[None], fingerprints=True).fingerprint[0]
     return {
         "fingerprint": _png_data(_to_8bit(fp), 2),
         "spectrum": _png_data(_to_8bit(log_spectrum(c)), 2),
@@ -92,7 +92,7 @@ def image_views(img: np.ndarray, analyzer) -> dict:
 def group_views(members: list[str], analyzer=None) -> dict:
     """Thumbnails, mean fingerprint and mean residual spectrum of a group's images
     (those still readable; the others are skipped)."""
-    from gmtrace.spectrum import mean_spectrum
+    from gmtrace.core.spectrum import mean_spectrum
 
     images = [
         (p, a) for p in members[: max(SHEET, FINGERPRINT_IMAGES)] if (a := _load(p)) is not None
@@ -103,9 +103,11 @@ def group_views(members: list[str], analyzer=None) -> dict:
     if crops:
         out["spectrum"] = _png_data(_to_8bit(mean_spectrum(crops)), 2)
         if analyzer is not None:
-            from gmtrace.nets.model import infer
+            from gmtrace.readout.inference import infer
 
-            fp = infer(analyzer.model_, np.stack(crops), fingerprints=True).fingerprint
+            fp = infer(
+                analyzer.model_, analyzer.readout_, np.stack(crops), fingerprints=True
+            ).fingerprint
             out["fingerprint"] = _png_data(_to_8bit(fp.mean(axis=0)), 2)
     return out
 
@@ -318,7 +320,7 @@ def write_report(
     """Group `rows` (unless `groups` is given) and write the HTML report atomically."""
     import os
 
-    from gmtrace.groups import group_rows
+    from gmtrace.product.groups import group_rows
 
     groups = groups if groups is not None else group_rows(rows)
     card = None

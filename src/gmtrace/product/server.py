@@ -9,7 +9,7 @@ Endpoints (JSON unless said otherwise):
   one row per file, the schema of `gmtrace scan` (`path` is the uploaded name);
   `?views=1` adds each image's fingerprint and spectrum as PNG data URLs;
 * `POST /v1/group`: the same upload, analyzed and grouped by source GM
-  (`gmtrace.groups`); or a JSON body `{"rows": [...]}` of scan rows;
+  (`gmtrace.product.groups`); or a JSON body `{"rows": [...]}` of scan rows;
 * `GET /`: a web page to drop images on and read the answers;
 * `GET /docs`: the OpenAPI documentation (FastAPI's page; its scripts come from a
   CDN, so it needs a browser with internet access; `/openapi.json` does not).
@@ -44,7 +44,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gmtrace.data.images import ImageError, decode_rgb
-from gmtrace.scan import SCHEMA_VERSION, error_row, model_fields, result_row
+from gmtrace.product.scan import SCHEMA_VERSION, error_row, model_fields, result_row
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ async def _send_error(send, status: int, message: str) -> None:
 
 def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
     """The FastAPI application around an `Analyzer`."""
-    from gmtrace.groups import group_rows
+    from gmtrace.product.groups import group_rows
 
     lock = threading.Lock()
     busy = asyncio.Semaphore(limits.concurrent)  # bounds the upload bytes held in memory
@@ -223,7 +223,7 @@ def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
             for (i, img, sha, n), r in zip(imgs, results, strict=True):
                 rows[i] = result_row(r, files[i][0], sha, n, model_f)
                 if views:
-                    from gmtrace.html_report import image_views
+                    from gmtrace.product.report import image_views
 
                     rows[i]["views"] = image_views(img, analyzer)
         return rows
@@ -283,7 +283,7 @@ def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
-        from gmtrace.web import PAGE
+        from gmtrace.product.web import PAGE
 
         return PAGE.replace("__TOKEN_NEEDED__", "true" if token else "false")
 

@@ -13,29 +13,22 @@ averaged (their spread is reported); a smaller one is reflect-padded, and flagge
 
 from __future__ import annotations
 
-import hashlib
-import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from gmtrace.data.augment import crop
+from gmtrace.core.runtime import pick_device
+from gmtrace.core.schema import CONTINUOUS, Normalizer, decode
+from gmtrace.data.crops import Crops, crop_grid
 from gmtrace.data.images import ImageError, load_rgb, save_png
-from gmtrace.grouping import open_set_score
+from gmtrace.grouping.cluster import group_scalable
 from gmtrace.nets.fen import fold_batch_norm
-from gmtrace.nets.model import WEIGHTS, infer, load_model, model_gallery
-from gmtrace.runtime import pick_device
-from gmtrace.schema import CONTINUOUS, Normalizer, decode
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from gmtrace.product.scan import scan
+from gmtrace.readout.embedding import open_set_score
+from gmtrace.readout.inference import infer
+from gmtrace.readout.saved import load_model, model_digest
 
 
 def default_model_dir() -> Path:
@@ -77,56 +70,12 @@ class ImageResult:
         return d
 
 
-def crop_positions(length: int, size: int, most: int) -> list[int]:
-    """Where `crop_grid` cuts along one axis: up to `most` non-overlapping crops
-    spread evenly from edge to edge (one crop: the centre)."""
-    n = min(length // size, most)
-    if n <= 1:
-        return [(length - size) // 2]
-    return [int(v) for v in np.linspace(0, length - size, n).astype(int)]
-
-
-def crop_layout(h: int, w: int, size: int, max_crops: int) -> tuple[list[int], list[int]] | None:
-    """The rows and columns where `crop_grid` cuts an h x w image (a grid of k x k at
-    most, k = isqrt(max_crops)); None when the image is smaller than `size`."""
-    if h < size or w < size:
-        return None
-    k = max(1, int(math.isqrt(max_crops)))
-    return crop_positions(h, size, k), crop_positions(w, size, k)
-
-
-def crop_grid(img: np.ndarray, size: int, max_crops: int) -> tuple[np.ndarray, bool]:
-    """Up to `max_crops` non-overlapping size x size crops spread evenly over the
-    image ([n, size, size, 3], `crop_layout`); an image smaller than `size` is
-    reflect-padded (and the second value is True)."""
-    layout = crop_layout(img.shape[0], img.shape[1], size, max_crops)
-    if layout is None:
-        return crop(img, size)[None], True
-    ys, xs = layout
-    return np.stack([img[y : y + size, x : x + size] for y in ys for x in xs]), False
-
-
-def crop_count(width: int, height: int, size: int, max_crops: int) -> int:
-    """How many crops `crop_grid` cuts from an image of that size."""
-    layout = crop_layout(height, width, size, max_crops)
-    return 1 if layout is None else len(layout[0]) * len(layout[1])
-
-
-@dataclass
-class Crops:
-    """An image as the network reads it: its crops [n, size, size, 3], whether it
-    was padded, and its (width, height)."""
-
-    grid: np.ndarray
-    padded: bool
-    size: tuple[int, int]
-
-
 class Analyzer:
     """Analyze images with a trained gmtrace model (default: the shipped one).
 
     Constructor arguments are kept as given (scikit-learn style); the loaded model
-    and its metadata are `model_` and `meta_`.
+    and its metadata are `model_` (the network), `readout_` (what was fitted on its
+    features) and `meta_`.
     """
 
     def __init__(
@@ -147,14 +96,18 @@ class Analyzer:
         saved = load_model(d, device=pick_device(device))
         # inference only: batch norm folded into the convolutions (same answers)
         self.model_ = fold_batch_norm(saved.model)
-        self.gallery_ = model_gallery(self.model_)
+        self.readout_ = saved.readout
+        gallery = getattr(self.readout_, "gallery_", None)
+        self.gallery_ = None if gallery is None else gallery.cpu().numpy()
+        self.open_threshold_ = float(self.readout_.open_threshold_)
         self.meta_ = saved.meta
         self.gm_names_: list[str] = list(saved.meta.get("gm_names", []))
         self.normalizer_ = Normalizer(
             lo_=dict(saved.meta["normalizer"]["lo"]), hi_=dict(saved.meta["normalizer"]["hi"])
         )
         self.image_size_ = int(saved.meta.get("image_size", 64))
-        self.weights_sha256_ = file_sha256(d / WEIGHTS)
+        # the network's and the readout's files together (`readout.saved.model_digest`)
+        self.weights_sha256_ = model_digest(d)
         self.model_id_ = f"gmtrace-{saved.meta.get('gmtrace', '?')}-{self.weights_sha256_[:12]}"
 
     def analyze_array(self, img: np.ndarray, name: str = "<array>") -> ImageResult:
@@ -179,7 +132,7 @@ class Analyzer:
         """`analyze_arrays` of images already cut by `crops`."""
         if not crops:
             return []
-        inf = infer(self.model_, np.concatenate([c.grid for c in crops]))
+        inf = infer(self.model_, self.readout_, np.concatenate([c.grid for c in crops]))
         ends = np.cumsum([len(c.grid) for c in crops])
         out = []
         for c, name, end in zip(crops, names, ends, strict=True):
@@ -207,7 +160,7 @@ class Analyzer:
             verdict="generated" if p >= self.threshold else "real",
             known_gms=[{"name": self.gm_names_[i], "probability": float(attr[i])} for i in top],
             open_set_score=open_score,
-            unknown_gm=bool(open_score > float(self.model_.open_threshold)),
+            unknown_gm=bool(open_score > self.open_threshold_),
             hyperparameters=parsed,
             continuous_spread={
                 f.name: float(s)
@@ -221,11 +174,9 @@ class Analyzer:
 
     def group(self, results: list[ImageResult], generated_only: bool = True) -> int:
         """Group analyzed images by source GM, without knowing how many GMs there
-        are (Ward clustering cut near the silhouette peak, `gmtrace.grouping.group`): sets
+        are (Ward clustering cut near the silhouette peak, `gmtrace.grouping.cluster.group`): sets
         `result.group` to 1, 2, ... (None for failed images, and for images that
         look real when `generated_only`). Returns the number of groups."""
-        from gmtrace.grouping import group_scalable
-
         keep = [
             r
             for r in results
@@ -249,10 +200,8 @@ class Analyzer:
         engine: str = "local",
         ray_address: str | None = None,
     ):
-        """Scan files and folders into a results file (`gmtrace.scan.scan`): one row
+        """Scan files and folders into a results file (`gmtrace.product.scan.scan`): one row
         per file, resumable; returns a `ScanSummary`."""
-        from gmtrace.scan import scan
-
         return scan(self, paths, out, workers, on_progress, engine=engine, ray_address=ray_address)
 
     def analyze(
@@ -283,7 +232,7 @@ class Analyzer:
 
         save_dir.mkdir(parents=True, exist_ok=True)
         crops, _ = crop_grid(img, self.image_size_, 1)
-        fp = infer(self.model_, crops, fingerprints=True).fingerprint[0]
+        fp = infer(self.model_, self.readout_, crops, fingerprints=True).fingerprint[0]
         lo, hi = np.percentile(fp, [1, 99])
         fp_img = (np.clip((fp - lo) / (hi - lo + 1e-9), 0, 1) * 255).astype(np.uint8)
         spec = SpectrumEncoder.log_spectrum(torch.from_numpy(fp[None]).permute(0, 3, 1, 2))[0]
@@ -302,9 +251,9 @@ def check_zoo(analyzer: Analyzer, zoo: str | Path, per_gm: int = 12, on_done=Non
     per GM, the share of its images called generated and called "unknown GM", and
     the GM-level parse (its images taken together, `Inference.parse_of`) against
     the introspected truth; for the zoo's real crops, the share called real."""
+    from gmtrace.core.metrics import binary_f1
+    from gmtrace.core.schema import DISCRETE, LOSS_TYPES, encode, loss_bits
     from gmtrace.data.dataset import GMDataset
-    from gmtrace.metrics import binary_f1
-    from gmtrace.schema import DISCRETE, LOSS_TYPES, encode, loss_bits
 
     ds = GMDataset.from_zoo(zoo)
     j_up = [f.name for f in DISCRETE].index("upsampling")
@@ -321,7 +270,7 @@ def check_zoo(analyzer: Analyzer, zoo: str | Path, per_gm: int = 12, on_done=Non
         if not imgs:
             continue
         crops = np.concatenate([crop_grid(a, analyzer.image_size_, 1)[0] for a in imgs])
-        inf = infer(analyzer.model_, crops)
+        inf = infer(analyzer.model_, analyzer.readout_, crops)
         cont, disc, loss = inf.parse_of()
         pred_bits = loss >= 0.5
         true_bits = loss_bits(g.losses) > 0.5
@@ -331,9 +280,7 @@ def check_zoo(analyzer: Analyzer, zoo: str | Path, per_gm: int = 12, on_done=Non
                 "family": g.family,
                 "images": len(imgs),
                 "called_generated": float(np.mean(inf.p_generated >= analyzer.threshold)),
-                "called_unknown": float(
-                    np.mean(inf.open_score > float(analyzer.model_.open_threshold))
-                ),
+                "called_unknown": float(np.mean(inf.open_score > analyzer.open_threshold_)),
                 "continuous_l1": float(np.abs(cont - truth_norm.continuous[i]).mean()),
                 "discrete_correct": int(
                     np.sum(np.array([p.argmax() for p in disc]) == truth_norm.discrete[i])

@@ -25,7 +25,7 @@ Parsing is scored on the unseen GMs of all folds together (continuous values on 
 normalized scale fitted on all GMs), per image and per GM, against the random
 ground truth: the GMs' true rows shuffled within each fold, scored with the same
 predictions; the p-value is (1 + #shuffles scoring at least as well) / (1 + n).
-Results go to `results.json`, figures and `report.md` (rendered by `gmtrace.eval_report`).
+Results go to `results.json`, figures and `report.md` (rendered by `gmtrace.evaluation.report`).
 """
 
 from __future__ import annotations
@@ -42,25 +42,27 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from gmtrace import __version__
-from gmtrace.data.augment import CONDITIONS, format_neutral
-from gmtrace.data.dataset import GMDataset
-from gmtrace.data.loader import ImageBank, load_bank
-from gmtrace.data.splits import collection_folds, family_folds, gm_folds, source_folds
-from gmtrace.eval_report import FIGURES, read_results, write_reports
-from gmtrace.grouping import choose_threshold, cluster, gm_gallery, group
-from gmtrace.methods import Method, NetMethod, SpectralMethod
-from gmtrace.metrics import (
+from gmtrace.core.metrics import (
     detection_scores,
     family_prior_loss_f1,
     grouping_scores,
     loss_auc,
     permutation_test,
 )
-from gmtrace.nets.model import Inference, ModelConfig, red_config
-from gmtrace.runtime import seed_everything
-from gmtrace.schema import ARCH_NAMES, CONTINUOUS, DISCRETE, Normalizer, encode
-from gmtrace.train import TrainConfig
+from gmtrace.core.runtime import seed_everything
+from gmtrace.core.schema import ARCH_NAMES, CONTINUOUS, DISCRETE, Normalizer, encode
+from gmtrace.core.version import __version__
+from gmtrace.data.augment import CONDITIONS, format_neutral
+from gmtrace.data.dataset import GMDataset
+from gmtrace.data.loader import ImageBank, load_bank
+from gmtrace.data.splits import collection_folds, family_folds, gm_folds, source_folds
+from gmtrace.evaluation.report import FIGURES, read_results, write_reports
+from gmtrace.grouping.cluster import choose_threshold, cluster, group
+from gmtrace.methods.base import Method, NetMethod, SpectralMethod
+from gmtrace.nets.model import ModelConfig, red_config
+from gmtrace.readout.embedding import gm_gallery
+from gmtrace.readout.inference import Inference
+from gmtrace.train.loop import TrainConfig
 
 METHODS = ("gmtrace", "red", "spectral")
 HOLDOUTS = ("family", "gm")
@@ -313,7 +315,7 @@ def curve(
     an earlier OUT/curve.json at counts not asked for are kept when they were
     measured with the same settings, zoo and tier, so a curve grows one count at a
     time, on another machine too (copy its curve.json into OUT first)."""
-    from gmtrace.eval_report import curve_row, probe_views
+    from gmtrace.evaluation.report import curve_row, probe_views
 
     console = console or Console()
     out = Path(out_dir)
@@ -516,7 +518,7 @@ def evaluate(
 
 def _fold0_extras(m, fd: FoldData, unseen, real, cfg: EvalConfig, out: Path, console) -> None:
     """Fingerprints for the figures and the content-leakage check (fold 0 only)."""
-    from gmtrace.spectrum import residual
+    from gmtrace.core.spectrum import residual
 
     n = min(cfg.leakage_images, len(unseen) + len(real))
     rng = np.random.default_rng(cfg.seed)

@@ -22,22 +22,17 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from gmtrace.analyze import file_sha256
+from gmtrace.core.schema import DISCRETE, LOSS_TYPES, Targets
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import ImageBank
-from gmtrace.grouping import discriminant_projection, gm_gallery, open_set_score
-from gmtrace.heads import fit_logistic
-from gmtrace.nets.model import (
-    WEIGHTS,
-    GMTraceModel,
-    Inference,
-    ModelConfig,
-    infer,
-    load_model,
-)
-from gmtrace.nets.spectral import spectral_features
-from gmtrace.schema import DISCRETE, LOSS_TYPES, Targets
-from gmtrace.train import TrainConfig, train
+from gmtrace.methods.spectral_features import spectral_features
+from gmtrace.nets.model import GMTraceModel, ModelConfig
+from gmtrace.readout.embedding import discriminant_projection, gm_gallery, open_set_score
+from gmtrace.readout.fit import fit_logistic
+from gmtrace.readout.inference import Inference, infer
+from gmtrace.readout.readout import Readout
+from gmtrace.readout.saved import load_model, model_digest
+from gmtrace.train.loop import TrainConfig, train
 
 GROUP_DIMS = ModelConfig.group_dims  # the same grouping embedding size for every method
 
@@ -77,9 +72,11 @@ class NetMethod(Method):
         result = train(
             ds, out_dir / self.name, self.train_cfg, self.model_cfg, console=console, bank=bank
         )
-        self.model_: GMTraceModel = load_model(out_dir / self.name).model
+        saved = load_model(out_dir / self.name)
+        self.model_: GMTraceModel = saved.model
+        self.readout_: Readout = saved.readout
         self.cache_ = PredictionCache(
-            out_dir / self.name / "predictions", file_sha256(out_dir / self.name / WEIGHTS)
+            out_dir / self.name / "predictions", model_digest(out_dir / self.name)
         )
         return {
             "train_seconds": result["seconds"],
@@ -88,10 +85,10 @@ class NetMethod(Method):
         }
 
     def predict(self, images: np.ndarray) -> Inference:
-        return self.cache_.get(images, lambda: infer(self.model_, images))
+        return self.cache_.get(images, lambda: infer(self.model_, self.readout_, images))
 
     def fingerprints(self, images: np.ndarray) -> np.ndarray:
-        return infer(self.model_, images, fingerprints=True).fingerprint
+        return infer(self.model_, self.readout_, images, fingerprints=True).fingerprint
 
 
 class PredictionCache:

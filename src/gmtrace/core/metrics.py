@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gmtrace.schema import DISCRETE, LOSS_TYPES
+from gmtrace.core.schema import DISCRETE, LOSS_TYPES
 
 
 def binary_f1(pred: np.ndarray, truth: np.ndarray) -> float:

@@ -43,7 +43,7 @@ never touches its parameters, each parameter with at least two dimensions larger
 than 1 is a conv layer when it has 3 or more dimensions and a fully connected one
 when it has 2 (a learned 4-D constant then looks like a conv: declare it "none").
 
-Field definitions (raw values; `gmtrace.schema` encodes them):
+Field definitions (raw values; `gmtrace.core.schema` encodes them):
 
 * ``n_conv`` / ``n_fc``: conv (any `_ConvNd`, transposed included, or declared)
   and fully connected (`nn.Linear`, `nn.Bilinear`, or declared) layers, plus the
@@ -115,7 +115,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
 
-from gmtrace.schema import ARCH_NAMES, UPSAMPLING_KINDS, arch_row
+from gmtrace.core.schema import ARCH_NAMES, UPSAMPLING_KINDS, arch_row
 
 _ROLES = ("conv", "fc", "norm", "pool", "none")
 _NORM_KINDS = ("batch", "instance", "layer_group")

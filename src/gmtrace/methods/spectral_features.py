@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from gmtrace.spectrum import azimuthal_average, log_spectra
+from gmtrace.core.spectrum import azimuthal_average, log_spectra
 
 
 def spectral_features(images: np.ndarray, n_bins: int | None = None) -> np.ndarray:

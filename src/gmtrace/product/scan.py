@@ -33,14 +33,11 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gmtrace.data.crops import Crops, crop_count
 from gmtrace.data.images import ImageError, decode_rgb, display_path, read_bytes
-
-if TYPE_CHECKING:
-    from gmtrace.analyze import Crops
 
 SCHEMA_VERSION = 2  # 2: parse_linear
 BATCH_FILES = 32  # fixed: a resumed scan must cut its files into the same batches
@@ -469,12 +466,11 @@ def _local_batches(analyzer, blocks, todo, model, workers: int) -> Iterator[list
 
 
 class _RayBlockScanner:
-    """A Ray Data actor: its own Analyzer, the rows of one batch per call."""
+    """A Ray Data actor: its own analyzer (of the scanning analyzer's class), the rows
+    of one batch per call."""
 
-    def __init__(self, model_dir: str, device: str | None, max_crops: int):
-        from gmtrace.analyze import Analyzer
-
-        self.analyzer = Analyzer(model_dir, device=device, max_crops=max_crops)
+    def __init__(self, analyzer_class: type, model_dir: str, device: str | None, max_crops: int):
+        self.analyzer = analyzer_class(model_dir, device=device, max_crops=max_crops)
 
     def __call__(self, batch: dict) -> dict:
         out = []
@@ -512,7 +508,12 @@ def _ray_batches(analyzer, blocks, todo, workers: int, address: str | None) -> I
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), 200))
         rows = ds.map_batches(
             _RayBlockScanner,
-            fn_constructor_args=(str(analyzer.model_dir_), analyzer.device, analyzer.max_crops),
+            fn_constructor_args=(
+                type(analyzer),
+                str(analyzer.model_dir_),
+                analyzer.device,
+                analyzer.max_crops,
+            ),
             batch_size=1,
             concurrency=max(1, workers),
             num_cpus=1,
@@ -531,8 +532,6 @@ ENGINES = ("local", "ray")
 def _check_crops(rows: list[dict], analyzer, out) -> None:
     """Refuse to resume rows that read their images with another crop setting
     (`max_crops`): the finished file would mix two ways of reading images."""
-    from gmtrace.analyze import crop_count
-
     for r in rows:
         if not r["ok"]:
             continue

@@ -1,0 +1,5 @@
+"""`python -m gmtrace.cli`: the `gmtrace` command."""
+
+from gmtrace.cli.main import app
+
+app()

@@ -1,0 +1,2 @@
+"""What the evaluation compares, behind one interface: gmtrace, RED's architecture
+and the spectral baseline."""

@@ -1,0 +1,132 @@
+"""What every method answers with (`Inference`, one row per image) and how a
+trained gmtrace network with its fitted readout produces it (`infer`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gmtrace.core.schema import read_linear
+from gmtrace.data.images import to_float
+from gmtrace.nets.model import GMTraceModel
+from gmtrace.readout.embedding import open_set_score
+from gmtrace.readout.readout import Readout
+
+
+@dataclass
+class Inference:
+    """Per-image answers of a method, as numpy arrays (one row per image)."""
+
+    p_generated: np.ndarray  # [N] calibrated probability that the image is generated
+    attribution: np.ndarray  # [N, n_gms] probabilities over the training GMs
+    open_score: np.ndarray  # [N] higher = less like any training GM
+    embedding: np.ndarray  # [N, D], for grouping
+    continuous: np.ndarray  # [N, 9] normalized scale
+    discrete_prob: list[np.ndarray]  # per discrete field [N, C]
+    loss_prob: np.ndarray  # [N, 10]
+    fingerprint: np.ndarray | None = None  # [N, H, W, 3] when asked for
+    # the parsing probe's raw outputs [N, probe_outputs()] (`schema.read_linear`),
+    # where it answers
+    parse_linear: np.ndarray | None = None
+
+    def parse_of(self, rows=slice(None)) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        """The parse of images `rows` taken together (one GM's images, one image's
+        crops): continuous values [9] (normalized scale), class probabilities per
+        discrete field, loss-type probabilities [10].
+
+        Where the parsing probe answered, its raw outputs are averaged before
+        they are read: its linear parts were fitted on GMs' mean inputs, so this is
+        their answer for the images' mean input (each image's input clipped to 5
+        standard deviations first); the forests' half of the continuous values
+        (with `probe_trees`) is the mean of the images' own answers. Measured on
+        family-held-out folds, a forest's answer for the mean input and the mean
+        of its answers parse alike (docs/architecture.md). Averaging each image's
+        probabilities instead lets a few confident images outvote the mean, and
+        reads a GM's inputs at a spread the probe never saw. Otherwise (the SGD
+        heads, the baselines) the images' answers are averaged."""
+        if self.parse_linear is None:
+            return (
+                self.continuous[rows].mean(axis=0),
+                [p[rows].mean(axis=0) for p in self.discrete_prob],
+                self.loss_prob[rows].mean(axis=0),
+            )
+        return read_linear(self.parse_linear[rows].mean(axis=0))
+
+
+@torch.no_grad()
+def head_features(model: GMTraceModel, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """The frozen head features h [N, D] of uint8 images [N, H, W, 3]: what the
+    readout is fitted on."""
+    model.eval()
+    dev = next(model.parameters()).device
+    out = []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(to_float(images[i : i + batch])).to(dev)
+        out.append(model(x).features.float().cpu().numpy())
+    if not out:
+        raise ValueError("head_features: no images")
+    return np.concatenate(out)
+
+
+@torch.no_grad()
+def infer(
+    model: GMTraceModel,
+    readout: Readout,
+    images: np.ndarray,
+    batch: int = 64,
+    fingerprints: bool = False,
+    features: bool = False,
+) -> Inference:
+    """Run `model` and its fitted `readout` on uint8 images [N, H, W, 3] (one size)
+    in batches.
+
+    open_score is `embedding.open_set_score` of the attribution probabilities and the
+    unit-length grouping embedding against the readout's gallery of training GMs (1 -
+    max attribution probability alone where it has none); the grouping embedding is
+    the head features standardized over the training images, projected on the
+    discriminant directions of the training GMs and scaled to unit length (with
+    `features`, the raw head features). Parsing is the readout's probe where it has
+    one, else the network's own parsing heads."""
+    model.eval()
+    dev = next(model.parameters()).device
+    parts: dict[str, list] = {}
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(to_float(images[i : i + batch])).to(dev)
+        o = model(x)
+        r = readout(o.features, x)
+        parse = o.parse if r.parse is None else r.parse
+        vals = {
+            "p_generated": r.p_generated,
+            "attribution": r.attribution,
+            "embedding": o.features if features else r.embedding,
+            "unit": r.embedding,
+            "continuous": parse.continuous,
+            "loss_prob": parse.loss_prob,
+        }
+        for j, p in enumerate(parse.discrete_prob()):
+            vals[f"d{j}"] = p
+        if fingerprints:
+            vals["fingerprint"] = o.fingerprint.permute(0, 2, 3, 1)
+        if parse.linear is not None:
+            vals["parse_linear"] = parse.linear
+        for k, v in vals.items():
+            parts.setdefault(k, []).append(v.float().cpu().numpy())
+    if not parts:
+        raise ValueError("infer: no images")
+    cat = {k: np.concatenate(v) for k, v in parts.items()}
+    n_disc = sum(1 for k in cat if k[0] == "d" and k[1:].isdigit())
+    gallery = getattr(readout, "gallery_", None)
+    gallery = None if gallery is None else gallery.cpu().numpy()
+    return Inference(
+        p_generated=cat["p_generated"],
+        attribution=cat["attribution"],
+        open_score=open_set_score(cat["attribution"], cat["unit"], gallery).astype(np.float32),
+        embedding=cat["embedding"],
+        continuous=cat["continuous"],
+        discrete_prob=[cat[f"d{j}"] for j in range(n_disc)],
+        loss_prob=cat["loss_prob"],
+        fingerprint=cat.get("fingerprint"),
+        parse_linear=cat.get("parse_linear"),
+    )

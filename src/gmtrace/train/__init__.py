@@ -1,0 +1,2 @@
+"""The training loop: batches, losses, checkpoints, then the readout fitted on the
+trained network."""
