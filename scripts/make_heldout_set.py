@@ -76,11 +76,11 @@ def record() -> None:
     for r in results:
         rows.append(
             {
-                "file": r.file,
+                "file": r.path,
                 "p_generated": r.p_generated,
                 "open_set_score": r.open_set_score,
                 "unknown_gm": r.unknown_gm,
-                "known_gms": r.known_gms,
+                "known_gms": r.top_gms,
                 "hyperparameters": r.hyperparameters,
                 "loss_probabilities": r.loss_probabilities,
                 "embedding": [float(v) for v in r.embedding],

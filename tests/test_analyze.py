@@ -16,6 +16,7 @@ from gmtrace.cli.main import app
 from gmtrace.core.schema import ARCH_NAMES, LOSS_TYPES
 from gmtrace.data.crops import crop_count, crop_grid
 from gmtrace.product.analyze import Analyzer, check_zoo
+from gmtrace.product.rows import ROW_FIELDS
 
 runner = CliRunner()
 
@@ -95,14 +96,12 @@ def test_analyzer_answers_and_errors(model_dir: Path, files: dict[str, Path]):
         r = by[k]
         assert r.ok and r.error is None, k
         assert 0.0 <= r.p_generated <= 1.0 and r.verdict in ("generated", "real")
-        assert (
-            len(r.known_gms) == 2 and r.known_gms[0]["probability"] >= r.known_gms[1]["probability"]
-        )
+        assert len(r.top_gms) == 2 and r.top_gms[0]["probability"] >= r.top_gms[1]["probability"]
         assert {n for n in ARCH_NAMES} <= set(r.hyperparameters)
         assert set(r.loss_probabilities) == set(LOSS_TYPES)
         assert r.hyperparameters["n_params"] > 0
     assert by["large"].crops == 9 and not by["large"].padded  # 200x150 read as 3x3 crops of 32
-    assert by["gray"].size == (40, 48)
+    assert (by["gray"].width, by["gray"].height) == (40, 48)
     for k, msg in BAD.items():
         r = by[k]
         assert not r.ok and str(files[k]) in r.error and msg in r.error, (k, r.error)
@@ -128,8 +127,15 @@ def test_cli_analyze_table_json_and_views(model_dir: Path, files: dict[str, Path
     res = runner.invoke(app, [*args, "--model", str(model_dir), "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout[res.stdout.index("[") : res.stdout.rindex("]") + 1])
-    assert [r["ok"] for r in out] == [True, True, False]
-    assert "cannot decode" in out[2]["error"]
+    # the rows of a scan (one schema), in the order a scan finds the files
+    assert all(list(r) == list(ROW_FIELDS) for r in out)
+    assert [r["path"] for r in out] == sorted(
+        str(files[k]) for k in ("generated", "gray", "truncated")
+    )
+    by = {r["path"]: r for r in out}
+    assert by[str(files["generated"])]["ok"] and by[str(files["gray"])]["width"] == 40
+    assert "cannot decode" in by[str(files["truncated"])]["error"]
+    assert by[str(files["truncated"])]["sha256"] is not None
     views = tmp_path / "views"
     res = runner.invoke(app, [*args, "--model", str(model_dir), "--save-views", str(views)])
     assert res.exit_code == 0, res.output

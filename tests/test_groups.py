@@ -14,7 +14,7 @@ from gmtrace.core.metrics import grouping_scores
 from gmtrace.core.schema import CONTINUOUS, DISCRETE, LOSS_TYPES, parse_widths
 from gmtrace.grouping.cluster import group, group_scalable
 from gmtrace.product.groups import group_rows
-from gmtrace.product.scan import SCHEMA_VERSION
+from gmtrace.product.rows import SCHEMA_VERSION
 from gmtrace.readout.embedding import gm_gallery, open_set_score
 
 runner = CliRunner()
@@ -174,3 +174,10 @@ def test_group_takes_the_finest_cut_near_the_best_silhouette(monkeypatch):
     monkeypatch.setattr(grouping, "SILHOUETTE_TOLERANCE", 0.95)
     fine = len(np.unique(group(emb)))
     assert coarse == fine == 6  # six blobs: the tolerance does not split them further
+
+
+def test_groups_are_numbered_by_size_then_first_appearance():
+    from gmtrace.grouping.cluster import number_groups
+
+    labels = np.array([5, 5, 2, 7, 7, 7, 2, 9])
+    assert number_groups(labels).tolist() == [2, 2, 3, 1, 1, 1, 3, 4]

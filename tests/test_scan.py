@@ -17,16 +17,10 @@ import pytest
 from typer.testing import CliRunner
 
 from gmtrace.cli.main import app
+from gmtrace.data.images import find_images
 from gmtrace.product.analyze import Analyzer
-from gmtrace.product.scan import (
-    ROW_FIELDS,
-    SCHEMA_VERSION,
-    ScanError,
-    find_images,
-    read_results,
-    results_differ,
-    scan,
-)
+from gmtrace.product.rows import ROW_FIELDS, SCHEMA_VERSION
+from gmtrace.product.scan import ScanError, read_results, results_differ, scan
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bad_inputs import NON_UTF8, make_corpus  # noqa: E402

@@ -74,13 +74,13 @@ def test_shipped_model_gives_the_recorded_answers(heldout):
     ref, got, _ = heldout
     assert len(ref) == 102
     for r, g in zip(ref, got, strict=True):
-        assert g.file == r["file"]
+        assert g.path == r["file"]
         for key in ("p_generated", "open_set_score"):
             assert abs(getattr(g, key) - r[key]) < 1e-4, (r["file"], key)
         assert g.unknown_gm == r["unknown_gm"], r["file"]
-        assert [k["name"] for k in g.known_gms] == [k["name"] for k in r["known_gms"]]
+        assert [k["name"] for k in g.top_gms] == [k["name"] for k in r["known_gms"]]
         np.testing.assert_allclose(
-            [k["probability"] for k in g.known_gms],
+            [k["probability"] for k in g.top_gms],
             [k["probability"] for k in r["known_gms"]],
             atol=1e-4,
         )
@@ -105,12 +105,12 @@ def test_shipped_model_detects_and_groups_gms_it_never_saw(heldout):
     from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
     _, got, analyzer = heldout
-    fake = np.array([g.file.startswith("fake/") for g in got])
+    fake = np.array([g.path.startswith("fake/") for g in got])
     p = np.array([g.p_generated for g in got])
     assert roc_auc_score(fake, p) >= 0.95
     assert np.mean(p[fake] >= 0.5) >= 0.85 and np.mean(p[~fake] < 0.5) >= 0.75
-    gen = [g for g in got if g.file.startswith("fake/")]
+    gen = [g for g in got if g.path.startswith("fake/")]
     n_groups = analyzer.group(gen, generated_only=False)
-    truth = [g.file.split("/")[1] for g in gen]
+    truth = [g.path.split("/")[1] for g in gen]
     assert 10 <= n_groups <= 20
     assert adjusted_rand_score(truth, [g.group for g in gen]) >= 0.8

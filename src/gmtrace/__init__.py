@@ -27,11 +27,11 @@ def __getattr__(name: str):
         "Architecture": "gmtrace.zoo.introspect",
         "describe": "gmtrace.zoo.introspect",
         "Analyzer": "gmtrace.product.analyze",
-        "ImageResult": "gmtrace.product.analyze",
+        "ImageResult": "gmtrace.product.rows",
         "read_results": "gmtrace.product.scan",
         "ScanSummary": "gmtrace.product.scan",
-        "SCHEMA_VERSION": "gmtrace.product.scan",
-        "ROW_FIELDS": "gmtrace.product.scan",
+        "SCHEMA_VERSION": "gmtrace.product.rows",
+        "ROW_FIELDS": "gmtrace.product.rows",
         "GROUPS_SCHEMA_VERSION": "gmtrace.product.groups",
     }
     if name in home:

@@ -189,13 +189,12 @@ def analyze(
     that GM's architecture and training losses?"""
     from gmtrace.core.runtime import progress
     from gmtrace.core.schema import format_count
-    from gmtrace.data.images import list_images
+    from gmtrace.data.images import find_images
     from gmtrace.product.analyze import Analyzer
+    from gmtrace.product.rows import ImageResult, model_fields
 
-    files: list[Path] = []
-    for p in images:
-        files += list_images(p) if p.is_dir() else [p]
-    if not files:
+    files, problems = find_images(images)
+    if not files and not problems:
         _fail("no image files given (folders are searched recursively)")
     try:
         analyzer = Analyzer(model, device=device, top_k=top, max_crops=max_crops)
@@ -204,12 +203,16 @@ def analyze(
     with progress(Console(stderr=True), transient=True) as bars:
         task = bars.add_task("analyze", total=len(files), status="")
         results = analyzer.analyze(files, save_views, on_done=lambda: bars.advance(task))
+    results += [ImageResult(p, False, msg) for p, msg in problems.items()]
     n_groups = analyzer.group(results) if group else None
     ok = [r for r in results if r.ok]
     if as_json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        extras = ("group",) * group + ("fingerprint_png", "spectrum_png") * bool(save_views)
+        model_f = model_fields(analyzer)
+        rows = [r.to_row(model_f) | {k: getattr(r, k) for k in extras} for r in results]
+        print(json.dumps(rows, indent=2))
     else:
-        t = Table(title=f"gmtrace analyze ({len(files)} images)")
+        t = Table(title=f"gmtrace analyze ({len(results)} images)")
         t.add_column("image", overflow="fold")
         t.add_column("p(gen)", justify="right")
         t.add_column("source GM")
@@ -219,10 +222,10 @@ def analyze(
             t.add_column("group", justify="right")
         for r in results:
             if not r.ok:
-                t.add_row(r.file, "-", "[red]error[/]", r.error or "", "", *([""] if group else []))
+                t.add_row(r.path, "-", "[red]error[/]", r.error or "", "", *([""] if group else []))
                 continue
             h = r.hyperparameters
-            gm = r.known_gms[0]
+            gm = r.top_gms[0]
             note = " (padded)" if r.padded else ""
             if r.verdict == "real":  # no generator to name or parse (--json keeps the numbers)
                 src = parsed = losses = "-"
@@ -234,7 +237,7 @@ def analyze(
                 )
                 losses = ", ".join(r.losses) or "-"
             t.add_row(
-                r.file + note,
+                r.path + note,
                 f"{r.p_generated:.2f}",
                 src,
                 parsed,

@@ -7,16 +7,20 @@ failure and carry on.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import io
 import os
 import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm"}
 MIN_SIDE = 8
+MAX_FILE_BYTES = 256 * 1024 * 1024  # what a scan or an analysis reads of one file
 MAX_PIXELS = 80_000_000
 
 
@@ -24,13 +28,50 @@ class ImageError(ValueError):
     """A file that cannot be used as an image; the message names the file."""
 
 
-def is_image_path(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+@functools.cache
+def readable_suffixes() -> frozenset[str]:
+    """The file extensions Pillow can open (not those it can only write)."""
+    Image.init()
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file of this name is searched for in folders: an extension Pillow
+    opens, and not a hidden file."""
+    return os.path.splitext(name)[1].lower() in readable_suffixes() and not name.startswith(".")
+
+
+def find_images(paths: Iterable[str | Path]) -> tuple[list[str], dict[str, str]]:
+    """(image files, sorted and unique; {path: error} for what cannot be searched):
+    the one way gmtrace finds images (analyze, scan, zoo and photo folders).
+
+    Folders are walked recursively without following symlinked folders (so a
+    symlink loop cannot trap the walk); a folder named like an image is a folder.
+    A file named on the command line is kept whatever its extension; a named path
+    that does not exist, or a folder that cannot be listed, gets an error."""
+    files: set[str] = set()
+    problems: dict[str, str] = {}
+    for p in paths:
+        p = os.fspath(p)
+        if os.path.isdir(p):
+
+            def record(e: OSError, top: str = p) -> None:
+                name = display_path(e.filename or top)
+                problems[name] = f"{name}: cannot list folder ({e.strerror or e})"
+
+            for root, dirs, names in os.walk(p, onerror=record, followlinks=False):
+                dirs.sort()
+                files.update(os.path.join(root, n) for n in names if is_image_name(n))
+        elif os.path.lexists(p):
+            files.add(p)
+        else:
+            problems[display_path(p)] = f"{display_path(p)}: no such file or folder"
+    return sorted(files, key=display_path), problems
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files under `folder`, recursively, in sorted order."""
-    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_path(p))
+    """Image files under `folder`, recursively, in sorted order (`find_images`)."""
+    return sorted(Path(f) for f in find_images([folder])[0])
 
 
 def images_by_domain(folder: Path) -> list[tuple[Path, Path, str]]:
@@ -125,6 +166,36 @@ def decode_rgb(
             f"(need at least {min_side} px a side)"
         )
     return arr
+
+
+@dataclass
+class Decoded:
+    """A file's bytes decoded: their sha256 and length, and the RGB image or the
+    one-line error naming the file."""
+
+    sha256: str
+    nbytes: int
+    image: np.ndarray | None = None
+    error: str | None = None
+
+
+def decode_bytes(data: bytes, name: str | Path, max_pixels: int = MAX_PIXELS) -> Decoded:
+    """The one decode-hash-error path of files read whole (a scan's, an upload's):
+    `decode_rgb` of `data`, refused beyond `max_pixels`, with the bytes' sha256. A
+    decoder's own failure (not an `ImageError`) is this file's error too, so a
+    batch carries on."""
+    out = Decoded(hashlib.sha256(data).hexdigest(), len(data))
+    path = display_path(name)
+    try:
+        img = decode_rgb(data, name)
+        if img.shape[0] * img.shape[1] > max_pixels:
+            raise ImageError(f"{path}: more than {max_pixels // 1_000_000} MP")
+        out.image = img
+    except ImageError as e:
+        out.error = str(e)
+    except Exception as e:
+        out.error = f"{path}: cannot decode image ({type(e).__name__}: {e})".replace("\n", " ")
+    return out
 
 
 def _to_rgb(im: Image.Image) -> np.ndarray:

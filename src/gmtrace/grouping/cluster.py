@@ -138,3 +138,15 @@ def group_scalable(
             # a group's own stragglers: their centroid lies within the group
             labels[members] = ids[j] if d[j] <= limit[j] else labels.max() + 1
     return np.unique(labels, return_inverse=True)[1]
+
+
+def number_groups(labels: np.ndarray) -> np.ndarray:
+    """Group numbers 1, 2, ... for cluster labels [N]: the largest group is 1, and
+    groups of the same size are numbered in the order their first image comes (the
+    one numbering of analyze, scan groups, the server and the report)."""
+    labels = np.asarray(labels)
+    first = {lab: i for i, lab in reversed(list(enumerate(labels.tolist())))}
+    sizes = {lab: int(np.sum(labels == lab)) for lab in first}
+    order = sorted(first, key=lambda lab: (-sizes[lab], first[lab]))
+    number = {lab: k for k, lab in enumerate(order, 1)}
+    return np.array([number[lab] for lab in labels.tolist()], dtype=int)

@@ -13,7 +13,6 @@ averaged (their spread is reported); a smaller one is reflect-padded, and flagge
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -22,9 +21,17 @@ import numpy as np
 from gmtrace.core.runtime import pick_device
 from gmtrace.core.schema import CONTINUOUS, Normalizer, decode
 from gmtrace.data.crops import Crops, crop_grid
-from gmtrace.data.images import ImageError, load_rgb, save_png
-from gmtrace.grouping.cluster import group_scalable
+from gmtrace.data.images import (
+    MAX_FILE_BYTES,
+    ImageError,
+    decode_bytes,
+    load_rgb,
+    read_bytes,
+    save_png,
+)
+from gmtrace.grouping.cluster import group_scalable, number_groups
 from gmtrace.nets.fen import fold_batch_norm
+from gmtrace.product.rows import ImageResult
 from gmtrace.product.scan import scan
 from gmtrace.readout.embedding import open_set_score
 from gmtrace.readout.inference import infer
@@ -34,40 +41,6 @@ from gmtrace.readout.saved import load_model, model_digest
 def default_model_dir() -> Path:
     """The model shipped inside the package (trained with `gmtrace train`)."""
     return Path(str(resources.files("gmtrace") / "models" / "default"))
-
-
-@dataclass
-class ImageResult:
-    file: str
-    ok: bool
-    error: str | None = None
-    size: tuple[int, int] | None = None  # width, height
-    crops: int = 0
-    padded: bool = False
-    p_generated: float | None = None
-    verdict: str | None = None  # "generated" | "real"
-    known_gms: list[dict] = field(default_factory=list)  # [{"name", "probability"}]
-    open_set_score: float | None = None
-    unknown_gm: bool | None = None
-    hyperparameters: dict = field(default_factory=dict)
-    continuous_spread: dict = field(default_factory=dict)  # std over crops, normalized
-    losses: list[str] = field(default_factory=list)
-    loss_probabilities: dict = field(default_factory=dict)
-    fingerprint_png: str | None = None
-    spectrum_png: str | None = None
-    group: int | None = None  # set by `Analyzer.group`: images sharing a source GM
-    embedding: np.ndarray | None = field(default=None, repr=False)
-    # the parsing probe's linear outputs, mean over the crops (`Inference.parse_of`);
-    # None where the model has no probe. `gmtrace group` reads a group's parse from them
-    parse_linear: np.ndarray | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict:
-        d = dict(self.__dict__)
-        d.pop("embedding")
-        d.pop("parse_linear")
-        if d["size"] is not None:
-            d["size"] = list(d["size"])
-        return d
 
 
 class Analyzer:
@@ -151,14 +124,15 @@ class Analyzer:
         losses = parsed.pop("losses")
         loss_p = parsed.pop("loss_probabilities")
         return ImageResult(
-            file=name,
+            path=name,
             ok=True,
-            size=c.size,
+            width=c.size[0],
+            height=c.size[1],
             crops=len(c.grid),
             padded=c.padded,
             p_generated=p,
             verdict="generated" if p >= self.threshold else "real",
-            known_gms=[{"name": self.gm_names_[i], "probability": float(attr[i])} for i in top],
+            top_gms=[{"name": self.gm_names_[i], "probability": float(attr[i])} for i in top],
             open_set_score=open_score,
             unknown_gm=bool(open_score > self.open_threshold_),
             hyperparameters=parsed,
@@ -174,9 +148,10 @@ class Analyzer:
 
     def group(self, results: list[ImageResult], generated_only: bool = True) -> int:
         """Group analyzed images by source GM, without knowing how many GMs there
-        are (Ward clustering cut near the silhouette peak, `gmtrace.grouping.cluster.group`): sets
-        `result.group` to 1, 2, ... (None for failed images, and for images that
-        look real when `generated_only`). Returns the number of groups."""
+        are (Ward clustering cut near the silhouette peak, `grouping.cluster.group`):
+        sets `result.group` to 1, 2, ... (largest first, `grouping.cluster.
+        number_groups`; None for failed images, and for images that look real when
+        `generated_only`). Returns the number of groups."""
         keep = [
             r
             for r in results
@@ -185,11 +160,10 @@ class Analyzer:
         if not keep:
             return 0
         emb = np.stack([r.embedding / (np.linalg.norm(r.embedding) + 1e-12) for r in keep])
-        labels = group_scalable(emb)
-        order = {lab: i + 1 for i, lab in enumerate(dict.fromkeys(labels))}
-        for r, lab in zip(keep, labels, strict=True):
-            r.group = order[lab]
-        return len(order)
+        numbers = number_groups(group_scalable(emb))
+        for r, k in zip(keep, numbers, strict=True):
+            r.group = int(k)
+        return int(numbers.max())
 
     def scan(
         self,
@@ -212,18 +186,24 @@ class Analyzer:
         image's fingerprint and spectrum are written there as PNG."""
         out = []
         for p in paths:
-            try:
-                img = load_rgb(p)
-            except ImageError as e:
-                out.append(ImageResult(file=str(p), ok=False, error=str(e)))
-            else:
-                r = self.analyze_array(img, str(p))
-                if save_dir is not None:
-                    self._save_views(img, Path(p), Path(save_dir), r)
-                out.append(r)
+            out.append(self._analyze_file(p, save_dir))
             if on_done is not None:
                 on_done()
         return out
+
+    def _analyze_file(self, p: str | Path, save_dir: str | Path | None) -> ImageResult:
+        try:
+            data = read_bytes(p, MAX_FILE_BYTES)
+        except ImageError as e:
+            return ImageResult(path=str(p), ok=False, error=str(e))
+        d = decode_bytes(data, p)
+        if d.image is None:
+            return ImageResult(str(p), False, d.error, sha256=d.sha256, bytes=d.nbytes)
+        r = self.analyze_array(d.image, str(p))
+        r.sha256, r.bytes = d.sha256, d.nbytes
+        if save_dir is not None:
+            self._save_views(d.image, Path(p), Path(save_dir), r)
+        return r
 
     def _save_views(self, img: np.ndarray, path: Path, save_dir: Path, r: ImageResult) -> None:
         import torch

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from gmtrace.core.schema import CONTINUOUS, DISCRETE, LOSS_TYPES, parse_widths, read_linear
-from gmtrace.grouping.cluster import group_scalable
+from gmtrace.grouping.cluster import group_scalable, number_groups
 
 GROUPS_SCHEMA_VERSION = 1
 
@@ -63,9 +63,9 @@ def group_rows(rows: list[dict], generated_only: bool = True) -> dict:
     if not keep:
         return out
     labels = group_scalable(np.array([r["embedding"] for r in keep], dtype=np.float64))
-    order = sorted(np.unique(labels), key=lambda g: (-int(np.sum(labels == g)), int(g)))
-    for k, g in enumerate(order, 1):
-        members = [r for r, lab in zip(keep, labels, strict=True) if lab == g]
+    numbers = number_groups(labels)
+    for k in range(1, int(numbers.max()) + 1):
+        members = [r for r, n in zip(keep, numbers, strict=True) if n == k]
         out["groups"].append(describe_group(k, members))
     return out
 

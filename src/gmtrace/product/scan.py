@@ -24,7 +24,6 @@ appended to, so the scan writes `FILE.partial.jsonl` and converts it at the end.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -34,46 +33,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from gmtrace.data.crops import Crops, crop_count
-from gmtrace.data.images import ImageError, decode_rgb, display_path, read_bytes
-
-SCHEMA_VERSION = 2  # 2: parse_linear
-BATCH_FILES = 32  # fixed: a resumed scan must cut its files into the same batches
-MAX_FILE_BYTES = 256 * 1024 * 1024
-FORMATS = (".jsonl", ".csv", ".parquet")
-
-# every row has these keys, in this order (values None where they do not apply)
-ROW_FIELDS = (
-    "schema_version",
-    "path",
-    "sha256",
-    "bytes",
-    "ok",
-    "error",
-    "width",
-    "height",
-    "crops",
-    "padded",
-    "p_generated",
-    "verdict",
-    "top_gms",  # [{"name", "probability"}], most likely first
-    "open_set_score",
-    "unknown_gm",
-    "hyperparameters",  # {field: value, field_confidence: p} (discrete fields)
-    "continuous_spread",  # {field: std over the image's crops}, normalized scale
-    "losses",
-    "loss_probabilities",
-    "embedding",  # the grouping embedding (unit length), for `gmtrace group`
-    # the parsing probe's linear outputs (`schema.read_linear`), mean over the crops,
-    # for `gmtrace group`; None where the model has no probe
-    "parse_linear",
-    "model_id",
-    "weights_sha256",
+from gmtrace.data.images import (
+    MAX_FILE_BYTES,
+    ImageError,
+    decode_bytes,
+    display_path,
+    find_images,
+    read_bytes,
 )
-NESTED = ("top_gms", "hyperparameters", "continuous_spread", "losses", "loss_probabilities")
-NESTED += ("embedding", "parse_linear")
+from gmtrace.product.rows import NESTED, ROW_FIELDS, SCHEMA_VERSION, ImageResult, model_fields
+
+BATCH_FILES = 32  # fixed: a resumed scan must cut its files into the same batches
+FORMATS = (".jsonl", ".csv", ".parquet")
 
 
 class ScanError(ValueError):
@@ -97,90 +69,7 @@ class ScanSummary:
         return (self.analyzed + self.failed) / self.seconds if self.seconds > 0 else 0.0
 
 
-def readable_suffixes() -> set[str]:
-    """The file extensions Pillow can open (not those it can only write)."""
-    from PIL import Image
-
-    Image.init()
-    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
-
-
-def find_images(paths: Iterable[str | Path]) -> tuple[list[str], dict[str, str]]:
-    """(image files, sorted and unique; {path: error} for what cannot be searched).
-
-    Folders are walked recursively without following symlinked folders (so a
-    symlink loop cannot trap the walk); a folder named like an image is a folder.
-    A file named on the command line is kept whatever its extension; a named path
-    that does not exist, or a folder that cannot be listed, gets an error."""
-    suffixes = readable_suffixes()
-    files: set[str] = set()
-    problems: dict[str, str] = {}
-    for p in paths:
-        p = os.fspath(p)
-        if os.path.isdir(p):
-
-            def record(e: OSError, top: str = p) -> None:
-                name = display_path(e.filename or top)
-                problems[name] = f"{name}: cannot list folder ({e.strerror or e})"
-
-            for root, dirs, names in os.walk(p, onerror=record, followlinks=False):
-                dirs.sort()
-                for n in names:
-                    if os.path.splitext(n)[1].lower() in suffixes and not n.startswith("."):
-                        files.add(os.path.join(root, n))
-        elif os.path.lexists(p):
-            files.add(p)
-        else:
-            problems[display_path(p)] = f"{display_path(p)}: no such file or folder"
-    return sorted(files, key=display_path), problems
-
-
 # ----------------------------------------------------------------------------- rows
-
-
-def _row(path: str, model: dict, **values) -> dict:
-    row = dict.fromkeys(ROW_FIELDS)
-    row |= {"schema_version": SCHEMA_VERSION, "path": display_path(path), "ok": False}
-    row |= model | values
-    return row
-
-
-def result_row(r, path: str, sha: str, nbytes: int, model: dict) -> dict:
-    """A row from an `ImageResult` (`r.ok` True)."""
-    emb = np.asarray(r.embedding, dtype=np.float64)
-    emb = emb / max(float(np.linalg.norm(emb)), 1e-12)
-    return _row(
-        path,
-        model,
-        sha256=sha,
-        bytes=nbytes,
-        ok=True,
-        width=r.size[0],
-        height=r.size[1],
-        crops=r.crops,
-        padded=r.padded,
-        p_generated=r.p_generated,
-        verdict=r.verdict,
-        top_gms=r.known_gms,
-        open_set_score=r.open_set_score,
-        unknown_gm=r.unknown_gm,
-        hyperparameters=r.hyperparameters,
-        continuous_spread=r.continuous_spread,
-        losses=r.losses,
-        loss_probabilities=r.loss_probabilities,
-        embedding=[round(float(v), 7) for v in emb],
-        parse_linear=None
-        if r.parse_linear is None
-        else [round(float(v), 5) for v in r.parse_linear],
-    )
-
-
-def error_row(path: str, error: str, model: dict, sha: str | None = None, nbytes=None) -> dict:
-    return _row(path, model, sha256=sha, bytes=nbytes, error=error)
-
-
-def model_fields(analyzer) -> dict:
-    return {"model_id": analyzer.model_id_, "weights_sha256": analyzer.weights_sha256_}
 
 
 # --------------------------------------------------------------------------- output
@@ -402,14 +291,9 @@ def _load(analyzer, path: str) -> tuple[str, Crops | None, str | None, str | Non
         data = read_bytes(path, MAX_FILE_BYTES)
     except ImageError as e:
         return path, None, str(e), None, None
-    sha = hashlib.sha256(data).hexdigest()
-    try:
-        return path, analyzer.crops(decode_rgb(data, path)), None, sha, len(data)
-    except ImageError as e:
-        return path, None, str(e), sha, len(data)
-    except Exception as e:  # a decoder's own failure: recorded, the batch carries on
-        msg = f"{display_path(path)}: cannot decode image ({type(e).__name__}: {e})"
-        return path, None, msg.replace("\n", " "), sha, len(data)
+    d = decode_bytes(data, path)
+    crops = None if d.image is None else analyzer.crops(d.image)
+    return path, crops, d.error, d.sha256, d.nbytes
 
 
 def _note(summary: ScanSummary, error: str, keep: int = 20) -> None:
@@ -435,10 +319,9 @@ def _block_rows(analyzer, loaded: list, todo: set[str], model: dict) -> list[dic
     for path, _img, err, sha, nbytes in loaded:
         if path not in todo:
             continue  # its row is already in the output
-        if err is not None:
-            rows.append(error_row(path, err, model, sha, nbytes))
-        else:
-            rows.append(result_row(by_path[path], path, sha, nbytes, model))
+        r = ImageResult(path, False, err) if err is not None else by_path[path]
+        r.sha256, r.bytes = sha, nbytes
+        rows.append(r.to_row(model))
     return rows
 
 
@@ -572,7 +455,9 @@ def scan(
     _check_crops(rows, analyzer, out)
     done = {r["path"] for r in rows}
     summary = ScanSummary(out=str(out), files=len(files) + len(problems), resumed=len(done))
-    new_problems = [error_row(p, msg, model) for p, msg in problems.items() if p not in done]
+    new_problems = [
+        ImageResult(p, False, msg).to_row(model) for p, msg in problems.items() if p not in done
+    ]
     if new_problems:
         sink.append(new_problems)
         _tally(summary, new_problems)

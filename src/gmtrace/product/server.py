@@ -30,7 +30,6 @@ grows instead.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import json
 import socket
@@ -43,8 +42,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gmtrace.data.images import ImageError, decode_rgb
-from gmtrace.product.scan import SCHEMA_VERSION, error_row, model_fields, result_row
+from gmtrace.data.images import decode_bytes
+from gmtrace.product.report import image_views
+from gmtrace.product.rows import SCHEMA_VERSION, ImageResult, model_fields
 
 
 @dataclass(frozen=True)
@@ -204,28 +204,19 @@ def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
 
     def analyze(files, views: bool) -> list[dict]:
         model_f = model_fields(analyzer)
-        rows, imgs = [None] * len(files), []
-        for i, (name, data) in enumerate(files):
-            sha = hashlib.sha256(data).hexdigest()
-            try:
-                img = decode_rgb(data, name)
-                if img.shape[0] * img.shape[1] > limits.pixels:
-                    raise ImageError(f"{name}: more than {limits.pixels // 1_000_000} MP")
-                imgs.append((i, img, sha, len(data)))
-            except ImageError as e:
-                rows[i] = error_row(name, str(e), model_f, sha, len(data))
-            except Exception as e:  # a decoder's own failure: this file's row
-                rows[i] = error_row(name, f"{name}: cannot decode ({type(e).__name__})", model_f)
-        with lock:
-            results = analyzer.analyze_arrays(
-                [a for _, a, _, _ in imgs], [files[i][0] for i, *_ in imgs]
+        decoded = [decode_bytes(data, name, limits.pixels) for name, data in files]
+        good = [i for i, d in enumerate(decoded) if d.image is not None]
+        with lock:  # the network runs one request at a time
+            found = analyzer.analyze_arrays(
+                [decoded[i].image for i in good], [files[i][0] for i in good]
             )
-            for (i, img, sha, n), r in zip(imgs, results, strict=True):
-                rows[i] = result_row(r, files[i][0], sha, n, model_f)
-                if views:
-                    from gmtrace.product.report import image_views
-
-                    rows[i]["views"] = image_views(img, analyzer)
+            shown = {i: image_views(decoded[i].image, analyzer) for i in good} if views else {}
+        results = dict(zip(good, found, strict=True))
+        rows = []
+        for i, ((name, _), d) in enumerate(zip(files, decoded, strict=True)):
+            r = results.get(i) or ImageResult(name, False, d.error)
+            r.sha256, r.bytes = d.sha256, d.nbytes
+            rows.append(r.to_row(model_f) | ({"views": shown[i]} if i in shown else {}))
         return rows
 
     async def analyze_upload(request: Request, views: bool):
