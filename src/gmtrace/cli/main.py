@@ -661,11 +661,12 @@ def evaluate(
     console.print(summary_table(results))
     console.print(f"report: {out / 'report.md'}" + (f" and {report}" if report else ""))
     if card is not None:
+        from gmtrace.core.files import atomic_write_text
         from gmtrace.evaluation.report import model_card
 
         if not (card / "config.json").is_file():
             _fail(f"{card}: not a model folder (no config.json)")
-        (card / "card.json").write_text(json.dumps(model_card(results), indent=1) + "\n")
+        atomic_write_text(card / "card.json", json.dumps(model_card(results), indent=1) + "\n")
         console.print(f"model card: {card / 'card.json'}")
 
 

@@ -4,12 +4,14 @@
 written (a zoo's records, a model, a report, a results file converted at the end):
 the content goes to a temporary file beside the destination, which replaces it in
 one rename once the writer finished; a writer that fails leaves the old file as it
-was and no temporary file behind."""
+was and no temporary file behind. `atomic_dir` does the same for a folder (a zoo's
+GM, its real crops, an exported dataset)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +28,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_dir(path: str | Path, work: str | Path | None = None) -> Iterator[Path]:
+    """A fresh folder to fill (`work`, default beside `path`); it replaces `path` (an
+    existing folder is removed first) when the block ends without an error, and is
+    removed when it raises: a folder appears only when complete."""
+    final = Path(path)
+    tmp = Path(work) if work is not None else final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.replace(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

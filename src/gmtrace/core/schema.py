@@ -153,7 +153,11 @@ def loss_bits(losses: Sequence[str]) -> np.ndarray:
     return bits
 
 
-def loss_names(bits: Sequence[float], threshold: float = 0.5) -> list[str]:
+# a loss type is predicted when its probability reaches this (analyze, group, scoring)
+LOSS_THRESHOLD = 0.5
+
+
+def loss_names(bits: Sequence[float], threshold: float = LOSS_THRESHOLD) -> list[str]:
     """Fine loss types whose bit (or probability) reaches `threshold`."""
     return [n for n, b in zip(LOSS_TYPES, bits, strict=True) if float(b) >= threshold]
 

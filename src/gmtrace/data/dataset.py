@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gmtrace.core.files import atomic_path
 from gmtrace.core.schema import (
     ARCH_FIELDS,
     ARCH_NAMES,
@@ -198,13 +199,11 @@ def _record_from_row(row: dict[str, str], root: Path) -> GMRecord:
 
 def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
     """Write a CSV atomically (temporary file, then rename)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow(r)
-    tmp.replace(path)
 
 
 def real_records(folder: str | Path) -> list[RealRecord]:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gmtrace.core.files import atomic_dir, atomic_path, atomic_write_text
 from gmtrace.core.schema import (
     ARCH_FIELDS,
     LOSS_TYPES,
@@ -382,16 +383,12 @@ def _format_value(v: float) -> str:
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, arr, allow_pickle=False)
-    tmp.replace(path)
 
 
 def _write_text(path: Path, lines: list[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
 def _copy_images(gm: GMRecord, dest: Path) -> None:
@@ -400,14 +397,8 @@ def _copy_images(gm: GMRecord, dest: Path) -> None:
     src = Path(gm.image_dir)
     if not src.is_dir():
         raise DatasetError(f"{src}: image folder of GM {gm.name!r} missing")
-    tmp = dest.with_name("." + dest.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    for image in gm.images():
-        target = tmp / image.relative_to(src)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(image, target)
-    tmp.mkdir(parents=True, exist_ok=True)
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp.rename(dest)
+    with atomic_dir(dest) as tmp:
+        for image in gm.images():
+            target = tmp / image.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(image, target)

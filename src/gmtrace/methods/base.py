@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from gmtrace.core.files import atomic_path
 from gmtrace.core.schema import DISCRETE, LOSS_TYPES, Targets
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import ImageBank
@@ -121,9 +121,8 @@ class PredictionCache:
                 arrays |= {f"discrete_prob_{j}": d for j, d in enumerate(v)}
             elif v is not None:
                 arrays[f.name] = v
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
         return inf
 
 

@@ -232,7 +232,7 @@ def check_zoo(analyzer: Analyzer, zoo: str | Path, per_gm: int = 12, on_done=Non
     the GM-level parse (its images taken together, `Inference.parse_of`) against
     the introspected truth; for the zoo's real crops, the share called real."""
     from gmtrace.core.metrics import binary_f1
-    from gmtrace.core.schema import DISCRETE, LOSS_TYPES, encode, loss_bits
+    from gmtrace.core.schema import DISCRETE, LOSS_THRESHOLD, LOSS_TYPES, encode, loss_bits
     from gmtrace.data.dataset import GMDataset
 
     ds = GMDataset.from_zoo(zoo)
@@ -252,7 +252,7 @@ def check_zoo(analyzer: Analyzer, zoo: str | Path, per_gm: int = 12, on_done=Non
         crops = np.concatenate([crop_grid(a, analyzer.image_size_, 1)[0] for a in imgs])
         inf = infer(analyzer.model_, analyzer.readout_, crops)
         cont, disc, loss = inf.parse_of()
-        pred_bits = loss >= 0.5
+        pred_bits = loss >= LOSS_THRESHOLD
         true_bits = loss_bits(g.losses) > 0.5
         rows.append(
             {

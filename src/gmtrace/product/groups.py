@@ -25,13 +25,20 @@ Everything is computed from the rows: no image is read again.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from gmtrace.core.schema import CONTINUOUS, DISCRETE, LOSS_TYPES, parse_widths, read_linear
+from gmtrace.core.files import atomic_write_text
+from gmtrace.core.schema import (
+    CONTINUOUS,
+    DISCRETE,
+    LOSS_THRESHOLD,
+    LOSS_TYPES,
+    parse_widths,
+    read_linear,
+)
 from gmtrace.grouping.cluster import group_scalable, number_groups
 
 GROUPS_SCHEMA_VERSION = 1
@@ -122,15 +129,11 @@ def describe_group(k: int, members: list[dict]) -> dict:
         "nearest_known_gm": nearest,
         "hyperparameters": hp,
         "loss_probabilities": loss_p,
-        "losses": [t for t, p in loss_p.items() if p >= 0.5],
+        "losses": [t for t, p in loss_p.items() if p >= LOSS_THRESHOLD],
         "members": [m["path"] for m in members],
     }
 
 
 def write_groups(groups: dict, out: str | Path) -> Path:
     """Write groups.json atomically (a reader never sees half a file)."""
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(groups, indent=1) + "\n")
-    os.replace(tmp, out)
-    return out
+    return atomic_write_text(out, json.dumps(groups, indent=1) + "\n")

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from gmtrace.core.files import atomic_write_text
 from gmtrace.core.schema import CONTINUOUS, DISCRETE, format_count
 from gmtrace.data.images import ImageError, load_rgb
 
@@ -318,7 +319,6 @@ def write_report(
     title: str = "",
 ) -> Path:
     """Group `rows` (unless `groups` is given) and write the HTML report atomically."""
-    import os
 
     from gmtrace.product.groups import group_rows
 
@@ -328,8 +328,4 @@ def write_report(
         p = Path(analyzer.model_dir_) / "card.json"
         if p.is_file():
             card = json.loads(p.read_text())
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(render_report(rows, groups, analyzer, card, title), encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return atomic_write_text(out, render_report(rows, groups, analyzer, card, title))

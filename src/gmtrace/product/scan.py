@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gmtrace.core.files import atomic_path
 from gmtrace.data.crops import Crops, crop_count
 from gmtrace.data.images import (
     MAX_FILE_BYTES,
@@ -176,9 +177,8 @@ class ParquetOut(JsonlOut):
 
         rows = [_flat(r) for r in super().existing()]
         table = pa.Table.from_pylist(rows, schema=parquet_schema())
-        tmp = self.final.with_name(self.final.name + ".tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.final)
+        with atomic_path(self.final) as tmp:
+            pq.write_table(table, tmp)
         self.path.unlink()
 
 

@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 from safetensors.torch import load_file, save_file
 
+from gmtrace.core.files import atomic_dir
 from gmtrace.core.runtime import pick_device, progress, seed_everything
 from gmtrace.core.schema import Normalizer, encode
 from gmtrace.core.version import __version__
@@ -214,37 +215,22 @@ def _load_optim(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
 def _save_checkpoint(
     out: Path, model, opt, step: int, rng, signature: dict, seconds: float
 ) -> None:
-    ck = out / CHECKPOINT
-    tmp = out / (CHECKPOINT + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_file(
-        {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-        str(tmp / "model.safetensors"),
-    )
-    tensors, meta = _optim_state(opt)
-    tensors["torch_rng"] = torch.get_rng_state()
-    save_file(tensors, str(tmp / "optim.safetensors"))
-    (tmp / "state.json").write_text(
-        json.dumps(
-            {
-                "step": step,
-                "seconds": seconds,
-                "numpy_rng": rng.bit_generator.state,
-                "optim": meta,
-                "signature": signature,
-            },
-            indent=1,
+    with atomic_dir(out / CHECKPOINT) as tmp:
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+            str(tmp / "model.safetensors"),
         )
-    )
-    if ck.exists():
-        old = out / (CHECKPOINT + ".old")
-        ck.replace(old)
-        tmp.replace(ck)
-        for f in old.iterdir():
-            f.unlink()
-        old.rmdir()
-    else:
-        tmp.replace(ck)
+        tensors, meta = _optim_state(opt)
+        tensors["torch_rng"] = torch.get_rng_state()
+        save_file(tensors, str(tmp / "optim.safetensors"))
+        state = {
+            "step": step,
+            "seconds": seconds,
+            "numpy_rng": rng.bit_generator.state,
+            "optim": meta,
+            "signature": signature,
+        }
+        (tmp / "state.json").write_text(json.dumps(state, indent=1))
 
 
 def _same_run(saved: dict, current: dict) -> bool:

@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from gmtrace.core.files import atomic_dir, atomic_write_text
 from gmtrace.core.runtime import cpu_count, pick_device, progress, seed_everything, set_threads
 from gmtrace.core.schema import LOSS_TYPES
 from gmtrace.core.version import __version__
@@ -362,9 +363,7 @@ def _versions() -> dict[str, str]:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def finished_gms(out: Path) -> dict[str, dict]:
@@ -396,33 +395,21 @@ def write_gm(out: Path, result: dict) -> dict:
         _write_folder(
             out / ".partial" / f"pairs.{name}", result["pairs"], out / "pairs" / name, index
         )
-    tmp = out / ".partial" / name
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for i, data in enumerate(result["images"]):
-        (tmp / f"{i:05d}.png").write_bytes(data)
     meta = {k: v for k, v in result.items() if k not in ("images", "pairs", "pair_sources")}
-    _write_json(tmp / "meta.json", meta)
-    final = out / "fake" / name
-    final.parent.mkdir(exist_ok=True)
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.replace(final)
+    with atomic_dir(out / "fake" / name, out / ".partial" / name) as tmp:
+        for i, data in enumerate(result["images"]):
+            (tmp / f"{i:05d}.png").write_bytes(data)
+        _write_json(tmp / "meta.json", meta)
     return meta
 
 
 def _write_folder(tmp: Path, files: list[bytes], final: Path, index: list[dict]) -> None:
     """PNG files 00000.png... and index.csv (file, source, collection) into `final`,
     atomically (written in `tmp`, then renamed)."""
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for i, data in enumerate(files):
-        (tmp / f"{i:05d}.png").write_bytes(data)
-    write_csv(tmp / "index.csv", ("file", "source", "collection"), index)
-    final.parent.mkdir(exist_ok=True)
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.replace(final)
+    with atomic_dir(final, tmp) as work:
+        for i, data in enumerate(files):
+            (work / f"{i:05d}.png").write_bytes(data)
+        write_csv(work / "index.csv", ("file", "source", "collection"), index)
 
 
 def ground_truth(spec: GMSpec) -> dict:

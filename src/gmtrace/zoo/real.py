@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from gmtrace.core.files import atomic_dir
 from gmtrace.data.dataset import REAL_COLUMNS, write_csv
 from gmtrace.data.images import ImageError, images_by_domain, load_rgb, save_png, to_float
 from gmtrace.zoo.photos import Photo, load_catalog
@@ -211,30 +211,25 @@ def write_real(zoo: Path, photos: list[Photo], res: int, n: int, seed: int) -> i
     final = zoo / "real"
     if (final / "index.csv").is_file():
         return 0
-    tmp = zoo / ".partial" / "real"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     rng = np.random.default_rng(seed)
     rows = []
-    for i, k in enumerate(crop_order(photos, n, rng)):
-        photo = photos[int(k)]
-        crop, (x, y, size) = random_crop(photo, res, rng)
-        rel = Path("real") / photo.domain / f"{photo.name}_{i:05d}.png"
-        (tmp / photo.domain).mkdir(exist_ok=True)
-        save_png(crop, tmp / photo.domain / rel.name)
-        rows.append(
-            {
-                "file": str(rel),
-                "domain": photo.domain,
-                "source": photo.name,
-                "collection": photo.collection,
-                "x": x,
-                "y": y,
-                "size": size,
-            }
-        )
-    write_csv(tmp / "index.csv", REAL_COLUMNS, rows)
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.replace(final)
+    with atomic_dir(final, zoo / ".partial" / "real") as tmp:
+        for i, k in enumerate(crop_order(photos, n, rng)):
+            photo = photos[int(k)]
+            crop, (x, y, size) = random_crop(photo, res, rng)
+            rel = Path("real") / photo.domain / f"{photo.name}_{i:05d}.png"
+            (tmp / photo.domain).mkdir(exist_ok=True)
+            save_png(crop, tmp / photo.domain / rel.name)
+            rows.append(
+                {
+                    "file": str(rel),
+                    "domain": photo.domain,
+                    "source": photo.name,
+                    "collection": photo.collection,
+                    "x": x,
+                    "y": y,
+                    "size": size,
+                }
+            )
+        write_csv(tmp / "index.csv", REAL_COLUMNS, rows)
     return len(rows)

@@ -18,6 +18,7 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
+from gmtrace.core.files import atomic_path
 from gmtrace.core.schema import ARCH_FIELDS, format_count
 from gmtrace.core.spectrum import mean_spectrum
 from gmtrace.data.dataset import GMDataset
@@ -316,9 +317,8 @@ def _draw(rows: list[_Row], tile: int, per_gm: int, out_png: Path) -> None:
     for x, y, s, kw in texts:
         ax.text(x, y, s, fontsize=FONT_PT, va="center", clip_on=True, **{"ha": "left", **kw})
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.with_name(out_png.name + ".tmp")
-    fig.savefig(tmp, dpi=DPI, format="png")
-    tmp.replace(out_png)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png")
 
 
 def _palette(n: int) -> list[tuple[int, int, int]]:
