@@ -33,6 +33,7 @@ from gmtrace.grouping.cluster import group_scalable, number_groups
 from gmtrace.nets.fen import fold_batch_norm
 from gmtrace.product.rows import ImageResult
 from gmtrace.product.scan import scan
+from gmtrace.product.views import image_views
 from gmtrace.readout.embedding import open_set_score
 from gmtrace.readout.inference import infer
 from gmtrace.readout.saved import load_model, model_digest
@@ -206,24 +207,12 @@ class Analyzer:
         return r
 
     def _save_views(self, img: np.ndarray, path: Path, save_dir: Path, r: ImageResult) -> None:
-        import torch
-
-        from gmtrace.nets.model import SpectrumEncoder
-
         save_dir.mkdir(parents=True, exist_ok=True)
-        crops, _ = crop_grid(img, self.image_size_, 1)
-        fp = infer(self.model_, self.readout_, crops, fingerprints=True).fingerprint[0]
-        lo, hi = np.percentile(fp, [1, 99])
-        fp_img = (np.clip((fp - lo) / (hi - lo + 1e-9), 0, 1) * 255).astype(np.uint8)
-        spec = SpectrumEncoder.log_spectrum(torch.from_numpy(fp[None]).permute(0, 3, 1, 2))[0]
-        spec = spec.numpy()
-        s = (spec - spec.min()) / (spec.max() - spec.min() + 1e-9)
-        spec_img = (np.repeat(s[..., None], 3, axis=2) * 255).astype(np.uint8)
-        stem = path.stem
-        r.fingerprint_png = str(save_dir / f"{stem}_fingerprint.png")
-        r.spectrum_png = str(save_dir / f"{stem}_spectrum.png")
-        save_png(fp_img, r.fingerprint_png)
-        save_png(spec_img, r.spectrum_png)
+        views = image_views(img, self)
+        r.fingerprint_png = str(save_dir / f"{path.stem}_fingerprint.png")
+        r.spectrum_png = str(save_dir / f"{path.stem}_spectrum.png")
+        save_png(views["fingerprint"], r.fingerprint_png)
+        save_png(views["spectrum"], r.spectrum_png)
 
 
 def check_zoo(analyzer: Analyzer, zoo: str | Path, per_gm: int = 12, on_done=None) -> dict:

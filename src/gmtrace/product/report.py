@@ -18,9 +18,7 @@ can be mailed, archived or opened offline. Sections:
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,27 +29,12 @@ from PIL import Image
 from gmtrace.core.files import atomic_write_text
 from gmtrace.core.schema import CONTINUOUS, DISCRETE, format_count
 from gmtrace.data.images import ImageError, load_rgb
+from gmtrace.product.views import image_views, png_data, set_views
 
 MAX_TABLE_ROWS = 50_000
 SHEET = 12  # thumbnails per group
 THUMB = 96
 FINGERPRINT_IMAGES = 8
-
-
-def _png_data(rgb: np.ndarray, scale: int = 1) -> str:
-    im = Image.fromarray(rgb)
-    if scale > 1:
-        im = im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _to_8bit(a: np.ndarray) -> np.ndarray:
-    lo, hi = np.percentile(a, [1, 99])
-    x = np.clip((a - lo) / (hi - lo + 1e-9), 0, 1) * 255
-    x = x.astype(np.uint8)
-    return np.repeat(x[..., None], 3, axis=2) if x.ndim == 2 else x
 
 
 def _centre(img: np.ndarray, size: int) -> np.ndarray | None:
@@ -65,7 +48,7 @@ def _centre(img: np.ndarray, size: int) -> np.ndarray | None:
 def _thumb(img: np.ndarray) -> str:
     im = Image.fromarray(img)
     im.thumbnail((THUMB, THUMB))
-    return _png_data(np.asarray(im))
+    return png_data(np.asarray(im))
 
 
 def _load(path: str) -> np.ndarray | None:
@@ -75,26 +58,14 @@ def _load(path: str) -> np.ndarray | None:
         return None
 
 
-def image_views(img: np.ndarray, analyzer) -> dict:
-    """One image's fingerprint (the model's, on its centre crop) and the log spectrum
-    of that crop's high-pass residual, as PNG data URLs (for the web page)."""
-    from gmtrace.core.spectrum import log_spectrum
-    from gmtrace.data.augment import crop
-    from gmtrace.readout.inference import infer
-
-    c = crop(img, analyzer.image_size_)  # centred; a smaller image is reflect-padded
-    fp = infer(analyzer.model_, analyzer.readout_, c[None], fingerprints=True).fingerprint[0]
-    return {
-        "fingerprint": _png_data(_to_8bit(fp), 2),
-        "spectrum": _png_data(_to_8bit(log_spectrum(c)), 2),
-    }
+def image_views_data(img: np.ndarray, analyzer) -> dict[str, str]:
+    """`views.image_views` as PNG data URLs (for the web page)."""
+    return {k: png_data(v, 2) for k, v in image_views(img, analyzer).items()}
 
 
 def group_views(members: list[str], analyzer=None) -> dict:
-    """Thumbnails, mean fingerprint and mean residual spectrum of a group's images
-    (those still readable; the others are skipped)."""
-    from gmtrace.core.spectrum import mean_spectrum
-
+    """Thumbnails, mean fingerprint and mean spectrum of a group's images (those still
+    readable; the others are skipped), as PNG data URLs."""
     images = [
         (p, a) for p in members[: max(SHEET, FINGERPRINT_IMAGES)] if (a := _load(p)) is not None
     ]
@@ -102,14 +73,7 @@ def group_views(members: list[str], analyzer=None) -> dict:
     size = analyzer.image_size_ if analyzer is not None else 64
     crops = [c for _, a in images if (c := _centre(a, size)) is not None][:FINGERPRINT_IMAGES]
     if crops:
-        out["spectrum"] = _png_data(_to_8bit(mean_spectrum(crops)), 2)
-        if analyzer is not None:
-            from gmtrace.readout.inference import infer
-
-            fp = infer(
-                analyzer.model_, analyzer.readout_, np.stack(crops), fingerprints=True
-            ).fingerprint
-            out["fingerprint"] = _png_data(_to_8bit(fp.mean(axis=0)), 2)
+        out |= {k: png_data(v, 2) for k, v in set_views(crops, analyzer).items()}
     return out
 
 

@@ -43,7 +43,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gmtrace.data.images import decode_bytes
-from gmtrace.product.report import image_views
+from gmtrace.product.report import image_views_data
 from gmtrace.product.rows import SCHEMA_VERSION, ImageResult, model_fields
 
 
@@ -210,7 +210,7 @@ def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
             found = analyzer.analyze_arrays(
                 [decoded[i].image for i in good], [files[i][0] for i in good]
             )
-            shown = {i: image_views(decoded[i].image, analyzer) for i in good} if views else {}
+            shown = {i: image_views_data(decoded[i].image, analyzer) for i in good} if views else {}
         results = dict(zip(good, found, strict=True))
         rows = []
         for i, ((name, _), d) in enumerate(zip(files, decoded, strict=True)):
