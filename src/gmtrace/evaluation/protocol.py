@@ -50,7 +50,7 @@ from gmtrace.core.metrics import (
     permutation_test,
 )
 from gmtrace.core.runtime import seed_everything
-from gmtrace.core.schema import ARCH_NAMES, CONTINUOUS, DISCRETE, Normalizer, encode
+from gmtrace.core.schema import ARCH_NAMES, CONTINUOUS, DISCRETE, Normalizer, Targets, encode
 from gmtrace.core.version import __version__
 from gmtrace.data.augment import CONDITIONS, format_neutral
 from gmtrace.data.dataset import GMDataset
@@ -426,80 +426,13 @@ def evaluate(
     seed_everything(cfg.seed)
     t_start = time.perf_counter()
     base = ds
-    folds, sfolds, split_info = plan_splits(base, cfg)
-    if cfg.synth_gms:
-        ds = with_synth(base, synth, cfg.synth_gms)
-        split_info["synth_gms"] = len(ds) - len(base)
-        split_info["synth_zoo"] = str(synth.root)
-    console.print(
-        f"holdout: GMs by {split_info['gms_by']}, real photographs by {split_info['real_by']}"
-        + (f"; {split_info['synth_gms']} synthesized GMs in training" if cfg.synth_gms else "")
-    )
-    n_load = max(cfg.train_per_gm + cfg.seen_per_gm, cfg.test_per_gm)
-    console.print(f"decoding {len(ds)} GMs x {n_load} images and {len(ds.real)} real crops")
-    bank = load_bank(ds, per_gm=n_load, seed=cfg.seed, size=cfg.image_size)
-    for line in bank.failures:
-        console.print(f"[yellow]skipped:[/] {line}")
-    arch, bits = ds.arch_matrix(), ds.loss_matrix()
+    ds, folds, sfolds, split_info = _plan_run(base, synth, cfg, console)
+    bank = _load_images(ds, cfg, console)
     # one scale for scoring, whatever the synthesized GMs' ranges: the zoo's own GMs
     global_norm = Normalizer().fit(base.arch_matrix())
-    fold_of_gm = np.zeros(len(ds), dtype=int)
-    data: list[FoldData] = []
     plans = fold_plans(ds, bank, folds, sfolds, cfg)
-    for k, plan in enumerate(plans):
-        test = plan.test
-        console.rule(f"fold {k + 1}/{cfg.folds}: {len(test)} unseen GMs")
-        t_idx, u_idx = plan.train_gms, plan.test_gms
-        fold_of_gm[u_idx] = k
-        real_test, real_train = plan.real_test, plan.real_train
-        held_collections = set(split_info["test_collections"][k])
-        if split_info["real_by"] != "collection":  # photographs held out one by one
-            held_collections = set()
-        train_bank = replace(
-            bank.subset(t_idx, cfg.train_per_gm),
-            real=bank.real[real_train],
-            real_sources=[bank.real_sources[i] for i in real_train],
-        ).without_pairs_from(set(sfolds[k]), held_collections)
-        fold_norm = Normalizer().fit(arch[t_idx])
-        targets = encode(arch[t_idx], bits[t_idx], fold_norm)
-        unseen = np.concatenate([bank.fake[i][: cfg.test_per_gm] for i in u_idx])
-        seen = np.concatenate([bank.fake[i][cfg.train_per_gm : n_load] for i in t_idx])
-        real = bank.real[real_test]
-        unseen_d = degraded(
-            np.concatenate([bank.fake[i][: cfg.neutral_per_gm] for i in u_idx]), cfg
-        )
-        real_d = degraded(real, cfg)
-        fd = FoldData()
-        fd.info["unseen_gm"] = np.concatenate(
-            [[i] * len(bank.fake[i][: cfg.test_per_gm]) for i in u_idx]
-        )
-        fd.info["seen_label"] = np.concatenate(
-            [[j] * len(bank.fake[i][cfg.train_per_gm : n_load]) for j, i in enumerate(t_idx)]
-        )
-        fd.info["fold_norm"] = fold_norm
-        fd.info["methods"] = {}
-        fd.info["real_source"] = [bank.real_sources[i] for i in real_test]
-        for m in make_methods(cfg):
-            console.print(f"[bold]{LABELS[m.name]}[/]: fitting")
-            info = m.fit(ds, train_bank, targets, out / f"fold{k}", console)
-            t0 = time.perf_counter()
-            fd.unseen[m.name] = m.predict(unseen)
-            fd.seen[m.name] = m.predict(seen)
-            fd.real[m.name] = m.predict(real)
-            zoo_gms = [i for i in t_idx if i < len(base)]  # a prefix of t_idx: see seen_label
-            fd.info.setdefault("gallery", {})[m.name] = gallery(m, bank, zoo_gms, cfg)
-            for c in unseen_d:
-                fd.unseen_degraded.setdefault(c, {})[m.name] = m.predict(unseen_d[c])
-                fd.real_degraded.setdefault(c, {})[m.name] = m.predict(real_d[c])
-            info["predict_seconds"] = time.perf_counter() - t0
-            fd.info["methods"][m.name] = info
-            if k == 0:
-                _fold0_extras(m, fd, unseen, real, cfg, out, console)
-            console.print(
-                f"  trained {info['train_seconds']:.0f} s ({info['steps']} steps), "
-                f"predicted {info['predict_seconds']:.0f} s"
-            )
-        data.append(fd)
+    held = [_held_out(split_info, sfolds, k) for k in range(len(plans))]
+    data, fold_of_gm = _run_folds(ds, len(base), bank, plans, held, cfg, out, console)
     results = _score(ds, data, folds, fold_of_gm, global_norm, cfg)
     results["config"] = asdict(cfg)
     results["split"] = split_info
@@ -514,6 +447,172 @@ def evaluate(
     _figures(ds, data, folds, results, out, cfg)
     write_reports(out, report, compare)
     return results
+
+
+def _plan_run(
+    base: GMDataset, synth: GMDataset | None, cfg: EvalConfig, console: Console
+) -> tuple[GMDataset, list[list[str]], list[list[str]], dict]:
+    """The folds of the zoo `base` (`plan_splits`) and the GMs the run trains on:
+    `base` and, with `cfg.synth_gms`, that many GMs of the tier `synth`."""
+    folds, sfolds, split_info = plan_splits(base, cfg)
+    ds = base
+    if cfg.synth_gms:
+        ds = with_synth(base, synth, cfg.synth_gms)
+        split_info["synth_gms"] = len(ds) - len(base)
+        split_info["synth_zoo"] = str(synth.root)
+    console.print(
+        f"holdout: GMs by {split_info['gms_by']}, real photographs by {split_info['real_by']}"
+        + (f"; {split_info['synth_gms']} synthesized GMs in training" if cfg.synth_gms else "")
+    )
+    return ds, folds, sfolds, split_info
+
+
+def _images_per_gm(cfg: EvalConfig) -> int:
+    """Images decoded per GM: enough for a training GM's training and held-out
+    images, and for an unseen GM's test images."""
+    return max(cfg.train_per_gm + cfg.seen_per_gm, cfg.test_per_gm)
+
+
+def _load_images(ds: GMDataset, cfg: EvalConfig, console: Console) -> ImageBank:
+    """Decode every GM's images and the real crops once for all folds."""
+    n_load = _images_per_gm(cfg)
+    console.print(f"decoding {len(ds)} GMs x {n_load} images and {len(ds.real)} real crops")
+    bank = load_bank(ds, per_gm=n_load, seed=cfg.seed, size=cfg.image_size)
+    for line in bank.failures:
+        console.print(f"[yellow]skipped:[/] {line}")
+    return bank
+
+
+def _held_out(split_info: dict, sfolds: list[list[str]], k: int) -> tuple[set[str], set[str]]:
+    """The real source photographs and collections that fold k holds out (no
+    collection where photographs are held out one by one)."""
+    collections = set(split_info["test_collections"][k])
+    if split_info["real_by"] != "collection":  # photographs held out one by one
+        collections = set()
+    return set(sfolds[k]), collections
+
+
+def _run_folds(
+    ds: GMDataset,
+    n_zoo: int,
+    bank: ImageBank,
+    plans: list[FoldPlan],
+    held: list[tuple[set[str], set[str]]],
+    cfg: EvalConfig,
+    out: Path,
+    console: Console,
+) -> tuple[list[FoldData], np.ndarray]:
+    """Fit every method fold by fold and predict the fold's test images: the answers
+    per fold, and the fold in which each GM is unseen. The gallery holds the zoo's
+    training GMs (its first `n_zoo`), not the synthesized ones."""
+    arch, bits = ds.arch_matrix(), ds.loss_matrix()
+    fold_of_gm = np.zeros(len(ds), dtype=int)
+    data: list[FoldData] = []
+    for k, plan in enumerate(plans):
+        console.rule(f"fold {k + 1}/{cfg.folds}: {len(plan.test)} unseen GMs")
+        fold_of_gm[plan.test_gms] = k
+        x = _fold_inputs(bank, plan, arch, bits, held[k], cfg)
+        fd = _fold_data(bank, plan, x.fold_norm, cfg)
+        zoo_gms = [i for i in plan.train_gms if i < n_zoo]  # a prefix: see seen_label
+        for m in make_methods(cfg):
+            _fit_and_predict(m, k, x, fd, ds, bank, zoo_gms, cfg, out, console)
+        data.append(fd)
+    return data, fold_of_gm
+
+
+@dataclass
+class FoldInputs:
+    """One fold's training data (its images and the parsing targets on the fold's
+    own scale) and its test images, clean and degraded (`degraded`)."""
+
+    train_bank: ImageBank
+    fold_norm: Normalizer
+    targets: Targets
+    unseen: np.ndarray  # the unseen GMs' test images
+    seen: np.ndarray  # the training GMs' held-out images
+    real: np.ndarray  # the held-out real crops
+    unseen_degraded: dict[str, np.ndarray]
+    real_degraded: dict[str, np.ndarray]
+
+
+def _fold_inputs(
+    bank: ImageBank,
+    plan: FoldPlan,
+    arch: np.ndarray,
+    bits: np.ndarray,
+    held: tuple[set[str], set[str]],
+    cfg: EvalConfig,
+) -> FoldInputs:
+    """A fold's training and test images; its training keeps no pair made from a
+    real crop of the held-out sources and collections `held`."""
+    t_idx, u_idx = plan.train_gms, plan.test_gms
+    n_load = _images_per_gm(cfg)
+    train_bank = replace(
+        bank.subset(t_idx, cfg.train_per_gm),
+        real=bank.real[plan.real_train],
+        real_sources=[bank.real_sources[i] for i in plan.real_train],
+    ).without_pairs_from(*held)
+    fold_norm = Normalizer().fit(arch[t_idx])
+    targets = encode(arch[t_idx], bits[t_idx], fold_norm)
+    unseen = np.concatenate([bank.fake[i][: cfg.test_per_gm] for i in u_idx])
+    seen = np.concatenate([bank.fake[i][cfg.train_per_gm : n_load] for i in t_idx])
+    real = bank.real[plan.real_test]
+    unseen_d = degraded(np.concatenate([bank.fake[i][: cfg.neutral_per_gm] for i in u_idx]), cfg)
+    real_d = degraded(real, cfg)
+    return FoldInputs(train_bank, fold_norm, targets, unseen, seen, real, unseen_d, real_d)
+
+
+def _fold_data(bank: ImageBank, plan: FoldPlan, fold_norm: Normalizer, cfg: EvalConfig) -> FoldData:
+    """A fold's record before any method answers: the GM of each unseen image, the
+    closed-set label of each held-out image, the fold's scale and each real crop's
+    source."""
+    n_load = _images_per_gm(cfg)
+    fd = FoldData()
+    fd.info["unseen_gm"] = np.concatenate(
+        [[i] * len(bank.fake[i][: cfg.test_per_gm]) for i in plan.test_gms]
+    )
+    fd.info["seen_label"] = np.concatenate(
+        [[j] * len(bank.fake[i][cfg.train_per_gm : n_load]) for j, i in enumerate(plan.train_gms)]
+    )
+    fd.info["fold_norm"] = fold_norm
+    fd.info["methods"] = {}
+    fd.info["real_source"] = [bank.real_sources[i] for i in plan.real_test]
+    return fd
+
+
+def _fit_and_predict(
+    m: Method,
+    k: int,
+    x: FoldInputs,
+    fd: FoldData,
+    ds: GMDataset,
+    bank: ImageBank,
+    zoo_gms: list[int],
+    cfg: EvalConfig,
+    out: Path,
+    console: Console,
+) -> None:
+    """Fit `m` on fold k's training data and record in `fd` its answers on the
+    fold's test images, its gallery of the training GMs `zoo_gms` and its timings
+    (in fold 0 also its fingerprints and the leakage check)."""
+    console.print(f"[bold]{LABELS[m.name]}[/]: fitting")
+    info = m.fit(ds, x.train_bank, x.targets, out / f"fold{k}", console)
+    t0 = time.perf_counter()
+    fd.unseen[m.name] = m.predict(x.unseen)
+    fd.seen[m.name] = m.predict(x.seen)
+    fd.real[m.name] = m.predict(x.real)
+    fd.info.setdefault("gallery", {})[m.name] = gallery(m, bank, zoo_gms, cfg)
+    for c in x.unseen_degraded:
+        fd.unseen_degraded.setdefault(c, {})[m.name] = m.predict(x.unseen_degraded[c])
+        fd.real_degraded.setdefault(c, {})[m.name] = m.predict(x.real_degraded[c])
+    info["predict_seconds"] = time.perf_counter() - t0
+    fd.info["methods"][m.name] = info
+    if k == 0:
+        _fold0_extras(m, fd, x.unseen, x.real, cfg, out, console)
+    console.print(
+        f"  trained {info['train_seconds']:.0f} s ({info['steps']} steps), "
+        f"predicted {info['predict_seconds']:.0f} s"
+    )
 
 
 def _fold0_extras(m, fd: FoldData, unseen, real, cfg: EvalConfig, out: Path, console) -> None:
@@ -552,8 +651,8 @@ def _machine() -> dict:
 
 
 def _score(ds, data: list[FoldData], folds, fold_of_gm, global_norm, cfg: EvalConfig) -> dict:
-    from sklearn.metrics import roc_auc_score
-
+    """Every method's scores over all folds: parsing against the random ground
+    truth, detection, attribution, open set and grouping per fold, and timings."""
     arch, bits = ds.arch_matrix(), ds.loss_matrix()
     gt_all = encode(arch, bits, global_norm)
     gt = {"cont": gt_all.continuous, "disc": gt_all.discrete, "loss": bits}
@@ -561,95 +660,162 @@ def _score(ds, data: list[FoldData], folds, fold_of_gm, global_norm, cfg: EvalCo
     res["family_prior_loss_f1"] = family_prior_loss_f1(
         ds.names, [g.family for g in ds.gms], bits, folds
     )
+    # each fold's continuous predictions rescaled to the global normalized scale
+    to_global = [
+        partial(_global_scale, fd.info["fold_norm"], global_norm, arch.shape[1]) for fd in data
+    ]
     for name in cfg.methods:
         r: dict = {"label": LABELS[name]}
-        # parsing: rescale each fold's predictions to the global normalized scale;
-        # per GM, the parse of its test images taken together (`Inference.parse_of`)
-        conts, discs, losses, gms, per_gm_rows = [], [], [], [], []
-        for fd in data:
-            inf = fd.unseen[name]
-            g_of = fd.info["unseen_gm"]
-            to_global = partial(_global_scale, fd.info["fold_norm"], global_norm, arch.shape[1])
-            conts.append(to_global(inf.continuous))
-            discs.append(inf.discrete_prob)
-            losses.append(inf.loss_prob)
-            gms.append(g_of)
-            for g in np.unique(g_of):
-                c, d, lp = inf.parse_of(g_of == g)
-                per_gm_rows.append((g, to_global(c[None])[0], d, lp))
-        cont = np.concatenate(conts)
-        dprob = [np.concatenate([d[j] for d in discs]) for j in range(len(DISCRETE))]
-        lprob = np.concatenate(losses)
-        gm = np.concatenate(gms)
-        per_image = {"cont": cont, "disc": [p.argmax(1) for p in dprob], "loss": lprob >= 0.5}
-        per_gm_rows.sort(key=lambda row: row[0])
-        u = np.array([row[0] for row in per_gm_rows])
-        agg_cont = np.stack([row[1] for row in per_gm_rows])
-        agg_d = [np.stack([row[2][j] for row in per_gm_rows]) for j in range(len(DISCRETE))]
-        agg_l = np.stack([row[3] for row in per_gm_rows])
-        per_gm = {"cont": agg_cont, "disc": [p.argmax(1) for p in agg_d], "loss": agg_l >= 0.5}
-        gm_pos = {g: i for i, g in enumerate(u)}
-        r["parsing"] = {
-            "per_image": permutation_test(
-                per_image, gt, gm, fold_of_gm, cfg.permutations, cfg.seed
-            ),
-            "per_gm": permutation_test(
-                per_gm,
-                {k: v[u] for k, v in gt.items()},
-                np.array([gm_pos[g] for g in u]),
-                fold_of_gm[u],
-                cfg.permutations,
-                cfg.seed,
-            ),
-            "loss_auc_per_image": loss_auc(lprob, bits[gm]),
-            "loss_auc_per_gm": loss_auc(agg_l, bits[u]),
-        }
-        det, closed, open_, groups, by_threshold, gal = [], [], [], [], [], []
-        det_d: dict[str, list[dict]] = {c: [] for c in data[0].unseen_degraded}
-        for fd in data:
-            det.append(detection_scores(fd.unseen[name].p_generated, fd.real[name].p_generated))
-            for c in det_d:
-                det_d[c].append(
-                    detection_scores(
-                        fd.unseen_degraded[c][name].p_generated,
-                        fd.real_degraded[c][name].p_generated,
-                    )
-                )
-            seen = fd.seen[name]
-            closed.append(float(np.mean(seen.attribution.argmax(1) == fd.info["seen_label"])))
-            s = np.r_[fd.unseen[name].open_score, seen.open_score]
-            y = np.r_[np.ones(len(fd.unseen[name].open_score)), np.zeros(len(seen.open_score))]
-            open_.append(float(roc_auc_score(y, s)))
-            centroids = fd.info["gallery"][name]
-            sim_seen = seen.embedding @ centroids.T
-            sim_unseen = fd.unseen[name].embedding @ centroids.T
-            gal.append(
-                {
-                    "closed": float(np.mean(sim_seen.argmax(1) == fd.info["seen_label"])),
-                    "open": float(roc_auc_score(y, -np.r_[sim_unseen.max(1), sim_seen.max(1)])),
-                }
-            )
-            truth = np.unique(fd.info["unseen_gm"], return_inverse=True)[1]
-            groups.append(grouping_scores(group(fd.unseen[name].embedding), truth))
-            # the earlier design, for comparison: a distance learned on the seen GMs
-            thr = choose_threshold(seen.embedding, fd.info["seen_label"])
-            g = grouping_scores(cluster(fd.unseen[name].embedding, thr), truth)
-            by_threshold.append(g | {"threshold": thr})
-        r["detection"] = _fold_stats(det)
-        r["detection_errors"] = _detection_errors(ds, data, name)
-        r["detection_degraded"] = {c: _fold_stats(v) for c, v in det_d.items()}
-        r["detection_format_neutral"] = r["detection_degraded"]["format_neutral"]
-        r["closed_set_accuracy"] = _fold_stats([{"acc": c} for c in closed])["acc"]
-        r["open_set_auroc"] = _fold_stats([{"auroc": a} for a in open_])["auroc"]
-        r["gallery"] = _fold_stats(gal)
-        r["grouping"] = _fold_stats(groups)
-        r["grouping_threshold"] = _fold_stats(by_threshold)
-        r["train_seconds"] = [fd.info["methods"][name]["train_seconds"] for fd in data]
-        r["steps"] = [fd.info["methods"][name]["steps"] for fd in data]
-        r["predict_seconds"] = [fd.info["methods"][name]["predict_seconds"] for fd in data]
-        r["probe_seconds"] = [fd.info["methods"][name]["probe_seconds"] for fd in data]
+        r["parsing"] = _parsing_scores(data, name, gt, to_global, fold_of_gm, cfg)
+        r |= _fold_scores(ds, data, name)
+        r |= _timings(data, name)
         res["methods"][name] = r
     return res
+
+
+def _parsing_scores(
+    data: list[FoldData], name: str, gt: dict, to_global: list, fold_of_gm, cfg: EvalConfig
+) -> dict:
+    """A method's parsing of the unseen GMs of all folds, per image and per GM,
+    against the random ground truth (`permutation_test`), and its loss-type AUCs."""
+    per_image, gm, lprob = _per_image_parses(data, name, to_global)
+    per_gm, u, agg_l = _per_gm_parses(data, name, to_global)
+    gm_pos = {g: i for i, g in enumerate(u)}
+    return {
+        "per_image": permutation_test(per_image, gt, gm, fold_of_gm, cfg.permutations, cfg.seed),
+        "per_gm": permutation_test(
+            per_gm,
+            {k: v[u] for k, v in gt.items()},
+            np.array([gm_pos[g] for g in u]),
+            fold_of_gm[u],
+            cfg.permutations,
+            cfg.seed,
+        ),
+        "loss_auc_per_image": loss_auc(lprob, gt["loss"][gm]),
+        "loss_auc_per_gm": loss_auc(agg_l, gt["loss"][u]),
+    }
+
+
+def _per_image_parses(
+    data: list[FoldData], name: str, to_global: list
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """A method's parse of each unseen image of all folds (continuous values on the
+    global scale), the GM of each image and its loss-type probabilities."""
+    conts, discs, losses, gms = [], [], [], []
+    for fd, scale in zip(data, to_global, strict=True):
+        inf = fd.unseen[name]
+        conts.append(scale(inf.continuous))
+        discs.append(inf.discrete_prob)
+        losses.append(inf.loss_prob)
+        gms.append(fd.info["unseen_gm"])
+    dprob = [np.concatenate([d[j] for d in discs]) for j in range(len(DISCRETE))]
+    lprob = np.concatenate(losses)
+    parses = {
+        "cont": np.concatenate(conts),
+        "disc": [p.argmax(1) for p in dprob],
+        "loss": lprob >= 0.5,
+    }
+    return parses, np.concatenate(gms), lprob
+
+
+def _per_gm_parses(
+    data: list[FoldData], name: str, to_global: list
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """A method's parse of each unseen GM, of its test images taken together
+    (`Inference.parse_of`), in GM order: the parses, the GMs and their loss-type
+    probabilities."""
+    rows = []
+    for fd, scale in zip(data, to_global, strict=True):
+        inf, g_of = fd.unseen[name], fd.info["unseen_gm"]
+        for g in np.unique(g_of):
+            c, d, lp = inf.parse_of(g_of == g)
+            rows.append((g, scale(c[None])[0], d, lp))
+    rows.sort(key=lambda row: row[0])
+    agg_d = [np.stack([row[2][j] for row in rows]) for j in range(len(DISCRETE))]
+    agg_l = np.stack([row[3] for row in rows])
+    parses = {
+        "cont": np.stack([row[1] for row in rows]),
+        "disc": [p.argmax(1) for p in agg_d],
+        "loss": agg_l >= 0.5,
+    }
+    return parses, np.array([row[0] for row in rows]), agg_l
+
+
+def _fold_scores(ds: GMDataset, data: list[FoldData], name: str) -> dict:
+    """A method's detection, attribution, open-set and grouping scores over folds
+    (`_fold_stats`), and where its detection fails, all folds pooled."""
+    conds = list(data[0].unseen_degraded)
+    per_fold = [
+        _detection_fold(fd, name, conds) | _attribution_fold(fd, name) | _grouping_fold(fd, name)
+        for fd in data
+    ]
+
+    def stats(key: str) -> dict:
+        return _fold_stats([f[key] for f in per_fold])
+
+    r = {"detection": stats("detection")}
+    r["detection_errors"] = _detection_errors(ds, data, name)
+    r["detection_degraded"] = {c: _fold_stats([f["degraded"][c] for f in per_fold]) for c in conds}
+    r["detection_format_neutral"] = r["detection_degraded"]["format_neutral"]
+    r["closed_set_accuracy"] = _fold_stats([{"acc": f["closed"]} for f in per_fold])["acc"]
+    r["open_set_auroc"] = _fold_stats([{"auroc": f["open"]} for f in per_fold])["auroc"]
+    r["gallery"] = stats("gallery")
+    r["grouping"] = stats("grouping")
+    r["grouping_threshold"] = stats("grouping_threshold")
+    return r
+
+
+def _detection_fold(fd: FoldData, name: str, conds: list[str]) -> dict:
+    """A method's detection scores in one fold: clean and under each condition."""
+    return {
+        "detection": detection_scores(fd.unseen[name].p_generated, fd.real[name].p_generated),
+        "degraded": {
+            c: detection_scores(
+                fd.unseen_degraded[c][name].p_generated, fd.real_degraded[c][name].p_generated
+            )
+            for c in conds
+        },
+    }
+
+
+def _attribution_fold(fd: FoldData, name: str) -> dict:
+    """A method's closed-set accuracy and open-set AUROC in one fold, by its
+    attribution and open-set score, and by its gallery (nearest entry)."""
+    from sklearn.metrics import roc_auc_score
+
+    seen, unseen = fd.seen[name], fd.unseen[name]
+    s = np.r_[unseen.open_score, seen.open_score]
+    y = np.r_[np.ones(len(unseen.open_score)), np.zeros(len(seen.open_score))]
+    centroids = fd.info["gallery"][name]
+    sim_seen = seen.embedding @ centroids.T
+    sim_unseen = unseen.embedding @ centroids.T
+    return {
+        "closed": float(np.mean(seen.attribution.argmax(1) == fd.info["seen_label"])),
+        "open": float(roc_auc_score(y, s)),
+        "gallery": {
+            "closed": float(np.mean(sim_seen.argmax(1) == fd.info["seen_label"])),
+            "open": float(roc_auc_score(y, -np.r_[sim_unseen.max(1), sim_seen.max(1)])),
+        },
+    }
+
+
+def _grouping_fold(fd: FoldData, name: str) -> dict:
+    """A method's grouping of one fold's unseen images (`grouping.group`), and
+    the earlier design's for comparison: cut at a distance learned on the seen GMs."""
+    seen, unseen = fd.seen[name], fd.unseen[name]
+    truth = np.unique(fd.info["unseen_gm"], return_inverse=True)[1]
+    thr = choose_threshold(seen.embedding, fd.info["seen_label"])
+    return {
+        "grouping": grouping_scores(group(unseen.embedding), truth),
+        "grouping_threshold": grouping_scores(cluster(unseen.embedding, thr), truth)
+        | {"threshold": thr},
+    }
+
+
+def _timings(data: list[FoldData], name: str) -> dict:
+    """A method's training steps and seconds per fold, as its folds recorded them."""
+    keys = ("train_seconds", "steps", "predict_seconds", "probe_seconds")
+    return {k: [fd.info["methods"][name][k] for fd in data] for k in keys}
 
 
 def _global_scale(fold_norm, global_norm, n_arch: int, cont: np.ndarray) -> np.ndarray:
@@ -697,21 +863,39 @@ def _fold_stats(rows: list[dict]) -> dict:
 def _figures(ds, data: list[FoldData], folds, results, out: Path, cfg: EvalConfig) -> None:
     """Draw the figures of `FIGURES` into `out` (the fingerprint one only where the
     main method has fingerprints)."""
+    fd = data[0]
+    main = "gmtrace" if "gmtrace" in cfg.methods else cfg.methods[0]
+    _save(_roc_figure(data, results, cfg), out, "roc")
+    _save(_confusion_figure(fd, main), out, "confusion")
+    _save(_embedding_figure(fd, main, cfg), out, "embedding")
+    fig = _fingerprint_figure(ds, fd, main)
+    if fig is not None:
+        _save(fig, out, "fingerprints")
+
+
+def _pyplot():
+    """matplotlib's pyplot, drawing off screen (Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import confusion_matrix, roc_curve
 
-    fd = data[0]
+    return plt
 
-    def save(fig, key: str) -> None:
-        fig.tight_layout()
-        fig.savefig(out / FIGURES[key], dpi=110)
-        plt.close(fig)
 
-    # ROC curves, pooled over folds
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+def _save(fig, out: Path, key: str) -> None:
+    """Write figure `fig` to its file of `FIGURES` in `out` and close it."""
+    fig.tight_layout()
+    fig.savefig(out / FIGURES[key], dpi=110)
+    _pyplot().close(fig)
+
+
+def _roc_figure(data: list[FoldData], results: dict, cfg: EvalConfig):
+    """Detection ROC curves of every method, pooled over folds: clean and
+    format-neutral."""
+    from sklearn.metrics import roc_curve
+
+    fig, axes = _pyplot().subplots(1, 2, figsize=(9, 4))
     for ax, (title, c) in zip(
         axes,
         [("clean", None), ("format-neutral", "format_neutral")],
@@ -734,20 +918,27 @@ def _figures(ds, data: list[FoldData], folds, results, out: Path, cfg: EvalConfi
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
         ax.legend(fontsize=8, loc="lower right")
-    save(fig, "roc")
-    main = "gmtrace" if "gmtrace" in cfg.methods else cfg.methods[0]
-    # confusion matrix, closed set, fold 0
+    return fig
+
+
+def _confusion_figure(fd: FoldData, main: str):
+    """The closed-set confusion matrix of method `main` in fold `fd` (fold 1)."""
+    from sklearn.metrics import confusion_matrix
+
     seen = fd.seen[main]
     cm = confusion_matrix(
         fd.info["seen_label"], seen.attribution.argmax(1), labels=range(seen.attribution.shape[1])
     )
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig, ax = _pyplot().subplots(figsize=(5.5, 5))
     ax.imshow(cm, cmap="viridis")
     ax.set_title(f"closed-set attribution, fold 1 ({LABELS[main]})")
     ax.set_xlabel("predicted GM")
     ax.set_ylabel("true GM")
-    save(fig, "confusion")
-    # embedding map of unseen GMs, fold 0
+    return fig
+
+
+def _embedding_figure(fd: FoldData, main: str, cfg: EvalConfig):
+    """A t-SNE map of the unseen GMs' images in method `main`'s embedding (fold 1)."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
@@ -757,41 +948,41 @@ def _figures(ds, data: list[FoldData], folds, results, out: Path, cfg: EvalConfi
     xy = TSNE(2, init="pca", random_state=cfg.seed, perplexity=min(30, len(emb) - 1)).fit_transform(
         x
     )
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = _pyplot().subplots(figsize=(6, 5))
     ax.scatter(xy[:, 0], xy[:, 1], c=lab, cmap="tab20", s=6)
     ax.set_title(f"embedding of unseen GMs' images, fold 1 (t-SNE, {LABELS[main]})")
     ax.set_xticks([])
     ax.set_yticks([])
-    save(fig, "embedding")
-    # fingerprint and spectrum per GM, fold 0: one unseen GM per family
+    return fig
+
+
+def _fingerprint_figure(ds, fd: FoldData, main: str):
+    """For one unseen GM per family (at most 8, fold 1): an image, the mean
+    fingerprint of method `main` and its spectrum; None without fingerprints."""
     fps = fd.info.get("fingerprints", {}).get(main)
-    if fps is not None:
-        from gmtrace.nets.model import SpectrumEncoder
+    if fps is None:
+        return None
+    from gmtrace.data.images import load_rgb
+    from gmtrace.nets.model import SpectrumEncoder
 
-        fam = {}
-        for g in np.unique(lab):
-            fam.setdefault(ds.gms[g].family, g)
-        chosen = list(fam.values())[:8]
-        fig, axes = plt.subplots(3, len(chosen), figsize=(1.6 * len(chosen), 5.2), squeeze=False)
-        from gmtrace.data.images import load_rgb
-
-        for c, g in enumerate(chosen):
-            rows = np.flatnonzero(lab == g)
-            f = fps[rows]
-            mean_fp = f.mean(0)
-            spec = (
-                SpectrumEncoder.log_spectrum(torch.from_numpy(f).permute(0, 3, 1, 2))
-                .mean(0)
-                .numpy()
-            )
-            lo, hi = np.percentile(mean_fp, [1, 99])
-            axes[0, c].imshow(load_rgb(ds.gms[g].images()[0]))
-            axes[1, c].imshow(np.clip((mean_fp - lo) / (hi - lo + 1e-9), 0, 1))
-            axes[2, c].imshow(spec, cmap="magma")
-            axes[0, c].set_title(f"{ds.gms[g].family}\n{ds.gms[g].name}", fontsize=7)
-            for r in range(3):
-                axes[r, c].axis("off")
-        axes[0, 0].text(-0.1, 0.5, "image", transform=axes[0, 0].transAxes, ha="right")
-        axes[1, 0].text(-0.1, 0.5, "fingerprint", transform=axes[1, 0].transAxes, ha="right")
-        axes[2, 0].text(-0.1, 0.5, "spectrum", transform=axes[2, 0].transAxes, ha="right")
-        save(fig, "fingerprints")
+    lab = fd.info["unseen_gm"]
+    fam = {}
+    for g in np.unique(lab):
+        fam.setdefault(ds.gms[g].family, g)
+    chosen = list(fam.values())[:8]
+    fig, axes = _pyplot().subplots(3, len(chosen), figsize=(1.6 * len(chosen), 5.2), squeeze=False)
+    for c, g in enumerate(chosen):
+        f = fps[np.flatnonzero(lab == g)]
+        mean_fp = f.mean(0)
+        spec = SpectrumEncoder.log_spectrum(torch.from_numpy(f).permute(0, 3, 1, 2)).mean(0).numpy()
+        lo, hi = np.percentile(mean_fp, [1, 99])
+        axes[0, c].imshow(load_rgb(ds.gms[g].images()[0]))
+        axes[1, c].imshow(np.clip((mean_fp - lo) / (hi - lo + 1e-9), 0, 1))
+        axes[2, c].imshow(spec, cmap="magma")
+        axes[0, c].set_title(f"{ds.gms[g].family}\n{ds.gms[g].name}", fontsize=7)
+        for r in range(3):
+            axes[r, c].axis("off")
+    axes[0, 0].text(-0.1, 0.5, "image", transform=axes[0, 0].transAxes, ha="right")
+    axes[1, 0].text(-0.1, 0.5, "fingerprint", transform=axes[1, 0].transAxes, ha="right")
+    axes[2, 0].text(-0.1, 0.5, "spectrum", transform=axes[2, 0].transAxes, ha="right")
+    return fig

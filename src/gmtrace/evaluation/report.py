@@ -401,46 +401,55 @@ def _detection_error_tables(ms: dict, names: list[str], worst: int = 8) -> list[
     return L
 
 
-def render_report(results: dict, figures: dict, where: Path, other: dict | None = None) -> str:
-    cfg = results["config"]
-    ms = results["methods"]
-    n_perm = cfg["permutations"]
-    names = list(ms)
-    L = []
-    L.append("# gmtrace evaluation: unseen GMs, baselines side by side\n")
+def _intro(results: dict) -> list[str]:
+    """The title, where the report comes from and the command that made it."""
+    L = ["# gmtrace evaluation: unseen GMs, baselines side by side\n"]
     L.append(
         "Made by `gmtrace evaluate` (protocol in `docs/architecture.md`, code in "
         "`src/gmtrace/evaluation/protocol.py`); every number below is computed by that run.\n"
     )
     if results.get("command"):
         L.append(f"```\n{results['command']}\n```\n")
-    if other is not None:
-        L.append("## Headline: families held out, next to GMs held out\n")
-        L.append(
-            "The same metrics from two runs: this one, and the other holdout's"
-            + (f" (`{other['command']}`)" if other.get("command") else "")
-            + ". Holding out whole families (and real photo collections) is what a user's "
-            "images look like: their generator's family, recipe and photographs are not in "
-            "the training data. Holding out single GMs keeps every test family in "
-            "training.\n"
-        )
-        L += _headline(results, other)
-        L.append("")
-        stale = [
-            results["methods"][n]["label"]
-            for n in results["methods"]
-            if n in other["methods"]
-            and results.get("probe_views", {}).get(n)
-            and not other.get("probe_views", {}).get(n)
-        ]
-        if stale:
-            L.append(
-                f"The other run's {', '.join(stale)} networks were fitted before the parsing "
-                "probe (`heads.fit_parse_probe`): their parsing rows are the SGD heads', "
-                "not the probe's; rerunning its command refits them.\n"
-            )
-    m = results["machine"]
+    return L
+
+
+def _headline_section(results: dict, other: dict | None) -> list[str]:
+    """This run's headline figures beside the other holdout's run (none without one),
+    with a note when the other run's networks predate the parsing probe."""
+    if other is None:
+        return []
+    L = ["## Headline: families held out, next to GMs held out\n"]
     L.append(
+        "The same metrics from two runs: this one, and the other holdout's"
+        + (f" (`{other['command']}`)" if other.get("command") else "")
+        + ". Holding out whole families (and real photo collections) is what a user's "
+        "images look like: their generator's family, recipe and photographs are not in "
+        "the training data. Holding out single GMs keeps every test family in "
+        "training.\n"
+    )
+    L += _headline(results, other)
+    L.append("")
+    stale = [
+        results["methods"][n]["label"]
+        for n in results["methods"]
+        if n in other["methods"]
+        and results.get("probe_views", {}).get(n)
+        and not other.get("probe_views", {}).get(n)
+    ]
+    if stale:
+        L.append(
+            f"The other run's {', '.join(stale)} networks were fitted before the parsing "
+            "probe (`heads.fit_parse_probe`): their parsing rows are the SGD heads', "
+            "not the probe's; rerunning its command refits them.\n"
+        )
+    return L
+
+
+def _setup_section(results: dict) -> list[str]:
+    """The zoo, the split, the machine and the run's duration, in one paragraph."""
+    cfg = results["config"]
+    m = results["machine"]
+    return [
         f"Zoo `{results['zoo']}`: {results['n_gms']} GMs, {cfg['folds']} folds: "
         f"{split_text(results)}.{_split_detail(results)} Machine: {m['cores']} "
         f"cores ({m['cpu']}), torch {m['torch']}, CUDA {m['cuda']}; this run took "
@@ -448,10 +457,15 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
         "folder is complete is resumed, not retrained, and its answers on an image set "
         "kept beside its weights are read, not computed again; the training seconds "
         "below are those recorded while it trained.\n"
-    )
-    if results.get("curve"):
-        L += _curve(results["curve"], names)
-    L.append(f"{BUDGET_HEADING}\n")
+    ]
+
+
+def _budget_section(results: dict) -> list[str]:
+    """Steps and seconds per fold for each method, and the two networks' cost per step."""
+    cfg = results["config"]
+    ms = results["methods"]
+    names = list(ms)
+    L = [f"{BUDGET_HEADING}\n"]
     L.append(
         f"| method | steps per fold (batch {cfg['batch']}) | training s per fold "
         "| probe + calibration s | predict s per fold |"
@@ -483,29 +497,47 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
         )
     else:
         L.append("")
-    L.append("## Targets\n")
+    return L
+
+
+def _target_cell(v: float | None, key: str, op: str, thr: float, n_perm: int) -> str:
+    """One method's value for a row of TARGETS, and whether it meets the target."""
+    if v is None:
+        return "n/a"
+    ok = {"<": v < thr, "<=": v <= thr, ">=": v >= thr}[op]
+    if key == "p_overall":
+        shown = _p(v, n_perm)
+    elif key == "fields":
+        shown = f"{v} of 25"
+    elif key == "vs_red":
+        shown = f"{v} of {thr}"
+    else:
+        shown = f"{v:.3g}"
+    return f"{shown} {'met' if ok else 'missed'}"
+
+
+def _targets_section(results: dict) -> list[str]:
+    """The targets of TARGETS, met or missed, method by method."""
+    ms = results["methods"]
+    names = list(ms)
+    n_perm = results["config"]["permutations"]
+    L = ["## Targets\n"]
     L += _header("target", ms, names)
     tv = {n: target_values(results, n) for n in names}
     for text, key, op, thr in TARGETS:
-        cells = []
-        for n in names:
-            v = tv[n][key]
-            if v is None:
-                cells.append("n/a")
-                continue
-            ok = {"<": v < thr, "<=": v <= thr, ">=": v >= thr}[op]
-            if key == "p_overall":
-                shown = _p(v, n_perm)
-            elif key == "fields":
-                shown = f"{v} of 25"
-            elif key == "vs_red":
-                shown = f"{v} of {thr}"
-            else:
-                shown = f"{v:.3g}"
-            cells.append(f"{shown} {'met' if ok else 'missed'}")
+        cells = [_target_cell(tv[n][key], key, op, thr, n_perm) for n in names]
         L.append(f"| {text} | " + " | ".join(cells) + " |")
     L.append("")
-    L.append("## Parsing (unseen GMs, all folds)\n")
+    return L
+
+
+def _parsing_summary(results: dict) -> list[str]:
+    """The parsing heading and its summary table: per method and level, the mean
+    scores against the random ground truth."""
+    cfg = results["config"]
+    ms = results["methods"]
+    n_perm = cfg["permutations"]
+    L = ["## Parsing (unseen GMs, all folds)\n"]
     L.append(
         "Continuous: mean L1 on the normalized scale (lower is better); discrete: mean "
         "macro-F1; loss types: mean F1 at 0.5. *Random GT* scores the same predictions "
@@ -517,7 +549,7 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
         "| loss F1 (random, p) | composite p |"
     )
     L.append("|---|---|---|---|---|---|")
-    for n in names:
+    for n in ms:
         for lvl in ("per_image", "per_gm"):
             s = ms[n]["parsing"][lvl]["summary"]
             cells = [
@@ -530,80 +562,94 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
                 + f" | {_p(s['composite']['p'], n_perm)} |"
             )
     L.append("")
-    fp = results.get("family_prior_loss_f1")
-    if fp:
-        L.append(
-            "What the family alone tells about loss types (an oracle given each unseen "
-            "GM's true family, not its images, predicting the types its family's "
-            "training GMs used): mean loss F1 "
-            f"{fp['majority']['mean']:.3f} predicting a type used by most of them, "
-            f"{fp['above_prevalence']['mean']:.3f} predicting a type used more often "
-            "in the family than among all training GMs. Per type (majority / above "
-            "prevalence): "
-            + ", ".join(
-                f"{t} {a:.2f} / {b:.2f}"
-                for t, a, b in zip(
-                    LOSS_TYPES,
-                    fp["majority"]["per_type"],
-                    fp["above_prevalence"]["per_type"],
-                    strict=True,
-                )
-            )
-            + ". Where a family's loss is drawn at random from several (the GAN "
-            "families' adversarial loss, the autoencoders' pixel loss), only the "
-            "images can tell which one.\n"
-        )
-    for n in names:
-        pg = ms[n]["parsing"]["per_gm"]["fields"]
-        pi = ms[n]["parsing"]["per_image"]["fields"]
-        L.append(f"### {ms[n]['label']}: every hyperparameter, per GM (per image)\n")
-        views = results.get("probe_views", {}).get(n, {})
-        if views:
-            L.append(
-                "*Probe reads*: in how many folds the parsing probe read the field by a "
-                "linear model on the pixel statistics, by the mean of a regression forest "
-                "on them and that linear model (`probe_trees`), or by a linear model on "
-                "the head features too (which only networks fitted before the probe read "
-                "the statistics alone could do), `heads.fit_parse_probe`.\n"
-            )
+    return L
 
+
+def _family_prior(results: dict) -> list[str]:
+    """What the family alone tells about loss types (none in runs without it)."""
+    fp = results.get("family_prior_loss_f1")
+    if not fp:
+        return []
+    per_type = zip(
+        LOSS_TYPES, fp["majority"]["per_type"], fp["above_prevalence"]["per_type"], strict=True
+    )
+    return [
+        "What the family alone tells about loss types (an oracle given each unseen "
+        "GM's true family, not its images, predicting the types its family's "
+        "training GMs used): mean loss F1 "
+        f"{fp['majority']['mean']:.3f} predicting a type used by most of them, "
+        f"{fp['above_prevalence']['mean']:.3f} predicting a type used more often "
+        "in the family than among all training GMs. Per type (majority / above "
+        "prevalence): "
+        + ", ".join(f"{t} {a:.2f} / {b:.2f}" for t, a, b in per_type)
+        + ". Where a family's loss is drawn at random from several (the GAN "
+        "families' adversarial loss, the autoencoders' pixel loss), only the "
+        "images can tell which one.\n"
+    ]
+
+
+def _field_table(results: dict, n: str) -> list[str]:
+    """One method's score on every hyperparameter, per GM (per image), against the
+    random ground truth, with what its parsing probe read where known."""
+    ms = results["methods"]
+    n_perm = results["config"]["permutations"]
+    pg = ms[n]["parsing"]["per_gm"]["fields"]
+    pi = ms[n]["parsing"]["per_image"]["fields"]
+    L = [f"### {ms[n]['label']}: every hyperparameter, per GM (per image)\n"]
+    views = results.get("probe_views", {}).get(n, {})
+    if views:
         L.append(
-            "| hyperparameter | metric | score | random GT | p |"
-            + (" probe reads |" if views else "")
+            "*Probe reads*: in how many folds the parsing probe read the field by a "
+            "linear model on the pixel statistics, by the mean of a regression forest "
+            "on them and that linear model (`probe_trees`), or by a linear model on "
+            "the head features too (which only networks fitted before the probe read "
+            "the statistics alone could do), `heads.fit_parse_probe`.\n"
         )
-        L.append("|---|---|---|---|---|" + ("---|" if views else ""))
-        for j, f in enumerate(CONTINUOUS):
-            L.append(
-                _field_row(
-                    views,
-                    f.name,
-                    f"{f.name} | L1 | {pg['l1']['actual'][j]:.3f} ({pi['l1']['actual'][j]:.3f}) "
-                    f"| {pg['l1']['random'][j]:.3f} | {_p(pg['l1']['p'][j], n_perm)}",
-                )
-            )
-        for j, f in enumerate(DISCRETE):
-            L.append(
-                _field_row(
-                    views,
-                    f.name,
-                    f"{f.name} | macro-F1 (acc) | {pg['macro_f1']['actual'][j]:.3f} "
-                    f"({pg['acc']['actual'][j]:.3f}) | {pg['macro_f1']['random'][j]:.3f} "
-                    f"| {_p(pg['macro_f1']['p'][j], n_perm)}",
-                )
-            )
-        aucs = ms[n]["parsing"]["loss_auc_per_gm"]
-        for j, t in enumerate(LOSS_TYPES):
-            a = "n/a" if aucs[j] is None else f"{aucs[j]:.3f}"
-            L.append(
-                _field_row(
-                    views,
-                    f"loss_{t}",
-                    f"loss {t} | F1 (AUC) | {pg['loss_f1']['actual'][j]:.3f} ({a}) "
-                    f"| {pg['loss_f1']['random'][j]:.3f} | {_p(pg['loss_f1']['p'][j], n_perm)}",
-                )
-            )
-        L.append("")
-    L.append("## Detection of unseen GMs (mean ± std over folds)\n")
+    L.append(
+        "| hyperparameter | metric | score | random GT | p |" + (" probe reads |" if views else "")
+    )
+    L.append("|---|---|---|---|---|" + ("---|" if views else ""))
+    for j, f in enumerate(CONTINUOUS):
+        cells = (
+            f"{f.name} | L1 | {pg['l1']['actual'][j]:.3f} ({pi['l1']['actual'][j]:.3f}) "
+            f"| {pg['l1']['random'][j]:.3f} | {_p(pg['l1']['p'][j], n_perm)}"
+        )
+        L.append(_field_row(views, f.name, cells))
+    for j, f in enumerate(DISCRETE):
+        cells = (
+            f"{f.name} | macro-F1 (acc) | {pg['macro_f1']['actual'][j]:.3f} "
+            f"({pg['acc']['actual'][j]:.3f}) | {pg['macro_f1']['random'][j]:.3f} "
+            f"| {_p(pg['macro_f1']['p'][j], n_perm)}"
+        )
+        L.append(_field_row(views, f.name, cells))
+    aucs = ms[n]["parsing"]["loss_auc_per_gm"]
+    for j, t in enumerate(LOSS_TYPES):
+        a = "n/a" if aucs[j] is None else f"{aucs[j]:.3f}"
+        cells = (
+            f"loss {t} | F1 (AUC) | {pg['loss_f1']['actual'][j]:.3f} ({a}) "
+            f"| {pg['loss_f1']['random'][j]:.3f} | {_p(pg['loss_f1']['p'][j], n_perm)}"
+        )
+        L.append(_field_row(views, f"loss_{t}", cells))
+    L.append("")
+    return L
+
+
+def _parsing_section(results: dict) -> list[str]:
+    """Parsing of unseen GMs: the summary, the family-only reference, and every
+    hyperparameter method by method."""
+    L = _parsing_summary(results) + _family_prior(results)
+    for n in results["methods"]:
+        L += _field_table(results, n)
+    return L
+
+
+def _detection_section(results: dict) -> list[str]:
+    """Detection of unseen GMs: clean, under every degraded condition, and where
+    the errors are (when the run recorded them)."""
+    cfg = results["config"]
+    ms = results["methods"]
+    names = list(ms)
+    L = ["## Detection of unseen GMs (mean ± std over folds)\n"]
     L.append(
         "Generated images of the fold's unseen GMs against crops of its held-out real "
         "photographs. Accuracy is at the calibrated threshold p = 0.5; ECE is the "
@@ -637,7 +683,13 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
         L.append(f"| {ms[n]['label']} | " + " | ".join(cells) + " |")
     if all("detection_errors" in ms[n] for n in names):
         L.extend(_detection_error_tables(ms, names))
-    L.append("\n## Attribution, open set, grouping (mean ± std over folds)\n")
+    return L
+
+
+def _attribution_section(results: dict) -> list[str]:
+    """Closed-set attribution, open-set detection, the gallery and grouping."""
+    ms = results["methods"]
+    L = ["\n## Attribution, open set, grouping (mean ± std over folds)\n"]
     L.append(
         "Closed set: held-out images of the training GMs. Open set: images of unseen GMs "
         "(positive) against held-out images of training GMs, scored by the geometric mean "
@@ -661,7 +713,7 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
         "| purity | clusters found / GMs | ARI, learned threshold (clusters) |"
     )
     L.append("|---|---|---|---|---|---|---|---|---|")
-    for n in names:
+    for n in ms:
         r = ms[n]
         g = r["grouping"]
         gal = r.get("gallery")
@@ -673,31 +725,62 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
             f"{_ms(g, 'nmi')} | {_ms(g, 'purity')} | "
             f"{g['clusters']['mean']:.1f} / {g['gms']['mean']:.1f} | {_threshold_cell(r)} |"
         )
+    return L
+
+
+def _leakage_section(results: dict) -> list[str]:
+    """How much of the picture a decoder rebuilds from each input (none in runs
+    without the check)."""
     lk = results.get("leakage") or {}
-    if lk:
-        L.append("\n## Content leakage (fold 1)\n")
-        L.append(
-            f"The same small CNN decoder is trained ({lk['steps']} steps) to rebuild "
-            f"{lk['images'] // 2} images from each input and scored on {lk['images'] // 2} "
-            "others (PSNR, higher = more of the picture is recoverable). A fingerprint "
-            "should hold the generator's trace, not the picture.\n"
-        )
-        L.append("| rebuilt from | PSNR (dB) | vs. the image itself |")
-        L.append("|---|---|---|")
-        for k, v in lk.items():
-            if k not in ("images", "steps"):
-                L.append(f"| {k} | {v:.2f} | {v - lk['image']:+.2f} dB |")
-    L.append("\n## Figures\n")
-    titles = {
-        "fingerprints": "Mean fingerprint and its spectrum for one unseen GM per family",
-        "roc": "Detection ROC, pooled over folds",
-        "confusion": "Closed-set confusion matrix",
-        "embedding": "Embedding map of unseen GMs (one colour per GM)",
-    }
+    if not lk:
+        return []
+    L = ["\n## Content leakage (fold 1)\n"]
+    L.append(
+        f"The same small CNN decoder is trained ({lk['steps']} steps) to rebuild "
+        f"{lk['images'] // 2} images from each input and scored on {lk['images'] // 2} "
+        "others (PSNR, higher = more of the picture is recoverable). A fingerprint "
+        "should hold the generator's trace, not the picture.\n"
+    )
+    L.append("| rebuilt from | PSNR (dB) | vs. the image itself |")
+    L.append("|---|---|---|")
+    for k, v in lk.items():
+        if k not in ("images", "steps"):
+            L.append(f"| {k} | {v:.2f} | {v - lk['image']:+.2f} dB |")
+    return L
+
+
+FIGURE_TITLES = {
+    "fingerprints": "Mean fingerprint and its spectrum for one unseen GM per family",
+    "roc": "Detection ROC, pooled over folds",
+    "confusion": "Closed-set confusion matrix",
+    "embedding": "Embedding map of unseen GMs (one colour per GM)",
+}
+
+
+def _figures_section(figures: dict, where: Path) -> list[str]:
+    """The figures there are, linked relative to the report's folder `where`."""
+    L = ["\n## Figures\n"]
     for k in ("fingerprints", "roc", "confusion", "embedding"):
         if k in figures:
             rel = os.path.relpath(figures[k], where)
-            L.append(f"**{titles[k]}**\n\n![{k}]({rel})\n")
+            L.append(f"**{FIGURE_TITLES[k]}**\n\n![{k}]({rel})\n")
+    return L
+
+
+def render_report(results: dict, figures: dict, where: Path, other: dict | None = None) -> str:
+    """The Markdown report of a run's `results` (from results.json), section by
+    section, with `figures` linked relative to `where` and the other holdout's run
+    `other` (if any) beside the headline figures."""
+    L = _intro(results) + _headline_section(results, other) + _setup_section(results)
+    if results.get("curve"):
+        L += _curve(results["curve"], list(results["methods"]))
+    L += _budget_section(results)
+    L += _targets_section(results)
+    L += _parsing_section(results)
+    L += _detection_section(results)
+    L += _attribution_section(results)
+    L += _leakage_section(results)
+    L += _figures_section(figures, where)
     return "\n".join(L) + "\n"
 
 
