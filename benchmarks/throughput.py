@@ -76,7 +76,8 @@ def scan_rate(analyzer, folder: Path, out: Path) -> float:
 @torch.no_grad()
 def red_fen_rate(files: list[Path], batch: int = 16) -> float:
     from gmtrace.data.images import load_rgb, to_float
-    from gmtrace.nets.model import GMTraceModel, red_config
+    from gmtrace.nets.config import red_config
+    from gmtrace.nets.model import GMTraceModel
 
     fen = GMTraceModel(red_config()).fen.eval()
     x = torch.from_numpy(to_float(np.stack([load_rgb(f) for f in files])))

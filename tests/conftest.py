@@ -21,9 +21,7 @@ def tiny_zoo_dir(tmp_path_factory) -> Path:
 def small_model_dir(tiny_zoo_dir: Path, tmp_path_factory) -> Path:
     """A small network trained for 4 steps on the tiny zoo (32 px crops)."""
     from gmtrace.data.dataset import GMDataset
-    from gmtrace.nets.fen import FENConfig
-    from gmtrace.nets.model import ModelConfig
-    from gmtrace.nets.parser import ParserConfig
+    from gmtrace.nets.config import FENConfig, ModelConfig, ParserConfig
     from gmtrace.train.loop import TrainConfig, train
 
     small = ModelConfig(

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from gmtrace.nets import fingerprint_losses as FL
-from gmtrace.nets.fen import DnCNN, FENConfig, fold_batch_norm, red
+from gmtrace.nets.config import FENConfig
+from gmtrace.nets.fen import DnCNN, fold_batch_norm, red
 
 
 def test_red_fen_matches_reds_size():

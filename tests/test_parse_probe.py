@@ -10,10 +10,9 @@ import torch
 
 from gmtrace.core.schema import DISCRETE, LOSS_TYPES, Targets
 from gmtrace.data.images import to_float
-from gmtrace.nets.fen import FENConfig
+from gmtrace.nets.config import FENConfig, ModelConfig, ParserConfig, red_config
 from gmtrace.nets.forest import FOREST_ARRAYS, forest_predict
-from gmtrace.nets.model import GMTraceModel, ModelConfig, red_config
-from gmtrace.nets.parser import ParserConfig
+from gmtrace.nets.model import GMTraceModel
 from gmtrace.nets.pixel_stats import N_STATS, STAT_NAMES, pixel_statistics
 from gmtrace.readout.fit import calibrate, fit_heads, fit_parse_probe
 from gmtrace.readout.inference import infer

@@ -3,6 +3,7 @@ killed with SIGKILL and rerun ends with the rows of an uninterrupted one."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -68,7 +69,9 @@ def test_corpus_one_row_per_file_and_one_line_errors(analyzer, corpus, tmp_path:
         assert r["model_id"] == analyzer.model_id_
         if expect == "ok":
             assert r["ok"] and r["error"] is None, (name, r["error"])
-            assert 0 <= r["p_generated"] <= 1 and len(r["sha256"]) == 64
+            data = (d / name).read_bytes()
+            assert r["sha256"] == hashlib.sha256(data).hexdigest() and r["bytes"] == len(data)
+            assert (r["verdict"] == "generated") == (r["p_generated"] >= 0.5)
             assert r["verdict"] in ("generated", "real") and len(r["embedding"]) > 1
         else:
             assert not r["ok"] and r["p_generated"] is None, name

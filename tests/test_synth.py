@@ -263,7 +263,7 @@ def test_same_seed_same_bytes_with_two_workers(zoo: Path, real_dir: Path, tmp_pa
 
 def _curve_cfg():
     """The protocol at its smallest, on the spectral baseline (no network)."""
-    from gmtrace.evaluation.protocol import EvalConfig
+    from gmtrace.evaluation.config import EvalConfig
 
     return EvalConfig(
         folds=2,
@@ -294,10 +294,13 @@ def test_curve_adds_synthesized_gms_to_training_only(zoo: Path, tiny_zoo_dir: Pa
     n_train = [p["train_gms"] for p in data["points"]]
     assert n_train[1] == pytest.approx(n_train[0] + N)
     saved = json.loads((tmp_path / "curve" / "curve.json").read_text())
-    assert saved == data and 0 <= saved["points"][1]["spectral"]["auc"] <= 1
-    for c in (0, N):
+    assert saved == data
+    for point, c in zip(saved["points"], (0, N), strict=True):
         res = json.loads((tmp_path / "curve" / f"n{c}" / "results.json").read_text())
         assert res["split"].get("synth_gms", 0) == c and res["n_gms"] == len(ds)
+        # each point holds its own run's figures
+        auc = res["methods"]["spectral"]["detection"]["auc"]["mean"]
+        assert point["spectral"]["auc"] == pytest.approx(auc)
         assert sorted(sum(res["folds"], [])) == sorted(ds.names)  # tests: zoo GMs only
     text = report.read_text()
     assert "## Against the number of training GMs" in text and f"| {N} |" in text

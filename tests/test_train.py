@@ -13,9 +13,7 @@ from safetensors.torch import load_file
 
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import load_bank
-from gmtrace.nets.fen import FENConfig
-from gmtrace.nets.model import ModelConfig
-from gmtrace.nets.parser import ParserConfig
+from gmtrace.nets.config import FENConfig, ModelConfig, ParserConfig
 from gmtrace.readout.embedding import open_set_score
 from gmtrace.readout.inference import infer
 from gmtrace.readout.saved import load_model
@@ -121,7 +119,7 @@ def test_fingerprint_loss_weights():
 def test_checkpoint_signature_reads_legacy_model_configs():
     """A checkpoint saved before `image_spectrum` existed is the same run as a config
     holding its legacy value (off), and a different run from one that turns it on."""
-    from gmtrace.nets.model import red_config
+    from gmtrace.nets.config import red_config
     from gmtrace.train.loop import _same_run, _signature_model
 
     current = {"train": {"lr": 1e-3}, "model": _signature_model(red_config(5))}
@@ -179,7 +177,8 @@ def test_detection_sums_two_unit_spread_experts():
 def test_spectrum_expert_config():
     """Off for configs saved before it existed and for RED's architecture; it needs the
     image spectrum it reads."""
-    from gmtrace.nets.model import GMTraceModel, red_config
+    from gmtrace.nets.config import red_config
+    from gmtrace.nets.model import GMTraceModel
 
     legacy = ModelConfig().to_dict()
     del legacy["spectrum_expert"]

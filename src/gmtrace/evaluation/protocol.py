@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from gmtrace.core.files import atomic_write_text
 from gmtrace.core.metrics import (
     detection_scores,
     family_prior_loss_f1,
@@ -50,54 +51,34 @@ from gmtrace.core.metrics import (
     permutation_test,
 )
 from gmtrace.core.runtime import seed_everything
-from gmtrace.core.schema import ARCH_NAMES, CONTINUOUS, DISCRETE, Normalizer, Targets, encode
+from gmtrace.core.schema import (
+    ARCH_NAMES,
+    CONTINUOUS,
+    DISCRETE,
+    LOSS_THRESHOLD,
+    Normalizer,
+    Targets,
+    encode,
+)
 from gmtrace.core.version import __version__
 from gmtrace.data.augment import CONDITIONS, format_neutral
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import ImageBank, load_bank
 from gmtrace.data.splits import collection_folds, family_folds, gm_folds, source_folds
+from gmtrace.evaluation.config import HOLDOUTS, METHODS, EvalConfig
 from gmtrace.evaluation.report import FIGURES, read_results, write_reports
 from gmtrace.grouping.cluster import choose_threshold, cluster, group
 from gmtrace.methods.base import Method, NetMethod, SpectralMethod
-from gmtrace.nets.model import ModelConfig, red_config
+from gmtrace.nets.config import ModelConfig, red_config
 from gmtrace.readout.embedding import gm_gallery
 from gmtrace.readout.inference import Inference
 from gmtrace.train.loop import TrainConfig
 
-METHODS = ("gmtrace", "red", "spectral")
-HOLDOUTS = ("family", "gm")
 LABELS = {
     "gmtrace": "gmtrace",
     "red": "RED architecture",
     "spectral": "spectral baseline",
 }
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    folds: int = 4
-    seed: int = 0
-    # "family": each fold's test GMs come from families with no GM in training and its
-    # real photographs from collections with no photograph in training; "gm": test GMs
-    # stratified by family, real photographs held out one by one
-    holdout: str = "family"
-    methods: tuple[str, ...] = METHODS
-    train_per_gm: int = 160  # training images per training GM
-    seen_per_gm: int = 8  # held-out images per training GM (closed set, open set)
-    test_per_gm: int = 30  # images per unseen GM
-    neutral_per_gm: int = 15  # format-neutral images per unseen GM
-    real_test: int = 300  # held-out real crops per fold (at most)
-    image_size: int = 64
-    batch: int = 32
-    steps: int = 400  # gmtrace training steps per fold
-    red_steps: int = 34  # RED architecture: about the same CPU time (see report)
-    permutations: int = 1000
-    leakage_images: int = 384
-    leakage_steps: int = 2000
-    neutral_quality: int = 90
-    conditions: tuple[str, ...] = tuple(CONDITIONS)  # robustness rows beside format-neutral
-    synth_gms: int = 0  # GMs of a synthesized tier added to every fold's training
-    gallery_per_gm: int = 16  # training images per GM whose mean embedding is its gallery entry
 
 
 # ---------------------------------------------------------------- content leakage
@@ -339,7 +320,7 @@ def curve(
         points[c] = point
         data["points"] = [points[k] for k in sorted(points)]
         # after every point: a run stopped early keeps the points it finished
-        (out / "curve.json").write_text(json.dumps(data, indent=1) + "\n")
+        atomic_write_text(out / "curve.json", json.dumps(data, indent=1) + "\n")
     last = out / f"n{max(counts)}"
     write_reports(last, report, compare, curve=data)
     return data
@@ -443,7 +424,7 @@ def evaluate(
     results["command"] = command
     results["zoo"] = str(ds.root)
     results["leakage"] = data[0].info.get("leakage", {})
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
     _figures(ds, data, folds, results, out, cfg)
     write_reports(out, report, compare)
     return results
@@ -713,7 +694,7 @@ def _per_image_parses(
     parses = {
         "cont": np.concatenate(conts),
         "disc": [p.argmax(1) for p in dprob],
-        "loss": lprob >= 0.5,
+        "loss": lprob >= LOSS_THRESHOLD,
     }
     return parses, np.concatenate(gms), lprob
 
@@ -736,7 +717,7 @@ def _per_gm_parses(
     parses = {
         "cont": np.stack([row[1] for row in rows]),
         "disc": [p.argmax(1) for p in agg_d],
-        "loss": agg_l >= 0.5,
+        "loss": agg_l >= LOSS_THRESHOLD,
     }
     return parses, np.array([row[0] for row in rows]), agg_l
 

@@ -1,8 +1,7 @@
 """The evaluation report: `report.md` (and `docs/results.md`) rendered from a run's
 `results.json` and figures, the targets of the issue checked row by row, and the
 summary table `gmtrace evaluate` prints. Rendering reads only results.json, so a
-report can be rewritten without rerunning anything (`gmtrace evaluate
---render-only`).
+report can be rewritten without rerunning anything (`gmtrace evaluate render`).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
+from gmtrace.core.files import atomic_write_text
 from gmtrace.core.schema import CONTINUOUS, DISCRETE, LOSS_TYPES
 
 FIGURES = {
@@ -93,13 +93,13 @@ def write_reports(
     views = probe_views(out, list(results["methods"]))
     results = results | ({"probe_views": views} if views else {})
     figures = {k: out / f for k, f in FIGURES.items() if (out / f).is_file()}
-    (out / "report.md").write_text(render_report(results, figures, out, other))
+    atomic_write_text(out / "report.md", render_report(results, figures, out, other))
     if report is not None:
         rp = Path(report)
         figdir = rp.parent / "img" / "results"
         figdir.mkdir(parents=True, exist_ok=True)
         copied = {k: Path(shutil.copy(v, figdir / v.name)) for k, v in figures.items()}
-        rp.write_text(render_report(results, copied, rp.parent, other))
+        atomic_write_text(rp, render_report(results, copied, rp.parent, other))
         if curve:
             write_curve_record(curve, rp)
     return results
@@ -122,7 +122,7 @@ def write_curve_record(curve: dict, report: Path) -> Path:
     can grow by a count on another machine."""
     path = report.parent / "curve.json"
     record = {k: v for k, v in curve.items() if k != "folder"}
-    path.write_text(json.dumps(record, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     return path
 
 
@@ -154,7 +154,7 @@ def write_curve_section(report: str | Path, curve: dict) -> Path:
     else:
         raise ValueError(f"{rp}: no curve section and no '{BUDGET_HEADING}' to put one before")
     lines[start:end] = section
-    rp.write_text("\n".join(lines))
+    atomic_write_text(rp, "\n".join(lines))
     return write_curve_record(curve, rp)
 
 

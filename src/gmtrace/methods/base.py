@@ -26,7 +26,8 @@ from gmtrace.core.schema import DISCRETE, LOSS_TYPES, Targets
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import ImageBank
 from gmtrace.methods.spectral_features import spectral_features
-from gmtrace.nets.model import GMTraceModel, ModelConfig
+from gmtrace.nets.config import ModelConfig
+from gmtrace.nets.model import GMTraceModel
 from gmtrace.readout.embedding import discriminant_projection, gm_gallery, open_set_score
 from gmtrace.readout.fit import fit_logistic
 from gmtrace.readout.inference import Inference, infer

@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass(frozen=True)
-class FENConfig:
-    """A DnCNN-style FEN: conv-ReLU, (depth - 2) x [conv-BN-ReLU], conv to 3 channels.
-
-    RED's FEN is depth 17, width 64, `highpass=False` (`red()`); the output is linear
-    (unbounded). With `highpass=True` the network learns a correction to a fixed
-    high-pass residual, F(I) = (I - box3(I)) + DnCNN(I), its last conv starting at
-    zero: the fingerprint starts as the residual whose spectrum already shows
-    up-sampling peaks, instead of as noise from a random network."""
-
-    depth: int = 17
-    width: int = 64
-    batch_norm: bool = True
-    highpass: bool = False
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from gmtrace.nets.config import FENConfig
 
 
 def box_residual(x: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ unchanged). Global pooling makes the trunk work at any image size.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -22,20 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gmtrace.core.schema import CONTINUOUS, DISCRETE, GROUP_NAMES, LOSS_TYPES, group_of
+from gmtrace.nets.config import ParserConfig
 
 GROUP_INDEX = torch.tensor([GROUP_NAMES.index(group_of(t)) for t in LOSS_TYPES])
-
-
-@dataclass(frozen=True)
-class ParserConfig:
-    in_ch: int = 3
-    width: int = 32
-    stages: int = 4
-    embed: int = 128
-    dropout: float = 0.2
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gmtrace.core.files import atomic_path, atomic_write_text, file_sha256
-from gmtrace.nets.model import GMTraceModel, ModelConfig
+from gmtrace.nets.config import ModelConfig
+from gmtrace.nets.model import GMTraceModel
 from gmtrace.readout.readout import READOUT, Readout
 
 WEIGHTS = "model.safetensors"

@@ -1,0 +1,384 @@
+"""The analyst's commands: analyze, scan, group, report, serve, check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gmtrace.cli.app import app, console, fail
+
+MaxCrops = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="crops of the model's input size read per image, spread over it "
+        "(fewer: faster on large images, less evidence)",
+    ),
+]
+
+
+@app.command()
+def analyze(
+    images: Annotated[list[Path], typer.Argument(help="image files or folders of images")],
+    model: Annotated[
+        Path | None, typer.Option(help="model folder (default: the model shipped with gmtrace)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    save_views: Annotated[
+        Path | None, typer.Option(help="write each image's fingerprint and spectrum PNG here")
+    ] = None,
+    top: Annotated[int, typer.Option(help="known GMs listed per image")] = 3,
+    max_crops: MaxCrops = 9,
+    group: Annotated[
+        bool, typer.Option("--group", help="group the generated images by source GM")
+    ] = False,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
+) -> None:
+    """Is each image generated, by which known GM (or an unknown one), and what were
+    that GM's architecture and training losses?"""
+    from gmtrace.core.runtime import progress
+    from gmtrace.core.schema import format_count
+    from gmtrace.data.images import find_images
+    from gmtrace.product.analyze import Analyzer
+    from gmtrace.product.rows import ImageResult, model_fields
+
+    files, problems = find_images(images)
+    if not files and not problems:
+        fail("no image files given (folders are searched recursively)")
+    try:
+        analyzer = Analyzer(model, device=device, top_k=top, max_crops=max_crops)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    with progress(Console(stderr=True), transient=True) as bars:
+        task = bars.add_task("analyze", total=len(files), status="")
+        results = analyzer.analyze(files, save_views, on_done=lambda: bars.advance(task))
+    results += [ImageResult(p, False, msg) for p, msg in problems.items()]
+    n_groups = analyzer.group(results) if group else None
+    ok = [r for r in results if r.ok]
+    if as_json:
+        extras = ("group",) * group + ("fingerprint_png", "spectrum_png") * bool(save_views)
+        model_f = model_fields(analyzer)
+        rows = [r.to_row(model_f) | {k: getattr(r, k) for k in extras} for r in results]
+        print(json.dumps(rows, indent=2))
+    else:
+        t = Table(title=f"gmtrace analyze ({len(results)} images)")
+        t.add_column("image", overflow="fold")
+        t.add_column("p(gen)", justify="right")
+        t.add_column("source GM")
+        t.add_column("parsed: params / layers / upsampling")
+        t.add_column("losses")
+        if group:
+            t.add_column("group", justify="right")
+        for r in results:
+            if not r.ok:
+                t.add_row(r.path, "-", "[red]error[/]", r.error or "", "", *([""] if group else []))
+                continue
+            h = r.hyperparameters
+            gm = r.top_gms[0]
+            note = " (padded)" if r.padded else ""
+            if r.verdict == "real":  # no generator to name or parse (--json keeps the numbers)
+                src = parsed = losses = "-"
+            else:
+                src = "unknown GM" if r.unknown_gm else f"{gm['name']} ({gm['probability']:.2f})"
+                parsed = (
+                    f"{format_count('n_params', h['n_params'])} / {h['n_layers']:.0f} / "
+                    f"{h['upsampling']} ({h['upsampling_confidence']:.2f})"
+                )
+                losses = ", ".join(r.losses) or "-"
+            t.add_row(
+                r.path + note,
+                f"{r.p_generated:.2f}",
+                src,
+                parsed,
+                losses,
+                *([str(r.group or "-")] if group else []),
+            )
+        console.print(t)
+    for r in results:
+        if not r.ok:
+            console.print(f"[red]error:[/] {r.error}", soft_wrap=True)
+    n_gen = sum(r.verdict == "generated" for r in ok)
+    n_unknown = sum(bool(r.unknown_gm) and r.verdict == "generated" for r in ok)
+    summary = (
+        f"{len(ok)} analyzed, {len(results) - len(ok)} failed; {n_gen} look generated "
+        f"({n_unknown} by a GM the model does not know), {len(ok) - n_gen} look real"
+    )
+    if n_groups is not None:
+        summary += f"; the generated ones form {n_groups} group(s) by source GM"
+    (Console(stderr=True) if as_json else console).print(summary)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def scan(
+    paths: Annotated[
+        list[Path], typer.Argument(help="image files or folders (searched recursively)")
+    ],
+    out: Annotated[
+        Path, typer.Option(help="results file: .jsonl, .csv or .parquet (resumed if present)")
+    ],
+    model: Annotated[
+        Path | None, typer.Option(help="model folder (default: the model shipped with gmtrace)")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(help="decoding threads beside the network (ray: workers)")
+    ] = 2,
+    max_crops: MaxCrops = 9,
+    engine: Annotated[str, typer.Option(help="local, or ray (Ray Data)")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="an existing Ray cluster (default: start a local one)")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
+) -> None:
+    """Scan images into one results file, one row per file (killed, rerun the same
+    command: it finishes where it stopped, with the same rows)."""
+    import time
+
+    from rich.markup import escape
+
+    from gmtrace.core.runtime import progress
+    from gmtrace.product.analyze import Analyzer
+    from gmtrace.product.scan import ScanError
+    from gmtrace.product.scan import scan as run_scan
+
+    try:
+        analyzer = Analyzer(model, device=device, max_crops=max_crops)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    t0 = time.perf_counter()
+    with progress(Console(stderr=True)) as bars:
+        task = bars.add_task("scan", total=None, status="")
+
+        def tick(done: int, total: int) -> None:
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            bars.update(task, completed=done, total=total, status=f"{rate:.0f} images/s")
+
+        try:
+            s = run_scan(
+                analyzer,
+                paths,
+                out,
+                workers=workers,
+                on_progress=tick,
+                engine=engine,
+                ray_address=ray_address,
+            )
+        except ScanError as e:
+            fail(str(e))
+    t = Table(title=f"gmtrace scan: {out}")
+    t.add_column("files", justify="right")
+    t.add_column("analyzed", justify="right")
+    t.add_column("failed", justify="right")
+    t.add_column("kept from before", justify="right")
+    t.add_column("called generated", justify="right")
+    t.add_column("of those, unknown GM", justify="right")
+    t.add_column("images/s", justify="right")
+    t.add_row(
+        str(s.files),
+        str(s.analyzed),
+        str(s.failed),
+        str(s.resumed),
+        str(s.generated),
+        str(s.unknown_gm),
+        f"{s.images_per_second:.0f}",
+    )
+    console.print(t)
+    for e in s.errors[:5]:
+        console.print(f"[yellow]failed:[/] {escape(e)}", soft_wrap=True, highlight=False)
+    if s.failed > 5:
+        console.print(f"... and {s.failed - 5} more failures (rows with an error in {out})")
+    console.print(
+        f"{s.files} files, one row each, in {out} ({s.seconds:.1f} s, model {analyzer.model_id_})"
+    )
+
+
+@app.command("group")
+def group_cmd(
+    results: Annotated[
+        Path, typer.Argument(help="a `gmtrace scan` output (.jsonl, .csv, .parquet)")
+    ],
+    out: Annotated[Path, typer.Option(help="groups file to write (JSON)")] = Path("groups.json"),
+    all_images: Annotated[
+        bool,
+        typer.Option("--all", help="group every analyzed image, not only those called generated"),
+    ] = False,
+) -> None:
+    """Group a scan's generated images by source GM (the number of GMs unknown), with
+    each group's parse over its images and the nearest known GM when one is close."""
+    from gmtrace.core.schema import format_count
+    from gmtrace.product.groups import group_rows, write_groups
+    from gmtrace.product.scan import ScanError, read_results
+
+    try:
+        rows = read_results(results)
+    except ScanError as e:
+        fail(str(e))
+    g = group_rows(rows, generated_only=not all_images)
+    write_groups(g, out)
+    t = Table(title=f"gmtrace group: {len(g['groups'])} group(s) of {g['grouped']} images")
+    t.add_column("group", justify="right")
+    t.add_column("images", justify="right")
+    t.add_column("nearest known GM")
+    t.add_column("params / layers / upsampling (agreement)")
+    t.add_column("losses")
+    for grp in g["groups"][:30]:
+        h = grp["hyperparameters"]
+        near = grp["nearest_known_gm"]
+        t.add_row(
+            str(grp["group"]),
+            str(grp["size"]),
+            f"{near['name']} ({near['share']:.0%})" if near else "none close: a new GM",
+            f"{format_count('n_params', h['n_params']['value'])} / {h['n_layers']['value']:.0f} / "
+            f"{h['upsampling']['value']} ({h['upsampling']['agreement']:.0%})",
+            ", ".join(grp["losses"]) or "-",
+        )
+    console.print(t)
+    if len(g["groups"]) > 30:
+        console.print(f"... {len(g['groups']) - 30} more groups in {out}")
+    nf, nr = g["not_grouped"]["failed"], g["not_grouped"]["real"]
+    console.print(
+        f"{g['grouped']} of {g['images']} images in {len(g['groups'])} group(s) "
+        f"({nr} called real, {nf} failed, not grouped): {out}"
+    )
+
+
+@app.command("report")
+def report_cmd(
+    results: Annotated[
+        Path, typer.Argument(help="a `gmtrace scan` output (.jsonl, .csv, .parquet)")
+    ],
+    out: Annotated[Path, typer.Option(help="HTML file to write")] = Path("report.html"),
+    groups: Annotated[
+        Path | None, typer.Option(help="groups.json of `gmtrace group` (default: group now)")
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="model folder for fingerprints and the model card (default: shipped)"),
+    ] = None,
+    title: Annotated[str, typer.Option(help="a title for the case")] = "",
+) -> None:
+    """Write one self-contained HTML report of a scan: summary, a sortable verdict
+    table, per group a contact sheet, fingerprint, spectrum and parse, a model card."""
+    from gmtrace.product.analyze import Analyzer
+    from gmtrace.product.report import write_report
+    from gmtrace.product.scan import ScanError, read_results
+
+    try:
+        rows = read_results(results)
+        g = json.loads(groups.read_text()) if groups is not None else None
+        analyzer = Analyzer(model)
+    except (ScanError, FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    path = write_report(rows, out, analyzer, g, title)
+    n = len(g["groups"]) if g else None
+    size = path.stat().st_size / 1e6
+    console.print(
+        f"report of {len(rows)} files"
+        + (f", {n} group(s)" if n is not None else "")
+        + f": {path} ({size:.1f} MB, self-contained)"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    token: Annotated[
+        str | None, typer.Option(help="require 'Authorization: Bearer TOKEN' on /v1/*")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="model folder (default: the model shipped with gmtrace)")
+    ] = None,
+    max_files: Annotated[int, typer.Option(help="files per request")] = 64,
+    max_file_mb: Annotated[int, typer.Option(help="megabytes per file")] = 20,
+    chunk_seconds: Annotated[
+        float, typer.Option(help="longest wait for the next piece of an upload (then 408)")
+    ] = 10.0,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
+) -> None:
+    """Serve the analyzer over HTTP: /v1/analyze, /v1/group, /v1/model, /healthz, a
+    web page at / and the API documentation at /docs."""
+    from gmtrace.product.analyze import Analyzer
+    from gmtrace.product.server import Limits
+    from gmtrace.product.server import serve as run
+
+    try:
+        analyzer = Analyzer(model, device=device)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    limits = Limits(
+        files=max_files, file_bytes=max_file_mb * 1024 * 1024, chunk_seconds=chunk_seconds
+    )
+    console.print(f"gmtrace {analyzer.model_id_} on http://{host}:{port}/ (API docs at /docs)")
+    run(analyzer, host=host, port=port, token=token, limits=limits)
+
+
+@app.command()
+def check(
+    zoo: Annotated[Path, typer.Argument(help="zoo folder whose truth is known")],
+    model: Annotated[
+        Path | None, typer.Option(help="model folder (default: the model shipped with gmtrace)")
+    ] = None,
+    per_gm: Annotated[int, typer.Option(help="images analyzed per GM")] = 12,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Analyze a zoo with known truth (e.g. GMs the model never saw) and show how the
+    answers compare with it."""
+    from gmtrace.core.runtime import progress
+    from gmtrace.data.dataset import DatasetError
+    from gmtrace.product.analyze import Analyzer, check_zoo
+
+    try:
+        analyzer = Analyzer(model)
+        with progress(Console(stderr=True), transient=True) as bars:
+            task = bars.add_task("check", total=None, status="")
+            res = check_zoo(analyzer, zoo, per_gm, on_done=lambda: bars.advance(task))
+    except (DatasetError, FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    if as_json:
+        print(json.dumps(res, indent=2))
+        return
+    t = Table(title=f"{zoo}: answers vs truth (GM level, {per_gm} images each)")
+    for c in (
+        "GM",
+        "family",
+        "gen.",
+        "unknown",
+        "upsampling true/pred",
+        "losses true",
+        "pred",
+        "F1",
+    ):
+        t.add_column(c, justify="right" if c in ("gen.", "unknown", "F1") else "left")
+    for r in res["gms"]:
+        t.add_row(
+            r["gm"],
+            r["family"],
+            f"{r['called_generated']:.0%}",
+            f"{r['called_unknown']:.0%}",
+            f"{r['true_upsampling']} / {r['predicted_upsampling']}",
+            ",".join(r["true_losses"]),
+            ",".join(r["predicted_losses"]) or "-",
+            f"{r['loss_f1']:.2f}",
+        )
+    console.print(t)
+    for line in res["failures"]:
+        console.print(f"[yellow]skipped:[/] {line}")
+    s = Table(title="summary")
+    s.add_column("check")
+    s.add_column("value", justify="right")
+    s.add_row("generated images called generated", f"{res['fake_called_generated']:.0%}")
+    if res["real_called_real"] is not None:
+        s.add_row(
+            f"real crops called real ({res['real_images']})", f"{res['real_called_real']:.0%}"
+        )
+    s.add_row("loss types, mean F1 per GM", f"{res['mean_loss_f1']:.2f}")
+    s.add_row("discrete hyperparameters right (of 6)", f"{res['mean_discrete_correct']:.1f}")
+    s.add_row("continuous, mean L1 (normalized)", f"{res['mean_continuous_l1']:.3f}")
+    console.print(s)

@@ -1,0 +1,79 @@
+"""`gmtrace train`: a model trained on a zoo or RED116-format data (resumable)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gmtrace.cli.app import app, console, fail
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="model folder (created, or resumed)")],
+    zoo: Annotated[Path | None, typer.Option(help="zoo folder to train on")] = None,
+    red_arch: Annotated[
+        Path | None,
+        typer.Option(help="RED116-format data instead of a zoo: architecture .npy or .txt"),
+    ] = None,
+    red_loss: Annotated[Path | None, typer.Option(help="RED116 loss bits .npy or .txt")] = None,
+    red_images: Annotated[
+        Path | None, typer.Option(help="RED116 image root (one folder per GM)")
+    ] = None,
+    real: Annotated[
+        Path | None,
+        typer.Option(help="folder of real photographs (subfolders = domains); default: the zoo's"),
+    ] = None,
+    steps: Annotated[int, typer.Option(help="optimization steps")] = 3000,
+    batch: Annotated[int, typer.Option(help="images per step, half generated")] = 32,
+    lr: Annotated[float, typer.Option(help="Adam learning rate")] = 1e-3,
+    per_gm: Annotated[int, typer.Option(help="images per GM held in memory")] = 200,
+    image_size: Annotated[int, typer.Option(help="training crop size")] = 64,
+    fen_depth: Annotated[int, typer.Option(help="FEN conv layers")] = 6,
+    fen_width: Annotated[int, typer.Option(help="FEN channels")] = 24,
+    no_augment: Annotated[bool, typer.Option("--no-augment", help="no JPEG/resize/blur")] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
+) -> None:
+    """Train the FEN, parsing network and heads on a zoo (resumable)."""
+    from gmtrace.data.dataset import DatasetError, GMDataset
+    from gmtrace.nets.config import FENConfig, ModelConfig
+    from gmtrace.train.loop import TrainConfig, TrainError, summary_table
+    from gmtrace.train.loop import train as run_train
+
+    cfg = TrainConfig(
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        per_gm=per_gm,
+        image_size=image_size,
+        augment=not no_augment,
+        seed=seed,
+    )
+    mcfg = replace(ModelConfig(), fen=FENConfig(depth=fen_depth, width=fen_width, highpass=True))
+    from gmtrace.data.dataset import real_records
+    from gmtrace.data.red import read_red_npy, read_red_text
+
+    try:
+        if red_arch is not None:
+            if red_loss is None or red_images is None:
+                fail("--red-arch needs --red-loss and --red-images too")
+            read = read_red_npy if red_arch.suffix == ".npy" else read_red_text
+            ds = read(red_arch, red_loss, red_images)
+        elif zoo is not None:
+            ds = GMDataset.from_zoo(zoo)
+        else:
+            fail("give --zoo DIR, or RED116 data with --red-arch/--red-loss/--red-images")
+        if real is not None:
+            ds.real = real_records(real)
+        if not ds.real:
+            fail("no real photographs to train the detector on; add --real DIR")
+        result = run_train(ds, out, cfg, mcfg, console=console, device=device)
+    except typer.Exit:
+        raise
+    except (DatasetError, TrainError, ValueError) as e:
+        fail(str(e))
+    console.print(summary_table(result))

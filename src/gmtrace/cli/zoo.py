@@ -1,0 +1,215 @@
+"""`gmtrace zoo ...` (build, synth, show, export-red) and `gmtrace describe`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gmtrace.cli.app import app, console, fail
+
+zoo_app = typer.Typer(no_args_is_help=True, help="Build, inspect and export GM zoos.")
+app.add_typer(zoo_app, name="zoo")
+
+
+@app.command()
+def describe(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="FILE.py:NAME - a module instance, a Module class or a zero-argument factory"
+        ),
+    ],
+    input_shape: Annotated[
+        str | None,
+        typer.Option(
+            help="shape of a random example input, e.g. 2,128 or 2,3,64,64 (default: the "
+            "module's example_input(), else a static walk)"
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Compute the 15 architecture hyperparameters of a torch module."""
+    import torch
+
+    from gmtrace.core.schema import ARCH_FIELDS, format_count
+    from gmtrace.zoo.introspect import describe as describe_module
+    from gmtrace.zoo.introspect import load_object, module_from
+
+    try:
+        module = module_from(load_object(target))
+        example = None
+        if input_shape:
+            try:
+                shape = tuple(int(s) for s in input_shape.split(","))
+            except ValueError:
+                fail(f"--input-shape {input_shape!r}: expected integers separated by commas")
+            example = torch.randn(*shape)
+        arch = describe_module(module, example)
+    except typer.Exit:
+        raise
+    except Exception as e:
+        fail(f"{target}: {type(e).__name__}: {e}")
+    if as_json:
+        print(
+            json.dumps(
+                {"values": arch.values, "extra": arch.extra, "traced": arch.traced}, indent=2
+            )
+        )
+        return
+    t = Table(title=f"{target} ({type(module).__name__})")
+    t.add_column("hyperparameter")
+    t.add_column("value", justify="right")
+    t.add_column("meaning")
+    for f in ARCH_FIELDS:
+        v = arch.values[f.name]
+        t.add_row(f.name, format_count(f.name, v) if f.kind == "continuous" else str(v), f.meaning)
+    for k, v in arch.extra.items():
+        t.add_row(k, str(v), "extra")
+    console.print(t)
+    console.print(
+        "traced with an example input"
+        if arch.traced
+        else "[yellow]static walk only[/] (no example input): order-dependent fields "
+        "follow registration order; pass --input-shape for a trace"
+    )
+
+
+@zoo_app.command("build")
+def zoo_build(
+    out: Annotated[Path, typer.Option(help="zoo folder to create or resume")],
+    preset: Annotated[str, typer.Option(help="tiny | demo | default | full")] = "tiny",
+    seed: Annotated[int, typer.Option(help="seed of the GM plan and every GM")] = 0,
+    real: Annotated[
+        Path | None,
+        typer.Option(
+            help="folder of real photographs (subfolders = content domains); default: the "
+            "photos shipped in scikit-image, scikit-learn and matplotlib"
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="GMs built at once")] = 1,
+    engine: Annotated[str, typer.Option(help="local | ray")] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="address of an existing Ray cluster (default: start a local one)"),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="build only the first N planned GMs")] = None,
+) -> None:
+    """Train a zoo of generative models and sample their images (resumable)."""
+    from gmtrace.data.dataset import DatasetError
+    from gmtrace.zoo.builder import ZooError, build_zoo, summary_table
+    from gmtrace.zoo.real import RealImageError
+
+    try:
+        summary = build_zoo(
+            out,
+            preset=preset,
+            seed=seed,
+            real=str(real) if real else None,
+            workers=workers,
+            engine=engine,
+            ray_address=ray_address,
+            console=console,
+            limit=limit,
+        )
+    except (ZooError, RealImageError, DatasetError) as e:
+        fail(str(e))
+    console.print(summary_table(summary, out))
+    if summary.failed:
+        console.print(
+            f"[red]{len(summary.failed)} GM(s) failed[/]; rerun the same command "
+            "to retry them (finished GMs are kept)"
+        )
+        raise typer.Exit(1)
+
+
+@zoo_app.command("synth")
+def zoo_synth(
+    out: Annotated[Path, typer.Option(help="zoo folder to create or resume")],
+    n: Annotated[int, typer.Option(help="number of synthesized GMs")] = 3000,
+    seed: Annotated[int, typer.Option(help="seed of the GM plan and every GM")] = 0,
+    images_per_gm: Annotated[int, typer.Option(help="images (input crops) per GM")] = 24,
+    resolution: Annotated[int, typer.Option(help="image size in pixels")] = 64,
+    real: Annotated[
+        Path | None,
+        typer.Option(
+            help="folder of real photographs (subfolders = content domains); default: the "
+            "embedded photos and the installed Debian photo collections"
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="worker processes (default: one per core)")
+    ] = None,
+) -> None:
+    """Synthesize a tier of shallow random decoders and translators applied to real
+    photographs (resumable; the layout of `zoo build`)."""
+    from gmtrace.data.dataset import DatasetError
+    from gmtrace.zoo.builder import ZooError
+    from gmtrace.zoo.real import RealImageError
+    from gmtrace.zoo.synth import summary_table, synth_zoo
+
+    try:
+        summary = synth_zoo(
+            out,
+            n=n,
+            seed=seed,
+            images_per_gm=images_per_gm,
+            resolution=resolution,
+            real=str(real) if real else None,
+            workers=workers,
+            console=console,
+        )
+    except (ZooError, RealImageError, DatasetError) as e:
+        fail(str(e))
+    console.print(summary_table(summary))
+    if summary.failed:
+        console.print(
+            f"[red]{len(summary.failed)} GM(s) failed[/]; rerun the same command "
+            "to retry them (finished GMs are kept)"
+        )
+        raise typer.Exit(1)
+
+
+@zoo_app.command("show")
+def zoo_show(
+    zoo: Annotated[Path, typer.Argument(help="zoo folder")],
+    out: Annotated[
+        Path | None, typer.Option(help="contact sheet PNG (default ZOO/contact_sheet.png)")
+    ] = None,
+) -> None:
+    """Table of the zoo's GMs and their hyperparameters, and a contact sheet PNG."""
+    from gmtrace.data.dataset import DatasetError
+    from gmtrace.zoo.show import show
+
+    try:
+        show(zoo, out, console=console)  # prints the tables and a summary
+    except (DatasetError, FileNotFoundError, ValueError) as e:
+        fail(str(e))
+
+
+@zoo_app.command("export-red")
+def zoo_export_red(
+    zoo: Annotated[Path, typer.Argument(help="zoo folder")],
+    out: Annotated[Path, typer.Option(help="folder for RED116-format ground truth")],
+    copy_images: Annotated[bool, typer.Option(help="also copy each GM's images")] = False,
+) -> None:
+    """Export a zoo's ground truth in RED116's format (.npy arrays and text lines)."""
+    from gmtrace.data.dataset import DatasetError, GMDataset
+    from gmtrace.data.red import export_red, natural_key
+
+    try:
+        ds = GMDataset.from_zoo(zoo)
+        # rows in natural name order pair with sorted image folders, as RED's readers expect
+        ds.gms.sort(key=lambda g: natural_key(g.name))
+        paths = export_red(ds, out, copy_images=copy_images)
+    except (DatasetError, ValueError, OSError) as e:
+        fail(str(e))
+    t = Table(title=f"RED116 export of {zoo} ({len(ds)} GMs)")
+    t.add_column("file")
+    t.add_column("path")
+    for k, v in paths.items():
+        t.add_row(k, str(v))
+    console.print(t)

@@ -1,0 +1,37 @@
+"""The protocol's settings (no torch: the command line reads its defaults here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gmtrace.data.augment import CONDITIONS
+
+METHODS = ("gmtrace", "red", "spectral")
+HOLDOUTS = ("family", "gm")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    folds: int = 4
+    seed: int = 0
+    # "family": each fold's test GMs come from families with no GM in training and its
+    # real photographs from collections with no photograph in training; "gm": test GMs
+    # stratified by family, real photographs held out one by one
+    holdout: str = "family"
+    methods: tuple[str, ...] = METHODS
+    train_per_gm: int = 160  # training images per training GM
+    seen_per_gm: int = 8  # held-out images per training GM (closed set, open set)
+    test_per_gm: int = 30  # images per unseen GM
+    neutral_per_gm: int = 15  # format-neutral images per unseen GM
+    real_test: int = 300  # held-out real crops per fold (at most)
+    image_size: int = 64
+    batch: int = 32
+    steps: int = 400  # gmtrace training steps per fold
+    red_steps: int = 34  # RED architecture: about the same CPU time (see report)
+    permutations: int = 1000
+    leakage_images: int = 384
+    leakage_steps: int = 2000
+    neutral_quality: int = 90
+    conditions: tuple[str, ...] = tuple(CONDITIONS)  # robustness rows beside format-neutral
+    synth_gms: int = 0  # GMs of a synthesized tier added to every fold's training
+    gallery_per_gm: int = 16  # training images per GM whose mean embedding is its gallery entry
