@@ -134,79 +134,111 @@ async def _send_error(send, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
-    """The FastAPI application around an `Analyzer`."""
-    from gmtrace.product.groups import group_rows
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
 
-    lock = threading.Lock()
-    busy = asyncio.Semaphore(limits.concurrent)  # bounds the upload bytes held in memory
-    app = FastAPI(
-        title="gmtrace",
-        version=str(analyzer.meta_.get("gmtrace", "?")),
-        description="Is an image generated, by which GM, and what were that GM's "
-        "architecture and training losses?",
-    )
 
-    def refuse(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+async def _on_refused(request, exc: _Refused):  # raised while the body is received, or by a check
+    return _error(exc.status, exc.message)
 
-    @app.exception_handler(_Refused)
-    async def refused(request, exc: _Refused):  # raised while the body is received
-        return refuse(exc.status, exc.message)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request, exc):
-        return refuse(exc.status_code, str(exc.detail))
+async def _on_http_error(request, exc: StarletteHTTPException):
+    return _error(exc.status_code, str(exc.detail))
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request, exc):
-        return refuse(422, "invalid request: " + "; ".join(e.get("msg", "") for e in exc.errors()))
 
-    @app.exception_handler(Exception)
-    async def unexpected(request, exc):  # never meant to be reached; the load test checks
-        return refuse(500, f"internal error ({type(exc).__name__})")
+async def _on_invalid(request, exc: RequestValidationError):
+    return _error(422, "invalid request: " + "; ".join(e.get("msg", "") for e in exc.errors()))
 
-    def authorized(request: Request) -> bool:
-        if token is None:
-            return True
+
+async def _on_unexpected(request, exc):  # never meant to be reached; the load test checks
+    return _error(500, f"internal error ({type(exc).__name__})")
+
+
+# every error as JSON `{"error": ...}`, FastAPI's own ones included
+_ERROR_HANDLERS = {
+    _Refused: _on_refused,
+    StarletteHTTPException: _on_http_error,
+    RequestValidationError: _on_invalid,
+    Exception: _on_unexpected,
+}
+
+
+class AnalysisService:
+    """The work behind `/v1/*`: the token check, reading uploads within `limits`,
+    analyzing and grouping. A refusal raises `_Refused` (answered as 4xx JSON).
+    `busy` lets `limits.concurrent` uploads be read and analyzed at once, which
+    bounds the upload bytes held in memory; `lock` runs the network on one batch
+    at a time."""
+
+    def __init__(self, analyzer, token: str | None = None, limits: Limits = Limits()):
+        self.analyzer, self.token, self.limits = analyzer, token, limits
+        self.lock = threading.Lock()
+        self.busy = asyncio.Semaphore(limits.concurrent)
+
+    def authorize(self, request: Request) -> None:
+        """Refuse (401) a request without `Authorization: Bearer <token>`, if there is a token."""
+        if self.token is None:
+            return
         got = request.headers.get("authorization", "")
-        return hmac.compare_digest(got.encode(), f"Bearer {token}".encode())
+        if not hmac.compare_digest(got.encode(), f"Bearer {self.token}".encode()):
+            raise _Refused(401, "missing or wrong token (Authorization: Bearer T)")
 
-    @app.get("/healthz")
-    def healthz() -> dict:
-        return {"status": "ok", "model_id": analyzer.model_id_}
+    async def analyze(self, request: Request, views: bool) -> dict:
+        """The answer to `/v1/analyze`: one row per uploaded file."""
+        rows = await self.analyze_upload(request, views)
+        model_id = self.analyzer.model_id_
+        return {"schema_version": SCHEMA_VERSION, "model_id": model_id, "results": rows}
 
-    @app.get("/v1/model")
-    def model(request: Request):
-        if not authorized(request):
-            return refuse(401, "missing or wrong token (Authorization: Bearer T)")
-        return model_info(analyzer)
+    async def group(self, request: Request, all_images: bool) -> dict:
+        """The answer to `/v1/group`: the rows of a JSON body or of an upload, grouped
+        by source GM (only the generated images unless `all_images`)."""
+        from gmtrace.product.groups import group_rows
 
-    async def read_uploads(request: Request):
-        """[(name, bytes)] of a multipart request's files, or a refusal."""
+        if request.headers.get("content-type", "").startswith("application/json"):
+            rows = await _posted_rows(request)
+        else:
+            rows = await self.analyze_upload(request, False)
+        groups = await asyncio.to_thread(group_rows, rows, not all_images)
+        return groups | {"results": rows}
+
+    async def analyze_upload(self, request: Request, views: bool) -> list[dict]:
+        """The rows of a multipart upload's files. A request that is not multipart is
+        refused before it queues behind the other uploads."""
+        if not _multipart(request):
+            raise _Refused(415, "send the images as multipart/form-data (field 'files')")
+        async with self.busy:
+            files = await self.read_uploads(request)
+            return await asyncio.to_thread(self.analyze_files, files, views)
+
+    async def read_uploads(self, request: Request) -> list[tuple[str, bytes]]:
+        """[(name, bytes)] of a multipart request's files, within the file limits."""
+        limits = self.limits
         try:
             form = await request.form(max_files=limits.files, max_fields=limits.files + 16)
         except _Refused:
             raise
         except Exception as e:  # a malformed multipart body
-            return refuse(400, f"cannot read the upload ({str(e) or type(e).__name__})")
+            raise _Refused(400, f"cannot read the upload ({str(e) or type(e).__name__})") from None
         uploads = [v for _, v in form.multi_items() if hasattr(v, "filename")]
         if not uploads:
-            return refuse(400, "no files in the upload (field 'files')")
+            raise _Refused(400, "no files in the upload (field 'files')")
         out = []
         for u in uploads:
             data = await u.read(limits.file_bytes + 1)
             name = (u.filename or "upload")[:300]
             if len(data) > limits.file_bytes:
-                return refuse(413, f"{name}: larger than {limits.file_bytes // (1024 * 1024)} MB")
+                raise _Refused(413, f"{name}: larger than {limits.file_bytes // (1024 * 1024)} MB")
             out.append((name, data))
         return out
 
-    def analyze(files, views: bool) -> list[dict]:
+    def analyze_files(self, files: list[tuple[str, bytes]], views: bool) -> list[dict]:
+        """One scan row per file, with the image's views when `views`; a file that
+        does not decode is a row with `ok: false` and its error. Blocking."""
+        analyzer = self.analyzer
         model_f = model_fields(analyzer)
-        decoded = [decode_bytes(data, name, limits.pixels) for name, data in files]
+        decoded = [decode_bytes(data, name, self.limits.pixels) for name, data in files]
         good = [i for i, d in enumerate(decoded) if d.image is not None]
-        with lock:  # the network runs one request at a time
+        with self.lock:
             found = analyzer.analyze_arrays(
                 [decoded[i].image for i in good], [files[i][0] for i in good]
             )
@@ -219,17 +251,28 @@ def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
             rows.append(r.to_row(model_f) | ({"views": shown[i]} if i in shown else {}))
         return rows
 
-    async def analyze_upload(request: Request, views: bool):
-        """The rows of a multipart upload's files, or a refusal: a request that is not
-        multipart is refused before it queues behind the analyses; at most
-        `limits.concurrent` uploads are read and analyzed at once."""
-        if not _multipart(request):
-            return refuse(415, "send the images as multipart/form-data (field 'files')")
-        async with busy:
-            files = await read_uploads(request)
-            if isinstance(files, JSONResponse):
-                return files
-            return await asyncio.to_thread(analyze, files, views)
+
+def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
+    """The FastAPI application around an `Analyzer`: routes onto an `AnalysisService`.
+    Each `/v1/*` route starts with `service.authorize`; a FastAPI dependency would run
+    before the query is validated and answer 401 where a bad query gets 422."""
+    service = AnalysisService(analyzer, token, limits)
+    app = FastAPI(
+        title="gmtrace",
+        version=str(analyzer.meta_.get("gmtrace", "?")),
+        description="Is an image generated, by which GM, and what were that GM's "
+        "architecture and training losses?",
+        exception_handlers=_ERROR_HANDLERS,
+    )
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "model_id": analyzer.model_id_}
+
+    @app.get("/v1/model")
+    def model(request: Request):
+        service.authorize(request)
+        return model_info(analyzer)
 
     @app.post(
         "/v1/analyze",
@@ -237,12 +280,8 @@ def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
         summary="analyze uploaded images: one row per file",
     )
     async def analyze_endpoint(request: Request, views: bool = False):
-        if not authorized(request):
-            return refuse(401, "missing or wrong token (Authorization: Bearer T)")
-        rows = await analyze_upload(request, views)
-        if isinstance(rows, JSONResponse):
-            return rows
-        return {"schema_version": SCHEMA_VERSION, "model_id": analyzer.model_id_, "results": rows}
+        service.authorize(request)
+        return await service.analyze(request, views)
 
     @app.post(
         "/v1/group",
@@ -250,27 +289,8 @@ def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
         summary="analyze and group uploaded images (or scan rows) by source GM",
     )
     async def group_endpoint(request: Request, all_images: bool = False):
-        if not authorized(request):
-            return refuse(401, "missing or wrong token (Authorization: Bearer T)")
-        if request.headers.get("content-type", "").startswith("application/json"):
-            try:
-                body = await request.json()
-                rows = body["rows"]
-                if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-                    raise TypeError
-                for r in rows:
-                    _check_row(r)
-            except _Refused:
-                raise
-            except (ValueError, KeyError, TypeError) as e:
-                msg = str(e) if isinstance(e, ValueError) and str(e).startswith("row") else ""
-                return refuse(400, msg or 'send {"rows": [scan rows]} or a multipart upload')
-        else:
-            rows = await analyze_upload(request, False)
-            if isinstance(rows, JSONResponse):
-                return rows
-        groups = await asyncio.to_thread(group_rows, rows, not all_images)
-        return groups | {"results": rows}
+        service.authorize(request)
+        return await service.group(request, all_images)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
@@ -283,6 +303,21 @@ def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
 
 def _multipart(request) -> bool:
     return request.headers.get("content-type", "").startswith("multipart/form-data")
+
+
+async def _posted_rows(request: Request) -> list[dict]:
+    """The scan rows of a JSON body `{"rows": [...]}`, checked for `group_rows`."""
+    try:
+        body = await request.json()
+        rows = body["rows"]
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise TypeError
+        for r in rows:
+            _check_row(r)
+    except (ValueError, KeyError, TypeError) as e:
+        msg = str(e) if isinstance(e, ValueError) and str(e).startswith("row") else ""
+        raise _Refused(400, msg or 'send {"rows": [scan rows]} or a multipart upload') from None
+    return rows
 
 
 def _check_row(r: dict) -> None:
