@@ -192,7 +192,9 @@ def test_the_checks_see_imports_inside_functions(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("module", ["gmtrace", "gmtrace.core.schema", "gmtrace.core.metrics"])
+@pytest.mark.parametrize(
+    "module", ["gmtrace", "gmtrace.core.schema", "gmtrace.core.metrics", "gmtrace.cli.main"]
+)
 def test_light_imports_load_no_torch(module):
     code = f"import sys, {module}\nprint('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)

@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from gmtrace.product.analyze import Analyzer
-from gmtrace.product.server import BodyLimit, Limits, create_app
+from gmtrace.product.limits import Limits
+from gmtrace.product.server import BodyLimit, create_app
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bad_inputs import make_corpus  # noqa: E402

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from gmtrace.cli.app import app, console, fail
+from gmtrace.product.limits import Limits
+
+LIMITS = Limits()
 
 MaxCrops = Annotated[
     int,
@@ -295,25 +299,25 @@ def serve(
     model: Annotated[
         Path | None, typer.Option(help="model folder (default: the model shipped with gmtrace)")
     ] = None,
-    max_files: Annotated[int, typer.Option(help="files per request")] = 64,
-    max_file_mb: Annotated[int, typer.Option(help="megabytes per file")] = 20,
+    max_files: Annotated[int, typer.Option(help="files per request")] = LIMITS.files,
+    max_file_mb: Annotated[int, typer.Option(help="megabytes per file")] = LIMITS.file_bytes
+    // 2**20,
     chunk_seconds: Annotated[
         float, typer.Option(help="longest wait for the next piece of an upload (then 408)")
-    ] = 10.0,
+    ] = LIMITS.chunk_seconds,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
 ) -> None:
     """Serve the analyzer over HTTP: /v1/analyze, /v1/group, /v1/model, /healthz, a
     web page at / and the API documentation at /docs."""
     from gmtrace.product.analyze import Analyzer
-    from gmtrace.product.server import Limits
     from gmtrace.product.server import serve as run
 
     try:
         analyzer = Analyzer(model, device=device)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
-    limits = Limits(
-        files=max_files, file_bytes=max_file_mb * 1024 * 1024, chunk_seconds=chunk_seconds
+    limits = replace(
+        LIMITS, files=max_files, file_bytes=max_file_mb * 2**20, chunk_seconds=chunk_seconds
     )
     console.print(f"gmtrace {analyzer.model_id_} on http://{host}:{port}/ (API docs at /docs)")
     run(analyzer, host=host, port=port, token=token, limits=limits)

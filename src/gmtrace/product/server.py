@@ -35,7 +35,6 @@ import json
 import socket
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -43,19 +42,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gmtrace.data.images import decode_bytes
+from gmtrace.product.limits import Limits
 from gmtrace.product.report import image_views_data
 from gmtrace.product.rows import SCHEMA_VERSION, ImageResult, model_fields
-
-
-@dataclass(frozen=True)
-class Limits:
-    request_bytes: int = 64 * 1024 * 1024
-    file_bytes: int = 20 * 1024 * 1024
-    files: int = 64
-    pixels: int = 40_000_000
-    body_seconds: float = 30.0  # to receive a whole request body, from its first piece
-    chunk_seconds: float = 10.0  # between two pieces of it
-    concurrent: int = 4  # uploads read and analyzed at once; the others wait unread
 
 
 class _Refused(Exception):
