@@ -8,16 +8,12 @@ not.
 `group` (what analyze and the evaluation use): Ward-linkage agglomerative
 clustering of the unit-length embeddings, cut at the finest partition whose mean
 silhouette is within 5 % of the highest (`SILHOUETTE_TOLERANCE`); no threshold
-learned elsewhere and no number of GMs given. One group when no cut reaches `SILHOUETTE_FLOOR` (one
-Gaussian blob scores about 0.1; the zoo's GMs 0.6-0.7).
+learned elsewhere and no number of GMs given. One group when no cut reaches
+`SILHOUETTE_FLOOR` (one Gaussian blob scores about 0.1).
 
-Why not a learned threshold: the earlier design cut average-linkage clusters at
-the distance that best grouped held-out images of the *training* GMs
-(`choose_threshold`, `cluster`, still in the evaluation as a comparison). Ward
-merge heights grow with cluster size and unseen GMs are more spread than seen
-ones, so a distance learned on 8 images of each seen GM over-split unseen GMs
-(about 7 clusters per GM on family-held-out folds). The silhouette is read off
-the case itself, whatever its size and spread (docs/architecture.md).
+The silhouette is read off the case itself, whatever its size and spread; a
+distance learned on the training GMs (`choose_threshold`, `cluster`: the
+evaluation's comparison) over-splits GMs never seen (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -28,9 +24,8 @@ THRESHOLDS = np.linspace(0.02, 1.2, 40)
 SILHOUETTE_FLOOR = 0.25
 CANDIDATE_CUTS = 80  # numbers of groups tried, spread geometrically from 2 to N / 2
 # the cut taken: the finest whose mean silhouette is at least this share of the
-# best one's. The silhouette is flat near its peak, and there splitting a GM costs
-# less than merging two; 0.95 was chosen on held-out images of the training GMs
-# (docs/architecture.md), never on unseen ones
+# best one's (the silhouette is flat near its peak, and there splitting a GM costs
+# less than merging two; chosen on training GMs' images: docs/architecture.md)
 SILHOUETTE_TOLERANCE = 0.95
 
 

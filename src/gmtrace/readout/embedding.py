@@ -46,8 +46,8 @@ def open_set_score(
     GM), from their attribution probabilities [N, G] and unit-length embeddings
     [N, D]: the geometric mean of 1 - the largest probability (maximum softmax
     probability) and (1 - the cosine similarity to the nearest `gallery` entry) / 2
-    (`gm_gallery`). Together they beat either on unseen GMs (docs/architecture.md:
-    AUROC about 0.93 against 0.88-0.90 for each alone). Without a gallery, 1 - the
+    (`gm_gallery`): together they reject unseen GMs better than either alone
+    (docs/architecture.md). Without a gallery, 1 - the
     largest probability alone (also when every entry is a zero row: not fitted)."""
     msp = 1.0 - np.asarray(attribution, dtype=np.float64).max(axis=-1)
     if gallery is None:

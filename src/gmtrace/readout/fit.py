@@ -191,9 +191,8 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 PROBE_C = (0.003, 0.01, 0.03, 0.1, 0.3)  # inverse L2 strengths the inner folds choose from
-# a count's answer: this share its forest's, the rest its linear model's. Measured on
-# family-held-out folds (docs/architecture.md): the forests parse the counts
-# better in L1, the linear models carry n_params, the mean keeps both
+# a count's answer: this share its forest's, the rest its linear model's (why:
+# docs/architecture.md, the parsing probe)
 PROBE_FOREST_SHARE = 0.5
 _NEVER = -1e4  # bias of a class training never saw
 _SURE = 30.0  # logit of a loss bit that every training GM shares (or none)

@@ -40,12 +40,10 @@ class Inference:
         they are read: its linear parts were fitted on GMs' mean inputs, so this is
         their answer for the images' mean input (each image's input clipped to 5
         standard deviations first); the forests' half of the continuous values
-        (with `probe_trees`) is the mean of the images' own answers. Measured on
-        family-held-out folds, a forest's answer for the mean input and the mean
-        of its answers parse alike (docs/architecture.md). Averaging each image's
-        probabilities instead lets a few confident images outvote the mean, and
-        reads a GM's inputs at a spread the probe never saw. Otherwise (the SGD
-        heads, the baselines) the images' answers are averaged."""
+        (with `probe_trees`) is the mean of the images' own answers. Averaging each
+        image's probabilities instead would let a few confident images outvote the
+        mean, and read a GM's inputs at a spread the probe never saw. Otherwise (the
+        SGD heads, the baselines) the images' answers are averaged."""
         if self.parse_linear is None:
             return (
                 self.continuous[rows].mean(axis=0),
