@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from gmtrace.core.files import atomic_dir
 from gmtrace.core.runtime import pick_device, progress, seed_everything
-from gmtrace.core.schema import Normalizer, encode
+from gmtrace.core.schema import Normalizer, Targets, encode
 from gmtrace.core.version import __version__
 from gmtrace.data.augment import Augmenter, crop, jpeg
 from gmtrace.data.dataset import GMDataset
@@ -273,25 +273,41 @@ def _resume(out: Path, model, opt, rng, signature: dict, device) -> tuple[int, f
     return int(state["step"]), float(state.get("seconds", 0.0))
 
 
-def train(
+@dataclass
+class TrainSetup:
+    """What the optimization loop and the finish need, built by `prepare_run`."""
+
+    cfg: TrainConfig
+    out: Path
+    dev: torch.device
+    rng: np.random.Generator
+    names: list[str]
+    idx: list[int]  # rows of `names` in the dataset
+    bank: ImageBank  # training images (held-out calibration images removed)
+    calib_fake: list[np.ndarray]
+    calib_real: np.ndarray
+    normalizer: Normalizer
+    tg: Targets  # encoded parsing targets, one row per GM
+    balance: Balance
+    targets: dict[str, torch.Tensor]  # `tg` as tensors on `dev`
+    model: GMTraceModel
+    opt: torch.optim.Optimizer
+    signature: dict  # what a checkpoint must match to be resumed
+    start: int  # steps already done (resumed from a checkpoint)
+    seconds_before: float  # optimization time of earlier runs
+    sampler: BatchSampler
+
+
+def _load_images(
     ds: GMDataset,
-    out_dir: str | Path,
-    cfg: TrainConfig = TrainConfig(),
-    model_cfg: ModelConfig | None = None,
-    train_gms: list[str] | None = None,
-    train_sources: list[str] | None = None,
-    console: Console | None = None,
-    device: str | None = None,
-    bank: ImageBank | None = None,
-) -> dict:
-    """Train (or resume) a model on the GMs `train_gms` and real photographs
-    `train_sources` of `ds` (default: all); write it to `out_dir`. A caller that
-    already decoded the images passes them as `bank` (its GMs in `bank.gm_names`)."""
-    console = console or Console()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dev = pick_device(device)
-    rng = seed_everything(cfg.seed)
+    cfg: TrainConfig,
+    train_gms: list[str] | None,
+    train_sources: list[str] | None,
+    console: Console,
+    bank: ImageBank | None,
+) -> tuple[list[str], ImageBank, list[np.ndarray], np.ndarray]:
+    """The training GMs and their images, calibration images held out (`hold_out`):
+    (GM names, training bank, calibration fakes per GM, calibration reals)."""
     if bank is not None:
         names = list(bank.gm_names)
     else:
@@ -310,8 +326,14 @@ def train(
         )
     for line in bank.failures:
         console.print(f"[yellow]skipped:[/] {line}")
-    bank, calib_fake, calib_real = hold_out(bank, cfg)
-    idx = [ds.names.index(n) for n in names]
+    return names, *hold_out(bank, cfg)
+
+
+def _fit_targets(
+    ds: GMDataset, idx: list[int], dev: torch.device
+) -> tuple[Normalizer, Targets, Balance, dict[str, torch.Tensor]]:
+    """The parsing targets of the GMs at rows `idx`: (normalizer, encoded targets,
+    loss balance, targets as tensors on `dev`)."""
     raw, bits = ds.arch_matrix()[idx], ds.loss_matrix()[idx]
     normalizer = Normalizer().fit(raw)
     tg = encode(raw, bits, normalizer)
@@ -325,6 +347,29 @@ def train(
             "losses": tg.losses,
         }.items()
     }
+    return normalizer, tg, balance, targets
+
+
+def _trim_metrics(path: Path, start: int) -> None:
+    """Keep in `path` only the lines a checkpoint at step `start` had seen."""
+    if path.exists():
+        kept = [
+            ln
+            for ln in path.read_text().splitlines()
+            if ln.strip() and json.loads(ln)["step"] <= start
+        ]
+        path.write_text("".join(ln + "\n" for ln in kept))
+
+
+def _build_model(
+    cfg: TrainConfig,
+    model_cfg: ModelConfig | None,
+    names: list[str],
+    bank: ImageBank,
+    dev: torch.device,
+) -> tuple[GMTraceModel, torch.optim.Optimizer, dict]:
+    """A fresh model for the GMs `names`, its optimizer, and the run's checkpoint
+    signature (settings and data that a resumed run must share)."""
     mcfg = (model_cfg or ModelConfig()).with_gms(len(names))
     model = GMTraceModel(mcfg).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -336,72 +381,133 @@ def train(
         "n_fake": bank.n_fake,
         "n_real": len(bank.real),
     }
+    return model, opt, signature
+
+
+def prepare_run(
+    ds: GMDataset,
+    out_dir: str | Path,
+    cfg: TrainConfig,
+    model_cfg: ModelConfig | None,
+    train_gms: list[str] | None,
+    train_sources: list[str] | None,
+    console: Console,
+    device: str | None,
+    bank: ImageBank | None,
+) -> TrainSetup:
+    """Seed, load the images and targets, build the model and optimizer and resume
+    from the checkpoint in `out_dir` if there is one (see `train`)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = pick_device(device)
+    rng = seed_everything(cfg.seed)
+    names, bank, calib_fake, calib_real = _load_images(
+        ds, cfg, train_gms, train_sources, console, bank
+    )
+    idx = [ds.names.index(n) for n in names]
+    normalizer, tg, balance, targets = _fit_targets(ds, idx, dev)
+    model, opt, signature = _build_model(cfg, model_cfg, names, bank, dev)
     start, seconds_before = _resume(out, model, opt, rng, signature, dev)
     sampler = BatchSampler(bank, cfg, rng)
-    metrics_path = out / "metrics.jsonl"
-    if metrics_path.exists():  # keep only what the checkpoint we resume from had seen
-        kept = [
-            ln
-            for ln in metrics_path.read_text().splitlines()
-            if ln.strip() and json.loads(ln)["step"] <= start
-        ]
-        metrics_path.write_text("".join(ln + "\n" for ln in kept))
-    t0 = time.perf_counter()
+    _trim_metrics(out / "metrics.jsonl", start)
+    return TrainSetup(
+        cfg=cfg,
+        out=out,
+        dev=dev,
+        rng=rng,
+        names=names,
+        idx=idx,
+        bank=bank,
+        calib_fake=calib_fake,
+        calib_real=calib_real,
+        normalizer=normalizer,
+        tg=tg,
+        balance=balance,
+        targets=targets,
+        model=model,
+        opt=opt,
+        signature=signature,
+        start=start,
+        seconds_before=seconds_before,
+        sampler=sampler,
+    )
+
+
+def _batch_losses(run: TrainSetup, batch: tuple) -> dict[str, torch.Tensor]:
+    """Forward one batch (clean images and their degraded views together): the
+    weighted `total`, each loss term, and the statistics logged with them (the
+    accuracies and the L1 error of the continuous hyperparameters, not differentiated)."""
+    cfg, dev, model = run.cfg, run.dev, run.model
+    x, gm, is_fake, degraded = batch
+    x, gm, is_fake = x.to(dev), gm.to(dev), is_fake.to(dev)
+    both = model(torch.cat([x, degraded.to(dev)]))
+    out_, views = both.rows(slice(0, len(x))), both.rows(slice(len(x), None))
+    nf = len(gm)
+    fp = fingerprint_loss(out_.fingerprint)
+    t = {k: v[gm] for k, v in run.targets.items()}
+    parsed = out_.parse.first(nf)
+    parse = model.parsing_loss(
+        parsed,
+        t["continuous"],
+        t["discrete"],
+        t["groups"],
+        t["losses"],
+        balance=run.balance,
+    )
+    det = F.binary_cross_entropy_with_logits(out_.detect, is_fake)
+    attr = F.cross_entropy(out_.attribute[:nf], gm)
+    con = FL.supcon_loss(out_.projection[:nf], gm)
+    cons = consistency_loss(out_, views) if len(degraded) else torch.zeros((), device=dev)
+    total = (
+        cfg.w_fp * fp["total"]
+        + cfg.w_parse * parse["total"]
+        + cfg.w_detect * det
+        + cfg.w_attr * attr
+        + cfg.w_con * con
+        + cfg.w_cons * cons
+    )
+    with torch.no_grad():
+        return {
+            "total": total,
+            "fingerprint": fp["total"],
+            "parse": parse["total"],
+            "parse_continuous_l1": (parsed.continuous - t["continuous"]).abs().mean(),
+            "detect": det,
+            "attribute": attr,
+            "contrastive": con,
+            "consistency": cons,
+            "detect_acc": ((out_.detect > 0).float() == is_fake).float().mean(),
+            "attribute_acc": (out_.attribute[:nf].argmax(1) == gm).float().mean(),
+        }
+
+
+def train_step(run: TrainSetup, batch: tuple, step: int) -> dict[str, float]:
+    """One optimizer step on `batch` (a `BatchSampler` draw); the values to log.
+    `step` counts from 0 and only names the step in the error a non-finite loss raises."""
+    losses = _batch_losses(run, batch)
+    total = losses["total"]
+    if not torch.isfinite(total):
+        raise TrainError(f"loss became non-finite at step {step + 1}; lower --lr")
+    run.opt.zero_grad(set_to_none=True)
+    total.backward()
+    run.opt.step()
+    return {k: v.item() for k, v in losses.items()}
+
+
+def _optimize(run: TrainSetup, console: Console, t0: float) -> dict[str, float]:
+    """Steps `run.start` to `cfg.steps`: log the mean values every `log_every` steps
+    (and at the end) to metrics.jsonl, checkpoint every `ckpt_every` steps (the
+    final checkpoint is the caller's). `t0`: when this run's optimization started.
+    Returns the last logged means."""
+    cfg = run.cfg
+    metrics_path = run.out / "metrics.jsonl"
     acc: dict[str, list[float]] = {}
     last: dict[str, float] = {}
-    model.train()
+    run.model.train()
     with progress(console) as bars:
-        task = bars.add_task("train", total=cfg.steps, completed=start, status="")
-        for step in range(start, cfg.steps):
-            x, gm, is_fake, degraded = sampler()
-            x, gm, is_fake = x.to(dev), gm.to(dev), is_fake.to(dev)
-            both = model(torch.cat([x, degraded.to(dev)]))
-            out_, views = both.rows(slice(0, len(x))), both.rows(slice(len(x), None))
-            nf = len(gm)
-            fp = fingerprint_loss(out_.fingerprint)
-            t = {k: v[gm] for k, v in targets.items()}
-            parsed = out_.parse.first(nf)
-            parse = model.parsing_loss(
-                parsed,
-                t["continuous"],
-                t["discrete"],
-                t["groups"],
-                t["losses"],
-                balance=balance,
-            )
-            det = F.binary_cross_entropy_with_logits(out_.detect, is_fake)
-            attr = F.cross_entropy(out_.attribute[:nf], gm)
-            con = FL.supcon_loss(out_.projection[:nf], gm)
-            cons = consistency_loss(out_, views) if len(degraded) else torch.zeros((), device=dev)
-            total = (
-                cfg.w_fp * fp["total"]
-                + cfg.w_parse * parse["total"]
-                + cfg.w_detect * det
-                + cfg.w_attr * attr
-                + cfg.w_con * con
-                + cfg.w_cons * cons
-            )
-            if not torch.isfinite(total):
-                raise TrainError(f"loss became non-finite at step {step + 1}; lower --lr")
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            opt.step()
-            with torch.no_grad():
-                values = {
-                    "total": total.item(),
-                    "fingerprint": fp["total"].item(),
-                    "parse": parse["total"].item(),
-                    "parse_continuous_l1": (parsed.continuous - t["continuous"])
-                    .abs()
-                    .mean()
-                    .item(),
-                    "detect": det.item(),
-                    "attribute": attr.item(),
-                    "contrastive": con.item(),
-                    "consistency": cons.item(),
-                    "detect_acc": ((out_.detect > 0).float() == is_fake).float().mean().item(),
-                    "attribute_acc": (out_.attribute[:nf].argmax(1) == gm).float().mean().item(),
-                }
+        task = bars.add_task("train", total=cfg.steps, completed=run.start, status="")
+        for step in range(run.start, cfg.steps):
+            values = train_step(run, run.sampler(), step)
             for k, v in values.items():
                 acc.setdefault(k, []).append(v)
             done = step + 1
@@ -412,52 +518,82 @@ def train(
                     f.write(json.dumps({"step": done, **last}) + "\n")
                 bars.update(task, status=f"loss {last['total']:.3f}")
             if done % cfg.ckpt_every == 0 and done < cfg.steps:
-                elapsed = seconds_before + time.perf_counter() - t0
-                _save_checkpoint(out, model, opt, done, rng, signature, elapsed)
+                elapsed = run.seconds_before + time.perf_counter() - t0
+                _save_checkpoint(run.out, run.model, run.opt, done, run.rng, run.signature, elapsed)
             bars.advance(task)
-    model.eval()
-    # the checkpoint holds the trained weights; the readout only feeds the saved
-    # model, so a resumed run continues exactly where training stopped
-    t_trained = time.perf_counter()
-    train_seconds = seconds_before + t_trained - t0
-    _save_checkpoint(out, model, opt, cfg.steps, rng, signature, train_seconds)
+    return last
+
+
+def finish_run(
+    ds: GMDataset, run: TrainSetup, last: dict[str, float], train_seconds: float, t_trained: float
+) -> dict:
+    """Fit the readout on the trained network, save the model to `run.out` and
+    return `train`'s summary. `t_trained`: when optimization ended."""
+    cfg, bank = run.cfg, run.bank
     with torch.no_grad():
         readout, calibration = fit_readout(
-            model,
+            run.model,
             [a[: cfg.probe_per_gm] for a in bank.fake],
             bank.real[:: max(1, len(bank.real) // cfg.probe_real)],
-            calib_fake,
-            calib_real,
-            targets=tg,
-            families=[ds.gms[i].family for i in idx],
+            run.calib_fake,
+            run.calib_real,
+            targets=run.tg,
+            families=[ds.gms[i].family for i in run.idx],
         )
     meta = {
         "gmtrace": __version__,
-        "gm_names": names,
-        "normalizer": json.loads(normalizer.to_json()),
+        "gm_names": run.names,
+        "normalizer": json.loads(run.normalizer.to_json()),
         "image_size": cfg.image_size,
         "train": asdict(cfg),
         "zoo": str(ds.root) if ds.root else None,
         "origin": ds.origin,
-        "real_sources": signature["sources"],
+        "real_sources": run.signature["sources"],
         "steps_done": cfg.steps,
         "calibration": calibration,
         "trained_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    save_model(model, readout, out, meta)
+    save_model(run.model, readout, run.out, meta)
     return {
-        "out": str(out),
+        "out": str(run.out),
         "steps": cfg.steps,
-        "resumed_from": start,
+        "resumed_from": run.start,
         "seconds": train_seconds,  # optimization time over all runs, resumes included
         "finish_seconds": time.perf_counter() - t_trained,  # probe + calibration + save
         "calibration": calibration,
         "final": last,
-        "n_gms": len(names),
+        "n_gms": len(run.names),
         "n_fake": bank.n_fake,
         "n_real": len(bank.real),
         "skipped": len(bank.failures),
     }
+
+
+def train(
+    ds: GMDataset,
+    out_dir: str | Path,
+    cfg: TrainConfig = TrainConfig(),
+    model_cfg: ModelConfig | None = None,
+    train_gms: list[str] | None = None,
+    train_sources: list[str] | None = None,
+    console: Console | None = None,
+    device: str | None = None,
+    bank: ImageBank | None = None,
+) -> dict:
+    """Train (or resume) a model on the GMs `train_gms` and real photographs
+    `train_sources` of `ds` (default: all); write it to `out_dir`. A caller that
+    already decoded the images passes them as `bank` (its GMs in `bank.gm_names`)."""
+    console = console or Console()
+    run = prepare_run(ds, out_dir, cfg, model_cfg, train_gms, train_sources, console, device, bank)
+    t0 = time.perf_counter()
+    last = _optimize(run, console, t0)
+    run.model.eval()
+    # the checkpoint holds the trained weights; the readout only feeds the saved
+    # model, so a resumed run continues exactly where training stopped
+    t_trained = time.perf_counter()
+    train_seconds = run.seconds_before + t_trained - t0
+    _save_checkpoint(run.out, run.model, run.opt, cfg.steps, run.rng, run.signature, train_seconds)
+    return finish_run(ds, run, last, train_seconds, t_trained)
 
 
 def summary_table(result: dict) -> Table:
