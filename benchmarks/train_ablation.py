@@ -15,7 +15,8 @@ from pathlib import Path
 from rich.console import Console
 
 from gmtrace.data.dataset import GMDataset
-from gmtrace.train.loop import TrainConfig, train
+from gmtrace.train.config import TrainConfig
+from gmtrace.train.loop import train
 
 VARIANTS = {
     "baseline": {},

@@ -22,7 +22,8 @@ def small_model_dir(tiny_zoo_dir: Path, tmp_path_factory) -> Path:
     """A small network trained for 4 steps on the tiny zoo (32 px crops)."""
     from gmtrace.data.dataset import GMDataset
     from gmtrace.nets.config import FENConfig, ModelConfig, ParserConfig
-    from gmtrace.train.loop import TrainConfig, train
+    from gmtrace.train.config import TrainConfig
+    from gmtrace.train.loop import train
 
     small = ModelConfig(
         fen=FENConfig(depth=3, width=8, highpass=True),

@@ -17,7 +17,8 @@ from gmtrace.nets.config import FENConfig, ModelConfig, ParserConfig
 from gmtrace.readout.embedding import open_set_score
 from gmtrace.readout.inference import infer
 from gmtrace.readout.saved import load_model
-from gmtrace.train.loop import CHECKPOINT, TrainConfig, TrainError, fingerprint_loss, train
+from gmtrace.train.config import TrainConfig
+from gmtrace.train.loop import CHECKPOINT, TrainError, fingerprint_loss, train
 
 SMALL = ModelConfig(
     fen=FENConfig(depth=3, width=8),

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from gmtrace.cli.app import app, console, fail
-from gmtrace.evaluation.config import HOLDOUTS, METHODS, EvalConfig
+from gmtrace.evaluation.config import METHODS, EvalConfig
 
 DEFAULT = EvalConfig()
 evaluate_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
@@ -96,8 +96,6 @@ def evaluate(
         fail("--out DIR is required")
     if zoo is None:
         fail("--zoo DIR is required (`gmtrace evaluate render` rewrites a finished run's reports)")
-    if holdout not in HOLDOUTS:
-        fail(f"--holdout must be one of {', '.join(HOLDOUTS)}, got {holdout!r}")
     cfg = replace(
         DEFAULT,
         folds=folds,

@@ -9,6 +9,11 @@ from typing import Annotated
 import typer
 
 from gmtrace.cli.app import app, console, fail
+from gmtrace.nets.config import ModelConfig
+from gmtrace.train.config import TrainConfig
+
+TRAIN = TrainConfig()
+MODEL = ModelConfig()
 
 
 @app.command()
@@ -27,24 +32,25 @@ def train(
         Path | None,
         typer.Option(help="folder of real photographs (subfolders = domains); default: the zoo's"),
     ] = None,
-    steps: Annotated[int, typer.Option(help="optimization steps")] = 3000,
-    batch: Annotated[int, typer.Option(help="images per step, half generated")] = 32,
-    lr: Annotated[float, typer.Option(help="Adam learning rate")] = 1e-3,
-    per_gm: Annotated[int, typer.Option(help="images per GM held in memory")] = 200,
-    image_size: Annotated[int, typer.Option(help="training crop size")] = 64,
-    fen_depth: Annotated[int, typer.Option(help="FEN conv layers")] = 6,
-    fen_width: Annotated[int, typer.Option(help="FEN channels")] = 24,
+    steps: Annotated[int, typer.Option(help="optimization steps")] = TRAIN.steps,
+    batch: Annotated[int, typer.Option(help="images per step, half generated")] = TRAIN.batch,
+    lr: Annotated[float, typer.Option(help="Adam learning rate")] = TRAIN.lr,
+    per_gm: Annotated[int, typer.Option(help="images per GM held in memory")] = TRAIN.per_gm,
+    image_size: Annotated[int, typer.Option(help="training crop size")] = TRAIN.image_size,
+    fen_depth: Annotated[int, typer.Option(help="FEN conv layers")] = MODEL.fen.depth,
+    fen_width: Annotated[int, typer.Option(help="FEN channels")] = MODEL.fen.width,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="no JPEG/resize/blur")] = False,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option()] = TRAIN.seed,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
 ) -> None:
     """Train the FEN, parsing network and heads on a zoo (resumable)."""
-    from gmtrace.data.dataset import DatasetError, GMDataset
-    from gmtrace.nets.config import FENConfig, ModelConfig
-    from gmtrace.train.loop import TrainConfig, TrainError, summary_table
+    from gmtrace.data.dataset import DatasetError, GMDataset, real_records
+    from gmtrace.data.red import read_red_npy, read_red_text
+    from gmtrace.train.loop import TrainError, summary_table
     from gmtrace.train.loop import train as run_train
 
-    cfg = TrainConfig(
+    cfg = replace(
+        TRAIN,
         steps=steps,
         batch=batch,
         lr=lr,
@@ -53,9 +59,7 @@ def train(
         augment=not no_augment,
         seed=seed,
     )
-    mcfg = replace(ModelConfig(), fen=FENConfig(depth=fen_depth, width=fen_width, highpass=True))
-    from gmtrace.data.dataset import real_records
-    from gmtrace.data.red import read_red_npy, read_red_text
+    mcfg = replace(MODEL, fen=replace(MODEL.fen, depth=fen_depth, width=fen_width))
 
     try:
         if red_arch is not None:

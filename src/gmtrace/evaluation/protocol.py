@@ -65,14 +65,14 @@ from gmtrace.data.augment import CONDITIONS, format_neutral
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import ImageBank, load_bank
 from gmtrace.data.splits import collection_folds, family_folds, gm_folds, source_folds
-from gmtrace.evaluation.config import HOLDOUTS, METHODS, EvalConfig
+from gmtrace.evaluation.config import HOLDOUTS, EvalConfig
 from gmtrace.evaluation.report import FIGURES, read_results, write_reports
 from gmtrace.grouping.cluster import choose_threshold, cluster, group
-from gmtrace.methods.base import Method, NetMethod, SpectralMethod
-from gmtrace.nets.config import ModelConfig, red_config
+from gmtrace.methods.base import Method
+from gmtrace.methods.catalog import create_method
 from gmtrace.readout.embedding import gm_gallery
 from gmtrace.readout.inference import Inference
-from gmtrace.train.loop import TrainConfig
+from gmtrace.train.config import TrainConfig
 
 LABELS = {
     "gmtrace": "gmtrace",
@@ -146,7 +146,8 @@ class FoldData:
 
 
 def make_methods(cfg: EvalConfig) -> list[Method]:
-    out: list[Method] = []
+    """The methods of `cfg.methods` (`methods.catalog`), each network with the
+    evaluation's training settings and its own budget of steps."""
     base = TrainConfig(
         batch=cfg.batch,
         image_size=cfg.image_size,
@@ -157,16 +158,11 @@ def make_methods(cfg: EvalConfig) -> list[Method]:
         probe_per_gm=30,
         probe_real=300,
     )
-    for name in cfg.methods:
-        if name == "gmtrace":
-            out.append(NetMethod("gmtrace", ModelConfig(), replace(base, steps=cfg.steps)))
-        elif name == "red":
-            out.append(NetMethod("red", red_config(), replace(base, steps=cfg.red_steps)))
-        elif name == "spectral":
-            out.append(SpectralMethod())
-        else:
-            raise ValueError(f"unknown method {name!r}; choose from {METHODS}")
-    return out
+    steps = {"red": cfg.red_steps}
+    return [
+        create_method(name, replace(base, steps=steps.get(name, cfg.steps)))
+        for name in cfg.methods
+    ]
 
 
 def degraded(images: np.ndarray, cfg: EvalConfig) -> dict[str, np.ndarray]:

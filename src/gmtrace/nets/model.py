@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gmtrace.core.spectrum import log_magnitude
-from gmtrace.nets.config import POST_TRAINING, ModelConfig  # noqa: F401
+from gmtrace.nets.config import ModelConfig
 from gmtrace.nets.fen import DnCNN, box_residual
 from gmtrace.nets.parser import ParseOutput, ParsingNet, parsing_loss
 from gmtrace.nets.red_arch import RedParsingNet, red_parsing_loss

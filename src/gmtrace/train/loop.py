@@ -38,38 +38,14 @@ from gmtrace.data.dataset import GMDataset
 from gmtrace.data.images import to_float
 from gmtrace.data.loader import ImageBank, load_bank
 from gmtrace.nets import fingerprint_losses as FL
-from gmtrace.nets.model import POST_TRAINING, GMTraceModel, ModelConfig
+from gmtrace.nets.config import POST_TRAINING, ModelConfig
+from gmtrace.nets.model import GMTraceModel
 from gmtrace.nets.parser import Balance
 from gmtrace.readout.fit import fit_readout
 from gmtrace.readout.saved import save_model
+from gmtrace.train.config import TrainConfig
 
 CHECKPOINT = "checkpoint"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int = 3000
-    batch: int = 32
-    lr: float = 1e-3
-    image_size: int = 64
-    per_gm: int | None = 200
-    per_source: int | None = None
-    seed: int = 0
-    augment: bool = True
-    log_every: int = 25
-    ckpt_every: int = 250
-    w_fp: float = 1.0
-    w_parse: float = 1.0
-    w_detect: float = 1.0
-    w_attr: float = 1.0
-    w_con: float = 0.5
-    w_cons: float = 0.5  # consistency between a clean and a JPEG-degraded view
-    cons_frac: float = 0.25  # share of each batch that also comes back degraded
-    p_pair: float = 0.5  # chance a generated image brings its aligned real crop
-    calib_per_gm: int = 20
-    probe_per_gm: int = 60
-    probe_real: int = 600
-    calib_real_every: int = 8
 
 
 class TrainError(ValueError):

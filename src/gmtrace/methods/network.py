@@ -1,0 +1,47 @@
+"""A network trained by gmtrace's loop and answering through its fitted readout:
+gmtrace's own model, or RED's architecture (DnCNN-17 FEN + RED's parsing network and
+losses) behind the same readout."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gmtrace.methods.base import Method, PredictionCache
+from gmtrace.nets.config import ModelConfig
+from gmtrace.nets.model import GMTraceModel
+from gmtrace.readout.inference import Inference, infer
+from gmtrace.readout.readout import Readout
+from gmtrace.readout.saved import load_model, model_digest
+from gmtrace.train.config import TrainConfig
+from gmtrace.train.loop import train
+
+
+class NetMethod(Method):
+    """A `GMTraceModel` (ours or RED's architecture) trained with `train.train`."""
+
+    def __init__(self, name: str, model_cfg: ModelConfig, train_cfg: TrainConfig):
+        self.name = name
+        self.model_cfg = model_cfg
+        self.train_cfg = train_cfg
+
+    def fit(self, ds, bank, targets, out_dir, console) -> dict:
+        result = train(
+            ds, out_dir / self.name, self.train_cfg, self.model_cfg, console=console, bank=bank
+        )
+        saved = load_model(out_dir / self.name)
+        self.model_: GMTraceModel = saved.model
+        self.readout_: Readout = saved.readout
+        self.cache_ = PredictionCache(
+            out_dir / self.name / "predictions", model_digest(out_dir / self.name)
+        )
+        return {
+            "train_seconds": result["seconds"],
+            "steps": result["steps"],
+            "probe_seconds": result["finish_seconds"],
+        }
+
+    def predict(self, images: np.ndarray) -> Inference:
+        return self.cache_.get(images, lambda: infer(self.model_, self.readout_, images))
+
+    def fingerprints(self, images: np.ndarray) -> np.ndarray:
+        return infer(self.model_, self.readout_, images, fingerprints=True).fingerprint

@@ -1,0 +1,31 @@
+"""The training's settings (no torch: the command line reads its defaults here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 3000
+    batch: int = 32
+    lr: float = 1e-3
+    image_size: int = 64
+    per_gm: int | None = 200
+    per_source: int | None = None
+    seed: int = 0
+    augment: bool = True
+    log_every: int = 25
+    ckpt_every: int = 250
+    w_fp: float = 1.0
+    w_parse: float = 1.0
+    w_detect: float = 1.0
+    w_attr: float = 1.0
+    w_con: float = 0.5
+    w_cons: float = 0.5  # consistency between a clean and a JPEG-degraded view
+    cons_frac: float = 0.25  # share of each batch that also comes back degraded
+    p_pair: float = 0.5  # chance a generated image brings its aligned real crop
+    calib_per_gm: int = 20
+    probe_per_gm: int = 60
+    probe_real: int = 600
+    calib_real_every: int = 8
