@@ -22,9 +22,9 @@ from safetensors.torch import load_file, save_file
 
 from gmtrace.core.files import atomic_path
 from gmtrace.nets.config import ModelConfig
-from gmtrace.nets.forest import FOREST_ARRAYS
 from gmtrace.nets.model import GMTraceModel
-from gmtrace.nets.pixel_stats import N_STATS
+from gmtrace.readout.forest import FOREST_ARRAYS
+from gmtrace.readout.pixel_stats import N_STATS
 from gmtrace.readout.readout import READOUT, Readout
 from gmtrace.readout.saved import CONFIG, WEIGHTS
 

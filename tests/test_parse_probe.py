@@ -11,11 +11,11 @@ import torch
 from gmtrace.core.schema import DISCRETE, LOSS_TYPES, Targets
 from gmtrace.data.images import to_float
 from gmtrace.nets.config import FENConfig, ModelConfig, ParserConfig, red_config
-from gmtrace.nets.forest import FOREST_ARRAYS, forest_predict
 from gmtrace.nets.model import GMTraceModel
-from gmtrace.nets.pixel_stats import N_STATS, STAT_NAMES, pixel_statistics
 from gmtrace.readout.fit import calibrate, fit_heads, fit_parse_probe
+from gmtrace.readout.forest import FOREST_ARRAYS, forest_predict
 from gmtrace.readout.inference import infer
+from gmtrace.readout.pixel_stats import N_STATS, STAT_NAMES, pixel_statistics
 from gmtrace.readout.readout import Readout
 from gmtrace.readout.saved import load_model, save_model
 
@@ -151,7 +151,7 @@ def test_forest_tensors_answer_as_scikit_learn():
     """A forest packed into tensors walks to the same leaves as scikit-learn."""
     from sklearn.ensemble import ExtraTreesRegressor
 
-    from gmtrace.nets.forest import pack_forests
+    from gmtrace.readout.forest import pack_forests
 
     rng = np.random.default_rng(3)
     x = rng.normal(size=(120, 6))

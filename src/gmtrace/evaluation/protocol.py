@@ -160,8 +160,7 @@ def make_methods(cfg: EvalConfig) -> list[Method]:
     )
     steps = {"red": cfg.red_steps}
     return [
-        create_method(name, replace(base, steps=steps.get(name, cfg.steps)))
-        for name in cfg.methods
+        create_method(name, replace(base, steps=steps.get(name, cfg.steps))) for name in cfg.methods
     ]
 
 

@@ -36,7 +36,7 @@ def probe_views(out_dir: Path, methods: list[str]) -> dict[str, dict[str, list[s
     """Per method and parsing field, the view its parsing probe read in each fold
     ("pixels": linear on the pixel statistics; "forest": a regression forest on
     them averaged with that linear answer; "all" in networks fitted when the probe
-    could also read the head features, `heads.fit_parse_probe`), from the fold
+    could also read the head features, `readout.fit.fit_parse_probe`), from the fold
     networks' configs."""
     found: dict[str, dict[str, list[str]]] = {}
     for name in methods:
@@ -234,7 +234,7 @@ def _curve(curve: dict, names: list[str], apart: bool = False) -> list[str]:
         L.append("")
     if any(p.get("probe") is False for p in pts):
         L.append(
-            "\\* Networks fitted before the parsing probe (`heads.fit_parse_probe`): their "
+            "\\* Networks fitted before the parsing probe (`readout.fit.fit_parse_probe`): their "
             "parsing columns (disc. F1, loss F1, fields) are the SGD heads'; the probe "
             "changes nothing else. Rerunning the curve's command refits them.\n"
         )
@@ -439,7 +439,7 @@ def _headline_section(results: dict, other: dict | None) -> list[str]:
     if stale:
         L.append(
             f"The other run's {', '.join(stale)} networks were fitted before the parsing "
-            "probe (`heads.fit_parse_probe`): their parsing rows are the SGD heads', "
+            "probe (`readout.fit.fit_parse_probe`): their parsing rows are the SGD heads', "
             "not the probe's; rerunning its command refits them.\n"
         )
     return L
@@ -492,7 +492,7 @@ def _budget_section(results: dict) -> list[str]:
             "equal steps would need that many times longer on 2 cores. Both get the same "
             "linear-probe refit of the detection and attribution heads and the same "
             "calibration; gmtrace's parsing is then read by its GM-level probe on the "
-            "features and pixel statistics (`heads.fit_parse_probe`), RED's by its own "
+            "features and pixel statistics (`readout.fit.fit_parse_probe`), RED's by its own "
             "parsing network. The spectral baseline is fitted in closed form.\n"
         )
     else:
@@ -603,7 +603,7 @@ def _field_table(results: dict, n: str) -> list[str]:
             "linear model on the pixel statistics, by the mean of a regression forest "
             "on them and that linear model (`probe_trees`), or by a linear model on "
             "the head features too (which only networks fitted before the probe read "
-            "the statistics alone could do), `heads.fit_parse_probe`.\n"
+            "the statistics alone could do), `readout.fit.fit_parse_probe`.\n"
         )
     L.append(
         "| hyperparameter | metric | score | random GT | p |" + (" probe reads |" if views else "")
@@ -694,11 +694,11 @@ def _attribution_section(results: dict) -> list[str]:
         "Closed set: held-out images of the training GMs. Open set: images of unseen GMs "
         "(positive) against held-out images of training GMs, scored by the geometric mean "
         "of 1 - max attribution probability and (1 - the cosine similarity to the nearest "
-        "training GM's mean embedding) / 2 (`grouping.open_set_score`; networks fitted "
+        "training GM's mean embedding) / 2 (`readout.embedding.open_set_score`; networks fitted "
         "before it and the baselines without a gallery: 1 - max probability alone). "
         "Grouping: unseen GMs' images clustered (Ward linkage) in each "
         "method's discriminant embedding (LDA of its features over the training GMs, "
-        "`grouping.group`), cut at the finest partition whose mean silhouette is within "
+        "`grouping.cluster.group`), cut at the finest partition whose mean silhouette is within "
         "5 % of the highest, so the number of unseen GMs is not used. The last column is "
         "the earlier design (average linkage, cosine, cut at the distance that best groups "
         "the training GMs' held-out images).\n"

@@ -69,14 +69,14 @@ class ModelConfig:
     # image residual's spectrum, beside the radial profiles
     peaks: bool = True
     # parsing read by a GM-level probe on the image's pixel statistics
-    # (`heads.fit_parse_probe`), in place of the heads SGD trained
+    # (`readout.fit.fit_parse_probe`), in place of the heads SGD trained
     parse_probe: bool = True
     # the probe's continuous fields read by the mean of a regression forest of this
-    # many trees on the same statistics and the linear probe (`heads.fit_parse_probe`);
+    # many trees on the same statistics and the linear probe (`readout.fit.fit_parse_probe`);
     # 0: linear like the rest
     probe_trees: int = 64
     # the open-set score also reads the distance to the nearest training GM in the
-    # grouping embedding (a gallery of the training GMs, `grouping.open_set_score`)
+    # grouping embedding (a gallery of the training GMs, `readout.embedding.open_set_score`)
     open_gallery: bool = True
 
     def __post_init__(self):

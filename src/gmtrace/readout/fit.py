@@ -16,9 +16,9 @@ import torch
 from gmtrace.core.schema import CONTINUOUS, DISCRETE, LOSS_TYPES
 from gmtrace.data.images import to_float
 from gmtrace.nets.model import GMTraceModel
-from gmtrace.nets.pixel_stats import pixel_statistics
 from gmtrace.readout.embedding import discriminant_projection, gm_gallery
 from gmtrace.readout.inference import head_features, infer
+from gmtrace.readout.pixel_stats import pixel_statistics
 from gmtrace.readout.readout import PROBE_TREE_LEAVES, PROBE_TREE_NODES, Readout
 
 _FIELD_NAMES = (
@@ -200,7 +200,7 @@ _SURE = 30.0  # logit of a loss bit that every training GM shares (or none)
 
 
 def _pixel_rows(images: np.ndarray, batch: int = 64) -> np.ndarray:
-    """[N, N_STATS] pixel statistics (`nets.pixel_stats`) of uint8 images."""
+    """[N, N_STATS] pixel statistics (`readout.pixel_stats`) of uint8 images."""
     return np.concatenate(
         [
             pixel_statistics(torch.from_numpy(to_float(images[i : i + batch]))).numpy()
@@ -323,7 +323,7 @@ def _fit_forests(readout: Readout, z: np.ndarray, continuous: np.ndarray) -> dic
     (`PROBE_FOREST_SHARE`)."""
     from sklearn.ensemble import ExtraTreesRegressor
 
-    from gmtrace.nets.forest import FOREST_ARRAYS, pack_forests
+    from gmtrace.readout.forest import FOREST_ARRAYS, pack_forests
 
     forests = [
         ExtraTreesRegressor(

@@ -26,9 +26,9 @@ from safetensors.torch import load_file, save_file
 
 from gmtrace.core.files import atomic_path
 from gmtrace.core.schema import CONTINUOUS, GROUP_NAMES, parse_widths
-from gmtrace.nets.forest import FOREST_ARRAYS, forest_predict
 from gmtrace.nets.parser import ParseOutput
-from gmtrace.nets.pixel_stats import pixel_statistics
+from gmtrace.readout.forest import FOREST_ARRAYS, forest_predict
+from gmtrace.readout.pixel_stats import pixel_statistics
 
 READOUT = "readout.safetensors"
 # the probe answers each loss type directly: its group gates are held open
