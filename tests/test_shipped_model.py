@@ -114,3 +114,29 @@ def test_shipped_model_detects_and_groups_gms_it_never_saw(heldout):
     truth = [g.path.split("/")[1] for g in gen]
     assert 10 <= n_groups <= 20
     assert adjusted_rand_score(truth, [g.group for g in gen]) >= 0.8
+
+
+def test_a_broken_readout_is_one_clear_error(tmp_path):
+    """A readout file that lacks a fitted tensor, or is not safetensors, names itself."""
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from gmtrace.readout.readout import READOUT
+
+    d = default_model_dir()
+    for f in ("model.safetensors", "config.json", READOUT):
+        shutil.copy(d / f, tmp_path / f)
+    state = load_file(str(tmp_path / READOUT))
+    with safe_open(str(tmp_path / READOUT), framework="pt") as f:
+        meta = f.metadata()
+    del state["platt"]
+    save_file(state, str(tmp_path / READOUT), metadata=meta)
+    with pytest.raises(
+        ValueError, match=r"safetensors: not a gmtrace readout \(missing \['platt'\]"
+    ):
+        Analyzer(tmp_path)
+    (tmp_path / READOUT).write_bytes(b"not safetensors")
+    with pytest.raises(ValueError, match="readout.safetensors: not a gmtrace readout"):
+        Analyzer(tmp_path)

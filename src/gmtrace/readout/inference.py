@@ -27,7 +27,7 @@ class Inference:
     discrete_prob: list[np.ndarray]  # per discrete field [N, C]
     loss_prob: np.ndarray  # [N, 10]
     fingerprint: np.ndarray | None = None  # [N, H, W, 3] when asked for
-    # the parsing probe's raw outputs [N, probe_outputs()] (`schema.read_linear`),
+    # the parsing probe's raw outputs [N, sum(parse_widths())] (`schema.read_linear`),
     # where it answers
     parse_linear: np.ndarray | None = None
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from gmtrace.core.files import atomic_path
@@ -36,11 +37,31 @@ OPEN_GATE = 30.0
 # leaves per tree of the probe's forests, and the nodes a tree holds then
 PROBE_TREE_LEAVES = 64
 PROBE_TREE_NODES = 2 * PROBE_TREE_LEAVES - 1
-
-
-def probe_outputs() -> int:
-    """Outputs of the parsing probe: a linear parse (`schema.parse_widths`)."""
-    return sum(parse_widths())
+# the learned tensors (names without the trailing underscore) of every readout, and
+# those only a parsing probe (and its forests) brings
+REQUIRED = (
+    "detect_weight",
+    "detect_bias",
+    "platt",
+    "attribute_weight",
+    "attribute_bias",
+    "feature_mean",
+    "feature_std",
+    "group_mean",
+    "group_projection",
+    "open_threshold",
+)
+OPTIONAL = (
+    "probe_mean",
+    "probe_std",
+    "probe_weight",
+    "probe_bias",
+    *(f"forest_{n}" for n in FOREST_ARRAYS),
+    "forest_depth",
+    "forest_share",
+    "detect_spectrum",
+    "gallery",
+)
 
 
 @dataclass
@@ -111,17 +132,8 @@ class Readout:
         """The learned tensors by name (without the trailing underscore)."""
         return {k[:-1]: v for k, v in vars(self).items() if k.endswith("_") and v is not None}
 
-    def is_fitted(self) -> bool:
-        return hasattr(self, "platt_")
-
     def has_probe(self) -> bool:
         return getattr(self, "probe_weight_", None) is not None
-
-    def to(self, device) -> Readout:
-        for k, v in list(vars(self).items()):
-            if k.endswith("_") and isinstance(v, torch.Tensor):
-                setattr(self, k, v.to(device))
-        return self
 
     def save(self, out_dir: str | Path) -> Path:
         """`readout.safetensors` in `out_dir`, its config in the file's metadata."""
@@ -138,17 +150,28 @@ class Readout:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; is {model_dir} a gmtrace model folder?")
         try:
-            from safetensors import safe_open
-
             with safe_open(str(path), framework="pt") as f:
                 cfg = json.loads((f.metadata() or {})["config"])
             state = load_file(str(path), device=str(device))
             readout = cls(**cfg)
         except Exception as e:
             raise ValueError(f"{path}: not a gmtrace readout ({e})") from None
+        missing = sorted(set(readout.required()) - set(state))
+        unknown = sorted(set(state) - set(readout.required()) - set(OPTIONAL))
+        if missing or unknown:
+            why = f"missing {missing}, unknown {unknown}"
+            raise ValueError(f"{path}: not a gmtrace readout ({why})")
         for k, v in state.items():
             setattr(readout, k + "_", v)
         return readout
+
+    def required(self) -> list[str]:
+        """The learned tensors every fitted readout of this config holds."""
+        return [
+            *REQUIRED,
+            *(["detect_spectrum"] if self.spectrum_expert else []),
+            *(["gallery"] if self.open_gallery else []),
+        ]
 
     # -- answers ------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ from gmtrace.readout.readout import READOUT, Readout
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
-FILES = (WEIGHTS, READOUT, CONFIG)
 
 
 @dataclass
