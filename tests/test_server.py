@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from gmtrace.product.analyze import Analyzer
-from gmtrace.product.limits import Limits
+from gmtrace.product.config import Limits
 from gmtrace.product.server import BodyLimit, create_app
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gmtrace.cli.app import app, console, fail
-from gmtrace.product.limits import Limits
+from gmtrace.product.config import MAX_CROPS, TOP_K, Limits
 
 LIMITS = Limits()
 
@@ -36,8 +36,8 @@ def analyze(
     save_views: Annotated[
         Path | None, typer.Option(help="write each image's fingerprint and spectrum PNG here")
     ] = None,
-    top: Annotated[int, typer.Option(help="known GMs listed per image")] = 3,
-    max_crops: MaxCrops = 9,
+    top: Annotated[int, typer.Option(help="known GMs listed per image")] = TOP_K,
+    max_crops: MaxCrops = MAX_CROPS,
     group: Annotated[
         bool, typer.Option("--group", help="group the generated images by source GM")
     ] = False,
@@ -133,7 +133,7 @@ def scan(
     workers: Annotated[
         int, typer.Option(help="decoding threads beside the network (ray: workers)")
     ] = 2,
-    max_crops: MaxCrops = 9,
+    max_crops: MaxCrops = MAX_CROPS,
     engine: Annotated[str, typer.Option(help="local, or ray (Ray Data)")] = "local",
     ray_address: Annotated[
         str | None, typer.Option(help="an existing Ray cluster (default: start a local one)")

@@ -31,6 +31,7 @@ from gmtrace.data.images import (
 )
 from gmtrace.grouping.cluster import group_scalable, number_groups
 from gmtrace.nets.fen import fold_batch_norm
+from gmtrace.product.config import MAX_CROPS, THRESHOLD, TOP_K
 from gmtrace.product.rows import ImageResult
 from gmtrace.product.scan import scan
 from gmtrace.product.views import image_views
@@ -56,9 +57,9 @@ class Analyzer:
         self,
         model_dir: str | Path | None = None,
         device: str | None = None,
-        top_k: int = 3,
-        max_crops: int = 9,
-        threshold: float = 0.5,
+        top_k: int = TOP_K,
+        max_crops: int = MAX_CROPS,
+        threshold: float = THRESHOLD,
     ):
         self.model_dir = model_dir
         self.device = device

@@ -42,7 +42,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gmtrace.data.images import decode_bytes
-from gmtrace.product.limits import Limits
+from gmtrace.product.config import Limits
 from gmtrace.product.report import image_views_data
 from gmtrace.product.rows import SCHEMA_VERSION, ImageResult, model_fields
 

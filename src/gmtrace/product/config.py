@@ -1,9 +1,14 @@
-"""What the server accepts of one request (no FastAPI: the command line reads its
-defaults here)."""
+"""The product's settings (no torch, no FastAPI: the command line reads its defaults
+here): how the analyzer reads and answers an image, and what the server accepts of
+one request."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+TOP_K = 3  # known GMs listed per image
+MAX_CROPS = 9  # crops of the model's input size read per image, spread over it
+THRESHOLD = 0.5  # p(generated) from which an image is called generated
 
 
 @dataclass(frozen=True)
