@@ -2,8 +2,8 @@
 
 Per image: the probability that it is generated, the most likely known GMs or
 "unknown GM" (open-set score above the model's threshold), the parsed 15
-hyperparameters and 10 loss types with their confidence, and optionally the
-fingerprint and its spectrum as PNG files.
+hyperparameters and 10 loss types with their confidence (`product.rows.ImageResult`),
+and optionally the fingerprint and spectrum views as PNG files (`product.views`).
 
 The model reads images at their native resolution: resizing would smear the
 pixel-scale traces it looks for. An image larger than the model's input is read as
