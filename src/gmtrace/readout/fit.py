@@ -91,9 +91,9 @@ def fit_heads(
     (with `open_gallery`) the gallery of the training GMs in that embedding, which
     the open-set score reads (`embedding.gm_gallery`, `embedding.open_set_score`).
     `features`: the head features of `fake` when the caller has them."""
-    if features is None:
-        features = [head_features(model, a) if len(a) else None for a in fake]
     feats = features
+    if feats is None:
+        feats = [head_features(model, a) if len(a) else None for a in fake]
     xf = np.concatenate([f for f in feats if f is not None]).astype(np.float64)
     yf = np.concatenate([[i] * len(f) for i, f in enumerate(feats) if f is not None])
     xr = head_features(model, real).astype(np.float64)

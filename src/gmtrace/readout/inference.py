@@ -99,7 +99,6 @@ def infer(
             "p_generated": r.p_generated,
             "attribution": r.attribution,
             "embedding": o.features if features else r.embedding,
-            "unit": r.embedding,
             "continuous": parse.continuous,
             "loss_prob": parse.loss_prob,
         }
@@ -109,18 +108,21 @@ def infer(
             vals["fingerprint"] = o.fingerprint.permute(0, 2, 3, 1)
         if parse.linear is not None:
             vals["parse_linear"] = parse.linear
+        if features:  # the open-set score reads the unit-length embedding
+            vals["unit"] = r.embedding
         for k, v in vals.items():
             parts.setdefault(k, []).append(v.float().cpu().numpy())
     if not parts:
         raise ValueError("infer: no images")
     cat = {k: np.concatenate(v) for k, v in parts.items()}
     n_disc = sum(1 for k in cat if k[0] == "d" and k[1:].isdigit())
+    unit = cat.pop("unit") if features else cat["embedding"]
     gallery = getattr(readout, "gallery_", None)
     gallery = None if gallery is None else gallery.cpu().numpy()
     return Inference(
         p_generated=cat["p_generated"],
         attribution=cat["attribution"],
-        open_score=open_set_score(cat["attribution"], cat["unit"], gallery).astype(np.float32),
+        open_score=open_set_score(cat["attribution"], unit, gallery).astype(np.float32),
         embedding=cat["embedding"],
         continuous=cat["continuous"],
         discrete_prob=[cat[f"d{j}"] for j in range(n_disc)],
