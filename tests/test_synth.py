@@ -266,6 +266,7 @@ def _curve_cfg():
     from gmtrace.evaluation.config import EvalConfig
 
     return EvalConfig(
+        holdout="family",
         folds=2,
         methods=("spectral",),
         train_per_gm=8,

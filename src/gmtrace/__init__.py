@@ -24,7 +24,7 @@ from gmtrace.core.version import __version__
 def __getattr__(name: str):
     """The API's heavier parts (torch, the network) load on first use."""
     home = {
-        "Architecture": "gmtrace.zoo.introspect",
+        "Architecture": "gmtrace.zoo.architecture",
         "describe": "gmtrace.zoo.introspect",
         "Analyzer": "gmtrace.product.analyze",
         "ImageResult": "gmtrace.product.rows",

@@ -37,13 +37,21 @@ def evaluate(
     out: Annotated[
         Path | None, typer.Option(help="folder for results.json, report.md, figures")
     ] = None,
-    zoo: Annotated[Path | None, typer.Option(help="zoo folder to evaluate on")] = None,
+    zoo: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="zoo folder to evaluate on; repeat it to evaluate on several as one (the "
+            "zoo, the pretrained tier, the foreign-code tier)"
+        ),
+    ] = None,
     folds: Annotated[int, typer.Option(help="folds of unseen GMs")] = DEFAULT.folds,
     holdout: Annotated[
         str,
         typer.Option(
-            help="family: each fold tests whole families and real photo collections that "
-            "training never saw; gm: single GMs (stratified by family) and single photographs"
+            help="codebase: each fold tests whole codebases (the code that built and trained "
+            "a GM) and real photo collections that training never saw; tier: gmtrace's own "
+            "GMs, the pretrained and the foreign tier, each held out whole; family: whole "
+            "families; gm: single GMs (stratified by family) and single photographs"
         ),
     ] = DEFAULT.holdout,
     compare: Compare = None,
@@ -110,7 +118,7 @@ def evaluate(
     )
     command = "gmtrace " + " ".join(sys.argv[1:])
     try:
-        ds = GMDataset.from_zoo(zoo)
+        ds = GMDataset.combine([GMDataset.from_zoo(z) for z in zoo])
         tier = GMDataset.from_zoo(synth) if synth else None
         if curve:
             if tier is None:

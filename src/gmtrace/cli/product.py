@@ -367,9 +367,9 @@ def check(
             f"{r['called_generated']:.0%}",
             f"{r['called_unknown']:.0%}",
             f"{r['true_upsampling']} / {r['predicted_upsampling']}",
-            ",".join(r["true_losses"]),
+            r["true_losses"] if isinstance(r["true_losses"], str) else ",".join(r["true_losses"]),
             ",".join(r["predicted_losses"]) or "-",
-            f"{r['loss_f1']:.2f}",
+            "-" if r["loss_f1"] is None else f"{r['loss_f1']:.2f}",
         )
     console.print(t)
     for line in res["failures"]:
@@ -383,6 +383,10 @@ def check(
             f"real crops called real ({res['real_images']})", f"{res['real_called_real']:.0%}"
         )
     s.add_row("loss types, mean F1 per GM", f"{res['mean_loss_f1']:.2f}")
-    s.add_row("discrete hyperparameters right (of 6)", f"{res['mean_discrete_correct']:.1f}")
+    known = sum(r["discrete_known"] for r in res["gms"]) / max(len(res["gms"]), 1)
+    s.add_row(
+        f"discrete hyperparameters right (of {known:.3g} known)",
+        f"{res['mean_discrete_correct']:.1f}",
+    )
     s.add_row("continuous, mean L1 (normalized)", f"{res['mean_continuous_l1']:.3f}")
     console.print(s)

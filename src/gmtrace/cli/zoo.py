@@ -1,4 +1,5 @@
-"""`gmtrace zoo ...` (build, synth, show, export-red) and `gmtrace describe`."""
+"""`gmtrace zoo ...` (build, synth, pretrained, foreign, show, export-red) and
+`gmtrace describe`."""
 
 from __future__ import annotations
 
@@ -20,22 +21,75 @@ def describe(
     target: Annotated[
         str,
         typer.Argument(
-            help="FILE.py:NAME - a module instance, a Module class or a zero-argument factory"
+            help="FILE.py:NAME (a module instance, a Module class or a zero-argument "
+            "factory), or a graph file: an ncnn model.param or an ONNX model.onnx"
         ),
     ],
     input_shape: Annotated[
         str | None,
         typer.Option(
             help="shape of a random example input, e.g. 2,128 or 2,3,64,64 (default: the "
-            "module's example_input(), else a static walk)"
+            "module's example_input(), else a static walk; not for graph files)"
+        ),
+    ] = None,
+    norms_kept: Annotated[
+        bool | None,
+        typer.Option(
+            "--norms-kept/--norms-folded",
+            help="graph files: the converter kept every normalization layer, or may have "
+            "folded batch norms into the convolutions (default: kept only when the graph "
+            "shows a batch norm after a convolution; else n_norm and norm_type are unknown)",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Compute the 15 architecture hyperparameters of a torch module."""
+    """Compute the 15 architecture hyperparameters of a torch module or a graph file."""
+    from gmtrace.core.schema import ARCH_FIELDS, format_count
+    from gmtrace.zoo.graphs import GRAPH_SUFFIXES
+
+    if Path(target).suffix in GRAPH_SUFFIXES and ":" not in Path(target).name:
+        from gmtrace.zoo.graphs import describe_graph
+        from gmtrace.zoo.ncnn import GraphError
+
+        if input_shape:
+            fail(f"{target}: --input-shape is for torch modules; a graph file has its own shapes")
+        try:
+            arch = describe_graph(target, norms_kept)
+        except GraphError as e:
+            fail(str(e))
+        kind = "ncnn" if Path(target).suffix == ".param" else "ONNX"
+        title = f"{target} ({kind} graph)"
+    else:
+        arch, title = _describe_module(target, input_shape)
+    if as_json:
+        print(json.dumps(arch.to_json(), indent=2))
+        return
+    t = Table(title=title)
+    t.add_column("hyperparameter")
+    t.add_column("value", justify="right")
+    t.add_column("meaning")
+    for f in ARCH_FIELDS:
+        v = arch.values[f.name]
+        t.add_row(f.name, format_count(f.name, v) if f.kind == "continuous" else str(v), f.meaning)
+    for k, v in arch.extra.items():
+        t.add_row(k, str(v), "extra")
+    console.print(t)
+    for note in arch.notes:
+        console.print(f"[yellow]{note}[/]")
+    if title.endswith("graph)"):
+        return
+    console.print(
+        "traced with an example input"
+        if arch.traced
+        else "[yellow]static walk only[/] (no example input): order-dependent fields "
+        "follow registration order; pass --input-shape for a trace"
+    )
+
+
+def _describe_module(target: str, input_shape: str | None):
+    """`describe` of FILE.py:NAME: the architecture and a title naming the class."""
     import torch
 
-    from gmtrace.core.schema import ARCH_FIELDS, format_count
     from gmtrace.zoo.introspect import describe as describe_module
     from gmtrace.zoo.introspect import load_object, module_from
 
@@ -53,29 +107,7 @@ def describe(
         raise
     except Exception as e:
         fail(f"{target}: {type(e).__name__}: {e}")
-    if as_json:
-        print(
-            json.dumps(
-                {"values": arch.values, "extra": arch.extra, "traced": arch.traced}, indent=2
-            )
-        )
-        return
-    t = Table(title=f"{target} ({type(module).__name__})")
-    t.add_column("hyperparameter")
-    t.add_column("value", justify="right")
-    t.add_column("meaning")
-    for f in ARCH_FIELDS:
-        v = arch.values[f.name]
-        t.add_row(f.name, format_count(f.name, v) if f.kind == "continuous" else str(v), f.meaning)
-    for k, v in arch.extra.items():
-        t.add_row(k, str(v), "extra")
-    console.print(t)
-    console.print(
-        "traced with an example input"
-        if arch.traced
-        else "[yellow]static walk only[/] (no example input): order-dependent fields "
-        "follow registration order; pass --input-shape for a trace"
-    )
+    return arch, f"{target} ({type(module).__name__})"
 
 
 @zoo_app.command("build")
@@ -164,6 +196,101 @@ def zoo_synth(
         )
     except (ZooError, RealImageError, DatasetError) as e:
         fail(str(e))
+    console.print(summary_table(summary))
+    if summary.failed:
+        console.print(
+            f"[red]{len(summary.failed)} GM(s) failed[/]; rerun the same command "
+            "to retry them (finished GMs are kept)"
+        )
+        raise typer.Exit(1)
+
+
+@zoo_app.command("pretrained")
+def zoo_pretrained(
+    out: Annotated[Path, typer.Option(help="zoo folder to create or resume")],
+    preset: Annotated[
+        str, typer.Option(help="tiny (one model, for tests), default or large")
+    ] = "default",
+    seed: Annotated[int, typer.Option(help="seed of the crops, JPEG qualities and photos")] = 0,
+    real: Annotated[
+        Path | None,
+        typer.Option(
+            help="folder of real photographs; default: the embedded photos and the "
+            "installed Debian photo collections"
+        ),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="build only the first N models")] = None,
+) -> None:
+    """Run the real, publicly trained super-resolution and restoration networks that
+    PyPI wheels ship (waifu2x, Real-CUGAN; ncnn on the CPU) on real photographs: one
+    GM per model file, each image paired with the photograph crop it restores
+    (resumable; the layout of `zoo build`)."""
+    from gmtrace.core.runtime import cpu_count
+    from gmtrace.zoo.pretrained import PretrainedError, build_pretrained, summary_table
+    from gmtrace.zoo.real import RealImageError
+
+    try:
+        summary = build_pretrained(
+            out, preset, seed, str(real) if real else None, console, limit, cpu_count()
+        )
+    except (PretrainedError, RealImageError) as e:
+        fail(str(e))
+    console.print(summary_table(summary))
+    if summary.missing:
+        console.print(f"[red]not installed:[/] {', '.join(summary.missing)}")
+    if summary.failed:
+        console.print(
+            f"[red]{len(summary.failed)} model(s) failed[/]; rerun the same command "
+            "to retry them (finished GMs are kept)"
+        )
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+@zoo_app.command("foreign")
+def zoo_foreign(
+    out: Annotated[Path, typer.Option(help="zoo folder to create or resume")],
+    preset: Annotated[
+        str, typer.Option(help="tiny (one GM, for tests), default or large")
+    ] = "default",
+    seed: Annotated[int, typer.Option(help="seed of the GM plan and every GM")] = 0,
+    family: Annotated[
+        list[str] | None,
+        typer.Option(help="only these families (repeat the option); default: all installed"),
+    ] = None,
+    real: Annotated[
+        Path | None,
+        typer.Option(
+            help="folder of real photographs; default: the embedded photos and the "
+            "installed Debian photo collections"
+        ),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="build only the first N planned GMs")] = None,
+) -> None:
+    """Train GMs with third-party packages' own code (diffusers, pythae, torchgan ...)
+    on real photographs and sample them: the foreign-code tier (resumable; the layout
+    of `zoo build`). Run it in the tier's own environment: make foreign-env."""
+    from gmtrace.core.runtime import cpu_count
+    from gmtrace.zoo.foreign.build import ForeignError, build_foreign, summary_table
+    from gmtrace.zoo.real import RealImageError
+
+    try:
+        summary = build_foreign(
+            out,
+            preset,
+            seed,
+            str(real) if real else None,
+            console,
+            limit,
+            cpu_count(),
+            tuple(family or ()),
+        )
+    except (ForeignError, RealImageError) as e:
+        fail(str(e))
+    for line in summary.adapter_problems:
+        console.print(f"[yellow]adapter not loaded:[/] {line}")
+    if summary.not_installed:
+        console.print(f"[yellow]not installed:[/] {', '.join(summary.not_installed)}")
     console.print(summary_table(summary))
     if summary.failed:
         console.print(

@@ -7,7 +7,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from gmtrace.core.schema import DISCRETE, LOSS_TYPES
+from gmtrace.core.schema import DISCRETE, LOSS_TYPES, UNKNOWN_CLASS
+
+
+def nanmean(a, axis=None):
+    """Mean over the values that are not NaN; NaN, without a warning, where none is
+    (a field no GM's truth is known for)."""
+    a = np.asarray(a, dtype=np.float64)
+    known = ~np.isnan(a)
+    total = np.where(known, a, 0.0).sum(axis=axis)
+    count = known.sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def binary_f1(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -36,28 +47,40 @@ def parsing_scores(
     gt_loss: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Per-field scores of predictions against a ground truth (rows aligned):
-    L1 per continuous field, accuracy and macro-F1 per discrete field, F1 per loss type."""
+    L1 per continuous field, accuracy and macro-F1 per discrete field, F1 per loss
+    type. Each field is scored over the rows whose truth is known (NaN values,
+    `UNKNOWN_CLASS`); NaN where no row's is."""
+    gt_cont = np.asarray(gt_cont, dtype=np.float64)
+    gt_loss = np.asarray(gt_loss, dtype=np.float64)
+    l1 = []
+    for j in range(gt_cont.shape[1]):
+        known = ~np.isnan(gt_cont[:, j])
+        l1.append(np.abs(cont[known, j] - gt_cont[known, j]).mean() if known.any() else np.nan)
+    acc, mf1 = [], []
+    for j, (d, f) in enumerate(zip(disc, DISCRETE, strict=True)):
+        known = gt_disc[:, j] != UNKNOWN_CLASS
+        acc.append(np.mean(d[known] == gt_disc[known, j]) if known.any() else np.nan)
+        mf1.append(macro_f1(d[known], gt_disc[known, j], f.n_classes) if known.any() else np.nan)
+    rows = ~np.isnan(gt_loss).any(axis=1)
+    loss_f1 = [
+        binary_f1(loss[rows, j], gt_loss[rows, j] > 0.5) if rows.any() else np.nan
+        for j in range(len(LOSS_TYPES))
+    ]
     return {
-        "l1": np.abs(cont - gt_cont).mean(axis=0),
-        "acc": np.array([np.mean(d == gt_disc[:, j]) for j, d in enumerate(disc)]),
-        "macro_f1": np.array(
-            [
-                macro_f1(d, gt_disc[:, j], f.n_classes)
-                for j, (d, f) in enumerate(zip(disc, DISCRETE, strict=True))
-            ]
-        ),
-        "loss_f1": np.array(
-            [binary_f1(loss[:, j], gt_loss[:, j] > 0.5) for j in range(len(LOSS_TYPES))]
-        ),
+        "l1": np.array(l1, dtype=np.float64),
+        "acc": np.array(acc, dtype=np.float64),
+        "macro_f1": np.array(mf1, dtype=np.float64),
+        "loss_f1": np.array(loss_f1, dtype=np.float64),
     }
 
 
 def _summary(s: dict[str, np.ndarray]) -> dict[str, float]:
+    l1, mf1, lf1 = (float(nanmean(s[k])) for k in ("l1", "macro_f1", "loss_f1"))
     return {
-        "mean_l1": float(s["l1"].mean()),
-        "mean_macro_f1": float(s["macro_f1"].mean()),
-        "mean_loss_f1": float(s["loss_f1"].mean()),
-        "composite": float((1 - s["l1"].mean() + s["macro_f1"].mean() + s["loss_f1"].mean()) / 3),
+        "mean_l1": l1,
+        "mean_macro_f1": mf1,
+        "mean_loss_f1": lf1,
+        "composite": (1 - l1 + mf1 + lf1) / 3,
     }
 
 
@@ -104,10 +127,11 @@ def permutation_test(
     for k, v in actual.items():
         r = np.array(rand[k])
         better = r <= v[None, :] if k == "l1" else r >= v[None, :]
+        p = (1 + better.sum(axis=0)) / (1 + n)
         out["fields"][k] = {
             "actual": v.tolist(),
-            "random": r.mean(axis=0).tolist(),
-            "p": ((1 + better.sum(axis=0)) / (1 + n)).tolist(),
+            "random": nanmean(r, axis=0).tolist(),
+            "p": np.where(np.isnan(v), np.nan, p).tolist(),  # no known truth: no test
         }
     for k, v in act_sum.items():
         r = np.array(rand_sum[k])
@@ -124,9 +148,11 @@ def loss_auc(prob: np.ndarray, gt: np.ndarray) -> list[float | None]:
     from sklearn.metrics import roc_auc_score
 
     out: list[float | None] = []
+    known = ~np.isnan(np.asarray(gt, dtype=np.float64)).any(axis=1)  # losses known
     for j in range(prob.shape[1]):
-        y = gt[:, j] > 0.5
-        out.append(float(roc_auc_score(y, prob[:, j])) if 0 < y.sum() < len(y) else None)
+        y = gt[known, j] > 0.5
+        auc = 0 < y.sum() < len(y)
+        out.append(float(roc_auc_score(y, prob[known, j])) if auc else None)
     return out
 
 
@@ -138,13 +164,15 @@ def family_prior_loss_f1(
     (all training GMs where the family has none). Scored as F1 per type over all
     unseen GMs, predicting a type where q >= 0.5 ("majority") or where q exceeds the
     type's share among all training GMs ("above prevalence", the class-balanced
-    decision). An oracle: the true family is given, images are not looked at."""
+    decision). An oracle: the true family is given, images are not looked at. GMs
+    whose losses are unknown are neither counted nor scored."""
     fam, gt_rows, pred = np.asarray(families), [], {"majority": [], "above_prevalence": []}
+    known = ~np.isnan(np.asarray(bits, dtype=np.float64)).any(axis=1)
     for test in folds:
         unseen = np.isin(names, test)
-        prevalence = bits[~unseen].mean(0)
-        for g in np.flatnonzero(unseen):
-            same = ~unseen & (fam == fam[g])
+        prevalence = bits[~unseen & known].mean(0) if (~unseen & known).any() else 0 * bits[0]
+        for g in np.flatnonzero(unseen & known):
+            same = ~unseen & known & (fam == fam[g])
             q = bits[same].mean(0) if same.any() else prevalence
             pred["majority"].append(q >= 0.5)
             pred["above_prevalence"].append(q > prevalence)
@@ -152,7 +180,7 @@ def family_prior_loss_f1(
     gt = bits[gt_rows] > 0.5
     out = {}
     for k, rows in pred.items():
-        p = np.array(rows)
+        p = np.array(rows).reshape(len(gt_rows), bits.shape[1])
         f1 = [binary_f1(p[:, j], gt[:, j]) for j in range(bits.shape[1])]
         out[k] = {"per_type": f1, "mean": float(np.mean(f1))}
     return out

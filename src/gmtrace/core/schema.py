@@ -107,6 +107,21 @@ def group_of(loss: str) -> str:
     raise ValueError(f"unknown loss type {loss!r}; known: {', '.join(LOSS_TYPES)}")
 
 
+# A value the source cannot show (a normalization a converter folded into the
+# convolutions, the losses of a GM nobody published): left out of training and scoring.
+UNKNOWN = "unknown"
+
+
+def is_unknown(value: object) -> bool:
+    """True for `UNKNOWN` and for NaN (how a raw row holds it)."""
+    if isinstance(value, str):
+        return value == UNKNOWN
+    try:
+        return math.isnan(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
 def class_index(field_name: str, value: str | int | float) -> int:
     """Class index of a discrete value given as a name or an index."""
     f = FIELDS_BY_NAME[field_name]
@@ -125,26 +140,36 @@ def class_index(field_name: str, value: str | int | float) -> int:
 
 def arch_row(values: Mapping[str, object]) -> np.ndarray:
     """Raw architecture values (dict by name) as a float row of 15: counts as they
-    are, discrete fields as class indices."""
+    are, discrete fields as class indices, `UNKNOWN` as NaN."""
     row = np.zeros(len(ARCH_FIELDS), dtype=np.float64)
     for i, f in enumerate(ARCH_FIELDS):
         if f.name not in values:
             raise KeyError(f"missing architecture hyperparameter {f.name!r}")
         v = values[f.name]
-        row[i] = class_index(f.name, v) if f.kind == "discrete" else float(v)
+        if is_unknown(v):
+            row[i] = np.nan
+        else:
+            row[i] = class_index(f.name, v) if f.kind == "discrete" else float(v)
     return row
 
 
 def arch_dict(row: Sequence[float]) -> dict[str, float | str]:
-    """Inverse of `arch_row`: counts stay numbers, class indices become names."""
+    """Inverse of `arch_row`: counts stay numbers, class indices become names, NaN
+    becomes `UNKNOWN`."""
     out: dict[str, float | str] = {}
     for f, v in zip(ARCH_FIELDS, row, strict=True):
-        out[f.name] = f.classes[int(round(float(v)))] if f.kind == "discrete" else float(v)
+        if is_unknown(v):
+            out[f.name] = UNKNOWN
+        else:
+            out[f.name] = f.classes[int(round(float(v)))] if f.kind == "discrete" else float(v)
     return out
 
 
-def loss_bits(losses: Sequence[str]) -> np.ndarray:
-    """Multi-hot vector of 10 fine loss types."""
+def loss_bits(losses: Sequence[str] | None) -> np.ndarray:
+    """Multi-hot vector of 10 fine loss types; all NaN when the losses are unknown
+    (None)."""
+    if losses is None:
+        return np.full(len(LOSS_TYPES), np.nan, dtype=np.float32)
     bits = np.zeros(len(LOSS_TYPES), dtype=np.float32)
     for name in losses:
         if name not in LOSS_TYPES:
@@ -163,8 +188,11 @@ def loss_names(bits: Sequence[float], threshold: float = LOSS_THRESHOLD) -> list
 
 
 def group_bits(fine_bits: Sequence[float]) -> np.ndarray:
-    """Multi-hot vector of the 3 coarse groups: a group is on when any member is."""
+    """Multi-hot vector of the 3 coarse groups: a group is on when any member is;
+    NaN when the losses are unknown."""
     fine = dict(zip(LOSS_TYPES, fine_bits, strict=True))
+    if any(is_unknown(b) for b in fine.values()):
+        return np.full(len(GROUP_NAMES), np.nan, dtype=np.float32)
     return np.array(
         [float(any(fine[m] >= 0.5 for m in LOSS_GROUPS[g])) for g in GROUP_NAMES],
         dtype=np.float32,
@@ -187,6 +215,9 @@ class Normalizer:
         raw = np.asarray(raw, dtype=np.float64)
         for f in CONTINUOUS:
             col = self._warp(f, raw[:, ARCH_NAMES.index(f.name)])
+            col = col[~np.isnan(col)]  # unknown values say nothing of the range
+            if col.size == 0:
+                raise ValueError(f"{f.name}: no training GM has a known value")
             self.lo_[f.name], self.hi_[f.name] = float(col.min()), float(col.max())
         return self
 
@@ -222,20 +253,26 @@ class Normalizer:
 class Targets:
     """Encoded parsing targets for a batch of GMs."""
 
-    continuous: np.ndarray  # [N, 9] in [0, 1]
-    discrete: np.ndarray  # [N, 6] class indices
-    losses: np.ndarray  # [N, 10] multi-hot
-    groups: np.ndarray  # [N, 3] multi-hot
+    continuous: np.ndarray  # [N, 9] in [0, 1]; NaN where unknown
+    discrete: np.ndarray  # [N, 6] class indices; UNKNOWN_CLASS where unknown
+    losses: np.ndarray  # [N, 10] multi-hot; NaN rows where unknown
+    groups: np.ndarray  # [N, 3] multi-hot; NaN rows where unknown
+
+
+# the class index of an unknown discrete value in `Targets` (cross-entropy's ignore_index)
+UNKNOWN_CLASS = -1
 
 
 def encode(raw_arch: np.ndarray, loss_matrix: np.ndarray, normalizer: Normalizer) -> Targets:
     """Raw [N,15] architecture rows and [N,10] loss bits -> learnable targets."""
     raw_arch = np.atleast_2d(np.asarray(raw_arch, dtype=np.float64))
     loss_matrix = np.atleast_2d(np.asarray(loss_matrix, dtype=np.float32))
-    disc_idx = [ARCH_NAMES.index(f.name) for f in DISCRETE]
+    disc = raw_arch[:, [ARCH_NAMES.index(f.name) for f in DISCRETE]]
     return Targets(
         continuous=normalizer.transform(raw_arch),
-        discrete=np.rint(raw_arch[:, disc_idx]).astype(np.int64),
+        discrete=np.where(np.isnan(disc), UNKNOWN_CLASS, np.rint(np.nan_to_num(disc))).astype(
+            np.int64
+        ),
         losses=loss_matrix,
         groups=np.stack([group_bits(r) for r in loss_matrix])
         if len(loss_matrix)
@@ -290,8 +327,11 @@ def decode(
     return out
 
 
-def format_count(name: str, value: float) -> str:
+def format_count(name: str, value: float | str) -> str:
     """Human-readable count (n_params as 1.2M, others as integers or one decimal)."""
+    if is_unknown(value):
+        return UNKNOWN
+    value = float(value)
     if name == "n_params":
         for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
             if value >= scale:

@@ -19,6 +19,7 @@ from gmtrace.core.schema import (
     ARCH_FIELDS,
     ARCH_NAMES,
     LOSS_TYPES,
+    UNKNOWN,
     arch_row,
     class_index,
     loss_bits,
@@ -55,8 +56,14 @@ MODELS_COLUMNS: tuple[str, ...] = (
     "task",
     *LOSS_COLUMNS,
     *TRAINING_COLUMNS,
+    "codebase",
+    "loss_source",
     "config",
 )
+# The codebase of every GM gmtrace's own code built and trained (its zoo and its
+# synthesized tier alike), and of the GMs of zoos written before codebases were kept;
+# a GM of another package's code names that package and its version.
+GMTRACE_CODEBASE = "gmtrace"
 REAL_COLUMNS: tuple[str, ...] = ("file", "domain", "source", "collection", "x", "y", "size")
 # zoos written before real photographs had collections used the embedded photos only
 LEGACY_COLLECTION = "embedded"
@@ -73,9 +80,19 @@ class GMRecord:
     name: str
     family: str
     arch: dict[str, float | str]  # the 15 raw values; discrete ones as class names
-    losses: tuple[str, ...]
+    losses: tuple[str, ...] | None  # None: unknown (not published)
     image_dir: Path
     extra: dict = field(default_factory=dict)
+
+    @property
+    def codebase(self) -> str:
+        """The package (and version) whose code built and trained this GM."""
+        return str(self.extra.get("codebase") or GMTRACE_CODEBASE)
+
+    @property
+    def tier(self) -> str:
+        """gmtrace's own GMs, the pretrained tier or the foreign-code tier."""
+        return str(self.extra.get("tier") or GMTRACE_CODEBASE)
 
     def images(self) -> list[Path]:
         return list_images(self.image_dir)
@@ -124,6 +141,33 @@ class GMDataset:
             return np.zeros((0, len(LOSS_TYPES)), dtype=np.float32)
         return np.stack([loss_bits(g.losses) for g in self.gms])
 
+    @property
+    def tiers(self) -> list[str]:
+        return [g.tier for g in self.gms]
+
+    @classmethod
+    def combine(cls, parts: list[GMDataset]) -> GMDataset:
+        """Several zoos as one dataset (the zoo, the synthesized tier, the outside
+        tiers): their GMs and their real crops. GM names must not repeat; a
+        photograph cropped in two zoos is one source (its crops go together)."""
+        if len(parts) == 1:
+            return parts[0]
+        seen: dict[str, Path | None] = {}
+        for part in parts:
+            for name in part.names:
+                if name in seen:
+                    raise DatasetError(
+                        f"GM {name!r} is in both {seen[name]} and {part.root}; "
+                        "zoos combined must name their GMs apart"
+                    )
+                seen[name] = part.root
+        return cls(
+            gms=[g for part in parts for g in part.gms],
+            real=[r for part in parts for r in part.real],
+            root=parts[0].root,
+            origin="+".join(str(p.root) for p in parts),
+        )
+
     @classmethod
     def from_zoo(cls, root: str | Path) -> GMDataset:
         """Read a zoo folder (`models.csv`, `fake/<gm>/`, `real/index.csv`)."""
@@ -132,6 +176,9 @@ class GMDataset:
         if not models.is_file():
             raise DatasetError(f"{models}: missing; is {root} a gmtrace zoo?")
         gms = [_record_from_row(row, root) for row in read_csv(models)]
+        tier = _tier(root)
+        for g in gms:
+            g.extra.setdefault("tier", tier)
         real = []
         index = root / "real" / "index.csv"
         if index.is_file():
@@ -147,6 +194,16 @@ class GMDataset:
         return cls(gms=gms, real=real, root=root, origin="zoo")
 
 
+def _tier(root: Path) -> str:
+    """A zoo's tier, as its zoo.json records it: "pretrained", "foreign", or gmtrace's
+    own (its zoo and its synthesized tier)."""
+    try:
+        state = json.loads((root / "zoo.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return GMTRACE_CODEBASE
+    return str(state.get("tier") or GMTRACE_CODEBASE)
+
+
 def read_csv(path: Path) -> list[dict[str, str]]:
     try:
         with open(path, newline="") as f:
@@ -160,11 +217,19 @@ def _record_from_row(row: dict[str, str], root: Path) -> GMRecord:
         arch: dict[str, float | str] = {}
         for f in ARCH_FIELDS:
             v = row[f.name]
-            arch[f.name] = f.classes[class_index(f.name, v)] if f.kind == "discrete" else float(v)
-        bits = {n: float(row[c]) for n, c in zip(LOSS_TYPES, LOSS_COLUMNS, strict=True)}
-        if any(b not in (0.0, 1.0) for b in bits.values()):
-            raise ValueError(f"loss bits must be 0 or 1, got {bits}")
-        losses = tuple(n for n, b in bits.items() if b == 1.0)
+            if v == UNKNOWN:
+                arch[f.name] = UNKNOWN
+            else:
+                arch[f.name] = (
+                    f.classes[class_index(f.name, v)] if f.kind == "discrete" else float(v)
+                )
+        cells = [row[c] for c in LOSS_COLUMNS]
+        losses: tuple[str, ...] | None = None  # every cell "unknown": unknown losses
+        if any(c != UNKNOWN for c in cells):
+            bits = {n: float(c) for n, c in zip(LOSS_TYPES, cells, strict=True)}
+            if any(b not in (0.0, 1.0) for b in bits.values()):
+                raise ValueError(f"loss bits must be 0 or 1 (or all unknown), got {bits}")
+            losses = tuple(n for n, b in bits.items() if b == 1.0)
         extra = {
             k: row[k]
             for k in (
@@ -175,6 +240,8 @@ def _record_from_row(row: dict[str, str], root: Path) -> GMRecord:
                 "upsampling_kind",
                 "task",
                 *TRAINING_COLUMNS,
+                "codebase",
+                "loss_source",
             )
             if row.get(k) not in (None, "")
         }

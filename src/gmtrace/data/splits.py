@@ -61,32 +61,39 @@ def source_folds(
     return _deal(groups, k, np.random.default_rng(seed + 1))
 
 
-def family_folds(
-    names: Sequence[str], families: Sequence[str], k: int = 4, seed: int = 0
+def whole_folds(
+    names: Sequence[str], keys: Sequence[str], k: int = 4, seed: int = 0, what: str = "families"
 ) -> list[list[str]]:
-    """k disjoint sets of test GMs where every family lies in exactly one fold
-    (leave-families-out): a test GM's family has no GM in training. Families are
-    dealt largest first to the fold with the fewest GMs so far (ties broken by a
-    seeded shuffle), which keeps the folds' sizes close."""
-    if len(names) != len(families):
-        raise ValueError(f"{len(names)} names but {len(families)} families")
+    """k disjoint sets of test GMs where every key (a family, a codebase, a tier)
+    lies in exactly one fold: a test GM's key has no GM in training. Keys are dealt
+    largest first to the fold with the fewest GMs so far (ties broken by a seeded
+    shuffle), which keeps the folds' sizes close."""
+    if len(names) != len(keys):
+        raise ValueError(f"{len(names)} names but {len(keys)} {what}")
     if len(set(names)) != len(names):
         raise ValueError("GM names must be unique")
     groups: dict[str, list[str]] = defaultdict(list)
-    for n, f in zip(names, families, strict=True):
+    for n, f in zip(names, keys, strict=True):
         groups[f].append(n)
     if not 2 <= k <= len(groups):
         raise ValueError(
-            f"holding out whole families needs 2 <= folds <= number of families "
-            f"({len(groups)}), got {k}"
+            f"holding out whole {what} needs 2 <= folds <= number of {what} "
+            f"({len(groups)}: {', '.join(sorted(groups))}), got {k}"
         )
     rng = np.random.default_rng(seed)
     order = sorted(groups, key=lambda f: (-len(groups[f]), rng.random()))
     folds: list[list[str]] = [[] for _ in range(k)]
-    for fam in order:
+    for key in order:
         smallest = min(range(k), key=lambda i: (len(folds[i]), i))
-        folds[smallest].extend(groups[fam])
+        folds[smallest].extend(groups[key])
     return [sorted(f) for f in folds]
+
+
+def family_folds(
+    names: Sequence[str], families: Sequence[str], k: int = 4, seed: int = 0
+) -> list[list[str]]:
+    """Leave-families-out folds (`whole_folds` by family)."""
+    return whole_folds(names, families, k, seed, "families")
 
 
 def collection_folds(

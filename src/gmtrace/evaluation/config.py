@@ -7,17 +7,20 @@ from dataclasses import dataclass
 from gmtrace.data.augment import CONDITIONS
 
 METHODS = ("gmtrace", "red", "spectral")
-HOLDOUTS = ("family", "gm")
+HOLDOUTS = ("codebase", "tier", "family", "gm")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     folds: int = 4
     seed: int = 0
-    # "family": each fold's test GMs come from families with no GM in training and its
-    # real photographs from collections with no photograph in training; "gm": test GMs
-    # stratified by family, real photographs held out one by one
-    holdout: str = "family"
+    # "codebase": each fold's test GMs come from codebases (the code that built and
+    # trained them: gmtrace's, or a package and its version) with no GM in training;
+    # "tier": gmtrace's own GMs, the pretrained tier and the foreign-code tier, each
+    # held out whole; "family": families with no GM in training. Each of these holds
+    # out real photographs by collection. "gm": test GMs stratified by family, real
+    # photographs held out one by one
+    holdout: str = "codebase"
     methods: tuple[str, ...] = METHODS
     train_per_gm: int = 160  # training images per training GM
     seen_per_gm: int = 8  # held-out images per training GM (closed set, open set)

@@ -3,10 +3,16 @@
 For each of k folds, every method is fitted on the training GMs and real sources,
 then predicts. How a fold holds data out (`EvalConfig.holdout`):
 
-* "family" (the default): whole families are held out, so a test GM's family (and
-  its training recipe) gave no GM to training; real photographs are held out by
-  collection (a package, a folder), so a test photo's collection gave no photograph
-  to training. This is what a user's images look like.
+* "codebase" (the default): whole codebases are held out, so the code that built
+  and trained a test GM (gmtrace's own, or a third-party package and its version:
+  its builder, training loop, sampler and 8-bit conversion) gave no GM to training;
+  real photographs are held out by collection (a package, a folder), so a test
+  photo's collection gave no photograph to training. This is what a user's images
+  look like: made by code gmtrace never saw, of photographs it never saw.
+* "tier": gmtrace's own GMs, the pretrained tier and the foreign-code tier are each
+  held out whole (one fold each).
+* "family": whole families held out (a test GM's architecture and recipe gave no
+  GM to training), real photographs by collection.
 * "gm": single GMs held out, stratified by family (every test family is in
   training); real photographs held out one by one (crops of a photo together).
 
@@ -64,7 +70,7 @@ from gmtrace.core.version import __version__
 from gmtrace.data.augment import CONDITIONS, format_neutral
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import ImageBank, load_bank
-from gmtrace.data.splits import collection_folds, family_folds, gm_folds, source_folds
+from gmtrace.data.splits import collection_folds, gm_folds, source_folds, whole_folds
 from gmtrace.evaluation.config import HOLDOUTS, EvalConfig
 from gmtrace.evaluation.report import FIGURES, read_results, write_reports
 from gmtrace.grouping.cluster import choose_threshold, cluster, group
@@ -187,6 +193,11 @@ def gallery(m: Method, bank: ImageBank, gms: list[int], cfg: EvalConfig) -> np.n
     return gm_gallery(emb, owner, len(gms))
 
 
+def ds_codebases(ds: GMDataset) -> list[str]:
+    """Each GM's codebase: the package (and version) whose code built and trained it."""
+    return [g.codebase for g in ds.gms]
+
+
 def plan_splits(ds: GMDataset, cfg: EvalConfig) -> tuple[list[list[str]], list[list[str]], dict]:
     """The test GMs and the held-out real source photographs of each fold, by
     `cfg.holdout`, and a note of how each was held out (for the report)."""
@@ -200,23 +211,27 @@ def plan_splits(ds: GMDataset, cfg: EvalConfig) -> tuple[list[list[str]], list[l
             f"{ds.root}: {len(src_dom)} real source photographs, need at least {cfg.folds}"
         )
     n_coll = len(set(src_coll.values()))
-    if cfg.holdout == "family":
-        folds = family_folds(ds.names, families, cfg.folds, cfg.seed)
+    keys = {"codebase": ds_codebases(ds), "tier": ds.tiers, "family": families}
+    if cfg.holdout in keys:
+        what = {"codebase": "codebases", "tier": "tiers", "family": "families"}[cfg.holdout]
+        folds = whole_folds(ds.names, keys[cfg.holdout], cfg.folds, cfg.seed, what)
     else:
         folds = gm_folds(ds.names, families, cfg.folds, cfg.seed)
-    if cfg.holdout == "family" and n_coll >= 2:
+    if cfg.holdout != "gm" and n_coll >= 2:
         sfolds = collection_folds(list(src_coll), list(src_coll.values()), cfg.folds, cfg.seed)
         real_by = "collection"
     else:
         sfolds = source_folds(list(src_dom), list(src_dom.values()), cfg.folds, cfg.seed)
         real_by = "photograph"
     held = [sorted({src_coll[s] for s in f}) for f in sfolds]
+    codebases = ds_codebases(ds)
     info = {
         "holdout": cfg.holdout,
-        "gms_by": "family" if cfg.holdout == "family" else "GM (stratified by family)",
+        "gms_by": cfg.holdout if cfg.holdout != "gm" else "GM (stratified by family)",
         "real_by": real_by,
         "collections": sorted(set(src_coll.values())),
         "test_families": [sorted({families[ds.names.index(n)] for n in f}) for f in folds],
+        "test_codebases": [sorted({codebases[ds.names.index(n)] for n in f}) for f in folds],
         "test_collections": held,
     }
     return folds, sfolds, info
@@ -547,6 +562,9 @@ def _fold_data(bank: ImageBank, plan: FoldPlan, fold_norm: Normalizer, cfg: Eval
     fd.info["unseen_gm"] = np.concatenate(
         [[i] * len(bank.fake[i][: cfg.test_per_gm]) for i in plan.test_gms]
     )
+    fd.info["degraded_gm"] = np.concatenate(
+        [[i] * len(bank.fake[i][: cfg.neutral_per_gm]) for i in plan.test_gms]
+    )
     fd.info["seen_label"] = np.concatenate(
         [[j] * len(bank.fake[i][cfg.train_per_gm : n_load]) for j, i in enumerate(plan.train_gms)]
     )
@@ -644,6 +662,7 @@ def _score(ds, data: list[FoldData], folds, fold_of_gm, global_norm, cfg: EvalCo
         r: dict = {"label": LABELS[name]}
         r["parsing"] = _parsing_scores(data, name, gt, to_global, fold_of_gm, cfg)
         r |= _fold_scores(ds, data, name)
+        r["by_codebase"] = _codebase_rows(ds, data, name)
         r |= _timings(data, name)
         res["methods"][name] = r
     return res
@@ -739,6 +758,56 @@ def _fold_scores(ds: GMDataset, data: list[FoldData], name: str) -> dict:
     r["grouping"] = stats("grouping")
     r["grouping_threshold"] = stats("grouping_threshold")
     return r
+
+
+def _codebase_rows(ds: GMDataset, data: list[FoldData], name: str) -> dict:
+    """A method's figures per codebase of the unseen GMs, pooled over the folds that
+    test it (with `holdout` "codebase", one): detection AUC of its images against
+    those folds' held-out real crops, clean and with both classes JPEG-compressed at
+    quality 75; open-set AUROC against the folds' held-out images of training GMs;
+    grouping of the codebase's own images per fold (the number of GMs unknown),
+    ARI averaged over its folds."""
+    from sklearn.metrics import roc_auc_score
+
+    codebases = np.array(ds_codebases(ds))
+    pools: dict[str, dict[str, list]] = {}
+    for fd in data:
+        unseen, real, seen = fd.unseen[name], fd.real[name], fd.seen[name]
+        of_image = codebases[fd.info["unseen_gm"]]
+        of_degraded = codebases[fd.info["degraded_gm"]]
+        for cb in sorted(set(of_image)):
+            mask = of_image == cb
+            gms = fd.info["unseen_gm"][mask]
+            p = pools.setdefault(cb, {k: [] for k in ("fake", "real", "fj", "rj", "os", "on")})
+            p["fake"].append(unseen.p_generated[mask])
+            p["real"].append(real.p_generated)
+            p["os"].append(unseen.open_score[mask])
+            p["on"].append(seen.open_score)
+            p.setdefault("gms", []).append(gms)
+            p.setdefault("ari", []).append(
+                grouping_scores(
+                    group(unseen.embedding[mask]), np.unique(gms, return_inverse=True)[1]
+                )["ari"]
+            )
+            if "jpeg75" in fd.unseen_degraded:
+                p["fj"].append(fd.unseen_degraded["jpeg75"][name].p_generated[of_degraded == cb])
+                p["rj"].append(fd.real_degraded["jpeg75"][name].p_generated)
+    rows = {}
+    for cb, p in sorted(pools.items()):
+        pos, neg = np.concatenate(p["os"]), np.concatenate(p["on"])
+        rows[cb] = {
+            "gms": int(len(set(np.concatenate(p["gms"]).tolist()))),
+            "images": int(len(pos)),
+            "auc": detection_scores(np.concatenate(p["fake"]), np.concatenate(p["real"]))["auc"],
+            "auc_jpeg75": detection_scores(np.concatenate(p["fj"]), np.concatenate(p["rj"]))["auc"]
+            if p["fj"]
+            else None,
+            "open_set_auroc": float(
+                roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg])
+            ),
+            "ari": float(np.mean(p["ari"])),
+        }
+    return rows
 
 
 def _detection_fold(fd: FoldData, name: str, conds: list[str]) -> dict:

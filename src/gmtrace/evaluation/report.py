@@ -163,10 +163,15 @@ def split_text(results: dict) -> str:
     sp = results.get("split")
     if sp is None:  # runs made before the holdout option
         return "GMs held out stratified by family, real photographs held out one by one"
-    gms = (
-        "whole families held out (no GM of a test family in training)"
-        if sp["holdout"] == "family"
-        else "GMs held out one by one, stratified by family (every test family in training)"
+    gms = {
+        "codebase": "whole codebases held out (no GM built and trained by a test GM's code "
+        "in training)",
+        "tier": "whole tiers held out (gmtrace's own GMs, the pretrained tier, the "
+        "foreign-code tier)",
+        "family": "whole families held out (no GM of a test family in training)",
+    }.get(
+        sp["holdout"],
+        "GMs held out one by one, stratified by family (every test family in training)",
     )
     real = (
         "real photographs held out by collection (no photograph of a test collection in training)"
@@ -643,6 +648,34 @@ def _parsing_section(results: dict) -> list[str]:
     return L
 
 
+def _codebase_section(results: dict) -> list[str]:
+    """One row per codebase of the unseen GMs and method: where a weak codebase shows
+    (runs made before codebases were kept have none)."""
+    ms = results["methods"]
+    if not any(m.get("by_codebase") for m in ms.values()):
+        return []
+    L = ["## Per codebase of the unseen GMs\n"]
+    L.append(
+        "Each codebase's unseen images pooled over the folds that test it: detection AUC "
+        "against those folds' held-out real crops, clean and with both classes JPEG q75; "
+        "open-set AUROC against held-out images of the training GMs; grouping ARI of the "
+        "codebase's own images, the number of its GMs unknown.\n"
+    )
+    L.append("| codebase | GMs | method | AUC | AUC JPEG q75 | open-set AUROC | ARI |")
+    L.append("|---|---|---|---|---|---|---|")
+    for cb in sorted({cb for m in ms.values() for cb in m.get("by_codebase", {})}):
+        for m in ms.values():
+            r = m.get("by_codebase", {}).get(cb)
+            if r is None:
+                continue
+            jpeg = "n/a" if r.get("auc_jpeg75") is None else _f(r["auc_jpeg75"])
+            L.append(
+                f"| {cb} | {r['gms']} | {m['label']} | {_f(r['auc'])} | {jpeg} | "
+                f"{_f(r['open_set_auroc'])} | {_f(r['ari'])} |"
+            )
+    return L + [""]
+
+
 def _detection_section(results: dict) -> list[str]:
     """Detection of unseen GMs: clean, under every degraded condition, and where
     the errors are (when the run recorded them)."""
@@ -776,6 +809,7 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
         L += _curve(results["curve"], list(results["methods"]))
     L += _budget_section(results)
     L += _targets_section(results)
+    L += _codebase_section(results)
     L += _parsing_section(results)
     L += _detection_section(results)
     L += _attribution_section(results)

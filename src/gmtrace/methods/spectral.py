@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from gmtrace.core.schema import DISCRETE, LOSS_TYPES
+from gmtrace.core.schema import DISCRETE, UNKNOWN_CLASS
 from gmtrace.core.spectrum import azimuthal_average, log_spectra
 from gmtrace.methods.base import Method
 from gmtrace.nets.config import ModelConfig
@@ -34,9 +34,9 @@ def spectral_features(images: np.ndarray, n_bins: int | None = None) -> np.ndarr
     return np.stack([np.interp(dst, src, row) for row in x])
 
 
-def _logreg(x: np.ndarray, y: np.ndarray, balanced: bool = True):
-    if len(np.unique(y)) < 2:
-        return int(y[0])  # a constant: the one class seen in training
+def _logreg(x: np.ndarray, y: np.ndarray, balanced: bool = True, default: int = 0):
+    if len(np.unique(y)) < 2:  # a constant: the one class seen in training (or none)
+        return int(y[0]) if len(y) else default
     return fit_logistic(x, y, C=1.0, max_iter=500, balanced=balanced)
 
 
@@ -68,9 +68,19 @@ class SpectralMethod(Method):
         self.detect_ = _logreg(np.concatenate([zf, zr]), np.r_[np.ones(len(zf)), np.zeros(len(zr))])
         self.attribute_ = _logreg(zf, gm, balanced=False)
         self.gallery_ = gm_gallery((zf - self.group_mean_) @ self.group_w_, gm, self.n_gms_)
-        self.continuous_ = Ridge(alpha=1.0).fit(zf, targets.continuous[gm])
-        self.discrete_ = [_logreg(zf, targets.discrete[gm, j]) for j in range(len(DISCRETE))]
-        self.losses_ = [_logreg(zf, targets.losses[gm, j]) for j in range(len(LOSS_TYPES))]
+        # each field on the images of the GMs whose value of it is known
+        cont, disc, bits = targets.continuous[gm], targets.discrete[gm], targets.losses[gm]
+        self.continuous_ = []
+        for y in cont.T:
+            known = ~np.isnan(y)
+            self.continuous_.append(
+                Ridge(alpha=1.0).fit(zf[known], y[known]) if known.any() else 0.5
+            )
+        self.discrete_ = [
+            _logreg(zf[y != UNKNOWN_CLASS], y[y != UNKNOWN_CLASS], default=0) for y in disc.T
+        ]
+        rows = ~np.isnan(bits).any(axis=1)
+        self.losses_ = [_logreg(zf[rows], y[rows].astype(int), default=0) for y in bits.T]
         seconds = time.perf_counter() - t0
         (out_dir / self.name).mkdir(parents=True, exist_ok=True)
         (out_dir / self.name / "fit.json").write_text(json.dumps({"train_seconds": seconds}))
@@ -85,7 +95,17 @@ class SpectralMethod(Method):
             attribution=attr,
             open_score=open_set_score(attr, g, self.gallery_),
             embedding=g / np.linalg.norm(g, axis=1, keepdims=True).clip(1e-9),
-            continuous=np.clip(self.continuous_.predict(z), 0, 1),
+            continuous=np.clip(
+                np.stack(
+                    [
+                        np.full(len(z), m) if isinstance(m, float) else m.predict(z)
+                        for m in self.continuous_
+                    ],
+                    axis=1,
+                ),
+                0,
+                1,
+            ),
             discrete_prob=[
                 _proba(m, z, f.n_classes) for m, f in zip(self.discrete_, DISCRETE, strict=True)
             ],

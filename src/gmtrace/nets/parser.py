@@ -21,7 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gmtrace.core.schema import CONTINUOUS, DISCRETE, GROUP_NAMES, LOSS_TYPES, group_of
+from gmtrace.core.schema import (
+    CONTINUOUS,
+    DISCRETE,
+    GROUP_NAMES,
+    LOSS_TYPES,
+    UNKNOWN_CLASS,
+    group_of,
+)
 from gmtrace.nets.config import ParserConfig
 
 GROUP_INDEX = torch.tensor([GROUP_NAMES.index(group_of(t)) for t in LOSS_TYPES])
@@ -126,7 +133,8 @@ class ParsingNet(nn.Module):
 class Balance:
     """Class weights from the training GMs: inverse class frequency per discrete
     field (mean 1 over present classes, absent classes 1), and positive weights
-    n_neg / n_pos for the group and type bits (1 when a bit never or always fires)."""
+    n_neg / n_pos for the group and type bits (1 when a bit never or always fires).
+    GMs whose value is unknown count for neither."""
 
     discrete: list[torch.Tensor]
     coarse_pos: torch.Tensor
@@ -136,7 +144,8 @@ class Balance:
     def fit(cls, discrete: np.ndarray, groups: np.ndarray, losses: np.ndarray) -> Balance:
         weights = []
         for j, f in enumerate(DISCRETE):
-            counts = np.bincount(discrete[:, j].astype(int), minlength=f.n_classes).astype(float)
+            known = discrete[:, j][discrete[:, j] != UNKNOWN_CLASS].astype(int)
+            counts = np.bincount(known, minlength=f.n_classes).astype(float)
             w = np.ones(f.n_classes)
             present = counts > 0
             w[present] = 1.0 / counts[present]
@@ -144,12 +153,29 @@ class Balance:
             weights.append(torch.tensor(w, dtype=torch.float32))
 
         def pos(bits: np.ndarray) -> torch.Tensor:
+            bits = bits[~np.isnan(bits).any(axis=1)]
             p = bits.sum(axis=0)
             n = len(bits) - p
             w = np.where((p > 0) & (n > 0), n / np.maximum(p, 1), 1.0)
             return torch.tensor(w, dtype=torch.float32)
 
         return cls(weights, pos(groups), pos(losses))
+
+
+def known_ce(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Cross-entropy over the rows whose class is known (`UNKNOWN_CLASS` rows left
+    out); zero, still in the graph, when no row is known."""
+    known = target != UNKNOWN_CLASS
+    if not bool(known.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[known], target[known], weight=weight)
+
+
+def known_rows(values: torch.Tensor) -> torch.Tensor:
+    """Rows of a [B, K] target without unknown (NaN) entries."""
+    return ~torch.isnan(values).any(dim=1)
 
 
 def parsing_loss(
@@ -163,20 +189,28 @@ def parsing_loss(
     """Sum of four terms, each averaged over the batch:
     L1 on the normalized continuous values; class-weighted cross-entropy per discrete
     field (summed over fields); BCE on the coarse groups; BCE on the gated fine
-    probabilities, positives weighted by n_neg / n_pos."""
+    probabilities, positives weighted by n_neg / n_pos. Unknown targets (NaN values,
+    `UNKNOWN_CLASS`) are left out of their term."""
     dev = continuous.device
-    cont = (out.continuous - continuous).abs().mean()
+    known = ~torch.isnan(continuous)
+    err = (out.continuous - continuous.nan_to_num()).abs()
+    cont = err[known].mean() if bool(known.any()) else err.sum() * 0.0
     disc = sum(
-        F.cross_entropy(
-            logits, discrete[:, j], weight=balance.discrete[j].to(dev) if balance else None
-        )
+        known_ce(logits, discrete[:, j], balance.discrete[j].to(dev) if balance else None)
         for j, logits in enumerate(out.discrete)
     )
-    coarse = F.binary_cross_entropy_with_logits(
-        out.coarse, groups, pos_weight=balance.coarse_pos.to(dev) if balance else None
-    )
-    p = out.loss_prob.clamp(1e-6, 1 - 1e-6)
-    w_pos = balance.fine_pos.to(dev) if balance else torch.ones(len(LOSS_TYPES), device=dev)
-    fine = -(w_pos * losses * torch.log(p) + (1 - losses) * torch.log(1 - p)).mean()
+    rows = known_rows(losses)
+    if bool(rows.any()):
+        coarse = F.binary_cross_entropy_with_logits(
+            out.coarse[rows],
+            groups[rows],
+            pos_weight=balance.coarse_pos.to(dev) if balance else None,
+        )
+        p = out.loss_prob[rows].clamp(1e-6, 1 - 1e-6)
+        w_pos = balance.fine_pos.to(dev) if balance else torch.ones(len(LOSS_TYPES), device=dev)
+        bits = losses[rows]
+        fine = -(w_pos * bits * torch.log(p) + (1 - bits) * torch.log(1 - p)).mean()
+    else:
+        coarse = fine = out.coarse.sum() * 0.0
     total = cont + disc + coarse + fine
     return {"total": total, "continuous": cont, "discrete": disc, "coarse": coarse, "fine": fine}

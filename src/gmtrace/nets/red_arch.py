@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gmtrace.core.schema import CONTINUOUS, DISCRETE, GROUP_NAMES, LOSS_TYPES
-from gmtrace.nets.parser import GROUP_INDEX, Balance, ParseOutput
+from gmtrace.core.schema import CONTINUOUS, DISCRETE, GROUP_NAMES, LOSS_TYPES, UNKNOWN_CLASS
+from gmtrace.nets.parser import GROUP_INDEX, Balance, ParseOutput, known_ce, known_rows
 
 EMBED = 64
 
@@ -97,17 +97,21 @@ def red_parsing_loss(
     + 10 sum_groups CE_w(coarse 2-vector) + 10 sum_types CE_w(gated fine 2-vector),
     CE_w weighted by inverse class frequency over the training GMs."""
     dev = continuous.device
-    cont = 10 * F.mse_loss(out.continuous, continuous)
+    known = ~torch.isnan(continuous)
+    sq = (out.continuous - continuous.nan_to_num()) ** 2
+    cont = 10 * (sq[known].mean() if bool(known.any()) else sq.sum() * 0.0)
     disc = 10 * sum(
-        F.cross_entropy(s, discrete[:, j], weight=balance.discrete[j].to(dev) if balance else None)
+        known_ce(s, discrete[:, j], balance.discrete[j].to(dev) if balance else None)
         for j, s in enumerate(out.discrete)
     )
+    rows = known_rows(losses)
 
     def two_way(scores: torch.Tensor, bits: torch.Tensor, pos: torch.Tensor | None):
         total = scores.new_zeros(())
         for k in range(scores.shape[1]):
             w = None if pos is None else torch.stack([torch.ones_like(pos[k]), pos[k]]).to(dev)
-            total = total + F.cross_entropy(scores[:, k], bits[:, k].long(), weight=w)
+            target = torch.where(rows, bits[:, k].nan_to_num(), UNKNOWN_CLASS).long()
+            total = total + known_ce(scores[:, k], target, w)
         return 10 * total
 
     coarse = two_way(out.coarse, groups, balance.coarse_pos if balance else None)

@@ -220,9 +220,18 @@ def check_zoo(analyzer: Analyzer, zoo: str | Path, per_gm: int = 12, on_done=Non
     """Analyze a zoo whose truth is known (e.g. GMs the model never saw) and compare:
     per GM, the share of its images called generated and called "unknown GM", and
     the GM-level parse (its images taken together, `Inference.parse_of`) against
-    the introspected truth; for the zoo's real crops, the share called real."""
-    from gmtrace.core.metrics import binary_f1
-    from gmtrace.core.schema import DISCRETE, LOSS_THRESHOLD, LOSS_TYPES, encode, loss_bits
+    the introspected truth (fields whose truth is unknown left out); for the zoo's
+    real crops, the share called real."""
+    from gmtrace.core.metrics import binary_f1, nanmean
+    from gmtrace.core.schema import (
+        DISCRETE,
+        LOSS_THRESHOLD,
+        LOSS_TYPES,
+        UNKNOWN,
+        UNKNOWN_CLASS,
+        encode,
+        loss_bits,
+    )
     from gmtrace.data.dataset import GMDataset
 
     ds = GMDataset.from_zoo(zoo)
@@ -244,6 +253,9 @@ def check_zoo(analyzer: Analyzer, zoo: str | Path, per_gm: int = 12, on_done=Non
         cont, disc, loss = inf.parse_of()
         pred_bits = loss >= LOSS_THRESHOLD
         true_bits = loss_bits(g.losses) > 0.5
+        truth_disc = truth_norm.discrete[i]
+        known = truth_disc != UNKNOWN_CLASS
+        picked = np.array([p.argmax() for p in disc])
         rows.append(
             {
                 "gm": g.name,
@@ -251,14 +263,15 @@ def check_zoo(analyzer: Analyzer, zoo: str | Path, per_gm: int = 12, on_done=Non
                 "images": len(imgs),
                 "called_generated": float(np.mean(inf.p_generated >= analyzer.threshold)),
                 "called_unknown": float(np.mean(inf.open_score > analyzer.open_threshold_)),
-                "continuous_l1": float(np.abs(cont - truth_norm.continuous[i]).mean()),
-                "discrete_correct": int(
-                    np.sum(np.array([p.argmax() for p in disc]) == truth_norm.discrete[i])
-                ),
-                "loss_f1": binary_f1(pred_bits, true_bits),
-                "true_losses": [t for t, b in zip(LOSS_TYPES, true_bits, strict=True) if b],
+                "continuous_l1": float(nanmean(np.abs(cont - truth_norm.continuous[i]))),
+                "discrete_correct": int(np.sum(picked[known] == truth_disc[known])),
+                "discrete_known": int(known.sum()),
+                "loss_f1": None if g.losses is None else binary_f1(pred_bits, true_bits),
+                "true_losses": UNKNOWN
+                if g.losses is None
+                else [t for t, b in zip(LOSS_TYPES, true_bits, strict=True) if b],
                 "predicted_losses": [t for t, b in zip(LOSS_TYPES, pred_bits, strict=True) if b],
-                "true_upsampling": up.classes[truth_norm.discrete[i][j_up]],
+                "true_upsampling": up.classes[truth_disc[j_up]] if known[j_up] else UNKNOWN,
                 "predicted_upsampling": up.classes[int(disc[j_up].argmax())],
             }
         )
@@ -279,7 +292,9 @@ def check_zoo(analyzer: Analyzer, zoo: str | Path, per_gm: int = 12, on_done=Non
         "fake_called_generated": float(np.mean([r["called_generated"] for r in rows]))
         if rows
         else None,
-        "mean_loss_f1": float(np.mean([r["loss_f1"] for r in rows])) if rows else None,
+        "mean_loss_f1": float(nanmean([r["loss_f1"] for r in rows if r["loss_f1"] is not None]))
+        if rows
+        else None,
         "mean_discrete_correct": float(np.mean([r["discrete_correct"] for r in rows]))
         if rows
         else None,

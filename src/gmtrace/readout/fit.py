@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gmtrace.core.schema import CONTINUOUS, DISCRETE, LOSS_TYPES
+from gmtrace.core.schema import CONTINUOUS, DISCRETE, LOSS_TYPES, UNKNOWN_CLASS
 from gmtrace.data.images import to_float
 from gmtrace.nets.model import GMTraceModel
 from gmtrace.readout.embedding import discriminant_projection, gm_gallery
@@ -210,21 +210,37 @@ def _pixel_rows(images: np.ndarray, batch: int = 64) -> np.ndarray:
 
 
 def _field_models(z: np.ndarray, targets, C: float) -> list:
-    """One fitted model per parsing field on GM rows z: ridge per continuous field,
-    multinomial logistic per discrete field, binary logistic per loss type (classes
-    balanced); an int where training holds a single class."""
+    """One fitted model per parsing field on GM rows z, fitted on the GMs whose value
+    of that field is known: ridge per continuous field, multinomial logistic per
+    discrete field, binary logistic per loss type (classes balanced); a constant
+    (float or class index) where training holds a single value, or none."""
     from sklearn.linear_model import Ridge
 
-    models: list = [Ridge(alpha=1 / C).fit(z, y) for y in targets.continuous.T]
-    for y in [*targets.discrete.T, *(targets.losses.T > 0.5).astype(int)]:
-        models.append(int(y[0]) if len(set(y)) == 1 else fit_logistic(z, y, C, 500, True))
+    models: list = []
+    for y in targets.continuous.T:
+        known = ~np.isnan(y)
+        if known.sum() >= 2:
+            models.append(Ridge(alpha=1 / C).fit(z[known], y[known]))
+        else:
+            models.append(float(y[known].mean()) if known.any() else 0.5)
+    rows = ~np.isnan(targets.losses).any(axis=1)
+    columns = [
+        *((y, y != UNKNOWN_CLASS) for y in targets.discrete.T),
+        *(((y > 0.5).astype(int), rows) for y in targets.losses.T),
+    ]
+    for y, known in columns:
+        y = y[known]
+        if len(set(y.tolist())) > 1:
+            models.append(fit_logistic(z[known], y, C, 500, True))
+        else:
+            models.append(int(y[0]) if len(y) else 0)
     return models
 
 
 def _field_predictions(models: list, z: np.ndarray) -> list[np.ndarray]:
     out = []
     for j, m in enumerate(models):
-        if isinstance(m, int):
+        if isinstance(m, int | float):
             out.append(np.full(len(z), m))
         else:
             p = m.predict(z)
@@ -333,7 +349,7 @@ def _fit_forests(readout: Readout, z: np.ndarray, continuous: np.ndarray) -> dic
             max_leaf_nodes=PROBE_TREE_LEAVES,
             random_state=0,
             n_jobs=1,
-        ).fit(z, y)
+        ).fit(z[~np.isnan(y)], y[~np.isnan(y)])
         for y in continuous.T
     ]
     arrays, depth = pack_forests(forests, PROBE_TREE_NODES)
@@ -366,7 +382,9 @@ def _pack(models: list, n_in: int) -> tuple[np.ndarray, np.ndarray]:
     for j, m in enumerate(models):
         k = 1 if j < nc or j >= nc + nd else DISCRETE[j - nc].n_classes
         w, b = np.zeros((n_in, k)), np.full(k, _NEVER)
-        if j < nc:
+        if j < nc and isinstance(m, float):  # no GM's value varied (or was known)
+            b[0] = m
+        elif j < nc:
             w[cols, 0], b[0] = m.coef_, m.intercept_
         elif k == 1:  # a loss bit: its logit
             if isinstance(m, int):

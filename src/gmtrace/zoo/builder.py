@@ -33,7 +33,7 @@ from gmtrace.core.files import atomic_dir, atomic_write_text
 from gmtrace.core.runtime import cpu_count, pick_device, progress, seed_everything, set_threads
 from gmtrace.core.schema import LOSS_TYPES
 from gmtrace.core.version import __version__
-from gmtrace.data.dataset import LOSS_COLUMNS, MODELS_COLUMNS, write_csv
+from gmtrace.data.dataset import GMTRACE_CODEBASE, LOSS_COLUMNS, MODELS_COLUMNS, write_csv
 from gmtrace.data.images import png_bytes, to_float
 from gmtrace.zoo.catalog import FAMILIES, create_gm
 from gmtrace.zoo.families import Balancer, describe_gm
@@ -259,6 +259,7 @@ def build_gm(
         "diversity": round(div, 4),
         "collapsed": int(div < COLLAPSE_BELOW),
         "redraws": attempt,
+        "codebase": GMTRACE_CODEBASE,
         "config": json.dumps(spec.config, sort_keys=True),
     }
     finite = {k: float(v) for k, v in last.items() if np.isfinite(v)}
@@ -347,7 +348,7 @@ def _build_gm_queued(spec, source, threads, q):
 # the zoo folder
 
 
-def _versions() -> dict[str, str]:
+def zoo_versions() -> dict[str, str]:
     import PIL
     import sklearn
 
@@ -362,7 +363,7 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
@@ -399,7 +400,7 @@ def write_gm(out: Path, result: dict) -> dict:
     with atomic_dir(out / "fake" / name, out / ".partial" / name) as tmp:
         for i, data in enumerate(result["images"]):
             (tmp / f"{i:05d}.png").write_bytes(data)
-        _write_json(tmp / "meta.json", meta)
+        write_json(tmp / "meta.json", meta)
     return meta
 
 
@@ -429,7 +430,7 @@ def relabel(out: Path, specs: list[GMSpec], done: dict[str, dict]) -> list[str]:
         row = meta["row"]
         if any(str(row.get(k)) != str(v) for k, v in fresh.items()):
             row.update(fresh)
-            _write_json(out / "fake" / spec.name / "meta.json", meta)
+            write_json(out / "fake" / spec.name / "meta.json", meta)
             changed.append(spec.name)
     return changed
 
@@ -500,7 +501,7 @@ def build_zoo(
         state["gms"].setdefault(s.name, {"family": s.family, "status": "pending"})
         if s.name in done:
             state["gms"][s.name]["status"] = "done"
-    _write_json(zoo_json, state)
+    write_json(zoo_json, state)
     _write_models(out, specs, done)
 
     def finish(spec: GMSpec, result: dict | None, error: str | None) -> None:
@@ -514,7 +515,7 @@ def build_zoo(
             summary.failed[spec.name] = error
             console.print(f"[red]failed:[/] {spec.name}: {error}")
         state["updated"] = _now()
-        _write_json(zoo_json, state)
+        write_json(zoo_json, state)
         _write_models(out, specs, done)
 
     with progress(console) as bars:
@@ -552,7 +553,7 @@ def build_zoo(
     # zoo.json files written before runs were counted hold at least one run
     state["runs"] = state.get("runs", 1 if "build_seconds" in state else 0) + 1
     state["build_seconds"] = state.get("build_seconds", 0.0) + round(summary.seconds, 1)
-    _write_json(zoo_json, state)
+    write_json(zoo_json, state)
     return summary
 
 
@@ -584,7 +585,7 @@ def _open_state(path: Path, p: Preset, seed: int, source: RealSource) -> dict:
                     f"{path.parent}: holds a zoo built with {key}="
                     f"{state.get(key)!r}, not {value!r}; use another --out"
                 )
-        state["versions"] = _versions()
+        state["versions"] = zoo_versions()
         return state
     return {
         **expected,
@@ -594,7 +595,7 @@ def _open_state(path: Path, p: Preset, seed: int, source: RealSource) -> dict:
         "families": p.families,
         "created": _now(),
         "updated": _now(),
-        "versions": _versions(),
+        "versions": zoo_versions(),
         "gms": {},
     }
 

@@ -115,7 +115,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
 
-from gmtrace.core.schema import ARCH_NAMES, UPSAMPLING_KINDS, arch_row
+from gmtrace.core.schema import ARCH_NAMES, UPSAMPLING_KINDS
+from gmtrace.zoo.architecture import Architecture
 
 _ROLES = ("conv", "fc", "norm", "pool", "none")
 _NORM_KINDS = ("batch", "instance", "layer_group")
@@ -255,22 +256,6 @@ _FRESH_FUNCS = {
     "zero",
     "fill",
 }
-
-
-@dataclass
-class Architecture:
-    """The 15 hyperparameters of one module, plus extra targets."""
-
-    values: dict[str, float | str]
-    extra: dict[str, object] = field(default_factory=dict)
-    traced: bool = False
-
-    def __getitem__(self, name: str) -> float | str:
-        return self.values[name]
-
-    def row(self):
-        """Raw row of 15 (discrete fields as class indices)."""
-        return arch_row(self.values)
 
 
 # ---------------------------------------------------------------------------

@@ -68,7 +68,7 @@ from torch import nn
 
 from gmtrace.core.runtime import cpu_count, progress, seed_everything, set_threads
 from gmtrace.core.schema import LOSS_TYPES
-from gmtrace.data.dataset import LOSS_COLUMNS, MODELS_COLUMNS, write_csv
+from gmtrace.data.dataset import GMTRACE_CODEBASE, LOSS_COLUMNS, MODELS_COLUMNS, write_csv
 from gmtrace.data.images import png_bytes, to_float
 from gmtrace.zoo import losses as L
 from gmtrace.zoo.builder import (
@@ -76,10 +76,10 @@ from gmtrace.zoo.builder import (
     ZooError,
     _one_line,
     _photos,
-    _versions,
-    _write_json,
     finished_gms,
     write_gm,
+    write_json,
+    zoo_versions,
 )
 from gmtrace.zoo.families import Balancer
 from gmtrace.zoo.introspect import describe
@@ -643,6 +643,7 @@ def _row(spec: SynthSpec, arch: dict, d: Draw) -> dict:
         "diversity": round(d.diversity, 4),
         "collapsed": int(d.collapsed),
         "redraws": d.attempt,
+        "codebase": GMTRACE_CODEBASE,
         "config": json.dumps(config, sort_keys=True),
     }
 
@@ -699,7 +700,7 @@ def _open_state(path: Path, expected: dict) -> dict:
     """zoo.json of a tier: a new one, or the existing one when it was built with
     the same settings (n may differ: a tier can grow)."""
     if not path.is_file():
-        return {**expected, "created": _now(), "versions": _versions(), "gms": {}}
+        return {**expected, "created": _now(), "versions": zoo_versions(), "gms": {}}
     try:
         state = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -710,7 +711,7 @@ def _open_state(path: Path, expected: dict) -> dict:
                 f"{path.parent}: holds a zoo built with {key}={state.get(key)!r}, "
                 f"not {value!r}; use another --out"
             )
-    return {**state, "n": expected["n"], "versions": _versions()}
+    return {**state, "n": expected["n"], "versions": zoo_versions()}
 
 
 def _check_resumable(out: Path, specs: list[SynthSpec], done: dict[str, dict]) -> None:
@@ -729,7 +730,7 @@ def _save(out: Path, state: dict, specs: list[SynthSpec], done: dict[str, dict])
     state["counts"] = {k: status.count(k) for k in ("done", "failed", "pending")}
     state["redraws"] = sum(g.get("redraws", 0) for g in state["gms"].values())
     state["updated"] = _now()
-    _write_json(out / "zoo.json", state)
+    write_json(out / "zoo.json", state)
     rows = [done[s.name]["row"] for s in specs if s.name in done]
     write_csv(out / "models.csv", MODELS_COLUMNS, rows)
 

