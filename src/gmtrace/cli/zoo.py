@@ -220,18 +220,24 @@ def zoo_pretrained(
         ),
     ] = None,
     limit: Annotated[int | None, typer.Option(help="build only the first N models")] = None,
+    threads: Annotated[
+        int,
+        typer.Option(
+            help="ncnn threads per model (1: ncnn's spinning worker threads slow to a crawl "
+            "when another job shares the cores)"
+        ),
+    ] = 1,
 ) -> None:
     """Run the real, publicly trained super-resolution and restoration networks that
     PyPI wheels ship (waifu2x, Real-CUGAN; ncnn on the CPU) on real photographs: one
     GM per model file, each image paired with the photograph crop it restores
     (resumable; the layout of `zoo build`)."""
-    from gmtrace.core.runtime import cpu_count
     from gmtrace.zoo.pretrained import PretrainedError, build_pretrained, summary_table
     from gmtrace.zoo.real import RealImageError
 
     try:
         summary = build_pretrained(
-            out, preset, seed, str(real) if real else None, console, limit, cpu_count()
+            out, preset, seed, str(real) if real else None, console, limit, threads
         )
     except (PretrainedError, RealImageError) as e:
         fail(str(e))
