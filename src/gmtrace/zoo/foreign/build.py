@@ -239,9 +239,13 @@ def build_foreign(
     out = Path(out)
     summary = ForeignSummary(out, preset, adapter_problems=load_adapters())
     wanted = p.families or tuple(f for f in sorted(FAMILIES) if f not in p.skip)
-    unknown = [f for f in wanted if f not in FAMILIES and not summary.adapter_problems]
+    unknown = [f for f in wanted if f not in FAMILIES]
     if unknown:
-        raise ForeignError(f"unknown foreign families {unknown}; known: {', '.join(FAMILIES)}")
+        missing = f" (adapters not loaded here: {len(summary.adapter_problems)})"
+        raise ForeignError(
+            f"unknown foreign families {', '.join(unknown)}; known: {', '.join(sorted(FAMILIES))}"
+            + (missing if summary.adapter_problems else "")
+        )
     summary.not_installed = sorted(
         {
             FAMILIES[f].package
