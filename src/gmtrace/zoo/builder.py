@@ -546,7 +546,7 @@ def build_zoo(
                     result = build_gm(spec, source, cpu_count(), report=on_report)
                     on_done(spec, result, None)
                 except Exception as e:  # a GM that breaks is recorded; the rest go on
-                    on_done(spec, None, _one_line(e))
+                    on_done(spec, None, one_line(e))
         else:
             _run_pool(pending, source, workers, on_report, on_done)
     summary.seconds = time.perf_counter() - t0
@@ -557,7 +557,8 @@ def build_zoo(
     return summary
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
+    """An exception in one line, with the file and line where it was raised."""
     tb = traceback.extract_tb(e.__traceback__)
     where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
     return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}{where}"
@@ -565,6 +566,28 @@ def _one_line(e: BaseException) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def open_tier_state(out: Path, expected: dict, resolution: int, error: type[Exception]) -> dict:
+    """zoo.json of an outside tier (pretrained, foreign), created from `expected` or
+    read and checked against it: `error` naming the folder when it was built with
+    other settings or is unreadable. Versions and resolution are refreshed."""
+    path = out / "zoo.json"
+    state = dict(expected)
+    if path.is_file():
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise error(f"{path}: unreadable ({e}); move it away to start over") from None
+    for key, value in expected.items():
+        if state.get(key) != value:
+            raise error(
+                f"{out}: holds a zoo built with {key}={state.get(key)!r}, not {value!r}; "
+                "use another --out"
+            )
+    state.update(versions=zoo_versions(), resolution=resolution)
+    state.setdefault("gms", {})
+    return state
 
 
 def _open_state(path: Path, p: Preset, seed: int, source: RealSource) -> dict:
@@ -622,7 +645,7 @@ def _run_pool(pending, source, workers, on_report, on_done) -> None:
                 try:
                     on_done(spec, f.result(), None)
                 except Exception as e:
-                    on_done(spec, None, _one_line(e))
+                    on_done(spec, None, one_line(e))
         _drain(q, on_report)
 
 
@@ -673,7 +696,7 @@ def _run_ray(pending, source, workers, address, on_report, on_done) -> None:
                 try:
                     on_done(spec, ray.get(r), None)
                 except Exception as e:
-                    on_done(spec, None, _one_line(e))
+                    on_done(spec, None, one_line(e))
     finally:
         if started:
             ray.shutdown()

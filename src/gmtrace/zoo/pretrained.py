@@ -457,7 +457,7 @@ def build_pretrained(
 ) -> PretrainedSummary:
     """Build (or resume) the pretrained tier in `out`, in the zoo layout: models.csv,
     fake/<gm>/, pairs/<gm>/, real/. A GM's folder appears only when complete."""
-    from gmtrace.zoo.builder import finished_gms, write_gm, write_json, zoo_versions
+    from gmtrace.zoo.builder import finished_gms, open_tier_state, write_gm, write_json
 
     t0 = time.perf_counter()
     console = console or Console()
@@ -481,15 +481,7 @@ def build_pretrained(
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "zoo.json"
     expected = {"tier": "pretrained", "preset": p.name, "seed": seed, "real": source.describe()}
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {**expected}
-    for key, value in expected.items():
-        if state.get(key) != value:
-            raise PretrainedError(
-                f"{out}: holds a zoo built with {key}={state.get(key)!r}, not {value!r}; "
-                "use another --out"
-            )
-    state.update(versions=zoo_versions(), resolution=p.resolution)
-    state.setdefault("gms", {})
+    state = open_tier_state(out, expected, p.resolution, PretrainedError)
     summary.real_written = write_real(out, photos, p.resolution, p.real_crops, seed)
     done = finished_gms(out)
     summary.planned = len(models)

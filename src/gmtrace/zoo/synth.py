@@ -74,9 +74,9 @@ from gmtrace.zoo import losses as L
 from gmtrace.zoo.builder import (
     _PHOTOS,
     ZooError,
-    _one_line,
     _photos,
     finished_gms,
+    one_line,
     write_gm,
     write_json,
     zoo_versions,
@@ -662,7 +662,7 @@ def _build_chunk(specs: list[SynthSpec], source: RealSource) -> list[tuple]:
         try:
             out.append((spec, build_synth_gm(spec, source), None))
         except Exception as e:  # a GM that breaks is recorded; the rest go on
-            out.append((spec, None, _one_line(e)))
+            out.append((spec, None, one_line(e)))
     return out
 
 
@@ -771,7 +771,7 @@ def _run(pending: list[SynthSpec], source: RealSource, pool, on_chunk) -> None:
             try:
                 items = f.result()
             except Exception as e:  # a worker that died: its GMs are failed, rerun retries
-                items = [(spec, None, _one_line(e)) for spec in chunk]
+                items = [(spec, None, one_line(e)) for spec in chunk]
             on_chunk(items)
 
 

@@ -16,7 +16,6 @@ import importlib
 import json
 import tempfile
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -227,7 +226,7 @@ def build_foreign(
     families: tuple[str, ...] = (),
 ) -> ForeignSummary:
     """Build (or resume) the foreign-code tier in `out`."""
-    from gmtrace.zoo.builder import finished_gms, write_gm, write_json, zoo_versions
+    from gmtrace.zoo.builder import finished_gms, one_line, open_tier_state, write_gm, write_json
 
     t0 = time.perf_counter()
     console = console or Console()
@@ -266,15 +265,7 @@ def build_foreign(
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "zoo.json"
     expected = {"tier": "foreign", "preset": p.name, "seed": seed, "real": source.describe()}
-    state = json.loads(state_path.read_text()) if state_path.is_file() else dict(expected)
-    for key, value in expected.items():
-        if state.get(key) != value:
-            raise ForeignError(
-                f"{out}: holds a zoo built with {key}={state.get(key)!r}, not {value!r}; "
-                "use another --out"
-            )
-    state.update(versions=zoo_versions(), resolution=p.resolution)
-    state.setdefault("gms", {})
+    state = open_tier_state(out, expected, p.resolution, ForeignError)
     write_real(out, photos, p.resolution, p.real_crops, seed)
     done = finished_gms(out)
     for s in specs:
@@ -301,9 +292,7 @@ def build_foreign(
             try:
                 result = build_foreign_gm(spec, p, photos, threads)
             except Exception as e:  # a GM that breaks is recorded; the rest go on
-                tb = traceback.extract_tb(e.__traceback__)
-                where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
-                line = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}{where}"
+                line = one_line(e)
                 summary.failed[spec.name] = line
                 state["gms"][spec.name] = {"status": "failed", "error": line}
                 console.print(f"[red]failed:[/] {spec.name}: {line}")
