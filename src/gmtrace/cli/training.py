@@ -19,7 +19,13 @@ MODEL = ModelConfig()
 @app.command()
 def train(
     out: Annotated[Path, typer.Option(help="model folder (created, or resumed)")],
-    zoo: Annotated[Path | None, typer.Option(help="zoo folder to train on")] = None,
+    zoo: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="zoo folder to train on; repeat it to train on several as one (the zoo, "
+            "the synthesized tier, the pretrained tier, the foreign-code tier)"
+        ),
+    ] = None,
     red_arch: Annotated[
         Path | None,
         typer.Option(help="RED116-format data instead of a zoo: architecture .npy or .txt"),
@@ -43,7 +49,7 @@ def train(
     seed: Annotated[int, typer.Option()] = TRAIN.seed,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
 ) -> None:
-    """Train the FEN, parsing network and heads on a zoo (resumable)."""
+    """Train the FEN, parsing network and heads on a zoo, or several (resumable)."""
     from gmtrace.data.dataset import DatasetError, GMDataset, real_records
     from gmtrace.data.red import read_red_npy, read_red_text
     from gmtrace.train.loop import TrainError, summary_table
@@ -67,8 +73,8 @@ def train(
                 fail("--red-arch needs --red-loss and --red-images too")
             read = read_red_npy if red_arch.suffix == ".npy" else read_red_text
             ds = read(red_arch, red_loss, red_images)
-        elif zoo is not None:
-            ds = GMDataset.from_zoo(zoo)
+        elif zoo:
+            ds = GMDataset.combine([GMDataset.from_zoo(z) for z in zoo])
         else:
             fail("give --zoo DIR, or RED116 data with --red-arch/--red-loss/--red-images")
         if real is not None:

@@ -40,6 +40,7 @@ import json
 import os
 import platform
 import time
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -148,6 +149,10 @@ class FoldData:
     # degraded test images: condition ("format_neutral", "jpeg75", ...) -> method -> ...
     unseen_degraded: dict[str, dict[str, Inference]] = field(default_factory=dict)
     real_degraded: dict[str, dict[str, Inference]] = field(default_factory=dict)
+    # the real crop each unseen image was made from (GMs with aligned pairs, crops of
+    # the fold's held-out photographs only), clean and JPEG q75: method -> answers
+    paired: dict[str, Inference] = field(default_factory=dict)
+    paired_jpeg75: dict[str, Inference] = field(default_factory=dict)
     info: dict[str, dict] = field(default_factory=dict)
 
 
@@ -524,6 +529,10 @@ class FoldInputs:
     real: np.ndarray  # the held-out real crops
     unseen_degraded: dict[str, np.ndarray]
     real_degraded: dict[str, np.ndarray]
+    paired: np.ndarray  # the aligned real crops of `paired_of` unseen images
+    paired_jpeg75: np.ndarray  # the same for `paired_degraded_of` degraded images, JPEG q75
+    paired_of: np.ndarray  # indices into `unseen`
+    paired_degraded_of: np.ndarray  # indices into the degraded unseen images
 
 
 def _fold_inputs(
@@ -550,7 +559,46 @@ def _fold_inputs(
     real = bank.real[plan.real_test]
     unseen_d = degraded(np.concatenate([bank.fake[i][: cfg.neutral_per_gm] for i in u_idx]), cfg)
     real_d = degraded(real, cfg)
-    return FoldInputs(train_bank, fold_norm, targets, unseen, seen, real, unseen_d, real_d)
+    paired_of, paired = held_out_pairs(bank, u_idx, cfg.test_per_gm, held)
+    paired_d_of, paired_d = held_out_pairs(bank, u_idx, cfg.neutral_per_gm, held)
+    jpeg75 = CONDITIONS["jpeg75"][1]
+    paired_jpeg75 = np.stack([jpeg75(a) for a in paired_d]) if len(paired_d) else paired_d
+    return FoldInputs(
+        train_bank,
+        fold_norm,
+        targets,
+        unseen,
+        seen,
+        real,
+        unseen_d,
+        real_d,
+        paired,
+        paired_jpeg75,
+        paired_of,
+        paired_d_of,
+    )
+
+
+def held_out_pairs(
+    bank: ImageBank, gms: list[int], n: int, held: tuple[set[str], set[str]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The aligned real crops of the first `n` images of each GM of `gms` whose
+    photograph is held out (its source in `held[0]` or its collection in
+    `held[1]`): indices into the concatenation of those images, and the crops. A
+    GM without pairs gives none. The pretrained tier's test: an upscaled photograph
+    against the photograph itself, neither seen in training."""
+    sources, collections = held
+    idx, crops, offset = [], [], 0
+    for i in gms:
+        pairs, origins = bank.pair_of(i)[:n], bank.origins_of(i)[:n]
+        for j, (s, c) in enumerate(origins[: len(pairs)]):
+            if s in sources or c in collections:
+                idx.append(offset + j)
+                crops.append(pairs[j])
+        offset += len(bank.fake[i][:n])
+    if not crops:
+        return np.zeros(0, int), np.zeros((0, 1, 1, 3), np.uint8)
+    return np.array(idx), np.stack(crops)
 
 
 def _fold_data(bank: ImageBank, plan: FoldPlan, fold_norm: Normalizer, cfg: EvalConfig) -> FoldData:
@@ -599,6 +647,12 @@ def _fit_and_predict(
     for c in x.unseen_degraded:
         fd.unseen_degraded.setdefault(c, {})[m.name] = m.predict(x.unseen_degraded[c])
         fd.real_degraded.setdefault(c, {})[m.name] = m.predict(x.real_degraded[c])
+    if len(x.paired_of):
+        fd.paired[m.name] = m.predict(x.paired)
+    if len(x.paired_degraded_of):
+        fd.paired_jpeg75[m.name] = m.predict(x.paired_jpeg75)
+    fd.info["paired_of"] = x.paired_of
+    fd.info["paired_degraded_of"] = x.paired_degraded_of
     info["predict_seconds"] = time.perf_counter() - t0
     fd.info["methods"][m.name] = info
     if k == 0:
@@ -662,7 +716,8 @@ def _score(ds, data: list[FoldData], folds, fold_of_gm, global_norm, cfg: EvalCo
         r: dict = {"label": LABELS[name]}
         r["parsing"] = _parsing_scores(data, name, gt, to_global, fold_of_gm, cfg)
         r |= _fold_scores(ds, data, name)
-        r["by_codebase"] = _codebase_rows(ds, data, name)
+        r["by_codebase"] = _rows_by(np.array(ds_codebases(ds)), data, name)
+        r["by_tier"] = _rows_by(np.array(ds.tiers), data, name)
         r |= _timings(data, name)
         res["methods"][name] = r
     return res
@@ -760,31 +815,33 @@ def _fold_scores(ds: GMDataset, data: list[FoldData], name: str) -> dict:
     return r
 
 
-def _codebase_rows(ds: GMDataset, data: list[FoldData], name: str) -> dict:
-    """A method's figures per codebase of the unseen GMs, pooled over the folds that
-    test it (with `holdout` "codebase", one): detection AUC of its images against
-    those folds' held-out real crops, clean and with both classes JPEG-compressed at
-    quality 75; open-set AUROC against the folds' held-out images of training GMs;
-    grouping of the codebase's own images per fold (the number of GMs unknown),
-    ARI averaged over its folds."""
+def _rows_by(keys: np.ndarray, data: list[FoldData], name: str) -> dict:
+    """A method's figures per key (a codebase or a tier) of the unseen GMs, pooled
+    over the folds that test it: detection AUC of its images against those folds'
+    held-out real crops, clean and with both classes JPEG-compressed at quality 75;
+    where its GMs have aligned pairs, the same against the very photographs its images
+    were made from (held-out photographs only); open-set AUROC against the folds'
+    held-out images of training GMs; grouping of the key's own images per fold (the
+    number of GMs unknown), ARI averaged over its folds."""
     from sklearn.metrics import roc_auc_score
 
-    codebases = np.array(ds_codebases(ds))
     pools: dict[str, dict[str, list]] = {}
     for fd in data:
         unseen, real, seen = fd.unseen[name], fd.real[name], fd.seen[name]
-        of_image = codebases[fd.info["unseen_gm"]]
-        of_degraded = codebases[fd.info["degraded_gm"]]
+        of_image = keys[fd.info["unseen_gm"]]
+        of_degraded = keys[fd.info["degraded_gm"]]
+        paired_of = fd.info.get("paired_of", np.zeros(0, int))
+        paired_d_of = fd.info.get("paired_degraded_of", np.zeros(0, int))
         for cb in sorted(set(of_image)):
             mask = of_image == cb
             gms = fd.info["unseen_gm"][mask]
-            p = pools.setdefault(cb, {k: [] for k in ("fake", "real", "fj", "rj", "os", "on")})
+            p = pools.setdefault(cb, defaultdict(list))
             p["fake"].append(unseen.p_generated[mask])
             p["real"].append(real.p_generated)
             p["os"].append(unseen.open_score[mask])
             p["on"].append(seen.open_score)
-            p.setdefault("gms", []).append(gms)
-            p.setdefault("ari", []).append(
+            p["gms"].append(gms)
+            p["ari"].append(
                 grouping_scores(
                     group(unseen.embedding[mask]), np.unique(gms, return_inverse=True)[1]
                 )["ari"]
@@ -792,16 +849,31 @@ def _codebase_rows(ds: GMDataset, data: list[FoldData], name: str) -> dict:
             if "jpeg75" in fd.unseen_degraded:
                 p["fj"].append(fd.unseen_degraded["jpeg75"][name].p_generated[of_degraded == cb])
                 p["rj"].append(fd.real_degraded["jpeg75"][name].p_generated)
+            if name in fd.paired:
+                own = of_image[paired_of] == cb
+                p["pf"].append(unseen.p_generated[paired_of[own]])
+                p["pr"].append(fd.paired[name].p_generated[own])
+            if name in fd.paired_jpeg75:
+                own = of_degraded[paired_d_of] == cb
+                p["pfj"].append(fd.unseen_degraded["jpeg75"][name].p_generated[paired_d_of[own]])
+                p["prj"].append(fd.paired_jpeg75[name].p_generated[own])
+
+    def auc(p, fake: str, real: str) -> float | None:
+        f = np.concatenate(p[fake]) if p[fake] else np.zeros(0)
+        r = np.concatenate(p[real]) if p[real] else np.zeros(0)
+        return detection_scores(f, r)["auc"] if len(f) and len(r) else None
+
     rows = {}
     for cb, p in sorted(pools.items()):
         pos, neg = np.concatenate(p["os"]), np.concatenate(p["on"])
         rows[cb] = {
             "gms": int(len(set(np.concatenate(p["gms"]).tolist()))),
             "images": int(len(pos)),
-            "auc": detection_scores(np.concatenate(p["fake"]), np.concatenate(p["real"]))["auc"],
-            "auc_jpeg75": detection_scores(np.concatenate(p["fj"]), np.concatenate(p["rj"]))["auc"]
-            if p["fj"]
-            else None,
+            "auc": auc(p, "fake", "real"),
+            "auc_jpeg75": auc(p, "fj", "rj"),
+            "paired_images": int(sum(len(a) for a in p["pr"])),
+            "auc_paired": auc(p, "pf", "pr"),
+            "auc_paired_jpeg75": auc(p, "pfj", "prj"),
             "open_set_auroc": float(
                 roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg])
             ),

@@ -649,8 +649,8 @@ def _parsing_section(results: dict) -> list[str]:
 
 
 def _codebase_section(results: dict) -> list[str]:
-    """One row per codebase of the unseen GMs and method: where a weak codebase shows
-    (runs made before codebases were kept have none)."""
+    """One row per codebase, then per tier, of the unseen GMs and method: where a weak
+    codebase shows (runs made before codebases were kept have none)."""
     ms = results["methods"]
     if not any(m.get("by_codebase") for m in ms.values()):
         return []
@@ -658,22 +658,52 @@ def _codebase_section(results: dict) -> list[str]:
     L.append(
         "Each codebase's unseen images pooled over the folds that test it: detection AUC "
         "against those folds' held-out real crops, clean and with both classes JPEG q75; "
-        "open-set AUROC against held-out images of the training GMs; grouping ARI of the "
-        "codebase's own images, the number of its GMs unknown.\n"
+        "where its GMs restore photographs (aligned pairs), the AUC of their images "
+        "against the very photographs they were made from (only photographs the fold "
+        "held out), clean and JPEG q75; open-set AUROC against held-out images of the "
+        "training GMs; grouping ARI of the codebase's own images, the number of its GMs "
+        "unknown.\n"
     )
-    L.append("| codebase | GMs | method | AUC | AUC JPEG q75 | open-set AUROC | ARI |")
-    L.append("|---|---|---|---|---|---|---|")
-    for cb in sorted({cb for m in ms.values() for cb in m.get("by_codebase", {})}):
+    L += _key_table(ms, "by_codebase", "codebase")
+    if any(m.get("by_tier") for m in ms.values()):
+        L.append("\n### Per tier of the unseen GMs\n")
+        L.append(
+            "The same figures pooled by tier: gmtrace's own GMs (`gmtrace`: its zoo and "
+            "its synthesized tier), the real publicly trained networks (`pretrained`) and "
+            "the foreign-code tier (`foreign`). With `--holdout tier` each tier is held out "
+            "whole; with `--holdout codebase` a tier's other codebases may be in "
+            "training.\n"
+        )
+        L += _key_table(ms, "by_tier", "tier")
+    return L + [""]
+
+
+def _key_table(ms: dict, field: str, what: str) -> list[str]:
+    L = [
+        f"| {what} | GMs | method | AUC | AUC JPEG q75 | AUC vs own photo (images) "
+        "| same, JPEG q75 | open-set AUROC | ARI |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def f(x) -> str:
+        return "n/a" if x is None else _f(x)
+
+    for key in sorted({k for m in ms.values() for k in m.get(field, {})}):
         for m in ms.values():
-            r = m.get("by_codebase", {}).get(cb)
+            r = m.get(field, {}).get(key)
             if r is None:
                 continue
-            jpeg = "n/a" if r.get("auc_jpeg75") is None else _f(r["auc_jpeg75"])
-            L.append(
-                f"| {cb} | {r['gms']} | {m['label']} | {_f(r['auc'])} | {jpeg} | "
-                f"{_f(r['open_set_auroc'])} | {_f(r['ari'])} |"
+            own = (
+                f"{f(r['auc_paired'])} ({r['paired_images']})"
+                if r.get("auc_paired") is not None
+                else "n/a"
             )
-    return L + [""]
+            L.append(
+                f"| {key} | {r['gms']} | {m['label']} | {f(r['auc'])} | {f(r.get('auc_jpeg75'))} "
+                f"| {own} | {f(r.get('auc_paired_jpeg75'))} | {f(r['open_set_auroc'])} "
+                f"| {f(r['ari'])} |"
+            )
+    return L
 
 
 def _detection_section(results: dict) -> list[str]:
