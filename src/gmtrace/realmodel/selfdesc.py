@@ -1,0 +1,129 @@
+"""An image's self-description: how its own pixels are predicted from their
+neighbours, at several scales.
+
+A camera's pipeline (optics, demosaicing, denoising, JPEG) and a generator's last
+layers (up-sampling, the output activation, the 8-bit conversion) leave different
+dependencies between neighbouring pixels and between the colour channels. Forensic
+Self-Descriptions (Nguyen, Azizpour, Stamm, CVPR 2025) describe an image by the
+parameters of predictors fitted to that image alone, and model real photographs'
+descriptions to score how unlike a photograph an image is, with no generated image
+in training. This module is gmtrace's closed-form version of that idea (no learned
+filter bank: every number is a least-squares fit on the image itself, so nothing
+here depends on which generators were in training):
+
+for each scale s in `SCALES` (the image box-averaged over s x s pixels) and each
+channel c, every pixel (the border excepted) is predicted from its 8 neighbours in
+channel c and from the two other channels at the same place, by ridge-regularized
+least squares over the whole image, means removed. The description of (s, c) is
+`PER_CHANNEL` = 18 numbers:
+
+* the 10 coefficients (8 neighbours in `OFFSETS` order, then the other channels
+  in RGB order);
+* the prediction gain: log of the residual's mean square over the centred
+  pixels' mean square;
+* the residual's log kurtosis;
+* the residual's correlation with itself one pixel across and one down;
+* the residual's log energy on each of the four phases (row and column parity)
+  over its mean energy: a 2x up-sampling or a checkerboard makes them unequal.
+
+`describe_images` gives [N, len(SCALES) * 3 * 18] = [N, 162], in scale-major,
+then channel, then `PER_CHANNEL` order (`DESCRIPTION_NAMES`). Computed in torch on a
+batch in float32, the normal equations solved in float64 (those of a flat image are
+ill-conditioned).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+SCALES = (1, 2, 4)
+OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+PER_CHANNEL = (
+    *(f"w_{di:+d}_{dj:+d}" for di, dj in OFFSETS),
+    "w_other_1",
+    "w_other_2",
+    "log_gain",
+    "log_kurtosis",
+    "corr_across",
+    "corr_down",
+    "phase_00",
+    "phase_01",
+    "phase_10",
+    "phase_11",
+)
+DESCRIPTION_NAMES = tuple(
+    f"s{s}_{'rgb'[c]}_{n}" for s in SCALES for c in range(3) for n in PER_CHANNEL
+)
+MIN_SIDE = 4 * max(SCALES) + 2  # the coarsest scale keeps a 4x4 core of targets
+_EPS = 1e-10
+_RIDGE = 1e-5  # of the mean diagonal of the normal equations
+
+
+def to_unit(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 [N, H, W, 3] (or a float tensor [N, 3, H, W] in [-1, 1]) -> float32
+    [N, 3, H, W] in [0, 1]."""
+    if isinstance(images, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    return (images.float() + 1.0) / 2.0
+
+
+def describe_images(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """[N, len(DESCRIPTION_NAMES)] self-descriptions of a batch (uint8 NHWC or
+    float NCHW in [-1, 1]); every image at least `MIN_SIDE` pixels a side."""
+    x = to_unit(images)
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected a batch of RGB images, got shape {tuple(x.shape)}")
+    if min(x.shape[2:]) < MIN_SIDE:
+        raise ValueError(f"images must be at least {MIN_SIDE} pixels a side, got {x.shape[2:]}")
+    parts = [describe_scale(x if s == 1 else F.avg_pool2d(x, s)) for s in SCALES]
+    return torch.cat(parts, 1).float()
+
+
+def describe_scale(x: torch.Tensor) -> torch.Tensor:
+    """[N, 3 * 18] the description of each channel of a float64 batch at one scale.
+    One Gram matrix of every shifted channel serves the three channels' normal
+    equations (each a sub-matrix of it), and one product gives the residuals."""
+    n, _, h, w = x.shape
+    # Z: [N, P, 27] the 8 shifted copies of each channel (offset-major), then the centre
+    shifted = [x[:, :, 1 + di : h - 1 + di, 1 + dj : w - 1 + dj] for di, dj in OFFSETS]
+    shifted.append(x[:, :, 1 : h - 1, 1 : w - 1])
+    Z = torch.stack(shifted, -1).reshape(n, 3, -1, len(shifted)).permute(0, 2, 3, 1)
+    Z = Z.reshape(n, -1, 3 * len(shifted))
+    Z = Z - Z.mean(1, keepdim=True)
+    G = (Z.transpose(1, 2) @ Z).double()  # [N, 27, 27]; solved in float64
+    k = len(OFFSETS)
+    centre = [k * 3 + c for c in range(3)]  # column of channel c's centre value
+    coefs, weights = [], torch.zeros(n, G.shape[1], 3, dtype=torch.float64)
+    for c in range(3):
+        cols = [o * 3 + c for o in range(k)] + [centre[o] for o in range(3) if o != c]
+        A = G[:, cols][:, :, cols]
+        lam = _RIDGE * A.diagonal(dim1=1, dim2=2).mean(1) + _EPS
+        A = A + lam[:, None, None] * torch.eye(len(cols), dtype=A.dtype)
+        coef = torch.linalg.solve(A, G[:, cols, centre[c]].unsqueeze(-1)).squeeze(-1)
+        coefs.append(coef)
+        weights[:, cols, c] = -coef
+        weights[:, centre[c], c] = 1.0
+    resid = (Z @ weights.float()).permute(0, 2, 1).reshape(n, 3, h - 2, w - 2)  # y - X w
+    y2 = G.diagonal(dim1=1, dim2=2)[:, centre] / Z.shape[1]  # [N, 3] centred mean squares
+    out = []
+    for c in range(3):
+        stats = residual_stats(resid[:, c], y2[:, c].float())
+        out.append(torch.cat([coefs[c].float(), stats], 1))
+    return torch.cat(out, 1)
+
+
+def residual_stats(r: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
+    """[N, 8] gain, kurtosis, two lag-1 correlations and four phase energies of the
+    residual r [N, h, w] of targets whose centred mean square is y2 [N]."""
+    e2 = (r**2).mean((1, 2))
+    gain = torch.log(e2 + _EPS) - torch.log(y2 + _EPS)
+    kurt = torch.log((r**4).mean((1, 2)) / (e2**2 + _EPS) + _EPS)
+    across = (r[:, :, 1:] * r[:, :, :-1]).mean((1, 2)) / (e2 + _EPS)
+    down = (r[:, 1:, :] * r[:, :-1, :]).mean((1, 2)) / (e2 + _EPS)
+    h, w = (r.shape[1] // 2) * 2, (r.shape[2] // 2) * 2  # whole 2x2 cells only
+    cells = r[:, :h, :w] ** 2
+    phases = torch.stack([cells[:, p::2, q::2].mean((1, 2)) for p in (0, 1) for q in (0, 1)], 1)
+    phases = torch.log(phases + _EPS) - torch.log(phases.mean(1, keepdim=True) + _EPS)
+    return torch.cat([gain[:, None], kurt[:, None], across[:, None], down[:, None], phases], 1)
