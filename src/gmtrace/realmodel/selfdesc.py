@@ -86,9 +86,10 @@ def describe_scale(x: torch.Tensor) -> torch.Tensor:
     One Gram matrix of every shifted channel serves the three channels' normal
     equations (each a sub-matrix of it), and one product gives the residuals."""
     n, _, h, w = x.shape
+    r = max(max(abs(di), abs(dj)) for di, dj in OFFSETS)  # the border left out
     # Z: [N, P, 27] the 8 shifted copies of each channel (offset-major), then the centre
-    shifted = [x[:, :, 1 + di : h - 1 + di, 1 + dj : w - 1 + dj] for di, dj in OFFSETS]
-    shifted.append(x[:, :, 1 : h - 1, 1 : w - 1])
+    shifted = [x[:, :, r + di : h - r + di, r + dj : w - r + dj] for di, dj in OFFSETS]
+    shifted.append(x[:, :, r : h - r, r : w - r])
     Z = torch.stack(shifted, -1).reshape(n, 3, -1, len(shifted)).permute(0, 2, 3, 1)
     Z = Z.reshape(n, -1, 3 * len(shifted))
     Z = Z - Z.mean(1, keepdim=True)
@@ -105,7 +106,7 @@ def describe_scale(x: torch.Tensor) -> torch.Tensor:
         coefs.append(coef)
         weights[:, cols, c] = -coef
         weights[:, centre[c], c] = 1.0
-    resid = (Z @ weights.float()).permute(0, 2, 1).reshape(n, 3, h - 2, w - 2)  # y - X w
+    resid = (Z @ weights.float()).permute(0, 2, 1).reshape(n, 3, h - 2 * r, w - 2 * r)  # y - X w
     y2 = G.diagonal(dim1=1, dim2=2)[:, centre] / Z.shape[1]  # [N, 3] centred mean squares
     out = []
     for c in range(3):
