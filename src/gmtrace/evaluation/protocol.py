@@ -812,7 +812,26 @@ def _fold_scores(ds: GMDataset, data: list[FoldData], name: str) -> dict:
     r["gallery"] = stats("gallery")
     r["grouping"] = stats("grouping")
     r["grouping_threshold"] = stats("grouping_threshold")
+    r["detection_pooled"] = _pooled_detection(data, name, conds)
     return r
+
+
+def _pooled_detection(data: list[FoldData], name: str, conds: list[str]) -> dict:
+    """Detection over every fold's images at once (one threshold for all, as a user
+    gets it): clean and under each condition."""
+
+    def pool(unseen, real) -> dict:
+        return detection_scores(
+            np.concatenate([u.p_generated for u in unseen]),
+            np.concatenate([r.p_generated for r in real]),
+        )
+
+    out = {"clean": pool([fd.unseen[name] for fd in data], [fd.real[name] for fd in data])}
+    for c in conds:
+        out[c] = pool(
+            [fd.unseen_degraded[c][name] for fd in data], [fd.real_degraded[c][name] for fd in data]
+        )
+    return out
 
 
 def _rows_by(keys: np.ndarray, data: list[FoldData], name: str) -> dict:
