@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from gmtrace.data.augment import CONDITIONS
 
-METHODS = ("gmtrace", "red", "spectral")
+METHODS = ("gmtrace", "red", "spectral", "realphoto")  # every method (`methods.catalog`)
+DEFAULT_METHODS = ("gmtrace", "red", "spectral")
 HOLDOUTS = ("codebase", "tier", "family", "gm")
 
 
@@ -21,7 +22,7 @@ class EvalConfig:
     # out real photographs by collection. "gm": test GMs stratified by family, real
     # photographs held out one by one
     holdout: str = "codebase"
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = DEFAULT_METHODS
     train_per_gm: int = 160  # training images per training GM
     seen_per_gm: int = 8  # held-out images per training GM (closed set, open set)
     test_per_gm: int = 30  # images per unseen GM

@@ -85,6 +85,7 @@ LABELS = {
     "gmtrace": "gmtrace",
     "red": "RED architecture",
     "spectral": "spectral baseline",
+    "realphoto": "real-photo model alone",
 }
 
 
@@ -712,9 +713,12 @@ def _score(ds, data: list[FoldData], folds, fold_of_gm, global_norm, cfg: EvalCo
     to_global = [
         partial(_global_scale, fd.info["fold_norm"], global_norm, arch.shape[1]) for fd in data
     ]
+    parses = {m.name: m.parses for m in make_methods(cfg)}
     for name in cfg.methods:
         r: dict = {"label": LABELS[name]}
-        r["parsing"] = _parsing_scores(data, name, gt, to_global, fold_of_gm, cfg)
+        r["parsing"] = (
+            _parsing_scores(data, name, gt, to_global, fold_of_gm, cfg) if parses[name] else None
+        )
         r |= _fold_scores(ds, data, name)
         r["by_codebase"] = _rows_by(np.array(ds_codebases(ds)), data, name)
         r["by_tier"] = _rows_by(np.array(ds.tiers), data, name)

@@ -349,16 +349,27 @@ CONDITION_LABELS = {
 
 def target_values(results: dict, name: str) -> dict[str, float | None]:
     """Each method's value for every row of TARGETS (None where it does not apply:
-    no RED comparison for RED itself, no leakage for a method without fingerprints)."""
+    no RED comparison for RED itself, no leakage for a method without fingerprints,
+    no parsing figure for a method that does not parse)."""
     r = results["methods"][name]
-    pg = r["parsing"]["per_gm"]
-    s = pg["summary"]
-    fields = pg["fields"]
-    n_fields = sum(
-        int(np.sum(np.asarray(fields[k]["p"]) < 0.05)) for k in ("l1", "macro_f1", "loss_f1")
-    )
     vs_red = None
-    if name != "red" and "red" in results["methods"]:
+    if r["parsing"] is None:
+        s = None
+        parsing = dict.fromkeys(("p_overall", "fields", "loss_f1", "macro_f1", "l1"))
+    else:
+        s = r["parsing"]["per_gm"]["summary"]
+        fields = r["parsing"]["per_gm"]["fields"]
+        parsing = {
+            "p_overall": s["composite"]["p"],
+            "fields": sum(
+                int(np.sum(np.asarray(fields[k]["p"]) < 0.05))
+                for k in ("l1", "macro_f1", "loss_f1")
+            ),
+            "loss_f1": s["mean_loss_f1"]["actual"],
+            "macro_f1": s["mean_macro_f1"]["actual"],
+            "l1": s["mean_l1"]["actual"],
+        }
+    if s is not None and name != "red" and results["methods"].get("red", {}).get("parsing"):
         red = results["methods"]["red"]["parsing"]["per_gm"]["summary"]
         vs_red = (
             int(s["mean_l1"]["actual"] < red["mean_l1"]["actual"])
@@ -370,12 +381,8 @@ def target_values(results: dict, name: str) -> dict[str, float | None]:
     leak = lk[key] - lk["image"] if key in lk and "image" in lk else None
     degraded = r.get("detection_degraded", {})
     return {
-        "p_overall": s["composite"]["p"],
-        "fields": n_fields,
+        **parsing,
         "vs_red": vs_red,
-        "loss_f1": s["mean_loss_f1"]["actual"],
-        "macro_f1": s["mean_macro_f1"]["actual"],
-        "l1": s["mean_l1"]["actual"],
         "auc": r["detection"]["auc"]["mean"],
         "auc_n": r["detection_format_neutral"]["auc"]["mean"],
         "auc_q75": degraded["jpeg75"]["auc"]["mean"] if "jpeg75" in degraded else None,
@@ -601,6 +608,8 @@ def _parsing_summary(results: dict) -> list[str]:
     )
     L.append("|---|---|---|---|---|---|")
     for n in ms:
+        if ms[n]["parsing"] is None:  # a method that does not parse
+            continue
         for lvl in ("per_image", "per_gm"):
             s = ms[n]["parsing"][lvl]["summary"]
             cells = [
@@ -689,8 +698,9 @@ def _parsing_section(results: dict) -> list[str]:
     """Parsing of unseen GMs: the summary, the family-only reference, and every
     hyperparameter method by method."""
     L = _parsing_summary(results) + _family_prior(results)
-    for n in results["methods"]:
-        L += _field_table(results, n)
+    for n, r in results["methods"].items():
+        if r["parsing"] is not None:
+            L += _field_table(results, n)
     return L
 
 
@@ -927,14 +937,17 @@ def summary_table(results: dict) -> Table:
     ):
         t.add_column(c, justify="right")
     for name, r in results["methods"].items():
-        pg = r["parsing"]["per_gm"]["summary"]
         v = target_values(results, name)
+
+        def f(x) -> str:
+            return "n/a" if x is None else _f(x)
+
         t.add_row(
             r["label"],
-            _f(pg["mean_l1"]["actual"]),
-            _f(pg["mean_macro_f1"]["actual"]),
-            _f(pg["mean_loss_f1"]["actual"]),
-            f"{pg['composite']['p']:.3g}",
+            f(v["l1"]),
+            f(v["macro_f1"]),
+            f(v["loss_f1"]),
+            "n/a" if v["p_overall"] is None else f"{v['p_overall']:.3g}",
             _f(v["auc"]),
             "n/a" if v["auc_q75"] is None else _f(v["auc_q75"]),
             _f(v["closed"]),

@@ -23,6 +23,7 @@ class Method:
     `fingerprints(images)` returns [N, H, W, 3] or None for methods without one."""
 
     name = "method"
+    parses = True  # False: the method answers no parse (its parsing is never scored)
 
     def fit(
         self,

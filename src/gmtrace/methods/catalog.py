@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from gmtrace.methods.base import Method
 from gmtrace.methods.network import NetMethod
+from gmtrace.methods.realphoto import RealPhotoMethod
 from gmtrace.methods.spectral import SpectralMethod
 from gmtrace.nets.config import ModelConfig, red_config
 from gmtrace.train.config import TrainConfig
@@ -15,6 +16,7 @@ METHODS: dict[str, Callable[[TrainConfig], Method]] = {
     "gmtrace": lambda train: NetMethod("gmtrace", ModelConfig(), train),
     "red": lambda train: NetMethod("red", red_config(), train),
     "spectral": lambda train: SpectralMethod(),
+    "realphoto": lambda train: RealPhotoMethod(),
 }
 
 

@@ -1,0 +1,48 @@
+"""The model of real photographs as an evaluation method of its own (the ablation):
+fitted on the fold's real photographs, it detects and groups but does not parse."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from gmtrace.data.dataset import GMDataset
+from gmtrace.evaluation.config import EvalConfig
+from gmtrace.evaluation.protocol import evaluate
+
+
+def test_real_photo_model_is_scored_without_parsing(tiny_zoo_dir: Path, tmp_path: Path):
+    zoo = GMDataset.from_zoo(tiny_zoo_dir)
+    cfg = EvalConfig(
+        holdout="family",
+        folds=2,
+        methods=("spectral", "realphoto"),
+        train_per_gm=8,
+        seen_per_gm=2,
+        test_per_gm=4,
+        neutral_per_gm=2,
+        real_test=20,
+        image_size=32,
+        permutations=20,
+        conditions=("jpeg75",),
+    )
+    evaluate(zoo, tmp_path / "eval", cfg, command="gmtrace evaluate --methods spectral,realphoto")
+    saved = json.loads((tmp_path / "eval" / "results.json").read_text())
+    r = saved["methods"]["realphoto"]
+    assert r["parsing"] is None and saved["methods"]["spectral"]["parsing"] is not None
+    for fold_auc in r["detection"]["auc"]["folds"]:
+        assert 0 <= fold_auc <= 1
+    assert 0 <= r["grouping"]["ari"]["mean"] <= 1
+    fit = json.loads((tmp_path / "eval" / "fold0" / "realphoto" / "fit.json").read_text())
+    assert fit["components"] >= 1
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "| real-photo model alone |" in report
+    parsing = report[report.index("## Parsing") :]
+    parsing = parsing[: parsing.index("\n## ", 1)]
+    assert "real-photo model alone" not in parsing.split("###")[0]
+    targets = report[report.index("## Targets") :].split("\n## ")[0]
+    row = next(line for line in targets.splitlines() if line.startswith("| parsing beats"))
+    assert row.rstrip(" |").endswith("n/a")
+    assert np.isfinite(r["open_set_auroc"]["mean"])
