@@ -73,8 +73,8 @@ PRESETS: dict[str, ForeignPreset] = {
         "tiny", 1, 32, 6, 8, (3, 3), (4,), 16, families=("diffusers-ddpm",), catalog=False
     ),
     # one GM of each family and at least two of each package: 19 GMs of 16 families
-    # and 8 packages; steps 40-200, inside the zoo's default preset (6-200) and never
-    # below 40, so that the build fits 60 minutes with the pretrained tier on 2 cores.
+    # and 8 packages; steps 40-200 (the zoo's default preset: 6-185, median 30), so
+    # that the build fits 60 minutes with the pretrained tier on 2 cores.
     # lightweight-gan's fixed 32x32 discriminator head with local attention costs
     # 10-20 s a step on this CPU (a GM of 95 steps: 47 min): large preset only
     "default": ForeignPreset(
