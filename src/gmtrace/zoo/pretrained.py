@@ -334,6 +334,12 @@ def ground_truth(model: PretrainedModel) -> dict:
     }
 
 
+def crop_rng(seed: int, name: str) -> np.random.Generator:
+    """The random stream of one model's crops: seeded by its whole name, as the other
+    builders seed theirs, so that every model gets crops of its own."""
+    return np.random.default_rng([seed, *name.encode()])
+
+
 def build_pretrained_gm(
     model: PretrainedModel,
     photos: list[Photo],
@@ -348,7 +354,7 @@ def build_pretrained_gm(
     runner = Runner(model, threads)
     n = runner.inner_size(preset.resolution)
     s, border = model.scale, runner.pad * model.scale
-    rng = np.random.default_rng([seed, _stable_hash(model.name)])
+    rng = crop_rng(seed, model.name)
     images, pairs, sources, qualities, baseline = [], [], [], [], []
     for k in crop_order(photos, preset.images_per_gm, rng):
         photo = photos[k]
@@ -412,10 +418,6 @@ def build_pretrained_gm(
         "jpeg_qualities": qualities,
         "seconds": round(time.perf_counter() - t0, 2),
     }
-
-
-def _stable_hash(text: str) -> int:
-    return int.from_bytes(text.encode()[:8].ljust(8, b"\0"), "little") ^ len(text)
 
 
 @dataclass
