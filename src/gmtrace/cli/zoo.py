@@ -16,6 +16,25 @@ zoo_app = typer.Typer(no_args_is_help=True, help="Build, inspect and export GM z
 app.add_typer(zoo_app, name="zoo")
 
 
+def finish_build(summary, table: Table) -> None:
+    """The end of every build command: its table, what was not installed or not loaded,
+    and the failed GMs; exit status 1 when any GM failed or a planned model is missing."""
+    for line in getattr(summary, "adapter_problems", ()):
+        console.print(f"[yellow]adapter not loaded:[/] {line}")
+    if getattr(summary, "not_installed", ()):
+        console.print(f"[yellow]not installed:[/] {', '.join(summary.not_installed)}")
+    console.print(table)
+    if getattr(summary, "missing", ()):
+        console.print(f"[red]not installed:[/] {', '.join(summary.missing)}")
+    if summary.failed:
+        console.print(
+            f"[red]{len(summary.failed)} GM(s) failed[/]; rerun the same command "
+            "to retry them (finished GMs are kept)"
+        )
+    if summary.failed or getattr(summary, "missing", ()):
+        raise typer.Exit(1)
+
+
 @app.command()
 def describe(
     target: Annotated[
@@ -149,13 +168,7 @@ def zoo_build(
         )
     except (ZooError, RealImageError, DatasetError) as e:
         fail(str(e))
-    console.print(summary_table(summary, out))
-    if summary.failed:
-        console.print(
-            f"[red]{len(summary.failed)} GM(s) failed[/]; rerun the same command "
-            "to retry them (finished GMs are kept)"
-        )
-        raise typer.Exit(1)
+    finish_build(summary, summary_table(summary))
 
 
 @zoo_app.command("synth")
@@ -196,13 +209,7 @@ def zoo_synth(
         )
     except (ZooError, RealImageError, DatasetError) as e:
         fail(str(e))
-    console.print(summary_table(summary))
-    if summary.failed:
-        console.print(
-            f"[red]{len(summary.failed)} GM(s) failed[/]; rerun the same command "
-            "to retry them (finished GMs are kept)"
-        )
-        raise typer.Exit(1)
+    finish_build(summary, summary_table(summary))
 
 
 @zoo_app.command("pretrained")
@@ -232,7 +239,8 @@ def zoo_pretrained(
     PyPI wheels ship (waifu2x, Real-CUGAN; ncnn on the CPU) on real photographs: one
     GM per model file, each image paired with the photograph crop it restores
     (resumable; the layout of `zoo build`)."""
-    from gmtrace.zoo.pretrained import PretrainedError, build_pretrained, summary_table
+    from gmtrace.zoo.builder import summary_table
+    from gmtrace.zoo.pretrained import PretrainedError, build_pretrained
     from gmtrace.zoo.real import RealImageError
 
     try:
@@ -241,16 +249,7 @@ def zoo_pretrained(
         )
     except (PretrainedError, RealImageError) as e:
         fail(str(e))
-    console.print(summary_table(summary))
-    if summary.missing:
-        console.print(f"[red]not installed:[/] {', '.join(summary.missing)}")
-    if summary.failed:
-        console.print(
-            f"[red]{len(summary.failed)} model(s) failed[/]; rerun the same command "
-            "to retry them (finished GMs are kept)"
-        )
-    if not summary.ok:
-        raise typer.Exit(1)
+    finish_build(summary, summary_table(summary))
 
 
 @zoo_app.command("foreign")
@@ -277,7 +276,8 @@ def zoo_foreign(
     on real photographs and sample them: the foreign-code tier (resumable; the layout
     of `zoo build`). Run it in the tier's own environment: make foreign-env."""
     from gmtrace.core.runtime import cpu_count
-    from gmtrace.zoo.foreign.build import ForeignError, build_foreign, summary_table
+    from gmtrace.zoo.builder import summary_table
+    from gmtrace.zoo.foreign.build import ForeignError, build_foreign
     from gmtrace.zoo.real import RealImageError
 
     try:
@@ -293,17 +293,7 @@ def zoo_foreign(
         )
     except (ForeignError, RealImageError) as e:
         fail(str(e))
-    for line in summary.adapter_problems:
-        console.print(f"[yellow]adapter not loaded:[/] {line}")
-    if summary.not_installed:
-        console.print(f"[yellow]not installed:[/] {', '.join(summary.not_installed)}")
-    console.print(summary_table(summary))
-    if summary.failed:
-        console.print(
-            f"[red]{len(summary.failed)} GM(s) failed[/]; rerun the same command "
-            "to retry them (finished GMs are kept)"
-        )
-        raise typer.Exit(1)
+    finish_build(summary, summary_table(summary))
 
 
 @zoo_app.command("show")

@@ -437,20 +437,27 @@ def relabel(out: Path, specs: list[GMSpec], done: dict[str, dict]) -> list[str]:
 
 @dataclass
 class BuildSummary:
+    """What one build of a zoo or an outside tier did (`zoo build`, `zoo pretrained`,
+    `zoo foreign`); the fields a builder has no use for stay empty."""
+
     out: Path
     preset: str
-    planned: int
+    kind: str = "zoo"  # the title of its table: zoo, pretrained tier, foreign-code tier
+    planned: int = 0
     built: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     real_written: int = 0
-    relabelled: list[str] = field(default_factory=list)
     real_skipped: list[str] = field(default_factory=list)
+    relabelled: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # preset models not installed
+    not_installed: list[str] = field(default_factory=list)  # packages of planned families
+    adapter_problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.missing
 
 
 def build_zoo(
@@ -483,7 +490,7 @@ def build_zoo(
     zoo_json = out / "zoo.json"
     state = _open_state(zoo_json, p, seed, source)
     shutil.rmtree(out / ".partial", ignore_errors=True)  # never trust partial work
-    summary = BuildSummary(out=out, preset=preset, planned=0, real_skipped=skipped)
+    summary = BuildSummary(out=out, preset=preset, real_skipped=skipped)
     summary.real_written = write_real(out, photos, p.resolution, p.real_crops, seed)
     specs = plan(p, seed, domains(photos))[:limit]
     summary.planned = len(specs)
@@ -588,6 +595,62 @@ def open_tier_state(out: Path, expected: dict, resolution: int, error: type[Exce
     state.update(versions=zoo_versions(), resolution=resolution)
     state.setdefault("gms", {})
     return state
+
+
+def build_tier_gms(
+    summary: BuildSummary,
+    state: dict,
+    names: list[str],
+    build_one: Callable[[str, Callable[[], None]], dict],
+    console: Console,
+    t0: float,
+    units_per_gm: int = 1,
+    status: Callable[[str], str] = str,
+) -> None:
+    """The per-GM loop of the outside tiers (pretrained, foreign): build each planned GM
+    whose folder is not finished yet, one at a time, writing zoo.json and models.csv
+    after every GM so that a killed build resumes where it stopped. A GM that raises is
+    recorded (zoo.json, `summary.failed`) and the rest go on. `build_one(name, tick)`
+    returns what `write_gm` writes and may call `tick()` once per unit of progress
+    (`units_per_gm` of them per GM)."""
+    out = summary.out
+    done = finished_gms(out)
+    summary.planned = len(names)
+    summary.resumed = [n for n in names if n in done]
+
+    def save() -> None:
+        write_json(out / "zoo.json", state)
+        write_csv(out / "models.csv", MODELS_COLUMNS, [done[n]["row"] for n in names if n in done])
+
+    save()
+    with progress(console) as bars:
+        task = bars.add_task(
+            f"{summary.kind} {summary.preset}",
+            total=len(names) * units_per_gm,
+            completed=len(summary.resumed) * units_per_gm,
+            status="",
+        )
+        for i, name in enumerate(names):
+            if name in done:
+                continue
+            bars.update(task, status=status(name))
+            try:
+                result = build_one(name, lambda: bars.advance(task))
+            except Exception as e:  # a GM that breaks is recorded; the rest go on
+                line = one_line(e)
+                summary.failed[name] = line
+                state["gms"][name] = {"status": "failed", "error": line}
+                console.print(f"[red]failed:[/] {name}: {line}")
+            else:
+                done[name] = write_gm(out, result)
+                state["gms"][name] = {"status": "done", "seconds": result["seconds"]}
+                summary.built.append(name)
+            save()
+            finished = sum(n in done or n in summary.failed for n in names[: i + 1])
+            bars.update(task, completed=finished * units_per_gm)
+    summary.seconds = time.perf_counter() - t0
+    state["build_seconds"] = round(state.get("build_seconds", 0.0) + summary.seconds, 1)
+    save()
 
 
 def _open_state(path: Path, p: Preset, seed: int, source: RealSource) -> dict:
@@ -702,41 +765,53 @@ def _run_ray(pending, source, workers, address, on_report, on_done) -> None:
             ray.shutdown()
 
 
-def summary_table(summary: BuildSummary, out: Path) -> Table:
-    """Per-family counts and totals of a build, for the terminal."""
-    done = finished_gms(out)
-    t = Table(title=f"zoo {summary.preset} -> {out}")
-    for col in ("family", "GMs", "images", "mean s/GM", "losses used"):
-        t.add_column(col, justify="right" if col in ("GMs", "images", "mean s/GM") else "left")
+def summary_table(summary: BuildSummary) -> Table:
+    """Per-family counts and totals of a build of any tier, for the terminal (the loss
+    column only where some GM's losses are known)."""
+    done = finished_gms(summary.out)
     families: dict[str, list[dict]] = {}
     for meta in done.values():
         families.setdefault(meta["row"]["family"], []).append(meta)
-    for fam, metas in sorted(families.items()):
-        losses = sorted(
-            {
-                n
-                for m in metas
-                for c, n in zip(LOSS_COLUMNS, LOSS_TYPES, strict=True)
-                if int(m["row"][c])
-            }
-        )
-        t.add_row(
-            fam,
-            str(len(metas)),
-            str(sum(int(m["row"]["n_images"]) for m in metas)),
-            f"{np.mean([m['seconds'] for m in metas]):.1f}",
-            ",".join(losses),
-        )
-    t.add_section()
-    t.add_row(
-        "total",
-        f"{len(done)}/{summary.planned}",
-        str(sum(int(m["row"]["n_images"]) for m in done.values())),
-        "",
-        f"built {len(summary.built)}, resumed {len(summary.resumed)}"
+
+    def losses(metas: list[dict]) -> str:
+        used = {
+            n
+            for m in metas
+            for c, n in zip(LOSS_COLUMNS, LOSS_TYPES, strict=True)
+            if str(m["row"][c]) == "1"
+        }
+        return ",".join(sorted(used))
+
+    def collapsed(metas: list[dict]) -> str:
+        return str(sum(int(m["row"].get("collapsed") or 0) for m in metas))
+
+    def images(metas: list[dict]) -> str:
+        return str(sum(int(m["row"]["n_images"]) for m in metas))
+
+    with_losses = bool(losses(list(done.values())))
+    t = Table(
+        title=f"{summary.kind} {summary.preset} -> {summary.out}",
+        caption=f"built {len(summary.built)}, resumed {len(summary.resumed)}"
         + (f" ({len(summary.relabelled)} relabelled)" if summary.relabelled else "")
         + f", failed {len(summary.failed)}, {summary.seconds:.0f} s",
     )
+    right = ("GMs", "images", "collapsed", "mean s/GM")
+    for col in ("family", "codebase", *right, *(["losses"] if with_losses else [])):
+        t.add_column(col, justify="right" if col in right else "left", overflow="fold")
+    for fam, metas in sorted(families.items()):
+        cells = [
+            fam,
+            metas[0]["row"].get("codebase", ""),
+            str(len(metas)),
+            images(metas),
+            collapsed(metas),
+            f"{np.mean([m['seconds'] for m in metas]):.1f}",
+        ]
+        t.add_row(*cells, *([losses(metas)] if with_losses else []))
+    t.add_section()
+    everything = list(done.values())
+    cells = ["total", "", f"{len(done)}/{summary.planned}", images(everything)]
+    t.add_row(*cells, collapsed(everything), "", *([""] if with_losses else []))
     return t
 
 

@@ -29,22 +29,24 @@ import io
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 from rich.console import Console
-from rich.table import Table
 
-from gmtrace.core.runtime import progress
 from gmtrace.core.schema import LOSS_TYPES
-from gmtrace.data.dataset import LOSS_COLUMNS, MODELS_COLUMNS, write_csv
+from gmtrace.data.dataset import LOSS_COLUMNS
 from gmtrace.data.images import png_bytes
 from gmtrace.zoo.graphs import describe_graph
 from gmtrace.zoo.photos import Photo
 from gmtrace.zoo.real import RealSource, crop_order, random_crop, write_real
 from gmtrace.zoo.recipe import COLLAPSE_BELOW, diversity
+
+if TYPE_CHECKING:
+    from gmtrace.zoo.builder import BuildSummary
 
 # pip name -> import name of the packages whose wheels ship ncnn models
 PACKAGES: dict[str, str] = {
@@ -420,23 +422,6 @@ def build_pretrained_gm(
     }
 
 
-@dataclass
-class PretrainedSummary:
-    out: Path
-    preset: str
-    planned: int = 0
-    built: list[str] = field(default_factory=list)
-    resumed: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    missing: list[str] = field(default_factory=list)  # preset models not installed
-    seconds: float = 0.0
-    real_written: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and not self.missing
-
-
 def plan(preset: PretrainedPreset) -> tuple[list[PretrainedModel], list[str]]:
     """The preset's models that are installed, and the names of those that are not."""
     found = discover()
@@ -456,10 +441,10 @@ def build_pretrained(
     console: Console | None = None,
     limit: int | None = None,
     threads: int = 1,
-) -> PretrainedSummary:
+) -> BuildSummary:
     """Build (or resume) the pretrained tier in `out`, in the zoo layout: models.csv,
     fake/<gm>/, pairs/<gm>/, real/. A GM's folder appears only when complete."""
-    from gmtrace.zoo.builder import finished_gms, open_tier_state, write_gm, write_json
+    from gmtrace.zoo.builder import BuildSummary, build_tier_gms, open_tier_state
 
     t0 = time.perf_counter()
     console = console or Console()
@@ -467,7 +452,7 @@ def build_pretrained(
         raise PretrainedError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     p = PRESETS[preset]
     out = Path(out)
-    summary = PretrainedSummary(out, preset)
+    summary = BuildSummary(out, preset, kind="pretrained tier")
     models, summary.missing = plan(p)
     models = models[:limit]
     if not models:
@@ -477,80 +462,19 @@ def build_pretrained(
             + " ncnn (make setup does)"
         )
     source = RealSource(str(Path(real).resolve()) if real else None, catalog=p.catalog)
-    photos, skipped = source.load()
-    for line in skipped:
+    photos, summary.real_skipped = source.load()
+    for line in summary.real_skipped:
         console.print(f"[yellow]skipped real image:[/] {line}")
     out.mkdir(parents=True, exist_ok=True)
-    state_path = out / "zoo.json"
     expected = {"tier": "pretrained", "preset": p.name, "seed": seed, "real": source.describe()}
     state = open_tier_state(out, expected, p.resolution, PretrainedError)
     summary.real_written = write_real(out, photos, p.resolution, p.real_crops, seed)
-    done = finished_gms(out)
-    summary.planned = len(models)
-    summary.resumed = [m.name for m in models if m.name in done]
-    pending = [m for m in models if m.name not in done]
+    by_name = {m.name: m for m in models}
 
-    def save() -> None:
-        write_json(state_path, state)
-        rows = [done[m.name]["row"] for m in models if m.name in done]
-        write_csv(out / "models.csv", MODELS_COLUMNS, rows)
+    def build_one(name: str, tick) -> dict:
+        return build_pretrained_gm(by_name[name], photos, p, seed, threads, on_image=tick)
 
-    save()
-    with progress(console) as bars:
-        task = bars.add_task(
-            f"pretrained {preset}",
-            total=len(models) * p.images_per_gm,
-            completed=len(summary.resumed) * p.images_per_gm,
-            status="",
-        )
-        for model in pending:
-            bars.update(task, status=model.name)
-            try:
-                result = build_pretrained_gm(
-                    model, photos, p, seed, threads, on_image=lambda: bars.advance(task)
-                )
-            except Exception as e:  # a model that breaks is recorded; the rest go on
-                summary.failed[model.name] = f"{type(e).__name__}: {e}"
-                state["gms"][model.name] = {"status": "failed", "error": str(e)}
-                console.print(f"[red]failed:[/] {model.name}: {e}")
-                save()
-                continue
-            done[model.name] = write_gm(out, result)
-            state["gms"][model.name] = {"status": "done", "seconds": result["seconds"]}
-            summary.built.append(model.name)
-            save()
-    summary.seconds = time.perf_counter() - t0
-    state["build_seconds"] = round(state.get("build_seconds", 0.0) + summary.seconds, 1)
-    save()
-    return summary
-
-
-def summary_table(summary: PretrainedSummary) -> Table:
-    done = {}
-    from gmtrace.zoo.builder import finished_gms
-
-    done = finished_gms(summary.out)
-    t = Table(title=f"pretrained tier {summary.preset} -> {summary.out}")
-    for col in ("family", "codebase", "GMs", "images", "mean s/GM"):
-        t.add_column(col, justify="right" if col in ("GMs", "images", "mean s/GM") else "left")
-    families: dict[str, list[dict]] = {}
-    for meta in done.values():
-        families.setdefault(meta["row"]["family"], []).append(meta)
-    for fam, metas in sorted(families.items()):
-        t.add_row(
-            fam,
-            metas[0]["row"]["codebase"],
-            str(len(metas)),
-            str(sum(int(m["row"]["n_images"]) for m in metas)),
-            f"{np.mean([m['seconds'] for m in metas]):.1f}",
-        )
-    t.add_section()
-    t.add_row(
-        "total",
-        "",
-        f"{len(done)}/{summary.planned}",
-        str(sum(int(m["row"]["n_images"]) for m in done.values())),
-        f"built {len(summary.built)}, resumed {len(summary.resumed)}, "
-        f"failed {len(summary.failed)}, {summary.seconds:.0f} s",
+    build_tier_gms(
+        summary, state, list(by_name), build_one, console, t0, units_per_gm=p.images_per_gm
     )
-    return t
+    return summary

@@ -16,20 +16,23 @@ import importlib
 import json
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
-from gmtrace.core.runtime import pick_device, progress, seed_everything, set_threads
+from gmtrace.core.runtime import pick_device, seed_everything, set_threads
 from gmtrace.core.schema import LOSS_TYPES
-from gmtrace.data.dataset import LOSS_COLUMNS, MODELS_COLUMNS, write_csv
+from gmtrace.data.dataset import LOSS_COLUMNS
 from gmtrace.data.images import png_bytes
 from gmtrace.zoo.foreign.base import FAMILIES, ForeignJob, codebase, installed
 from gmtrace.zoo.real import CropPool, RealSource, write_real
 from gmtrace.zoo.recipe import COLLAPSE_BELOW, diversity
+
+if TYPE_CHECKING:
+    from gmtrace.zoo.builder import BuildSummary
 
 # the adapter modules; each registers its families when imported
 ADAPTERS = (
@@ -220,23 +223,6 @@ def build_foreign_gm(spec: ForeignSpec, preset: ForeignPreset, photos, threads: 
     return result
 
 
-@dataclass
-class ForeignSummary:
-    out: Path
-    preset: str
-    planned: int = 0
-    built: list[str] = field(default_factory=list)
-    resumed: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    not_installed: list[str] = field(default_factory=list)
-    adapter_problems: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-
 def build_foreign(
     out: str | Path,
     preset: str = "default",
@@ -246,9 +232,9 @@ def build_foreign(
     limit: int | None = None,
     threads: int = 1,
     families: tuple[str, ...] = (),
-) -> ForeignSummary:
+) -> BuildSummary:
     """Build (or resume) the foreign-code tier in `out`."""
-    from gmtrace.zoo.builder import finished_gms, one_line, open_tier_state, write_gm, write_json
+    from gmtrace.zoo.builder import BuildSummary, build_tier_gms, finished_gms, open_tier_state
 
     t0 = time.perf_counter()
     console = console or Console()
@@ -258,7 +244,7 @@ def build_foreign(
     if families:
         p = ForeignPreset(**{**p.__dict__, "families": tuple(families)})
     out = Path(out)
-    summary = ForeignSummary(out, preset, adapter_problems=load_adapters())
+    summary = BuildSummary(out, preset, kind="foreign-code tier", adapter_problems=load_adapters())
     wanted = p.families or tuple(f for f in sorted(FAMILIES) if f not in p.skip)
     unknown = [f for f in wanted if f not in FAMILIES]
     if unknown:
@@ -281,91 +267,25 @@ def build_foreign(
             "make foreign-env (docs/tiers.md)"
         )
     source = RealSource(str(Path(real).resolve()) if real else None, catalog=p.catalog)
-    photos, skipped = source.load()
-    for line in skipped:
+    photos, summary.real_skipped = source.load()
+    for line in summary.real_skipped:
         console.print(f"[yellow]skipped real image:[/] {line}")
     out.mkdir(parents=True, exist_ok=True)
-    state_path = out / "zoo.json"
     expected = {"tier": "foreign", "preset": p.name, "seed": seed, "real": source.describe()}
     state = open_tier_state(out, expected, p.resolution, ForeignError)
-    write_real(out, photos, p.resolution, p.real_crops, seed)
+    summary.real_written = write_real(out, photos, p.resolution, p.real_crops, seed)
     done = finished_gms(out)
     for s in specs:
         if s.name in done and json.loads(done[s.name]["row"]["config"]).get("sampler") is None:
             raise ForeignError(f"{out / 'fake' / s.name}: not a foreign-tier GM; use another --out")
-    summary.planned = len(specs)
-    summary.resumed = [s.name for s in specs if s.name in done]
-
-    def save() -> None:
-        write_json(state_path, state)
-        rows = [done[s.name]["row"] for s in specs if s.name in done]
-        write_csv(out / "models.csv", MODELS_COLUMNS, rows)
-
-    save()
+    by_name = {s.name: s for s in specs}
     device = pick_device()
-    with progress(console) as bars:
-        task = bars.add_task(
-            f"foreign {preset}", total=len(specs), completed=len(summary.resumed), status=""
-        )
-        for spec in specs:
-            if spec.name in done:
-                continue
-            bars.update(task, status=f"{spec.name} ({spec.steps} steps, {device})")
-            try:
-                result = build_foreign_gm(spec, p, photos, threads)
-            except Exception as e:  # a GM that breaks is recorded; the rest go on
-                line = one_line(e)
-                summary.failed[spec.name] = line
-                state["gms"][spec.name] = {"status": "failed", "error": line}
-                console.print(f"[red]failed:[/] {spec.name}: {line}")
-            else:
-                done[spec.name] = write_gm(out, result)
-                state["gms"][spec.name] = {"status": "done", "seconds": result["seconds"]}
-                summary.built.append(spec.name)
-            save()
-            bars.advance(task)
-    summary.seconds = time.perf_counter() - t0
-    state["build_seconds"] = round(state.get("build_seconds", 0.0) + summary.seconds, 1)
-    save()
+
+    def build_one(name: str, tick) -> dict:
+        return build_foreign_gm(by_name[name], p, photos, threads)
+
+    def status(name: str) -> str:
+        return f"{name} ({by_name[name].steps} steps, {device})"
+
+    build_tier_gms(summary, state, list(by_name), build_one, console, t0, status=status)
     return summary
-
-
-def summary_table(summary: ForeignSummary) -> Table:
-    from gmtrace.zoo.builder import finished_gms
-
-    done = finished_gms(summary.out)
-    t = Table(title=f"foreign-code tier {summary.preset} -> {summary.out}")
-    for col in ("family", "codebase", "GMs", "collapsed", "mean s/GM", "losses"):
-        t.add_column(col, justify="right" if col in ("GMs", "collapsed", "mean s/GM") else "left")
-    families: dict[str, list[dict]] = {}
-    for meta in done.values():
-        families.setdefault(meta["row"]["family"], []).append(meta)
-    for fam, metas in sorted(families.items()):
-        losses = sorted(
-            {
-                n
-                for m in metas
-                for c, n in zip(LOSS_COLUMNS, LOSS_TYPES, strict=True)
-                if str(m["row"][c]) == "1"
-            }
-        )
-        t.add_row(
-            fam,
-            metas[0]["row"]["codebase"],
-            str(len(metas)),
-            str(sum(int(m["row"]["collapsed"]) for m in metas)),
-            f"{np.mean([m['seconds'] for m in metas]):.1f}",
-            ",".join(losses),
-        )
-    t.add_section()
-    collapsed = sum(int(m["row"]["collapsed"]) for m in done.values())
-    t.add_row(
-        "total",
-        "",
-        f"{len(done)}/{summary.planned}",
-        str(collapsed),
-        "",
-        f"built {len(summary.built)}, resumed {len(summary.resumed)}, "
-        f"failed {len(summary.failed)}, {summary.seconds:.0f} s",
-    )
-    return t
