@@ -7,6 +7,41 @@ from dataclasses import dataclass, field
 
 from gmtrace.core.schema import arch_row
 
+# The classes of the block_activation field, in the order that breaks a tie, and the
+# class of each activation, by its lower-case name (torch functions and modules,
+# ncnn and ONNX operators): one table for `describe()` of modules and of graphs.
+# An activation not named here is of class "other".
+BLOCK_ACT_CLASSES = ("relu", "leaky_relu", "smooth", "other")
+NORM_KINDS = ("batch", "instance", "layer_group")
+ACT_CLASS: dict[str, str] = {
+    "relu": "relu",
+    "relu6": "relu",
+    "threshold": "relu",
+    "leaky_relu": "leaky_relu",
+    "leakyrelu": "leaky_relu",
+    "rrelu": "leaky_relu",
+    "elu": "smooth",
+    "gelu": "smooth",
+    "silu": "smooth",
+    "softplus": "smooth",
+    "mish": "smooth",
+    "celu": "smooth",
+    "selu": "smooth",
+    "tanh": "other",
+    "sigmoid": "other",
+    "prelu": "other",
+    "hardtanh": "other",
+    "hardswish": "other",
+    "hardsigmoid": "other",
+    "softsign": "other",
+    "sin": "other",
+    "tanhshrink": "other",
+    "logsigmoid": "other",
+    "hardshrink": "other",
+    "softshrink": "other",
+    "glu": "other",
+}
+
 
 @dataclass
 class Architecture:

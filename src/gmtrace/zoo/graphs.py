@@ -46,35 +46,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gmtrace.core.schema import ARCH_NAMES, UNKNOWN, UPSAMPLING_KINDS
-from gmtrace.zoo.architecture import Architecture
+from gmtrace.zoo.architecture import ACT_CLASS, BLOCK_ACT_CLASSES, NORM_KINDS, Architecture
 from gmtrace.zoo.ncnn import Graph, GraphError, Layer, read_param
 
 GRAPH_SUFFIXES = (".param", ".onnx")
 
 WEIGHT_KINDS = ("conv", "deconv", "fc")
-# activation name -> class of the block_activation field (as zoo.introspect)
-ACT_CLASS: dict[str, str] = {
-    "relu": "relu",
-    "leaky_relu": "leaky_relu",
-    "elu": "smooth",
-    "gelu": "smooth",
-    "silu": "smooth",
-    "softplus": "smooth",
-    "mish": "smooth",
-    "celu": "smooth",
-    "selu": "smooth",
-    "tanh": "other",
-    "sigmoid": "other",
-    "prelu": "other",
-    "hardtanh": "other",
-    "hardswish": "other",
-    "hardsigmoid": "other",
-    "softsign": "other",
-    "clip": "other",
-    "softmax": "other",
-}
-_BLOCK_ACT_ORDER = ("relu", "leaky_relu", "smooth", "other")
-_NORM_ORDER = ("batch", "instance", "layer_group")
 
 
 @dataclass
@@ -651,7 +628,7 @@ def describe_ops(graph: _Graph) -> Architecture:
             acts.append((op.act, i in in_block))
     chosen = [a for a, inside in acts if inside] or [a for a, _ in acts]
     classes = [ACT_CLASS.get(a, "other") for a in chosen]
-    block_class = _dominant(((c, 1) for c in classes), _BLOCK_ACT_ORDER)
+    block_class = _dominant(((c, 1) for c in classes), BLOCK_ACT_CLASSES)
     in_class = [a for a, c in zip(chosen, classes, strict=True) if c == block_class]
 
     # how maps grow and shrink
@@ -696,7 +673,7 @@ def describe_ops(graph: _Graph) -> Architecture:
         "n_blocks": len(spans),
         "n_layers_per_block": round(sum(per_block) / len(per_block), 2) if per_block else 0.0,
         "n_params": sum(op.weights for op in ops),
-        "norm_type": (_dominant(((n, 1) for n in norms), _NORM_ORDER) or "none")
+        "norm_type": (_dominant(((n, 1) for n in norms), NORM_KINDS) or "none")
         if kept
         else UNKNOWN,
         "last_activation": last if last in ("none", "tanh", "sigmoid") else "other",

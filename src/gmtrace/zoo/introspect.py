@@ -116,11 +116,9 @@ from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
 
 from gmtrace.core.schema import ARCH_NAMES, UPSAMPLING_KINDS
-from gmtrace.zoo.architecture import Architecture
+from gmtrace.zoo.architecture import ACT_CLASS, BLOCK_ACT_CLASSES, NORM_KINDS, Architecture
 
 _ROLES = ("conv", "fc", "norm", "pool", "none")
-_NORM_KINDS = ("batch", "instance", "layer_group")
-_BLOCK_ACT_CLASSES = ("relu", "leaky_relu", "smooth", "other")
 _NORM_TYPES: tuple[tuple[type, str], ...] = (
     (nn.modules.batchnorm._BatchNorm, "batch"),
     (nn.modules.instancenorm._InstanceNorm, "instance"),
@@ -147,34 +145,6 @@ _NOT_LAYERS: tuple[type, ...] = (
     nn.EmbeddingBag,
 )
 # Activation names (function or module, lower case, trailing "_" dropped) -> class.
-_ACT_CLASS: dict[str, str] = {
-    "relu": "relu",
-    "relu6": "relu",
-    "threshold": "relu",
-    "leaky_relu": "leaky_relu",
-    "leakyrelu": "leaky_relu",
-    "rrelu": "leaky_relu",
-    "elu": "smooth",
-    "gelu": "smooth",
-    "silu": "smooth",
-    "softplus": "smooth",
-    "mish": "smooth",
-    "celu": "smooth",
-    "selu": "smooth",
-    "tanh": "other",
-    "sigmoid": "other",
-    "prelu": "other",
-    "hardtanh": "other",
-    "hardswish": "other",
-    "hardsigmoid": "other",
-    "softsign": "other",
-    "sin": "other",
-    "tanhshrink": "other",
-    "logsigmoid": "other",
-    "hardshrink": "other",
-    "softshrink": "other",
-    "glu": "other",
-}
 # Functions that may end a network without being a block activation.
 _OUTPUT_ONLY = {"softmax", "log_softmax", "softmin", "clamp", "clip"}
 _ACT_MODULES: dict[type, str] = {
@@ -317,7 +287,7 @@ def _is_custom_layer(m: nn.Module) -> bool:
 
 
 def _norm_kind(m: nn.Module) -> str:
-    declared = _declared(m, "gmtrace_norm", _NORM_KINDS)
+    declared = _declared(m, "gmtrace_norm", NORM_KINDS)
     if declared:
         return declared
     for t, kind in _NORM_TYPES:
@@ -754,7 +724,7 @@ class _Tracer(TorchFunctionMode):
         depth = max(g[0] for _, g in graph_in) + (1 if weight or embedding else 0)
         if weight or name in _NORM_FUNCS:
             tag = None
-        elif name in _ACT_CLASS or name in _OUTPUT_ONLY:
+        elif name in ACT_CLASS or name in _OUTPUT_ONLY:
             tag = name
         else:
             tag = max(graph_in, key=lambda tg: tg[1][0])[1][1]
@@ -765,7 +735,7 @@ class _Tracer(TorchFunctionMode):
             self.graph.set(o, (depth, tag, sources))
         if weight:
             self.last_weight = index
-        if name in _ACT_CLASS:
+        if name in ACT_CLASS:
             self.acts.append((index, name, frozenset(id(f.module) for f in self.stack)))
         self._shape_events(name, args, kwargs, graph_in[0][0], outs[0], weight)
 
@@ -992,8 +962,8 @@ def describe(module: nn.Module, example_input=None) -> Architecture:
     acts = acts_in_blocks or acts
     n_conv = sum(layer.n_conv for _, layer in layers)
     n_fc = sum(layer.n_fc for _, layer in layers)
-    block_acts = [a for a in acts if a in _ACT_CLASS]
-    block_class = _dominant(((_ACT_CLASS[a], 1) for a in block_acts), _BLOCK_ACT_CLASSES)
+    block_acts = [a for a in acts if a in ACT_CLASS]
+    block_class = _dominant(((ACT_CLASS[a], 1) for a in block_acts), BLOCK_ACT_CLASSES)
     up_kind = _dominant(up, UPSAMPLING_KINDS[1:]) or "none"
     values: dict[str, float | str] = {
         "n_layers": n_conv + n_fc,
@@ -1005,7 +975,7 @@ def describe(module: nn.Module, example_input=None) -> Architecture:
         "n_blocks": len(blocks),
         "n_layers_per_block": round(sum(per_block) / len(per_block), 2) if per_block else 0.0,
         "n_params": sum(p.numel() for p in module.parameters() if p.requires_grad),
-        "norm_type": _dominant(((n, 1) for n in norms), _NORM_KINDS) or "none",
+        "norm_type": _dominant(((n, 1) for n in norms), NORM_KINDS) or "none",
         "last_activation": (last if last in ("none", "tanh", "sigmoid") else "other"),
         "block_activation": block_class or "other",
         "upsampling": "learned" if up_kind in ("transposed", "pixel_shuffle") else "fixed",
@@ -1013,7 +983,7 @@ def describe(module: nn.Module, example_input=None) -> Architecture:
         "downsampling": "yes" if down else "no",
     }
     values = {name: values[name] for name in ARCH_NAMES}
-    in_class = [a for a in block_acts if _ACT_CLASS[a] == block_class]
+    in_class = [a for a in block_acts if ACT_CLASS[a] == block_class]
     extra = {
         "upsampling_kind": up_kind,
         "last_activation_fn": last,
