@@ -77,6 +77,7 @@ from gmtrace.evaluation.report import FIGURES, read_results, write_reports
 from gmtrace.grouping.cluster import choose_threshold, cluster, group
 from gmtrace.methods.base import Method
 from gmtrace.methods.catalog import create_method
+from gmtrace.methods.catalog import parses as method_parses
 from gmtrace.readout.embedding import gm_gallery
 from gmtrace.readout.inference import Inference
 from gmtrace.train.config import TrainConfig
@@ -713,12 +714,11 @@ def _score(ds, data: list[FoldData], folds, fold_of_gm, global_norm, cfg: EvalCo
     to_global = [
         partial(_global_scale, fd.info["fold_norm"], global_norm, arch.shape[1]) for fd in data
     ]
-    parses = {m.name: m.parses for m in make_methods(cfg)}
     for name in cfg.methods:
         r: dict = {"label": LABELS[name]}
-        r["parsing"] = (
-            _parsing_scores(data, name, gt, to_global, fold_of_gm, cfg) if parses[name] else None
-        )
+        r["parsing"] = None
+        if method_parses(name):
+            r["parsing"] = _parsing_scores(data, name, gt, to_global, fold_of_gm, cfg)
         r |= _fold_scores(ds, data, name)
         r["by_codebase"] = _rows_by(np.array(ds_codebases(ds)), data, name)
         r["by_tier"] = _rows_by(np.array(ds.tiers), data, name)
