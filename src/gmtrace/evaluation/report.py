@@ -75,7 +75,8 @@ def write_reports(
     curve: dict | None = None,
 ) -> dict:
     """(Re)write `out_dir/report.md` from its results.json and figures, and the
-    report at `report` too, with the figures copied to img/results/ beside it.
+    report at `report` too, with the figures copied to img/<report's name>/ beside it
+    (docs/results_codebase.md: docs/img/results_codebase/).
     `compare` names another run's folder (the other holdout) whose headline figures
     are shown next to this run's; `curve` (curve.json of `evaluate.curve`; by default
     the one in out_dir's parent folder, if any) adds the figures against the number
@@ -96,7 +97,7 @@ def write_reports(
     atomic_write_text(out / "report.md", render_report(results, figures, out, other))
     if report is not None:
         rp = Path(report)
-        figdir = rp.parent / "img" / "results"
+        figdir = rp.parent / "img" / rp.stem  # each report its own figures
         figdir.mkdir(parents=True, exist_ok=True)
         copied = {k: Path(shutil.copy(v, figdir / v.name)) for k, v in figures.items()}
         atomic_write_text(rp, render_report(results, copied, rp.parent, other))
