@@ -12,8 +12,9 @@ the package function or class that computes it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,3 +104,42 @@ def to_uint8(x, low: float = -1.0, high: float = 1.0) -> np.ndarray:
         a = np.repeat(a, 3, axis=-1)
     a = (np.nan_to_num(a, nan=0.0) - low) / (high - low)
     return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+
+
+@contextlib.contextmanager
+def output_to_log(job: ForeignJob) -> Iterator[Path]:
+    """A package's console output and warnings (stdout and stderr) go to the GM's
+    train.log in its work folder, not to the build's terminal."""
+    path = job.workdir / "train.log"
+    with open(path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        yield path
+
+
+class StaysOnCPU:
+    """Put first among the bases of a package's module whose constructor ends with
+    `self.cuda(rank)`: that call leaves the module where it is (on the CPU), the only
+    thing of the package's code skipped."""
+
+    def cuda(self, device=None):
+        return self
+
+
+def train_steps(
+    job: ForeignJob, model, opt, losses: Callable, weights: dict[str, float] | None = None
+) -> dict[str, float]:
+    """`job.steps` steps of `opt` on the sum of the loss terms `losses(x)` returns (a
+    dict of scalar tensors, each times its weight in `weights`, 1 by default) for each
+    batch of the job's real crops (seeded by the job); the model is left in eval mode.
+    Returns the last step's terms, unweighted (none when the job has no steps)."""
+    import torch
+
+    batches = job.batches(np.random.default_rng(job.seed))
+    model.train()
+    last: dict = {}
+    for _ in range(job.steps):
+        last = losses(torch.from_numpy(next(batches)))
+        opt.zero_grad()
+        sum((weights or {}).get(k, 1.0) * v for k, v in last.items()).backward()
+        opt.step()
+    model.eval()
+    return {k: float(v.item()) for k, v in last.items()}

@@ -30,7 +30,7 @@ from diffusers import (
 from diffusers.image_processor import VaeImageProcessor
 from torch import nn
 
-from gmtrace.zoo.foreign.base import Family, ForeignGM, ForeignJob, register
+from gmtrace.zoo.foreign.base import Family, ForeignGM, ForeignJob, register, train_steps
 
 PACKAGE = "diffusers"
 
@@ -180,18 +180,12 @@ def vq_train_and_sample(job: ForeignJob) -> ForeignGM:
         norm_num_groups=cfg["norm_num_groups"],
         sample_size=job.resolution,
     )
-    opt = _optimizer(model, cfg)
-    batches = job.batches(np.random.default_rng(job.seed))
-    model.train()
-    rec = commit = torch.tensor(float("nan"))
-    for _ in range(job.steps):
-        x = torch.from_numpy(next(batches))
+
+    def losses(x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = model(x)
-        rec, commit = F.mse_loss(out.sample, x), out.commit_loss.mean()
-        opt.zero_grad()
-        (rec + commit).backward()
-        opt.step()
-    model.eval()
+        return {"mse": F.mse_loss(out.sample, x), "commit": out.commit_loss.mean()}
+
+    final = train_steps(job, model, _optimizer(model, cfg), losses)
     from gmtrace.data.images import to_float
 
     images = []
@@ -206,7 +200,7 @@ def vq_train_and_sample(job: ForeignJob) -> ForeignGM:
         losses=("mse", "l2"),
         loss_source="F.mse_loss on VQModel's reconstruction; VQModel's commit_loss "
         "(VectorQuantizer codebook and commitment terms)",
-        final_losses={"mse": rec.item(), "commit": commit.item()},
+        final_losses=final,
         sampler="reconstruction of a real crop",
     )
 
@@ -248,19 +242,14 @@ def kl_train_and_sample(job: ForeignJob) -> ForeignGM:
         norm_num_groups=cfg["norm_num_groups"],
         sample_size=job.resolution,
     )
-    opt = _optimizer(model, cfg)
-    batches = job.batches(np.random.default_rng(job.seed))
-    model.train()
-    rec = kl = torch.tensor(float("nan"))
-    for _ in range(job.steps):
-        x = torch.from_numpy(next(batches))
+
+    def losses(x: torch.Tensor) -> dict[str, torch.Tensor]:
         posterior = model.encode(x).latent_dist
         recon = model.decode(posterior.sample()).sample
-        rec, kl = F.mse_loss(recon, x), posterior.kl().mean() / x[0].numel()
-        opt.zero_grad()
-        (rec + cfg["kl_weight"] * kl).backward()
-        opt.step()
-    model.eval()
+        return {"mse": F.mse_loss(recon, x), "kl": posterior.kl().mean() / x[0].numel()}
+
+    weights = {"kl": cfg["kl_weight"]}
+    final = train_steps(job, model, _optimizer(model, cfg), losses, weights)
     side = job.resolution // 2 ** (levels - 1)
     generator = torch.Generator().manual_seed(job.seed)
     images = []
@@ -276,7 +265,7 @@ def kl_train_and_sample(job: ForeignJob) -> ForeignGM:
         losses=("mse", "kl"),
         loss_source="F.mse_loss on AutoencoderKL's reconstruction; "
         "DiagonalGaussianDistribution.kl() of its latent",
-        final_losses={"mse": rec.item(), "kl": kl.item()},
+        final_losses=final,
         sampler="decoder of N(0, I) latents",
     )
 

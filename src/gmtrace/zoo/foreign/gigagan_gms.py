@@ -21,15 +21,13 @@ schema type. Images: clamped to [0, 1] as `save_sample` does, 8 bits as
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 from gigagan_pytorch import AdaptiveConv2DMod, GigaGAN
 from gigagan_pytorch.gigagan_pytorch import num_to_groups
 from torch.utils.data import DataLoader
 
-from gmtrace.zoo.foreign.base import Family, ForeignGM, ForeignJob, register
+from gmtrace.zoo.foreign.base import Family, ForeignGM, ForeignJob, output_to_log, register
 
 PACKAGE = "gigagan-pytorch"
 
@@ -108,11 +106,7 @@ def _gan(job: ForeignJob) -> GigaGAN:
 
 def gigagan_train_and_sample(job: ForeignJob) -> ForeignGM:
     crops = torch.from_numpy(job.crops).permute(0, 3, 1, 2).float() / 255.0
-    with (
-        open(job.workdir / "train.log", "w") as log,
-        contextlib.redirect_stdout(log),
-        contextlib.redirect_stderr(log),  # its tqdm bar and loss lines
-    ):
+    with output_to_log(job):  # its tqdm bar and loss lines
         gan = _gan(job)
         gan.set_dataloader(DataLoader(crops, batch_size=job.batch, shuffle=True, drop_last=True))
         gan(steps=job.steps)

@@ -41,7 +41,14 @@ from PIL import Image
 from torch import nn
 from torch.autograd import grad as torch_grad
 
-from gmtrace.zoo.foreign.base import Family, ForeignGM, ForeignJob, register
+from gmtrace.zoo.foreign.base import (
+    Family,
+    ForeignGM,
+    ForeignJob,
+    StaysOnCPU,
+    output_to_log,
+    register,
+)
 
 with mock.patch("torch.cuda.is_available", return_value=True):  # its import-time assert
     import lightweight_gan.lightweight_gan as lw
@@ -53,12 +60,9 @@ ATTN_CHOICES = ([], [8], [16], [8, 16])  # feature-map widths with LinearAttenti
 AUG_CHOICES = (["translation", "cutout"], ["translation", "color"], ["offset", "cutout"])
 
 
-class _LightweightGANOnCPU(lw.LightweightGAN):
-    """The package's LightweightGAN, left on the CPU: its constructor ends with
-    `self.cuda(rank)`, the only thing skipped here."""
-
-    def cuda(self, device=None) -> nn.Module:
-        return self
+class _LightweightGANOnCPU(StaysOnCPU, lw.LightweightGAN):
+    """The package's LightweightGAN, left on the CPU (its constructor ends with
+    `self.cuda(rank)`)."""
 
 
 @contextlib.contextmanager
@@ -158,11 +162,7 @@ def _train_step(trainer: lw.Trainer, gan: lw.LightweightGAN, step: int) -> dict[
 
 def lightweight_train_and_sample(job: ForeignJob) -> ForeignGM:
     cfg = job.config
-    with (
-        open(job.workdir / "train.log", "w") as log,
-        contextlib.redirect_stdout(log),  # its console output and warnings
-        contextlib.redirect_stderr(log),
-    ):
+    with output_to_log(job):  # its console output and warnings
         trainer = lw.Trainer(
             name=job.name,
             base_dir=str(job.workdir),

@@ -29,7 +29,6 @@ mean of 2000 mapped latents, `evaluate_in_chunks`, clamped to [0, 1]), 8 bits as
 
 from __future__ import annotations
 
-import contextlib
 import math
 from pathlib import Path
 from random import random
@@ -40,7 +39,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from gmtrace.zoo.foreign.base import Family, ForeignGM, ForeignJob, register
+from gmtrace.zoo.foreign.base import (
+    Family,
+    ForeignGM,
+    ForeignJob,
+    StaysOnCPU,
+    output_to_log,
+    register,
+)
 
 with mock.patch("torch.cuda.is_available", return_value=True):  # its import-time assert
     import stylegan2_pytorch.stylegan2_pytorch as sg
@@ -52,12 +58,9 @@ FQ_CHOICES = ([], [], [3], [2, 3])  # discriminator layers followed by VectorQua
 AUG_CHOICES = (["translation", "cutout"], ["translation", "color"], ["offset", "cutout"])
 
 
-class _StyleGAN2OnCPU(sg.StyleGAN2):
-    """The package's StyleGAN2, left on the CPU: its constructor ends with
-    `self.cuda(rank)`, the only thing skipped here."""
-
-    def cuda(self, device=None) -> nn.Module:
-        return self
+class _StyleGAN2OnCPU(StaysOnCPU, sg.StyleGAN2):
+    """The package's StyleGAN2, left on the CPU (its constructor ends with
+    `self.cuda(rank)`)."""
 
 
 class _MappedGenerator(nn.Module):
@@ -191,11 +194,7 @@ def _sample(trainer: sg.Trainer, gan: sg.StyleGAN2, n: int) -> torch.Tensor:
 
 def stylegan2_train_and_sample(job: ForeignJob) -> ForeignGM:
     cfg = job.config
-    with (
-        open(job.workdir / "train.log", "w") as log,
-        contextlib.redirect_stdout(log),  # its console output and warnings
-        contextlib.redirect_stderr(log),
-    ):
+    with output_to_log(job):  # its console output and warnings
         trainer = sg.Trainer(
             name=job.name,
             base_dir=str(job.workdir),

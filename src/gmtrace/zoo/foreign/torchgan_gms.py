@@ -230,80 +230,51 @@ def _train_and_sample(job: ForeignJob, generator: dict, what: str) -> ForeignGM:
 
 
 # ---------------------------------------------------------------------------
-# DCGAN
+# the two generator families: DCGAN's and BEGAN's autoencoding generator
 
 
-def dcgan_config(rng: np.random.Generator) -> dict:
-    return {
-        "step_channels": int(rng.choice([8, 16, 32])),
-        "activation": str(rng.choice(["leaky_relu", "relu", "elu"])),
-        **_common_config(rng),
-    }
+def _register_generator(
+    family: str, cls: type, channels: list[int], activations: list[str], doc: str
+) -> None:
+    """A family of torchgan generators of class `cls`, each drawing its width from
+    `channels` and its block activation from `activations`."""
+
+    def configs(rng: np.random.Generator) -> dict:
+        return {
+            "step_channels": int(rng.choice(channels)),
+            "activation": str(rng.choice(activations)),
+            **_common_config(rng),
+        }
+
+    def train_and_sample(job: ForeignJob) -> ForeignGM:
+        cfg = job.config
+        generator = {
+            "name": cls,
+            "args": {
+                "encoding_dims": cfg["encoding_dims"],
+                "out_size": job.resolution,
+                "step_channels": cfg["step_channels"],
+                "batchnorm": cfg["batchnorm"],
+                "nonlinearity": ACTIVATIONS[cfg["activation"]](),
+            },
+            "optimizer": _adam(cfg),
+        }
+        return _train_and_sample(job, generator, cls.__name__)
+
+    register(Family(family, PACKAGE, "noise", configs, train_and_sample, doc))
 
 
-def dcgan_train_and_sample(job: ForeignJob) -> ForeignGM:
-    cfg = job.config
-    generator = {
-        "name": DCGANGenerator,
-        "args": {
-            "encoding_dims": cfg["encoding_dims"],
-            "out_size": job.resolution,
-            "step_channels": cfg["step_channels"],
-            "batchnorm": cfg["batchnorm"],
-            "nonlinearity": ACTIVATIONS[cfg["activation"]](),
-        },
-        "optimizer": _adam(cfg),
-    }
-    return _train_and_sample(job, generator, "DCGANGenerator")
-
-
-register(
-    Family(
-        "torchgan-dcgan",
-        PACKAGE,
-        "noise",
-        dcgan_config,
-        dcgan_train_and_sample,
-        "DCGANGenerator with one of torchgan's loss pairs, trained by its Trainer",
-    )
+_register_generator(
+    "torchgan-dcgan",
+    DCGANGenerator,
+    [8, 16, 32],
+    ["leaky_relu", "relu", "elu"],
+    "DCGANGenerator with one of torchgan's loss pairs, trained by its Trainer",
 )
-
-
-# ---------------------------------------------------------------------------
-# autoencoding (BEGAN) generator
-
-
-def autoencoding_config(rng: np.random.Generator) -> dict:
-    return {
-        "step_channels": int(rng.choice([8, 12, 16])),
-        "activation": str(rng.choice(["elu", "leaky_relu", "relu"])),
-        **_common_config(rng),
-    }
-
-
-def autoencoding_train_and_sample(job: ForeignJob) -> ForeignGM:
-    cfg = job.config
-    generator = {
-        "name": AutoEncodingGenerator,
-        "args": {
-            "encoding_dims": cfg["encoding_dims"],
-            "out_size": job.resolution,
-            "step_channels": cfg["step_channels"],
-            "batchnorm": cfg["batchnorm"],
-            "nonlinearity": ACTIVATIONS[cfg["activation"]](),
-        },
-        "optimizer": _adam(cfg),
-    }
-    return _train_and_sample(job, generator, "AutoEncodingGenerator")
-
-
-register(
-    Family(
-        "torchgan-autoencoding",
-        PACKAGE,
-        "noise",
-        autoencoding_config,
-        autoencoding_train_and_sample,
-        "AutoEncodingGenerator (BEGAN's) with one of torchgan's loss pairs, trained by its Trainer",
-    )
+_register_generator(
+    "torchgan-autoencoding",
+    AutoEncodingGenerator,
+    [8, 12, 16],
+    ["elu", "leaky_relu", "relu"],
+    "AutoEncodingGenerator (BEGAN's) with one of torchgan's loss pairs, trained by its Trainer",
 )
