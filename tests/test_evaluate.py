@@ -242,10 +242,10 @@ def test_evaluate_tiny_zoo_end_to_end(zoo: GMDataset, tmp_path: Path):
     write_reports(tmp_path / "eval", report)
     assert report.read_text() == text and (tmp_path / "eval" / "report.md").is_file()
     # a report of another name keeps its figures apart from docs/results.md's
-    other = tmp_path / "docs" / "results_codebase.md"
+    other = tmp_path / "docs" / "results_family.md"
     write_reports(tmp_path / "eval", other)
-    assert "](img/results_codebase/fig_roc.png)" in other.read_text()
-    assert (other.parent / "img" / "results_codebase" / "fig_roc.png").is_file()
+    assert "](img/results_family/fig_roc.png)" in other.read_text()
+    assert (other.parent / "img" / "results_family" / "fig_roc.png").is_file()
 
 
 def test_cli_render_rewrites_reports(tmp_path: Path):

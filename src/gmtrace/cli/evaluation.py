@@ -195,7 +195,16 @@ def _finish(results: dict, out: Path, report: Path | None, card: Path | None) ->
     if card is not None:
         if not (card / "config.json").is_file():
             fail(f"{card}: not a model folder (no config.json)")
-        atomic_write_text(card / "card.json", json.dumps(model_card(results), indent=1) + "\n")
+        try:
+            meta = json.loads((card / "config.json").read_text())
+        except (OSError, ValueError) as e:
+            fail(f"{card / 'config.json'}: unreadable ({e})")
+        trained_on = (
+            f"{len(meta.get('gm_names', []))} GMs of {meta.get('origin') or meta.get('zoo')}, "
+            f"{meta.get('steps_done', '?')} steps"
+        )
+        text = json.dumps(model_card(results, trained_on=trained_on), indent=1)
+        atomic_write_text(card / "card.json", text + "\n")
         console.print(f"model card: {card / 'card.json'}")
 
 

@@ -440,6 +440,7 @@ def evaluate(
     results["machine"] = _machine()
     results["command"] = command
     results["zoo"] = str(ds.root)
+    results["zoos"] = ds.origin.split("+") if "+" in ds.origin else [str(ds.root)]
     results["leakage"] = data[0].info.get("leakage", {})
     atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
     _figures(ds, data, folds, results, out, cfg)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def write_reports(
 ) -> dict:
     """(Re)write `out_dir/report.md` from its results.json and figures, and the
     report at `report` too, with the figures copied to img/<report's name>/ beside it
-    (docs/results_codebase.md: docs/img/results_codebase/).
+    (docs/results_family.md: docs/img/results_family/).
     `compare` names another run's folder (the other holdout) whose headline figures
     are shown next to this run's; `curve` (curve.json of `evaluate.curve`; by default
     the one in out_dir's parent folder, if any) adds the figures against the number
@@ -262,16 +263,36 @@ HEADLINE = [
 ]
 
 
+# each holdout in a few words, and why its figures matter
+HOLDOUT_TAGS = {
+    "codebase": "codebases held out",
+    "tier": "tiers held out",
+    "family": "families held out",
+    "gm": "GMs held out",
+}
+HOLDOUT_WHY = {
+    "codebase": "Holding out whole codebases (and real photo collections) is what a "
+    "user's images look like: the code that built and trained their generator, its "
+    "family, its recipe and its photographs are not in the training data.",
+    "tier": "Holding out whole tiers tests each kind of generator (gmtrace's own, real "
+    "publicly trained networks, other packages' code) with none of its kind in training.",
+    "family": "Holding out whole families (and real photo collections) keeps gmtrace's "
+    "own code in training: the test GMs' family, recipe and photographs are not.",
+    "gm": "Holding out single GMs keeps every test family in training.",
+}
+
+
+def _holdout(results: dict) -> str:
+    return results.get("split", {}).get("holdout", "gm")
+
+
 def _headline(results: dict, other: dict) -> list[str]:
-    """Family-held-out and GM-held-out figures side by side, method by method."""
+    """This run's and the other holdout's headline figures side by side, method by
+    method."""
     runs = [results, other]
     names = [n for n in results["methods"] if n in other["methods"]]
-    tag = {"family": "families held out", "gm": "GMs held out"}
-    cols = [
-        f"{results['methods'][n]['label']}, {tag[r.get('split', {}).get('holdout', 'gm')]}"
-        for n in names
-        for r in runs
-    ]
+    tag = HOLDOUT_TAGS
+    cols = [f"{results['methods'][n]['label']}, {tag[_holdout(r)]}" for n in names for r in runs]
     L = ["| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for text, key in HEADLINE:
         cells = []
@@ -459,14 +480,12 @@ def _headline_section(results: dict, other: dict | None) -> list[str]:
     with a note when the other run's networks predate the parsing probe."""
     if other is None:
         return []
-    L = ["## Headline: families held out, next to GMs held out\n"]
+    this, that = _holdout(results), _holdout(other)
+    L = [f"## Headline: {HOLDOUT_TAGS[this]}, next to {HOLDOUT_TAGS[that]}\n"]
     L.append(
         "The same metrics from two runs: this one, and the other holdout's"
         + (f" (`{other['command']}`)" if other.get("command") else "")
-        + ". Holding out whole families (and real photo collections) is what a user's "
-        "images look like: their generator's family, recipe and photographs are not in "
-        "the training data. Holding out single GMs keeps every test family in "
-        "training.\n"
+        + f". {HOLDOUT_WHY[this]} {HOLDOUT_WHY[that]}\n"
     )
     L += _headline(results, other)
     L.append("")
@@ -490,8 +509,12 @@ def _setup_section(results: dict) -> list[str]:
     """The zoo, the split, the machine and the run's duration, in one paragraph."""
     cfg = results["config"]
     m = results["machine"]
+    # every zoo of the run (runs before `zoos` was recorded: from their command)
+    zoos = results.get("zoos") or re.findall(r"--zoo (\S+)", results.get("command", ""))
+    zoos = zoos or [results["zoo"]]
     return [
-        f"Zoo `{results['zoo']}`: {results['n_gms']} GMs, {cfg['folds']} folds: "
+        f"{'Zoo' if len(zoos) == 1 else 'Zoos'} {', '.join(f'`{z}`' for z in zoos)}: "
+        f"{results['n_gms']} GMs, {cfg['folds']} folds: "
         f"{split_text(results)}.{_split_detail(results)} Machine: {m['cores']} "
         f"cores ({m['cpu']}), torch {m['torch']}, CUDA {m['cuda']}; this run took "
         f"{results['seconds'] / 60:.1f} min. A network whose checkpoint in the output "
@@ -958,14 +981,24 @@ def summary_table(results: dict) -> Table:
     return t
 
 
-def model_card(results: dict, method: str = "gmtrace", limits: list[str] | None = None) -> dict:
+def model_card(
+    results: dict,
+    method: str = "gmtrace",
+    limits: list[str] | None = None,
+    trained_on: str | None = None,
+) -> dict:
     """A model card for `gmtrace report` and `GET /v1/model` (card.json in a model
     folder): the headline figures of an evaluation run of `method` (the recipe the
     shipped model was trained with, measured on GMs and photographs held out), the
     protocol in words, the command, and the known limits (the measured misses and
-    where the detections fail)."""
+    where the detections fail), and what the shipped model was trained on."""
     v = target_values(results, method)
     figures = {label: (None if v[k] is None else round(float(v[k]), 3)) for label, k in HEADLINE}
+    # and the targets' own figures not among them (folds pooled, the weakest codebase)
+    shown = {k for _, k in HEADLINE}
+    for label, key, _, _ in targets_of(results):
+        if key not in shown and v.get(key) is not None:
+            figures[label] = round(float(v[key]), 3)
     met = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b}
     misses = [
         f"missed: {label}: {_f(v[key])}"
@@ -977,6 +1010,7 @@ def model_card(results: dict, method: str = "gmtrace", limits: list[str] | None 
     notes = [f"images of {gm} called real: {share:.0%}" for gm, share in worst if share > 0.2]
     steps = results["methods"][method].get("steps") or []
     return {
+        **({"trained_on": trained_on} if trained_on else {}),
         "protocol": split_text(results),
         "command": results.get("command", ""),
         "measured_on": (

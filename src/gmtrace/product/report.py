@@ -177,7 +177,8 @@ def _card_html(analyzer, card: dict | None) -> str:
         ("model id", analyzer.model_id_),
         ("weights sha256", analyzer.weights_sha256_),
         ("gmtrace", m.get("gmtrace", "?")),
-        ("trained on", f"zoo {m.get('zoo', '?')}: {len(analyzer.gm_names_)} GMs"),
+        # origin: every zoo the model trained on ("a+b+c"); zoo: the first
+        ("trained on", f"{m.get('origin') or m.get('zoo', '?')}: {len(analyzer.gm_names_)} GMs"),
         ("training steps", m.get("steps_done", "?")),
         ("input", f"{analyzer.image_size_} px crops, native resolution (never resized)"),
     ]
@@ -197,6 +198,8 @@ def _card_html(analyzer, card: dict | None) -> str:
             for k, v in figs.items()
         )
         out += "</table>"
+        if card.get("trained_on"):
+            out += f"<p>The shipped model: {html.escape(card['trained_on'])}.</p>"
         if card.get("measured_on"):
             out += f"<p>Measured on {html.escape(card['measured_on'])}.</p>"
         out += "<h3>Known limits</h3><ul>"

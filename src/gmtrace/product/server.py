@@ -351,6 +351,7 @@ def model_info(analyzer) -> dict:
         "weights_sha256": analyzer.weights_sha256_,
         "gmtrace": m.get("gmtrace"),
         "zoo": m.get("zoo"),
+        "trained_on": m.get("origin") or m.get("zoo"),  # every zoo, joined by "+"
         "trained_at": m.get("trained_at"),
         "steps": m.get("steps_done"),
         "image_size": analyzer.image_size_,
