@@ -332,3 +332,39 @@ def test_prediction_cache_reads_back_and_refuses_other_weights(tmp_path: Path):
     assert len(calls) == 2
     PredictionCache(tmp_path / "p", "b" * 64).get(images, compute)  # other weights: computed
     assert len(calls) == 3
+
+
+def _minimal_run(holdout: str, pretrained: dict | None = None) -> dict:
+    """The fields of a results.json that the targets table reads, one method."""
+    mean = {"mean": 0.9, "std": 0.0}
+    method = {
+        "label": "gmtrace",
+        "parsing": None,
+        "detection": {"auc": mean, "ece": mean},
+        "detection_format_neutral": {"auc": mean},
+        "closed_set_accuracy": mean,
+        "open_set_auroc": mean,
+        "grouping": {"ari": mean},
+        "detection_pooled": {"clean": {"auc": 0.96, "ece": 0.04}, "jpeg75": {"auc": 0.91}},
+        "by_codebase": {"a 1.0": {"auc": 0.88}, "b 2.0": {"auc": 0.86}},
+        "by_tier": {"pretrained": pretrained or {}},
+    }
+    split = {"holdout": holdout}
+    return {"config": {"permutations": 999}, "split": split, "methods": {"gmtrace": method}}
+
+
+def test_targets_a_run_cannot_measure_come_from_the_compared_run():
+    from gmtrace.evaluation.report import _targets_section
+
+    codebase = _minimal_run("codebase", {"auc_paired": 0.99, "auc_paired_jpeg75": 0.98})
+    tier = _minimal_run("tier", {"auc_paired": 0.70, "auc_paired_jpeg75": 0.60})
+    alone = "\n".join(_targets_section(codebase))
+    # a codebase run has no pretrained tier held out whole: its own pairs do not count
+    assert "against its photographs | n/a |" in alone and "(other run)" not in alone
+    assert "folds pooled | 0.96 met |" in alone and "clean | 0.86 met |" in alone
+    both = "\n".join(_targets_section(codebase, tier))
+    assert "against its photographs | 0.7 missed (other run) |" in both
+    assert "JPEG q75, ≥ 0.85 | 0.6 missed (other run) |" in both
+    assert "tiers held out" in both
+    # what this run measures is never replaced by the other run's figure
+    assert "folds pooled | 0.96 met |" in both

@@ -598,17 +598,33 @@ def _target_cell(v: float | None, key: str, op: str, thr: float, n_perm: int) ->
     return f"{shown} {'met' if ok else 'missed'}"
 
 
-def _targets_section(results: dict) -> list[str]:
-    """The targets of TARGETS, met or missed, method by method."""
+def _targets_section(results: dict, other: dict | None = None) -> list[str]:
+    """The targets of TARGETS, met or missed, method by method. A target this run
+    cannot measure (the pretrained tier held out whole, in a codebase run) is read
+    from the compared run `other` where that one measures it, and says so."""
     ms = results["methods"]
     names = list(ms)
     n_perm = results["config"]["permutations"]
     L = ["## Targets\n"]
     L += _header("target", ms, names)
     tv = {n: target_values(results, n) for n in names}
+    ov = {n: target_values(other, n) for n in names if other and n in other["methods"]}
+    borrowed = False
     for text, key, op, thr in targets_of(results):
-        cells = [_target_cell(tv[n][key], key, op, thr, n_perm) for n in names]
+        cells = []
+        for n in names:
+            v = tv[n][key]
+            if v is None and ov.get(n, {}).get(key) is not None:
+                cells.append(_target_cell(ov[n][key], key, op, thr, n_perm) + " (other run)")
+                borrowed = True
+            else:
+                cells.append(_target_cell(v, key, op, thr, n_perm))
         L.append(f"| {text} | " + " | ".join(cells) + " |")
+    if borrowed:
+        L.append(
+            f"\n*(other run)*: measured by the run beside this one in the headline, "
+            f"{HOLDOUT_TAGS[_holdout(other)]}."
+        )
     L.append("")
     return L
 
@@ -935,7 +951,7 @@ def render_report(results: dict, figures: dict, where: Path, other: dict | None 
     if results.get("curve"):
         L += _curve(results["curve"], list(results["methods"]))
     L += _budget_section(results)
-    L += _targets_section(results)
+    L += _targets_section(results, other)
     L += _codebase_section(results)
     L += _parsing_section(results)
     L += _detection_section(results)
