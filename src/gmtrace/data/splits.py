@@ -121,3 +121,31 @@ def collection_folds(
         for i in range(k)
     ]
     return [sorted(s for s, c in by_source.items() if c in held[i]) for i in range(k)]
+
+
+def inner_validation(
+    names: Sequence[str], codebases: Sequence[str], families: Sequence[str], seed: int = 0
+) -> list[str]:
+    """The training GMs held out of an inner network so that what is fitted on its
+    answers (the fusion, the unsure band) sees code it never saw: about a third of
+    the training codebases, never the largest when it holds most GMs (gmtrace's own
+    zoo: an inner network without it would not be the network it stands for). With
+    a single codebase, families are held out instead."""
+    keys = list(codebases)
+    counts: dict[str, int] = defaultdict(int)
+    for c in keys:
+        counts[c] += 1
+    if len(counts) < 2:
+        keys = list(families)
+        counts = defaultdict(int)
+        for f in keys:
+            counts[f] += 1
+    if len(counts) < 2:
+        raise ValueError("an inner validation split needs at least 2 codebases or families")
+    largest = max(sorted(counts), key=lambda c: counts[c])
+    pool = [(n, c) for n, c in zip(names, keys, strict=True)]
+    if counts[largest] * 2 > len(pool) and len(counts) > 2:
+        pool = [(n, c) for n, c in pool if c != largest]
+    k = min(3, len({c for _, c in pool}))
+    folds = whole_folds([n for n, _ in pool], [c for _, c in pool], k, seed, "codebases")
+    return folds[0]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from gmtrace.data.augment import CONDITIONS
 
-METHODS = ("gmtrace", "red", "spectral", "realphoto")  # every method (`methods.catalog`)
+METHODS = ("gmtrace", "red", "spectral", "realphoto", "fused")  # every method (`methods.catalog`)
 DEFAULT_METHODS = ("gmtrace", "red", "spectral")
 HOLDOUTS = ("codebase", "tier", "family", "gm")
 

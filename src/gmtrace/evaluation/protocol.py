@@ -40,7 +40,7 @@ import json
 import os
 import platform
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -87,6 +87,7 @@ LABELS = {
     "red": "RED architecture",
     "spectral": "spectral baseline",
     "realphoto": "real-photo model alone",
+    "fused": "gmtrace fused (+ real-photo model, unsure band)",
 }
 
 
@@ -642,6 +643,7 @@ def _fit_and_predict(
     (in fold 0 also its fingerprints and the leakage check)."""
     console.print(f"[bold]{LABELS[m.name]}[/]: fitting")
     info = m.fit(ds, x.train_bank, x.targets, out / f"fold{k}", console)
+    fd.info.setdefault("grouper", {})[m.name] = m.group
     t0 = time.perf_counter()
     fd.unseen[m.name] = m.predict(x.unseen)
     fd.seen[m.name] = m.predict(x.seen)
@@ -724,8 +726,44 @@ def _score(ds, data: list[FoldData], folds, fold_of_gm, global_norm, cfg: EvalCo
         r["by_codebase"] = _rows_by(np.array(ds_codebases(ds)), data, name)
         r["by_tier"] = _rows_by(np.array(ds.tiers), data, name)
         r |= _timings(data, name)
+        if data[0].unseen[name].unsure is not None:
+            r["unsure"] = _unsure_scores(data, name)
         res["methods"][name] = r
     return res
+
+
+def _unsure_scores(data: list[FoldData], name: str) -> dict:
+    """For a method with an unsure band, folds pooled, clean and under each
+    condition: the share of test images (unseen GMs' and held-out photographs')
+    called unsure, the accuracy at p = 0.5 on the rest and on all of them, and how
+    often each reason was given."""
+
+    def pooled(unseen: list[Inference], real: list[Inference]) -> dict:
+        p = np.concatenate([i.p_generated for i in unseen + real])
+        y = np.concatenate(
+            [np.ones(len(i.p_generated)) for i in unseen]
+            + [np.zeros(len(i.p_generated)) for i in real]
+        )
+        unsure = np.concatenate([i.unsure for i in unseen + real])
+        reasons = np.concatenate([i.unsure_reason for i in unseen + real])[unsure]
+        right = (p > 0.5) == (y > 0.5)
+        sure = ~unsure
+        return {
+            "images": int(len(p)),
+            "unsure_share": float(unsure.mean()),
+            "unsure_share_generated": float(unsure[y > 0.5].mean()),
+            "unsure_share_real": float(unsure[y < 0.5].mean()),
+            "accuracy_sure": float(right[sure].mean()) if sure.any() else None,
+            "accuracy_all": float(right.mean()),
+            "reasons": dict(Counter(reasons.tolist())),
+        }
+
+    out = {"clean": pooled([fd.unseen[name] for fd in data], [fd.real[name] for fd in data])}
+    for c in data[0].unseen_degraded:
+        out[c] = pooled(
+            [fd.unseen_degraded[c][name] for fd in data], [fd.real_degraded[c][name] for fd in data]
+        )
+    return out
 
 
 def _parsing_scores(
@@ -816,6 +854,7 @@ def _fold_scores(ds: GMDataset, data: list[FoldData], name: str) -> dict:
     r["open_set_auroc"] = _fold_stats([{"auroc": f["open"]} for f in per_fold])["auroc"]
     r["gallery"] = stats("gallery")
     r["grouping"] = stats("grouping")
+    r["grouping_half"] = stats("grouping_half")
     r["grouping_threshold"] = stats("grouping_threshold")
     r["detection_pooled"] = _pooled_detection(data, name, conds)
     return r
@@ -867,7 +906,8 @@ def _rows_by(keys: np.ndarray, data: list[FoldData], name: str) -> dict:
             p["gms"].append(gms)
             p["ari"].append(
                 grouping_scores(
-                    group(unseen.embedding[mask]), np.unique(gms, return_inverse=True)[1]
+                    _grouper(fd, name)(unseen.embedding[mask]),
+                    np.unique(gms, return_inverse=True)[1],
                 )["ari"]
             )
             if "jpeg75" in fd.unseen_degraded:
@@ -944,13 +984,26 @@ def _grouping_fold(fd: FoldData, name: str) -> dict:
     """A method's grouping of one fold's unseen images (`grouping.group`), and
     the earlier design's for comparison: cut at a distance learned on the seen GMs."""
     seen, unseen = fd.seen[name], fd.unseen[name]
-    truth = np.unique(fd.info["unseen_gm"], return_inverse=True)[1]
+    gm = fd.info["unseen_gm"]
+    truth = np.unique(gm, return_inverse=True)[1]
     thr = choose_threshold(seen.embedding, fd.info["seen_label"])
+    rank = np.zeros(len(gm), int)  # each image's place among its GM's
+    for g in np.unique(gm):
+        rank[gm == g] = np.arange(int((gm == g).sum()))
+    half = rank < (rank.max() + 1) // 2  # the case halved: half of each GM's images
+    grouper = _grouper(fd, name)
     return {
-        "grouping": grouping_scores(group(unseen.embedding), truth),
+        "grouping": grouping_scores(grouper(unseen.embedding), truth),
+        "grouping_half": grouping_scores(grouper(unseen.embedding[half]), truth[half]),
         "grouping_threshold": grouping_scores(cluster(unseen.embedding, thr), truth)
         | {"threshold": thr},
     }
+
+
+def _grouper(fd: FoldData, name: str):
+    """How the method `name` groups (`Method.group`); the silhouette cut for runs
+    recorded without it."""
+    return fd.info.get("grouper", {}).get(name, group)
 
 
 def _timings(data: list[FoldData], name: str) -> dict:

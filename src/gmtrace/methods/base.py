@@ -15,6 +15,7 @@ from gmtrace.core.files import atomic_path
 from gmtrace.core.schema import Targets
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import ImageBank
+from gmtrace.grouping.cluster import group
 from gmtrace.readout.inference import Inference
 
 
@@ -40,6 +41,11 @@ class Method:
 
     def fingerprints(self, images: np.ndarray) -> np.ndarray | None:
         return None
+
+    def group(self, embedding: np.ndarray) -> np.ndarray:
+        """Group images by their embedding, the number of groups unknown: the
+        silhouette cut (`grouping.group`) unless the method chose otherwise."""
+        return group(embedding)
 
 
 class PredictionCache:

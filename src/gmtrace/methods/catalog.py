@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gmtrace.methods.base import Method
+from gmtrace.methods.fused import FusedMethod
 from gmtrace.methods.network import NetMethod
 from gmtrace.methods.realphoto import RealPhotoMethod
 from gmtrace.methods.spectral import SpectralMethod
@@ -18,6 +19,7 @@ METHODS: dict[str, tuple[type[Method], Callable[[TrainConfig], Method]]] = {
     "red": (NetMethod, lambda train: NetMethod("red", red_config(), train)),
     "spectral": (SpectralMethod, lambda train: SpectralMethod()),
     "realphoto": (RealPhotoMethod, lambda train: RealPhotoMethod()),
+    "fused": (FusedMethod, FusedMethod),
 }
 
 

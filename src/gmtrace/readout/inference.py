@@ -30,6 +30,10 @@ class Inference:
     # the parsing probe's raw outputs [N, sum(parse_widths())] (`schema.read_linear`),
     # where it answers
     parse_linear: np.ndarray | None = None
+    # methods with an "unsure" band (`methods.fused`): [N] bool, and [N] str (why;
+    # empty where sure)
+    unsure: np.ndarray | None = None
+    unsure_reason: np.ndarray | None = None
 
     def parse_of(self, rows=slice(None)) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
         """The parse of images `rows` taken together (one GM's images, one image's

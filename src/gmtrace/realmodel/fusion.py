@@ -1,0 +1,147 @@
+"""The fusion of the supervised detector with the model of real photographs, and the
+"unsure" band (docs/realmodel.md).
+
+Both are fitted on images of codebases the network that scores them never saw (the
+inner validation codebases of `methods.fused`): fitted on the network's own training
+GMs, a stacker would learn to trust it fully, which is what fails on unseen code.
+numpy only: a logistic regression of two or three numbers needs no solver."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# the unlikeness is a share of reference photographs: kept off 0 and 1 before its logit
+UNLIKENESS_FLOOR = 0.002
+
+
+def logit(p: np.ndarray, eps: float = 1e-4) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), eps, 1.0 - eps)
+    return np.log(p / (1.0 - p))
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))
+
+
+def stack_features(p_supervised: np.ndarray | None, unlikeness: np.ndarray | None) -> np.ndarray:
+    """[N, F] the stacker's inputs: the logit of the supervised detector's calibrated
+    probability and the logit of the real model's unlikeness (either may be left
+    out, for the ablations)."""
+    cols = []
+    if p_supervised is not None:
+        cols.append(logit(p_supervised))
+    if unlikeness is not None:
+        cols.append(logit(unlikeness, UNLIKENESS_FLOOR))
+    if not cols:
+        raise ValueError("stack_features: no input")
+    return np.stack(cols, axis=1)
+
+
+@dataclass
+class Stacker:
+    """p(generated) = sigmoid(x . weights + bias), fitted by a class-balanced,
+    lightly L2-penalized logistic regression (Newton's method): the calibrated
+    probability of a 50/50 prior."""
+
+    weights: np.ndarray
+    bias: float
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 50) -> Stacker:
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        if x.ndim != 2 or len(x) != len(y):
+            raise ValueError(f"Stacker.fit: x {x.shape} and y {y.shape} do not match")
+        n_pos, n_neg = float(y.sum()), float(len(y) - y.sum())
+        if n_pos == 0 or n_neg == 0:
+            raise ValueError("Stacker.fit needs images of both classes")
+        w_row = np.where(y > 0.5, 0.5 / n_pos, 0.5 / n_neg)  # each class weighs 1/2
+        a = np.c_[x, np.ones(len(x))]
+        theta = np.zeros(a.shape[1])
+        penalty = np.full(a.shape[1], l2)
+        penalty[-1] = 0.0  # the bias is not shrunk
+        for _ in range(iters):
+            p = sigmoid(a @ theta)
+            grad = a.T @ (w_row * (p - y)) + penalty * theta
+            hess = (a * (w_row * p * (1 - p))[:, None]).T @ a + np.diag(penalty + 1e-9)
+            step = np.linalg.solve(hess, grad)
+            theta -= step
+            if np.abs(step).max() < 1e-8:
+                break
+        return cls(weights=theta[:-1], bias=float(theta[-1]))
+
+    def prob(self, x: np.ndarray) -> np.ndarray:
+        return sigmoid(np.asarray(x, dtype=np.float64) @ self.weights + self.bias)
+
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        return {f"{prefix}weights": self.weights, f"{prefix}bias": np.array(self.bias)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, prefix: str) -> Stacker:
+        return cls(np.asarray(arrays[f"{prefix}weights"]), float(arrays[f"{prefix}bias"]))
+
+
+@dataclass
+class UnsureBand:
+    """An image is looked at again when its fused logit is within `width` of 0 or
+    when the two parts' verdicts disagree; looked at again (re-encoded), it is
+    `unsure` where its verdicts under the re-encodings differ or the mean fused
+    logit stays within `width` of 0. Without `disagreement`, the parts' disagreement
+    alone does not flag an image (where it would spend the budget by itself)."""
+
+    width: float
+    reencodings: tuple[str, ...]
+    disagreement: bool = True
+
+    def flagged(self, p: np.ndarray, disagree: np.ndarray) -> np.ndarray:
+        flag = np.abs(logit(p)) < self.width
+        return flag | np.asarray(disagree, bool) if self.disagreement else flag
+
+    def decide(self, p_versions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For flagged images: `p_versions` [1 + R, N] (the image as given, then each
+        of `reencodings`) -> (unsure [N] bool, reason [N] str; empty where sure)."""
+        p_versions = np.atleast_2d(p_versions)
+        verdicts = p_versions > 0.5
+        flips = verdicts != verdicts[0]
+        mean = logit(p_versions).mean(axis=0)
+        in_band = np.abs(mean) < self.width
+        unsure = flips.any(axis=0) | in_band
+        reason = np.full(p_versions.shape[1], "", dtype=object)
+        for j in np.flatnonzero(unsure):
+            changed = [self.reencodings[i - 1] for i in np.flatnonzero(flips[:, j])]
+            if changed:
+                reason[j] = "the verdict changes under " + ", ".join(changed)
+            else:
+                reason[j] = f"p stays near 0.5 under {', '.join(self.reencodings)}"
+        return unsure, reason.astype(str)
+
+
+def choose_width(
+    p_versions: np.ndarray,
+    disagree: np.ndarray,
+    budget: float,
+    reencodings: tuple[str, ...],
+    grid: np.ndarray | None = None,
+) -> UnsureBand:
+    """The widest band (of `grid`, logit units) whose share of `unsure` images on the
+    validation images `p_versions` [1 + R, N] stays within `budget`: the room for
+    "don't know" goes where the fused probability is least sure."""
+    grid = np.linspace(0.0, 3.0, 31) if grid is None else np.asarray(grid)
+    best = UnsureBand(0.0, reencodings, disagreement=False)
+    for w in np.sort(grid):
+        for use in (False, True):  # at one width, flagging disagreement too is preferred
+            band = UnsureBand(float(w), reencodings, use)
+            if unsure_share(band, p_versions, disagree) <= budget:
+                best = band
+    return best
+
+
+def unsure_share(band: UnsureBand, p_versions: np.ndarray, disagree: np.ndarray) -> float:
+    """The share of images [1 + R, N] that `band` calls unsure."""
+    flag = band.flagged(p_versions[0], disagree)
+    unsure = np.zeros(p_versions.shape[1], bool)
+    if flag.any():
+        unsure[flag] = band.decide(p_versions[:, flag])[0]
+    return float(unsure.mean())

@@ -1,0 +1,157 @@
+"""The fusion of the supervised detector with the real-photo model, the unsure band,
+the inner validation split, and the fused method in the evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gmtrace.data.dataset import GMDataset
+from gmtrace.data.splits import inner_validation
+from gmtrace.evaluation.config import EvalConfig
+from gmtrace.evaluation.protocol import evaluate
+from gmtrace.grouping.cluster import density_group, group_with
+from gmtrace.realmodel.fusion import (
+    Stacker,
+    UnsureBand,
+    choose_width,
+    logit,
+    stack_features,
+    unsure_share,
+)
+
+
+def test_stacker_recovers_a_logistic_model_and_weighs_the_classes_equally():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20000, 2))
+    y = (rng.random(20000) < 1 / (1 + np.exp(-(2.0 * x[:, 0] - 0.5 * x[:, 1] + 0.3)))).astype(float)
+    s = Stacker.fit(x, y, l2=0.0)
+    # class balancing moves the bias by log(n_neg / n_pos), not the weights
+    assert np.allclose(s.weights, [2.0, -0.5], atol=0.1)
+    assert s.bias == pytest.approx(0.3 + np.log((1 - y).sum() / y.sum()), abs=0.1)
+    again = Stacker.from_arrays(s.to_arrays("fuse_"), "fuse_")
+    assert np.allclose(again.prob(x[:5]), s.prob(x[:5]))
+    with pytest.raises(ValueError, match="both classes"):
+        Stacker.fit(x, np.ones(len(x)))
+
+
+def test_a_useless_input_gets_no_weight_and_the_unlikeness_logit_is_bounded():
+    rng = np.random.default_rng(1)
+    y = np.r_[np.ones(3000), np.zeros(3000)]
+    p_sup = np.where(y > 0, 0.9, 0.1)  # tells the classes apart
+    noise = rng.random(6000)  # tells nothing
+    s = Stacker.fit(stack_features(p_sup, noise), y)
+    assert abs(s.weights[1]) < 0.05 * abs(s.weights[0])
+    assert np.isfinite(stack_features(None, np.array([0.0, 1.0]))).all()
+    assert logit(np.array([0.5]))[0] == 0.0
+
+
+def test_unsure_band_names_the_reencoding_that_flips_the_verdict():
+    band = UnsureBand(1.0, ("JPEG q95", "JPEG q75", "a 0.75 resize"))
+    p = np.array(
+        [
+            [0.99, 0.55, 0.7, 0.99],  # as given
+            [0.98, 0.51, 0.7, 0.99],
+            [0.2, 0.52, 0.7, 0.99],  # JPEG q75 flips the first
+            [0.97, 0.55, 0.7, 0.99],
+        ]
+    )
+    unsure, reason = band.decide(p)
+    assert unsure.tolist() == [True, True, True, False]
+    assert reason[0] == "the verdict changes under JPEG q75"
+    assert reason[1].startswith("p stays near 0.5")  # mean logit within 1 of 0
+    assert reason[3] == ""
+    flagged = band.flagged(np.array([0.6, 0.99, 0.99]), np.array([False, False, True]))
+    assert flagged.tolist() == [True, False, True]
+    assert not UnsureBand(1.0, (), disagreement=False).flagged(np.array([0.99]), np.array([True]))[
+        0
+    ]
+
+
+def test_band_width_is_the_widest_within_the_budget():
+    rng = np.random.default_rng(2)
+    p0 = rng.random(2000)
+    versions = np.stack([p0, np.clip(p0 + rng.normal(0, 0.05, 2000), 0, 1)])
+    disagree = np.zeros(2000, bool)
+    band = choose_width(versions, disagree, 0.1, ("JPEG q75",))
+    assert unsure_share(band, versions, disagree) <= 0.1
+    wider = UnsureBand(band.width + 0.1, band.reencodings, band.disagreement)
+    assert unsure_share(wider, versions, disagree) > 0.1
+    # a disagreement that alone spends the budget is not used to flag
+    everyone = np.ones(2000, bool)
+    flips = np.stack([np.full(2000, 0.9), np.full(2000, 0.1)])
+    assert not choose_width(flips, everyone, 0.1, ("JPEG q75",)).disagreement
+
+
+def test_inner_validation_holds_out_whole_codebases_but_not_the_dominant_one():
+    names = [f"g{i}" for i in range(30)]
+    codebases = ["gmtrace"] * 20 + ["a"] * 3 + ["b"] * 3 + ["c"] * 2 + ["d"] * 2
+    val = inner_validation(names, codebases, ["f"] * 30, seed=0)
+    held = {codebases[names.index(n)] for n in val}
+    assert val and "gmtrace" not in held
+    for cb in held:  # whole codebases only
+        assert {n for n, c in zip(names, codebases, strict=True) if c == cb} <= set(val)
+    # one codebase: families held out instead
+    fam = ["x"] * 10 + ["y"] * 10 + ["z"] * 10
+    val = inner_validation(names, ["gmtrace"] * 30, fam, seed=0)
+    assert len({fam[names.index(n)] for n in val}) == 1 and len(val) == 10
+
+
+def test_density_grouping_leaves_an_outlier_ungrouped():
+    rng = np.random.default_rng(3)
+    a = rng.normal(0, 0.05, size=(30, 4)) + [1, 0, 0, 0]
+    b = rng.normal(0, 0.05, size=(30, 4)) + [0, 1, 0, 0]
+    emb = np.r_[a, b, [[0, 0, 5, 0]]]
+    labels = density_group(emb, min_size=5)
+    assert len(set(labels[:30])) == 1 and len(set(labels[30:60])) == 1
+    assert labels[0] != labels[30]
+    assert labels[60] not in set(labels[:60])  # a group of its own
+    assert labels.max() == 2  # numbered 0..G-1
+    assert len(group_with(emb, 0)) == 61  # 0: the silhouette cut
+    assert density_group(emb[:3], min_size=5).tolist() == [0, 1, 2]
+
+
+def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path):
+    zoo = GMDataset.from_zoo(tiny_zoo_dir)
+    cfg = EvalConfig(
+        holdout="family",
+        folds=2,
+        methods=("fused",),
+        train_per_gm=8,
+        seen_per_gm=2,
+        test_per_gm=4,
+        neutral_per_gm=2,
+        real_test=20,
+        image_size=32,
+        steps=2,
+        permutations=20,
+        leakage_steps=2,
+        conditions=("jpeg75",),
+    )
+    evaluate(zoo, tmp_path / "eval", cfg, command="gmtrace evaluate --methods fused")
+    saved = json.loads((tmp_path / "eval" / "results.json").read_text())
+    fused = saved["methods"]["fused"]
+    for cond in ("clean", "jpeg75"):
+        u = fused["unsure"][cond]
+        assert 0 <= u["unsure_share"] <= 1 and u["images"] > 0
+        assert sum(u["reasons"].values()) == round(u["unsure_share"] * u["images"])
+    # the outer network is in the gmtrace method's folder (trained once when both
+    # are evaluated); the inner one apart
+    fold = tmp_path / "eval" / "fold0"
+    assert (fold / "gmtrace" / "model.safetensors").is_file()
+    assert (fold / "fused" / "inner" / "gmtrace" / "model.safetensors").is_file()
+    rec = json.loads((fold / "fused" / "fusion.json").read_text())
+    assert len(rec["stacker_weights"]) == 2 and rec["validation_real"] > 0
+    assert rec["inner_gms"] < len(zoo) and rec["band_width"] >= 0
+    assert rec["inner_real_model"] == "all the fold's photographs"  # the tiny zoo has 48
+    assert str(rec["grouping_min_size"]) in rec["grouping_validation_ari"]
+    assert 0 <= fused["grouping_half"]["ari"]["mean"] <= 1
+    assert fused["parsing"] is not None  # the outer network's parse
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert (
+        "### Unsure" in report
+        and "| gmtrace fused (+ real-photo model, unsure band), clean |" in report
+    )
