@@ -14,6 +14,8 @@ from gmtrace.data.splits import inner_validation
 from gmtrace.evaluation.config import EvalConfig
 from gmtrace.evaluation.protocol import evaluate
 from gmtrace.grouping.cluster import density_group, group_with
+from gmtrace.readout.fused import FUSION, REENCODINGS, Fusion
+from gmtrace.realmodel.density import RealPhotoModel
 from gmtrace.realmodel.fusion import (
     Stacker,
     UnsureBand,
@@ -22,6 +24,7 @@ from gmtrace.realmodel.fusion import (
     stack_features,
     unsure_share,
 )
+from gmtrace.realmodel.selfdesc import describe
 
 
 def test_stacker_recovers_a_logistic_model_and_weighs_the_classes_equally():
@@ -114,6 +117,49 @@ def test_density_grouping_leaves_an_outlier_ungrouped():
     assert density_group(emb[:3], min_size=5).tolist() == [0, 1, 2]
 
 
+def _toy_fusion(width: float) -> Fusion:
+    rng = np.random.default_rng(4)
+    photos = (rng.random((40, 32, 32, 3)) * 255).astype(np.uint8)
+    real = RealPhotoModel.fit(describe(photos), seed=0)
+    return Fusion(
+        real,
+        Stacker(np.array([1.0, 0.0]), 0.0),  # the supervised p as it is
+        Stacker(np.array([1.0]), 0.0),
+        UnsureBand(width, tuple(REENCODINGS)),
+        min_size=10,
+    )
+
+
+def test_fusion_answers_per_image_from_its_crops_and_survives_a_round_trip(tmp_path: Path):
+    fusion = _toy_fusion(width=1.0)
+    rng = np.random.default_rng(5)
+    # crops of distinct brightness, so a re-encoded crop is still told by its mean
+    noise = rng.normal(0, 4, size=(6, 32, 32, 3))
+    crops = np.clip(noise + 30 + 35 * np.arange(6)[:, None, None, None], 0, 255).astype(np.uint8)
+    owner = np.array([0, 0, 1, 1, 2, 2])
+    p_of_owner = np.array([0.99, 0.55, 0.01])  # sure, near 0.5, sure
+    means = crops.reshape(6, -1).mean(1)
+
+    def supervised(images: np.ndarray) -> np.ndarray:
+        m = images.reshape(len(images), -1).mean(1)
+        return p_of_owner[owner[np.abs(m[:, None] - means[None]).argmin(1)]]
+
+    ans = fusion.answer(crops, supervised, owner)
+    assert np.allclose(ans.p_generated, [0.99, 0.55, 0.01], atol=1e-3)
+    assert ans.unsure.tolist() == [False, True, False]
+    assert ans.reason[1].startswith("p stays near 0.5") and ans.reason[0] == ""
+    path = fusion.save(tmp_path)
+    assert path.name == FUSION
+    again = Fusion.load(tmp_path)
+    assert again.band == fusion.band and again.min_size == 10
+    assert np.allclose(again.stacker.weights, fusion.stacker.weights)
+    assert np.allclose(again.real.reference, fusion.real.reference)
+    assert Fusion.load(tmp_path / "elsewhere") is None
+    (tmp_path / FUSION).write_bytes(b"not safetensors")
+    with pytest.raises(ValueError, match=FUSION):
+        Fusion.load(tmp_path)
+
+
 def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path):
     zoo = GMDataset.from_zoo(tiny_zoo_dir)
     cfg = EvalConfig(
@@ -144,6 +190,8 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path):
     assert (fold / "gmtrace" / "model.safetensors").is_file()
     assert (fold / "fused" / "inner" / "gmtrace" / "model.safetensors").is_file()
     rec = json.loads((fold / "fused" / "fusion.json").read_text())
+    saved = Fusion.load(fold / "fused")
+    assert saved.band.width == rec["band_width"] and saved.min_size == rec["grouping_min_size"]
     assert len(rec["stacker_weights"]) == 2 and rec["validation_real"] > 0
     assert rec["inner_gms"] < len(zoo) and rec["band_width"] >= 0
     assert rec["inner_real_model"] == "all the fold's photographs"  # the tiny zoo has 48

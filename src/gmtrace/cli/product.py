@@ -107,10 +107,13 @@ def analyze(
         if not r.ok:
             console.print(f"[red]error:[/] {r.error}", soft_wrap=True)
     n_gen = sum(r.verdict == "generated" for r in ok)
+    n_unsure = sum(r.verdict == "unsure" for r in ok)
     n_unknown = sum(bool(r.unknown_gm) and r.verdict == "generated" for r in ok)
     summary = (
         f"{len(ok)} analyzed, {len(results) - len(ok)} failed; {n_gen} look generated "
-        f"({n_unknown} by a GM the model does not know), {len(ok) - n_gen} look real"
+        f"({n_unknown} by a GM the model does not know), "
+        + (f"{n_unsure} unsure, " if n_unsure else "")
+        + f"{len(ok) - n_gen - n_unsure} look real"
     )
     if n_groups is not None:
         summary += f"; the generated ones form {n_groups} group(s) by source GM"
@@ -181,6 +184,7 @@ def scan(
     t.add_column("failed", justify="right")
     t.add_column("kept from before", justify="right")
     t.add_column("called generated", justify="right")
+    t.add_column("unsure", justify="right")
     t.add_column("of those, unknown GM", justify="right")
     t.add_column("images/s", justify="right")
     t.add_row(
@@ -189,6 +193,7 @@ def scan(
         str(s.failed),
         str(s.resumed),
         str(s.generated),
+        str(s.unsure),
         str(s.unknown_gm),
         f"{s.images_per_second:.0f}",
     )

@@ -48,6 +48,14 @@ def train(
     no_augment: Annotated[bool, typer.Option("--no-augment", help="no JPEG/resize/blur")] = False,
     seed: Annotated[int, typer.Option()] = TRAIN.seed,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
+    fuse: Annotated[
+        bool,
+        typer.Option(
+            "--fuse",
+            help="also fit the fusion with a model of real photographs and the unsure band, "
+            "chosen on inner validation codebases (a second network in OUT/inner)",
+        ),
+    ] = False,
 ) -> None:
     """Train the FEN, parsing network and heads on a zoo, or several (resumable)."""
     from gmtrace.data.dataset import DatasetError, GMDataset, real_records
@@ -81,9 +89,40 @@ def train(
             ds.real = real_records(real)
         if not ds.real:
             fail("no real photographs to train the detector on; add --real DIR")
-        result = run_train(ds, out, cfg, mcfg, console=console, device=device)
+        bank = None
+        if fuse:  # decoded once for both networks
+            from gmtrace.data.loader import load_bank
+
+            bank = load_bank(
+                ds,
+                per_gm=cfg.per_gm,
+                per_source=cfg.per_source,
+                seed=cfg.seed,
+                size=cfg.image_size,
+            )
+        result = run_train(ds, out, cfg, mcfg, console=console, device=device, bank=bank)
+        if fuse:
+            _fuse(ds, bank, out, cfg, mcfg)
     except typer.Exit:
         raise
     except (DatasetError, TrainError, ValueError) as e:
         fail(str(e))
     console.print(summary_table(result))
+
+
+def _fuse(ds, bank, out: Path, cfg: TrainConfig, mcfg: ModelConfig) -> None:
+    """Fit the fusion of the model just trained in `out` (`methods.fused.fit_fusion`)
+    and save it beside it (fusion.safetensors, fusion.json)."""
+    import json
+
+    from gmtrace.core.files import atomic_write_text
+    from gmtrace.methods.fused import fit_fusion
+    from gmtrace.methods.network import NetMethod
+
+    console.rule("fusion: inner network on the training codebases less a third")
+    fusion, record = fit_fusion(
+        ds, bank, NetMethod("gmtrace", mcfg, cfg), out / "inner", cfg.seed, console
+    )
+    fusion.save(out)
+    atomic_write_text(out / "fusion.json", json.dumps(record, indent=1) + "\n")
+    console.print(f"fusion -> {out / 'fusion.safetensors'} (record: fusion.json)")

@@ -20,14 +20,7 @@ from gmtrace.methods.base import Method
 from gmtrace.readout.embedding import gm_gallery, open_set_score
 from gmtrace.readout.inference import Inference
 from gmtrace.realmodel.density import RealPhotoModel
-from gmtrace.realmodel.selfdesc import describe_images
-
-
-def describe(images: np.ndarray, batch: int = 256) -> np.ndarray:
-    """[N, D] self-descriptions of uint8 images, in batches."""
-    return np.concatenate(
-        [describe_images(images[i : i + batch]).numpy() for i in range(0, len(images), batch)]
-    )
+from gmtrace.realmodel.selfdesc import describe
 
 
 class RealPhotoMethod(Method):

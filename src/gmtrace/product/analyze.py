@@ -36,6 +36,7 @@ from gmtrace.product.rows import ImageResult
 from gmtrace.product.scan import scan
 from gmtrace.product.views import image_views
 from gmtrace.readout.embedding import open_set_score
+from gmtrace.readout.fused import FusedAnswer, Fusion
 from gmtrace.readout.inference import infer
 from gmtrace.readout.saved import load_model, model_digest
 
@@ -81,6 +82,8 @@ class Analyzer:
             lo_=dict(saved.meta["normalizer"]["lo"]), hi_=dict(saved.meta["normalizer"]["hi"])
         )
         self.image_size_ = int(saved.meta.get("image_size", 64))
+        # the fused detector (real-photo model, unsure band) where the model has one
+        self.fusion_ = Fusion.load(d)
         # the network's and the readout's files together (`readout.saved.model_digest`)
         self.weights_sha256_ = model_digest(d)
         self.model_id_ = f"gmtrace-{saved.meta.get('gmtrace', '?')}-{self.weights_sha256_[:12]}"
@@ -107,16 +110,41 @@ class Analyzer:
         """`analyze_arrays` of images already cut by `crops`."""
         if not crops:
             return []
-        inf = infer(self.model_, self.readout_, np.concatenate([c.grid for c in crops]))
+        grid = np.concatenate([c.grid for c in crops])
+        inf = infer(self.model_, self.readout_, grid)
+        fused = None
+        if self.fusion_ is not None:
+            owner = np.repeat(np.arange(len(crops)), [len(c.grid) for c in crops])
+
+            def supervised(images: np.ndarray) -> np.ndarray:
+                if images is grid:
+                    return inf.p_generated
+                return infer(self.model_, self.readout_, images).p_generated
+
+            fused = self.fusion_.answer(grid, supervised, owner)
         ends = np.cumsum([len(c.grid) for c in crops])
         out = []
-        for c, name, end in zip(crops, names, ends, strict=True):
+        for i, (c, name, end) in enumerate(zip(crops, names, ends, strict=True)):
             sl = slice(int(end) - len(c.grid), int(end))
-            out.append(self._result(inf, sl, c, name))
+            out.append(self._result(inf, sl, c, name, fused, i))
         return out
 
-    def _result(self, inf, sl: slice, c: Crops, name: str) -> ImageResult:
-        p = float(inf.p_generated[sl].mean())
+    def _verdict(self, fused: FusedAnswer | None, i: int, p: float) -> dict:
+        """The verdict of image i and, with a fusion, its parts and why unsure."""
+        verdict = "generated" if p >= self.threshold else "real"
+        if fused is None:
+            return {"verdict": verdict}
+        return {
+            "verdict": "unsure" if fused.unsure[i] else verdict,
+            "unsure_reason": str(fused.reason[i]) if fused.unsure[i] else None,
+            "p_supervised": float(fused.p_supervised[i]),
+            "real_unlikeness": float(fused.unlikeness[i]),
+        }
+
+    def _result(
+        self, inf, sl: slice, c: Crops, name: str, fused: FusedAnswer | None, i: int
+    ) -> ImageResult:
+        p = float(inf.p_generated[sl].mean() if fused is None else fused.p_generated[i])
         attr = inf.attribution[sl].mean(axis=0)
         top = np.argsort(-attr)[: self.top_k]
         emb = inf.embedding[sl].mean(axis=0)
@@ -133,8 +161,8 @@ class Analyzer:
             crops=len(c.grid),
             padded=c.padded,
             p_generated=p,
-            verdict="generated" if p >= self.threshold else "real",
-            top_gms=[{"name": self.gm_names_[i], "probability": float(attr[i])} for i in top],
+            **self._verdict(fused, i, p),
+            top_gms=[{"name": self.gm_names_[j], "probability": float(attr[j])} for j in top],
             open_set_score=open_score,
             unknown_gm=bool(open_score > self.open_threshold_),
             hyperparameters=parsed,
@@ -157,7 +185,9 @@ class Analyzer:
         keep = [
             r
             for r in results
-            if r.ok and r.embedding is not None and (r.verdict == "generated" or not generated_only)
+            if r.ok
+            and r.embedding is not None
+            and (r.verdict in ("generated", "unsure") or not generated_only)
         ]
         if not keep:
             return 0

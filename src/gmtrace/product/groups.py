@@ -51,7 +51,7 @@ def group_rows(rows: list[dict], generated_only: bool = True) -> dict:
         for r in rows
         if r.get("ok")
         and r.get("embedding")
-        and (r["verdict"] == "generated" or not generated_only)
+        and (r["verdict"] in ("generated", "unsure") or not generated_only)
     ]
     models = sorted({r["model_id"] for r in rows if r.get("model_id")})
     out = {

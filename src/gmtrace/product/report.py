@@ -145,7 +145,8 @@ def _table_html(rows: list[dict], group_of: dict[str, int]) -> str:
         p = r.get("p_generated")
         cells = [
             html.escape(r["path"]),
-            html.escape(r.get("verdict") or "error"),
+            html.escape(r.get("verdict") or "error")
+            + (f" ({html.escape(r['unsure_reason'])})" if r.get("unsure_reason") else ""),
             "" if p is None else f"{p:.3f}",
             html.escape(src),
             str(group_of.get(r["path"], "")),
@@ -247,6 +248,7 @@ def render_report(
     group_of = {m: g["group"] for g in groups["groups"] for m in g["members"]}
     ok = [r for r in rows if r.get("ok")]
     gen = sum(1 for r in ok if r.get("verdict") == "generated")
+    unsure = sum(1 for r in ok if r.get("verdict") == "unsure")
     unknown = sum(1 for r in ok if r.get("verdict") == "generated" and r.get("unknown_gm"))
     summary = [
         ("files", len(rows)),
@@ -254,7 +256,8 @@ def render_report(
         ("failed (unreadable)", len(rows) - len(ok)),
         ("called generated", gen),
         ("of those, from a GM the model does not know", unknown),
-        ("called real", len(ok) - gen),
+        ("unsure (a fused model's band, or its verdict changed under re-encoding)", unsure),
+        ("called real", len(ok) - gen - unsure),
         ("groups of generated images (source GMs)", len(groups["groups"])),
     ]
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -12,7 +12,8 @@ import numpy as np
 
 from gmtrace.data.images import display_path
 
-SCHEMA_VERSION = 2  # 2: parse_linear
+VERDICTS = ("generated", "unsure", "real")
+SCHEMA_VERSION = 3  # 2: parse_linear; 3: verdict "unsure", unsure_reason, p_supervised
 
 # every row has these keys, in this order (values None where they do not apply)
 ROW_FIELDS = (
@@ -27,7 +28,12 @@ ROW_FIELDS = (
     "crops",
     "padded",
     "p_generated",
-    "verdict",
+    "verdict",  # "generated", "unsure" (a fused model only) or "real"
+    "unsure_reason",  # why "unsure"; None otherwise
+    # a fused model's parts: the supervised detector's p and the real-photo model's
+    # unlikeness (the share of reference photographs more likely than the image)
+    "p_supervised",
+    "real_unlikeness",
     "top_gms",  # [{"name", "probability"}], most likely first
     "open_set_score",
     "unknown_gm",
@@ -62,7 +68,10 @@ class ImageResult:
     crops: int = 0
     padded: bool = False
     p_generated: float | None = None
-    verdict: str | None = None  # "generated" | "real"
+    verdict: str | None = None  # "generated" | "unsure" | "real"
+    unsure_reason: str | None = None
+    p_supervised: float | None = None
+    real_unlikeness: float | None = None
     top_gms: list[dict] = field(default_factory=list)  # [{"name", "probability"}]
     open_set_score: float | None = None
     unknown_gm: bool | None = None

@@ -61,6 +61,7 @@ class ScanSummary:
     failed: int = 0
     resumed: int = 0  # rows already in the output, kept
     generated: int = 0
+    unsure: int = 0  # a fused model's "unsure" verdicts
     unknown_gm: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)  # the first few, for the summary
@@ -193,6 +194,8 @@ TYPED = {
     "crops": int,
     "padded": bool,
     "p_generated": float,
+    "p_supervised": float,
+    "real_unlikeness": float,
     "open_set_score": float,
     "unknown_gm": bool,
 }
@@ -333,6 +336,7 @@ def _tally(summary: ScanSummary, rows: list[dict]) -> None:
             continue
         summary.analyzed += 1
         summary.generated += r["verdict"] == "generated"
+        summary.unsure += r["verdict"] == "unsure"
         summary.unknown_gm += bool(r["unknown_gm"] and r["verdict"] == "generated")
 
 

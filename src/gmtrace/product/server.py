@@ -44,7 +44,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gmtrace.data.images import decode_bytes
 from gmtrace.product.config import Limits
 from gmtrace.product.report import image_views_data
-from gmtrace.product.rows import SCHEMA_VERSION, ImageResult, model_fields
+from gmtrace.product.rows import SCHEMA_VERSION, VERDICTS, ImageResult, model_fields
 
 
 class _Refused(Exception):
@@ -318,7 +318,7 @@ def _check_row(r: dict) -> None:
         for k in ("hyperparameters", "loss_probabilities"):
             if not isinstance(r.get(k), dict):
                 raise ValueError(f"row {r.get('path')!r}: '{k}' missing")
-        if not isinstance(r.get("top_gms"), list) or r.get("verdict") not in ("generated", "real"):
+        if not isinstance(r.get("top_gms"), list) or r.get("verdict") not in VERDICTS:
             raise ValueError(f"row {r.get('path')!r}: 'top_gms' or 'verdict' missing")
         if not isinstance(r.get("p_generated"), int | float):
             raise ValueError(f"row {r.get('path')!r}: 'p_generated' missing")

@@ -17,7 +17,7 @@ body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 #drop.over{background:#eef}
 .card{border:1px solid #ccc;border-radius:6px;padding:1em;margin:1em 0;display:flex;gap:1.5em}
 .card.error{border-color:#c33;background:#fee}
-.verdict{font-size:1.4em;font-weight:bold}.generated{color:#b30}.real{color:#070}
+.verdict{font-size:1.4em;font-weight:bold}.generated{color:#b30}.unsure{color:#a70}.real{color:#070}
 table{border-collapse:collapse}td{border:1px solid #ddd;padding:1px 6px;font-size:13px}
 .bar{display:inline-block;width:70px;height:8px;background:#ddd;vertical-align:middle}
 .bar span{display:block;height:8px;background:#3a7}
@@ -43,7 +43,7 @@ function card(r){
   d.className='card'+(r.ok?'':' error');
   d.dataset.file=r.path;
   if(!r.ok){d.innerHTML='<div><b>'+esc(r.path)+'</b><p class="err">'+esc(r.error)+'</p></div>';return d;}
-  const gen=r.verdict==='generated', top=(r.top_gms||[])[0]||{};
+  const gen=r.verdict!=='real', top=(r.top_gms||[])[0]||{};
   const src=!gen?'':(r.unknown_gm?'unknown GM (not one the model knows)':'nearest known GM: '+esc(top.name)+' ('+top.probability.toFixed(2)+')');
   let hp='';
   const h=r.hyperparameters||{};
@@ -55,7 +55,8 @@ function card(r){
   for(const k of Object.keys(lp).sort((a,b)=>lp[b]-lp[a])) ls+='<tr><td>'+esc(k)+'</td><td>'+bar(lp[k])+'</td></tr>';
   const v=r.views||{};
   d.innerHTML='<div><b>'+esc(r.path)+'</b><p class="verdict '+r.verdict+'">'+r.verdict+
-    ' (p = '+r.p_generated.toFixed(3)+')</p><p>'+src+'</p>'+
+    ' (p = '+r.p_generated.toFixed(3)+')</p>'+(r.unsure_reason?'<p>unsure: '+esc(r.unsure_reason)+'</p>':'')+
+    '<p>'+(r.verdict==='unsure'&&src?'if generated: ':'')+src+'</p>'+
     (v.fingerprint?'<figure><img src="'+v.fingerprint+'" alt="fingerprint"><figcaption>fingerprint</figcaption></figure>':'')+
     (v.spectrum?'<figure><img src="'+v.spectrum+'" alt="spectrum"><figcaption>spectrum of the residual</figcaption></figure>':'')+
     '</div><div><table>'+hp+'</table></div><div><table>'+ls+'</table></div>';

@@ -19,6 +19,7 @@ from gmtrace.nets.model import GMTraceModel
 from gmtrace.readout.readout import READOUT, Readout
 
 WEIGHTS = "model.safetensors"
+FUSION = "fusion.safetensors"  # `readout.fused.Fusion`, where the model has one
 CONFIG = "config.json"
 
 
@@ -82,7 +83,10 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> Sav
 
 def model_digest(model_dir: str | Path) -> str:
     """The hex sha256 that names a saved model: of its network's and its readout's
-    file hashes together (a refit readout is another model)."""
+    file hashes together, and its fusion's where it has one (a refit readout or
+    fusion is another model)."""
     d = Path(model_dir)
     parts = [file_sha256(d / WEIGHTS), file_sha256(d / READOUT)]
+    if (d / FUSION).is_file():
+        parts.append(file_sha256(d / FUSION))
     return hashlib.sha256("".join(parts).encode()).hexdigest()

@@ -21,6 +21,11 @@ def logit(p: np.ndarray, eps: float = 1e-4) -> np.ndarray:
     return np.log(p / (1.0 - p))
 
 
+def scalar(v) -> float:
+    """A number kept as an array of one value (or none: a 0-d array)."""
+    return float(np.asarray(v, dtype=np.float64).reshape(-1)[0])
+
+
 def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))
 
@@ -80,7 +85,8 @@ class Stacker:
 
     @classmethod
     def from_arrays(cls, arrays: dict, prefix: str) -> Stacker:
-        return cls(np.asarray(arrays[f"{prefix}weights"]), float(arrays[f"{prefix}bias"]))
+        weights = np.asarray(arrays[f"{prefix}weights"], dtype=np.float64).reshape(-1)
+        return cls(weights, scalar(arrays[f"{prefix}bias"]))
 
 
 @dataclass

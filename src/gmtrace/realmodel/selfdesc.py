@@ -69,6 +69,15 @@ def to_unit(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return (images.float() + 1.0) / 2.0
 
 
+def describe(images: np.ndarray, batch: int = 256) -> np.ndarray:
+    """[N, D] self-descriptions of uint8 images [N, H, W, 3], in batches."""
+    if len(images) == 0:
+        return np.zeros((0, len(DESCRIPTION_NAMES)))
+    return np.concatenate(
+        [describe_images(images[i : i + batch]).numpy() for i in range(0, len(images), batch)]
+    )
+
+
 def describe_images(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """[N, len(DESCRIPTION_NAMES)] self-descriptions of a batch (uint8 NHWC or
     float NCHW in [-1, 1]); every image at least `MIN_SIDE` pixels a side."""

@@ -1,0 +1,147 @@
+"""The fused detector as a model carries it: the model of real photographs, the
+stacker that fuses its unlikeness with the supervised probability, the unsure band
+and the grouping chosen beside them (`Fusion`, saved as fusion.safetensors in a
+model folder), and how they answer images (`Fusion.answer`). Fitted on inner
+validation codebases (`methods.fused`, `gmtrace train --fuse`); docs/realmodel.md."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gmtrace.core.files import atomic_path
+from gmtrace.data.augment import jpeg, resize
+from gmtrace.readout.saved import FUSION
+from gmtrace.realmodel.density import RealModelError, RealPhotoModel
+from gmtrace.realmodel.fusion import Stacker, UnsureBand, scalar, stack_features
+from gmtrace.realmodel.selfdesc import describe
+
+# what an image flagged by the band is scored again after (issue 22)
+REENCODINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "JPEG q95": lambda a: jpeg(a, 95),
+    "JPEG q75": lambda a: jpeg(a, 75),
+    "a 0.75 resize": lambda a: resize(a, 0.75),
+}
+
+
+def reencoded(images: np.ndarray) -> list[np.ndarray]:
+    """Each of `REENCODINGS` applied to every image of a batch (one size)."""
+    return [np.stack([f(a) for a in images]) for f in REENCODINGS.values()]
+
+
+@dataclass
+class FusedAnswer:
+    p_generated: np.ndarray  # [N] fused
+    unsure: np.ndarray  # [N] bool
+    reason: np.ndarray  # [N] str, empty where sure
+    p_supervised: np.ndarray  # [N] the supervised detector's own
+    unlikeness: np.ndarray  # [N] the real model's own
+
+
+@dataclass
+class Fusion:
+    real: RealPhotoModel
+    stacker: Stacker  # inputs: supervised logit, unlikeness logit
+    real_cal: Stacker  # the real model's own calibration (for disagreement)
+    band: UnsureBand
+    min_size: int  # grouping: 0 the silhouette cut, else density with that smallest group
+
+    def fused(self, p_sup: np.ndarray, unlikeness: np.ndarray) -> np.ndarray:
+        return self.stacker.prob(stack_features(p_sup, unlikeness))
+
+    def disagree(self, p_sup: np.ndarray, unlikeness: np.ndarray) -> np.ndarray:
+        p_real = self.real_cal.prob(stack_features(None, unlikeness))
+        return (np.asarray(p_sup) > 0.5) != (p_real > 0.5)
+
+    def answer(
+        self,
+        images: np.ndarray,
+        supervised: Callable[[np.ndarray], np.ndarray],
+        owner: np.ndarray | None = None,
+    ) -> FusedAnswer:
+        """The fused answers for uint8 images [N, H, W, 3] (one size), given the
+        supervised detector's p as `supervised(images)`. With `owner` [N] (the image
+        each crop belongs to: 0..M-1), the answers are per owner, each the mean of
+        its crops' (the band and the re-encodings judge the owner as a whole)."""
+        owner = np.arange(len(images)) if owner is None else np.asarray(owner)
+        n = int(owner.max()) + 1 if len(owner) else 0
+
+        def per_owner(v: np.ndarray) -> np.ndarray:
+            return np.bincount(owner, weights=v, minlength=n) / np.bincount(owner, minlength=n)
+
+        p_sup = supervised(images)
+        unl = self.real.unlikeness(describe(images))
+        p = per_owner(self.fused(p_sup, unl))
+        ps, un = per_owner(p_sup), per_owner(unl)
+        flag = self.band.flagged(p, self.disagree(ps, un))
+        unsure = np.zeros(n, bool)
+        reason = np.full(n, "", dtype=object)
+        if flag.any():
+            rows = np.isin(owner, np.flatnonzero(flag))
+            sub_owner = np.unique(owner[rows], return_inverse=True)[1]
+            versions = [p[flag]]
+            for again in reencoded(images[rows]):
+                q = self.fused(supervised(again), self.real.unlikeness(describe(again)))
+                versions.append(np.bincount(sub_owner, weights=q) / np.bincount(sub_owner))
+            unsure[flag], reason[flag] = self.band.decide(np.stack(versions))
+        return FusedAnswer(p, unsure, reason.astype(str), ps, un)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {f"real_{k}": v for k, v in self.real.to_arrays().items()}
+        arrays |= self.stacker.to_arrays("stack_") | self.real_cal.to_arrays("realcal_")
+        arrays["band_width"] = np.array(self.band.width)
+        arrays["band_disagreement"] = np.array(float(self.band.disagreement))
+        arrays["grouping_min_size"] = np.array(float(self.min_size))
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Fusion:
+        try:
+            real = RealPhotoModel.from_arrays(
+                {k[5:]: v for k, v in arrays.items() if k.startswith("real_")}
+            )
+            return cls(
+                real=real,
+                stacker=Stacker.from_arrays(arrays, "stack_"),
+                real_cal=Stacker.from_arrays(arrays, "realcal_"),
+                band=UnsureBand(
+                    scalar(arrays["band_width"]),
+                    tuple(REENCODINGS),
+                    bool(scalar(arrays["band_disagreement"])),
+                ),
+                min_size=int(scalar(arrays["grouping_min_size"])),
+            )
+        except KeyError as e:
+            raise RealModelError(f"a saved fusion lacks {e}") from None
+
+    def save(self, model_dir: str | Path) -> Path:
+        from safetensors.numpy import save_file
+
+        path = Path(model_dir) / FUSION
+        arrays = {
+            k: np.ascontiguousarray(np.atleast_1d(v), dtype=np.float64)
+            for k, v in self.to_arrays().items()
+        }
+        with atomic_path(path) as tmp:
+            save_file(arrays, str(tmp))
+        return path
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> Fusion | None:
+        """The fusion of a model folder, or None where it has none."""
+        from safetensors.numpy import load_file
+
+        path = Path(model_dir) / FUSION
+        if not path.is_file():
+            return None
+        try:
+            arrays = load_file(str(path))
+        except Exception as e:
+            raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+        try:
+            return cls.from_arrays(arrays)
+        except RealModelError as e:
+            raise ValueError(f"{path}: {e}") from None

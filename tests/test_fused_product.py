@@ -1,0 +1,84 @@
+"""A model that carries a fusion (`gmtrace train --fuse`): the analyzer's fused
+probability, its "unsure" verdict with the reason, and the rows that carry them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from gmtrace.cli.main import app
+from gmtrace.product.analyze import Analyzer
+from gmtrace.product.rows import ROW_FIELDS, SCHEMA_VERSION, model_fields
+from gmtrace.readout.fused import REENCODINGS, Fusion
+from gmtrace.realmodel.density import RealPhotoModel
+from gmtrace.realmodel.fusion import Stacker, UnsureBand
+from gmtrace.realmodel.selfdesc import describe
+
+runner = CliRunner()
+
+
+def _images(n: int, size: int = 48) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [(rng.random((size, size, 3)) * 255).astype(np.uint8) for _ in range(n)]
+
+
+def _with_fusion(model_dir: Path, tmp_path: Path, width: float) -> Path:
+    d = tmp_path / f"fused_{width}"
+    shutil.copytree(model_dir, d)
+    photos = np.stack(_images(30, 32))
+    Fusion(
+        RealPhotoModel.fit(describe(photos), seed=0),
+        Stacker(np.array([1.0, 0.5]), 0.0),
+        Stacker(np.array([1.0]), 0.0),
+        UnsureBand(width, tuple(REENCODINGS), disagreement=False),
+        min_size=0,
+    ).save(d)
+    return d
+
+
+def test_a_fused_model_answers_fused_p_and_unsure_with_the_reason(
+    small_model_dir: Path, tmp_path: Path
+):
+    plain = Analyzer(small_model_dir)
+    assert plain.fusion_ is None
+    imgs, names = _images(3), ["a.png", "b.png", "c.png"]
+    before = plain.analyze_arrays(imgs, names)
+    assert all(r.unsure_reason is None and r.p_supervised is None for r in before)
+    # a band as wide as any logit: every image is looked at again and stays in it
+    wide = Analyzer(_with_fusion(small_model_dir, tmp_path, width=50.0))
+    rows = wide.analyze_arrays(imgs, names)
+    for r, b in zip(rows, before, strict=True):
+        assert r.verdict == "unsure" and r.unsure_reason
+        assert abs(r.p_supervised - b.p_generated) < 1e-5  # the network's own p kept
+        assert 0 <= r.real_unlikeness <= 1
+        z = np.log(r.p_supervised / (1 - r.p_supervised))
+        u = np.clip(r.real_unlikeness, 0.002, 0.998)
+        assert abs(r.p_generated - 1 / (1 + np.exp(-(z + 0.5 * np.log(u / (1 - u)))))) < 1e-4
+    row = rows[0].to_row(model_fields(wide))
+    assert list(row) == list(ROW_FIELDS) and row["schema_version"] == SCHEMA_VERSION == 3
+    assert row["verdict"] == "unsure" and row["unsure_reason"]
+    # no band: the fused p decides
+    narrow = Analyzer(_with_fusion(small_model_dir, tmp_path, width=0.0))
+    for r in narrow.analyze_arrays(imgs, names):
+        assert r.verdict == ("generated" if r.p_generated >= 0.5 else "real")
+        assert r.unsure_reason is None
+    # a fused model is another model
+    assert wide.model_id_ != plain.model_id_
+
+
+def test_train_with_fuse_writes_a_fusion_the_analyzer_loads(tiny_zoo_dir: Path, tmp_path: Path):
+    out = tmp_path / "m"
+    args = ["train", "--zoo", str(tiny_zoo_dir), "--out", str(out), "--steps", "2"]
+    args += ["--batch", "8", "--image-size", "32", "--per-gm", "8", "--fuse"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert (out / "fusion.safetensors").is_file() and (out / "fusion.json").is_file()
+    assert (out / "inner" / "gmtrace" / "model.safetensors").is_file()
+    a = Analyzer(out)
+    assert a.fusion_ is not None
+    res = a.analyze_arrays(_images(2, 32), ["x.png", "y.png"])
+    assert all(x.verdict in ("generated", "unsure", "real") for x in res)
+    assert all(x.p_supervised is not None for x in res)
