@@ -82,3 +82,51 @@ def test_train_with_fuse_writes_a_fusion_the_analyzer_loads(tiny_zoo_dir: Path, 
     res = a.analyze_arrays(_images(2, 32), ["x.png", "y.png"])
     assert all(x.verdict in ("generated", "unsure", "real") for x in res)
     assert all(x.p_supervised is not None for x in res)
+
+
+def _photo_folder(folder: Path, n: int, bad: int = 0) -> Path:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(_images(n, 40)):
+        Image.fromarray(img).save(folder / f"p{i:02d}.png")
+    for i in range(bad):
+        (folder / f"bad{i}.png").write_bytes(b"not an image")
+    return folder
+
+
+def test_calibrate_refits_the_real_model_and_names_it_in_the_model_id(
+    small_model_dir: Path, tmp_path: Path, monkeypatch
+):
+    monkeypatch.setenv("GMTRACE_DATA", str(tmp_path / "data"))
+    d = _with_fusion(small_model_dir, tmp_path, width=0.0)
+    base = Analyzer(d)
+    assert base.calibration_ is None
+    # too few readable photographs: a clear message, nothing in force
+    few = _photo_folder(tmp_path / "few", 5, bad=1)
+    r = runner.invoke(app, ["calibrate", str(few), "--model", str(d)])
+    said = " ".join(r.output.split())  # rich wraps lines
+    assert r.exit_code != 0 and "at least 20" in said and "1 unreadable" in said
+    assert Analyzer(d).calibration_ is None
+    # a model without a fusion has nothing to calibrate
+    r = runner.invoke(app, ["calibrate", str(few), "--model", str(small_model_dir)])
+    assert r.exit_code != 0 and "no fusion" in " ".join(r.output.split())
+    photos = _photo_folder(tmp_path / "mine", 24, bad=1)
+    r = runner.invoke(app, ["calibrate", str(photos), "--model", str(d), "--name", "cam1"])
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "24 photographs" in said and "1 unreadable" in said
+    cal = Analyzer(d)
+    assert cal.calibration_.name == "cam1" and cal.model_id_.startswith(
+        base.model_id_ + "+cal-cam1-"
+    )
+    assert cal.weights_sha256_ != base.weights_sha256_
+    assert cal.threshold_ >= 0.5
+    # the user's photographs: at most 5 % called generated at the calibrated threshold
+    res = cal.analyze_arrays(_images(24, 40), [f"p{i}" for i in range(24)])
+    assert np.mean([x.p_generated >= cal.threshold_ for x in res]) <= 0.05 + 1e-9
+    assert not np.allclose(cal.fusion_.real.reference, base.fusion_.real.reference)
+    assert Analyzer(d, calibration="none").model_id_ == base.model_id_
+    assert (
+        tmp_path / "data" / "calibrations" / base.model_id_ / "cam1" / "calibration.json"
+    ).is_file()

@@ -42,6 +42,13 @@ def analyze(
         bool, typer.Option("--group", help="group the generated images by source GM")
     ] = False,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
+    calibration: Annotated[
+        str | None,
+        typer.Option(
+            help="a calibration of a fused model (`gmtrace calibrate`; default: its active "
+            "one, if any; none: no calibration)"
+        ),
+    ] = None,
 ) -> None:
     """Is each image generated, by which known GM (or an unknown one), and what were
     that GM's architecture and training losses?"""
@@ -55,7 +62,9 @@ def analyze(
     if not files and not problems:
         fail("no image files given (folders are searched recursively)")
     try:
-        analyzer = Analyzer(model, device=device, top_k=top, max_crops=max_crops)
+        analyzer = Analyzer(
+            model, device=device, top_k=top, max_crops=max_crops, calibration=calibration
+        )
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
     with progress(Console(stderr=True), transient=True) as bars:
@@ -142,6 +151,13 @@ def scan(
         str | None, typer.Option(help="an existing Ray cluster (default: start a local one)")
     ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
+    calibration: Annotated[
+        str | None,
+        typer.Option(
+            help="a calibration of a fused model (`gmtrace calibrate`; default: its active "
+            "one, if any; none: no calibration)"
+        ),
+    ] = None,
 ) -> None:
     """Scan images into one results file, one row per file (killed, rerun the same
     command: it finishes where it stopped, with the same rows)."""
@@ -155,7 +171,7 @@ def scan(
     from gmtrace.product.scan import scan as run_scan
 
     try:
-        analyzer = Analyzer(model, device=device, max_crops=max_crops)
+        analyzer = Analyzer(model, device=device, max_crops=max_crops, calibration=calibration)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
     t0 = time.perf_counter()
@@ -395,3 +411,38 @@ def check(
     )
     s.add_row("continuous, mean L1 (normalized)", f"{res['mean_continuous_l1']:.3f}")
     console.print(s)
+
+
+@app.command()
+def calibrate(
+    photos: Annotated[
+        list[Path], typer.Argument(help="your own photographs (files or folders), 20 or more")
+    ],
+    model: Annotated[
+        Path | None, typer.Option(help="model folder (default: the model shipped with gmtrace)")
+    ] = None,
+    name: Annotated[str, typer.Option(help="the calibration's name")] = "default",
+) -> None:
+    """Refit a fused model's real-photo model and threshold on your own photographs
+    (your camera, your platform's JPEG); kept in your data folder and used from now on
+    (`--calibration none` to do without)."""
+    from gmtrace.product.analyze import Analyzer
+    from gmtrace.product.calibration import (
+        calibrate as run_calibrate,
+    )
+    from gmtrace.product.calibration import (
+        model_folder,
+    )
+
+    try:
+        analyzer = Analyzer(model, calibration="none")
+        cal = run_calibrate(analyzer, photos, name)
+    except (FileNotFoundError, ValueError) as e:  # CalibrationError is a ValueError
+        fail(str(e))
+    r = cal.record
+    console.print(
+        f"calibration {cal.name!r} of {r['model_id']}: {r['photographs']} photographs "
+        f"({r['crops']} crops, {len(r['unreadable'])} unreadable), threshold "
+        f"{cal.threshold:.3f} ({r['called_generated_at_0.5']:.0%} of them at or above 0.5 "
+        f"before); in force from now on -> {model_folder(r['model_id']) / cal.name}"
+    )

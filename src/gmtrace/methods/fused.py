@@ -73,8 +73,8 @@ class FusedMethod(Method):
     def group(self, embedding: np.ndarray) -> np.ndarray:
         return group_with(embedding, self.fusion_.min_size)
 
-    def fingerprints(self, images: np.ndarray) -> np.ndarray:
-        return self.net.fingerprints(images)
+    # no fingerprints of its own: they are the outer network's (the `gmtrace`
+    # method's figures and leakage check), not checked twice
 
 
 def fit_fusion(

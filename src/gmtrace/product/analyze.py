@@ -29,8 +29,13 @@ from gmtrace.data.images import (
     read_bytes,
     save_png,
 )
-from gmtrace.grouping.cluster import group_scalable, number_groups
+from gmtrace.grouping.cluster import density_group, group_scalable, number_groups
 from gmtrace.nets.fen import fold_batch_norm
+from gmtrace.product.calibration import (
+    CalibrationError,
+    calibrated_digest,
+    load_calibration,
+)
 from gmtrace.product.config import MAX_CROPS, THRESHOLD, TOP_K
 from gmtrace.product.rows import ImageResult
 from gmtrace.product.scan import scan
@@ -61,12 +66,14 @@ class Analyzer:
         top_k: int = TOP_K,
         max_crops: int = MAX_CROPS,
         threshold: float = THRESHOLD,
+        calibration: str | None = None,
     ):
         self.model_dir = model_dir
         self.device = device
         self.top_k = top_k
         self.max_crops = max_crops
         self.threshold = threshold
+        self.calibration = calibration
         d = Path(model_dir) if model_dir is not None else default_model_dir()
         self.model_dir_ = d
         saved = load_model(d, device=pick_device(device))
@@ -83,10 +90,31 @@ class Analyzer:
         )
         self.image_size_ = int(saved.meta.get("image_size", 64))
         # the fused detector (real-photo model, unsure band) where the model has one
-        self.fusion_ = Fusion.load(d)
+        self.base_fusion_ = Fusion.load(d)
         # the network's and the readout's files together (`readout.saved.model_digest`)
         self.weights_sha256_ = model_digest(d)
         self.model_id_ = f"gmtrace-{saved.meta.get('gmtrace', '?')}-{self.weights_sha256_[:12]}"
+        self.base_model_id_ = self.model_id_
+        self._use_calibration(calibration)
+
+    def _use_calibration(self, name: str | None) -> None:
+        """A user's calibration of the fused model (`product.calibration`): its real
+        model and threshold, and its name in the model id."""
+        self.fusion_, self.threshold_, self.calibration_ = self.base_fusion_, self.threshold, None
+        if self.base_fusion_ is None:
+            if name not in (None, "none"):
+                raise CalibrationError(f"{self.model_dir_}: the model has no fusion to calibrate")
+            return
+        cal = load_calibration(self.base_model_id_, name)
+        if cal is not None:
+            self.calibration_, self.fusion_ = cal, cal.fusion
+            self.threshold_ = max(self.threshold, cal.threshold)
+            self.weights_sha256_ = calibrated_digest(self.weights_sha256_, cal)
+            self.model_id_ = f"{self.base_model_id_}+{cal.tag}"
+
+    def supervised_p(self, images: np.ndarray) -> np.ndarray:
+        """The network's own calibrated p(generated) of uint8 crops [N, H, W, 3]."""
+        return infer(self.model_, self.readout_, images).p_generated
 
     def analyze_array(self, img: np.ndarray, name: str = "<array>") -> ImageResult:
         """Analyze one RGB uint8 image [H, W, 3]."""
@@ -117,9 +145,7 @@ class Analyzer:
             owner = np.repeat(np.arange(len(crops)), [len(c.grid) for c in crops])
 
             def supervised(images: np.ndarray) -> np.ndarray:
-                if images is grid:
-                    return inf.p_generated
-                return infer(self.model_, self.readout_, images).p_generated
+                return inf.p_generated if images is grid else self.supervised_p(images)
 
             fused = self.fusion_.answer(grid, supervised, owner)
         ends = np.cumsum([len(c.grid) for c in crops])
@@ -131,7 +157,7 @@ class Analyzer:
 
     def _verdict(self, fused: FusedAnswer | None, i: int, p: float) -> dict:
         """The verdict of image i and, with a fusion, its parts and why unsure."""
-        verdict = "generated" if p >= self.threshold else "real"
+        verdict = "generated" if p >= self.threshold_ else "real"
         if fused is None:
             return {"verdict": verdict}
         return {
@@ -178,10 +204,11 @@ class Analyzer:
 
     def group(self, results: list[ImageResult], generated_only: bool = True) -> int:
         """Group analyzed images by source GM, without knowing how many GMs there
-        are (Ward clustering cut near the silhouette peak, `grouping.cluster.group`):
-        sets `result.group` to 1, 2, ... (largest first, `grouping.cluster.
-        number_groups`; None for failed images, and for images that look real when
-        `generated_only`). Returns the number of groups."""
+        are (Ward clustering cut near the silhouette peak, `grouping.cluster.group`;
+        a fused model's density clustering where it chose one, an image that fits no
+        group alone): sets `result.group` to 1, 2, ... (largest first, `grouping.cluster.
+        number_groups`; None for failed images, and for images called real when
+        `generated_only`; unsure ones are grouped). Returns the number of groups."""
         keep = [
             r
             for r in results
@@ -192,7 +219,9 @@ class Analyzer:
         if not keep:
             return 0
         emb = np.stack([r.embedding / (np.linalg.norm(r.embedding) + 1e-12) for r in keep])
-        numbers = number_groups(group_scalable(emb))
+        size = self.fusion_.min_size if self.fusion_ is not None else 0
+        # a fused model's grouping: density clustering where its inner validation chose it
+        numbers = number_groups(density_group(emb, size) if size else group_scalable(emb))
         for r, k in zip(keep, numbers, strict=True):
             r.group = int(k)
         return int(numbers.max())

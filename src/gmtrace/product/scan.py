@@ -356,8 +356,17 @@ class _RayBlockScanner:
     """A Ray Data actor: its own analyzer (of the scanning analyzer's class), the rows
     of one batch per call."""
 
-    def __init__(self, analyzer_class: type, model_dir: str, device: str | None, max_crops: int):
-        self.analyzer = analyzer_class(model_dir, device=device, max_crops=max_crops)
+    def __init__(
+        self,
+        analyzer_class: type,
+        model_dir: str,
+        device: str | None,
+        max_crops: int,
+        calibration: str = "none",
+    ):
+        self.analyzer = analyzer_class(
+            model_dir, device=device, max_crops=max_crops, calibration=calibration
+        )
 
     def __call__(self, batch: dict) -> dict:
         out = []
@@ -400,6 +409,8 @@ def _ray_batches(analyzer, blocks, todo, workers: int, address: str | None) -> I
                 str(analyzer.model_dir_),
                 analyzer.device,
                 analyzer.max_crops,
+                # the same calibration (read from this machine's data folder)
+                analyzer.calibration_.name if analyzer.calibration_ else "none",
             ),
             batch_size=1,
             concurrency=max(1, workers),
