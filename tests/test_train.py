@@ -239,3 +239,15 @@ def test_consistency_loss_is_zero_for_identical_views():
     # huge logits stay bounded: the loss of a wrong sign is at most about |logit|
     c = out([50.0, -50.0], [[1.0, 0.0], [0.0, 1.0]])
     assert consistency_loss(c, out([-50.0, 50.0], [[1.0, 0.0], [0.0, 1.0]])).item() < 60
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_training_on_cuda_fits_a_readout_that_answers_on_cuda(zoo: GMDataset, tmp_path: Path):
+    # the readout is fitted on the CPU (scikit-learn) while the network runs on CUDA:
+    # `infer` moves its tensors to the network's device (a first run on a GPU
+    # machine failed here, in the calibration's first `infer`)
+    train(zoo, tmp_path / "m", cfg(2), SMALL, device="cuda")
+    saved = load_model(tmp_path / "m", device="cuda")
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    inf = infer(saved.model, saved.readout, images)
+    assert inf.p_generated.shape == (4,) and saved.readout.detect_weight_.is_cuda

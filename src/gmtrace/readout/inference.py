@@ -93,6 +93,7 @@ def infer(
     one, else the network's own parsing heads."""
     model.eval()
     dev = next(model.parameters()).device
+    readout.to(dev)
     parts: dict[str, list] = {}
     for i in range(0, len(images), batch):
         x = torch.from_numpy(to_float(images[i : i + batch])).to(dev)

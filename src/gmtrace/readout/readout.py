@@ -132,6 +132,14 @@ class Readout:
         """The learned tensors by name (without the trailing underscore)."""
         return {k[:-1]: v for k, v in vars(self).items() if k.endswith("_") and v is not None}
 
+    def to(self, device: str | torch.device) -> Readout:
+        """This readout with its learned tensors on `device` (in place; fitting
+        creates them on the CPU, and the network may run on CUDA)."""
+        for k, v in vars(self).items():
+            if k.endswith("_") and isinstance(v, torch.Tensor) and v.device != torch.device(device):
+                setattr(self, k, v.to(device))
+        return self
+
     def has_probe(self) -> bool:
         return getattr(self, "probe_weight_", None) is not None
 
