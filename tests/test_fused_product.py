@@ -25,8 +25,8 @@ def _images(n: int, size: int = 48) -> list[np.ndarray]:
     return [(rng.random((size, size, 3)) * 255).astype(np.uint8) for _ in range(n)]
 
 
-def _with_fusion(model_dir: Path, tmp_path: Path, width: float) -> Path:
-    d = tmp_path / f"fused_{width}"
+def _with_fusion(model_dir: Path, tmp_path: Path, width: float, min_size: int = 0) -> Path:
+    d = tmp_path / f"fused_{width}_{min_size}"
     shutil.copytree(model_dir, d)
     photos = np.stack(_images(30, 32))
     Fusion(
@@ -34,7 +34,7 @@ def _with_fusion(model_dir: Path, tmp_path: Path, width: float) -> Path:
         Stacker(np.array([1.0, 0.5]), 0.0),
         Stacker(np.array([1.0]), 0.0),
         UnsureBand(width, tuple(REENCODINGS), disagreement=False),
-        min_size=0,
+        min_size=min_size,
     ).save(d)
     return d
 
@@ -130,3 +130,21 @@ def test_calibrate_refits_the_real_model_and_names_it_in_the_model_id(
     assert (
         tmp_path / "data" / "calibrations" / base.model_id_ / "cam1" / "calibration.json"
     ).is_file()
+
+
+def test_group_uses_the_fused_models_density_grouping_for_its_own_rows(
+    small_model_dir: Path, tmp_path: Path
+):
+    from gmtrace.cli.product import _grouping_of
+    from gmtrace.product.groups import group_rows
+
+    d = _with_fusion(small_model_dir, tmp_path, width=0.0, min_size=5)
+    a = Analyzer(d, calibration="none")
+    rows = [r.to_row(model_fields(a)) for r in a.analyze_arrays(_images(12), list("abcdefghijkl"))]
+    assert _grouping_of(d, rows) == 5
+    assert _grouping_of(small_model_dir, rows) == 0  # no fusion there
+    other = [dict(r, model_id="gmtrace-0.0.0-000000000000") for r in rows]
+    assert _grouping_of(d, other) == 0  # not its rows: the silhouette cut
+    g = group_rows(rows, generated_only=False, min_size=5)
+    assert g["grouping"] == "density, groups of 5+" and g["grouped"] == 12
+    assert sum(x["size"] for x in g["groups"]) == 12

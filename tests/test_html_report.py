@@ -76,3 +76,20 @@ def test_report_of_a_scanned_case(small_model_dir: Path, tiny_zoo_dir: Path, tmp
     assert body.count("mean residual spectrum") == len(g["groups"])
     assert body.count("mean fingerprint") == len(g["groups"])
     assert "Model card" in body and "weights sha256" in body and "sortBy(" in text
+    # the overview before the verdicts: the histogram of p by verdict, a strip per group
+    assert (
+        text.index("<h2>Overview</h2>")
+        < text.index('<svg class="hist"')
+        < text.index("<h2>Verdicts</h2>")
+    )
+    ok = [r for r in rows if r["ok"]]
+    called = {v: sum(r["verdict"] == v for r in ok) for v in ("generated", "unsure", "real")}
+    for v, n in called.items():  # the histogram's legend counts every analyzed image
+        assert f"{v} ({n})" in body
+    assert sum(called.values()) == len(ok)
+    links = [a["href"] for t, a in p.tags if t == "a"]
+    assert sorted(links) == sorted(f"#group-{x['group']}" for x in g["groups"])
+    # the table's rows carry thumbnails of readable files; the pager drives it
+    thumbs = [a for t, a in p.tags if t == "img" and a.get("class") == "t"]
+    assert len(thumbs) == len(ok)
+    assert 'data-page-rows="100"' in text and "turn(1)" in text

@@ -233,9 +233,17 @@ def group_cmd(
         bool,
         typer.Option("--all", help="group every analyzed image, not only those called generated"),
     ] = False,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="the model that scanned them (default: the shipped one): a fused model's "
+            "grouping is used when the rows are its own"
+        ),
+    ] = None,
 ) -> None:
-    """Group a scan's generated images by source GM (the number of GMs unknown), with
-    each group's parse over its images and the nearest known GM when one is close."""
+    """Group a scan's generated (and unsure) images by source GM (the number of GMs
+    unknown), with each group's parse over its images and the nearest known GM when
+    one is close."""
     from gmtrace.core.schema import format_count
     from gmtrace.product.groups import group_rows, write_groups
     from gmtrace.product.scan import ScanError, read_results
@@ -244,7 +252,7 @@ def group_cmd(
         rows = read_results(results)
     except ScanError as e:
         fail(str(e))
-    g = group_rows(rows, generated_only=not all_images)
+    g = group_rows(rows, generated_only=not all_images, min_size=_grouping_of(model, rows))
     write_groups(g, out)
     t = Table(title=f"gmtrace group: {len(g['groups'])} group(s) of {g['grouped']} images")
     t.add_column("group", justify="right")
@@ -411,6 +419,26 @@ def check(
     )
     s.add_row("continuous, mean L1 (normalized)", f"{res['mean_continuous_l1']:.3f}")
     console.print(s)
+
+
+def _grouping_of(model: Path | None, rows: list[dict]) -> int:
+    """The smallest group of the density grouping a fused model chose, when every
+    analyzed row is that model's; else 0 (the silhouette cut)."""
+    from gmtrace.product.analyze import default_model_dir
+    from gmtrace.readout.fused import Fusion
+    from gmtrace.readout.saved import load_network, model_digest, model_id
+
+    d = model or default_model_dir()
+    try:
+        fusion = Fusion.load(d)
+        if fusion is None or not fusion.min_size:
+            return 0
+        meta = load_network(d)[1]
+    except (FileNotFoundError, ValueError):
+        return 0
+    ids = {r.get("model_id", "") for r in rows if r.get("ok")}
+    own = model_id({k: v for k, v in meta.items() if k != "model"}, model_digest(d))
+    return fusion.min_size if ids and all(i.split("+cal-")[0] == own for i in ids) else 0
 
 
 @app.command()

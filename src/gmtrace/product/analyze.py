@@ -43,7 +43,7 @@ from gmtrace.product.views import image_views
 from gmtrace.readout.embedding import open_set_score
 from gmtrace.readout.fused import FusedAnswer, Fusion
 from gmtrace.readout.inference import infer
-from gmtrace.readout.saved import load_model, model_digest
+from gmtrace.readout.saved import load_model, model_digest, model_id
 
 
 def default_model_dir() -> Path:
@@ -93,7 +93,7 @@ class Analyzer:
         self.base_fusion_ = Fusion.load(d)
         # the network's and the readout's files together (`readout.saved.model_digest`)
         self.weights_sha256_ = model_digest(d)
-        self.model_id_ = f"gmtrace-{saved.meta.get('gmtrace', '?')}-{self.weights_sha256_[:12]}"
+        self.model_id_ = model_id(saved.meta, self.weights_sha256_)
         self.base_model_id_ = self.model_id_
         self._use_calibration(calibration)
 

@@ -39,13 +39,15 @@ from gmtrace.core.schema import (
     parse_widths,
     read_linear,
 )
-from gmtrace.grouping.cluster import group_scalable, number_groups
+from gmtrace.grouping.cluster import density_group, group_scalable, number_groups
 
 GROUPS_SCHEMA_VERSION = 1
 
 
-def group_rows(rows: list[dict], generated_only: bool = True) -> dict:
-    """The groups of `rows` (scan rows) as a JSON-ready dict; see the module doc."""
+def group_rows(rows: list[dict], generated_only: bool = True, min_size: int = 0) -> dict:
+    """The groups of `rows` (scan rows) as a JSON-ready dict; see the module doc.
+    `min_size` > 0: density clustering with that smallest group (a fused model's
+    choice, `readout.fused.Fusion.min_size`), an image that fits no group alone."""
     keep = [
         r
         for r in rows
@@ -59,6 +61,7 @@ def group_rows(rows: list[dict], generated_only: bool = True) -> dict:
         "model_ids": models,
         "images": len(rows),
         "grouped": len(keep),
+        "grouping": f"density, groups of {min_size}+" if min_size else "silhouette cut",
         "not_grouped": {
             "failed": sum(1 for r in rows if not r.get("ok")),
             "real": sum(1 for r in rows if r.get("ok") and r.get("verdict") == "real")
@@ -69,7 +72,8 @@ def group_rows(rows: list[dict], generated_only: bool = True) -> dict:
     }
     if not keep:
         return out
-    labels = group_scalable(np.array([r["embedding"] for r in keep], dtype=np.float64))
+    emb = np.array([r["embedding"] for r in keep], dtype=np.float64)
+    labels = density_group(emb, min_size) if min_size else group_scalable(emb)
     numbers = number_groups(labels)
     for k in range(1, int(numbers.max()) + 1):
         members = [r for r, n in zip(keep, numbers, strict=True) if n == k]

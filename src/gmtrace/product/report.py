@@ -4,9 +4,12 @@ Everything is inside the file (images as base64 PNG, styles and the table's
 sorting and filtering script inline); nothing is fetched when it is opened, so it
 can be mailed, archived or opened offline. Sections:
 
-* summary: images, called generated / real, failed, groups, the model;
-* verdicts: one row per file (path, verdict, p(generated), nearest known GM or
-  "unknown GM", group, error), sortable by any column and filtered by a text box;
+* overview: images, called generated / unsure / real, failed, groups; a histogram
+  of p(generated) stacked by verdict (inline SVG); a strip of each group's
+  thumbnails linking to its section;
+* verdicts: one row per file (a thumbnail for the first `TABLE_THUMBS`, path,
+  verdict and why unsure, p(generated), nearest known GM or "unknown GM", group,
+  error), sortable by any column, filtered by a text box, `PAGE_ROWS` a page;
 * per group: a contact sheet of its images, the mean fingerprint (the model's
   fingerprint network over the images' centre crops) and the mean log spectrum of
   the images' high-pass residual (`gmtrace.core.spectrum`), the parse aggregated over
@@ -32,6 +35,11 @@ from gmtrace.data.images import ImageError, load_rgb
 from gmtrace.product.views import image_views, png_data, set_views
 
 MAX_TABLE_ROWS = 50_000
+TABLE_THUMBS = 300  # rows of the verdict table with a thumbnail (the file stays small)
+TABLE_THUMB = 48
+PAGE_ROWS = 100  # verdict table rows per page
+HIST_BINS = 20
+STRIP = 6  # thumbnails per group in the overview
 SHEET = 12  # thumbnails per group
 THUMB = 96
 FINGERPRINT_IMAGES = 8
@@ -135,16 +143,74 @@ flagged "unknown GM": {g["unknown_share"]:.0%}</p>
 </section>"""
 
 
+def _histogram_svg(rows: list[dict]) -> str:
+    """p(generated) of the analyzed images in `HIST_BINS` bins, stacked by verdict
+    (generated, unsure, real), as inline SVG."""
+    colours = {"generated": "#b30", "unsure": "#a70", "real": "#070"}
+    counts = {v: np.zeros(HIST_BINS, int) for v in colours}
+    for r in rows:
+        if r.get("ok") and r.get("p_generated") is not None and r.get("verdict") in counts:
+            b = min(int(r["p_generated"] * HIST_BINS), HIST_BINS - 1)
+            counts[r["verdict"]][b] += 1
+    top = max(1, int(sum(counts.values()).max()))
+    w, h, bw = 420, 120, 420 / HIST_BINS
+    bars = []
+    for i in range(HIST_BINS):
+        y = h
+        for v, c in counts.items():
+            if c[i]:
+                dh = h * c[i] / top
+                y -= dh
+                bars.append(
+                    f'<rect x="{i * bw:.1f}" y="{y:.1f}" width="{bw - 1:.1f}" height="{dh:.1f}" '
+                    f'fill="{colours[v]}"><title>{v}: {c[i]} with p in '
+                    f"[{i / HIST_BINS:.2f}, {(i + 1) / HIST_BINS:.2f})</title></rect>"
+                )
+    legend = " ".join(
+        f'<span style="color:{c}">&#9632; {v} ({int(counts[v].sum())})</span>'
+        for v, c in colours.items()
+    )
+    return (
+        f'<svg class="hist" width="{w}" height="{h + 16}" role="img" '
+        f'aria-label="histogram of p(generated)">{"".join(bars)}'
+        f'<text x="0" y="{h + 14}" font-size="11">0</text>'
+        f'<text x="{w / 2 - 6}" y="{h + 14}" font-size="11">0.5</text>'
+        f'<text x="{w - 10}" y="{h + 14}" font-size="11">1</text></svg>'
+        f"<p>p(generated) of every analyzed image: {legend}</p>"
+    )
+
+
+def _overview_html(rows: list[dict], groups: dict, views: dict[int, dict]) -> str:
+    """The case at a glance: the histogram of p(generated) by verdict, and a strip of
+    each group's thumbnails linking to its section."""
+    strips = []
+    for g in groups["groups"]:
+        thumbs = "".join(
+            f'<img src="{src}" title="{html.escape(p)}" alt="">'
+            for p, src in views.get(g["group"], {}).get("thumbs", [])[:STRIP]
+        )
+        strips.append(
+            f'<div class="strip"><a href="#group-{g["group"]}">group {g["group"]}</a> '
+            f"({g['size']} images) {thumbs}</div>"
+        )
+    return _histogram_svg(rows) + "".join(strips)
+
+
 def _table_html(rows: list[dict], group_of: dict[str, int]) -> str:
     body = []
-    for r in rows[:MAX_TABLE_ROWS]:
+    for k, r in enumerate(rows[:MAX_TABLE_ROWS]):
         top = (r.get("top_gms") or [{}])[0]
         src = "unknown GM" if r.get("unknown_gm") else top.get("name", "")
         if r.get("verdict") == "real" or not r.get("ok"):
             src = ""
         p = r.get("p_generated")
+        thumb = ""
+        if k < TABLE_THUMBS and r.get("ok") and (a := _load(r["path"])) is not None:
+            im = Image.fromarray(a)
+            im.thumbnail((TABLE_THUMB, TABLE_THUMB))
+            thumb = f'<img class="t" src="{png_data(np.asarray(im))}" alt="">'
         cells = [
-            html.escape(r["path"]),
+            thumb + html.escape(r["path"]),
             html.escape(r.get("verdict") or "error")
             + (f" ({html.escape(r['unsure_reason'])})" if r.get("unsure_reason") else ""),
             "" if p is None else f"{p:.3f}",
@@ -165,8 +231,11 @@ def _table_html(rows: list[dict], group_of: dict[str, int]) -> str:
     )
     return (
         '<input id="filter" placeholder="filter rows (any text)" oninput="filterRows()">'
-        f'<table id="verdicts"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>{more}"
+        f'<table id="verdicts" data-page-rows="{PAGE_ROWS}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+        '<p class="pager"><button onclick="turn(-1)">previous</button> '
+        '<span id="page"></span> <button onclick="turn(1)">next</button></p>'
+        f"{more}"
     )
 
 
@@ -224,20 +293,31 @@ th{background:#eee;cursor:pointer;position:sticky;top:0}
 .bar span{display:block;height:8px;background:#3a7}.sheet img{margin:2px;border:1px solid #ccc}
 .views figure{display:inline-block;margin:4px 12px 4px 0}.cols{display:flex;gap:2em;flex-wrap:wrap}
 .group{border-top:2px solid #888;margin-top:1.5em}#filter{width:30em;padding:4px;margin:.5em 0}
-.summary td:last-child{text-align:right}
+.summary td:last-child{text-align:right}img.t{vertical-align:middle;margin-right:6px}
+.strip img{height:40px;margin:1px}.strip{margin:2px 0}
 """
 
 SCRIPT = """
-function filterRows(){const q=document.getElementById('filter').value.toLowerCase();
-for(const tr of document.querySelectorAll('#verdicts tbody tr')){
-tr.style.display=tr.textContent.toLowerCase().includes(q)?'':'none';}}
+let page=0;
+function shown(){const q=document.getElementById('filter').value.toLowerCase();
+return Array.from(document.querySelectorAll('#verdicts tbody tr')).filter(
+tr=>tr.textContent.toLowerCase().includes(q));}
+function paginate(){const n=+document.getElementById('verdicts').dataset.pageRows;
+const all=document.querySelectorAll('#verdicts tbody tr'),keep=new Set(shown());
+const pages=Math.max(1,Math.ceil(keep.size/n));page=Math.min(Math.max(page,0),pages-1);
+let i=0;for(const tr of all){const on=keep.has(tr);
+tr.style.display=on&&i>=page*n&&i<(page+1)*n?'':'none';if(on)i++;}
+document.getElementById('page').textContent='page '+(page+1)+' of '+pages+' ('+keep.size+' rows)';}
+function turn(d){page+=d;paginate();}
+function filterRows(){page=0;paginate();}
+paginate();
 let sortCol=-1,sortAsc=true;
 function sortBy(c){const tb=document.querySelector('#verdicts tbody');
 sortAsc=(sortCol===c)?!sortAsc:true;sortCol=c;
 const rows=Array.from(tb.rows);const num=v=>v===''?NaN:Number(v);
 rows.sort((a,b)=>{const x=a.cells[c].textContent,y=b.cells[c].textContent;
 const nx=num(x),ny=num(y);let r=(!isNaN(nx)&&!isNaN(ny))?nx-ny:x.localeCompare(y);
-return sortAsc?r:-r;});for(const r of rows)tb.appendChild(r);}
+return sortAsc?r:-r;});for(const r of rows)tb.appendChild(r);paginate();}
 """
 
 
@@ -261,19 +341,21 @@ def render_report(
         ("groups of generated images (source GMs)", len(groups["groups"])),
     ]
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    views = {g["group"]: group_views(g["members"], analyzer) for g in groups["groups"]}
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>gmtrace report {html.escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>gmtrace report {html.escape(title)}</h1><p>written {when}</p>",
-        "<h2>Summary</h2><table class='summary'>",
+        "<h2>Overview</h2><table class='summary'>",
         "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in summary),
         "</table>",
+        _overview_html(rows, groups, views),
         "<h2>Verdicts</h2>",
         _table_html(rows, group_of),
         "<h2>Groups</h2>",
     ]
     for g in groups["groups"]:
-        parts.append(_group_html(g, group_views(g["members"], analyzer)))
+        parts.append(_group_html(g, views[g["group"]]))
     if not groups["groups"]:
         parts.append("<p>No generated images to group.</p>")
     parts += ["<h2>Model card</h2>", _card_html(analyzer, card), f"<script>{SCRIPT}</script>"]

@@ -81,6 +81,11 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> Sav
     return SavedModel(model=model, readout=readout, meta=meta)
 
 
+def model_id(meta: dict, digest: str) -> str:
+    """The id rows carry: gmtrace's version at training and the model's digest."""
+    return f"gmtrace-{meta.get('gmtrace', '?')}-{digest[:12]}"
+
+
 def model_digest(model_dir: str | Path) -> str:
     """The hex sha256 that names a saved model: of its network's and its readout's
     file hashes together, and its fusion's where it has one (a refit readout or
