@@ -34,3 +34,23 @@ def small_model_dir(tiny_zoo_dir: Path, tmp_path_factory) -> Path:
     cfg = TrainConfig(steps=4, batch=8, image_size=32, per_gm=8, log_every=2, ckpt_every=100)
     train(GMDataset.from_zoo(tiny_zoo_dir), out, cfg, small)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_eval():
+    """The evaluation protocol at its smallest (2 folds of families of the tiny zoo,
+    32 px, a few images each), with the given settings changed."""
+    from gmtrace.evaluation.config import EvalConfig
+
+    base = {
+        "holdout": "family",
+        "folds": 2,
+        "train_per_gm": 8,
+        "seen_per_gm": 2,
+        "test_per_gm": 4,
+        "neutral_per_gm": 2,
+        "real_test": 20,
+        "image_size": 32,
+        "permutations": 20,
+    }
+    return lambda **changes: EvalConfig(**(base | changes))

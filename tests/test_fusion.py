@@ -11,9 +11,8 @@ import pytest
 
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.splits import inner_validation
-from gmtrace.evaluation.config import EvalConfig
 from gmtrace.evaluation.protocol import evaluate
-from gmtrace.grouping.cluster import density_group, group_with
+from gmtrace.grouping.cluster import density_group, first_half, group_with
 from gmtrace.readout.fused import FUSION, REENCODINGS, Fusion
 from gmtrace.realmodel.density import RealPhotoModel
 from gmtrace.realmodel.fusion import (
@@ -117,6 +116,11 @@ def test_density_grouping_leaves_an_outlier_ungrouped():
     assert density_group(emb[:3], min_size=5).tolist() == [0, 1, 2]
 
 
+def test_first_half_keeps_the_first_half_of_each_group_in_order():
+    labels = np.array([2, 1, 2, 2, 1, 2, 7])
+    assert first_half(labels).tolist() == [True, True, True, False, False, False, True]
+
+
 def _toy_fusion(width: float) -> Fusion:
     rng = np.random.default_rng(4)
     photos = (rng.random((40, 32, 32, 3)) * 255).astype(np.uint8)
@@ -160,23 +164,9 @@ def test_fusion_answers_per_image_from_its_crops_and_survives_a_round_trip(tmp_p
         Fusion.load(tmp_path)
 
 
-def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path):
+def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny_eval):
     zoo = GMDataset.from_zoo(tiny_zoo_dir)
-    cfg = EvalConfig(
-        holdout="family",
-        folds=2,
-        methods=("fused",),
-        train_per_gm=8,
-        seen_per_gm=2,
-        test_per_gm=4,
-        neutral_per_gm=2,
-        real_test=20,
-        image_size=32,
-        steps=2,
-        permutations=20,
-        leakage_steps=2,
-        conditions=("jpeg75",),
-    )
+    cfg = tiny_eval(methods=("fused",), steps=2, leakage_steps=2, conditions=("jpeg75",))
     evaluate(zoo, tmp_path / "eval", cfg, command="gmtrace evaluate --methods fused")
     saved = json.loads((tmp_path / "eval" / "results.json").read_text())
     fused = saved["methods"]["fused"]

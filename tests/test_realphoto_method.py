@@ -9,25 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from gmtrace.data.dataset import GMDataset
-from gmtrace.evaluation.config import EvalConfig
 from gmtrace.evaluation.protocol import evaluate
 
 
-def test_real_photo_model_is_scored_without_parsing(tiny_zoo_dir: Path, tmp_path: Path):
+def test_real_photo_model_is_scored_without_parsing(tiny_zoo_dir: Path, tmp_path: Path, tiny_eval):
     zoo = GMDataset.from_zoo(tiny_zoo_dir)
-    cfg = EvalConfig(
-        holdout="family",
-        folds=2,
-        methods=("spectral", "realphoto"),
-        train_per_gm=8,
-        seen_per_gm=2,
-        test_per_gm=4,
-        neutral_per_gm=2,
-        real_test=20,
-        image_size=32,
-        permutations=20,
-        conditions=("jpeg75",),
-    )
+    cfg = tiny_eval(methods=("spectral", "realphoto"), conditions=("jpeg75",))
     evaluate(zoo, tmp_path / "eval", cfg, command="gmtrace evaluate --methods spectral,realphoto")
     saved = json.loads((tmp_path / "eval" / "results.json").read_text())
     r = saved["methods"]["realphoto"]

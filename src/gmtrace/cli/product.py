@@ -26,6 +26,15 @@ MaxCrops = Annotated[
 ]
 
 
+CalibrationName = Annotated[
+    str | None,
+    typer.Option(
+        help="a calibration of a fused model (`gmtrace calibrate`; default: its active one, "
+        "if any; none: no calibration)"
+    ),
+]
+
+
 @app.command()
 def analyze(
     images: Annotated[list[Path], typer.Argument(help="image files or folders of images")],
@@ -42,13 +51,7 @@ def analyze(
         bool, typer.Option("--group", help="group the generated images by source GM")
     ] = False,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
-    calibration: Annotated[
-        str | None,
-        typer.Option(
-            help="a calibration of a fused model (`gmtrace calibrate`; default: its active "
-            "one, if any; none: no calibration)"
-        ),
-    ] = None,
+    calibration: CalibrationName = None,
 ) -> None:
     """Is each image generated, by which known GM (or an unknown one), and what were
     that GM's architecture and training losses?"""
@@ -151,13 +154,7 @@ def scan(
         str | None, typer.Option(help="an existing Ray cluster (default: start a local one)")
     ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
-    calibration: Annotated[
-        str | None,
-        typer.Option(
-            help="a calibration of a fused model (`gmtrace calibrate`; default: its active "
-            "one, if any; none: no calibration)"
-        ),
-    ] = None,
+    calibration: CalibrationName = None,
 ) -> None:
     """Scan images into one results file, one row per file (killed, rerun the same
     command: it finishes where it stopped, with the same rows)."""

@@ -60,7 +60,7 @@ def train(
     """Train the FEN, parsing network and heads on a zoo, or several (resumable)."""
     from gmtrace.data.dataset import DatasetError, GMDataset, real_records
     from gmtrace.data.red import read_red_npy, read_red_text
-    from gmtrace.train.loop import TrainError, summary_table
+    from gmtrace.train.loop import TrainError, summary_table, training_bank
     from gmtrace.train.loop import train as run_train
 
     cfg = replace(
@@ -89,17 +89,7 @@ def train(
             ds.real = real_records(real)
         if not ds.real:
             fail("no real photographs to train the detector on; add --real DIR")
-        bank = None
-        if fuse:  # decoded once for both networks
-            from gmtrace.data.loader import load_bank
-
-            bank = load_bank(
-                ds,
-                per_gm=cfg.per_gm,
-                per_source=cfg.per_source,
-                seed=cfg.seed,
-                size=cfg.image_size,
-            )
+        bank = training_bank(ds, cfg) if fuse else None  # decoded once for both networks
         result = run_train(ds, out, cfg, mcfg, console=console, device=device, bank=bank)
         if fuse:
             _fuse(ds, bank, out, cfg, mcfg)

@@ -74,7 +74,7 @@ from gmtrace.data.loader import ImageBank, load_bank
 from gmtrace.data.splits import collection_folds, gm_folds, source_folds, whole_folds
 from gmtrace.evaluation.config import HOLDOUTS, EvalConfig
 from gmtrace.evaluation.report import FIGURES, read_results, write_reports
-from gmtrace.grouping.cluster import choose_threshold, cluster, group
+from gmtrace.grouping.cluster import choose_threshold, cluster, first_half, group
 from gmtrace.methods.base import Method
 from gmtrace.methods.catalog import create_method
 from gmtrace.methods.catalog import parses as method_parses
@@ -987,10 +987,7 @@ def _grouping_fold(fd: FoldData, name: str) -> dict:
     gm = fd.info["unseen_gm"]
     truth = np.unique(gm, return_inverse=True)[1]
     thr = choose_threshold(seen.embedding, fd.info["seen_label"])
-    rank = np.zeros(len(gm), int)  # each image's place among its GM's
-    for g in np.unique(gm):
-        rank[gm == g] = np.arange(int((gm == g).sum()))
-    half = rank < (rank.max() + 1) // 2  # the case halved: half of each GM's images
+    half = first_half(gm)  # the case halved: half of each GM's images
     grouper = _grouper(fd, name)
     return {
         "grouping": grouping_scores(grouper(unseen.embedding), truth),

@@ -169,6 +169,17 @@ def density_group(emb: np.ndarray, min_size: int, min_samples: int | None = None
     return np.unique(out, return_inverse=True)[1]
 
 
+def first_half(labels: np.ndarray) -> np.ndarray:
+    """[N] bool: the first half (rounded down, at least one) of each label's images,
+    in their order: the case halved, for the grouping's stability in case size."""
+    labels = np.asarray(labels)
+    keep = np.zeros(len(labels), bool)
+    for g in np.unique(labels):
+        idx = np.flatnonzero(labels == g)
+        keep[idx[: max(1, len(idx) // 2)]] = True
+    return keep
+
+
 # the density grouping's candidate settings (min group size), chosen on inner
 # validation codebases (`methods.fused`); 0 stands for the silhouette cut (`group`)
 DENSITY_SIZES = (0, 5, 10, 20, 40)

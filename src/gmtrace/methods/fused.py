@@ -21,11 +21,12 @@ from dataclasses import replace
 
 import numpy as np
 
+from gmtrace.core.files import atomic_write_text
 from gmtrace.core.metrics import grouping_scores
 from gmtrace.data.augment import jpeg
 from gmtrace.data.loader import ImageBank
 from gmtrace.data.splits import collection_folds, inner_validation, source_folds
-from gmtrace.grouping.cluster import DENSITY_SIZES, group_with
+from gmtrace.grouping.cluster import DENSITY_SIZES, first_half, group_with
 from gmtrace.methods.base import Method
 from gmtrace.methods.network import NetMethod
 from gmtrace.nets.config import ModelConfig
@@ -56,7 +57,7 @@ class FusedMethod(Method):
             ds, bank, self.inner, out_dir / self.name / "inner", self.seed, console
         )
         (out_dir / self.name).mkdir(parents=True, exist_ok=True)
-        (out_dir / self.name / "fusion.json").write_text(json.dumps(record, indent=1))
+        atomic_write_text(out_dir / self.name / "fusion.json", json.dumps(record, indent=1))
         self.fusion_.save(out_dir / self.name)
         return info | {"train_seconds": info["train_seconds"] + record["inner_train_seconds"]}
 
@@ -194,10 +195,7 @@ def choose_grouping(emb: np.ndarray, val_gm: np.ndarray) -> tuple[int, dict]:
     the held-back GMs' images, the whole case and its first half per GM averaged,
     is highest: good on unseen code and stable in the case's size."""
     truth = np.unique(val_gm, return_inverse=True)[1]
-    rank = np.zeros(len(val_gm), int)  # each image's place among its GM's
-    for g in np.unique(val_gm):
-        rank[val_gm == g] = np.arange(int((val_gm == g).sum()))
-    half = rank < VAL_PER_GM // 2
+    half = first_half(val_gm)
     scores = {}
     for size in DENSITY_SIZES:
         full = grouping_scores(group_with(emb, size), truth)["ari"]

@@ -291,18 +291,27 @@ def _load_images(
     if len(names) < 2:
         raise TrainError(f"need at least 2 training GMs, got {len(names)}")
     if bank is None:
-        bank = load_bank(
-            ds,
-            names,
-            train_sources,
-            per_gm=cfg.per_gm,
-            per_source=cfg.per_source,
-            seed=cfg.seed,
-            size=cfg.image_size,
-        )
+        bank = training_bank(ds, cfg, names, train_sources)
     for line in bank.failures:
         console.print(f"[yellow]skipped:[/] {line}")
     return names, *hold_out(bank, cfg)
+
+
+def training_bank(
+    ds: GMDataset, cfg: TrainConfig, names: list[str] | None = None, sources=None
+) -> ImageBank:
+    """The images `train` decodes for the GMs `names` and real photographs `sources`
+    of `ds` (default: all): `cfg.per_gm` per GM, `cfg.per_source` per photograph, at
+    `cfg.image_size`."""
+    return load_bank(
+        ds,
+        names,
+        sources,
+        per_gm=cfg.per_gm,
+        per_source=cfg.per_source,
+        seed=cfg.seed,
+        size=cfg.image_size,
+    )
 
 
 def _fit_targets(
