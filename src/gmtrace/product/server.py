@@ -187,7 +187,10 @@ class AnalysisService:
             rows = await _posted_rows(request)
         else:
             rows = await self.analyze_upload(request, False)
-        groups = await asyncio.to_thread(group_rows, rows, not all_images)
+        a = self.analyzer  # its fused grouping for its own rows (`Fusion.min_size`)
+        own = all(r.get("model_id") == a.model_id_ for r in rows if r.get("ok"))
+        size = a.fusion_.min_size if a.fusion_ is not None and own else 0
+        groups = await asyncio.to_thread(group_rows, rows, not all_images, size)
         return groups | {"results": rows}
 
     async def analyze_upload(self, request: Request, views: bool) -> list[dict]:
