@@ -451,17 +451,12 @@ def calibrate(
     """Refit a fused model's real-photo model and threshold on your own photographs
     (your camera, your platform's JPEG); kept in your data folder and used from now on
     (`--calibration none` to do without)."""
+    from gmtrace.product import calibration
     from gmtrace.product.analyze import Analyzer
-    from gmtrace.product.calibration import (
-        calibrate as run_calibrate,
-    )
-    from gmtrace.product.calibration import (
-        model_folder,
-    )
 
     try:
         analyzer = Analyzer(model, calibration="none")
-        cal = run_calibrate(analyzer, photos, name)
+        cal = calibration.calibrate(analyzer, photos, name)
     except (FileNotFoundError, ValueError) as e:  # CalibrationError is a ValueError
         fail(str(e))
     r = cal.record
@@ -469,5 +464,5 @@ def calibrate(
         f"calibration {cal.name!r} of {r['model_id']}: {r['photographs']} photographs "
         f"({r['crops']} crops, {len(r['unreadable'])} unreadable), threshold "
         f"{cal.threshold:.3f} ({r['called_generated_at_0.5']:.0%} of them at or above 0.5 "
-        f"before); in force from now on -> {model_folder(r['model_id']) / cal.name}"
+        f"before); in force from now on -> {calibration.model_folder(r['model_id']) / cal.name}"
     )
