@@ -63,7 +63,10 @@ class FusedMethod(Method):
 
     def predict(self, images: np.ndarray) -> Inference:
         inf = self.net.predict(images)
-        ans = self.fusion_.answer(images, lambda a: self.net.predict(a).p_generated)
+        # the network's answers on `images` are at hand: only re-encodings are scored again
+        ans = self.fusion_.answer(
+            images, lambda a: inf.p_generated if a is images else self.net.predict(a).p_generated
+        )
         return replace(
             inf,
             p_generated=ans.p_generated.astype(np.float32),
