@@ -188,8 +188,17 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
     assert str(rec["grouping_min_size"]) in rec["grouping_validation_ari"]
     assert 0 <= fused["grouping_half"]["ari"]["mean"] <= 1
     assert fused["parsing"] is not None  # the outer network's parse
+    # parsing that abstains: the gate chosen on inner validation, scored where it answered
+    assert len(rec["parse_gate"]) == 25 and saved.gate is not None
+    assert [n for n, g in rec["parse_gate"].items() if g["coverage"] > 0] == saved.gate.reliable()
+    ans = fused["parsing"]["answered"]
+    assert len(ans["coverage"]) == 25 and 0 <= ans["fields_answered_median"] <= 25
+    never = [i for i, c in enumerate(ans["coverage"]) if c == 0]
+    l1 = ans["per_image"]["fields"]["l1"]["actual"]
+    assert all(l1[i] is None or np.isnan(l1[i]) for i in never if i < 9)
     report = (tmp_path / "eval" / "report.md").read_text()
     assert (
         "### Unsure" in report
         and "| gmtrace fused (+ real-photo model, unsure band), clean |" in report
     )
+    assert "the fields that answer" in report

@@ -61,11 +61,11 @@ def parsing_scores(
         known = gt_disc[:, j] != UNKNOWN_CLASS
         acc.append(np.mean(d[known] == gt_disc[known, j]) if known.any() else np.nan)
         mf1.append(macro_f1(d[known], gt_disc[known, j], f.n_classes) if known.any() else np.nan)
-    rows = ~np.isnan(gt_loss).any(axis=1)
-    loss_f1 = [
-        binary_f1(loss[rows, j], gt_loss[rows, j] > 0.5) if rows.any() else np.nan
-        for j in range(len(LOSS_TYPES))
-    ]
+    loss_f1 = []
+    for j in range(len(LOSS_TYPES)):
+        known = ~np.isnan(gt_loss[:, j])
+        f1 = binary_f1(loss[known, j], gt_loss[known, j] > 0.5) if known.any() else np.nan
+        loss_f1.append(f1)
     return {
         "l1": np.array(l1, dtype=np.float64),
         "acc": np.array(acc, dtype=np.float64),
@@ -91,22 +91,26 @@ def permutation_test(
     fold_of_gm: np.ndarray,
     n: int,
     seed: int,
+    answered: np.ndarray | None = None,
 ) -> dict:
     """Score `pred` against the true rows and against `n` random ground truths (GM
     rows shuffled within each fold). Returns actual scores, mean random scores and
-    p-values per field and for the summaries (lower L1 / higher F1 is better)."""
+    p-values per field and for the summaries (lower L1 / higher F1 is better). With
+    `answered` [rows, 25] (continuous, discrete, loss-type fields in schema order),
+    each field is scored on the rows where it answered only (the mask stays with
+    the answers; the truth is shuffled)."""
     rng = np.random.default_rng(seed)
+    n_c, n_d = gt["cont"].shape[1], gt["disc"].shape[1]
 
     def score(perm: np.ndarray) -> dict:
         rows = perm[gm_of_row]
-        return parsing_scores(
-            pred["cont"],
-            pred["disc"],
-            pred["loss"],
-            gt["cont"][rows],
-            gt["disc"][rows],
-            gt["loss"][rows],
-        )
+        g_cont = np.asarray(gt["cont"][rows], dtype=np.float64)
+        g_disc, g_loss = gt["disc"][rows], np.asarray(gt["loss"][rows], dtype=np.float64)
+        if answered is not None:
+            g_cont = np.where(answered[:, :n_c], g_cont, np.nan)
+            g_disc = np.where(answered[:, n_c : n_c + n_d], g_disc, UNKNOWN_CLASS)
+            g_loss = np.where(answered[:, n_c + n_d :], g_loss, np.nan)
+        return parsing_scores(pred["cont"], pred["disc"], pred["loss"], g_cont, g_disc, g_loss)
 
     ident = np.arange(len(fold_of_gm))
     actual = score(ident)

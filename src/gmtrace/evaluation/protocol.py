@@ -770,23 +770,42 @@ def _parsing_scores(
     data: list[FoldData], name: str, gt: dict, to_global: list, fold_of_gm, cfg: EvalConfig
 ) -> dict:
     """A method's parsing of the unseen GMs of all folds, per image and per GM,
-    against the random ground truth (`permutation_test`), and its loss-type AUCs."""
+    against the random ground truth (`permutation_test`), and its loss-type AUCs;
+    for a method whose parsing abstains, the same on the fields that answered, with
+    their coverage."""
     per_image, gm, lprob = _per_image_parses(data, name, to_global)
     per_gm, u, agg_l = _per_gm_parses(data, name, to_global)
     gm_pos = {g: i for i, g in enumerate(u)}
-    return {
-        "per_image": permutation_test(per_image, gt, gm, fold_of_gm, cfg.permutations, cfg.seed),
-        "per_gm": permutation_test(
-            per_gm,
-            {k: v[u] for k, v in gt.items()},
-            np.array([gm_pos[g] for g in u]),
-            fold_of_gm[u],
-            cfg.permutations,
-            cfg.seed,
-        ),
+    gt_u = {k: v[u] for k, v in gt.items()}
+    row_u = np.array([gm_pos[g] for g in u])
+
+    def test(ans_image=None, ans_gm=None) -> dict:
+        return {
+            "per_image": permutation_test(
+                per_image, gt, gm, fold_of_gm, cfg.permutations, cfg.seed, ans_image
+            ),
+            "per_gm": permutation_test(
+                per_gm, gt_u, row_u, fold_of_gm[u], cfg.permutations, cfg.seed, ans_gm
+            ),
+        }
+
+    out = test() | {
         "loss_auc_per_image": loss_auc(lprob, gt["loss"][gm]),
         "loss_auc_per_gm": loss_auc(agg_l, gt["loss"][u]),
     }
+    if data[0].unseen[name].parse_answered is not None:
+        # parsing that abstains: each field scored where it answered; a GM's field
+        # answers where it does for most of the GM's images
+        ans = np.concatenate([fd.unseen[name].parse_answered for fd in data]).astype(bool)
+        ans_gm = np.stack([ans[gm == g].mean(axis=0) >= 0.5 for g in u])
+        n_fields = ans.sum(axis=1)
+        out["answered"] = test(ans, ans_gm) | {
+            "coverage": ans.mean(axis=0).tolist(),
+            "coverage_gm": ans_gm.mean(axis=0).tolist(),
+            "fields_answered_median": float(np.median(n_fields)),
+            "fields_answered_mean": float(n_fields.mean()),
+        }
+    return out
 
 
 def _per_image_parses(

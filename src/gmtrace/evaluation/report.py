@@ -350,6 +350,15 @@ CODEBASE_TARGETS = [
     ("detection calibration error (ECE, clean, folds pooled) ≤ 0.05", "ece_pooled", "<=", 0.05),
     ("open-set AUROC ≥ 0.85", "open", ">=", 0.85),
     ("grouping ARI ≥ 0.6", "ari", ">=", 0.6),
+    # parsing that abstains and the unsure band (a method that has them)
+    (
+        "parsing, fields that answer beating random GT at p < 0.05, of 25 (per image)",
+        "fields_answered",
+        ">=",
+        10,
+    ),
+    ("parsing, fields answering for a typical image (median), of 25", "fields_median", ">=", 12.5),
+    ("share of test images called unsure ≤ 10 %, clean", "unsure_share", "<=", 0.10),
 ]
 
 
@@ -380,13 +389,9 @@ def target_values(results: dict, name: str) -> dict[str, float | None]:
         parsing = dict.fromkeys(("p_overall", "fields", "loss_f1", "macro_f1", "l1"))
     else:
         s = r["parsing"]["per_gm"]["summary"]
-        fields = r["parsing"]["per_gm"]["fields"]
         parsing = {
             "p_overall": s["composite"]["p"],
-            "fields": sum(
-                int(np.sum(np.asarray(fields[k]["p"]) < 0.05))
-                for k in ("l1", "macro_f1", "loss_f1")
-            ),
+            "fields": _fields_beating(r["parsing"]["per_gm"]),
             "loss_f1": s["mean_loss_f1"]["actual"],
             "macro_f1": s["mean_macro_f1"]["actual"],
             "l1": s["mean_l1"]["actual"],
@@ -572,7 +577,11 @@ def _pooled_values(results: dict, r: dict) -> dict[str, float | None]:
     ]
     pre = r.get("by_tier", {}).get("pretrained", {})
     whole = results.get("split", {}).get("holdout") == "tier"
+    ans = (r.get("parsing") or {}).get("answered")
     return {
+        "fields_answered": None if ans is None else _fields_beating(ans["per_image"]),
+        "fields_median": None if ans is None else ans["fields_answered_median"],
+        "unsure_share": r["unsure"]["clean"]["unsure_share"] if r.get("unsure") else None,
         "auc_pooled": pooled.get("clean", {}).get("auc"),
         "auc_q75_pooled": pooled.get("jpeg75", {}).get("auc"),
         "ece_pooled": pooled.get("clean", {}).get("ece"),
@@ -589,8 +598,12 @@ def _target_cell(v: float | None, key: str, op: str, thr: float, n_perm: int) ->
     ok = {"<": v < thr, "<=": v <= thr, ">=": v >= thr}[op]
     if key == "p_overall":
         shown = _p(v, n_perm)
-    elif key == "fields":
+    elif key in ("fields", "fields_answered"):
         shown = f"{v} of 25"
+    elif key == "fields_median":
+        shown = f"{v:g} of 25"
+    elif key == "unsure_share":
+        shown = f"{v:.1%}"
     elif key == "vs_red":
         shown = f"{v} of {thr}"
     else:
@@ -627,6 +640,14 @@ def _targets_section(results: dict, other: dict | None = None) -> list[str]:
         )
     L.append("")
     return L
+
+
+def _fields_beating(test: dict, alpha: float = 0.05) -> int:
+    """How many of the 25 fields of a permutation test beat the random GT at p < alpha."""
+    return sum(
+        int(np.sum(np.asarray(test["fields"][k]["p"], dtype=float) < alpha))
+        for k in ("l1", "macro_f1", "loss_f1")
+    )
 
 
 def _parsing_summary(results: dict) -> list[str]:
@@ -741,6 +762,50 @@ def _parsing_section(results: dict) -> list[str]:
     for n, r in results["methods"].items():
         if r["parsing"] is not None:
             L += _field_table(results, n)
+            L += _answered_table(results, n)
+    return L
+
+
+def _answered_table(results: dict, n: str) -> list[str]:
+    """A method whose parsing abstains: each field scored on the test images (GMs)
+    it answered, its coverage beside it (none for other methods)."""
+    ms = results["methods"]
+    ans = ms[n]["parsing"].get("answered")
+    if ans is None:
+        return []
+    n_perm = results["config"]["permutations"]
+    pi, pg = ans["per_image"]["fields"], ans["per_gm"]["fields"]
+    L = [
+        f"### {ms[n]['label']}: the fields that answer\n",
+        "Each field answers where its confidence reaches the threshold chosen on the "
+        "fold's inner validation codebases (`readout.abstain`); scored on the test "
+        "images that it answered (per image) and on the GMs for most of whose images it "
+        "answered (per GM), against the random GT on the same rows. Coverage: the share "
+        "of test images (GMs) answered. "
+        f"A typical test image gets {ans['fields_answered_median']:g} of 25 fields answered "
+        f"(median; mean {ans['fields_answered_mean']:.1f}); "
+        f"{_fields_beating(ans['per_image'])} fields beat the random GT at p < 0.05 per "
+        f"image, {_fields_beating(ans['per_gm'])} per GM.\n",
+        "| field | metric | coverage per image (per GM) | score per image | random GT | p "
+        "| score per GM | random GT | p |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = (
+        [("l1", j, f.name, "L1") for j, f in enumerate(CONTINUOUS)]
+        + [("macro_f1", j, f.name, "macro-F1") for j, f in enumerate(DISCRETE)]
+        + [("loss_f1", j, f"loss {t}", "F1") for j, t in enumerate(LOSS_TYPES)]
+    )
+
+    def cells(f: dict, k: str, j: int) -> str:
+        a, r, p = f[k]["actual"][j], f[k]["random"][j], f[k]["p"][j]
+        if a is None or np.isnan(a):
+            return "- | - | -"
+        return f"{a:.3f} | {r:.3f} | {_p(p, n_perm)}"
+
+    for i, (k, j, name, metric) in enumerate(rows):
+        cov = f"{ans['coverage'][i]:.0%} ({ans['coverage_gm'][i]:.0%})"
+        L.append(f"| {name} | {metric} | {cov} | {cells(pi, k, j)} | {cells(pg, k, j)} |")
+    L.append("")
     return L
 
 

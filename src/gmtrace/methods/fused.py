@@ -9,7 +9,8 @@ on the fold's training GMs less about a third of their codebases
 collections scores the held-back GMs' images and photographs, clean and JPEG q75,
 and so does a real model fitted on the inner training photographs; a stacker
 (`fusion.Stacker`) is fitted on those answers and the unsure band's width is chosen
-on them (`fusion.choose_width`). The outer network and a real model of all the
+on them (`fusion.choose_width`), and so are the grouping and the fields parsing
+answers (`abstain.ParseGate`). The outer network and a real model of all the
 fold's training photographs then answer the test images through them. Attribution,
 the open-set score, grouping and parsing are the outer network's."""
 
@@ -18,11 +19,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
 from gmtrace.core.files import atomic_write_text
 from gmtrace.core.metrics import grouping_scores
+from gmtrace.core.schema import Normalizer, encode
 from gmtrace.data.augment import jpeg
 from gmtrace.data.loader import ImageBank
 from gmtrace.data.splits import collection_folds, inner_validation, source_folds
@@ -30,6 +33,7 @@ from gmtrace.grouping.cluster import DENSITY_SIZES, first_half, group_with
 from gmtrace.methods.base import Method
 from gmtrace.methods.network import NetMethod
 from gmtrace.nets.config import ModelConfig
+from gmtrace.readout.abstain import FIELD_NAMES, ParseGate, confidence, field_matrix, truth_matrix
 from gmtrace.readout.fused import REENCODINGS, Fusion, reencoded
 from gmtrace.readout.inference import Inference
 from gmtrace.realmodel.density import RealPhotoModel
@@ -67,11 +71,15 @@ class FusedMethod(Method):
         ans = self.fusion_.answer(
             images, lambda a: inf.p_generated if a is images else self.net.predict(a).p_generated
         )
+        gate = self.fusion_.gate
         return replace(
             inf,
             p_generated=ans.p_generated.astype(np.float32),
             unsure=ans.unsure,
             unsure_reason=ans.reason,
+            parse_answered=None
+            if gate is None
+            else gate.answered(inf.continuous, inf.discrete_prob, inf.loss_prob),
         )
 
     def group(self, embedding: np.ndarray) -> np.ndarray:
@@ -122,9 +130,11 @@ def fit_fusion(
         UNSURE_BUDGET,
         tuple(REENCODINGS),
     )
-    min_size, grouping_ari = choose_grouping(inner.predict(val_fake).embedding, val_gm)
+    val_inf = inner.predict(val_fake)
+    min_size, grouping_ari = choose_grouping(val_inf.embedding, val_gm)
+    gate = fit_gate(ds, bank, val_inf, val_gm, inner_dir / inner.name, seed)
     real = RealPhotoModel.fit(describe(bank.real), seed=seed)
-    fusion = Fusion(real, stacker, real_cal, band, min_size)
+    fusion = Fusion(real, stacker, real_cal, band, min_size, gate)
     record = {
         "stacker_weights": stacker.weights.tolist(),
         "stacker_bias": stacker.bias,
@@ -139,6 +149,10 @@ def fit_fusion(
         "grouping_min_size": min_size,
         "grouping_validation_ari": grouping_ari,
         "inner_real_model": "all the fold's photographs" if few else "inner photographs",
+        "parse_gate": {
+            n: {"coverage": round(float(c), 3), "p": None if np.isnan(q) else round(float(q), 4)}
+            for n, c, q in zip(FIELD_NAMES, gate.coverage, gate.p, strict=True)
+        },
     }
     console.print(
         f"  fusion: weights {np.round(stacker.weights, 3).tolist()}, "
@@ -146,8 +160,23 @@ def fit_fusion(
         + (" or parts disagree" if band.disagreement else "")
         + "; grouping: "
         + (f"density, groups of {min_size}+" if min_size else "silhouette cut")
+        + f"; parsing answers {len(gate.reliable())} of {len(FIELD_NAMES)} fields"
     )
     return fusion, record
+
+
+def fit_gate(ds, bank: ImageBank, val_inf: Inference, val_gm: np.ndarray, net_dir, seed: int):
+    """The parsing gate (`abstain.ParseGate`) of the inner network's parse of the
+    held-back GMs' images `val_inf` (`val_gm`: their rows of `bank.gm_names`),
+    against their truth on the inner network's own scale (its config's normalizer)."""
+    meta = json.loads((Path(net_dir) / "config.json").read_text())
+    norm = Normalizer.from_json(json.dumps(meta["normalizer"]))
+    row = {g.name: i for i, g in enumerate(ds.gms)}
+    idx = [row[n] for n in bank.gm_names]
+    tg = encode(ds.arch_matrix()[idx], ds.loss_matrix()[idx], norm)
+    truth = truth_matrix(tg.continuous, tg.discrete, tg.losses)
+    parts = (val_inf.continuous, val_inf.discrete_prob, val_inf.loss_prob)
+    return ParseGate.fit(field_matrix(*parts), confidence(*parts), truth, val_gm, seed)
 
 
 def inner_split(

@@ -1,6 +1,6 @@
 """The fused detector as a model carries it: the model of real photographs, the
-stacker that fuses its unlikeness with the supervised probability, the unsure band
-and the grouping chosen beside them (`Fusion`, saved as fusion.safetensors in a
+stacker that fuses its unlikeness with the supervised probability, the unsure band,
+the grouping and the parsing gate chosen beside them (`Fusion`, saved as fusion.safetensors in a
 model folder), and how they answer images (`Fusion.answer`). Fitted on inner
 validation codebases (`methods.fused`, `gmtrace train --fuse`); docs/realmodel.md."""
 
@@ -14,6 +14,7 @@ import numpy as np
 
 from gmtrace.core.files import atomic_path
 from gmtrace.data.augment import jpeg, resize
+from gmtrace.readout.abstain import ParseGate
 from gmtrace.readout.saved import FUSION
 from gmtrace.realmodel.density import RealModelError, RealPhotoModel
 from gmtrace.realmodel.fusion import Stacker, UnsureBand, scalar, stack_features
@@ -48,6 +49,7 @@ class Fusion:
     real_cal: Stacker  # the real model's own calibration (for disagreement)
     band: UnsureBand
     min_size: int  # grouping: 0 the silhouette cut, else density with that smallest group
+    gate: ParseGate | None = None  # parsing that abstains; None: every field answers
 
     def fused(self, p_sup: np.ndarray, unlikeness: np.ndarray) -> np.ndarray:
         return self.stacker.prob(stack_features(p_sup, unlikeness))
@@ -95,7 +97,7 @@ class Fusion:
         arrays["band_width"] = np.array(self.band.width)
         arrays["band_disagreement"] = np.array(float(self.band.disagreement))
         arrays["grouping_min_size"] = np.array(float(self.min_size))
-        return arrays
+        return arrays | (self.gate.to_arrays() if self.gate is not None else {})
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Fusion:
@@ -113,6 +115,7 @@ class Fusion:
                     bool(scalar(arrays["band_disagreement"])),
                 ),
                 min_size=int(scalar(arrays["grouping_min_size"])),
+                gate=ParseGate.from_arrays(arrays),
             )
         except KeyError as e:
             raise RealModelError(f"a saved fusion lacks {e}") from None

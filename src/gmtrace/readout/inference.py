@@ -34,6 +34,9 @@ class Inference:
     # empty where sure)
     unsure: np.ndarray | None = None
     unsure_reason: np.ndarray | None = None
+    # methods whose parsing abstains (`readout.abstain`): [N, 25] bool, the fields that
+    # answer for each image (`abstain.FIELD_NAMES` order)
+    parse_answered: np.ndarray | None = None
 
     def parse_of(self, rows=slice(None)) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
         """The parse of images `rows` taken together (one GM's images, one image's

@@ -1,0 +1,103 @@
+"""Parsing that abstains (`readout.abstain`): the gate chosen on validation GMs, and
+the permutation test scored only where a field answered."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gmtrace.core.metrics import permutation_test
+from gmtrace.core.schema import CONTINUOUS, DISCRETE, LOSS_TYPES
+from gmtrace.readout.abstain import (
+    FIELD_NAMES,
+    N_FIELDS,
+    ParseGate,
+    confidence,
+    field_matrix,
+    truth_matrix,
+)
+
+NC, ND = len(CONTINUOUS), len(DISCRETE)
+
+
+def _validation(seed: int = 0, n_gms: int = 12, per_gm: int = 20):
+    """Validation GMs whose parse is right on some fields, right only where it is
+    confident on others, and noise on the rest."""
+    rng = np.random.default_rng(seed)
+    gm = np.repeat(np.arange(n_gms), per_gm)
+    n = len(gm)
+    t_cont = rng.uniform(0, 1, (n_gms, NC))
+    t_disc = rng.integers(0, 3, (n_gms, ND))
+    t_loss = rng.integers(0, 2, (n_gms, len(LOSS_TYPES))).astype(float)
+    cont = rng.uniform(0, 1, (n, NC))
+    cont[:, 0] = t_cont[gm, 0] + rng.normal(0, 0.02, n)  # n_layers: right
+    disc_prob = []
+    sure = rng.uniform(size=n) < 0.5  # half the images are confident
+    for j, f in enumerate(DISCRETE):
+        p = rng.dirichlet(np.ones(f.n_classes), n) * 0.5  # top prob at most about 0.5
+        if j == 0:  # norm_type: right, and confident, only on the sure half
+            guess = np.where(sure, t_disc[gm, 0], rng.integers(0, 3, n))
+            p[np.arange(n), guess] += np.where(sure, 0.9, 0.3)
+        disc_prob.append(p / p.sum(1, keepdims=True))
+    loss = rng.uniform(0.3, 0.7, (n, len(LOSS_TYPES)))  # noise, never far from 0.5
+    loss[:, 0] = np.where(t_loss[gm, 0] > 0.5, 0.95, 0.05)  # l1: right and sure
+    truth = truth_matrix(t_cont, t_disc, t_loss)
+    return (cont, disc_prob, loss), truth, gm, sure
+
+
+def test_the_gate_answers_what_validation_supports_and_abstains_on_noise():
+    parts, truth, gm, sure = _validation()
+    gate = ParseGate.fit(field_matrix(*parts), confidence(*parts), truth, gm, seed=1)
+    reliable = gate.reliable()
+    assert "n_layers" in reliable and "loss l1" in reliable and "norm_type" in reliable
+    # the counts have no per-image confidence: all or nothing
+    assert gate.coverage[FIELD_NAMES.index("n_layers")] == 1.0
+    # norm_type is right only where it is sure: it answers for fewer than all
+    j = FIELD_NAMES.index("norm_type")
+    assert 0 < gate.coverage[j] < 1
+    answered = gate.answered(*parts)
+    assert answered.shape == (len(gm), N_FIELDS)
+    assert answered[sure, j].mean() > answered[~sure, j].mean()
+    # noise fields (most of them) never answer, and their p says why
+    noise = [FIELD_NAMES.index(n) for n in ("n_conv", "upsampling", "loss hinge")]
+    assert all(not np.isfinite(gate.threshold[k]) for k in noise)
+    assert not answered[:, noise].any()
+    assert all(gate.p[k] > 0.05 for k in noise)
+    again = ParseGate.from_arrays(gate.to_arrays())
+    assert np.array_equal(again.threshold, gate.threshold) and again.reliable() == reliable
+    assert ParseGate.from_arrays({}) is None
+
+
+def test_too_few_validation_gms_answer_nothing():
+    parts, truth, gm, _ = _validation(n_gms=2)
+    gate = ParseGate.fit(field_matrix(*parts), confidence(*parts), truth, gm, seed=1)
+    assert gate.reliable() == [] and np.isnan(gate.p).all()
+
+
+def test_permutation_test_scores_a_field_only_where_it_answered():
+    rng = np.random.default_rng(3)
+    n_gms, per = 30, 4
+    gm = np.repeat(np.arange(n_gms), per)
+    gt = {
+        "cont": rng.uniform(0, 1, (n_gms, NC)),
+        "disc": rng.integers(0, 3, (n_gms, ND)),
+        "loss": rng.integers(0, 2, (n_gms, len(LOSS_TYPES))).astype(float),
+    }
+    answered = np.zeros((len(gm), N_FIELDS), bool)
+    answered[gm < 15, NC] = True  # norm_type answers for the first 15 GMs only
+    disc = [rng.integers(0, 3, len(gm)) for _ in DISCRETE]
+    disc[0] = np.where(gm < 15, gt["disc"][gm, 0], (gt["disc"][gm, 0] + 1) % 3)  # wrong elsewhere
+    pred = {
+        "cont": rng.uniform(0, 1, (len(gm), NC)),
+        "disc": disc,
+        "loss": rng.uniform(size=(len(gm), len(LOSS_TYPES))) > 0.5,
+    }
+    folds = np.zeros(n_gms, int)
+    whole = permutation_test(pred, gt, gm, folds, 50, 0)
+    masked = permutation_test(pred, gt, gm, folds, 50, 0, answered)
+    assert masked["fields"]["acc"]["actual"][0] == 1.0
+    assert whole["fields"]["acc"]["actual"][0] == 0.5
+    assert masked["fields"]["macro_f1"]["p"][0] < 0.05
+    # a field that never answers has no score and no test
+    assert np.isnan(masked["fields"]["l1"]["actual"][0]) and np.isnan(
+        masked["fields"]["l1"]["p"][0]
+    )
