@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 
 from gmtrace.cli.main import app
 from gmtrace.product.analyze import Analyzer
+from gmtrace.product.groups import group_rows
 from gmtrace.product.rows import ROW_FIELDS, SCHEMA_VERSION, model_fields
+from gmtrace.readout.abstain import FIELD_NAMES, ParseGate
 from gmtrace.readout.fused import REENCODINGS, Fusion
 from gmtrace.realmodel.density import RealPhotoModel
 from gmtrace.realmodel.fusion import Stacker, UnsureBand
@@ -25,8 +27,10 @@ def _images(n: int, size: int = 48) -> list[np.ndarray]:
     return [(rng.random((size, size, 3)) * 255).astype(np.uint8) for _ in range(n)]
 
 
-def _with_fusion(model_dir: Path, tmp_path: Path, width: float, min_size: int = 0) -> Path:
-    d = tmp_path / f"fused_{width}_{min_size}"
+def _with_fusion(
+    model_dir: Path, tmp_path: Path, width: float, min_size: int = 0, gate: ParseGate | None = None
+) -> Path:
+    d = tmp_path / f"fused_{width}_{min_size}_{gate is not None}"
     shutil.copytree(model_dir, d)
     photos = np.stack(_images(30, 32))
     Fusion(
@@ -35,6 +39,7 @@ def _with_fusion(model_dir: Path, tmp_path: Path, width: float, min_size: int = 
         Stacker(np.array([1.0]), 0.0),
         UnsureBand(width, tuple(REENCODINGS), disagreement=False),
         min_size=min_size,
+        gate=gate,
     ).save(d)
     return d
 
@@ -58,7 +63,7 @@ def test_a_fused_model_answers_fused_p_and_unsure_with_the_reason(
         u = np.clip(r.real_unlikeness, 0.002, 0.998)
         assert abs(r.p_generated - 1 / (1 + np.exp(-(z + 0.5 * np.log(u / (1 - u)))))) < 1e-4
     row = rows[0].to_row(model_fields(wide))
-    assert list(row) == list(ROW_FIELDS) and row["schema_version"] == SCHEMA_VERSION == 3
+    assert list(row) == list(ROW_FIELDS) and row["schema_version"] == SCHEMA_VERSION == 4
     assert row["verdict"] == "unsure" and row["unsure_reason"]
     # no band: the fused p decides
     narrow = Analyzer(_with_fusion(small_model_dir, tmp_path, width=0.0))
@@ -148,3 +153,49 @@ def test_group_uses_the_fused_models_density_grouping_for_its_own_rows(
     g = group_rows(rows, generated_only=False, min_size=5)
     assert g["grouping"] == "density, groups of 5+" and g["grouped"] == 12
     assert sum(x["size"] for x in g["groups"]) == 12
+
+
+def test_a_model_whose_parsing_abstains_answers_unknown_where_its_gate_is_shut(
+    small_model_dir: Path, tmp_path: Path
+):
+    # the gate answers n_params, upsampling and loss l1 for every image, nothing else
+    open_ = {"n_params", "upsampling", "loss l1"}
+    threshold = np.array([-np.inf if n in open_ else np.inf for n in FIELD_NAMES])
+    gate = ParseGate(threshold, (threshold < np.inf).astype(float), np.full(25, 0.01))
+    d = _with_fusion(small_model_dir, tmp_path, width=0.0, gate=gate)
+    a = Analyzer(d)
+    imgs, names = _images(4), [f"{i}.png" for i in range(4)]
+    res = a.analyze_arrays(imgs, names)
+    plain = Analyzer(small_model_dir).analyze_arrays(imgs, names)
+    for r, b in zip(res, plain, strict=True):
+        assert sorted(r.parse_unknown) == sorted(set(FIELD_NAMES) - open_)
+        assert r.hyperparameters["n_layers"] == "unknown" and r.hyperparameters["norm_type"] == (
+            "unknown"
+        )
+        assert r.hyperparameters["n_params"] == b.hyperparameters["n_params"]
+        assert r.hyperparameters["upsampling"] == b.hyperparameters["upsampling"]
+        assert set(r.losses) <= {"l1"} and r.losses == [t for t in b.losses if t == "l1"]
+        assert r.loss_probabilities == b.loss_probabilities  # the numbers stay
+        assert b.parse_unknown is None  # a model without a gate answers every field
+    rows = [r.to_row(model_fields(a)) | {"verdict": "generated"} for r in res]
+    g = group_rows(rows)
+    assert g["schema_version"] == 2
+    for grp in g["groups"]:
+        assert grp["hyperparameters"]["n_layers"]["value"] == "unknown"
+        assert grp["hyperparameters"]["n_params"]["value"] != "unknown"
+        assert grp["hyperparameters"]["norm_type"]["value"] == "unknown"
+        assert set(grp["losses"]) <= {"l1"} and "loss hinge" in grp["parse_unknown"]
+    out = runner.invoke(app, ["analyze", "--model", str(d), *_saved(imgs[:2], tmp_path)])
+    assert out.exit_code == 0, out.output
+    assert "unknown" in out.output
+
+
+def _saved(imgs: list[np.ndarray], folder: Path) -> list[str]:
+    from PIL import Image
+
+    paths = []
+    for i, a in enumerate(imgs):
+        p = folder / f"img{i}.png"
+        Image.fromarray(a).save(p)
+        paths.append(str(p))
+    return paths

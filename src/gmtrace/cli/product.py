@@ -102,7 +102,8 @@ def analyze(
             else:
                 src = "unknown GM" if r.unknown_gm else f"{gm['name']} ({gm['probability']:.2f})"
                 parsed = (
-                    f"{format_count('n_params', h['n_params'])} / {h['n_layers']:.0f} / "
+                    f"{format_count('n_params', h['n_params'])} / "
+                    f"{format_count('n_layers', h['n_layers'])} / "
                     f"{h['upsampling']} ({h['upsampling_confidence']:.2f})"
                 )
                 losses = ", ".join(r.losses) or "-"
@@ -264,7 +265,8 @@ def group_cmd(
             str(grp["group"]),
             str(grp["size"]),
             f"{near['name']} ({near['share']:.0%})" if near else "none close: a new GM",
-            f"{format_count('n_params', h['n_params']['value'])} / {h['n_layers']['value']:.0f} / "
+            f"{format_count('n_params', h['n_params']['value'])} / "
+            f"{format_count('n_layers', h['n_layers']['value'])} / "
             f"{h['upsampling']['value']} ({h['upsampling']['agreement']:.0%})",
             ", ".join(grp["losses"]) or "-",
         )

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from gmtrace.core.runtime import pick_device
-from gmtrace.core.schema import CONTINUOUS, Normalizer, decode
+from gmtrace.core.schema import CONTINUOUS, UNKNOWN, Normalizer, decode
 from gmtrace.data.crops import Crops, crop_grid
 from gmtrace.data.images import (
     MAX_FILE_BYTES,
@@ -40,6 +40,7 @@ from gmtrace.product.config import MAX_CROPS, THRESHOLD, TOP_K
 from gmtrace.product.rows import ImageResult
 from gmtrace.product.scan import scan
 from gmtrace.product.views import image_views
+from gmtrace.readout.abstain import FIELD_NAMES
 from gmtrace.readout.embedding import open_set_score
 from gmtrace.readout.fused import FusedAnswer, Fusion
 from gmtrace.readout.inference import infer
@@ -179,6 +180,15 @@ class Analyzer:
         parsed = decode(cont[None], [d[None] for d in disc], loss[None], self.normalizer_)[0]
         losses = parsed.pop("losses")
         loss_p = parsed.pop("loss_probabilities")
+        gate = self.fusion_.gate if self.fusion_ is not None else None
+        unknown = None
+        if gate is not None:  # parsing that abstains: the fields it does not answer
+            answered = gate.answered(cont[None], [d[None] for d in disc], loss[None])[0]
+            unknown = [n for n, a in zip(FIELD_NAMES, answered, strict=True) if not a]
+            for n in unknown:
+                if n in parsed:
+                    parsed[n] = UNKNOWN
+            losses = [t for t in losses if f"loss {t}" not in unknown]
         return ImageResult(
             path=name,
             ok=True,
@@ -198,6 +208,7 @@ class Analyzer:
             },
             losses=losses,
             loss_probabilities=loss_p,
+            parse_unknown=unknown,
             embedding=emb,
             parse_linear=None if inf.parse_linear is None else inf.parse_linear[sl].mean(axis=0),
         )

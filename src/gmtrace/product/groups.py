@@ -15,6 +15,9 @@ to 4,000 images, bounded memory beyond), without a number of GMs. Per group:
   instead the probe's answer for the group's mean input (the mean of those
   outputs, `schema.read_linear`), as the evaluation scores a GM's parse;
   `agreement` is then the share of images whose own answer is that value;
+* `parse_unknown`: where the model's parsing abstains (rows' `parse_unknown`), the
+  fields unanswered for at least half of the group's images: their values read
+  "unknown" and their loss types are left out of `losses`;
 * `nearest_known_gm`: the known GM named first most often, with that share and the
   mean probability, when most of the group's images are *not* flagged "unknown
   GM"; otherwise null (the group looks like a GM the model was not trained on).
@@ -36,12 +39,14 @@ from gmtrace.core.schema import (
     DISCRETE,
     LOSS_THRESHOLD,
     LOSS_TYPES,
+    UNKNOWN,
+    is_unknown,
     parse_widths,
     read_linear,
 )
 from gmtrace.grouping.cluster import density_group, group_scalable, number_groups
 
-GROUPS_SCHEMA_VERSION = 1
+GROUPS_SCHEMA_VERSION = 2  # 2: parse_unknown; a field's value may read "unknown"
 
 
 def group_rows(rows: list[dict], generated_only: bool = True, min_size: int = 0) -> dict:
@@ -83,8 +88,19 @@ def group_rows(rows: list[dict], generated_only: bool = True, min_size: int = 0)
 
 def describe_group(k: int, members: list[dict]) -> dict:
     hp: dict = {}
+    # parsing that abstains: a field the model left unanswered for most of the
+    # group's images is unknown for the group
+    unknown = {
+        n
+        for n, c in Counter(n for m in members for n in (m.get("parse_unknown") or [])).items()
+        if c >= len(members) / 2
+    }
     for f in CONTINUOUS:
-        v = np.array([m["hyperparameters"][f.name] for m in members], dtype=np.float64)
+        v = [m["hyperparameters"][f.name] for m in members]
+        v = np.array([x for x in v if not is_unknown(x)], dtype=np.float64)
+        if f.name in unknown or not len(v):
+            hp[f.name] = {"value": UNKNOWN, "q25": None, "q75": None}
+            continue
         q25, med, q75 = np.quantile(v, [0.25, 0.5, 0.75])
         hp[f.name] = {"value": float(med), "q25": float(q25), "q75": float(q75)}
     # the probe's answer for the group's mean input where every row carries its
@@ -96,7 +112,9 @@ def describe_group(k: int, members: list[dict]) -> dict:
     for j, f in enumerate(DISCRETE):
         votes = Counter(m["hyperparameters"][f.name] for m in members)
         value, count = votes.most_common(1)[0]
-        if probe is not None:
+        if f.name in unknown:
+            value, count = UNKNOWN, votes[UNKNOWN]
+        elif probe is not None:
             value = f.classes[int(np.argmax(probe[1][j]))]
             count = votes[value]
         conf = [m["hyperparameters"].get(f.name + "_confidence", np.nan) for m in members]
@@ -111,9 +129,9 @@ def describe_group(k: int, members: list[dict]) -> dict:
         loss_p = {
             t: float(np.mean([m["loss_probabilities"][t] for m in members])) for t in LOSS_TYPES
         }
-    unknown = float(np.mean([bool(m["unknown_gm"]) for m in members]))
+    unknown_gm = float(np.mean([bool(m["unknown_gm"]) for m in members]))
     nearest = None
-    if unknown < 0.5:
+    if unknown_gm < 0.5:
         tops = Counter(m["top_gms"][0]["name"] for m in members if m["top_gms"])
         if tops:
             name, count = tops.most_common(1)[0]
@@ -129,11 +147,14 @@ def describe_group(k: int, members: list[dict]) -> dict:
         "group": k,
         "size": len(members),
         "mean_p_generated": float(np.mean([m["p_generated"] for m in members])),
-        "unknown_share": unknown,
+        "unknown_share": unknown_gm,
         "nearest_known_gm": nearest,
         "hyperparameters": hp,
         "loss_probabilities": loss_p,
-        "losses": [t for t, p in loss_p.items() if p >= LOSS_THRESHOLD],
+        "losses": [
+            t for t, p in loss_p.items() if p >= LOSS_THRESHOLD and f"loss {t}" not in unknown
+        ],
+        "parse_unknown": sorted(unknown),
         "members": [m["path"] for m in members],
     }
 

@@ -103,10 +103,14 @@ def _group_html(g: dict, views: dict) -> str:
     rows = []
     for f in CONTINUOUS:
         v = h[f.name]
+        spread = (
+            ""
+            if v["q25"] is None
+            else f"IQR {format_count(f.name, v['q25'])} to {format_count(f.name, v['q75'])}"
+        )
         rows.append(
             f"<tr><td>{f.name}</td><td>{format_count(f.name, v['value'])}</td>"
-            f"<td>IQR {format_count(f.name, v['q25'])} to "
-            f"{format_count(f.name, v['q75'])}</td></tr>"
+            f"<td>{spread}</td></tr>"
         )
     for f in DISCRETE:
         v = h[f.name]

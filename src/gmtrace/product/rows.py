@@ -13,7 +13,8 @@ import numpy as np
 from gmtrace.data.images import display_path
 
 VERDICTS = ("generated", "unsure", "real")
-SCHEMA_VERSION = 3  # 2: parse_linear; 3: verdict "unsure", unsure_reason, p_supervised
+SCHEMA_VERSION = 4  # 2: parse_linear; 3: verdict "unsure", unsure_reason, p_supervised;
+# 4: parse_unknown
 
 # every row has these keys, in this order (values None where they do not apply)
 ROW_FIELDS = (
@@ -41,6 +42,11 @@ ROW_FIELDS = (
     "continuous_spread",  # {field: std over the image's crops}, normalized scale
     "losses",
     "loss_probabilities",
+    # the fields a model whose parsing abstains does not answer for this image
+    # (`readout.abstain.FIELD_NAMES`: "n_layers", ..., "loss l1"); their values in
+    # `hyperparameters` read "unknown", their loss types are left out of `losses` (their
+    # probabilities stay); None where the model's parsing does not abstain
+    "parse_unknown",
     "embedding",  # the grouping embedding (unit length), for `gmtrace group`
     # the parsing probe's linear outputs (`schema.read_linear`), mean over the crops,
     # for `gmtrace group`; None where the model has no probe
@@ -49,7 +55,7 @@ ROW_FIELDS = (
     "weights_sha256",
 )
 NESTED = ("top_gms", "hyperparameters", "continuous_spread", "losses", "loss_probabilities")
-NESTED += ("embedding", "parse_linear")
+NESTED += ("parse_unknown", "embedding", "parse_linear")
 # answered from the image itself; the rest of a row is the file's and the model's
 ANSWERS = ROW_FIELDS[ROW_FIELDS.index("width") : ROW_FIELDS.index("model_id")]
 
@@ -79,6 +85,7 @@ class ImageResult:
     continuous_spread: dict = field(default_factory=dict)  # std over crops, normalized
     losses: list[str] = field(default_factory=list)
     loss_probabilities: dict = field(default_factory=dict)
+    parse_unknown: list[str] | None = None
     embedding: np.ndarray | None = field(default=None, repr=False)
     # the parsing probe's linear outputs, mean over the crops (`Inference.parse_of`);
     # None where the model has no probe. `gmtrace group` reads a group's parse from them

@@ -4,8 +4,9 @@
 One HTML document with its style and script inline (nothing fetched from
 elsewhere). Dropped or chosen files go to `POST /v1/analyze?views=1`; each answer
 is shown as a card: the verdict and p(generated), the source GM or "unknown GM",
-the fingerprint and spectrum, and the parsed hyperparameters and loss types with
-confidence bars. Errors (a file that is not an image, a refused upload) are shown
+the fingerprint and spectrum, and for an image called generated or unsure (marked
+"if generated") the parsed hyperparameters and loss types with confidence bars,
+"unknown" where the model's parsing abstains. Errors (a file that is not an image, a refused upload) are shown
 on the card or above the cards, in words.
 """
 
@@ -45,21 +46,21 @@ function card(r){
   if(!r.ok){d.innerHTML='<div><b>'+esc(r.path)+'</b><p class="err">'+esc(r.error)+'</p></div>';return d;}
   const gen=r.verdict!=='real', top=(r.top_gms||[])[0]||{};
   const src=!gen?'':(r.unknown_gm?'unknown GM (not one the model knows)':'nearest known GM: '+esc(top.name)+' ('+top.probability.toFixed(2)+')');
-  let hp='';
-  const h=r.hyperparameters||{};
+  let hp='', ls='';
+  const h=gen?(r.hyperparameters||{}):{}, lp=gen?(r.loss_probabilities||{}):{}, unk=r.parse_unknown||[];
   for(const k of Object.keys(h)){ if(k.endsWith('_confidence')) continue;
     const v=h[k], c=h[k+'_confidence'];
-    hp+='<tr><td>'+esc(k)+'</td><td>'+esc(typeof v==='number'?(Math.abs(v)>=1000?v.toExponential(2):v.toFixed(1)):v)+'</td><td>'+(c==null?'':bar(c))+'</td></tr>';}
-  let ls='';
-  const lp=r.loss_probabilities||{};
-  for(const k of Object.keys(lp).sort((a,b)=>lp[b]-lp[a])) ls+='<tr><td>'+esc(k)+'</td><td>'+bar(lp[k])+'</td></tr>';
+    hp+='<tr><td>'+esc(k)+'</td><td>'+esc(typeof v==='number'?(Math.abs(v)>=1000?v.toExponential(2):v.toFixed(1)):v)+'</td><td>'+(c==null||v==='unknown'?'':bar(c))+'</td></tr>';}
+  for(const k of Object.keys(lp).sort((a,b)=>lp[b]-lp[a]))
+    ls+='<tr><td>loss '+esc(k)+'</td><td>'+(unk.includes('loss '+k)?'unknown':bar(lp[k]))+'</td></tr>';
+  const cap=r.verdict==='unsure'?'<caption>if generated</caption>':'';
   const v=r.views||{};
   d.innerHTML='<div><b>'+esc(r.path)+'</b><p class="verdict '+r.verdict+'">'+r.verdict+
     ' (p = '+r.p_generated.toFixed(3)+')</p>'+(r.unsure_reason?'<p>unsure: '+esc(r.unsure_reason)+'</p>':'')+
     '<p>'+(r.verdict==='unsure'&&src?'if generated: ':'')+src+'</p>'+
     (v.fingerprint?'<figure><img src="'+v.fingerprint+'" alt="fingerprint"><figcaption>fingerprint</figcaption></figure>':'')+
     (v.spectrum?'<figure><img src="'+v.spectrum+'" alt="spectrum"><figcaption>spectrum of the residual</figcaption></figure>':'')+
-    '</div><div><table>'+hp+'</table></div><div><table>'+ls+'</table></div>';
+    '</div><div>'+(hp?'<table>'+cap+hp+'</table>':'')+'</div><div>'+(ls?'<table>'+cap+ls+'</table>':'')+'</div>';
   return d;
 }
 async function send(files){
