@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from gmtrace.cli.main import app
 from gmtrace.product.analyze import Analyzer
 from gmtrace.product.groups import group_rows
+from gmtrace.product.report import render_report
 from gmtrace.product.rows import ROW_FIELDS, SCHEMA_VERSION, model_fields
 from gmtrace.readout.abstain import FIELD_NAMES, ParseGate
 from gmtrace.readout.fused import REENCODINGS, Fusion
@@ -141,7 +142,6 @@ def test_group_uses_the_fused_models_density_grouping_for_its_own_rows(
     small_model_dir: Path, tmp_path: Path
 ):
     from gmtrace.cli.product import _grouping_of
-    from gmtrace.product.groups import group_rows
 
     d = _with_fusion(small_model_dir, tmp_path, width=0.0, min_size=5)
     a = Analyzer(d, calibration="none")
@@ -185,6 +185,9 @@ def test_a_model_whose_parsing_abstains_answers_unknown_where_its_gate_is_shut(
         assert grp["hyperparameters"]["n_params"]["value"] != "unknown"
         assert grp["hyperparameters"]["norm_type"]["value"] == "unknown"
         assert set(grp["losses"]) <= {"l1"} and "loss hinge" in grp["parse_unknown"]
+    page = render_report(rows, g, a)
+    assert "answered for most of them: n_params, upsampling, loss l1;" in page
+    assert "never (the model abstains" in page and "parsing answers</td><td>n_params" in page
     out = runner.invoke(app, ["analyze", "--model", str(d), *_saved(imgs[:2], tmp_path)])
     assert out.exit_code == 0, out.output
     assert "unknown" in out.output

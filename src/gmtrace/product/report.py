@@ -5,8 +5,9 @@ sorting and filtering script inline); nothing is fetched when it is opened, so i
 can be mailed, archived or opened offline. Sections:
 
 * overview: images, called generated / unsure / real, failed, groups; a histogram
-  of p(generated) stacked by verdict (inline SVG); a strip of each group's
-  thumbnails linking to its section;
+  of p(generated) stacked by verdict (inline SVG); where the model's parsing
+  abstains, which fields it answered; a strip of each group's thumbnails linking to
+  its section;
 * verdicts: one row per file (a thumbnail for the first `TABLE_THUMBS`, path,
   verdict and why unsure, p(generated), nearest known GM or "unknown GM", group,
   error), sortable by any column, filtered by a text box, `PAGE_ROWS` a page;
@@ -33,6 +34,7 @@ from gmtrace.core.files import atomic_write_text
 from gmtrace.core.schema import CONTINUOUS, DISCRETE, format_count
 from gmtrace.data.images import ImageError, load_rgb
 from gmtrace.product.views import image_views, png_data, set_views
+from gmtrace.readout.abstain import FIELD_NAMES
 
 MAX_TABLE_ROWS = 50_000
 TABLE_THUMBS = 300  # rows of the verdict table with a thumbnail (the file stays small)
@@ -197,7 +199,30 @@ def _overview_html(rows: list[dict], groups: dict, views: dict[int, dict]) -> st
             f'<div class="strip"><a href="#group-{g["group"]}">group {g["group"]}</a> '
             f"({g['size']} images) {thumbs}</div>"
         )
-    return _histogram_svg(rows) + "".join(strips)
+    return _histogram_svg(rows) + _reliable_html(rows) + "".join(strips)
+
+
+def _reliable_html(rows: list[dict]) -> str:
+    """Which parsed fields the model answered for the images it did not call real,
+    where its parsing abstains (rows' `parse_unknown`); nothing otherwise."""
+    rows = [r for r in rows if r.get("ok") and r.get("verdict") != "real"]
+    rows = [r for r in rows if r.get("parse_unknown") is not None]
+    if not rows:
+        return ""
+    share = {n: sum(n not in r["parse_unknown"] for r in rows) / len(rows) for n in FIELD_NAMES}
+    most = [n for n in FIELD_NAMES if share[n] >= 0.5]
+    some = [n for n in FIELD_NAMES if 0 < share[n] < 0.5]
+    never = [n for n in FIELD_NAMES if share[n] == 0]
+
+    def names(ns: list[str]) -> str:
+        return html.escape(", ".join(ns)) if ns else "none"
+
+    return (
+        f"<p class='reliable'>Parsing, of the {len(rows)} images not called real: answered "
+        f"for most of them: {names(most)}; for some: {names(some)}; never (the model "
+        f"abstains: its answers did not beat chance on held-out codebases): "
+        f"{names(never)}.</p>"
+    )
 
 
 def _table_html(rows: list[dict], group_of: dict[str, int]) -> str:
@@ -258,6 +283,13 @@ def _card_html(analyzer, card: dict | None) -> str:
     ]
     if m.get("trained_at"):
         items.append(("trained", m["trained_at"]))
+    fusion = getattr(analyzer, "fusion_", None)
+    if fusion is not None:
+        items.append(("fused parts", "supervised detector + model of real photographs"))
+        if analyzer.calibration_ is not None:
+            items.append(("calibration", analyzer.calibration_.tag))
+        if fusion.gate is not None:
+            items.append(("parsing answers", ", ".join(fusion.gate.reliable()) or "no field"))
     out = "<table class='hp'>" + "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in items
     )
