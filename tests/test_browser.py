@@ -56,7 +56,9 @@ def test_drop_an_image_and_read_the_verdict(server: str, tiny_zoo_dir: Path, tmp
         verdict = card.find_element(By.CSS_SELECTOR, ".verdict").text
         assert verdict == f"{want['verdict']} (p = {want['p_generated']:.3f})"
         assert card.find_elements(By.CSS_SELECTOR, "img[alt=fingerprint]")
-        assert "dropped.png" in card.text and "n_params" in card.text
+        # the parse only for an image not called real
+        assert "dropped.png" in card.text
+        assert ("n_params" in card.text) == (want["verdict"] != "real")
         # the file picker gives the same answer path, and a broken file its error
         bad = tmp_path / "broken.png"
         bad.write_bytes(b"<html>not an image</html>")
@@ -64,6 +66,10 @@ def test_drop_an_image_and_read_the_verdict(server: str, tiny_zoo_dir: Path, tmp
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 2)
         err = driver.find_elements(By.CSS_SELECTOR, ".card.error")[0].text
         assert "broken.png" in err and "not an image" in err
+        # the status line counts every image dropped on the page, by verdict
+        status = driver.find_element(By.ID, "status").text
+        assert status.startswith("done: 2 image(s) dropped:") and "1 failed" in status
+        assert f"1 {want['verdict']}" in status
         shot = tmp_path / "page.png"
         assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     finally:

@@ -6,7 +6,8 @@ elsewhere). Dropped or chosen files go to `POST /v1/analyze?views=1`; each answe
 is shown as a card: the verdict and p(generated), the source GM or "unknown GM",
 the fingerprint and spectrum, and for an image called generated or unsure (marked
 "if generated") the parsed hyperparameters and loss types with confidence bars,
-"unknown" where the model's parsing abstains. Errors (a file that is not an image, a refused upload) are shown
+"unknown" where the model's parsing abstains. The status line counts every image
+dropped on the page, by verdict. Errors (a file that is not an image, a refused upload) are shown
 on the card or above the cards, in words.
 """
 
@@ -63,6 +64,7 @@ function card(r){
     '</div><div>'+(hp?'<table>'+cap+hp+'</table>':'')+'</div><div>'+(ls?'<table>'+cap+ls+'</table>':'')+'</div>';
   return d;
 }
+const seen={generated:0,unsure:0,real:0,failed:0};  // every image dropped on this page
 async function send(files){
   if(!files.length) return;
   const fd=new FormData();
@@ -75,8 +77,10 @@ async function send(files){
     const resp=await fetch('/v1/analyze?views=1',{method:'POST',body:fd,headers});
     const body=await resp.json();
     if(!resp.ok){status.textContent='refused: '+(body.error||resp.status);return;}
-    for(const r of body.results) cards.prepend(card(r));
-    status.textContent='done: '+body.results.length+' image(s), model '+body.model_id;
+    for(const r of body.results){cards.prepend(card(r));seen[r.ok?r.verdict:'failed']+=1;}
+    const all=Object.values(seen).reduce((a,b)=>a+b,0);
+    status.textContent='done: '+all+' image(s) dropped: '+seen.generated+' generated, '+
+      seen.unsure+' unsure, '+seen.real+' real, '+seen.failed+' failed; model '+body.model_id;
   }catch(e){status.textContent='failed: '+e;}
 }
 drop.addEventListener('dragover',e=>{e.preventDefault();drop.classList.add('over');});
