@@ -360,11 +360,11 @@ def test_targets_a_run_cannot_measure_come_from_the_compared_run():
     tier = _minimal_run("tier", {"auc_paired": 0.70, "auc_paired_jpeg75": 0.60})
     alone = "\n".join(_targets_section(codebase))
     # a codebase run has no pretrained tier held out whole: its own pairs do not count
-    assert "against its photographs | n/a |" in alone and "(other run)" not in alone
-    assert "folds pooled | 0.96 met |" in alone and "clean | 0.86 met |" in alone
+    assert "vs its photographs | n/a |" in alone and "(other run)" not in alone
+    assert "folds pooled | 0.96 missed |" in alone and "clean | 0.86 met |" in alone
     both = "\n".join(_targets_section(codebase, tier))
-    assert "against its photographs | 0.7 missed (other run) |" in both
+    assert "vs its photographs | 0.7 missed (other run) |" in both
     assert "JPEG q75, ≥ 0.85 | 0.6 missed (other run) |" in both
     assert "tiers held out" in both
     # what this run measures is never replaced by the other run's figure
-    assert "folds pooled | 0.96 met |" in both
+    assert "folds pooled | 0.96 missed |" in both

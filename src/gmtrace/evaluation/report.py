@@ -332,33 +332,29 @@ TARGETS = [
     ("fingerprint rebuilds the image ≥ 6 dB worse than the image (dB)", "leak_db", "<=", -6.0),
 ]
 
-# The targets of the outside-generators issue (codebases held out, or tiers): all
-# folds pooled for detection, the weakest codebase, the pretrained tier held out
-# whole (its images against the photographs they were made from; a tier run only)
+# The targets of the codebase protocol (issue 21's, raised by issue 22's where both
+# set one): all folds pooled for detection, the weakest codebase, the pretrained
+# tier held out whole (its images against the photographs they were made from; a
+# tier run only), the unsure band and parsing that abstains (a method with them)
 CODEBASE_TARGETS = [
     ("parsing beats random GT, overall p < 0.01 (per GM)", "p_overall", "<", 0.01),
-    ("detection AUC ≥ 0.95, clean, folds pooled", "auc_pooled", ">=", 0.95),
-    ("detection AUC ≥ 0.90, both classes JPEG q75, folds pooled", "auc_q75_pooled", ">=", 0.90),
+    ("detection AUC ≥ 0.97, clean, folds pooled", "auc_pooled", ">=", 0.97),
+    ("detection AUC ≥ 0.93, both classes JPEG q75, folds pooled", "auc_q75_pooled", ">=", 0.93),
     ("every held-out codebase: detection AUC ≥ 0.85, clean", "auc_codebase_min", ">=", 0.85),
-    (
-        "pretrained tier held out whole: AUC ≥ 0.95 against its photographs",
-        "pretrained_auc",
-        ">=",
-        0.95,
-    ),
+    ("pretrained tier held out whole: AUC ≥ 0.95 vs its photographs", "pretrained_auc", ">=", 0.95),
     ("pretrained tier held out whole: same, JPEG q75, ≥ 0.85", "pretrained_auc_q75", ">=", 0.85),
-    ("detection calibration error (ECE, clean, folds pooled) ≤ 0.05", "ece_pooled", "<=", 0.05),
-    ("open-set AUROC ≥ 0.85", "open", ">=", 0.85),
-    ("grouping ARI ≥ 0.6", "ari", ">=", 0.6),
-    # parsing that abstains and the unsure band (a method that has them)
+    ("detection calibration error (ECE, clean, folds pooled) ≤ 0.03", "ece_pooled", "<=", 0.03),
+    ("open-set AUROC ≥ 0.90", "open", ">=", 0.90),
+    ("grouping ARI ≥ 0.7", "ari", ">=", 0.7),
+    ("grouping ARI of the halved case within 0.05 of the whole's", "ari_half_gap", "<=", 0.05),
+    ("share of test images called unsure ≤ 10 %, clean", "unsure_share", "<=", 0.10),
     (
-        "parsing, fields that answer beating random GT at p < 0.05, of 25 (per image)",
+        "parsing: answering fields beating random GT, p < 0.05, per image",
         "fields_answered",
         ">=",
         10,
     ),
-    ("parsing, fields answering for a typical image (median), of 25", "fields_median", ">=", 12.5),
-    ("share of test images called unsure ≤ 10 %, clean", "unsure_share", "<=", 0.10),
+    ("parsing: fields answered for a typical image (median), of 25", "fields_median", ">=", 12.5),
 ]
 
 
@@ -418,6 +414,9 @@ def target_values(results: dict, name: str) -> dict[str, float | None]:
         "open": r["open_set_auroc"]["mean"],
         "open_gallery": r["gallery"]["open"]["mean"] if "gallery" in r else None,
         "ari": r["grouping"]["ari"]["mean"],
+        "ari_half_gap": abs(r["grouping_half"]["ari"]["mean"] - r["grouping"]["ari"]["mean"])
+        if "grouping_half" in r
+        else None,
         "leak_db": leak,
         **_pooled_values(results, r),
     }
