@@ -100,6 +100,13 @@ def test_inner_validation_holds_out_whole_codebases_but_not_the_dominant_one():
     fam = ["x"] * 10 + ["y"] * 10 + ["z"] * 10
     val = inner_validation(names, ["gmtrace"] * 30, fam, seed=0)
     assert len({fam[names.index(n)] for n in val}) == 1 and len(val) == 10
+    # several codebases, not one large one: a third of them, within half the GMs
+    cbs = ["big"] * 19 + ["other"] * 18 + [c for c in "abcdefgh" for _ in range(2)]
+    names = [f"g{i}" for i in range(len(cbs))]
+    for seed in range(5):
+        val = inner_validation(names, cbs, ["f"] * len(cbs), seed=seed)
+        held = {cbs[names.index(n)] for n in val}
+        assert len(held) == 4 and len(val) <= len(cbs) // 2
 
 
 def test_density_grouping_leaves_an_outlier_ungrouped():

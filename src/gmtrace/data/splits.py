@@ -127,15 +127,21 @@ def inner_validation(
     names: Sequence[str], codebases: Sequence[str], families: Sequence[str], seed: int = 0
 ) -> list[str]:
     """The training GMs held out of an inner network so that what is fitted on its
-    answers (the fusion, the unsure band) sees code it never saw: about a third of
-    the training codebases, never the largest when it holds most GMs (gmtrace's own
-    zoo: an inner network without it would not be the network it stands for). With
-    a single codebase, families are held out instead."""
+    answers (the fusion, the unsure band, the parsing gate) sees code it never saw:
+    never the largest codebase when it holds most GMs (gmtrace's own zoo: an inner
+    network without it would not be the network it stands for); of the others, a
+    third of the codebases by number (at least 2 where there are 3 or more), drawn
+    at random among those that keep the validation within half of their GMs. Many
+    codebases, not one large one: a validation of one codebase (19 upscalers of one
+    package) has one architecture to tell apart, and tests neither the stacker nor
+    the parse on the variety of unseen code. With two codebases, one; with a single
+    codebase, a third of the families instead."""
     keys = list(codebases)
     counts: dict[str, int] = defaultdict(int)
     for c in keys:
         counts[c] += 1
-    if len(counts) < 2:
+    by_family = len(counts) < 2
+    if by_family:
         keys = list(families)
         counts = defaultdict(int)
         for f in keys:
@@ -146,6 +152,16 @@ def inner_validation(
     pool = [(n, c) for n, c in zip(names, keys, strict=True)]
     if counts[largest] * 2 > len(pool) and len(counts) > 2:
         pool = [(n, c) for n, c in pool if c != largest]
-    k = min(3, len({c for _, c in pool}))
+    pool_keys = sorted({c for _, c in pool})
+    if not by_family and len(pool_keys) >= 3:
+        rng = np.random.default_rng(seed)
+        want, room = max(2, -(-len(pool_keys) // 3)), len(pool) // 2
+        held = set()
+        for c in [pool_keys[i] for i in rng.permutation(len(pool_keys))]:
+            if len(held) < want and sum(counts[h] for h in held) + counts[c] <= room:
+                held.add(c)
+        if len(held) >= 2:
+            return sorted(n for n, c in pool if c in held)
+    k = min(3, len(pool_keys))
     folds = whole_folds([n for n, _ in pool], [c for _, c in pool], k, seed, "codebases")
     return folds[0]
