@@ -208,4 +208,8 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
         "### Unsure" in report
         and "| gmtrace fused (+ real-photo model, unsure band), clean |" in report
     )
-    assert "the fields that answer" in report
+    assert "the fields that answer (gate from inner validation)" in report
+    # the gate across folds, for every parsing method: a fold's fields from the others'
+    cross = fused["parsing"]["answered_across_folds"]
+    assert len(cross["reliable_per_fold"]) == 2 and len(cross["coverage"]) == 25
+    assert "the fields that answer (gate across folds)" in report

@@ -78,6 +78,7 @@ from gmtrace.grouping.cluster import choose_threshold, cluster, first_half, grou
 from gmtrace.methods.base import Method
 from gmtrace.methods.catalog import create_method
 from gmtrace.methods.catalog import parses as method_parses
+from gmtrace.readout.abstain import ParseGate, confidence, field_matrix, truth_matrix
 from gmtrace.readout.embedding import gm_gallery
 from gmtrace.readout.inference import Inference
 from gmtrace.train.config import TrainConfig
@@ -772,7 +773,8 @@ def _parsing_scores(
     """A method's parsing of the unseen GMs of all folds, per image and per GM,
     against the random ground truth (`permutation_test`), and its loss-type AUCs;
     for a method whose parsing abstains, the same on the fields that answered, with
-    their coverage."""
+    their coverage; and for every method, the same with a gate drawn across folds
+    (`_gate_across_folds`)."""
     per_image, gm, lprob = _per_image_parses(data, name, to_global)
     per_gm, u, agg_l = _per_gm_parses(data, name, to_global)
     gm_pos = {g: i for i, g in enumerate(u)}
@@ -793,19 +795,54 @@ def _parsing_scores(
         "loss_auc_per_image": loss_auc(lprob, gt["loss"][gm]),
         "loss_auc_per_gm": loss_auc(agg_l, gt["loss"][u]),
     }
-    if data[0].unseen[name].parse_answered is not None:
-        # parsing that abstains: each field scored where it answered; a GM's field
-        # answers where it does for most of the GM's images
-        ans = np.concatenate([fd.unseen[name].parse_answered for fd in data]).astype(bool)
+
+    def answered(ans: np.ndarray) -> dict:
+        # each field scored where it answered; a GM's field answers where it does
+        # for most of the GM's images
         ans_gm = np.stack([ans[gm == g].mean(axis=0) >= 0.5 for g in u])
         n_fields = ans.sum(axis=1)
-        out["answered"] = test(ans, ans_gm) | {
+        return test(ans, ans_gm) | {
             "coverage": ans.mean(axis=0).tolist(),
             "coverage_gm": ans_gm.mean(axis=0).tolist(),
             "fields_answered_median": float(np.median(n_fields)),
             "fields_answered_mean": float(n_fields.mean()),
         }
+
+    if data[0].unseen[name].parse_answered is not None:  # the method's own gate
+        out["answered"] = answered(
+            np.concatenate([fd.unseen[name].parse_answered for fd in data]).astype(bool)
+        )
+    if len(data) >= 2:
+        ans, reliable = _gate_across_folds(data, name, per_image, gm, fold_of_gm, gt, cfg.seed)
+        out["answered_across_folds"] = answered(ans) | {"reliable_per_fold": reliable}
     return out
+
+
+def _gate_across_folds(
+    data: list[FoldData], name: str, per_image: dict, gm, fold_of_gm, gt: dict, seed: int
+) -> tuple[np.ndarray, list[list[str]]]:
+    """Parsing that abstains, its gate drawn across folds (`abstain.ParseGate`): a
+    fold's fields answer where the other folds' networks parsed them better than
+    shuffled truth on their own test codebases (which those networks never saw); no
+    truth of the fold's own test GMs is read. Returns the answered mask [images, 25]
+    (rows as `_per_image_parses`) and each fold's answering fields."""
+    dprob = [
+        np.concatenate([fd.unseen[name].discrete_prob[j] for fd in data])
+        for j in range(len(data[0].unseen[name].discrete_prob))
+    ]
+    lprob = np.concatenate([fd.unseen[name].loss_prob for fd in data])
+    parts = (per_image["cont"], dprob, lprob)
+    pred, conf = field_matrix(*parts), confidence(*parts)
+    truth = truth_matrix(gt["cont"], gt["disc"], gt["loss"])
+    fold_of_row = fold_of_gm[gm]
+    ans = np.zeros(conf.shape, bool)
+    reliable = []
+    for k in range(len(data)):
+        other = fold_of_row != k
+        gate = ParseGate.fit(pred[other], conf[other], truth, gm[other], seed)
+        ans[~other] = gate.open(conf[~other])
+        reliable.append(gate.reliable())
+    return ans, reliable
 
 
 def _per_image_parses(

@@ -98,7 +98,11 @@ class ParseGate:
 
     def answered(self, cont, disc_prob, loss_prob) -> np.ndarray:
         """[N, 25] bool: which fields answer for each image (or GM)."""
-        return confidence(cont, disc_prob, loss_prob) >= self.threshold[None, :]
+        return self.open(confidence(cont, disc_prob, loss_prob))
+
+    def open(self, conf: np.ndarray) -> np.ndarray:
+        """[N, 25] bool: which fields answer at confidences `conf` [N, 25]."""
+        return np.asarray(conf) >= self.threshold[None, :]
 
     def reliable(self) -> list[str]:
         """The fields that answer at all."""
