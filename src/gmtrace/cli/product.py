@@ -26,6 +26,19 @@ MaxCrops = Annotated[
 ]
 
 
+EngineRuntime = Annotated[
+    str | None,
+    typer.Option(
+        "--runtime",
+        help="inference engine: auto (the fastest installed: openvino, onnxruntime, then "
+        "torch), torch, onnxruntime or openvino (default: $GMTRACE_RUNTIME, else auto)",
+    ),
+]
+Threads = Annotated[
+    int | None, typer.Option(help="threads of the inference engine (default: torch's count)")
+]
+
+
 CalibrationName = Annotated[
     str | None,
     typer.Option(
@@ -52,6 +65,8 @@ def analyze(
     ] = False,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
     calibration: CalibrationName = None,
+    runtime: EngineRuntime = None,
+    threads: Threads = None,
 ) -> None:
     """Is each image generated, by which known GM (or an unknown one), and what were
     that GM's architecture and training losses?"""
@@ -66,7 +81,13 @@ def analyze(
         fail("no image files given (folders are searched recursively)")
     try:
         analyzer = Analyzer(
-            model, device=device, top_k=top, max_crops=max_crops, calibration=calibration
+            model,
+            device=device,
+            top_k=top,
+            max_crops=max_crops,
+            calibration=calibration,
+            runtime=runtime,
+            threads=threads,
         )
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
@@ -156,6 +177,8 @@ def scan(
     ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
     calibration: CalibrationName = None,
+    runtime: EngineRuntime = None,
+    threads: Threads = None,
 ) -> None:
     """Scan images into one results file, one row per file (killed, rerun the same
     command: it finishes where it stopped, with the same rows)."""
@@ -169,7 +192,14 @@ def scan(
     from gmtrace.product.scan import scan as run_scan
 
     try:
-        analyzer = Analyzer(model, device=device, max_crops=max_crops, calibration=calibration)
+        analyzer = Analyzer(
+            model,
+            device=device,
+            max_crops=max_crops,
+            calibration=calibration,
+            runtime=runtime,
+            threads=threads,
+        )
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
     t0 = time.perf_counter()

@@ -13,6 +13,8 @@ averaged (their spread is reported); a smaller one is reflect-padded, and flagge
 
 from __future__ import annotations
 
+import os
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from gmtrace.data.images import (
     read_bytes,
     save_png,
 )
+from gmtrace.engine.runtimes import EngineError, make_runtime
 from gmtrace.grouping.cluster import density_group, group_scalable, number_groups
 from gmtrace.nets.fen import fold_batch_norm
 from gmtrace.product.calibration import (
@@ -68,6 +71,8 @@ class Analyzer:
         max_crops: int = MAX_CROPS,
         threshold: float = THRESHOLD,
         calibration: str | None = None,
+        runtime: str | None = None,
+        threads: int | None = None,
     ):
         self.model_dir = model_dir
         self.device = device
@@ -75,6 +80,8 @@ class Analyzer:
         self.max_crops = max_crops
         self.threshold = threshold
         self.calibration = calibration
+        self.runtime = runtime
+        self.threads = threads
         d = Path(model_dir) if model_dir is not None else default_model_dir()
         self.model_dir_ = d
         saved = load_model(d, device=pick_device(device))
@@ -97,6 +104,26 @@ class Analyzer:
         self.model_id_ = model_id(saved.meta, self.weights_sha256_)
         self.base_model_id_ = self.model_id_
         self._use_calibration(calibration)
+        self.runtime_ = self._make_runtime(runtime or os.environ.get("GMTRACE_RUNTIME", "auto"))
+
+    def _make_runtime(self, kind: str):
+        """The engine the network and readout run in (`engine.make_runtime`): `auto`
+        takes the fastest installed; where building an exported graph fails, the
+        analyzer says so on stderr once and runs in torch."""
+        try:
+            return make_runtime(
+                kind,
+                self.model_,
+                self.readout_,
+                model_digest(self.model_dir_),
+                self.image_size_,
+                threads=self.threads,
+            )
+        except EngineError as e:
+            if kind != "auto":
+                raise
+            print(f"gmtrace: {e}; running in torch", file=sys.stderr)
+            return make_runtime("torch", self.model_, self.readout_, "", self.image_size_)
 
     def _use_calibration(self, name: str | None) -> None:
         """A user's calibration of the fused model (`product.calibration`): its real
@@ -115,7 +142,7 @@ class Analyzer:
 
     def supervised_p(self, images: np.ndarray) -> np.ndarray:
         """The network's own calibrated p(generated) of uint8 crops [N, H, W, 3]."""
-        return infer(self.model_, self.readout_, images).p_generated
+        return infer(self.model_, self.readout_, images, runtime=self.runtime_).p_generated
 
     def analyze_array(self, img: np.ndarray, name: str = "<array>") -> ImageResult:
         """Analyze one RGB uint8 image [H, W, 3]."""
@@ -140,7 +167,7 @@ class Analyzer:
         if not crops:
             return []
         grid = np.concatenate([c.grid for c in crops])
-        inf = infer(self.model_, self.readout_, grid)
+        inf = infer(self.model_, self.readout_, grid, runtime=self.runtime_)
         fused = None
         if self.fusion_ is not None:
             owner = np.repeat(np.arange(len(crops)), [len(c.grid) for c in crops])
@@ -319,7 +346,7 @@ def check_zoo(analyzer: Analyzer, zoo: str | Path, per_gm: int = 12, on_done=Non
         if not imgs:
             continue
         crops = np.concatenate([crop_grid(a, analyzer.image_size_, 1)[0] for a in imgs])
-        inf = infer(analyzer.model_, analyzer.readout_, crops)
+        inf = infer(analyzer.model_, analyzer.readout_, crops, runtime=analyzer.runtime_)
         cont, disc, loss = inf.parse_of()
         pred_bits = loss >= LOSS_THRESHOLD
         true_bits = loss_bits(g.losses) > 0.5

@@ -363,9 +363,16 @@ class _RayBlockScanner:
         device: str | None,
         max_crops: int,
         calibration: str = "none",
+        runtime: str = "torch",
     ):
+        # one CPU per actor: its engine runs one thread
         self.analyzer = analyzer_class(
-            model_dir, device=device, max_crops=max_crops, calibration=calibration
+            model_dir,
+            device=device,
+            max_crops=max_crops,
+            calibration=calibration,
+            runtime=runtime,
+            threads=1,
         )
 
     def __call__(self, batch: dict) -> dict:
@@ -411,6 +418,8 @@ def _ray_batches(analyzer, blocks, todo, workers: int, address: str | None) -> I
                 analyzer.max_crops,
                 # the same calibration (read from this machine's data folder)
                 analyzer.calibration_.name if analyzer.calibration_ else "none",
+                # the same engine (its graph is built once, in this machine's cache)
+                analyzer.runtime_.name,
             ),
             batch_size=1,
             concurrency=max(1, workers),

@@ -48,13 +48,14 @@ def pack_forests(forests: list, nodes: int) -> tuple[dict[str, np.ndarray], int]
 
 
 def forest_predict(x: torch.Tensor, arrays: dict[str, torch.Tensor], depth: int) -> torch.Tensor:
-    """[B, features] -> [B, K]: each output's forest, its trees' leaf values averaged."""
+    """[B, features] -> [B, K]: each output's forest, its trees' leaf values averaged.
+    Written without the batch size as a number, so an exported graph keeps it free."""
     k, t, m = arrays["feature"].shape
-    flat = {n: a.reshape(k * t, m) for n, a in arrays.items()}
-    trees = torch.arange(k * t, device=x.device)[None].expand(len(x), -1)
-    node = torch.zeros(len(x), k * t, dtype=torch.long, device=x.device)
+    flat = {n: a.reshape(-1) for n, a in arrays.items()}
+    base = torch.arange(k * t, device=x.device) * m  # each tree's first node, flat
+    node = torch.zeros_like(x[:, :1], dtype=torch.long).expand(-1, k * t)
     for _ in range(depth):
-        f = flat["feature"][trees, node].long()
-        go_left = x.gather(1, f) <= flat["threshold"][trees, node]
-        node = torch.where(go_left, flat["left"][trees, node], flat["right"][trees, node]).long()
-    return flat["value"][trees, node].reshape(len(x), k, t).mean(-1)
+        at = base + node
+        go_left = x.gather(1, flat["feature"][at].long()) <= flat["threshold"][at]
+        node = torch.where(go_left, flat["left"][at], flat["right"][at]).long()
+    return flat["value"][base + node].reshape(-1, k, t).mean(-1)

@@ -83,6 +83,7 @@ def infer(
     batch: int = 64,
     fingerprints: bool = False,
     features: bool = False,
+    runtime=None,
 ) -> Inference:
     """Run `model` and its fitted `readout` on uint8 images [N, H, W, 3] (one size)
     in batches.
@@ -93,11 +94,29 @@ def infer(
     the head features standardized over the training images, projected on the
     discriminant directions of the training GMs and scaled to unit length (with
     `features`, the raw head features). Parsing is the readout's probe where it has
-    one, else the network's own parsing heads."""
+    one, else the network's own parsing heads. With `runtime` (`engine.Runtime`, of
+    this network and readout), the batches go through it instead (not with
+    `fingerprints` or `features`, which only torch answers)."""
+    if runtime is not None and not (fingerprints or features):
+        return _from_parts(
+            _gather(
+                runtime.run(to_float(images[i : i + batch])) for i in range(0, len(images), batch)
+            ),
+            readout,
+            features=False,
+        )
     model.eval()
     dev = next(model.parameters()).device
     readout.to(dev)
-    parts: dict[str, list] = {}
+    return _from_parts(
+        _gather(_torch_batches(model, readout, images, batch, dev, fingerprints, features)),
+        readout,
+        features,
+    )
+
+
+def _torch_batches(model, readout, images, batch, dev, fingerprints, features):
+    """`infer`'s values of each batch, as numpy arrays by name, in torch."""
     for i in range(0, len(images), batch):
         x = torch.from_numpy(to_float(images[i : i + batch])).to(dev)
         o = model(x)
@@ -118,11 +137,21 @@ def infer(
             vals["parse_linear"] = parse.linear
         if features:  # the open-set score reads the unit-length embedding
             vals["unit"] = r.embedding
+        yield {k: v.float().cpu().numpy() for k, v in vals.items()}
+
+
+def _gather(batches) -> dict[str, np.ndarray]:
+    parts: dict[str, list] = {}
+    for vals in batches:
         for k, v in vals.items():
-            parts.setdefault(k, []).append(v.float().cpu().numpy())
+            parts.setdefault(k, []).append(v)
     if not parts:
         raise ValueError("infer: no images")
-    cat = {k: np.concatenate(v) for k, v in parts.items()}
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def _from_parts(cat: dict[str, np.ndarray], readout: Readout, features: bool) -> Inference:
+    """The `Inference` of `infer`'s gathered values."""
     n_disc = sum(1 for k in cat if k[0] == "d" and k[1:].isdigit())
     unit = cat.pop("unit") if features else cat["embedding"]
     gallery = getattr(readout, "gallery_", None)

@@ -26,6 +26,7 @@ where the network runs, on every crop the scan reads.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 _HIST = (
@@ -124,19 +125,34 @@ def _residual_stats(x: torch.Tensor) -> list[torch.Tensor]:
         out.append(_corr(r[:, :, :-k].reshape(b, -1), r[:, :, k:].reshape(b, -1)))
         out.append(_corr(r[:, :-k].reshape(b, -1), r[:, k:].reshape(b, -1)))
     power = torch.log(torch.fft.fft2(r).abs().pow(2) + 1e-6)
-    fy = torch.fft.fftfreq(n, device=x.device)[:, None]
-    fx = torch.fft.fftfreq(m, device=x.device)[None, :]
+    fy = _fftfreq(n, x.device)[:, None]
+    fx = _fftfreq(m, x.device)[None, :]
     radius = (fx.pow(2) + fy.pow(2)).sqrt()
     for i in range(RINGS):
         ring = (radius >= i / (2 * RINGS)) & (radius < (i + 1) / (2 * RINGS))
         out.append((power * ring).sum((1, 2)) / ring.sum().clamp_min(1))
     overall = power.mean((1, 2))
     for q in PEAKS:
-        col = int((fx[0].abs() - q).abs().argmin())
-        row = int((fy[:, 0].abs() - q).abs().argmin())
+        col, row = _nearest_bin(m, q), _nearest_bin(n, q)
         out.append(power[:, :, col].mean(1) - overall)
         out.append(power[:, row, :].mean(1) - overall)
     return out
+
+
+def _fftfreq(n: int, device) -> torch.Tensor:
+    """`torch.fft.fftfreq(n)` (the same float32 values) from the size alone, made of
+    operations an ONNX graph has."""
+    k = torch.cat([torch.arange((n + 1) // 2), torch.arange(-(n // 2), 0)]).float()
+    return (k * (1.0 / n)).to(device)
+
+
+def _nearest_bin(n: int, q: float) -> int:
+    """The first index of `torch.fft.fftfreq(n)` whose magnitude is nearest q, in the
+    same float32 arithmetic, from the size alone (an exported graph has no
+    data-dependent index)."""
+    k = np.r_[np.arange((n + 1) // 2), np.arange(-(n // 2), 0)].astype(np.float32)
+    freq = k * np.float32(1.0 / n)
+    return int(np.argmin(np.abs(np.abs(freq) - np.float32(q))))
 
 
 def _colour_stats(x: torch.Tensor) -> list[torch.Tensor]:

@@ -218,7 +218,7 @@ class Readout:
         return ParseOutput(
             continuous=parts[0].clamp(0, 1),
             discrete=list(parts[1:-1]),
-            coarse=torch.full((len(x), len(GROUP_NAMES)), OPEN_GATE, device=x.device),
+            coarse=torch.full_like(out[:, : len(GROUP_NAMES)], OPEN_GATE),
             fine=parts[-1],
             embedding=h,
             linear=out,

@@ -1,0 +1,87 @@
+"""The forward pass a scan row needs from the pixels, as one module with named
+outputs (`ScanGraph`), and its export to ONNX with the batch size left free."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from gmtrace.core.files import atomic_path
+from gmtrace.nets.fen import fold_batch_norm
+from gmtrace.nets.model import GMTraceModel
+from gmtrace.readout.readout import Readout
+
+# ONNX opset of the exported graph: 18, whose DFT OpenVINO reads right (its reading
+# of opset 20's DFT gave features off by up to 14 on the shipped model; ONNX Runtime
+# reads both)
+OPSET = 18
+
+
+class ScanGraph(nn.Module):
+    """A network (batch norm folded into its convolutions) and its fitted readout:
+    images [B, 3, H, W] in [-1, 1] -> the tensors of `names`, in that order (what
+    `readout.inference.infer` gathers per batch)."""
+
+    def __init__(self, model: GMTraceModel, readout: Readout):
+        super().__init__()
+        self.model = fold_batch_norm(copy.deepcopy(model)).eval()
+        self.readout = readout
+        self.names = ["p_generated", "attribution", "embedding", "continuous", "loss_prob"]
+        probe = readout.has_probe()
+        with torch.no_grad():
+            x = torch.zeros(1, 3, 32, 32)
+            o = self.model(x)
+            parse = readout(o.features, x).parse if probe else o.parse
+        self.n_discrete = len(parse.discrete_prob())
+        self.names += [f"d{j}" for j in range(self.n_discrete)]
+        if parse.linear is not None:
+            self.names.append("parse_linear")
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        o = self.model(x)
+        r = self.readout(o.features, x)
+        parse = o.parse if r.parse is None else r.parse
+        out = [r.p_generated, r.attribution, r.embedding, parse.continuous, parse.loss_prob]
+        out += list(parse.discrete_prob())
+        if parse.linear is not None:
+            out.append(parse.linear)
+        return tuple(out)
+
+
+def export_onnx(graph: ScanGraph, path: str | Path, image_size: int) -> Path:
+    """`graph` as an ONNX file at `path` (written atomically), for images of
+    `image_size` px and any batch size."""
+    import logging
+
+    x = torch.zeros(2, 3, image_size, image_size)
+    with torch.no_grad():
+        graph(x)  # eager once: per-size constants (the spectrum's rings) are cached first
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript")]
+    levels = [q.level for q in quiet]
+    try:
+        for q in quiet:
+            q.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), torch.no_grad(), atomic_path(path) as tmp:
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                graph,
+                (x,),
+                dynamo=True,
+                input_names=["x"],
+                output_names=graph.names,
+                dynamic_shapes={"x": {0: batch}},
+                opset_version=OPSET,
+                verbose=False,
+            )
+            program.save(str(tmp))
+    finally:
+        for q, lv in zip(quiet, levels, strict=True):
+            q.setLevel(lv)
+    return path

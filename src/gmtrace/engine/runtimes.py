@@ -1,0 +1,141 @@
+"""Runtimes that answer a `ScanGraph`'s outputs for a batch of images:
+
+* `torch`: the graph itself, eager (the reference, and the fallback);
+* `onnxruntime`: the exported graph in ONNX Runtime's CPU provider;
+* `openvino`: the exported graph compiled by OpenVINO for the CPU, in float32
+  (OpenVINO would otherwise pick bfloat16 where the CPU has it, whose answers
+  differ from torch's by far more than 1e-4).
+
+The exported graph is built on first use and kept in the user's cache folder
+($GMTRACE_CACHE, else $XDG_CACHE_HOME/gmtrace, else ~/.cache/gmtrace) under the
+model's digest and the input size, so another model (or a refit readout) never
+reads it. `auto` takes the fastest installed (docs/benchmarks.md measures them):
+OpenVINO, then ONNX Runtime, then torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gmtrace.engine.graph import ScanGraph, export_onnx
+
+RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
+
+
+class EngineError(ValueError):
+    """A runtime that cannot run here (not installed, or its graph failed to build)."""
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("GMTRACE_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gmtrace"
+
+
+def installed(name: str) -> bool:
+    module = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torch"}[name]
+    return importlib.util.find_spec(module) is not None and (
+        name == "torch" or importlib.util.find_spec("onnxscript") is not None
+    )
+
+
+class Runtime:
+    """Answers `names` [B, ...] for float32 images [B, 3, H, W] in [-1, 1]."""
+
+    name = "torch"
+
+    def __init__(self, graph: ScanGraph, threads: int | None = None):
+        self.graph = graph
+        self.names = list(graph.names)
+        self.threads = threads
+
+    @torch.no_grad()
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        dev = next(self.graph.parameters()).device
+        out = self.graph(torch.from_numpy(x).to(dev))
+        return {n: v.float().cpu().numpy() for n, v in zip(self.names, out, strict=True)}
+
+
+class OnnxRuntime(Runtime):
+    name = "onnxruntime"
+
+    def __init__(self, graph: ScanGraph, onnx_path: Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        super().__init__(graph, threads)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            str(onnx_path), opts, providers=["CPUExecutionProvider"]
+        )
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.session.run(self.names, {"x": np.ascontiguousarray(x, dtype=np.float32)})
+        return dict(zip(self.names, out, strict=True))
+
+
+class OpenVinoRuntime(Runtime):
+    name = "openvino"
+
+    def __init__(self, graph: ScanGraph, onnx_path: Path, threads: int | None = None):
+        import openvino as ov
+
+        super().__init__(graph, threads)
+        config = {
+            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        self.compiled = ov.Core().compile_model(str(onnx_path), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.outputs = [self.compiled.output(n) for n in self.names]
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        res = self.request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+        return {n: np.asarray(res[o]) for n, o in zip(self.names, self.outputs, strict=True)}
+
+
+def make_runtime(
+    kind: str,
+    model,
+    readout,
+    digest: str,
+    image_size: int,
+    threads: int | None = None,
+    console=None,
+) -> Runtime:
+    """The runtime `kind` (`RUNTIMES`) for a network and its readout, named by the
+    model's `digest` (`readout.saved.model_digest`). On CUDA, or where no exporting
+    runtime is installed, `auto` is torch; asking for one that is not installed is an
+    `EngineError`."""
+    if kind not in RUNTIMES:
+        raise EngineError(f"unknown runtime {kind!r}; choose one of {', '.join(RUNTIMES)}")
+    graph = ScanGraph(model, readout)
+    on_cpu = next(graph.parameters()).device.type == "cpu"
+    if kind == "auto":
+        kind = next((k for k in ("openvino", "onnxruntime") if on_cpu and installed(k)), "torch")
+    if kind == "torch":
+        return Runtime(graph, threads)
+    if not on_cpu:
+        raise EngineError(f"the {kind} runtime runs on the CPU; the model is on CUDA")
+    if not installed(kind):
+        raise EngineError(f"the {kind} runtime is not installed (pip install {kind} onnxscript)")
+    path = cache_dir() / "graphs" / f"{digest[:24]}-{image_size}px.onnx"
+    if not path.is_file():
+        if console is not None:
+            console.print(f"building the {kind} graph of the model (once): {path}")
+        try:
+            export_onnx(graph, path, image_size)
+        except Exception as e:  # an exporter failure: the scan goes on in torch
+            raise EngineError(f"exporting the model to ONNX failed ({e})") from None
+    cls = OpenVinoRuntime if kind == "openvino" else OnnxRuntime
+    return cls(graph, path, threads)

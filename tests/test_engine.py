@@ -1,0 +1,86 @@
+"""Inference engines (`gmtrace.engine`): the scan's forward pass exported to ONNX and
+run by ONNX Runtime or OpenVINO answers as torch does, to 1e-4 in float32; the
+exported graph is cached under the model's digest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gmtrace.engine.runtimes import EngineError, installed
+from gmtrace.product.analyze import Analyzer
+from gmtrace.product.rows import model_fields
+
+EXPORTING = [k for k in ("onnxruntime", "openvino") if installed(k)]
+
+
+def _images(n: int, size: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(1)
+    imgs = [(rng.random((size, size, 3)) * 255).astype(np.uint8) for _ in range(n)]
+    imgs[0][:, : size // 2] = 255  # a saturated half: the pixel statistics' ends
+    return imgs
+
+
+def _close(a: np.ndarray, b: np.ndarray, tol: float = 1e-4) -> bool:
+    """Equal to `tol`, relative for values above 1 (raw counts such as n_params)."""
+    return bool(np.all(np.abs(a - b) <= tol * np.maximum(1.0, np.abs(a))))
+
+
+def _numbers(row: dict, probe: bool = True) -> np.ndarray:
+    """Every number of a row that comes from the pixels."""
+    hp = row["hyperparameters"]
+    vals = [row["p_generated"], row["open_set_score"], *row["embedding"]]
+    vals += [g["probability"] for g in row["top_gms"]]
+    vals += [v for v in hp.values() if isinstance(v, float)]
+    vals += list(row["loss_probabilities"].values()) + list(row["continuous_spread"].values())
+    vals += (row["parse_linear"] or []) if probe else []
+    return np.array(vals, dtype=np.float64)
+
+
+@pytest.mark.skipif(not EXPORTING, reason="neither ONNX Runtime nor OpenVINO is installed")
+@pytest.mark.parametrize("kind", EXPORTING)
+def test_an_exported_runtime_answers_as_torch(
+    kind: str, small_model_dir: Path, tmp_path: Path, monkeypatch
+):
+    monkeypatch.setenv("GMTRACE_CACHE", str(tmp_path / "cache"))
+    imgs = _images(5, 70)  # several crops each, one padded size apart
+    imgs.append(_images(1, 20)[0])
+    names = [f"{i}.png" for i in range(len(imgs))]
+    ref = Analyzer(small_model_dir, runtime="torch")
+    fast = Analyzer(small_model_dir, runtime=kind)
+    assert type(fast.runtime_).__name__ != "Runtime"
+    for a, b in zip(ref.analyze_arrays(imgs, names), fast.analyze_arrays(imgs, names), strict=True):
+        ra, rb = a.to_row(model_fields(ref)), b.to_row(model_fields(fast))
+        assert (
+            ra["verdict"] == rb["verdict"]
+            and ra["hyperparameters"].keys() == rb["hyperparameters"].keys()
+        )
+        assert _close(_numbers(ra, probe=False), _numbers(rb, probe=False))
+        # the probe's raw logits: this 4-step model's probe weighs statistics whose
+        # float32 rounding differs between the engines by 1e-5 of their spread heavily
+        assert _close(np.array(ra["parse_linear"]), np.array(rb["parse_linear"]), 1e-3)
+    # the graph is built once, under the model's digest and input size
+    graphs = list((tmp_path / "cache" / "graphs").glob("*.onnx"))
+    assert len(graphs) == 1 and graphs[0].name.endswith(f"-{ref.image_size_}px.onnx")
+    built = graphs[0].stat().st_mtime_ns
+    Analyzer(small_model_dir, runtime=kind)
+    assert graphs[0].stat().st_mtime_ns == built
+
+
+@pytest.mark.skipif("openvino" not in EXPORTING, reason="OpenVINO is not installed")
+def test_the_shipped_model_in_openvino_answers_as_torch(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("GMTRACE_CACHE", str(tmp_path / "cache"))
+    imgs, names = _images(3, 140), ["a.png", "b.png", "c.png"]
+    ref = Analyzer(runtime="torch")
+    fast = Analyzer(runtime="openvino")
+    for a, b in zip(ref.analyze_arrays(imgs, names), fast.analyze_arrays(imgs, names), strict=True):
+        ra, rb = a.to_row(model_fields(ref)), b.to_row(model_fields(fast))
+        assert _close(_numbers(ra), _numbers(rb))
+
+
+def test_an_unknown_or_missing_runtime_is_a_clear_error(small_model_dir: Path):
+    with pytest.raises(EngineError, match="unknown runtime 'tensorrt'"):
+        Analyzer(small_model_dir, runtime="tensorrt")
+    assert type(Analyzer(small_model_dir, runtime="torch").runtime_).__name__ == "Runtime"
