@@ -1,7 +1,8 @@
 """Scan throughput end to end (file to row), next to RED's FEN and a decode floor.
 
     .venv/bin/python benchmarks/throughput.py [--sizes 64,128,256] [--images 400]
-                                              [--model MODEL_DIR] [--write]
+        [--model MODEL_DIR] [--repeats 3] [--runtimes torch,compile,onnxruntime,openvino]
+        [--write]
 
 For each size: `--images` PNG files of that size (crops of the embedded
 photographs, so real image statistics) are written to a temporary folder, then
@@ -10,13 +11,15 @@ photographs, so real image statistics) are written to a temporary folder, then
 * scan: `Analyzer.scan` of the folder into a fresh .jsonl (find, read, sha256,
   decode and crop in threads, batched inference, rows written and synced),
   images/s, with the default crops per image (up to 9) and with `--max-crops 1`;
+  once per inference engine (`--runtime`: torch, ONNX Runtime, OpenVINO), and
+  with `--max-crops 1` in the fastest;
 * RED's FEN: the forward pass of RED's fingerprint network (DnCNN-17) alone on
-  the same images at their size, batched, images/s.
+  the same images at their size, batched, in the fastest engine, images/s.
 
-Then the network's forward pass alone on 64-px crops, once per optimization
-(crops/s): as trained (batch norm as its own pass, the 3x3 residual made twice),
-the residual made once, and batch norm folded into the convolutions (what
-`Analyzer` runs).
+Then the scan's forward pass alone (network and readout, `engine.ScanGraph`) on
+the model's crops, in each engine and in `torch.compile` (crops/s), beside the
+network as trained (batch norm a pass of its own). Every figure is the median of
+`--repeats` runs after a warm-up run.
 
 Prints the tables, and with --write puts them in docs/benchmarks.md between
 markers, with the command and the machine.
@@ -28,6 +31,7 @@ import argparse
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -73,54 +77,111 @@ def scan_rate(analyzer, folder: Path, out: Path) -> float:
     return s.files / wall
 
 
-@torch.no_grad()
-def red_fen_rate(files: list[Path], batch: int = 16) -> float:
+def median_rate(rate, repeats: int) -> float:
+    """The median of `repeats` calls of `rate()` (each returns items/s) after one
+    warm-up call."""
+    rate()
+    return float(np.median([rate() for _ in range(repeats)]))
+
+
+def batches_rate(run, x: np.ndarray, batch: int) -> float:
+    """Items/s of `run` over `x` in batches."""
+    t0 = time.perf_counter()
+    for i in range(0, len(x), batch):
+        run(x[i : i + batch])
+    return len(x) / (time.perf_counter() - t0)
+
+
+def red_fen_rate(files: list[Path], runtime: str, repeats: int, batch: int = 16) -> float:
+    """RED's fingerprint network (DnCNN-17) alone on the images at their size, in
+    torch or through an exporting runtime (the same engine the scan runs)."""
     from gmtrace.data.images import load_rgb, to_float
     from gmtrace.nets.config import red_config
     from gmtrace.nets.model import GMTraceModel
 
     fen = GMTraceModel(red_config()).fen.eval()
-    x = torch.from_numpy(to_float(np.stack([load_rgb(f) for f in files])))
-    t0 = time.perf_counter()
-    for i in range(0, len(x), batch):
-        fen(x[i : i + batch])
-    return len(x) / (time.perf_counter() - t0)
+    x = to_float(np.stack([load_rgb(f) for f in files]))
+    return median_rate(partial(batches_rate, _runner(fen, x[:batch], runtime), x, batch), repeats)
 
 
-@torch.no_grad()
-def forward_rates(analyzer, n: int = 256, batch: int = 64, repeats: int = 3) -> list[tuple]:
-    """Crops/s of the forward pass per optimization (see the module doc)."""
+def _runner(module: torch.nn.Module, example: np.ndarray, runtime: str):
+    """A callable float32 batch -> outputs of `module` in `runtime` (torch, compile,
+    onnxruntime or openvino; the ONNX graphs exported with a free batch size)."""
+    if runtime in ("torch", "compile"):
+        m = torch.compile(module) if runtime == "compile" else module
+
+        def run(xb):
+            with torch.no_grad():
+                return m(torch.from_numpy(xb))
+
+        return run
+    import warnings
+
+    from gmtrace.engine.graph import OPSET
+
+    path = Path(tempfile.mkdtemp()) / "graph.onnx"
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (torch.from_numpy(example),),
+            dynamo=True,
+            input_names=["x"],
+            dynamic_shapes={"x": {0: batch}},
+            opset_version=OPSET,
+            verbose=False,
+        ).save(str(path))
+    if runtime == "onnxruntime":
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return lambda xb: sess.run(None, {"x": xb})
+    import openvino as ov
+
+    cfg = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+    req = ov.Core().compile_model(str(path), "CPU", cfg).create_infer_request()
+    return lambda xb: req.infer({0: xb})
+
+
+def forward_rates(analyzer, runtimes: list[str], repeats: int, n: int = 256, batch: int = 64):
+    """Crops/s of the scan's forward pass (network and readout, `engine.ScanGraph`) on
+    64-px crops in each runtime, and of the network alone as trained (batch norm a
+    pass of its own) in torch."""
     from gmtrace.data.images import to_float
+    from gmtrace.engine.graph import ScanGraph
     from gmtrace.readout.saved import load_model
 
-    trained = load_model(analyzer.model_dir_, device=torch.device("cpu")).model.eval()
     rng = np.random.default_rng(1)
-    x = torch.from_numpy(to_float(rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)))
-
-    def twice(m, xb):  # the residual recomputed inside the FEN and for the spectrum
-        m.features(m.fen(xb), xb)
-
-    ways = [
-        ("as trained: batch norm a pass of its own, the 3x3 residual made twice", trained, twice),
-        ("the residual made once (`GMTraceModel.forward`)", trained, lambda m, xb: m(xb)),
-        (
-            "batch norm folded into the convolutions (`fold_batch_norm`)",
-            analyzer.model_,
-            lambda m, xb: m(xb),
-        ),
-    ]
+    x = to_float(
+        rng.integers(0, 256, (n, analyzer.image_size_, analyzer.image_size_, 3), dtype=np.uint8)
+    )
+    trained = load_model(analyzer.model_dir_, device=torch.device("cpu")).model.eval()
+    graph = ScanGraph(analyzer.model_, analyzer.readout_)
     out = []
-    for name, m, fn in ways:
-        fn(m, x[:batch])  # warm-up
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            for i in range(0, n, batch):
-                fn(m, x[i : i + batch])
-            best = min(best, time.perf_counter() - t0)
-        out.append((name, n / best))
-        print(f"forward, {name}: {n / best:.0f} crops/s")
+    ways = [("torch eager, the network as trained (batch norm unfolded)", trained, "torch")]
+    ways += [(_ENGINE_LABEL[r], graph, r) for r in runtimes]
+    for name, m, runtime in ways:
+        try:
+            rate = median_rate(
+                partial(batches_rate, _runner(m, x[:batch], runtime), x, batch), repeats
+            )
+        except Exception as e:  # an engine that cannot run here is reported, not fatal
+            print(f"forward, {name}: failed ({str(e).splitlines()[0][:120]})")
+            continue
+        out.append((name, rate))
+        print(f"forward, {name}: {rate:.0f} crops/s")
     return out
+
+
+_ENGINE_LABEL = {
+    "torch": "torch eager (batch norm folded: the scan's torch runtime)",
+    "compile": "torch.compile (inductor)",
+    "onnxruntime": "ONNX Runtime, CPU provider, float32",
+    "openvino": "OpenVINO, CPU, float32",
+}
 
 
 def main() -> None:
@@ -128,43 +189,56 @@ def main() -> None:
     ap.add_argument("--sizes", default="64,128,256")
     ap.add_argument("--images", type=int, default=400)
     ap.add_argument("--model", default=None)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--runtimes", default="torch,compile,onnxruntime,openvino")
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args()
     from gmtrace.data.crops import crop_count
+    from gmtrace.engine.runtimes import installed
     from gmtrace.product.analyze import Analyzer
 
-    analyzer = Analyzer(a.model)
-    one = Analyzer(a.model, max_crops=1)
+    runtimes = [r for r in a.runtimes.split(",") if r in ("torch", "compile") or installed(r)]
+    engines = [r for r in runtimes if r != "compile"]  # what a scan can run in
+    fastest = "openvino" if "openvino" in engines else engines[-1]
+    analyzers = {r: Analyzer(a.model, runtime=r) for r in engines}
+    one = Analyzer(a.model, max_crops=1, runtime=fastest)
     rows = []
     for size in (int(s) for s in a.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "case"
             folder.mkdir()
             files = make_files(folder, size, a.images)
-            floor = decode_floor(files)
-            scan = scan_rate(analyzer, folder, Path(tmp) / "rows.jsonl")
-            scan1 = scan_rate(one, folder, Path(tmp) / "rows.jsonl")
-            red = red_fen_rate(files[: max(32, a.images // 4)])
-        rows.append((size, scan, scan1, red, floor))
-        print(
-            f"{size} px: scan {scan:.0f}/s ({scan1:.0f}/s with one crop), RED FEN {red:.1f}/s, "
-            f"decode {floor:.0f}/s"
-        )
-    forward = forward_rates(analyzer)
-    crops = {s: crop_count(s, s, analyzer.image_size_, analyzer.max_crops) for s, *_ in rows}
+            floor = median_rate(partial(decode_floor, files), a.repeats)
+            out = Path(tmp) / "rows.jsonl"
+            scans = {
+                r: median_rate(partial(scan_rate, an, folder, out), a.repeats)
+                for r, an in analyzers.items()
+            }
+            scan1 = median_rate(partial(scan_rate, one, folder, out), a.repeats)
+            red = red_fen_rate(files[: max(32, a.images // 4)], fastest, a.repeats)
+        rows.append((size, scans, scan1, red, floor))
+        rates = ", ".join(f"{r} {v:.0f}/s" for r, v in scans.items())
+        print(f"{size} px: scan {rates}; one crop {scan1:.0f}/s; RED FEN {red:.1f}/s")
+    forward = forward_rates(analyzers[engines[0]], runtimes, a.repeats)
+    base = analyzers[engines[0]]
+    crops = {s: crop_count(s, s, base.image_size_, base.max_crops) for s, *_ in rows}
+    head = " | ".join(f"scan, {r} (images/s)" for r in engines)
     table = [
-        "| image size | crops read | scan, end to end (images/s) | scan, `--max-crops 1` "
-        "| RED's FEN forward alone (images/s) | scan / RED | decode floor, one thread "
-        "(images/s) |",
-        "|---|---|---|---|---|---|---|",
+        f"| image size | crops read | {head} | scan, {fastest}, `--max-crops 1` "
+        f"| RED's FEN alone, {fastest} (images/s) | scan ({fastest}) / RED "
+        "| decode floor, one thread (images/s) |",
+        "|---|---|" + "---|" * len(engines) + "---|---|---|---|",
     ]
-    table += [
-        f"| {s} px | {crops[s]} | {sc:.0f} | {sc1:.0f} | {r:.1f} | {sc / r:.0f}x | {f:.0f} |"
-        for s, sc, sc1, r, f in rows
-    ]
+    for s, scans, sc1, r, f in rows:
+        cells = " | ".join(f"{scans[e]:.0f}" for e in engines)
+        ratio = scans[fastest] / r
+        table.append(
+            f"| {s} px | {crops[s]} | {cells} | {sc1:.0f} | {r:.1f} | {ratio:.0f}x | {f:.0f} |"
+        )
     table += [
         "",
-        "| the network's forward pass, 64-px crops, batches of 64 | crops/s |",
+        f"| the scan's forward pass (network + readout), {base.image_size_}-px crops, "
+        "batches of 64 | crops/s |",
         "|---|---|",
     ]
     table += [f"| {name} | {rate:.0f} |" for name, rate in forward]
@@ -173,7 +247,8 @@ def main() -> None:
     print(text)
     if a.write:
         block = (
-            f"## Scan throughput\n\n{cmd}, model {analyzer.model_id_}, {a.images} images per size, "
+            f"## Scan throughput\n\n{cmd}, model {base.model_id_}, {a.images} images per size, "
+            f"each figure the median of {a.repeats} runs after a warm-up, "
             f"{zoo_build.machine()}, "
             f"{torch.get_num_threads()} threads:\n\n{text}"
         )
