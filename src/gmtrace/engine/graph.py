@@ -29,11 +29,11 @@ class ScanGraph(nn.Module):
     def __init__(self, model: GMTraceModel, readout: Readout):
         super().__init__()
         self.model = fold_batch_norm(copy.deepcopy(model)).eval()
-        self.readout = readout
+        self.readout = readout.to(next(self.model.parameters()).device)
         self.names = ["p_generated", "attribution", "embedding", "continuous", "loss_prob"]
         probe = readout.has_probe()
         with torch.no_grad():
-            x = torch.zeros(1, 3, 32, 32)
+            x = torch.zeros(1, 3, 32, 32, device=next(self.model.parameters()).device)
             o = self.model(x)
             parse = readout(o.features, x).parse if probe else o.parse
         self.n_discrete = len(parse.discrete_prob())
