@@ -25,6 +25,7 @@ ALLOWED = {
     "realmodel": {"core"},
     "zoo": {"core", "data"},
     "readout": {"core", "data", "nets", "grouping", "realmodel"},
+    "engine": {"core", "data", "nets", "readout"},
     "train": {"core", "data", "nets", "readout", "grouping", "realmodel"},
     "methods": {"core", "data", "nets", "readout", "grouping", "train", "realmodel"},
     "evaluation": {
@@ -37,7 +38,7 @@ ALLOWED = {
         "train",
         "realmodel",
     },
-    "product": {"core", "data", "nets", "readout", "grouping", "realmodel"},
+    "product": {"core", "data", "nets", "readout", "engine", "grouping", "realmodel"},
     "cli": {
         "core",
         "data",
