@@ -30,8 +30,8 @@ EngineRuntime = Annotated[
     str | None,
     typer.Option(
         "--runtime",
-        help="inference engine: auto (the fastest installed: openvino, onnxruntime, then "
-        "torch), torch, onnxruntime or openvino (default: $GMTRACE_RUNTIME, else auto)",
+        help="inference engine: torch, onnxruntime or openvino (auto: torch, the fastest "
+        "measured on 2 cores; default: $GMTRACE_RUNTIME, else auto)",
     ),
 ]
 Threads = Annotated[

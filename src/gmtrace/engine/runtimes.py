@@ -9,8 +9,11 @@
 The exported graph is built on first use and kept in the user's cache folder
 ($GMTRACE_CACHE, else $XDG_CACHE_HOME/gmtrace, else ~/.cache/gmtrace) under the
 model's digest and the input size, so another model (or a refit readout) never
-reads it. `auto` takes the fastest installed (docs/benchmarks.md measures them):
-OpenVINO, then ONNX Runtime, then torch.
+reads it. `auto` is torch: on the 2 cores measured (docs/benchmarks.md, "Scan
+throughput") torch eager was the fastest of the three (forward pass 400 crops/s,
+OpenVINO 365, ONNX Runtime 282; the scan 89 / 73 / 62 images/s at 128 px); the
+exporting runtimes are there to be chosen (`--runtime`) where they are faster,
+and for the reduced-precision paths to come.
 """
 
 from __future__ import annotations
@@ -114,16 +117,14 @@ def make_runtime(
     console=None,
 ) -> Runtime:
     """The runtime `kind` (`RUNTIMES`) for a network and its readout, named by the
-    model's `digest` (`readout.saved.model_digest`). On CUDA, or where no exporting
-    runtime is installed, `auto` is torch; asking for one that is not installed is an
-    `EngineError`."""
+    model's `digest` (`readout.saved.model_digest`). `auto` is torch (the module
+    doc says why); asking for one that is not installed, or for an exporting one on
+    CUDA, is an `EngineError`."""
     if kind not in RUNTIMES:
         raise EngineError(f"unknown runtime {kind!r}; choose one of {', '.join(RUNTIMES)}")
     graph = ScanGraph(model, readout)
     on_cpu = next(graph.parameters()).device.type == "cpu"
-    if kind == "auto":
-        kind = next((k for k in ("openvino", "onnxruntime") if on_cpu and installed(k)), "torch")
-    if kind == "torch":
+    if kind in ("auto", "torch"):
         return Runtime(graph, threads)
     if not on_cpu:
         raise EngineError(f"the {kind} runtime runs on the CPU; the model is on CUDA")

@@ -107,9 +107,9 @@ class Analyzer:
         self.runtime_ = self._make_runtime(runtime or os.environ.get("GMTRACE_RUNTIME", "auto"))
 
     def _make_runtime(self, kind: str):
-        """The engine the network and readout run in (`engine.make_runtime`): `auto`
-        takes the fastest installed; where building an exported graph fails, the
-        analyzer says so on stderr once and runs in torch."""
+        """The engine the network and readout run in (`engine.make_runtime`; `auto`
+        is torch); where building an exported graph fails under `auto`, the analyzer
+        says so on stderr once and runs in torch."""
         try:
             return make_runtime(
                 kind,
