@@ -58,6 +58,8 @@ class Runtime:
         self.graph = graph
         self.names = list(graph.names)
         self.threads = threads
+        if threads and type(self) is Runtime:  # torch's own pool, for this process
+            torch.set_num_threads(threads)
 
     @torch.no_grad()
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -136,7 +138,7 @@ def make_runtime(
             console.print(f"building the {kind} graph of the model (once): {path}")
         try:
             export_onnx(graph, path, image_size)
-        except Exception as e:  # an exporter failure: the scan goes on in torch
+        except Exception as e:  # any exporter failure, said in one line
             raise EngineError(f"exporting the model to ONNX failed ({e})") from None
     cls = OpenVinoRuntime if kind == "openvino" else OnnxRuntime
     return cls(graph, path, threads)
