@@ -3,7 +3,6 @@ outputs (`ScanGraph`), and its export to ONNX with the batch size left free."""
 
 from __future__ import annotations
 
-import copy
 import warnings
 from pathlib import Path
 
@@ -11,8 +10,8 @@ import torch
 import torch.nn as nn
 
 from gmtrace.core.files import atomic_path
-from gmtrace.nets.fen import fold_batch_norm
 from gmtrace.nets.model import GMTraceModel
+from gmtrace.readout.inference import scan_outputs
 from gmtrace.readout.readout import Readout
 
 # ONNX opset of the exported graph: 18, whose DFT OpenVINO reads right (its reading
@@ -22,34 +21,23 @@ OPSET = 18
 
 
 class ScanGraph(nn.Module):
-    """A network (batch norm folded into its convolutions) and its fitted readout:
-    images [B, 3, H, W] in [-1, 1] -> the tensors of `names`, in that order (what
-    `readout.inference.infer` gathers per batch)."""
+    """A network made for inference (batch norm folded into its convolutions, as
+    `Analyzer` holds it: `nets.fen.fold_batch_norm`) and its fitted readout: images
+    [B, 3, H, W] in [-1, 1] -> the tensors of `names`, in that order
+    (`readout.inference.scan_outputs`, what `infer` gathers per batch)."""
 
     def __init__(self, model: GMTraceModel, readout: Readout):
         super().__init__()
-        self.model = fold_batch_norm(copy.deepcopy(model)).eval()
+        self.model = model.eval()
         self.readout = readout.to(next(self.model.parameters()).device)
-        self.names = ["p_generated", "attribution", "embedding", "continuous", "loss_prob"]
-        probe = readout.has_probe()
         with torch.no_grad():
             x = torch.zeros(1, 3, 32, 32, device=next(self.model.parameters()).device)
-            o = self.model(x)
-            parse = readout(o.features, x).parse if probe else o.parse
-        self.n_discrete = len(parse.discrete_prob())
-        self.names += [f"d{j}" for j in range(self.n_discrete)]
-        if parse.linear is not None:
-            self.names.append("parse_linear")
+            outputs = scan_outputs(self.model, self.readout, x)
+        self.names = [n for n in outputs if n != "network"]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        o = self.model(x)
-        r = self.readout(o.features, x)
-        parse = o.parse if r.parse is None else r.parse
-        out = [r.p_generated, r.attribution, r.embedding, parse.continuous, parse.loss_prob]
-        out += list(parse.discrete_prob())
-        if parse.linear is not None:
-            out.append(parse.linear)
-        return tuple(out)
+        outputs = scan_outputs(self.model, self.readout, x)
+        return tuple(outputs[n] for n in self.names)
 
 
 def export_onnx(graph: ScanGraph, path: str | Path, image_size: int) -> Path:

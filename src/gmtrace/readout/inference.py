@@ -115,28 +115,38 @@ def infer(
     )
 
 
+def scan_outputs(model: GMTraceModel, readout: Readout, x: torch.Tensor) -> dict:
+    """What a scan row needs from images x [B, 3, H, W] in [-1, 1], by name (the
+    calibrated p, attribution, the grouping embedding, the parse: continuous values,
+    loss-type and per-field class probabilities, the probe's raw outputs where it
+    answers), and the network's own outputs `o` under "network" (not an answer)."""
+    o = model(x)
+    r = readout(o.features, x)
+    parse = o.parse if r.parse is None else r.parse
+    vals = {
+        "p_generated": r.p_generated,
+        "attribution": r.attribution,
+        "embedding": r.embedding,
+        "continuous": parse.continuous,
+        "loss_prob": parse.loss_prob,
+    }
+    vals |= {f"d{j}": p for j, p in enumerate(parse.discrete_prob())}
+    if parse.linear is not None:
+        vals["parse_linear"] = parse.linear
+    return vals | {"network": o}
+
+
 def _torch_batches(model, readout, images, batch, dev, fingerprints, features):
     """`infer`'s values of each batch, as numpy arrays by name, in torch."""
     for i in range(0, len(images), batch):
-        x = torch.from_numpy(to_float(images[i : i + batch])).to(dev)
-        o = model(x)
-        r = readout(o.features, x)
-        parse = o.parse if r.parse is None else r.parse
-        vals = {
-            "p_generated": r.p_generated,
-            "attribution": r.attribution,
-            "embedding": o.features if features else r.embedding,
-            "continuous": parse.continuous,
-            "loss_prob": parse.loss_prob,
-        }
-        for j, p in enumerate(parse.discrete_prob()):
-            vals[f"d{j}"] = p
+        vals = scan_outputs(
+            model, readout, torch.from_numpy(to_float(images[i : i + batch])).to(dev)
+        )
+        o = vals.pop("network")
         if fingerprints:
             vals["fingerprint"] = o.fingerprint.permute(0, 2, 3, 1)
-        if parse.linear is not None:
-            vals["parse_linear"] = parse.linear
         if features:  # the open-set score reads the unit-length embedding
-            vals["unit"] = r.embedding
+            vals["unit"], vals["embedding"] = vals["embedding"], o.features
         yield {k: v.float().cpu().numpy() for k, v in vals.items()}
 
 
