@@ -453,20 +453,22 @@ def check(
 def _grouping_of(model: Path | None, rows: list[dict]) -> int:
     """The smallest group of the density grouping a fused model chose, when every
     analyzed row is that model's; else 0 (the silhouette cut)."""
+    import json
+
     from gmtrace.product.analyze import default_model_dir
     from gmtrace.readout.fused import Fusion
-    from gmtrace.readout.saved import load_network, model_digest, model_id
+    from gmtrace.readout.saved import CONFIG, model_digest, model_id
 
     d = model or default_model_dir()
     try:
         fusion = Fusion.load(d)
         if fusion is None or not fusion.min_size:
             return 0
-        meta = load_network(d)[1]
-    except (FileNotFoundError, ValueError):
+        meta = json.loads((d / CONFIG).read_text())  # the id's version; no weights loaded
+    except (OSError, ValueError):
         return 0
     ids = {r.get("model_id", "") for r in rows if r.get("ok")}
-    own = model_id({k: v for k, v in meta.items() if k != "model"}, model_digest(d))
+    own = model_id(meta, model_digest(d))
     return fusion.min_size if ids and all(i.split("+cal-")[0] == own for i in ids) else 0
 
 

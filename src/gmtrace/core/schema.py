@@ -245,7 +245,12 @@ class Normalizer:
 
     @classmethod
     def from_json(cls, text: str) -> Normalizer:
-        d = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Normalizer:
+        """The normalizer as `to_json` wrote it, already parsed (a model's config.json
+        holds it under "normalizer")."""
         return cls(lo_=dict(d["lo"]), hi_=dict(d["hi"]))
 
 

@@ -170,7 +170,7 @@ def fit_gate(ds, bank: ImageBank, val_inf: Inference, val_gm: np.ndarray, net_di
     held-back GMs' images `val_inf` (`val_gm`: their rows of `bank.gm_names`),
     against their truth on the inner network's own scale (its config's normalizer)."""
     meta = json.loads((Path(net_dir) / "config.json").read_text())
-    norm = Normalizer.from_json(json.dumps(meta["normalizer"]))
+    norm = Normalizer.from_dict(meta["normalizer"])
     row = {g.name: i for i, g in enumerate(ds.gms)}
     idx = [row[n] for n in bank.gm_names]
     tg = encode(ds.arch_matrix()[idx], ds.loss_matrix()[idx], norm)

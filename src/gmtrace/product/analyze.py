@@ -93,9 +93,7 @@ class Analyzer:
         self.open_threshold_ = float(self.readout_.open_threshold_)
         self.meta_ = saved.meta
         self.gm_names_: list[str] = list(saved.meta.get("gm_names", []))
-        self.normalizer_ = Normalizer(
-            lo_=dict(saved.meta["normalizer"]["lo"]), hi_=dict(saved.meta["normalizer"]["hi"])
-        )
+        self.normalizer_ = Normalizer.from_dict(saved.meta["normalizer"])
         self.image_size_ = int(saved.meta.get("image_size", 64))
         # the fused detector (real-photo model, unsure band) where the model has one
         self.base_fusion_ = Fusion.load(d)
@@ -103,10 +101,15 @@ class Analyzer:
         self.weights_sha256_ = model_digest(d)
         self.model_id_ = model_id(saved.meta, self.weights_sha256_)
         self.base_model_id_ = self.model_id_
+        # the engine's graph is named by the model's own digest (a calibration changes
+        # `weights_sha256_`, not the network or its readout)
+        digest = self.weights_sha256_
         self._use_calibration(calibration)
-        self.runtime_ = self._make_runtime(runtime or os.environ.get("GMTRACE_RUNTIME", "auto"))
+        self.runtime_ = self._make_runtime(
+            runtime or os.environ.get("GMTRACE_RUNTIME", "auto"), digest
+        )
 
-    def _make_runtime(self, kind: str):
+    def _make_runtime(self, kind: str, digest: str):
         """The engine the network and readout run in (`engine.make_runtime`; `auto`
         is torch); where building an exported graph fails under `auto`, the analyzer
         says so on stderr once and runs in torch."""
@@ -115,7 +118,7 @@ class Analyzer:
                 kind,
                 self.model_,
                 self.readout_,
-                model_digest(self.model_dir_),
+                digest,
                 self.image_size_,
                 threads=self.threads,
             )
