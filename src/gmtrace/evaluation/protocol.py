@@ -775,7 +775,7 @@ def _parsing_scores(
     for a method whose parsing abstains, the same on the fields that answered, with
     their coverage; and for every method, the same with a gate drawn across folds
     (`_gate_across_folds`)."""
-    per_image, gm, lprob = _per_image_parses(data, name, to_global)
+    per_image, gm, lprob, dprob = _per_image_parses(data, name, to_global)
     per_gm, u, agg_l = _per_gm_parses(data, name, to_global)
     gm_pos = {g: i for i, g in enumerate(u)}
     gt_u = {k: v[u] for k, v in gt.items()}
@@ -813,31 +813,28 @@ def _parsing_scores(
             np.concatenate([fd.unseen[name].parse_answered for fd in data]).astype(bool)
         )
     if len(data) >= 2:
-        ans, reliable = _gate_across_folds(data, name, per_image, gm, fold_of_gm, gt, cfg.seed)
+        parts = (per_image["cont"], dprob, lprob)
+        ans, reliable = _gate_across_folds(parts, gm, fold_of_gm, gt, cfg.seed)
         out["answered_across_folds"] = answered(ans) | {"reliable_per_fold": reliable}
     return out
 
 
 def _gate_across_folds(
-    data: list[FoldData], name: str, per_image: dict, gm, fold_of_gm, gt: dict, seed: int
+    parts: tuple, gm, fold_of_gm, gt: dict, seed: int
 ) -> tuple[np.ndarray, list[list[str]]]:
     """Parsing that abstains, its gate drawn across folds (`abstain.ParseGate`): a
     fold's fields answer where the other folds' networks parsed them better than
     shuffled truth on their own test codebases (which those networks never saw); no
-    truth of the fold's own test GMs is read. Returns the answered mask [images, 25]
-    (rows as `_per_image_parses`) and each fold's answering fields."""
-    dprob = [
-        np.concatenate([fd.unseen[name].discrete_prob[j] for fd in data])
-        for j in range(len(data[0].unseen[name].discrete_prob))
-    ]
-    lprob = np.concatenate([fd.unseen[name].loss_prob for fd in data])
-    parts = (per_image["cont"], dprob, lprob)
+    truth of the fold's own test GMs is read. `parts`: every unseen image's
+    continuous values (global scale), class and loss-type probabilities
+    (`_per_image_parses`). Returns the answered mask [images, 25] and each fold's
+    answering fields."""
     pred, conf = field_matrix(*parts), confidence(*parts)
     truth = truth_matrix(gt["cont"], gt["disc"], gt["loss"])
     fold_of_row = fold_of_gm[gm]
     ans = np.zeros(conf.shape, bool)
     reliable = []
-    for k in range(len(data)):
+    for k in np.unique(fold_of_row):
         other = fold_of_row != k
         gate = ParseGate.fit(pred[other], conf[other], truth, gm[other], seed)
         ans[~other] = gate.open(conf[~other])
@@ -847,9 +844,10 @@ def _gate_across_folds(
 
 def _per_image_parses(
     data: list[FoldData], name: str, to_global: list
-) -> tuple[dict, np.ndarray, np.ndarray]:
+) -> tuple[dict, np.ndarray, np.ndarray, list[np.ndarray]]:
     """A method's parse of each unseen image of all folds (continuous values on the
-    global scale), the GM of each image and its loss-type probabilities."""
+    global scale), the GM of each image, its loss-type probabilities and its class
+    probabilities per discrete field."""
     conts, discs, losses, gms = [], [], [], []
     for fd, scale in zip(data, to_global, strict=True):
         inf = fd.unseen[name]
@@ -864,7 +862,7 @@ def _per_image_parses(
         "disc": [p.argmax(1) for p in dprob],
         "loss": lprob >= LOSS_THRESHOLD,
     }
-    return parses, np.concatenate(gms), lprob
+    return parses, np.concatenate(gms), lprob, dprob
 
 
 def _per_gm_parses(
