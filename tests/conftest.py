@@ -3,14 +3,9 @@ session (read-only for their users)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
-# the analyzer runs in torch unless a test asks for another engine (exporting a
-# model's graph takes seconds; tests/test_engine.py checks the exported engines)
-os.environ.setdefault("GMTRACE_RUNTIME", "torch")
 
 from gmtrace.zoo.builder import build_zoo
 

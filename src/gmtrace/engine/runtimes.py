@@ -43,10 +43,9 @@ def cache_dir() -> Path:
 
 
 def installed(name: str) -> bool:
-    module = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torch"}[name]
-    return importlib.util.find_spec(module) is not None and (
-        name == "torch" or importlib.util.find_spec("onnxscript") is not None
-    )
+    """Whether runtime `name` can run here (an exporting one needs onnxscript too)."""
+    needs = [name] if name == "torch" else [name, "onnxscript"]
+    return all(importlib.util.find_spec(m) is not None for m in needs)
 
 
 class Runtime:

@@ -150,6 +150,8 @@ def _nearest_bin(n: int, q: float) -> int:
     """The first index of `torch.fft.fftfreq(n)` whose magnitude is nearest q, in the
     same float32 arithmetic, from the size alone (an exported graph has no
     data-dependent index)."""
+    # numpy, not `_fftfreq`: under export a torch tensor made here is traced, and an
+    # index must be a plain number
     k = np.r_[np.arange((n + 1) // 2), np.arange(-(n // 2), 0)].astype(np.float32)
     freq = k * np.float32(1.0 / n)
     return int(np.argmin(np.abs(np.abs(freq) - np.float32(q))))
