@@ -37,6 +37,10 @@ def _validation(seed: int = 0, n_gms: int = 12, per_gm: int = 20):
         if j == 0:  # norm_type: right, and confident, only on the sure half
             guess = np.where(sure, t_disc[gm, 0], rng.integers(0, 3, n))
             p[np.arange(n), guess] += np.where(sure, 0.9, 0.3)
+        if j == 1:  # last_activation: right on 70 % of the images, its confidence no clue
+            right = rng.uniform(size=n) < 0.7
+            guess = np.where(right, t_disc[gm, 1], (t_disc[gm, 1] + 1) % 3)
+            p[np.arange(n), guess] += rng.uniform(0.6, 1.5, n)  # always the top class
         disc_prob.append(p / p.sum(1, keepdims=True))
     loss = rng.uniform(0.3, 0.7, (n, len(LOSS_TYPES)))  # noise, never far from 0.5
     loss[:, 0] = np.where(t_loss[gm, 0] > 0.5, 0.95, 0.05)  # l1: right and sure
@@ -57,11 +61,17 @@ def test_the_gate_answers_what_validation_supports_and_abstains_on_noise():
     answered = gate.answered(*parts)
     assert answered.shape == (len(gm), N_FIELDS)
     assert answered[sure, j].mean() > answered[~sure, j].mean()
-    # noise fields (most of them) never answer, and their p says why
-    noise = [FIELD_NAMES.index(n) for n in ("n_conv", "upsampling", "loss hinge")]
-    assert all(not np.isfinite(gate.threshold[k]) for k in noise)
-    assert not answered[:, noise].any()
-    assert all(gate.p[k] > 0.05 for k in noise)
+    # last_activation beats the shuffles but its confidence does not rank its answers:
+    # it answers for every image, not for a share picked by chance
+    assert gate.coverage[FIELD_NAMES.index("last_activation")] == 1.0
+    # the noise fields: at the gate's 5 % level one of the 21 may pass by chance, not
+    # more than a few; those that never answer say why in their p
+    signal = ("n_layers", "norm_type", "last_activation", "loss l1")
+    noise = [k for k, n in enumerate(FIELD_NAMES) if n not in signal]
+    shut = [k for k in noise if not np.isfinite(gate.threshold[k])]
+    assert len(shut) >= len(noise) - 2
+    assert not answered[:, shut].any()
+    assert all(gate.p[k] > 0.05 for k in shut)
     again = ParseGate.from_arrays(gate.to_arrays())
     assert np.array_equal(again.threshold, gate.threshold) and again.reliable() == reliable
     assert ParseGate.from_arrays({}) is None

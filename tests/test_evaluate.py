@@ -52,6 +52,20 @@ def test_calibration_error_known_values():
     assert calibration_error(p, np.array([1, 1, 0, 0])) == pytest.approx(0.35)
 
 
+def test_calibration_error_balanced_weighs_each_class_half():
+    # three generated images at p = 0.9, one photograph at p = 0.9: one bin
+    y = np.array([1, 1, 1, 0])
+    p = np.full(4, 0.9)
+    assert calibration_error(p, y) == pytest.approx(abs(0.9 - 0.75))
+    # each class half: the share of positives in the bin is 0.5
+    assert calibration_error(p, y, balanced=True) == pytest.approx(0.4)
+    # p = 0.5 everywhere is calibrated at the 50/50 prior, not at this 3:1 mix
+    assert calibration_error(np.full(4, 0.5), y, balanced=True) == pytest.approx(0.0)
+    assert calibration_error(np.full(4, 0.5), y) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="both classes"):
+        calibration_error(p, np.ones(4), balanced=True)
+
+
 def test_family_prior_loss_f1_known_values():
     """Unseen a, c then b, d; each GM's loss types predicted from its family's
     training GM (the other of its family), worked by hand."""

@@ -4,13 +4,17 @@ the inner validation split, and the fused method in the evaluation."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from gmtrace.cli.main import app
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.splits import inner_validation
+from gmtrace.evaluation.adopt import read_out_of_fold
 from gmtrace.evaluation.protocol import evaluate
 from gmtrace.grouping.cluster import density_group, first_half, group_with
 from gmtrace.readout.fused import FUSION, REENCODINGS, Fusion
@@ -20,10 +24,13 @@ from gmtrace.realmodel.fusion import (
     UnsureBand,
     choose_width,
     logit,
+    recalibrated,
     stack_features,
     unsure_share,
 )
 from gmtrace.realmodel.selfdesc import describe
+
+runner = CliRunner()
 
 
 def test_stacker_recovers_a_logistic_model_and_weighs_the_classes_equally():
@@ -213,3 +220,33 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
     cross = fused["parsing"]["answered_across_folds"]
     assert len(cross["reliable_per_fold"]) == 2 and len(cross["coverage"]) == 25
     assert "the fields that answer (gate across folds)" in report
+    # the calibration across folds: each fold's p through a map fitted on the other's
+    cal = fused["detection_pooled_calibrated"]
+    assert len(cal["maps"]) == 2 and 0 <= cal["clean"]["ece_balanced"] <= 1
+    assert "### Calibration" in report
+    # what a shipped model adopts: the pooled out-of-fold answers, then `adopt`
+    model = tmp_path / "model"
+    shutil.copytree(fold / "fused", model)
+    ok = runner.invoke(
+        app, ["evaluate", "adopt", "--out", str(tmp_path / "eval"), "--model", str(model)]
+    )
+    assert ok.exit_code == 0, ok.output
+    adopted = Fusion.load(model)
+    assert adopted.final is not None and adopted.gate is not None
+    record = json.loads((model / "adopted.json").read_text())
+    assert record["images"] == len(read_out_of_fold(tmp_path / "eval")["fused.p"])
+    assert record["fields_answering"] == adopted.gate.reliable()
+    assert adopted.final.weights[0] == pytest.approx(record["platt_weight"])
+    # the verdict reads the adopted map: p through it, the band as before
+    imgs = np.stack([np.full((32, 32, 3), v, np.uint8) for v in (40, 200)])
+    before = Fusion.load(fold / "fused").answer(imgs, lambda a: np.full(len(a), 0.7))
+    after = adopted.answer(imgs, lambda a: np.full(len(a), 0.7))
+    assert np.allclose(after.p_generated, recalibrated(adopted.final, before.p_generated))
+    # a run without out-of-fold answers, a model without a fusion: one-line errors
+    bad = runner.invoke(app, ["evaluate", "adopt", "--out", str(tmp_path), "--model", str(model)])
+    assert bad.exit_code == 2 and "out_of_fold.safetensors" in bad.output
+    bad = runner.invoke(
+        app,
+        ["evaluate", "adopt", "--out", str(tmp_path / "eval"), "--model", str(fold / "gmtrace")],
+    )
+    assert bad.exit_code == 2 and "no fusion" in bad.output

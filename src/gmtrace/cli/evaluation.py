@@ -185,6 +185,32 @@ def render(
     _finish(results, out, report, card)
 
 
+@evaluate_app.command("adopt")
+def adopt(
+    out: Annotated[
+        Path, typer.Option(help="a finished run's folder (its out_of_fold.safetensors)")
+    ],
+    model: Annotated[Path, typer.Option(help="model folder trained with --fuse")],
+    method: Annotated[str, typer.Option(help="the run's method whose answers to fit on")] = "fused",
+) -> None:
+    """Give a model the calibration of its fused p and its parsing gate fitted on a
+    finished run's out-of-fold answers (networks of its design, on codebases they
+    never saw); recorded in MODEL/adopted.json."""
+    from gmtrace.evaluation.adopt import adopt as adopt_run
+
+    try:
+        record = adopt_run(out, model, method)
+    except ValueError as e:
+        fail(str(e))
+    fields = record["fields_answering"]
+    console.print(
+        f"{model}: p recalibrated on {record['images']} out-of-fold images of {out} "
+        f"(balanced ECE there {record['ece_balanced_before']:.3f} -> "
+        f"{record['ece_balanced_after']:.3f}); parsing answers {len(fields)} of 25 fields"
+        + (f" ({', '.join(fields)})" if fields else "")
+    )
+
+
 def _finish(results: dict, out: Path, report: Path | None, card: Path | None) -> None:
     """The summary table, where the reports are, and the model card when asked for."""
     from gmtrace.core.files import atomic_write_text

@@ -202,19 +202,32 @@ def detection_scores(p_fake: np.ndarray, p_real: np.ndarray) -> dict[str, float]
         "acc": float(np.mean((p >= 0.5) == (y == 1))),
         "balanced_acc": (tpr + tnr) / 2,
         "ece": calibration_error(p, y),
+        "ece_balanced": calibration_error(p, y, balanced=True),
     }
 
 
-def calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+def calibration_error(
+    p: np.ndarray, y: np.ndarray, bins: int = 10, balanced: bool = False
+) -> float:
     """Expected calibration error of probabilities `p` for binary labels `y`: the
     mean over `bins` equal-width probability bins of |mean p - share of positives|,
-    weighted by the share of images in each bin."""
+    weighted by the share of images in each bin. With `balanced`, each class weighs
+    half whatever its count (the error at the 50/50 prior a detector's p states,
+    not at the mix of one test set)."""
     p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=float)
+    w = np.ones(len(p))
+    if balanced:
+        pos = y > 0.5
+        if pos.all() or not pos.any():
+            raise ValueError("calibration_error(balanced=True) needs both classes")
+        w = np.where(pos, 0.5 / pos.sum(), 0.5 / (~pos).sum())
+    w = w / w.sum()
     which = np.minimum((p * bins).astype(int), bins - 1)
     total = 0.0
     for b in np.unique(which):
         m = which == b
-        total += m.mean() * abs(p[m].mean() - y[m].mean())
+        wb = w[m]
+        total += wb.sum() * abs(np.average(p[m], weights=wb) - np.average(y[m], weights=wb))
     return float(total)
 
 

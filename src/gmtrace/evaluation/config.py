@@ -9,6 +9,8 @@ from gmtrace.data.augment import CONDITIONS
 METHODS = ("gmtrace", "red", "spectral", "realphoto", "fused")  # every method (`methods.catalog`)
 DEFAULT_METHODS = ("gmtrace", "red", "spectral")
 HOLDOUTS = ("codebase", "tier", "family", "gm")
+# a run's pooled out-of-fold answers, what `gmtrace evaluate adopt` fits on
+OUT_OF_FOLD = "out_of_fold.safetensors"
 
 
 @dataclass(frozen=True)

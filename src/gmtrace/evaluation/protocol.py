@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from gmtrace.core.files import atomic_write_text
+from gmtrace.core.files import atomic_path, atomic_write_text
 from gmtrace.core.metrics import (
     detection_scores,
     family_prior_loss_f1,
@@ -72,7 +72,7 @@ from gmtrace.data.augment import CONDITIONS, format_neutral
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import ImageBank, load_bank
 from gmtrace.data.splits import collection_folds, gm_folds, source_folds, whole_folds
-from gmtrace.evaluation.config import HOLDOUTS, EvalConfig
+from gmtrace.evaluation.config import HOLDOUTS, OUT_OF_FOLD, EvalConfig
 from gmtrace.evaluation.report import FIGURES, read_results, write_reports
 from gmtrace.grouping.cluster import choose_threshold, cluster, first_half, group
 from gmtrace.methods.base import Method
@@ -81,6 +81,7 @@ from gmtrace.methods.catalog import parses as method_parses
 from gmtrace.readout.abstain import ParseGate, confidence, field_matrix, truth_matrix
 from gmtrace.readout.embedding import gm_gallery
 from gmtrace.readout.inference import Inference
+from gmtrace.realmodel.fusion import fit_recalibration, recalibrated
 from gmtrace.train.config import TrainConfig
 
 LABELS = {
@@ -445,6 +446,7 @@ def evaluate(
     results["zoos"] = ds.origin.split("+") if "+" in ds.origin else [str(ds.root)]
     results["leakage"] = data[0].info.get("leakage", {})
     atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
+    save_out_of_fold(out, ds, data, global_norm, cfg)
     _figures(ds, data, folds, results, out, cfg)
     write_reports(out, report, compare)
     return results
@@ -715,9 +717,7 @@ def _score(ds, data: list[FoldData], folds, fold_of_gm, global_norm, cfg: EvalCo
         ds.names, [g.family for g in ds.gms], bits, folds
     )
     # each fold's continuous predictions rescaled to the global normalized scale
-    to_global = [
-        partial(_global_scale, fd.info["fold_norm"], global_norm, arch.shape[1]) for fd in data
-    ]
+    to_global = _to_global(data, global_norm, arch.shape[1])
     for name in cfg.methods:
         r: dict = {"label": LABELS[name]}
         r["parsing"] = None
@@ -911,6 +911,8 @@ def _fold_scores(ds: GMDataset, data: list[FoldData], name: str) -> dict:
     r["grouping_half"] = stats("grouping_half")
     r["grouping_threshold"] = stats("grouping_threshold")
     r["detection_pooled"] = _pooled_detection(data, name, conds)
+    if len(data) >= 2:
+        r["detection_pooled_calibrated"] = _calibrated_across_folds(data, name, conds)
     return r
 
 
@@ -929,6 +931,40 @@ def _pooled_detection(data: list[FoldData], name: str, conds: list[str]) -> dict
         out[c] = pool(
             [fd.unseen_degraded[c][name] for fd in data], [fd.real_degraded[c][name] for fd in data]
         )
+    return out
+
+
+def _calibrated_across_folds(data: list[FoldData], name: str, conds: list[str]) -> dict:
+    """Detection over every fold's images at once, each fold's p read through a
+    recalibration (`fusion.fit_recalibration`) fitted on the other folds' clean test
+    answers (their unseen GMs' images and held-out photographs, which their networks
+    never saw); no label of the fold's own test images is read. This is the
+    calibration a shipped model adopts from a run (`gmtrace evaluate adopt`),
+    measured. Clean and under each condition (the maps fitted on clean answers),
+    and each fold's map (weight, bias on the logit)."""
+    clean = [(fd.unseen[name].p_generated, fd.real[name].p_generated) for fd in data]
+    maps = []
+    for k in range(len(data)):
+        f = np.concatenate([c[0] for i, c in enumerate(clean) if i != k])
+        r = np.concatenate([c[1] for i, c in enumerate(clean) if i != k])
+        maps.append(fit_recalibration(np.r_[f, r], np.r_[np.ones(len(f)), np.zeros(len(r))]))
+
+    def pool(unseen: list[Inference], real: list[Inference]) -> dict:
+        return detection_scores(
+            np.concatenate(
+                [recalibrated(m, u.p_generated) for m, u in zip(maps, unseen, strict=True)]
+            ),
+            np.concatenate(
+                [recalibrated(m, q.p_generated) for m, q in zip(maps, real, strict=True)]
+            ),
+        )
+
+    out = {"clean": pool([fd.unseen[name] for fd in data], [fd.real[name] for fd in data])}
+    for c in conds:
+        out[c] = pool(
+            [fd.unseen_degraded[c][name] for fd in data], [fd.real_degraded[c][name] for fd in data]
+        )
+    out["maps"] = [[float(m.weights[0]), m.bias] for m in maps]
     return out
 
 
@@ -1061,6 +1097,42 @@ def _timings(data: list[FoldData], name: str) -> dict:
     """A method's training steps and seconds per fold, as its folds recorded them."""
     keys = ("train_seconds", "steps", "predict_seconds", "probe_seconds")
     return {k: [fd.info["methods"][name][k] for fd in data] for k in keys}
+
+
+def _to_global(data: list[FoldData], global_norm, n_arch: int) -> list:
+    """Each fold's map of its continuous predictions to the global normalized scale."""
+    return [partial(_global_scale, fd.info["fold_norm"], global_norm, n_arch) for fd in data]
+
+
+def save_out_of_fold(out: Path, ds, data: list[FoldData], global_norm, cfg: EvalConfig) -> Path:
+    """What a shipped model adopts from this run (`gmtrace evaluate adopt`), every
+    fold's test answers pooled, each from a network that never saw them: per method,
+    the clean p of the unseen GMs' images and the held-out photographs (`M.p`, with
+    their labels `M.y`), and where it parses, each unseen image's answers, their
+    confidences and its GM (`M.pred`, `M.conf`, `M.gm`, `abstain.field_matrix`,
+    `abstain.confidence`), against `truth` (`abstain.truth_matrix`, the global
+    scale). Safetensors: nothing is unpickled."""
+    from safetensors.numpy import save_file
+
+    arch, bits = ds.arch_matrix(), ds.loss_matrix()
+    gt = encode(arch, bits, global_norm)
+    arrays = {"truth": truth_matrix(gt.continuous, gt.discrete, bits)}
+    to_global = _to_global(data, global_norm, arch.shape[1])
+    for name in cfg.methods:
+        f = np.concatenate([fd.unseen[name].p_generated for fd in data])
+        r = np.concatenate([fd.real[name].p_generated for fd in data])
+        arrays[f"{name}.p"] = np.r_[f, r]
+        arrays[f"{name}.y"] = np.r_[np.ones(len(f)), np.zeros(len(r))]
+        if method_parses(name):
+            per_image, gm, lprob, dprob = _per_image_parses(data, name, to_global)
+            parts = (per_image["cont"], dprob, lprob)
+            arrays[f"{name}.pred"] = field_matrix(*parts)
+            arrays[f"{name}.conf"] = confidence(*parts)
+            arrays[f"{name}.gm"] = gm.astype(np.float64)
+    path = out / OUT_OF_FOLD
+    with atomic_path(path) as tmp:
+        save_file({k: np.ascontiguousarray(v, np.float64) for k, v in arrays.items()}, str(tmp))
+    return path
 
 
 def _global_scale(fold_norm, global_norm, n_arch: int, cont: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from gmtrace.data.augment import jpeg, resize
 from gmtrace.readout.abstain import ParseGate
 from gmtrace.readout.saved import FUSION
 from gmtrace.realmodel.density import RealModelError, RealPhotoModel
-from gmtrace.realmodel.fusion import Stacker, UnsureBand, scalar, stack_features
+from gmtrace.realmodel.fusion import Stacker, UnsureBand, recalibrated, scalar, stack_features
 from gmtrace.realmodel.selfdesc import describe
 
 # what an image flagged by the band is scored again after (issue 22)
@@ -50,6 +50,9 @@ class Fusion:
     band: UnsureBand
     min_size: int  # grouping: 0 the silhouette cut, else density with that smallest group
     gate: ParseGate | None = None  # parsing that abstains; None: every field answers
+    # a Platt map of the fused p adopted from a run's out-of-fold answers (`gmtrace
+    # evaluate adopt`); the band judges the p before it, the verdict reads the p after
+    final: Stacker | None = None
 
     def fused(self, p_sup: np.ndarray, unlikeness: np.ndarray) -> np.ndarray:
         return self.stacker.prob(stack_features(p_sup, unlikeness))
@@ -89,7 +92,7 @@ class Fusion:
                 q = self.fused(supervised(again), self.real.unlikeness(describe(again)))
                 versions.append(np.bincount(sub_owner, weights=q) / np.bincount(sub_owner))
             unsure[flag], reason[flag] = self.band.decide(np.stack(versions))
-        return FusedAnswer(p, unsure, reason.astype(str), ps, un)
+        return FusedAnswer(recalibrated(self.final, p), unsure, reason.astype(str), ps, un)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         arrays = {f"real_{k}": v for k, v in self.real.to_arrays().items()}
@@ -97,6 +100,7 @@ class Fusion:
         arrays["band_width"] = np.array(self.band.width)
         arrays["band_disagreement"] = np.array(float(self.band.disagreement))
         arrays["grouping_min_size"] = np.array(float(self.min_size))
+        arrays |= self.final.to_arrays("final_") if self.final is not None else {}
         return arrays | (self.gate.to_arrays() if self.gate is not None else {})
 
     @classmethod
@@ -116,6 +120,7 @@ class Fusion:
                 ),
                 min_size=int(scalar(arrays["grouping_min_size"])),
                 gate=ParseGate.from_arrays(arrays),
+                final=Stacker.from_arrays(arrays, "final_") if "final_bias" in arrays else None,
             )
         except KeyError as e:
             raise RealModelError(f"a saved fusion lacks {e}") from None

@@ -89,6 +89,19 @@ class Stacker:
         return cls(weights, scalar(arrays[f"{prefix}bias"]))
 
 
+def fit_recalibration(p: np.ndarray, y: np.ndarray) -> Stacker:
+    """Platt scaling of a detector's p: a class-balanced logistic map of its logit,
+    fitted on answers whose labels the detector never trained on (other folds' test
+    images in an evaluation; a run's out-of-fold answers for a shipped model,
+    `gmtrace evaluate adopt`)."""
+    return Stacker.fit(logit(p)[:, None], y)
+
+
+def recalibrated(cal: Stacker | None, p: np.ndarray) -> np.ndarray:
+    """p read through a recalibration (`fit_recalibration`); unchanged without one."""
+    return np.asarray(p, np.float64) if cal is None else cal.prob(logit(p)[:, None])
+
+
 @dataclass
 class UnsureBand:
     """An image is looked at again when its fused logit is within `width` of 0 or
