@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from gmtrace.cli.main import app
 from gmtrace.product.analyze import Analyzer
-from gmtrace.product.groups import group_rows
+from gmtrace.product.groups import group_rows, own_grouping
 from gmtrace.product.report import render_report
 from gmtrace.product.rows import ROW_FIELDS, SCHEMA_VERSION, model_fields
 from gmtrace.readout.abstain import FIELD_NAMES, ParseGate
@@ -150,6 +150,13 @@ def test_group_uses_the_fused_models_density_grouping_for_its_own_rows(
     assert _grouping_of(small_model_dir, rows) == 0  # no fusion there
     other = [dict(r, model_id="gmtrace-0.0.0-000000000000") for r in rows]
     assert _grouping_of(d, other) == 0  # not its rows: the silhouette cut
+    # the same model under a calibration of the user's: its embedding, its grouping;
+    # the server asks the same function
+    calibrated = [dict(r, model_id=r["model_id"] + "+cal-cam1-0123abcd") for r in rows]
+    assert _grouping_of(d, calibrated) == 5
+    assert own_grouping(calibrated, a.model_id_, 5) == 5
+    assert own_grouping(other, a.model_id_ + "+cal-cam1-0123abcd", 5) == 0
+    assert own_grouping([dict(r, ok=False) for r in rows], a.model_id_, 5) == 0
     g = group_rows(rows, generated_only=False, min_size=5)
     assert g["grouping"] == "density, groups of 5+" and g["grouped"] == 12
     assert sum(x["size"] for x in g["groups"]) == 12

@@ -452,10 +452,11 @@ def check(
 
 def _grouping_of(model: Path | None, rows: list[dict]) -> int:
     """The smallest group of the density grouping a fused model chose, when every
-    analyzed row is that model's; else 0 (the silhouette cut)."""
+    analyzed row is that model's (`groups.own_grouping`); else 0 (the silhouette cut)."""
     import json
 
     from gmtrace.product.analyze import default_model_dir
+    from gmtrace.product.groups import own_grouping
     from gmtrace.readout.fused import Fusion
     from gmtrace.readout.saved import CONFIG, model_digest, model_id
 
@@ -467,9 +468,7 @@ def _grouping_of(model: Path | None, rows: list[dict]) -> int:
         meta = json.loads((d / CONFIG).read_text())  # the id's version; no weights loaded
     except (OSError, ValueError):
         return 0
-    ids = {r.get("model_id", "") for r in rows if r.get("ok")}
-    own = model_id(meta, model_digest(d))
-    return fusion.min_size if ids and all(i.split("+cal-")[0] == own for i in ids) else 0
+    return own_grouping(rows, model_id(meta, model_digest(d)), fusion.min_size)
 
 
 @app.command()

@@ -49,6 +49,20 @@ from gmtrace.grouping.cluster import density_group, group_scalable, number_group
 GROUPS_SCHEMA_VERSION = 2  # 2: parse_unknown; a field's value may read "unknown"
 
 
+def own_grouping(rows: list[dict], model_id: str, min_size: int) -> int:
+    """The smallest group of a model's density grouping (`Fusion.min_size`, chosen on
+    its own embedding) for `rows` where every analyzed row is that model's, under any
+    of its calibrations (a calibration, `+cal-...` in the id, refits the real-photo
+    model, not the embedding grouping reads); else 0, the silhouette cut, which needs
+    no choice made on one model's embedding. The CLI and the server both ask here."""
+
+    def base(i: str) -> str:
+        return i.split("+cal-")[0]
+
+    ids = {r.get("model_id", "") for r in rows if r.get("ok")}
+    return min_size if ids and all(base(i) == base(model_id) for i in ids) else 0
+
+
 def group_rows(rows: list[dict], generated_only: bool = True, min_size: int = 0) -> dict:
     """The groups of `rows` (scan rows) as a JSON-ready dict; see the module doc.
     `min_size` > 0: density clustering with that smallest group (a fused model's

@@ -181,15 +181,14 @@ class AnalysisService:
     async def group(self, request: Request, all_images: bool) -> dict:
         """The answer to `/v1/group`: the rows of a JSON body or of an upload, grouped
         by source GM (only the generated images unless `all_images`)."""
-        from gmtrace.product.groups import group_rows
+        from gmtrace.product.groups import group_rows, own_grouping
 
         if request.headers.get("content-type", "").startswith("application/json"):
             rows = await _posted_rows(request)
         else:
             rows = await self.analyze_upload(request, False)
-        a = self.analyzer  # its fused grouping for its own rows (`Fusion.min_size`)
-        own = all(r.get("model_id") == a.model_id_ for r in rows if r.get("ok"))
-        size = a.fusion_.min_size if a.fusion_ is not None and own else 0
+        a = self.analyzer
+        size = own_grouping(rows, a.model_id_, a.fusion_.min_size if a.fusion_ else 0)
         groups = await asyncio.to_thread(group_rows, rows, not all_images, size)
         return groups | {"results": rows}
 
