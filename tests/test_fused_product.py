@@ -3,6 +3,7 @@ probability, its "unsure" verdict with the reason, and the rows that carry them.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -29,9 +30,14 @@ def _images(n: int, size: int = 48) -> list[np.ndarray]:
 
 
 def _with_fusion(
-    model_dir: Path, tmp_path: Path, width: float, min_size: int = 0, gate: ParseGate | None = None
+    model_dir: Path,
+    tmp_path: Path,
+    width: float,
+    min_size: int = 0,
+    gate: ParseGate | None = None,
+    final: Stacker | None = None,
 ) -> Path:
-    d = tmp_path / f"fused_{width}_{min_size}_{gate is not None}"
+    d = tmp_path / f"fused_{width}_{min_size}_{gate is not None}_{final is not None}"
     shutil.copytree(model_dir, d)
     photos = np.stack(_images(30, 32))
     Fusion(
@@ -41,6 +47,7 @@ def _with_fusion(
         UnsureBand(width, tuple(REENCODINGS), disagreement=False),
         min_size=min_size,
         gate=gate,
+        final=final,
     ).save(d)
     return d
 
@@ -209,3 +216,25 @@ def _saved(imgs: list[np.ndarray], folder: Path) -> list[str]:
         Image.fromarray(a).save(p)
         paths.append(str(p))
     return paths
+
+
+def test_a_model_with_an_adopted_map_reads_its_verdict_through_it(
+    small_model_dir: Path, tmp_path: Path
+):
+    """`gmtrace evaluate adopt`'s map (`Fusion.final`): the p the rows carry is the
+    fused p through it, the band still judges the p before it, and the report's
+    model card says where the map came from."""
+    imgs, names = _images(3), ["a.png", "b.png", "c.png"]
+    plain = Analyzer(_with_fusion(small_model_dir, tmp_path, width=0.0)).analyze_arrays(imgs, names)
+    final = Stacker(np.array([0.5]), -1.0)
+    d = _with_fusion(small_model_dir, tmp_path, width=0.0, final=final)
+    (d / "adopted.json").write_text(
+        json.dumps({"images": 900, "run": "runs/x", "run_command": "gmtrace evaluate --out runs/x"})
+    )
+    a = Analyzer(d)
+    for r, b in zip(a.analyze_arrays(imgs, names), plain, strict=True):
+        z = np.log(b.p_generated / (1 - b.p_generated))
+        assert abs(r.p_generated - 1 / (1 + np.exp(-(0.5 * z - 1.0)))) < 1e-5
+        assert r.verdict == ("generated" if r.p_generated >= 0.5 else "real")
+    page = render_report([], group_rows([]), a)
+    assert "p recalibrated</td><td>on 900 out-of-fold images of the run runs/x" in page

@@ -21,9 +21,8 @@ from gmtrace.core.metrics import calibration_error
 from gmtrace.evaluation.config import OUT_OF_FOLD
 from gmtrace.readout.abstain import FIELD_NAMES, ParseGate
 from gmtrace.readout.fused import Fusion
+from gmtrace.readout.saved import ADOPTED
 from gmtrace.realmodel.fusion import fit_recalibration, recalibrated
-
-ADOPTED = "adopted.json"  # in the model folder: what was adopted from which run
 
 
 def read_out_of_fold(run: Path) -> dict[str, np.ndarray]:

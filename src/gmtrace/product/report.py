@@ -286,6 +286,8 @@ def _card_html(analyzer, card: dict | None) -> str:
     fusion = getattr(analyzer, "fusion_", None)
     if fusion is not None:
         items.append(("fused parts", "supervised detector + model of real photographs"))
+        if fusion.final is not None:
+            items.append(("p recalibrated", _adopted(analyzer.model_dir_, fusion.final)))
         if analyzer.calibration_ is not None:
             items.append(("calibration", analyzer.calibration_.tag))
         if fusion.gate is not None:
@@ -317,6 +319,22 @@ def _card_html(analyzer, card: dict | None) -> str:
             "The evaluation protocol and its figures are in the project's docs/results.md.</p>"
         )
     return out
+
+
+def _adopted(model_dir, final) -> str:
+    """Where a model's final map of its fused p came from (`gmtrace evaluate adopt`,
+    MODEL/adopted.json), or the map alone where that record is gone."""
+    from gmtrace.readout.saved import ADOPTED
+
+    w, b = float(final.weights[0]), final.bias
+    try:
+        rec = json.loads((Path(model_dir) / ADOPTED).read_text())
+        return (
+            f"on {rec['images']} out-of-fold images of the run {rec['run']} "
+            f"(Platt map {w:.2f} x logit {b:+.2f}; `{rec['run_command']}`)"
+        )
+    except (OSError, ValueError, KeyError):
+        return f"Platt map {w:.2f} x logit {b:+.2f} (its record, {ADOPTED}, is not here)"
 
 
 STYLE = """
