@@ -248,6 +248,13 @@ def test_evaluate_tiny_zoo_end_to_end(zoo: GMDataset, tmp_path: Path):
         saved["methods"]["gmtrace"]["detection"]["auc"]["mean"], abs=1e-3
     )
     assert card["protocol"] and all(isinstance(x, str) for x in card["limits"])
+    # the card says how the shipped model's training compares with the folds'
+    per_fold = card["steps_per_fold"]
+    assert per_fold == max(saved["methods"]["gmtrace"]["steps"])
+    same = model_card(saved, shipped_steps=per_fold)["measured_on"]
+    assert same.endswith("the shipped model was trained the same way on all of them")
+    longer = model_card(saved, shipped_steps=per_fold + 600)["measured_on"]
+    assert longer.endswith(f"for {per_fold + 600} steps")
     # every GM is unseen in exactly one fold
     assert sorted(sum(saved["folds"], [])) == sorted(zoo.names)
     # the reports can be rewritten from results.json alone

@@ -215,6 +215,7 @@ def _finish(results: dict, out: Path, report: Path | None, card: Path | None) ->
     """The summary table, where the reports are, and the model card when asked for."""
     from gmtrace.core.files import atomic_write_text
     from gmtrace.evaluation.report import model_card, summary_table
+    from gmtrace.readout.saved import FUSION
 
     console.print(summary_table(results))
     console.print(f"report: {out / 'report.md'}" + (f" and {report}" if report else ""))
@@ -229,7 +230,13 @@ def _finish(results: dict, out: Path, report: Path | None, card: Path | None) ->
             f"{len(meta.get('gm_names', []))} GMs of {meta.get('origin') or meta.get('zoo')}, "
             f"{meta.get('steps_done', '?')} steps"
         )
-        text = json.dumps(model_card(results, trained_on=trained_on), indent=1)
+        # a fused model's card reads the fused method's figures, where the run has them
+        fused = (card / FUSION).is_file() and "fused" in results["methods"]
+        method = "fused" if fused else "gmtrace"
+        shipped = meta.get("steps_done")
+        text = json.dumps(
+            model_card(results, method, trained_on=trained_on, shipped_steps=shipped), indent=1
+        )
         atomic_write_text(card / "card.json", text + "\n")
         console.print(f"model card: {card / 'card.json'}")
 

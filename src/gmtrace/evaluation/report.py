@@ -1165,6 +1165,7 @@ def model_card(
     method: str = "gmtrace",
     limits: list[str] | None = None,
     trained_on: str | None = None,
+    shipped_steps: int | None = None,
 ) -> dict:
     """A model card for `gmtrace report` and `GET /v1/model` (card.json in a model
     folder): the headline figures of an evaluation run of `method` (the recipe the
@@ -1188,14 +1189,23 @@ def model_card(
     worst = sorted(errs.get("unseen_called_real", {}).items(), key=lambda kv: -kv[1])[:3]
     notes = [f"images of {gm} called real: {share:.0%}" for gm, share in worst if share > 0.2]
     steps = results["methods"][method].get("steps") or []
+    per_fold = max(steps, default=0)
+    if shipped_steps is None:
+        shipped = "a shipped model trains on all of them"
+    elif shipped_steps == per_fold:
+        shipped = "the shipped model was trained the same way on all of them"
+    else:
+        shipped = f"the shipped model trained on all of them for {shipped_steps} steps"
     return {
         **({"trained_on": trained_on} if trained_on else {}),
+        "method": method,
         "protocol": split_text(results),
         "command": results.get("command", ""),
+        "steps_per_fold": per_fold,
         "measured_on": (
             f"networks of this design trained fold by fold ({len(steps)} folds, "
-            f"{max(steps, default=0)} steps each) without the GMs and photographs they were "
-            "tested on; a shipped model trains on all of them, for longer"
+            f"{per_fold} steps each) without the GMs and photographs they were "
+            f"tested on; {shipped}"
         ),
         "figures": figures,
         "limits": misses + notes + list(limits or []),
