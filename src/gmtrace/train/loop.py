@@ -456,7 +456,8 @@ def _batch_losses(run: TrainSetup, batch: tuple) -> dict[str, torch.Tensor]:
             "total": total,
             "fingerprint": fp["total"],
             "parse": parse["total"],
-            "parse_continuous_l1": (parsed.continuous - t["continuous"]).abs().mean(),
+            # over the counts known (a GM of another codebase may lack some: NaN)
+            "parse_continuous_l1": (parsed.continuous - t["continuous"]).abs().nanmean(),
             "detect": det,
             "attribute": attr,
             "contrastive": con,
