@@ -169,6 +169,31 @@ def test_leakage_image_beats_noise():
     assert res["image"] > res["noise"] + 3
 
 
+def test_leakage_is_read_back_per_input_from_its_cache(tmp_path: Path, monkeypatch):
+    import gmtrace.evaluation.protocol as protocol
+
+    rng = np.random.default_rng(0)
+    imgs = (rng.random((8, 16, 16, 3)) * 255).astype(np.uint8)
+    a, b = imgs / 255.0, rng.normal(size=imgs.shape)
+    path = tmp_path / "leakage_cache.json"
+    first = protocol._cached_leakage({"image": a}, imgs, 5, 0, path)
+    assert first == leakage({"image": a}, imgs, steps=5, seed=0)  # the same figure
+    scored = []
+
+    def counting(inputs, *args):
+        scored.append(sorted(inputs))
+        return leakage(inputs, *args)
+
+    monkeypatch.setattr(protocol, "leakage", counting)
+    both = protocol._cached_leakage({"image": a, "noise": b}, imgs, 5, 0, path)
+    assert scored == [["noise"]] and both["image"] == first["image"]
+    assert both["noise"] == leakage({"noise": b}, imgs, steps=5, seed=0)["noise"]
+    protocol._cached_leakage({"image": a}, imgs, 6, 0, path)  # other steps: scored again
+    assert scored[-1] == ["image"]
+    path.write_text("not json")  # an unreadable cache is scored again, not an error
+    assert protocol._cached_leakage({"image": a}, imgs, 5, 0, path) == first
+
+
 def test_evaluate_tiny_zoo_end_to_end(zoo: GMDataset, tmp_path: Path):
     cfg = EvalConfig(
         holdout="family",

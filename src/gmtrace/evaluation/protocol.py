@@ -36,6 +36,7 @@ Results go to `results.json`, figures and `report.md` (rendered by `gmtrace.eval
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -688,12 +689,38 @@ def _fold0_extras(m, fd: FoldData, unseen, real, cfg: EvalConfig, out: Path, con
     inputs = {"fingerprint": fps}
     if "leakage" not in fd.info:  # the references, once
         inputs |= {"image": imgs.astype(np.float32) / 255.0, "high-pass residual": residual(imgs)}
-    res = leakage(inputs, imgs, cfg.leakage_steps, cfg.seed)
+    res = _cached_leakage(inputs, imgs, cfg.leakage_steps, cfg.seed, out / LEAKAGE_CACHE)
     lk = fd.info.setdefault("leakage", {"images": n, "steps": cfg.leakage_steps})
     for k in ("image", "high-pass residual"):
         if k in res:
             lk[k] = res[k]
     lk[f"fingerprint ({m.name})"] = res["fingerprint"]
+
+
+LEAKAGE_CACHE = "leakage_cache.json"  # in the run folder: each input's PSNR, by content
+
+
+def _cached_leakage(
+    inputs: dict[str, np.ndarray], images: np.ndarray, steps: int, seed: int, path: Path
+) -> dict:
+    """`leakage`, each input's PSNR read from `path` where the same input, images,
+    steps and seed were scored before (each input's decoder is seeded on its own,
+    so an input's figure does not depend on the others'); a rerun of a run whose
+    networks are cached rescored it every time (minutes on the 2 cores)."""
+    try:
+        cache = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        cache = {}  # our own cache, unreadable: computed again and rewritten
+    keys = {}
+    for name, x in inputs.items():
+        h = hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+        h.update(np.ascontiguousarray(images).tobytes())
+        keys[name] = f"{h.hexdigest()[:32]}-{steps}-{seed}"
+    todo = {n: x for n, x in inputs.items() if keys[n] not in cache}
+    if todo:
+        cache |= {keys[n]: v for n, v in leakage(todo, images, steps, seed).items()}
+        atomic_write_text(path, json.dumps(cache, indent=1) + "\n")
+    return {n: cache[keys[n]] for n in inputs}
 
 
 def _machine() -> dict:
