@@ -943,15 +943,21 @@ def _fold_scores(ds: GMDataset, data: list[FoldData], name: str) -> dict:
     return r
 
 
-def _pooled_detection(data: list[FoldData], name: str, conds: list[str]) -> dict:
+def _pooled_detection(
+    data: list[FoldData], name: str, conds: list[str], maps: list | None = None
+) -> dict:
     """Detection over every fold's images at once (one threshold for all, as a user
-    gets it): clean and under each condition."""
+    gets it): clean and under each condition. With `maps` (one per fold,
+    `fusion.fit_recalibration`), each fold's p read through its map."""
+    maps = maps or [None] * len(data)
 
-    def pool(unseen, real) -> dict:
-        return detection_scores(
-            np.concatenate([u.p_generated for u in unseen]),
-            np.concatenate([r.p_generated for r in real]),
-        )
+    def pool(unseen: list[Inference], real: list[Inference]) -> dict:
+        def p(infs: list[Inference]) -> np.ndarray:
+            return np.concatenate(
+                [recalibrated(m, i.p_generated) for m, i in zip(maps, infs, strict=True)]
+            )
+
+        return detection_scores(p(unseen), p(real))
 
     out = {"clean": pool([fd.unseen[name] for fd in data], [fd.real[name] for fd in data])}
     for c in conds:
@@ -975,22 +981,7 @@ def _calibrated_across_folds(data: list[FoldData], name: str, conds: list[str]) 
         f = np.concatenate([c[0] for i, c in enumerate(clean) if i != k])
         r = np.concatenate([c[1] for i, c in enumerate(clean) if i != k])
         maps.append(fit_recalibration(np.r_[f, r], np.r_[np.ones(len(f)), np.zeros(len(r))]))
-
-    def pool(unseen: list[Inference], real: list[Inference]) -> dict:
-        return detection_scores(
-            np.concatenate(
-                [recalibrated(m, u.p_generated) for m, u in zip(maps, unseen, strict=True)]
-            ),
-            np.concatenate(
-                [recalibrated(m, q.p_generated) for m, q in zip(maps, real, strict=True)]
-            ),
-        )
-
-    out = {"clean": pool([fd.unseen[name] for fd in data], [fd.real[name] for fd in data])}
-    for c in conds:
-        out[c] = pool(
-            [fd.unseen_degraded[c][name] for fd in data], [fd.real_degraded[c][name] for fd in data]
-        )
+    out = _pooled_detection(data, name, conds, maps)
     out["maps"] = [[float(m.weights[0]), m.bias] for m in maps]
     return out
 

@@ -14,7 +14,6 @@ averaged (their spread is reported); a smaller one is reflect-padded, and flagge
 from __future__ import annotations
 
 import os
-import sys
 from importlib import resources
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from gmtrace.data.images import (
     read_bytes,
     save_png,
 )
-from gmtrace.engine.runtimes import EngineError, make_runtime
+from gmtrace.engine.runtimes import make_runtime
 from gmtrace.grouping.cluster import density_group, group_scalable, number_groups
 from gmtrace.nets.fen import fold_batch_norm
 from gmtrace.product.calibration import (
@@ -105,28 +104,16 @@ class Analyzer:
         # `weights_sha256_`, not the network or its readout)
         digest = self.weights_sha256_
         self._use_calibration(calibration)
-        self.runtime_ = self._make_runtime(
-            runtime or os.environ.get("GMTRACE_RUNTIME", "auto"), digest
+        # the engine the network and readout run in (`engine.make_runtime`; `auto` is
+        # torch, which always builds)
+        self.runtime_ = make_runtime(
+            runtime or os.environ.get("GMTRACE_RUNTIME", "auto"),
+            self.model_,
+            self.readout_,
+            digest,
+            self.image_size_,
+            threads=threads,
         )
-
-    def _make_runtime(self, kind: str, digest: str):
-        """The engine the network and readout run in (`engine.make_runtime`; `auto`
-        is torch); where building an exported graph fails under `auto`, the analyzer
-        says so on stderr once and runs in torch."""
-        try:
-            return make_runtime(
-                kind,
-                self.model_,
-                self.readout_,
-                digest,
-                self.image_size_,
-                threads=self.threads,
-            )
-        except EngineError as e:
-            if kind != "auto":
-                raise
-            print(f"gmtrace: {e}; running in torch", file=sys.stderr)
-            return make_runtime("torch", self.model_, self.readout_, "", self.image_size_)
 
     def _use_calibration(self, name: str | None) -> None:
         """A user's calibration of the fused model (`product.calibration`): its real

@@ -93,11 +93,12 @@ def field_score(j: int, pred: np.ndarray, truth: np.ndarray) -> float:
     return binary_f1(p > 0.5, t > 0.5)
 
 
-def _confidence_ranks(j, pred, tj, gm_of_row, known, rows, rng, draws: int = PERMUTATIONS) -> bool:
-    """Whether field j's confidence ranks its answers: the answered `rows` score
-    better than as many of the `known` rows drawn at random, at p <= ALPHA over the
-    number of coverages that may be tested."""
-    actual = field_score(j, pred[rows, j], tj[gm_of_row[rows]])
+def _confidence_ranks(
+    j, pred, tj, gm_of_row, known, rows, actual: float, rng, draws: int = PERMUTATIONS
+) -> bool:
+    """Whether field j's confidence ranks its answers: the answered `rows`, scoring
+    `actual`, score better than as many of the `known` rows drawn at random, at
+    p <= ALPHA over the number of coverages that may be tested."""
     pool, k = np.flatnonzero(known), int(rows.sum())
     rand = np.empty(draws)
     for i in range(draws):
@@ -174,7 +175,9 @@ class ParseGate:
                 z = (actual - rand.mean()) / max(rand.std(), 1e-9)
                 found = (cut, rows.mean() / known.mean(), p, z)
                 widest = widest or found
-                if share < 1.0 and _confidence_ranks(j, pred, tj, gm_of_row, known, rows, rng):
+                if share < 1.0 and _confidence_ranks(
+                    j, pred, tj, gm_of_row, known, rows, actual, rng
+                ):
                     ranked.append(found)
             chosen = max(ranked, key=lambda f: f[3]) if ranked else widest
             if chosen is not None:

@@ -98,8 +98,9 @@ def fit_recalibration(p: np.ndarray, y: np.ndarray) -> Stacker:
 
 
 def recalibrated(cal: Stacker | None, p: np.ndarray) -> np.ndarray:
-    """p read through a recalibration (`fit_recalibration`); unchanged without one."""
-    return np.asarray(p, np.float64) if cal is None else cal.prob(logit(p)[:, None])
+    """p read through a recalibration (`fit_recalibration`); unchanged (its dtype
+    too) without one."""
+    return np.asarray(p) if cal is None else cal.prob(logit(p)[:, None])
 
 
 @dataclass
