@@ -173,6 +173,12 @@ def test_fusion_answers_per_image_from_its_crops_and_survives_a_round_trip(tmp_p
     assert np.allclose(again.stacker.weights, fusion.stacker.weights)
     assert np.allclose(again.real.reference, fusion.real.reference)
     assert Fusion.load(tmp_path / "elsewhere") is None
+    # a real model fitted on another version's descriptions (fewer values) is refused
+    old = fusion.to_arrays()
+    for k in ("real_center", "real_scale", "real_mean", "real_basis"):
+        old[k] = old[k][:-18]
+    with pytest.raises(ValueError, match="reads 162 description values"):
+        Fusion.from_arrays(old)
     (tmp_path / FUSION).write_bytes(b"not safetensors")
     with pytest.raises(ValueError, match=FUSION):
         Fusion.load(tmp_path)

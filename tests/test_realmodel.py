@@ -12,7 +12,9 @@ from gmtrace.realmodel.selfdesc import (
     DESCRIPTION_NAMES,
     MIN_SIDE,
     PER_CHANNEL,
+    PERIOD_NAMES,
     describe_images,
+    periodicity,
     residual_stats,
 )
 
@@ -26,7 +28,7 @@ def test_a_channel_made_of_the_others_is_predicted_exactly():
     r, b = rng.normal(size=(2, 3, 48, 48))
     x = torch.from_numpy(np.stack([r, 2 * r - 0.5 * b, b], 1) / 8).float()
     d = describe_images(x)
-    assert d.shape == (3, len(DESCRIPTION_NAMES)) == (3, 162)
+    assert d.shape == (3, len(DESCRIPTION_NAMES)) == (3, 180)
     assert d[:, col("s1_g_w_other_1")].numpy() == pytest.approx([2.0] * 3, abs=1e-3)
     assert d[:, col("s1_g_w_other_2")].numpy() == pytest.approx([-0.5] * 3, abs=1e-3)
     neighbours = [col(f"s1_g_{n}") for n in PER_CHANNEL[:8]]
@@ -61,6 +63,24 @@ def test_phase_energies_see_where_the_residual_lives():
     assert float(phases[0]) == pytest.approx(np.log(4), abs=1e-6)
     assert (phases[1:] < -10).all()
     assert float(stats[0, 2]) == 0 and float(stats[0, 3]) == 0  # no lag-1 neighbours
+
+
+def test_an_image_enlarged_3x_is_periodic_with_period_3_only():
+    rng = np.random.default_rng(5)
+    small = torch.from_numpy(rng.uniform(size=(2, 3, 22, 22))).float()
+    big = torch.nn.functional.interpolate(small, scale_factor=3, mode="bilinear")  # 66 px
+    noise = torch.from_numpy(rng.uniform(size=(2, 3, 66, 66))).float()
+    spread = dict(zip(PERIOD_NAMES, periodicity(big).T, strict=True))
+    flat = dict(zip(PERIOD_NAMES, periodicity(noise).T, strict=True))
+    for axis in ("rows", "cols"):
+        assert (spread[f"period_3_{axis}"] > 0.5).all()  # phases differ several-fold
+        assert (spread[f"period_6_{axis}"] > 0.5).all()  # a multiple of 3
+        for p in (2, 4, 5, 8):  # other periods: what so few phases' sampling leaves
+            assert (spread[f"period_{p}_{axis}"] < 0.3).all()
+        for p in (2, 3, 4, 5, 6, 8):
+            assert (flat[f"period_{p}_{axis}"] < 0.1).all()
+    for axis in ("across", "down"):  # the magnitude repeats 3 pixels on
+        assert (spread[f"lag_3_{axis}"] > 0.4).all() and (flat[f"lag_3_{axis}"].abs() < 0.05).all()
 
 
 def test_uint8_and_float_inputs_agree_and_small_images_are_refused():

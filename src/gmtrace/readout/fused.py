@@ -18,7 +18,7 @@ from gmtrace.readout.abstain import ParseGate
 from gmtrace.readout.saved import FUSION
 from gmtrace.realmodel.density import RealModelError, RealPhotoModel
 from gmtrace.realmodel.fusion import Stacker, UnsureBand, recalibrated, scalar, stack_features
-from gmtrace.realmodel.selfdesc import describe
+from gmtrace.realmodel.selfdesc import DESCRIPTION_NAMES, describe
 
 # what an image flagged by the band is scored again after (issue 22)
 REENCODINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -109,6 +109,12 @@ class Fusion:
             real = RealPhotoModel.from_arrays(
                 {k[5:]: v for k, v in arrays.items() if k.startswith("real_")}
             )
+            if len(real.center) != len(DESCRIPTION_NAMES):
+                raise RealModelError(
+                    f"its model of real photographs reads {len(real.center)} description "
+                    f"values where this gmtrace describes an image by {len(DESCRIPTION_NAMES)}: "
+                    "it was made by another version (train it again, or calibrate again)"
+                )
             return cls(
                 real=real,
                 stacker=Stacker.from_arrays(arrays, "stack_"),

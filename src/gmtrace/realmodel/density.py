@@ -103,7 +103,14 @@ class RealPhotoModel:
 
     def project(self, desc: np.ndarray) -> np.ndarray:
         """[N, d] the descriptions in the model's standardized principal directions."""
-        z = _standardize(np.asarray(desc, dtype=np.float64), self.center, self.scale)
+        desc = np.asarray(desc, dtype=np.float64)
+        if desc.ndim != 2 or desc.shape[1] != len(self.center):
+            raise RealModelError(
+                f"this model of real photographs reads descriptions of {len(self.center)} "
+                f"values, got {desc.shape[1:]}: it was fitted by another version of gmtrace "
+                "(train the model again, or run `gmtrace calibrate` again)"
+            )
+        z = _standardize(desc, self.center, self.scale)
         return (z - self.mean) @ self.basis
 
     def nll(self, desc: np.ndarray) -> np.ndarray:

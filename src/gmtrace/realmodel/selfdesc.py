@@ -26,8 +26,17 @@ least squares over the whole image, means removed. The description of (s, c) is
 * the residual's log energy on each of the four phases (row and column parity)
   over its mean energy: a 2x up-sampling or a checkerboard makes them unequal.
 
-`describe_images` gives [N, len(SCALES) * 3 * 18] = [N, 162], in scale-major,
-then channel, then `PER_CHANNEL` order (`DESCRIPTION_NAMES`). Computed in torch on a
+Then, at full resolution only, the periodicity of a fixed high-pass residual (each
+pixel minus the mean of its 4 neighbours, averaged over the channels): an image
+enlarged by a factor p (an up-sampling layer, a super-resolution network) leaves
+its residual's energy unequal on the p phases of rows and of columns, where the
+2x2 phases above see only p = 2. `PERIOD_NAMES` (18 numbers): for each period p in
+`PERIODS` and each axis, the spread (standard deviation) of the log energy over
+the p phases; and the correlation of the residual's magnitude with itself `LAGS`
+pixels across and down.
+
+`describe_images` gives [N, len(SCALES) * 3 * 18 + 18] = [N, 180]: scale-major,
+then channel, then `PER_CHANNEL` order, then `PERIOD_NAMES` (`DESCRIPTION_NAMES`). Computed in torch on a
 batch in float32, the normal equations solved in float64 (those of a flat image are
 ill-conditioned).
 """
@@ -53,8 +62,15 @@ PER_CHANNEL = (
     "phase_10",
     "phase_11",
 )
-DESCRIPTION_NAMES = tuple(
-    f"s{s}_{'rgb'[c]}_{n}" for s in SCALES for c in range(3) for n in PER_CHANNEL
+PERIODS = (2, 3, 4, 5, 6, 8)
+LAGS = (2, 3, 4)
+PERIOD_NAMES = (
+    *(f"period_{p}_{axis}" for p in PERIODS for axis in ("rows", "cols")),
+    *(f"lag_{k}_{axis}" for k in LAGS for axis in ("across", "down")),
+)
+DESCRIPTION_NAMES = (
+    *(f"s{s}_{'rgb'[c]}_{n}" for s in SCALES for c in range(3) for n in PER_CHANNEL),
+    *PERIOD_NAMES,
 )
 MIN_SIDE = 4 * max(SCALES) + 2  # the coarsest scale keeps a 4x4 core of targets
 _EPS = 1e-10
@@ -87,7 +103,7 @@ def describe_images(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     if min(x.shape[2:]) < MIN_SIDE:
         raise ValueError(f"images must be at least {MIN_SIDE} pixels a side, got {x.shape[2:]}")
     parts = [describe_scale(x if s == 1 else F.avg_pool2d(x, s)) for s in SCALES]
-    return torch.cat(parts, 1).float()
+    return torch.cat([*parts, periodicity(x)], 1).float()
 
 
 def describe_scale(x: torch.Tensor) -> torch.Tensor:
@@ -137,3 +153,26 @@ def residual_stats(r: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
     phases = torch.stack([cells[:, p::2, q::2].mean((1, 2)) for p in (0, 1) for q in (0, 1)], 1)
     phases = torch.log(phases + _EPS) - torch.log(phases.mean(1, keepdim=True) + _EPS)
     return torch.cat([gain[:, None], kurt[:, None], across[:, None], down[:, None], phases], 1)
+
+
+def periodicity(x: torch.Tensor) -> torch.Tensor:
+    """[N, len(PERIOD_NAMES)] how periodic the high-pass residual of a batch x
+    [N, 3, H, W] in [0, 1] is: per period and axis, the spread of its log energy
+    over the phases; per lag and axis, its magnitude's correlation."""
+    r = x[:, :, 1:-1, 1:-1] - 0.25 * (
+        x[:, :, :-2, 1:-1] + x[:, :, 2:, 1:-1] + x[:, :, 1:-1, :-2] + x[:, :, 1:-1, 2:]
+    )
+    r = r.mean(1)  # [N, h, w]
+    e = r**2
+    out = []
+    for p in PERIODS:
+        cells = e[:, : (e.shape[1] // p) * p, : (e.shape[2] // p) * p]  # whole periods only
+        rows = torch.stack([cells[:, i::p].mean((1, 2)) for i in range(p)], 1)
+        cols = torch.stack([cells[:, :, i::p].mean((1, 2)) for i in range(p)], 1)
+        out += [torch.log(rows + _EPS).std(1), torch.log(cols + _EPS).std(1)]
+    a = r.abs() - r.abs().mean((1, 2), keepdim=True)
+    var = (a**2).mean((1, 2)) + _EPS
+    for k in LAGS:
+        out.append((a[:, :, k:] * a[:, :, :-k]).mean((1, 2)) / var)
+        out.append((a[:, k:] * a[:, :-k]).mean((1, 2)) / var)
+    return torch.stack(out, 1)
