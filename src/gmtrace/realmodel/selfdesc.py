@@ -36,9 +36,9 @@ the p phases; and the correlation of the residual's magnitude with itself `LAGS`
 pixels across and down.
 
 `describe_images` gives [N, len(SCALES) * 3 * 18 + 18] = [N, 180]: scale-major,
-then channel, then `PER_CHANNEL` order, then `PERIOD_NAMES` (`DESCRIPTION_NAMES`). Computed in torch on a
-batch in float32, the normal equations solved in float64 (those of a flat image are
-ill-conditioned).
+then channel, then `PER_CHANNEL` order, then `PERIOD_NAMES` (`DESCRIPTION_NAMES`).
+Computed in torch on a batch in float32, the normal equations solved in float64
+(those of a flat image are ill-conditioned).
 """
 
 from __future__ import annotations
