@@ -9,6 +9,7 @@ from gmtrace.cli import zoo  # noqa: F401 (describe, zoo ...)
 from gmtrace.cli import training  # noqa: F401 (train)
 from gmtrace.cli import product  # noqa: F401 (analyze, scan, group, report, serve, check)
 from gmtrace.cli import evaluation  # noqa: F401 (evaluate, evaluate render)
+from gmtrace.cli import index  # noqa: F401 (index add, query, show, reembed)
 from gmtrace.cli.app import app
 
 # isort: on

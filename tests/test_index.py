@@ -1,0 +1,256 @@
+"""The fingerprint index: add, query, show, the model guard, a kill during an add,
+two writers at once, foreign and corrupt files, the cache rebuilt from the record."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gmtrace.index.index import FingerprintIndex, IndexModelError, SameSource
+from gmtrace.index.store import DB, SCHEMA_VERSION, IndexStoreError, SQLiteStore
+from gmtrace.index.vectors import ANN
+
+DIM = 16
+CENTRES = np.random.default_rng(0).normal(size=(8, DIM))
+
+
+def rows_of(case: str, gms: list[int], per_gm: int, model: str = "m1", seed: int = 0) -> list[dict]:
+    """Scan-like rows: each GM's images near its own direction."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for g in gms:
+        for j in range(per_gm):
+            e = CENTRES[g] + 0.15 * rng.normal(size=DIM)
+            out.append(
+                {
+                    "path": f"{case}/gm{g}/{j:04d}.png",
+                    "sha256": f"{case}-{g}-{j}",
+                    "ok": True,
+                    "verdict": "generated",
+                    "p_generated": 0.9,
+                    "embedding": list(e / np.linalg.norm(e)),
+                    "model_id": model,
+                }
+            )
+    return out
+
+
+def groups_of(rows: list[dict]) -> dict:
+    """A `gmtrace group` output grouping rows by their true GM."""
+    by: dict[int, list[str]] = {}
+    for r in rows:
+        by.setdefault(int(r["path"].split("/")[1][2:]), []).append(r["path"])
+    return {"groups": [{"group": g + 1, "members": m} for g, m in sorted(by.items())]}
+
+
+def gm_of(path: str) -> int:
+    return int(path.split("/")[1][2:])
+
+
+def test_a_generator_seen_in_one_case_is_found_from_another(tmp_path: Path):
+    a, b = rows_of("A", [0, 1, 2], 30), rows_of("B", [1, 2, 3], 20, seed=1)
+    b[0]["sha256"] = a[35]["sha256"]  # the same file posted again in case B
+    with FingerprintIndex(tmp_path, create=True) as index:
+        s = index.add("A", a, groups_of(a))
+        assert (s.added, s.already, s.unusable) == (90, 0, 0)
+        assert index.add("A", a + [{"path": "x.png", "ok": False}]).already == 90  # idempotent
+        index.add("B", b, groups_of(b))
+        ans = index.query(b, k=5, exclude_case="B", groups=groups_of(b))
+    assert ans["indexed"] == 150 and len(ans["images"]) == 60
+    for im in ans["images"]:
+        assert all(n["case"] == "A" for n in im["nearest"])  # its own case is no answer
+        if gm_of(im["path"]) in (1, 2):  # seen in case A: the nearest are the same GM's
+            assert all(gm_of(n["path"]) == gm_of(im["path"]) for n in im["nearest"])
+            assert im["nearest"][0]["distance"] < 0.2
+        else:  # GM 3 is new: nothing as close
+            assert im["nearest"][0]["distance"] > 0.3
+    assert ans["images"][0]["reposted"] == [{"case": "A", "path": a[35]["path"]}]
+    assert not ans["images"][1]["reposted"]
+    linked = {g["group"]: g["seen_in"][0] for g in ans["groups"]}
+    assert linked[2]["case"] == "A" and linked[2]["group"] == 2 and linked[2]["share"] == 1.0
+    assert linked[4]["median_distance"] > 0.3  # GM 3 (group 4 of B) leads nowhere close
+
+
+def test_show_lists_cases_and_the_groups_that_recur(tmp_path: Path):
+    a, b = rows_of("A", [0, 1], 20), rows_of("B", [1, 5], 20, seed=2)
+    with FingerprintIndex(tmp_path, create=True) as index:
+        index.add("A", a, groups_of(a))
+        index.add("B", b, groups_of(b))
+        s = index.show()
+    assert [c["case"] for c in s["cases"]] == ["A", "B"]
+    assert [c["images"] for c in s["cases"]] == [40, 40] and s["models"] == {"m1": 80}
+    pairs = {(r["case"], r["group"], r["linked_case"], r["linked_group"]) for r in s["recurring"]}
+    assert ("B", 2, "A", 2) in pairs or ("A", 2, "B", 2) in pairs  # GM 1 in both
+    assert not any(
+        r["group"] in (1, 6) and r["case"] in "AB" and r["share"] > 0.5
+        for r in s["recurring"]
+        if {r["group"], r["linked_group"]} != {2}
+    )
+
+
+def test_rows_of_another_model_are_refused_with_what_to_do(tmp_path: Path):
+    with FingerprintIndex(tmp_path, create=True) as index:
+        index.add("A", rows_of("A", [0], 10))
+        with pytest.raises(IndexModelError, match="holds embeddings of m1 .10 images.*reembed"):
+            index.query(rows_of("B", [0], 5, model="m2"))
+
+
+def test_the_cache_is_rebuilt_from_the_record(tmp_path: Path):
+    a = rows_of("A", [0, 1], 20)
+    q = rows_of("Q", [1], 3, seed=9)
+    with FingerprintIndex(tmp_path, create=True) as index:
+        index.add("A", a)
+        first = index.query(q, k=3)
+    assert (tmp_path / ANN).is_dir()
+    with SQLiteStore(tmp_path) as store:  # another writer, while no cache was open
+        store.add("C", rows_of("C", [1], 5, seed=4))
+    with FingerprintIndex(tmp_path) as index:
+        assert index.query(q, k=3)["indexed"] == 45
+    for f in (tmp_path / ANN).iterdir():
+        f.unlink()
+    with FingerprintIndex(tmp_path) as index:
+        again = index.query(q, k=50)
+    assert again["indexed"] == 45 and len(again["images"][0]["nearest"]) == 45
+    near = [n["path"] for n in first["images"][0]["nearest"]]
+    assert near == [n["path"] for n in again["images"][0]["nearest"] if n["case"] == "A"][:3]
+
+
+def test_a_case_that_crowds_the_neighbourhood_is_left_out_exactly(tmp_path: Path):
+    big, small = rows_of("big", [0], 300), rows_of("small", [0], 4, seed=3)
+    with FingerprintIndex(tmp_path, create=True) as index:
+        index.add("big", big)
+        index.add("small", small)
+        ans = index.query(big[:5], k=3, exclude_case="big")
+    for im in ans["images"]:
+        assert len(im["nearest"]) == 3 and {n["case"] for n in im["nearest"]} == {"small"}
+
+
+def test_foreign_corrupt_and_newer_files_are_refused_and_left_alone(tmp_path: Path):
+    garbage = tmp_path / "g"
+    garbage.mkdir()
+    (garbage / DB).write_bytes(b"not a database at all" * 10)
+    with pytest.raises(IndexStoreError, match=f"{DB}: not a gmtrace index"):
+        FingerprintIndex(garbage, create=True)
+    assert (garbage / DB).read_bytes() == b"not a database at all" * 10
+    other = tmp_path / "o"
+    other.mkdir()
+    with sqlite3.connect(other / DB) as c:
+        c.execute("CREATE TABLE photos (x)")
+    before = (other / DB).read_bytes()
+    with pytest.raises(IndexStoreError, match="not a gmtrace index"):
+        FingerprintIndex(other, create=True)
+    assert (other / DB).read_bytes() == before
+    newer = tmp_path / "n"
+    with SQLiteStore(newer, create=True) as s:
+        assert s.schema_version == SCHEMA_VERSION
+        s.db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(IndexStoreError, match="schema 99, made by a newer gmtrace"):
+        SQLiteStore(newer)
+    with pytest.raises(IndexStoreError, match="no fingerprint index here"):
+        SQLiteStore(tmp_path / "none")
+
+
+ADDER = """
+import sys, time, json
+from gmtrace.index.store import SQLiteStore
+rows = json.load(open(sys.argv[2]))
+with SQLiteStore(sys.argv[1], create=True) as s:
+    pause = float(sys.argv[5])
+    s.add(sys.argv[3], rows, batch=int(sys.argv[4]), on_batch=lambda n: time.sleep(pause))
+"""
+
+
+def _adder(folder: Path, rows: list[dict], case: str, batch: int, pause: float, tmp: Path):
+    src = tmp / f"rows_{case}.json"
+    src.write_text(json.dumps(rows))
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    args = [sys.executable, "-c", ADDER, str(folder), str(src), case, str(batch), str(pause)]
+    return subprocess.Popen(args, env=env)
+
+
+def _count(folder: Path) -> int:
+    with sqlite3.connect(folder / DB) as c:
+        assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return c.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+
+
+def test_an_add_killed_midway_leaves_whole_batches_and_resumes(tmp_path: Path):
+    rows = rows_of("K", [0, 1, 2, 3], 100)
+    folder = tmp_path / "idx"
+    proc = _adder(folder, rows, "K", 25, 0.05, tmp_path)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if (folder / DB).is_file() and _count_or_zero(folder) >= 50:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n = _count(folder)
+    assert 0 < n < 400 and n % 25 == 0  # whole batches only
+    with FingerprintIndex(folder) as index:
+        s = index.add("K", rows)
+        assert (s.added, s.already) == (400 - n, n)
+        assert index.show()["cases"][0]["images"] == 400
+
+
+def _count_or_zero(folder: Path) -> int:
+    try:
+        with sqlite3.connect(folder / DB, timeout=1) as c:
+            return c.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_two_writers_at_once_both_land(tmp_path: Path):
+    folder = tmp_path / "idx"
+    with SQLiteStore(folder, create=True):
+        pass
+    a, b = rows_of("A", [0, 1], 150), rows_of("B", [2, 3], 150, seed=5)
+    procs = [_adder(folder, r, c, 10, 0.0, tmp_path) for r, c in ((a, "A"), (b, "B"))]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    assert _count(folder) == 600
+    with FingerprintIndex(folder) as index:
+        assert {c["case"]: c["images"] for c in index.show()["cases"]} == {"A": 300, "B": 300}
+
+
+def test_same_source_map_reads_from_a_model_folder(tmp_path: Path):
+    assert SameSource.of_model(tmp_path) is None
+    (tmp_path / "adopted.json").write_text(json.dumps({"same_source": {"weight": -20, "bias": 4}}))
+    m = SameSource.of_model(tmp_path)
+    assert m(np.array([0.0]))[0] > 0.98 and m(np.array([0.5]))[0] < 0.01
+
+
+def test_cli_add_query_show(tmp_path: Path):
+    from gmtrace.cli.main import app
+
+    a, q = rows_of("A", [0, 1], 10), rows_of("Q", [1], 3, seed=7)
+    for name, rows in (("a.jsonl", a), ("q.jsonl", q)):
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    db = str(tmp_path / "idx")
+    run = CliRunner().invoke
+    r = run(app, ["index", "add", str(tmp_path / "a.jsonl"), "--case", "monday", "--db", db])
+    assert r.exit_code == 0, r.output
+    assert "20 image(s) added" in r.output
+    out = tmp_path / "ans.json"
+    (tmp_path / "g.json").write_text(json.dumps(groups_of(q)))
+    args = ["--groups", str(tmp_path / "g.json"), "--out", str(out), "--k", "2"]
+    r = run(app, ["index", "query", str(tmp_path / "q.jsonl"), "--db", db, *args])
+    assert r.exit_code == 0, r.output
+    ans = json.loads(out.read_text())
+    assert all(gm_of(n["path"]) == 1 for im in ans["images"] for n in im["nearest"])
+    assert "3 image(s) queried against 20 indexed" in r.output
+    assert "group 2 (3 images): monday group -" in r.output  # added without its groups
+    r = run(app, ["index", "show", "--db", db])
+    assert r.exit_code == 0 and "monday" in r.output and "1 case(s), 20 image(s)" in r.output
+    r = run(app, ["index", "show", "--db", str(tmp_path / "nowhere")])
+    assert r.exit_code == 2 and "no fingerprint index here" in r.output
