@@ -254,3 +254,39 @@ def test_cli_add_query_show(tmp_path: Path):
     assert r.exit_code == 0 and "monday" in r.output and "1 case(s), 20 image(s)" in r.output
     r = run(app, ["index", "show", "--db", str(tmp_path / "nowhere")])
     assert r.exit_code == 2 and "no fingerprint index here" in r.output
+
+
+def test_scan_rows_are_indexed_queried_from_images_and_reembedded(
+    small_model_dir: Path, tiny_zoo_dir: Path, tmp_path: Path
+):
+    from gmtrace.cli.main import app
+
+    images = sorted((tiny_zoo_dir / "fake").rglob("*.png"))[:6]
+    case = tmp_path / "case"
+    case.mkdir()
+    for i, p in enumerate(images):
+        (case / f"{i}.png").write_bytes(p.read_bytes())
+    run = CliRunner().invoke
+    model, db = str(small_model_dir), str(tmp_path / "idx")
+    r = run(app, ["scan", str(case), "--out", str(tmp_path / "c.jsonl"), "--model", model])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
+    for row in rows:  # as if an older model had scanned them
+        row["model_id"] = "an-older-model"
+    (tmp_path / "old.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
+    r = run(app, ["index", "add", str(tmp_path / "old.jsonl"), "--case", "A", "--db", db])
+    assert r.exit_code == 0 and "6 image(s) added" in r.output, r.output
+    q = ["index", "query", str(case / "0.png"), "--model", model, "--db", db]
+    r = run(app, q)
+    assert r.exit_code == 2 and "reembed" in r.output  # the guard: another model's rows
+    (case / "5.png").unlink()
+    r = run(app, ["index", "reembed", "--model", model, "--db", db])
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())  # the console wraps long lines
+    assert "5 image(s) of 1 case(s) re-embedded" in said and "1 no longer readable" in said
+    r = run(app, [*q, "--out", str(tmp_path / "ans.json")])  # grouped now, from the images
+    assert r.exit_code == 0, r.output
+    ans = json.loads((tmp_path / "ans.json").read_text())
+    (im,) = ans["images"]
+    assert im["reposted"] == [{"case": "A", "path": rows[0]["path"]}]
+    assert im["nearest"][0]["same_file"] and im["nearest"][0]["distance"] < 1e-4

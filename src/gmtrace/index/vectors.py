@@ -110,7 +110,8 @@ class VectorCache:
         m = self.index.search(np.asarray(vectors, dtype=np.float32), min(k, len(self.index)))
         keys = np.asarray(m.keys, dtype=np.int64).reshape(n, -1)
         d = np.asarray(m.distances, dtype=np.float64).reshape(n, -1)
-        counts = np.asarray(m.counts).reshape(n)
+        # one query comes back as one `Matches` (no counts), several as `BatchMatches`
+        counts = np.asarray(m.counts if hasattr(m, "counts") else [len(m.keys)]).reshape(n)
         for i in range(n):
             c = int(counts[i])
             ids[i, :c], dist[i, :c] = keys[i, :c], d[i, :c]
