@@ -39,6 +39,7 @@ ALLOWED = {
         "realmodel",
     },
     "product": {"core", "data", "nets", "readout", "engine", "grouping", "realmodel"},
+    "index": {"core", "readout"},
     "cli": {
         "core",
         "data",
@@ -51,6 +52,7 @@ ALLOWED = {
         "methods",
         "evaluation",
         "product",
+        "index",
     },
     "gmtrace": {"core", "zoo", "product"},
 }

@@ -142,10 +142,10 @@ def index_query(
 
 
 def _analyze(inputs: list[Path], model: Path | None) -> list[dict]:
-    from gmtrace.core.runtime import progress
+    from gmtrace.cli.product import analyze_files
     from gmtrace.data.images import find_images
     from gmtrace.product.analyze import Analyzer
-    from gmtrace.product.rows import ImageResult, model_fields
+    from gmtrace.product.rows import model_fields
 
     files, problems = find_images(inputs)
     if not files and not problems:
@@ -154,11 +154,7 @@ def _analyze(inputs: list[Path], model: Path | None) -> list[dict]:
         analyzer = Analyzer(model)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
-    with progress(Console(stderr=True), transient=True) as bars:
-        task = bars.add_task("analyze", total=len(files), status="")
-        results = analyzer.analyze(files, None, on_done=lambda: bars.advance(task))
-    results += [ImageResult(p, False, msg) for p, msg in problems.items()]
-    return [r.to_row(model_fields(analyzer)) for r in results]
+    return [r.to_row(model_fields(analyzer)) for r in analyze_files(analyzer, files, problems)]
 
 
 def _print_query(ans: dict) -> None:

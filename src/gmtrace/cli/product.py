@@ -48,6 +48,18 @@ CalibrationName = Annotated[
 ]
 
 
+def analyze_files(analyzer, files: list[str], problems: dict, save_views: Path | None = None):
+    """Every file analyzed, with a progress bar; a file that could not be listed
+    (`problems`: path -> message) gets a failed result."""
+    from gmtrace.core.runtime import progress
+    from gmtrace.product.rows import ImageResult
+
+    with progress(Console(stderr=True), transient=True) as bars:
+        task = bars.add_task("analyze", total=len(files), status="")
+        results = analyzer.analyze(files, save_views, on_done=lambda: bars.advance(task))
+    return results + [ImageResult(p, False, msg) for p, msg in problems.items()]
+
+
 @app.command()
 def analyze(
     images: Annotated[list[Path], typer.Argument(help="image files or folders of images")],
@@ -70,11 +82,10 @@ def analyze(
 ) -> None:
     """Is each image generated, by which known GM (or an unknown one), and what were
     that GM's architecture and training losses?"""
-    from gmtrace.core.runtime import progress
     from gmtrace.core.schema import format_count
     from gmtrace.data.images import find_images
     from gmtrace.product.analyze import Analyzer
-    from gmtrace.product.rows import ImageResult, model_fields
+    from gmtrace.product.rows import model_fields
 
     files, problems = find_images(images)
     if not files and not problems:
@@ -91,10 +102,7 @@ def analyze(
         )
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
-    with progress(Console(stderr=True), transient=True) as bars:
-        task = bars.add_task("analyze", total=len(files), status="")
-        results = analyzer.analyze(files, save_views, on_done=lambda: bars.advance(task))
-    results += [ImageResult(p, False, msg) for p, msg in problems.items()]
+    results = analyze_files(analyzer, files, problems, save_views)
     n_groups = analyzer.group(results) if group else None
     ok = [r for r in results if r.ok]
     if as_json:
