@@ -17,6 +17,7 @@ from gmtrace.data.splits import inner_validation
 from gmtrace.evaluation.adopt import read_out_of_fold
 from gmtrace.evaluation.protocol import evaluate
 from gmtrace.grouping.cluster import density_group, first_half, group_with
+from gmtrace.index.index import SameSource
 from gmtrace.readout.fused import FUSION, REENCODINGS, Fusion
 from gmtrace.realmodel.density import RealPhotoModel
 from gmtrace.realmodel.fusion import (
@@ -248,6 +249,24 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
     before = Fusion.load(fold / "fused").answer(imgs, lambda a: np.full(len(a), 0.7))
     after = adopted.answer(imgs, lambda a: np.full(len(a), 0.7))
     assert np.allclose(after.p_generated, recalibrated(adopted.final, before.p_generated))
+    # the same-source map of the fingerprint index, from the same run's embeddings
+    ok = runner.invoke(
+        app,
+        [
+            "index",
+            "calibrate",
+            "--run",
+            str(tmp_path / "eval"),
+            "--model",
+            str(model),
+            "--method",
+            "fused",
+        ],
+    )
+    assert ok.exit_code == 0, ok.output
+    same = json.loads((model / "adopted.json").read_text())
+    assert same["fields_answering"] == record["fields_answering"]  # kept beside it
+    assert same["same_source"]["pairs"] > 0 and SameSource.of_model(model) is not None
     # a run without out-of-fold answers, a model without a fusion: one-line errors
     bad = runner.invoke(app, ["evaluate", "adopt", "--out", str(tmp_path), "--model", str(model)])
     assert bad.exit_code == 2 and "out_of_fold.safetensors" in bad.output

@@ -290,3 +290,21 @@ def test_scan_rows_are_indexed_queried_from_images_and_reembedded(
     (im,) = ans["images"]
     assert im["reposted"] == [{"case": "A", "path": rows[0]["path"]}]
     assert im["nearest"][0]["same_file"] and im["nearest"][0]["distance"] < 1e-4
+
+
+def test_same_source_map_is_fitted_on_unseen_generators_within_each_fold():
+    from gmtrace.index.index import fit_same_source
+
+    rng = np.random.default_rng(3)
+    emb, gm, fold = [], [], []
+    for f in range(2):  # two folds, two embedding spaces: pairs never cross them
+        centres = rng.normal(size=(6, DIM))
+        for g in range(6):
+            emb.append(centres[g] + 1.0 * rng.normal(size=(25, DIM)))
+            gm += [10 * f + g] * 25
+            fold += [f] * 25
+    m, rec = fit_same_source(np.concatenate(emb), np.array(gm), np.array(fold), k=10)
+    assert rec["pairs"] == 300 * 10 and m.weight < 0  # farther: less likely the same GM
+    assert rec["precision_at_half"] > rec["same_gm_share"] and rec["recall_at_half"] > 0.9
+    near, far = m(np.array([0.05, 0.9]))
+    assert near > 0.9 and far < 0.1

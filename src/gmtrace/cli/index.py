@@ -265,3 +265,46 @@ def index_reembed(
         f"{added} image(s) of {len(todo)} case(s) re-embedded with model {new_id}; "
         f"{gone} no longer readable or changed since they were indexed"
     )
+
+
+@index_app.command("calibrate")
+def index_calibrate(
+    run: Annotated[Path, typer.Option("--run", help="a finished `gmtrace evaluate` run folder")],
+    model: Annotated[Path, typer.Option(help="the model folder whose queries the map serves")],
+    method: Annotated[str, typer.Option(help="the run's method of the same design")] = "gmtrace",
+) -> None:
+    """Fit the "same source" probability of a distance on a run's held-out codebases'
+    images (each fold's network never saw them) and keep it in MODEL/adopted.json."""
+    from gmtrace.core.files import atomic_write_text
+    from gmtrace.evaluation.adopt import read_out_of_fold
+    from gmtrace.index.index import SAME_SOURCE, fit_same_source
+    from gmtrace.readout.saved import ADOPTED
+
+    try:
+        arrays = read_out_of_fold(run)
+    except ValueError as e:
+        fail(str(e))
+    if f"{method}.emb" not in arrays or "unseen.gm" not in arrays:
+        fail(f"{run}: no embeddings of {method!r} among its out-of-fold answers (run it again)")
+    if not model.is_dir():
+        fail(f"{model}: not a model folder")
+    try:
+        m, rec = fit_same_source(
+            arrays[f"{method}.emb"], arrays["unseen.gm"], arrays["unseen.fold"]
+        )
+    except ValueError as e:
+        fail(f"{run}: {e}")
+    path = model / ADOPTED
+    try:
+        record = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError as e:
+        fail(f"{path}: unreadable ({e})")
+    record[SAME_SOURCE] = {"weight": m.weight, "bias": m.bias, "run": str(run), "method": method}
+    record[SAME_SOURCE] |= rec
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    console.print(
+        f"same source: p = sigmoid({m.bias:.2f} {m.weight:+.2f} x distance), 0.5 at distance "
+        f"{rec['distance_at_half']}; on {rec['pairs']} neighbour pairs of unseen GMs "
+        f"({rec['same_gm_share']:.0%} same GM): precision {rec['precision_at_half']}, "
+        f"recall {rec['recall_at_half']} at p >= 0.5: {path}"
+    )

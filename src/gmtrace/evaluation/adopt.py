@@ -87,5 +87,10 @@ def adopt(run: Path, model: Path, method: str = "fused", seed: int = 0) -> dict:
         },
         "fields_answering": gate.reliable(),
     }
-    atomic_write_text(Path(model) / ADOPTED, json.dumps(record, indent=1) + "\n")
+    path = Path(model) / ADOPTED
+    try:  # what `gmtrace index calibrate` kept there stays
+        kept = {k: v for k, v in json.loads(path.read_text()).items() if k == "same_source"}
+    except (OSError, ValueError):
+        kept = {}
+    atomic_write_text(path, json.dumps(record | kept, indent=1) + "\n")
     return record

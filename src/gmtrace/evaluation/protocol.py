@@ -1129,14 +1129,30 @@ def save_out_of_fold(out: Path, ds, data: list[FoldData], global_norm, cfg: Eval
     their labels `M.y`), and where it parses, each unseen image's answers, their
     confidences and its GM (`M.pred`, `M.conf`, `M.gm`, `abstain.field_matrix`,
     `abstain.confidence`), against `truth` (`abstain.truth_matrix`, the global
-    scale). Safetensors: nothing is unpickled."""
+    scale); each unseen image's embedding (`M.emb`), GM and fold (`unseen.gm`,
+    `unseen.fold`), what `gmtrace index calibrate` fits the same-source map on.
+    Safetensors: nothing is unpickled."""
     from safetensors.numpy import save_file
 
     arch, bits = ds.arch_matrix(), ds.loss_matrix()
     gt = encode(arch, bits, global_norm)
     arrays = {"truth": truth_matrix(gt.continuous, gt.discrete, bits)}
+    # each unseen image's GM and fold: the pairs a same-source map is fitted on
+    arrays["unseen.gm"] = np.concatenate([fd.info["unseen_gm"] for fd in data])
+    arrays["unseen.fold"] = np.concatenate(
+        [np.full(len(fd.info["unseen_gm"]), k) for k, fd in enumerate(data)]
+    )
     to_global = _to_global(data, global_norm, arch.shape[1])
     for name in cfg.methods:
+        emb = [fd.unseen[name].embedding for fd in data]
+        if all(e is not None and e.ndim == 2 for e in emb):
+            # each fold's own network's space, zero-padded to the widest (a fold's
+            # discriminant directions are fewer where it trains on fewer GMs): the
+            # pairs a map is fitted on never cross folds, so no distance changes
+            width = max(e.shape[1] for e in emb)
+            arrays[f"{name}.emb"] = np.concatenate(
+                [np.pad(e, ((0, 0), (0, width - e.shape[1]))) for e in emb]
+            )
         f = np.concatenate([fd.unseen[name].p_generated for fd in data])
         r = np.concatenate([fd.real[name].p_generated for fd in data])
         arrays[f"{name}.p"] = np.r_[f, r]
