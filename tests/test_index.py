@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gmtrace.index.index import FingerprintIndex, IndexModelError, SameSource
-from gmtrace.index.store import DB, SCHEMA_VERSION, IndexStoreError, SQLiteStore
+from gmtrace.index.store import DB, SCHEMA_VERSION, IndexStoreError, SQLiteStore, pack
 from gmtrace.index.vectors import ANN
 
 DIM = 16
@@ -158,6 +158,28 @@ def test_foreign_corrupt_and_newer_files_are_refused_and_left_alone(tmp_path: Pa
         SQLiteStore(newer)
     with pytest.raises(IndexStoreError, match="no fingerprint index here"):
         SQLiteStore(tmp_path / "none")
+
+
+def test_an_index_of_schema_1_is_migrated_and_keeps_its_rows(tmp_path: Path):
+    from gmtrace.index.store import FORMAT, MIGRATIONS
+
+    with sqlite3.connect(tmp_path / DB) as c:  # as the first version wrote it
+        c.executescript(MIGRATIONS[0])
+        c.execute("INSERT INTO meta VALUES ('format', ?), ('schema_version', '1')", (FORMAT,))
+    rows = rows_of("A", [0], 5)
+    with sqlite3.connect(tmp_path / DB) as c:
+        c.execute("INSERT INTO cases (name, created) VALUES ('A', 0)")
+        c.executemany(
+            "INSERT INTO images (case_id, path, sha256, model_id, added, row, embedding)"
+            " VALUES (1, ?, ?, 'm1', 0, '{}', ?)",
+            [(r["path"], r["sha256"], pack(r["embedding"])) for r in rows],
+        )
+    with FingerprintIndex(tmp_path) as index:
+        assert index.store.schema_version == SCHEMA_VERSION == 2
+        names = {r[0] for r in index.store.db.execute("SELECT name FROM sqlite_master")}
+        assert "images_by_case" in names
+        ans = index.query(rows_of("B", [0], 1, seed=8), k=5, exclude_case="B")
+        assert len(ans["images"][0]["nearest"]) == 5
 
 
 ADDER = """

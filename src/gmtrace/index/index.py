@@ -144,10 +144,9 @@ class FingerprintIndex:
             raise IndexModelError(
                 f"the rows are of {len(ids)} models ({', '.join(ids)}): one at a time"
             )
-        held = self.store.models()
         if not ids:
             raise IndexModelError("no analyzed image with an embedding among the rows")
-        if held and ids[0] not in held:
+        if not self.store.holds(ids[0]) and (held := self.store.models()):
             listed = ", ".join(f"{m} ({n} images)" for m, n in held.items())
             raise IndexModelError(
                 f"the index holds embeddings of {listed}; these rows are of model {ids[0]}, "
@@ -249,8 +248,8 @@ class FingerprintIndex:
         return out_ids, out_d
 
     def _case_size(self, case: str, model_id: str) -> int:
-        q = """SELECT COUNT(*) FROM images i JOIN cases c ON c.id = i.case_id
-               WHERE c.name = ? AND i.model_id = ?"""
+        q = """SELECT COUNT(*) FROM images INDEXED BY images_by_case
+               WHERE case_id = (SELECT id FROM cases WHERE name = ?) AND model_id = ?"""
         return int(self.store.db.execute(q, (case, model_id)).fetchone()[0])
 
     @staticmethod

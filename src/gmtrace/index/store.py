@@ -28,7 +28,7 @@ import numpy as np
 
 DB = "index.sqlite"
 FORMAT = "gmtrace-fingerprint-index"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_SECONDS = 60.0
 BATCH = 500
 
@@ -57,6 +57,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX images_by_model ON images (model_id, id);
     CREATE INDEX images_by_sha256 ON images (sha256);
+    """,
+    # 2: a case's rows found without reading every row of its model (a query that
+    # leaves its own case out counts them: linear in the index without it)
+    """
+    CREATE INDEX images_by_case ON images (case_id, model_id);
     """,
 )
 
@@ -259,6 +264,11 @@ class SQLiteStore:
         return summary
 
     # -- reading ---------------------------------------------------------------
+
+    def holds(self, model_id: str) -> bool:
+        """Whether any row is of `model_id` (an index lookup, not a count)."""
+        q = "SELECT 1 FROM images WHERE model_id = ? LIMIT 1"
+        return self.db.execute(q, (model_id,)).fetchone() is not None
 
     def models(self) -> dict[str, int]:
         """Rows per model id."""
