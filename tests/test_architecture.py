@@ -38,7 +38,7 @@ ALLOWED = {
         "train",
         "realmodel",
     },
-    "product": {"core", "data", "nets", "readout", "engine", "grouping", "realmodel"},
+    "product": {"core", "data", "nets", "readout", "engine", "grouping", "realmodel", "index"},
     "index": {"core", "readout"},
     "cli": {
         "core",

@@ -312,6 +312,17 @@ def test_scan_rows_are_indexed_queried_from_images_and_reembedded(
     (im,) = ans["images"]
     assert im["reposted"] == [{"case": "A", "path": rows[0]["path"]}]
     assert im["nearest"][0]["same_file"] and im["nearest"][0]["distance"] < 1e-4
+    # the report's section: where this case's images were seen before
+    page = tmp_path / "r.html"
+    r = run(
+        app,
+        ["report", str(tmp_path / "c.jsonl"), "--model", model, "--out", str(page)]
+        + ["--index", db, "--case", "B"],
+    )
+    assert r.exit_code == 0, r.output
+    text = page.read_text()
+    assert "<h2>Seen before in other cases</h2>" in text
+    assert "6 exact re-post(s)" in text and "not calibrated for this model" in text
 
 
 def test_same_source_map_is_fitted_on_unseen_generators_within_each_fold():
@@ -330,3 +341,36 @@ def test_same_source_map_is_fitted_on_unseen_generators_within_each_fold():
     assert rec["precision_at_half"] > rec["same_gm_share"] and rec["recall_at_half"] > 0.9
     near, far = m(np.array([0.05, 0.9]))
     assert near > 0.9 and far < 0.1
+
+
+def test_the_server_answers_seen_before_and_adds_when_asked(small_model_dir: Path, tmp_path: Path):
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from gmtrace.product.analyze import Analyzer
+    from gmtrace.product.server import create_app
+
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(buf, "PNG")
+    files = [("files", ("a.png", buf.getvalue(), "image/png"))]
+    analyzer = Analyzer(small_model_dir)
+    with FingerprintIndex(tmp_path / "idx", create=True) as index:
+        client = TestClient(create_app(analyzer, index=index, index_case="uploads"))
+        first = client.post("/v1/analyze", files=files).json()
+        assert first["index"] == {"indexed": 0, "added": 1, "case": "uploads", "error": None}
+        assert first["results"][0]["seen_before"] == {"reposted": [], "nearest": []}
+        again = client.post("/v1/analyze", files=files).json()
+        sb = again["results"][0]["seen_before"]
+        assert sb["reposted"] == [{"case": "uploads", "path": "a.png"}]
+        assert sb["nearest"][0]["same_file"] and again["index"]["added"] == 0
+        # an index of another model's embeddings: said, not a failure
+        other = FingerprintIndex(tmp_path / "other", create=True)
+        other.add("A", rows_of("A", [0], 3))
+        client = TestClient(create_app(analyzer, index=other))
+        ans = client.post("/v1/analyze", files=files).json()
+        assert ans["results"][0]["ok"] and "reembed" in ans["index"]["error"]
+        other.close()
+    assert "seenLine(r.seen_before)" in client.get("/").text  # the page shows it

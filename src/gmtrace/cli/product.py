@@ -332,10 +332,21 @@ def report_cmd(
         typer.Option(help="model folder for fingerprints and the model card (default: shipped)"),
     ] = None,
     title: Annotated[str, typer.Option(help="a title for the case")] = "",
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            help="a fingerprint index (`gmtrace index`): add 'seen before in other cases'"
+        ),
+    ] = None,
+    case: Annotated[
+        str | None, typer.Option(help="this case's name in the index (its own rows are left out)")
+    ] = None,
 ) -> None:
     """Write one self-contained HTML report of a scan: summary, a sortable verdict
-    table, per group a contact sheet, fingerprint, spectrum and parse, a model card."""
+    table, per group a contact sheet, fingerprint, spectrum and parse, a model card
+    (and, with --index, where its generators were seen before)."""
     from gmtrace.product.analyze import Analyzer
+    from gmtrace.product.groups import group_rows
     from gmtrace.product.report import write_report
     from gmtrace.product.scan import ScanError, read_results
 
@@ -345,7 +356,18 @@ def report_cmd(
         analyzer = Analyzer(model)
     except (ScanError, FileNotFoundError, ValueError) as e:
         fail(str(e))
-    path = write_report(rows, out, analyzer, g, title)
+    seen = None
+    if index is not None:
+        from gmtrace.index.index import FingerprintIndex, SameSource
+
+        g = g if g is not None else group_rows(rows, min_size=_grouping_of(model, rows))
+        same = SameSource.of_model(analyzer.model_dir_) if analyzer.model_dir_ else None
+        try:
+            with FingerprintIndex(index) as fx:
+                seen = fx.query(rows, exclude_case=case, same_source=same, groups=g)
+        except ValueError as e:
+            fail(str(e))
+    path = write_report(rows, out, analyzer, g, title, seen)
     n = len(g["groups"]) if g else None
     size = path.stat().st_size / 1e6
     console.print(
@@ -372,21 +394,39 @@ def serve(
         float, typer.Option(help="longest wait for the next piece of an upload (then 408)")
     ] = LIMITS.chunk_seconds,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
+    index: Annotated[
+        Path | None,
+        typer.Option(help="a fingerprint index folder: answer 'seen before' for every upload"),
+    ] = None,
+    index_add: Annotated[
+        str | None,
+        typer.Option(help="add what is analyzed to the index, under this case name (opt-in)"),
+    ] = None,
 ) -> None:
     """Serve the analyzer over HTTP: /v1/analyze, /v1/group, /v1/model, /healthz, a
     web page at / and the API documentation at /docs."""
     from gmtrace.product.analyze import Analyzer
     from gmtrace.product.server import serve as run
 
+    if index_add is not None and index is None:
+        fail("--index-add needs --index DIR")
     try:
         analyzer = Analyzer(model, device=device)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
+    fx = None
+    if index is not None:
+        from gmtrace.index.index import FingerprintIndex
+
+        try:
+            fx = FingerprintIndex(index, create=index_add is not None)
+        except ValueError as e:
+            fail(str(e))
     limits = replace(
         LIMITS, files=max_files, file_bytes=max_file_mb * 2**20, chunk_seconds=chunk_seconds
     )
     console.print(f"gmtrace {analyzer.model_id_} on http://{host}:{port}/ (API docs at /docs)")
-    run(analyzer, host=host, port=port, token=token, limits=limits)
+    run(analyzer, host=host, port=port, token=token, limits=limits, index=fx, index_case=index_add)
 
 
 @app.command()

@@ -119,7 +119,10 @@ class SQLiteStore:
             self.folder.mkdir(parents=True, exist_ok=True)
         elif self.path.stat().st_size:  # an empty file: a creation killed before it wrote
             self._check_readonly()
-        self.db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None)
+        # a server's worker threads take turns on one connection (under its lock)
+        self.db = sqlite3.connect(
+            self.path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False
+        )
         try:
             self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")
             self.db.execute("PRAGMA journal_mode = WAL")

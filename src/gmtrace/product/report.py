@@ -375,8 +375,73 @@ return sortAsc?r:-r;});for(const r of rows)tb.appendChild(r);paginate();}
 """
 
 
+def _seen_html(seen: dict) -> str:
+    """The section "seen before in other cases": an index query's answer
+    (`gmtrace.index.index.FingerprintIndex.query`) for this case's rows."""
+    left_out = seen.get("excluded_case")
+    head = (
+        f"<p>Asked of a fingerprint index of {seen['indexed']} images (model "
+        f"{html.escape(str(seen['model_id']))})"
+        + (f", this case's own rows ({html.escape(left_out)}) left out" if left_out else "")
+        + ". "
+        + (
+            "Same source: the probability that two images share their generator, fitted on "
+            "codebases the model's design never saw."
+            if seen.get("same_source")
+            else "Same source: not calibrated for this model (distances only)."
+        )
+        + "</p>"
+    )
+    rows = []
+    for g in seen.get("groups", []):
+        where = "; ".join(
+            f"{html.escape(s['case'])} group {s['group'] if s['group'] is not None else '-'} "
+            f"({s['share']:.0%} of its images, median distance {s['median_distance']:.3f})"
+            for s in g["seen_in"]
+        )
+        rows.append(f"<tr><td>{g['group']}</td><td>{g['size']}</td><td>{where or '-'}</td></tr>")
+    groups = (
+        "<table><tr><th>group</th><th>images</th><th>its images' nearest, by case and group"
+        "</th></tr>" + "".join(rows) + "</table>"
+        if rows
+        else "<p>No group of this case to trace.</p>"
+    )
+    reposts = [im for im in seen.get("images", []) if im["reposted"]]
+    again = "".join(
+        f"<tr><td>{html.escape(Path(im['path']).name)}</td><td>"
+        + "; ".join(f"{html.escape(r['case'])}: {html.escape(r['path'])}" for r in im["reposted"])
+        + "</td></tr>"
+        for im in reposts[:200]
+    )
+    linked = sum(
+        1
+        for im in seen.get("images", [])
+        if im["nearest"] and (im["nearest"][0]["same_source"] or 0) >= 0.5
+    )
+    tail = (
+        f"<p>{len(reposts)} exact re-post(s) (the same file, by sha256, in another case)"
+        + (
+            f"; {linked} image(s) whose nearest indexed image has the same source at p >= 0.5"
+            if seen.get("same_source")
+            else ""
+        )
+        + ".</p>"
+    )
+    table = (
+        "<table><tr><th>image</th><th>indexed before as</th></tr>" + again + "</table>"
+        if again
+        else ""
+    )
+    return head + groups + tail + table
+
+
 def render_report(
-    rows: list[dict], groups: dict, analyzer=None, card: dict | None = None, title: str = ""
+    rows: list[dict],
+    groups: dict,
+    analyzer=None,
+    card: dict | None = None,
+    title: str = "",
+    seen: dict | None = None,
 ) -> str:
     """The report as one HTML string (see the module doc)."""
     group_of = {m: g["group"] for g in groups["groups"] for m in g["members"]}
@@ -412,6 +477,8 @@ def render_report(
         parts.append(_group_html(g, views[g["group"]]))
     if not groups["groups"]:
         parts.append("<p>No generated images to group.</p>")
+    if seen is not None:
+        parts += ["<h2>Seen before in other cases</h2>", _seen_html(seen)]
     parts += ["<h2>Model card</h2>", _card_html(analyzer, card), f"<script>{SCRIPT}</script>"]
     parts.append("</body></html>\n")
     return "".join(parts)
@@ -423,8 +490,10 @@ def write_report(
     analyzer=None,
     groups: dict | None = None,
     title: str = "",
+    seen: dict | None = None,
 ) -> Path:
-    """Group `rows` (unless `groups` is given) and write the HTML report atomically."""
+    """Group `rows` (unless `groups` is given) and write the HTML report atomically;
+    `seen`: a fingerprint index's answer for the rows (a section of its own)."""
 
     from gmtrace.product.groups import group_rows
 
@@ -434,4 +503,4 @@ def write_report(
         p = Path(analyzer.model_dir_) / "card.json"
         if p.is_file():
             card = json.loads(p.read_text())
-    return atomic_write_text(out, render_report(rows, groups, analyzer, card, title))
+    return atomic_write_text(out, render_report(rows, groups, analyzer, card, title, seen))

@@ -159,10 +159,21 @@ class AnalysisService:
     bounds the upload bytes held in memory; `lock` runs the network on one batch
     at a time."""
 
-    def __init__(self, analyzer, token: str | None = None, limits: Limits = Limits()):
+    def __init__(
+        self,
+        analyzer,
+        token: str | None = None,
+        limits: Limits = Limits(),
+        index=None,
+        index_case: str | None = None,
+    ):
         self.analyzer, self.token, self.limits = analyzer, token, limits
         self.lock = threading.Lock()
         self.busy = asyncio.Semaphore(limits.concurrent)
+        # a fingerprint index (`gmtrace.index.index.FingerprintIndex`) answers "seen
+        # before"; with `index_case`, what is analyzed is added to it under that case
+        self.index, self.index_case = index, index_case
+        self.index_lock = threading.Lock()
 
     def authorize(self, request: Request) -> None:
         """Refuse (401) a request without `Authorization: Bearer <token>`, if there is a token."""
@@ -176,7 +187,33 @@ class AnalysisService:
         """The answer to `/v1/analyze`: one row per uploaded file."""
         rows = await self.analyze_upload(request, views)
         model_id = self.analyzer.model_id_
-        return {"schema_version": SCHEMA_VERSION, "model_id": model_id, "results": rows}
+        out = {"schema_version": SCHEMA_VERSION, "model_id": model_id, "results": rows}
+        if self.index is not None:
+            out["index"] = await asyncio.to_thread(self.trace, rows)
+        return out
+
+    def trace(self, rows: list[dict], k: int = 3) -> dict:
+        """Each analyzed row's `seen_before` (its exact re-posts and `k` nearest
+        indexed images), asked before the rows are added (with `index_case`), so an
+        image never finds itself. Blocking; one request at a time on the index."""
+        from gmtrace.index.index import SameSource
+
+        a = self.analyzer
+        same = SameSource.of_model(a.model_dir_) if a.model_dir_ else None
+        usable = [r for r in rows if r.get("ok") and r.get("embedding")]
+        info = {"indexed": 0, "added": 0, "case": self.index_case, "error": None}
+        with self.index_lock:
+            try:
+                if usable:
+                    ans = self.index.query(usable, k=k, same_source=same)
+                    info["indexed"] = ans["indexed"]
+                    for r, im in zip(usable, ans["images"], strict=True):
+                        r["seen_before"] = {"reposted": im["reposted"], "nearest": im["nearest"]}
+                if self.index_case and usable:
+                    info["added"] = self.index.add(self.index_case, usable).added
+            except ValueError as e:  # another model's index, an unwritable one
+                info["error"] = str(e)
+        return info
 
     async def group(self, request: Request, all_images: bool) -> dict:
         """The answer to `/v1/group`: the rows of a JSON body or of an upload, grouped
@@ -243,11 +280,19 @@ class AnalysisService:
         return rows
 
 
-def create_app(analyzer, token: str | None = None, limits: Limits = Limits()):
+def create_app(
+    analyzer,
+    token: str | None = None,
+    limits: Limits = Limits(),
+    index=None,
+    index_case: str | None = None,
+):
     """The FastAPI application around an `Analyzer`: routes onto an `AnalysisService`.
     Each `/v1/*` route starts with `service.authorize`; a FastAPI dependency would run
-    before the query is validated and answer 401 where a bad query gets 422."""
-    service = AnalysisService(analyzer, token, limits)
+    before the query is validated and answer 401 where a bad query gets 422. With a
+    fingerprint `index`, /v1/analyze answers "seen before" (and with `index_case`
+    adds what it analyzed)."""
+    service = AnalysisService(analyzer, token, limits, index, index_case)
     app = FastAPI(
         title="gmtrace",
         version=str(analyzer.meta_.get("gmtrace", "?")),
@@ -369,10 +414,12 @@ def serve(
     port: int = 8000,
     token: str | None = None,
     limits: Limits = Limits(),
+    index=None,
+    index_case: str | None = None,
 ) -> None:
     import uvicorn
 
-    app = BodyLimit(create_app(analyzer, token, limits), limits)
+    app = BodyLimit(create_app(analyzer, token, limits, index, index_case), limits)
     uvicorn.run(
         app,
         host=host,

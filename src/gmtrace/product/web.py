@@ -58,11 +58,19 @@ function card(r){
   const v=r.views||{};
   d.innerHTML='<div><b>'+esc(r.path)+'</b><p class="verdict '+r.verdict+'">'+r.verdict+
     ' (p = '+r.p_generated.toFixed(3)+')</p>'+(r.unsure_reason?'<p>unsure: '+esc(r.unsure_reason)+'</p>':'')+
-    '<p>'+(r.verdict==='unsure'&&src?'if generated: ':'')+src+'</p>'+
+    '<p>'+(r.verdict==='unsure'&&src?'if generated: ':'')+src+'</p>'+seenLine(r.seen_before)+
     (v.fingerprint?'<figure><img src="'+v.fingerprint+'" alt="fingerprint"><figcaption>fingerprint</figcaption></figure>':'')+
     (v.spectrum?'<figure><img src="'+v.spectrum+'" alt="spectrum"><figcaption>spectrum of the residual</figcaption></figure>':'')+
     '</div><div>'+(hp?'<table>'+cap+hp+'</table>':'')+'</div><div>'+(ls?'<table>'+cap+ls+'</table>':'')+'</div>';
   return d;
+}
+function seenLine(sb){  // a server with a fingerprint index: where it was seen before
+  if(!sb) return '';
+  if(sb.reposted.length) return '<p>re-posted: this file was seen in case '+esc(sb.reposted[0].case)+'</p>';
+  const n=sb.nearest[0];
+  if(!n) return '<p>not seen before (the index is empty)</p>';
+  return '<p>nearest seen before: case '+esc(n.case)+' (distance '+n.distance.toFixed(3)+
+    (n.same_source==null?'':', same source '+Math.round(100*n.same_source)+' %')+', '+esc(n.date)+')</p>';
 }
 const seen={generated:0,unsure:0,real:0,failed:0};  // every image dropped on this page
 async function send(files){
