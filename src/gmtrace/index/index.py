@@ -130,12 +130,10 @@ class FingerprintIndex:
         by_path = {}
         for g in (groups or {}).get("groups", []):
             by_path |= dict.fromkeys(g.get("members", []), int(g["group"]))
-        summary = self.add_rows(case, rows, by_path, **kw)
-        self._caches.clear()  # brought up to date at the next query
+        summary = self.store.add(case, rows, by_path, **kw)
+        for cache in self._caches.values():  # the open caches take the new rows now
+            cache.refresh()
         return summary
-
-    def add_rows(self, case: str, rows: list[dict], by_path: dict[str, int], **kw) -> AddSummary:
-        return self.store.add(case, rows, by_path, **kw)
 
     def check_model(self, rows: list[dict]) -> str:
         """The one model id of `rows`' analyzed images, if the index holds it."""

@@ -52,14 +52,22 @@ class VectorCache:
         base = store.folder / ANN / model_key(model_id)
         self.file, self.meta_file = base.with_suffix(".usearch"), base.with_suffix(".json")
         self.lock = base.with_suffix(".lock")
-        self.index, self.watermark, self.dim = None, 0, 0
+        self.index, self.watermark, self.dim, self.unsaved = None, 0, 0, 0
         with _locked(self.lock):
             meta = self._read_meta()
             if meta is not None:
                 self.index = Index.restore(str(self.file))
                 self.watermark, self.dim = int(meta["watermark"]), int(meta["dim"])
-            grew = self._catch_up()
-            if grew >= SAVE_AFTER or (grew and meta is None):
+            self.unsaved = self._catch_up()
+            if self.unsaved >= SAVE_AFTER or (self.unsaved and meta is None):
+                self._save()
+
+    def refresh(self) -> None:
+        """Take the rows the database gained since (written back once it grew by
+        `SAVE_AFTER` since its file was saved)."""
+        with _locked(self.lock):
+            self.unsaved += self._catch_up()
+            if self.unsaved >= SAVE_AFTER:
                 self._save()
 
     def _read_meta(self) -> dict | None:
@@ -95,6 +103,7 @@ class VectorCache:
             self.index.save(str(tmp))
         meta = {"model_id": self.model_id, "watermark": self.watermark, "dim": self.dim}
         atomic_write_text(self.meta_file, json.dumps(meta) + "\n")
+        self.unsaved = 0
 
     def __len__(self) -> int:
         return 0 if self.index is None else len(self.index)
