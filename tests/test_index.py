@@ -98,6 +98,30 @@ def test_show_lists_cases_and_the_groups_that_recur(tmp_path: Path):
     )
 
 
+def test_a_generator_keeps_its_source_id_from_case_to_case(tmp_path: Path):
+    a, b, c = (
+        rows_of("A", [0, 1], 20),
+        rows_of("B", [1, 2], 20, seed=1),
+        rows_of("C", [2], 9, seed=2),
+    )
+    with FingerprintIndex(tmp_path, create=True) as index:
+        index.add("A", a, groups_of(a))  # two new generators
+        gb = groups_of(b)
+        links = index.link_sources(b, gb, exclude_case="B")  # `gmtrace group --index`
+        assert links[2]["id"] is not None and links[2]["seen_in"] == ["A"]  # GM 1
+        assert links[3]["id"] is None  # GM 2: not seen before
+        for g in gb["groups"]:
+            g["source"] = links[g["group"]]
+        index.add("B", b, gb)
+        index.add("C", c, groups_of(c))  # linked at add time
+        src = dict(index.store.db.execute("SELECT path, source FROM images"))
+        gm1_a, gm1_b = src[a[20]["path"]], src[b[0]["path"]]
+        assert gm1_a == gm1_b and src[a[0]["path"]] != gm1_a  # GM 1 one source, GM 0 another
+        assert src[c[0]["path"]] == src[b[20]["path"]] != gm1_a  # GM 2: B's, again in C
+        recurring = {r["source"]: r["case_names"] for r in index.show()["sources"]}
+    assert recurring == {gm1_a: ["A", "B"], src[c[0]["path"]]: ["B", "C"]}
+
+
 def test_rows_of_another_model_are_refused_with_what_to_do(tmp_path: Path):
     with FingerprintIndex(tmp_path, create=True) as index:
         index.add("A", rows_of("A", [0], 10))
@@ -182,9 +206,9 @@ def test_an_index_of_schema_1_is_migrated_and_keeps_its_rows(tmp_path: Path):
             [(r["path"], r["sha256"], pack(r["embedding"])) for r in rows],
         )
     with FingerprintIndex(tmp_path) as index:
-        assert index.store.schema_version == SCHEMA_VERSION == 2
+        assert index.store.schema_version == SCHEMA_VERSION == 3
         names = {r[0] for r in index.store.db.execute("SELECT name FROM sqlite_master")}
-        assert "images_by_case" in names
+        assert {"images_by_case", "sources", "images_by_source"} <= names
         ans = index.query(rows_of("B", [0], 1, seed=8), k=5, exclude_case="B")
         assert len(ans["images"][0]["nearest"]) == 5
 
@@ -319,6 +343,16 @@ def test_scan_rows_are_indexed_queried_from_images_and_reembedded(
     (im,) = ans["images"]
     assert im["reposted"] == [{"case": "A", "path": rows[0]["path"]}]
     assert im["nearest"][0]["same_file"] and im["nearest"][0]["distance"] < 1e-4
+    # grouping with the index: each group's source (here none: A was indexed ungrouped)
+    gfile = tmp_path / "g.json"
+    r = run(
+        app,
+        ["group", str(tmp_path / "c.jsonl"), "--all", "--model", model, "--out", str(gfile)]
+        + ["--index", db, "--case", "B"],
+    )
+    assert r.exit_code == 0, r.output
+    grouped = json.loads(gfile.read_text())["groups"]
+    assert grouped and all(g["source"]["id"] is None for g in grouped)
     # the report's section: where this case's images were seen before
     page = tmp_path / "r.html"
     r = run(

@@ -213,10 +213,16 @@ def index_show(
             f"{r['case']} group {r['group']} ({r['size']} images) -> {r['linked_case']} group "
             f"{r['linked_group']} ({r['share']:.0%} of its images)"
         )
+    for r in s["sources"][:30]:
+        console.print(
+            f"source S{r['source']}: {r['images']} images in {r['cases']} cases "
+            f"({', '.join(r['case_names'])})"
+        )
     n = sum(c["images"] for c in s["cases"])
     console.print(
         f"{len(s['cases'])} case(s), {n} image(s), {len(s['models'])} model(s), "
-        f"{len(s['recurring'])} group(s) recurring across cases"
+        f"{len(s['recurring'])} group(s) recurring across cases, "
+        f"{len(s['sources'])} source(s) seen in more than one"
     )
 
 

@@ -276,6 +276,13 @@ def group_cmd(
             "grouping is used when the rows are its own"
         ),
     ] = None,
+    index: Annotated[
+        Path | None,
+        typer.Option(help="a fingerprint index: each group's source id where it was seen before"),
+    ] = None,
+    case: Annotated[
+        str | None, typer.Option(help="this case's name in the index (its own rows left out)")
+    ] = None,
 ) -> None:
     """Group a scan's generated (and unsure) images by source GM (the number of GMs
     unknown), with each group's parse over its images and the nearest known GM when
@@ -289,6 +296,16 @@ def group_cmd(
     except ScanError as e:
         fail(str(e))
     g = group_rows(rows, generated_only=not all_images, min_size=_grouping_of(model, rows))
+    if index is not None:
+        from gmtrace.index.index import FingerprintIndex
+
+        try:
+            with FingerprintIndex(index) as fx:
+                links = fx.link_sources(rows, g, exclude_case=case)
+        except ValueError as e:
+            fail(str(e))
+        for grp in g["groups"]:
+            grp["source"] = links.get(grp["group"], {"id": None, "share": 0.0, "seen_in": []})
     write_groups(g, out)
     t = Table(title=f"gmtrace group: {len(g['groups'])} group(s) of {g['grouped']} images")
     t.add_column("group", justify="right")
@@ -296,9 +313,17 @@ def group_cmd(
     t.add_column("nearest known GM")
     t.add_column("params / layers / upsampling (agreement)")
     t.add_column("losses")
+    if index is not None:
+        t.add_column("source (seen in)")
     for grp in g["groups"][:30]:
         h = grp["hyperparameters"]
         near = grp["nearest_known_gm"]
+        src = grp.get("source")
+        seen = (
+            []
+            if src is None
+            else [f"S{src['id']} ({', '.join(src['seen_in'])})" if src["id"] else "new"]
+        )
         t.add_row(
             str(grp["group"]),
             str(grp["size"]),
@@ -307,6 +332,7 @@ def group_cmd(
             f"{format_count('n_layers', h['n_layers']['value'])} / "
             f"{h['upsampling']['value']} ({h['upsampling']['agreement']:.0%})",
             ", ".join(grp["losses"]) or "-",
+            *seen,
         )
     console.print(t)
     if len(g["groups"]) > 30:

@@ -126,14 +126,71 @@ class FingerprintIndex:
 
     def add(self, case: str, rows: list[dict], groups: dict | None = None, **kw) -> AddSummary:
         """Add a scan's rows as case `case`; `groups`: a `gmtrace group` output whose
-        group numbers the rows keep."""
-        by_path = {}
-        for g in (groups or {}).get("groups", []):
-            by_path |= dict.fromkeys(g.get("members", []), int(g["group"]))
-        summary = self.store.add(case, rows, by_path, **kw)
+        group numbers the rows keep, each group with its source id: the one `gmtrace
+        group --index` found (its "source"), else the one `link_sources` finds now,
+        else a new one."""
+        by_path, source_of = {}, {}
+        groups = groups or {}
+        todo = [g for g in groups.get("groups", []) if "source" not in g]
+        found = self.link_sources(rows, {"groups": todo}, exclude_case=case) if todo else {}
+        for g in groups.get("groups", []):
+            members = g.get("members", [])
+            by_path |= dict.fromkeys(members, int(g["group"]))
+            sid = (g.get("source") or found.get(g["group"]) or {}).get("id")
+            sid = int(sid) if sid is not None else self.store.new_source(case)
+            source_of |= dict.fromkeys(members, sid)
+        summary = self.store.add(case, rows, by_path, sources=source_of, **kw)
         for cache in self._caches.values():  # the open caches take the new rows now
             cache.refresh()
         return summary
+
+    def link_sources(
+        self,
+        rows: list[dict],
+        groups: dict,
+        exclude_case: str | None = None,
+        k: int = 5,
+        share: float = 0.5,
+    ) -> dict[int, dict]:
+        """Per group of `groups` (of these rows), the stored source (generator) it
+        continues: the source id that at least `share` of its images have among
+        their `k` nearest indexed images (outside `exclude_case`) within their own
+        scale (no further than their k-th nearest image of their own group);
+        {"id": None} where none does (a generator not seen before)."""
+        usable = {r["path"]: r for r in rows if r.get("ok") and r.get("embedding")}
+        out: dict[int, dict] = {}
+        if not usable or not groups.get("groups"):
+            return out
+        model_id = self.check_model(list(usable.values()))
+        for g in groups["groups"]:
+            members = [m for m in g.get("members", []) if m in usable]
+            answer = {"id": None, "share": 0.0, "seen_in": []}
+            out[g["group"]] = answer
+            if len(members) < 2:
+                continue  # an image alone has no scale of its own to judge by
+            x = np.array([usable[m]["embedding"] for m in members], dtype=np.float64)
+            x /= np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
+            inner = 1.0 - x @ x.T
+            np.fill_diagonal(inner, np.inf)
+            kk = min(k, len(members) - 1)
+            radius = np.sort(inner, axis=1)[:, kk - 1]
+            ids, dist = self._nearest(model_id, x, k, exclude_case)
+            src = self.store.sources_of(ids[ids >= 0].tolist())
+            votes: Counter = Counter()
+            for row_ids, row_d, r in zip(ids, dist, radius, strict=True):
+                votes.update(
+                    {
+                        src[int(i)]
+                        for i, d in zip(row_ids, row_d, strict=True)
+                        if i in src and d <= r
+                    }
+                )
+            if votes:
+                sid, n = votes.most_common(1)[0]
+                if n >= share * len(members):
+                    answer |= {"id": int(sid), "share": round(n / len(members), 4)}
+                    answer["seen_in"] = self.store.cases_of_source(int(sid))
+        return out
 
     def check_model(self, rows: list[dict]) -> str:
         """The one model id of `rows`' analyzed images, if the index holds it."""
@@ -293,6 +350,7 @@ class FingerprintIndex:
             "models": self.store.models(),
             "cases": self.store.cases(),
             "recurring": self.recurring(),
+            "sources": self.store.recurring_sources(),
         }
 
     def recurring(self, k: int = 5, share: float = 0.5, most: int = 50) -> list[dict]:

@@ -28,7 +28,7 @@ import numpy as np
 
 DB = "index.sqlite"
 FORMAT = "gmtrace-fingerprint-index"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_SECONDS = 60.0
 BATCH = 500
 
@@ -62,6 +62,12 @@ MIGRATIONS: tuple[str, ...] = (
     # leaves its own case out counts them: linear in the index without it)
     """
     CREATE INDEX images_by_case ON images (case_id, model_id);
+    """,
+    # 3: a generator's stable identity from case to case (`gmtrace group --index`)
+    """
+    CREATE TABLE sources (id INTEGER PRIMARY KEY, created REAL NOT NULL, first_case TEXT);
+    ALTER TABLE images ADD COLUMN source INTEGER REFERENCES sources(id);
+    CREATE INDEX images_by_source ON images (source);
     """,
 )
 
@@ -215,9 +221,11 @@ class SQLiteStore:
         groups: dict[str, int] | None = None,
         batch: int = BATCH,
         on_batch: Callable[[int], None] | None = None,
+        sources: dict[str, int] | None = None,
     ) -> AddSummary:
         """Add a scan's rows to case `case`, `batch` rows per transaction; `groups`:
-        each path's group (`gmtrace group`), if known. `on_batch(n)` after each
+        each path's group (`gmtrace group`), if known; `sources`: each path's source
+        id (`new_source`, `gmtrace group --index`). `on_batch(n)` after each
         committed batch of n rows."""
         if not case.strip():
             raise IndexStoreError("a case needs a name")
@@ -229,7 +237,7 @@ class SQLiteStore:
             else:
                 summary.unusable += 1
         cid = self.case_id(case)
-        groups = groups or {}
+        groups, sources = groups or {}, sources or {}
         for chunk in _chunks(usable, batch):
             now = time.time()
             values = [
@@ -244,6 +252,7 @@ class SQLiteStore:
                     now,
                     json.dumps({k: v for k, v in r.items() if k != "embedding"}),
                     pack(r["embedding"]),
+                    sources.get(r["path"]),
                 )
                 for r in chunk
             ]
@@ -252,7 +261,7 @@ class SQLiteStore:
                 before = self.db.total_changes
                 self.db.executemany(
                     "INSERT OR IGNORE INTO images (case_id, path, sha256, verdict, p_generated,"
-                    " grp, model_id, added, row, embedding) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    " grp, model_id, added, row, embedding, source) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     values,
                 )
                 n = self.db.total_changes - before
@@ -266,7 +275,44 @@ class SQLiteStore:
                 on_batch(len(chunk))
         return summary
 
+    def new_source(self, first_case: str) -> int:
+        """A new source id (a generator first seen in `first_case`)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = self.db.execute(
+                "INSERT INTO sources (created, first_case) VALUES (?, ?)", (time.time(), first_case)
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return int(cur.lastrowid)
+
     # -- reading ---------------------------------------------------------------
+
+    def sources_of(self, ids: Iterable[int]) -> dict[int, int]:
+        """The source id of each stored row of `ids` that has one."""
+        out: dict[int, int] = {}
+        for chunk in _chunks([int(i) for i in ids], 900):
+            marks = ",".join("?" * len(chunk))
+            q = f"SELECT id, source FROM images WHERE source IS NOT NULL AND id IN ({marks})"
+            out |= dict(self.db.execute(q, chunk))
+        return out
+
+    def cases_of_source(self, source: int) -> list[str]:
+        q = """SELECT DISTINCT c.name FROM images i JOIN cases c ON c.id = i.case_id
+               WHERE i.source = ? ORDER BY c.created"""
+        return [r[0] for r in self.db.execute(q, (source,))]
+
+    def recurring_sources(self) -> list[dict]:
+        """Each source id seen in more than one case: its cases and images."""
+        q = """SELECT i.source, COUNT(DISTINCT i.case_id), COUNT(*), GROUP_CONCAT(DISTINCT c.name)
+               FROM images i JOIN cases c ON c.id = i.case_id WHERE i.source IS NOT NULL
+               GROUP BY i.source HAVING COUNT(DISTINCT i.case_id) > 1 ORDER BY 3 DESC"""
+        return [
+            {"source": s, "cases": n, "images": k, "case_names": sorted(names.split(","))}
+            for s, n, k, names in self.db.execute(q)
+        ]
 
     def holds(self, model_id: str) -> bool:
         """Whether any row is of `model_id` (an index lookup, not a count)."""
