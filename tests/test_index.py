@@ -407,6 +407,11 @@ def test_the_server_answers_seen_before_and_adds_when_asked(small_model_dir: Pat
         sb = again["results"][0]["seen_before"]
         assert sb["reposted"] == [{"case": "uploads", "path": "a.png"}]
         assert sb["nearest"][0]["same_file"] and again["index"]["added"] == 0
+        client.post(
+            "/v1/analyze?views=true", files=[("files", ("b.png", buf.getvalue(), "image/png"))]
+        )
+        (kept,) = index.store.db.execute("SELECT row FROM images WHERE path = 'b.png'").fetchone()
+        assert "views" not in json.loads(kept) and "seen_before" not in json.loads(kept)
         # an index of another model's embeddings: said, not a failure
         other = FingerprintIndex(tmp_path / "other", create=True)
         other.add("A", rows_of("A", [0], 3))

@@ -31,6 +31,9 @@ FORMAT = "gmtrace-fingerprint-index"
 SCHEMA_VERSION = 3
 BUSY_SECONDS = 60.0
 BATCH = 500
+# a row's keys not kept in its JSON: the embedding (a column of its own), the
+# server's views (images as data URIs) and its own answer about the index
+NOT_KEPT = ("embedding", "views", "seen_before")
 
 # MIGRATIONS[v] takes a database of schema v to v + 1
 MIGRATIONS: tuple[str, ...] = (
@@ -250,7 +253,7 @@ class SQLiteStore:
                     groups.get(r["path"]),
                     r["model_id"],
                     now,
-                    json.dumps({k: v for k, v in r.items() if k != "embedding"}),
+                    json.dumps({k: v for k, v in r.items() if k not in NOT_KEPT}),
                     pack(r["embedding"]),
                     sources.get(r["path"]),
                 )
