@@ -122,6 +122,24 @@ def test_a_generator_keeps_its_source_id_from_case_to_case(tmp_path: Path):
     assert recurring == {gm1_a: ["A", "B"], src[c[0]["path"]]: ["B", "C"]}
 
 
+def test_a_resumed_add_keeps_its_source_ids_and_a_new_model_gets_its_own(tmp_path: Path):
+    a = rows_of("A", [0, 1], 30)
+
+    def killed(n: int) -> None:
+        raise KeyboardInterrupt  # the add dies after its first batch
+
+    with FingerprintIndex(tmp_path, create=True) as index:
+        with pytest.raises(KeyboardInterrupt):
+            index.add("A", a, groups_of(a), batch=10, on_batch=killed)
+        index.add("A", a, groups_of(a), batch=10)  # run again: it resumes
+        src = dict(index.store.db.execute("SELECT path, source FROM images"))
+        one, two = {src[r["path"]] for r in a[:30]}, {src[r["path"]] for r in a[30:]}
+        assert len(src) == 60 and len(one) == len(two) == 1 and one != two
+        # a case of another model, with its groups: nothing of its model to link to
+        m2 = rows_of("B", [0], 10, model="m2")
+        assert index.add("B", m2, groups_of(m2)).added == 10
+
+
 def test_rows_of_another_model_are_refused_with_what_to_do(tmp_path: Path):
     with FingerprintIndex(tmp_path, create=True) as index:
         index.add("A", rows_of("A", [0], 10))

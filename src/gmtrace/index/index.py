@@ -127,16 +127,26 @@ class FingerprintIndex:
     def add(self, case: str, rows: list[dict], groups: dict | None = None, **kw) -> AddSummary:
         """Add a scan's rows as case `case`; `groups`: a `gmtrace group` output whose
         group numbers the rows keep, each group with its source id: the one `gmtrace
-        group --index` found (its "source"), else the one `link_sources` finds now,
-        else a new one."""
+        group --index` found (its "source"), else the one an earlier, interrupted add
+        of the same case gave it, else the one `link_sources` finds now (where the
+        index holds the rows' one model), else a new one."""
         by_path, source_of = {}, {}
         groups = groups or {}
-        todo = [g for g in groups.get("groups", []) if "source" not in g]
-        found = self.link_sources(rows, {"groups": todo}, exclude_case=case) if todo else {}
+        before = self.store.case_sources(case)  # an add of this case killed midway
+        todo = [
+            g
+            for g in groups.get("groups", [])
+            if "source" not in g and not any(m in before for m in g.get("members", []))
+        ]
+        models = {r["model_id"] for r in rows if r.get("ok") and r.get("embedding")}
+        linkable = todo and len(models) == 1 and self.store.holds(next(iter(models)))
+        found = self.link_sources(rows, {"groups": todo}, exclude_case=case) if linkable else {}
         for g in groups.get("groups", []):
             members = g.get("members", [])
             by_path |= dict.fromkeys(members, int(g["group"]))
             sid = (g.get("source") or found.get(g["group"]) or {}).get("id")
+            if sid is None:
+                sid = next((before[m] for m in members if m in before), None)
             sid = int(sid) if sid is not None else self.store.new_source(case)
             source_of |= dict.fromkeys(members, sid)
         summary = self.store.add(case, rows, by_path, sources=source_of, **kw)

@@ -302,6 +302,12 @@ class SQLiteStore:
             out |= dict(self.db.execute(q, chunk))
         return out
 
+    def case_sources(self, case: str) -> dict[str, int]:
+        """Each path of case `case` stored with a source id: that id."""
+        q = """SELECT i.path, i.source FROM images i JOIN cases c ON c.id = i.case_id
+               WHERE c.name = ? AND i.source IS NOT NULL"""
+        return dict(self.db.execute(q, (case,)))
+
     def cases_of_source(self, source: int) -> list[str]:
         q = """SELECT DISTINCT c.name FROM images i JOIN cases c ON c.id = i.case_id
                WHERE i.source = ? ORDER BY c.created"""
