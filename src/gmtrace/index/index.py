@@ -289,7 +289,7 @@ class FingerprintIndex:
         cache = self.cache(model_id)
         if exclude_case is None:
             return cache.search(emb, k)
-        inside = self._case_size(exclude_case, model_id)
+        inside = self.store.case_size(exclude_case, model_id)
         ask = min(len(cache), k + min(inside, 4 * k) + 8)
         ids, dist = cache.search(emb, ask)
         out_ids = np.full((len(emb), k), -1, dtype=np.int64)
@@ -311,11 +311,6 @@ class FingerprintIndex:
             keep = keep[:k]
             out_ids[n, : len(keep)], out_d[n, : len(keep)] = ids[n, keep], dist[n, keep]
         return out_ids, out_d
-
-    def _case_size(self, case: str, model_id: str) -> int:
-        q = """SELECT COUNT(*) FROM images INDEXED BY images_by_case
-               WHERE case_id = (SELECT id FROM cases WHERE name = ?) AND model_id = ?"""
-        return int(self.store.db.execute(q, (case, model_id)).fetchone()[0])
 
     @staticmethod
     def _group_links(images: list[dict], groups: dict, most: int = 3) -> list[dict]:
@@ -370,17 +365,14 @@ class FingerprintIndex:
         least `share` of its images do."""
         links = []
         for model_id in self.store.models():
-            q = """SELECT i.id, c.name, i.grp FROM images i JOIN cases c ON c.id = i.case_id
-                   WHERE i.model_id = ? AND i.grp IS NOT NULL"""
-            got = self.store.db.execute(q, (model_id,)).fetchall()
+            got = self.store.grouped(model_id)
             if not got:
                 continue
             members: dict[tuple, list[int]] = defaultdict(list)
             for i, case, grp in got:
                 members[(case, grp)].append(i)
-            ids_all = np.array([g[0] for g in got])
-            _, vecs = self._vectors_of(ids_all, model_id)
-            vec_of = dict(zip(ids_all.tolist(), vecs, strict=True))
+            ids_all = [g[0] for g in got]
+            vec_of = dict(zip(ids_all, self.store.embeddings(ids_all), strict=True))
             cache = self.cache(model_id)
             for (case, grp), ids in members.items():
                 nids, nd = cache.search(np.stack([vec_of[i] for i in ids]), k + len(ids))
@@ -418,15 +410,3 @@ class FingerprintIndex:
                             }
                         )
         return sorted(links, key=lambda x: -x["share"] * x["size"])[:most]
-
-    def _vectors_of(self, ids: np.ndarray, model_id: str) -> tuple[np.ndarray, np.ndarray]:
-        from gmtrace.index.store import unpack
-
-        got = []
-        for i in range(0, len(ids), 900):
-            chunk = [int(v) for v in ids[i : i + 900]]
-            q = f"SELECT id, embedding FROM images WHERE id IN ({','.join('?' * len(chunk))})"
-            got += self.store.db.execute(q, chunk).fetchall()
-        order = {g[0]: g for g in got}
-        got = [order[int(i)] for i in ids]
-        return np.array([g[0] for g in got]), unpack(g[1] for g in got)

@@ -295,12 +295,8 @@ class SQLiteStore:
 
     def sources_of(self, ids: Iterable[int]) -> dict[int, int]:
         """The source id of each stored row of `ids` that has one."""
-        out: dict[int, int] = {}
-        for chunk in _chunks([int(i) for i in ids], 900):
-            marks = ",".join("?" * len(chunk))
-            q = f"SELECT id, source FROM images WHERE source IS NOT NULL AND id IN ({marks})"
-            out |= dict(self.db.execute(q, chunk))
-        return out
+        q = "SELECT id, source FROM images WHERE source IS NOT NULL AND id IN ({})"
+        return dict(self._select_in(q, [int(i) for i in ids]))
 
     def case_sources(self, case: str) -> dict[str, int]:
         """Each path of case `case` stored with a source id: that id."""
@@ -344,10 +340,6 @@ class SQLiteStore:
             for n, t, k, g, ng in self.db.execute(q)
         ]
 
-    def max_id(self, model_id: str) -> int:
-        q = "SELECT MAX(id) FROM images WHERE model_id = ?"
-        return int(self.db.execute(q, (model_id,)).fetchone()[0] or 0)
-
     def vectors_after(
         self, model_id: str, after: int, chunk: int = 50_000
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -375,12 +367,9 @@ class SQLiteStore:
     def rows(self, ids: Iterable[int]) -> Stored:
         """The stored rows `ids`, in that order."""
         ids = [int(i) for i in ids]
-        found: dict[int, tuple] = {}
-        for chunk in _chunks(ids, 900):
-            q = f"""SELECT i.id, c.name, i.path, i.sha256, i.verdict, i.grp, i.added
-                    FROM images i JOIN cases c ON c.id = i.case_id
-                    WHERE i.id IN ({",".join("?" * len(chunk))})"""
-            found |= {r[0]: r for r in self.db.execute(q, chunk)}
+        q = """SELECT i.id, c.name, i.path, i.sha256, i.verdict, i.grp, i.added
+               FROM images i JOIN cases c ON c.id = i.case_id WHERE i.id IN ({})"""
+        found = {r[0]: r for r in self._select_in(q, ids)}
         got = [found[i] for i in ids if i in found]
         return Stored(
             ids=np.array([g[0] for g in got], dtype=np.int64),
@@ -394,14 +383,36 @@ class SQLiteStore:
 
     def same_files(self, sha256s: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
         """Each sha256 already indexed: its (case, path) places."""
+        q = """SELECT DISTINCT i.sha256, c.name, i.path FROM images i
+               JOIN cases c ON c.id = i.case_id WHERE i.sha256 IN ({})"""
         out: dict[str, list[tuple[str, str]]] = {}
-        for chunk in _chunks(sorted(set(sha256s)), 900):
-            q = f"""SELECT DISTINCT i.sha256, c.name, i.path FROM images i
-                    JOIN cases c ON c.id = i.case_id
-                    WHERE i.sha256 IN ({",".join("?" * len(chunk))})"""
-            for sha, case, path in self.db.execute(q, chunk):
-                out.setdefault(sha, []).append((case, path))
+        for sha, case, path in self._select_in(q, sorted(set(sha256s))):
+            out.setdefault(sha, []).append((case, path))
         return out
+
+    def embeddings(self, ids: Iterable[int]) -> np.ndarray:
+        """The embeddings of the stored rows `ids`, in that order."""
+        ids = [int(i) for i in ids]
+        found = dict(self._select_in("SELECT id, embedding FROM images WHERE id IN ({})", ids))
+        return unpack(found[i] for i in ids)
+
+    def case_size(self, case: str, model_id: str) -> int:
+        """Rows of case `case` under `model_id`."""
+        q = """SELECT COUNT(*) FROM images INDEXED BY images_by_case
+               WHERE case_id = (SELECT id FROM cases WHERE name = ?) AND model_id = ?"""
+        return int(self.db.execute(q, (case, model_id)).fetchone()[0])
+
+    def grouped(self, model_id: str) -> list[tuple[int, str, int]]:
+        """(id, case, group) of every row of `model_id` stored with a group."""
+        q = """SELECT i.id, c.name, i.grp FROM images i JOIN cases c ON c.id = i.case_id
+               WHERE i.model_id = ? AND i.grp IS NOT NULL"""
+        return self.db.execute(q, (model_id,)).fetchall()
+
+    def _select_in(self, query: str, values: list, chunk: int = 900) -> Iterator[tuple]:
+        """The rows of `query`, whose `{}` is an IN list of `values`, asked `chunk`
+        values at a time (SQLite bounds the parameters of one statement)."""
+        for part in _chunks(values, chunk):
+            yield from self.db.execute(query.format(",".join("?" * len(part))), part)
 
     def readable_rows(self, model_id: str) -> list[dict]:
         """The scan rows (without embeddings) of every image indexed under
