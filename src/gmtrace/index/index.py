@@ -101,6 +101,22 @@ def fit_same_source(
     return m, record
 
 
+def _votes(ids: np.ndarray, dist: np.ndarray, radius, label) -> Counter:
+    """How many images have each label among their neighbours (`ids`, `dist`, one
+    row per image) no further than their own `radius`; `label(row id)` is None for
+    a neighbour that counts for none."""
+    votes: Counter = Counter()
+    for row_ids, row_d, r in zip(ids, dist, radius, strict=True):
+        votes.update(
+            {
+                lab
+                for i, d in zip(row_ids, row_d, strict=True)
+                if i >= 0 and d <= r and (lab := label(int(i))) is not None
+            }
+        )
+    return votes
+
+
 def _date(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M")
 
@@ -186,15 +202,7 @@ class FingerprintIndex:
             radius = np.sort(inner, axis=1)[:, kk - 1]
             ids, dist = self._nearest(model_id, x, k, exclude_case)
             src = self.store.sources_of(ids[ids >= 0].tolist())
-            votes: Counter = Counter()
-            for row_ids, row_d, r in zip(ids, dist, radius, strict=True):
-                votes.update(
-                    {
-                        src[int(i)]
-                        for i, d in zip(row_ids, row_d, strict=True)
-                        if i in src and d <= r
-                    }
-                )
+            votes = _votes(ids, dist, radius, src.get)
             if votes:
                 sid, n = votes.most_common(1)[0]
                 if n >= share * len(members):
@@ -381,19 +389,20 @@ class FingerprintIndex:
                     int(i): (c, g)
                     for i, c, g in zip(stored.ids, stored.case, stored.group, strict=True)
                 }
-                votes = Counter()
+                # each image's own scale: its k-th nearest image of its own group
+                radius = []
                 for row, dist in zip(nids, nd, strict=True):
-                    where = [place.get(int(i)) for i in row]
-                    # the image's own scale: its k-th nearest image of its own group
-                    own = [d for w, d in zip(where, dist, strict=True) if w == (case, grp)][1:]
-                    radius = own[min(k, len(own)) - 1] if own else 0.0
-                    votes.update(
-                        {
-                            w
-                            for w, d in zip(where, dist, strict=True)
-                            if w is not None and w[0] != case and w[1] is not None and d <= radius
-                        }
-                    )
+                    own = [
+                        d
+                        for i, d in zip(row, dist, strict=True)
+                        if place.get(int(i)) == (case, grp)
+                    ]
+                    own = own[1:]  # itself first
+                    radius.append(own[min(k, len(own)) - 1] if own else 0.0)
+
+                # the groups of other cases
+                elsewhere = {i: w for i, w in place.items() if w[0] != case and w[1] is not None}
+                votes = _votes(nids, nd, radius, elsewhere.get)
                 for (c2, g2), n in votes.most_common(1):
                     if n >= share * len(ids) and (c2, g2, case, grp) not in {
                         (x["case"], x["group"], x["linked_case"], x["linked_group"]) for x in links
