@@ -284,7 +284,7 @@ def index_calibrate(
     from gmtrace.core.files import atomic_write_text
     from gmtrace.evaluation.adopt import read_out_of_fold
     from gmtrace.index.index import SAME_SOURCE, fit_same_source
-    from gmtrace.readout.saved import ADOPTED
+    from gmtrace.readout.saved import ADOPTED, read_adopted
 
     try:
         arrays = read_out_of_fold(run)
@@ -300,14 +300,13 @@ def index_calibrate(
         )
     except ValueError as e:
         fail(f"{run}: {e}")
-    path = model / ADOPTED
     try:
-        record = json.loads(path.read_text()) if path.is_file() else {}
+        record = read_adopted(model)
     except ValueError as e:
-        fail(f"{path}: unreadable ({e})")
+        fail(str(e))
     record[SAME_SOURCE] = {"weight": m.weight, "bias": m.bias, "run": str(run), "method": method}
     record[SAME_SOURCE] |= rec
-    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    path = atomic_write_text(model / ADOPTED, json.dumps(record, indent=1) + "\n")
     console.print(
         f"same source: p = sigmoid({m.bias:.2f} {m.weight:+.2f} x distance), 0.5 at distance "
         f"{rec['distance_at_half']}; on {rec['pairs']} neighbour pairs of unseen GMs "

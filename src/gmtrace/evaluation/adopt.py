@@ -21,7 +21,7 @@ from gmtrace.core.metrics import calibration_error
 from gmtrace.evaluation.config import OUT_OF_FOLD
 from gmtrace.readout.abstain import FIELD_NAMES, ParseGate
 from gmtrace.readout.fused import Fusion
-from gmtrace.readout.saved import ADOPTED
+from gmtrace.readout.saved import ADOPTED, read_adopted
 from gmtrace.realmodel.fusion import fit_recalibration, recalibrated
 
 
@@ -87,10 +87,9 @@ def adopt(run: Path, model: Path, method: str = "fused", seed: int = 0) -> dict:
         },
         "fields_answering": gate.reliable(),
     }
-    path = Path(model) / ADOPTED
     try:  # what `gmtrace index calibrate` kept there stays
-        kept = {k: v for k, v in json.loads(path.read_text()).items() if k == "same_source"}
-    except (OSError, ValueError):
+        kept = {k: v for k, v in read_adopted(model).items() if k == "same_source"}
+    except ValueError:
         kept = {}
-    atomic_write_text(path, json.dumps(record | kept, indent=1) + "\n")
+    atomic_write_text(Path(model) / ADOPTED, json.dumps(record | kept, indent=1) + "\n")
     return record

@@ -16,7 +16,6 @@ model the index does not hold is refused with what to do (`IndexModelError`).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -50,12 +49,12 @@ class SameSource:
     @classmethod
     def of_model(cls, model_dir: str | Path) -> SameSource | None:
         """The model folder's map (adopted.json), or None where it has none."""
-        from gmtrace.readout.saved import ADOPTED
+        from gmtrace.readout.saved import read_adopted
 
         try:
-            rec = json.loads((Path(model_dir) / ADOPTED).read_text())[SAME_SOURCE]
+            rec = read_adopted(model_dir)[SAME_SOURCE]
             return cls(float(rec["weight"]), float(rec["bias"]))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             return None
 
 

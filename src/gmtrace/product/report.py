@@ -324,16 +324,16 @@ def _card_html(analyzer, card: dict | None) -> str:
 def _adopted(model_dir, final) -> str:
     """Where a model's final map of its fused p came from (`gmtrace evaluate adopt`,
     MODEL/adopted.json), or the map alone where that record is gone."""
-    from gmtrace.readout.saved import ADOPTED
+    from gmtrace.readout.saved import ADOPTED, read_adopted
 
     w, b = float(final.weights[0]), final.bias
     try:
-        rec = json.loads((Path(model_dir) / ADOPTED).read_text())
+        rec = read_adopted(model_dir)
         return (
             f"on {rec['images']} out-of-fold images of the run {rec['run']} "
             f"(Platt map {w:.2f} x logit {b:+.2f}; `{rec['run_command']}`)"
         )
-    except (OSError, ValueError, KeyError):
+    except (ValueError, KeyError):
         return f"Platt map {w:.2f} x logit {b:+.2f} (its record, {ADOPTED}, is not here)"
 
 

@@ -31,6 +31,19 @@ class SavedModel:
     meta: dict = field(default_factory=dict)
 
 
+def read_adopted(model_dir: str | Path) -> dict:
+    """A model folder's record of what it adopted (`ADOPTED`: `gmtrace evaluate
+    adopt`, `gmtrace index calibrate`); {} where it has none. ValueError, naming the
+    file, where it cannot be read."""
+    path = Path(model_dir) / ADOPTED
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: unreadable ({e})") from None
+
+
 def save_model(model: GMTraceModel, readout: Readout, out_dir: str | Path, meta: dict) -> Path:
     """Write the network, its readout and config.json (model config + `meta`), each
     atomically."""
