@@ -142,18 +142,14 @@ def index_query(
 
 
 def _analyze(inputs: list[Path], model: Path | None) -> list[dict]:
-    from gmtrace.cli.product import analyze_files
+    from gmtrace.cli.product import analyze_files, open_analyzer
     from gmtrace.data.images import find_images
-    from gmtrace.product.analyze import Analyzer
     from gmtrace.product.rows import model_fields
 
     files, problems = find_images(inputs)
     if not files and not problems:
         fail("no image files given (folders are searched recursively)")
-    try:
-        analyzer = Analyzer(model)
-    except (FileNotFoundError, ValueError) as e:
-        fail(str(e))
+    analyzer = open_analyzer(model)
     return [r.to_row(model_fields(analyzer)) for r in analyze_files(analyzer, files, problems)]
 
 
@@ -239,15 +235,12 @@ def index_reembed(
     """Analyze again, with `--model`, the indexed images of other models whose files
     are still readable and unchanged (same sha256), and add them to their cases: the
     index can then answer that model's queries about them."""
+    from gmtrace.cli.product import open_analyzer
     from gmtrace.core.files import file_sha256
     from gmtrace.index.store import IndexStoreError
-    from gmtrace.product.analyze import Analyzer
     from gmtrace.product.rows import model_fields
 
-    try:
-        analyzer = Analyzer(model)
-    except (FileNotFoundError, ValueError) as e:
-        fail(str(e))
+    analyzer = open_analyzer(model)
     new_id = analyzer.model_id_
     with _open(db) as index:
         olds = [m for m in index.store.models() if m != new_id and source in (None, m)]

@@ -48,6 +48,17 @@ CalibrationName = Annotated[
 ]
 
 
+def open_analyzer(model: Path | None, **options):
+    """`Analyzer(model, **options)` (the shipped model by default), or a one-line
+    error naming what is wrong with the model folder."""
+    from gmtrace.product.analyze import Analyzer
+
+    try:
+        return Analyzer(model, **options)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+
+
 def analyze_files(analyzer, files: list[str], problems: dict, save_views: Path | None = None):
     """Every file analyzed, with a progress bar; a file that could not be listed
     (`problems`: path -> message) gets a failed result."""
@@ -84,24 +95,20 @@ def analyze(
     that GM's architecture and training losses?"""
     from gmtrace.core.schema import format_count
     from gmtrace.data.images import find_images
-    from gmtrace.product.analyze import Analyzer
     from gmtrace.product.rows import model_fields
 
     files, problems = find_images(images)
     if not files and not problems:
         fail("no image files given (folders are searched recursively)")
-    try:
-        analyzer = Analyzer(
-            model,
-            device=device,
-            top_k=top,
-            max_crops=max_crops,
-            calibration=calibration,
-            runtime=runtime,
-            threads=threads,
-        )
-    except (FileNotFoundError, ValueError) as e:
-        fail(str(e))
+    analyzer = open_analyzer(
+        model,
+        device=device,
+        top_k=top,
+        max_crops=max_crops,
+        calibration=calibration,
+        runtime=runtime,
+        threads=threads,
+    )
     results = analyze_files(analyzer, files, problems, save_views)
     n_groups = analyzer.group(results) if group else None
     ok = [r for r in results if r.ok]
@@ -195,21 +202,17 @@ def scan(
     from rich.markup import escape
 
     from gmtrace.core.runtime import progress
-    from gmtrace.product.analyze import Analyzer
     from gmtrace.product.scan import ScanError
     from gmtrace.product.scan import scan as run_scan
 
-    try:
-        analyzer = Analyzer(
-            model,
-            device=device,
-            max_crops=max_crops,
-            calibration=calibration,
-            runtime=runtime,
-            threads=threads,
-        )
-    except (FileNotFoundError, ValueError) as e:
-        fail(str(e))
+    analyzer = open_analyzer(
+        model,
+        device=device,
+        max_crops=max_crops,
+        calibration=calibration,
+        runtime=runtime,
+        threads=threads,
+    )
     t0 = time.perf_counter()
     with progress(Console(stderr=True)) as bars:
         task = bars.add_task("scan", total=None, status="")
@@ -431,15 +434,11 @@ def serve(
 ) -> None:
     """Serve the analyzer over HTTP: /v1/analyze, /v1/group, /v1/model, /healthz, a
     web page at / and the API documentation at /docs."""
-    from gmtrace.product.analyze import Analyzer
     from gmtrace.product.server import serve as run
 
     if index_add is not None and index is None:
         fail("--index-add needs --index DIR")
-    try:
-        analyzer = Analyzer(model, device=device)
-    except (FileNotFoundError, ValueError) as e:
-        fail(str(e))
+    analyzer = open_analyzer(model, device=device)
     fx = None
     if index is not None:
         from gmtrace.index.index import FingerprintIndex
