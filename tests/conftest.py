@@ -3,6 +3,7 @@ session (read-only for their users)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,31 @@ def tiny_eval():
         "permutations": 20,
     }
     return lambda **changes: EvalConfig(**(base | changes))
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """A throwaway PostgreSQL server (tests/pgserver.py); skipped, saying why, where
+    its binaries or psycopg are missing (`make test` installs both)."""
+    import tempfile
+
+    from pgserver import Server, server_bin
+
+    bindir = server_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (make test runs scripts/install_postgres.sh)")
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e '.[dev]')")
+    # a short folder: a Unix socket's path is bounded (107 bytes)
+    server = Server(Path(tempfile.mkdtemp(prefix="gmtrace-pg-")), bindir)
+    yield server
+    server.stop()
+    shutil.rmtree(server.folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server, request) -> str:
+    """The URL of a fresh database of the throwaway server, one per test."""
+    import re
+
+    name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:50]
+    return pg_server.create_database(f"t_{name}")

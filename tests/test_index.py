@@ -1,5 +1,7 @@
 """The fingerprint index: add, query, show, the model guard, a kill during an add,
-two writers at once, foreign and corrupt files, the cache rebuilt from the record."""
+two writers at once, foreign and corrupt files, the cache rebuilt from the record;
+each on both stores (an index folder, and a real PostgreSQL server started for the
+session: tests/pgserver.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,15 @@ import pytest
 from typer.testing import CliRunner
 
 from gmtrace.index.index import FingerprintIndex, IndexModelError, SameSource
-from gmtrace.index.store import DB, SCHEMA_VERSION, IndexStoreError, SQLiteStore, pack
+from gmtrace.index.store import (
+    DB,
+    SCHEMA_VERSION,
+    IndexStoreError,
+    PostgresStore,
+    SQLiteStore,
+    open_store,
+    pack,
+)
 from gmtrace.index.vectors import ANN
 
 DIM = 16
@@ -57,10 +67,40 @@ def gm_of(path: str) -> int:
     return int(path.split("/")[1][2:])
 
 
-def test_a_generator_seen_in_one_case_is_found_from_another(tmp_path: Path):
+@pytest.fixture(params=["sqlite", "postgres"])
+def where(request, tmp_path: Path, monkeypatch) -> str | Path:
+    """An index's location on each store: a folder, or a fresh PostgreSQL database
+    (its client cache in the test's folder)."""
+    monkeypatch.setenv("GMTRACE_CACHE", str(tmp_path / "cache"))
+    if request.param == "sqlite":
+        return tmp_path / "idx"
+    return request.getfixturevalue("pg_url")
+
+
+def _count(where: str | Path, check: bool = True) -> int:
+    """The rows an index holds, read without opening it as a store (no write)."""
+    if isinstance(where, str):
+        import psycopg
+
+        with psycopg.connect(where) as c:
+            return c.execute("SELECT COUNT(*) FROM gmtrace.images").fetchone()[0]
+    with sqlite3.connect(where / DB, timeout=1) as c:
+        if check:
+            assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return c.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+
+
+def _count_or_zero(where: str | Path) -> int:
+    try:
+        return _count(where, check=False)
+    except Exception:  # not made yet (either store's error)
+        return 0
+
+
+def test_a_generator_seen_in_one_case_is_found_from_another(where):
     a, b = rows_of("A", [0, 1, 2], 30), rows_of("B", [1, 2, 3], 20, seed=1)
     b[0]["sha256"] = a[35]["sha256"]  # the same file posted again in case B
-    with FingerprintIndex(tmp_path, create=True) as index:
+    with FingerprintIndex(where, create=True) as index:
         s = index.add("A", a, groups_of(a))
         assert (s.added, s.already, s.unusable) == (90, 0, 0)
         assert index.add("A", a + [{"path": "x.png", "ok": False}]).already == 90  # idempotent
@@ -81,9 +121,9 @@ def test_a_generator_seen_in_one_case_is_found_from_another(tmp_path: Path):
     assert linked[4]["median_distance"] > 0.3  # GM 3 (group 4 of B) leads nowhere close
 
 
-def test_show_lists_cases_and_the_groups_that_recur(tmp_path: Path):
+def test_show_lists_cases_and_the_groups_that_recur(where):
     a, b = rows_of("A", [0, 1], 20), rows_of("B", [1, 5], 20, seed=2)
-    with FingerprintIndex(tmp_path, create=True) as index:
+    with FingerprintIndex(where, create=True) as index:
         index.add("A", a, groups_of(a))
         index.add("B", b, groups_of(b))
         s = index.show()
@@ -98,13 +138,13 @@ def test_show_lists_cases_and_the_groups_that_recur(tmp_path: Path):
     )
 
 
-def test_a_generator_keeps_its_source_id_from_case_to_case(tmp_path: Path):
+def test_a_generator_keeps_its_source_id_from_case_to_case(where):
     a, b, c = (
         rows_of("A", [0, 1], 20),
         rows_of("B", [1, 2], 20, seed=1),
         rows_of("C", [2], 9, seed=2),
     )
-    with FingerprintIndex(tmp_path, create=True) as index:
+    with FingerprintIndex(where, create=True) as index:
         index.add("A", a, groups_of(a))  # two new generators
         gb = groups_of(b)
         links = index.link_sources(b, gb, exclude_case="B")  # `gmtrace group --index`
@@ -122,13 +162,13 @@ def test_a_generator_keeps_its_source_id_from_case_to_case(tmp_path: Path):
     assert recurring == {gm1_a: ["A", "B"], src[c[0]["path"]]: ["B", "C"]}
 
 
-def test_a_resumed_add_keeps_its_source_ids_and_a_new_model_gets_its_own(tmp_path: Path):
+def test_a_resumed_add_keeps_its_source_ids_and_a_new_model_gets_its_own(where):
     a = rows_of("A", [0, 1], 30)
 
     def killed(n: int) -> None:
         raise KeyboardInterrupt  # the add dies after its first batch
 
-    with FingerprintIndex(tmp_path, create=True) as index:
+    with FingerprintIndex(where, create=True) as index:
         with pytest.raises(KeyboardInterrupt):
             index.add("A", a, groups_of(a), batch=10, on_batch=killed)
         index.add("A", a, groups_of(a), batch=10)  # run again: it resumes
@@ -140,28 +180,29 @@ def test_a_resumed_add_keeps_its_source_ids_and_a_new_model_gets_its_own(tmp_pat
         assert index.add("B", m2, groups_of(m2)).added == 10
 
 
-def test_rows_of_another_model_are_refused_with_what_to_do(tmp_path: Path):
-    with FingerprintIndex(tmp_path, create=True) as index:
+def test_rows_of_another_model_are_refused_with_what_to_do(where):
+    with FingerprintIndex(where, create=True) as index:
         index.add("A", rows_of("A", [0], 10))
         with pytest.raises(IndexModelError, match="holds embeddings of m1 .10 images.*reembed"):
             index.query(rows_of("B", [0], 5, model="m2"))
 
 
-def test_the_cache_is_rebuilt_from_the_record(tmp_path: Path):
+def test_the_cache_is_rebuilt_from_the_record(where):
     a = rows_of("A", [0, 1], 20)
     q = rows_of("Q", [1], 3, seed=9)
-    with FingerprintIndex(tmp_path, create=True) as index:
+    with FingerprintIndex(where, create=True) as index:
         index.add("A", a)
         first = index.query(q, k=3)
-    assert (tmp_path / ANN).is_dir()
-    with SQLiteStore(tmp_path) as store:  # another writer, while no cache was open
+        ann = index.store.folder / ANN
+    assert ann.is_dir()
+    with open_store(where) as store:  # another writer, while no cache was open
         store.add("C", rows_of("C", [1], 5, seed=4))
-    with FingerprintIndex(tmp_path) as index:
+    with FingerprintIndex(where) as index:
         caught_up = index.query(q, k=3)
     assert caught_up["indexed"] == 45
-    for f in (tmp_path / ANN).iterdir():
+    for f in ann.iterdir():
         f.unlink()
-    with FingerprintIndex(tmp_path) as index:
+    with FingerprintIndex(where) as index:
         again = index.query(q, k=3)
     assert again["indexed"] == 45
     paths = [[n["path"] for n in im["nearest"]] for im in again["images"]]
@@ -174,9 +215,25 @@ def test_the_cache_is_rebuilt_from_the_record(tmp_path: Path):
     }
 
 
-def test_a_case_that_crowds_the_neighbourhood_is_left_out_exactly(tmp_path: Path):
+def test_a_cache_is_never_taken_for_another_database_of_the_same_place(tmp_path: Path):
+    """An index deleted and made again in the same folder, its old cache left
+    beside it: the new database's rows are answered, not the old cache's."""
+    folder = tmp_path / "idx"
+    with FingerprintIndex(folder, create=True) as index:
+        index.add("A", rows_of("A", [0], 1200))  # over SAVE_AFTER: the cache is written
+        index.query(rows_of("Q", [0], 1, seed=3))
+    assert any((folder / ANN).iterdir())
+    (folder / DB).unlink()
+    with FingerprintIndex(folder, create=True) as index:
+        index.add("B", rows_of("B", [0], 5, seed=1))
+        ans = index.query(rows_of("Q", [0], 1, seed=3), k=3)
+    assert ans["indexed"] == 5
+    assert {n["case"] for n in ans["images"][0]["nearest"]} == {"B"}
+
+
+def test_a_case_that_crowds_the_neighbourhood_is_left_out_exactly(where):
     big, small = rows_of("big", [0], 300), rows_of("small", [0], 4, seed=3)
-    with FingerprintIndex(tmp_path, create=True) as index:
+    with FingerprintIndex(where, create=True) as index:
         index.add("big", big)
         index.add("small", small)
         ans = index.query(big[:5], k=3, exclude_case="big")
@@ -209,6 +266,36 @@ def test_foreign_corrupt_and_newer_files_are_refused_and_left_alone(tmp_path: Pa
         SQLiteStore(tmp_path / "none")
 
 
+def test_a_postgres_schema_of_something_else_is_refused_and_left_alone(pg_url: str):
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        c.execute("CREATE SCHEMA gmtrace")
+        c.execute("CREATE TABLE gmtrace.photos (x int)")
+    with pytest.raises(IndexStoreError, match="schema gmtrace.*a database, but not a gmtrace"):
+        FingerprintIndex(pg_url, create=True)
+    with psycopg.connect(pg_url) as c:
+        tables = c.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'gmtrace'"
+        ).fetchall()
+    assert tables == [("photos",)]
+    with PostgresStore(pg_url, create=True, schema="other") as s:  # a schema of its own
+        assert s.schema_version == SCHEMA_VERSION
+        s.db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(IndexStoreError, match="schema 99, made by a newer gmtrace"):
+        PostgresStore(pg_url, schema="other")
+    with pytest.raises(IndexStoreError, match="no fingerprint index here"):
+        PostgresStore(pg_url, schema="none")
+
+
+def test_an_unreachable_server_is_one_clear_line_without_its_password(tmp_path: Path):
+    pytest.importorskip("psycopg")
+    url = f"postgresql://u:secret@/x?host={tmp_path}&port=1"
+    with pytest.raises(IndexStoreError, match="cannot connect") as e:
+        FingerprintIndex(url)
+    assert "secret" not in str(e.value) and "u:***@" in str(e.value)
+
+
 def test_an_index_of_schema_1_is_migrated_and_keeps_its_rows(tmp_path: Path):
     from gmtrace.index.store import FORMAT, MIGRATIONS
 
@@ -233,64 +320,48 @@ def test_an_index_of_schema_1_is_migrated_and_keeps_its_rows(tmp_path: Path):
 
 ADDER = """
 import sys, time, json
-from gmtrace.index.store import SQLiteStore
+from gmtrace.index.store import open_store
 rows = json.load(open(sys.argv[2]))
-with SQLiteStore(sys.argv[1], create=True) as s:
+with open_store(sys.argv[1], create=True) as s:
     pause = float(sys.argv[5])
     s.add(sys.argv[3], rows, batch=int(sys.argv[4]), on_batch=lambda n: time.sleep(pause))
 """
 
 
-def _adder(folder: Path, rows: list[dict], case: str, batch: int, pause: float, tmp: Path):
+def _adder(where: str | Path, rows: list[dict], case: str, batch: int, pause: float, tmp: Path):
     src = tmp / f"rows_{case}.json"
     src.write_text(json.dumps(rows))
     env = os.environ | {"PYTHONPATH": str(Path(__file__).parents[1] / "src")}
-    args = [sys.executable, "-c", ADDER, str(folder), str(src), case, str(batch), str(pause)]
+    args = [sys.executable, "-c", ADDER, str(where), str(src), case, str(batch), str(pause)]
     return subprocess.Popen(args, env=env)
 
 
-def _count(folder: Path) -> int:
-    with sqlite3.connect(folder / DB) as c:
-        assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        return c.execute("SELECT COUNT(*) FROM images").fetchone()[0]
-
-
-def test_an_add_killed_midway_leaves_whole_batches_and_resumes(tmp_path: Path):
+def test_an_add_killed_midway_leaves_whole_batches_and_resumes(where, tmp_path: Path):
     rows = rows_of("K", [0, 1, 2, 3], 100)
-    folder = tmp_path / "idx"
-    proc = _adder(folder, rows, "K", 25, 0.05, tmp_path)
+    proc = _adder(where, rows, "K", 25, 0.05, tmp_path)
     deadline = time.time() + 60
     while time.time() < deadline:
-        if (folder / DB).is_file() and _count_or_zero(folder) >= 50:
+        if _count_or_zero(where) >= 50:
             break
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    n = _count(folder)
+    n = _count(where)
     assert 0 < n < 400 and n % 25 == 0  # whole batches only
-    with FingerprintIndex(folder) as index:
+    with FingerprintIndex(where) as index:
         s = index.add("K", rows)
         assert (s.added, s.already) == (400 - n, n)
         assert index.show()["cases"][0]["images"] == 400
 
 
-def _count_or_zero(folder: Path) -> int:
-    try:
-        with sqlite3.connect(folder / DB, timeout=1) as c:
-            return c.execute("SELECT COUNT(*) FROM images").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
-def test_two_writers_at_once_both_land(tmp_path: Path):
-    folder = tmp_path / "idx"
-    with SQLiteStore(folder, create=True):
+def test_two_writers_at_once_both_land(where, tmp_path: Path):
+    with open_store(where, create=True):
         pass
     a, b = rows_of("A", [0, 1], 150), rows_of("B", [2, 3], 150, seed=5)
-    procs = [_adder(folder, r, c, 10, 0.0, tmp_path) for r, c in ((a, "A"), (b, "B"))]
+    procs = [_adder(where, r, c, 10, 0.0, tmp_path) for r, c in ((a, "A"), (b, "B"))]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    assert _count(folder) == 600
-    with FingerprintIndex(folder) as index:
+    assert _count(where) == 600
+    with FingerprintIndex(where) as index:
         assert {c["case"]: c["images"] for c in index.show()["cases"]} == {"A": 300, "B": 300}
 
 
@@ -301,13 +372,13 @@ def test_same_source_map_reads_from_a_model_folder(tmp_path: Path):
     assert m(np.array([0.0]))[0] > 0.98 and m(np.array([0.5]))[0] < 0.01
 
 
-def test_cli_add_query_show(tmp_path: Path):
+def test_cli_add_query_show(where, tmp_path: Path):
     from gmtrace.cli.main import app
 
     a, q = rows_of("A", [0, 1], 10), rows_of("Q", [1], 3, seed=7)
     for name, rows in (("a.jsonl", a), ("q.jsonl", q)):
         (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    db = str(tmp_path / "idx")
+    db = str(where)
     run = CliRunner().invoke
     r = run(app, ["index", "add", str(tmp_path / "a.jsonl"), "--case", "monday", "--db", db])
     assert r.exit_code == 0, r.output

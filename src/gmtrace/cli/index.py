@@ -20,26 +20,39 @@ index_app = typer.Typer(
 app.add_typer(index_app, name="index")
 
 Db = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
-        "--db", help="the index folder (default: $GMTRACE_DATA/index, made by the first add)"
+        "--db",
+        help="the index: a folder (default: $GMTRACE_DATA/index, made by the first add) or a "
+        "team's PostgreSQL server, postgresql://user@host/database",
     ),
 ]
 RESULTS_SUFFIXES = (".jsonl", ".csv", ".parquet")
 
 
-def _folder(db: Path | None) -> Path:
+def _location(db: str | None) -> str | Path:
+    """The index --db names: a PostgreSQL URL, a folder, or the user's own."""
+    from gmtrace.index.store import is_url
     from gmtrace.product.calibration import data_dir
 
-    return db if db is not None else data_dir() / "index"
+    if db is None:
+        return data_dir() / "index"
+    return db if is_url(db) else Path(db)
 
 
-def _open(db: Path | None, create: bool = False):
+def _where(db: str | None) -> str:
+    """The index --db names, as messages show it (no password)."""
+    from gmtrace.index.store import redact
+
+    return redact(str(_location(db)))
+
+
+def _open(db: str | None, create: bool = False):
     from gmtrace.index.index import FingerprintIndex
     from gmtrace.index.store import IndexStoreError
 
     try:
-        return FingerprintIndex(_folder(db), create=create)
+        return FingerprintIndex(_location(db), create=create)
     except IndexStoreError as e:
         fail(str(e))
 
@@ -87,7 +100,7 @@ def index_add(
         total = sum(index.store.models().values())
     console.print(
         f"case {case!r}: {s.added} image(s) added, {s.already} already there, "
-        f"{s.unusable} failed or without an embedding; the index holds {total}: {_folder(db)}"
+        f"{s.unusable} failed or without an embedding; the index holds {total}: {_where(db)}"
     )
 
 
@@ -194,7 +207,7 @@ def index_show(
     if as_json:
         print(json.dumps(s, indent=1))
         return
-    t = Table(title=f"cases in {_folder(db)}")
+    t = Table(title=f"cases in {_where(db)}")
     for c in ("case", "added", "images", "generated or unsure", "groups"):
         t.add_column(c)
     from gmtrace.index.index import _date

@@ -280,8 +280,11 @@ def group_cmd(
         ),
     ] = None,
     index: Annotated[
-        Path | None,
-        typer.Option(help="a fingerprint index: each group's source id where it was seen before"),
+        str | None,
+        typer.Option(
+            help="a fingerprint index (folder or postgresql:// URL): each group's source id "
+            "where it was seen before"
+        ),
     ] = None,
     case: Annotated[
         str | None, typer.Option(help="this case's name in the index (its own rows left out)")
@@ -362,9 +365,10 @@ def report_cmd(
     ] = None,
     title: Annotated[str, typer.Option(help="a title for the case")] = "",
     index: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="a fingerprint index (`gmtrace index`): add 'seen before in other cases'"
+            help="a fingerprint index (`gmtrace index`; folder or postgresql:// URL): add "
+            "'seen before in other cases'"
         ),
     ] = None,
     case: Annotated[
@@ -424,8 +428,11 @@ def serve(
     ] = LIMITS.chunk_seconds,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
     index: Annotated[
-        Path | None,
-        typer.Option(help="a fingerprint index folder: answer 'seen before' for every upload"),
+        str | None,
+        typer.Option(
+            help="a fingerprint index (folder or postgresql:// URL): answer 'seen before' "
+            "for every upload"
+        ),
     ] = None,
     index_add: Annotated[
         str | None,
@@ -437,7 +444,7 @@ def serve(
     from gmtrace.product.server import serve as run
 
     if index_add is not None and index is None:
-        fail("--index-add needs --index DIR")
+        fail("--index-add needs --index (a folder or a postgresql:// URL)")
     analyzer = open_analyzer(model, device=device)
     fx = None
     if index is not None:

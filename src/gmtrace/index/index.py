@@ -2,14 +2,14 @@
 the images of a new case can be traced to the cases where their generator was
 seen before.
 
-`FingerprintIndex(folder)` joins the rows (`store`, the record) and one
-nearest-neighbour structure per model id (`vectors`, a cache of the record). A
-query answers per image its nearest images of other cases (distance, case, date,
-the stored verdict and group, and where the model has one, the probability that
-the two share their source GM: `SameSource`), and whether the very file (its
-sha256) was indexed before: an exact re-post, told apart from "same generator,
-other image". Per group of the query, the stored groups its images' neighbours
-fall in. Embeddings of different models never meet: a query whose rows are of a
+`FingerprintIndex(location)` (a folder, or a PostgreSQL URL) joins the rows
+(`store`, the record) and one nearest-neighbour structure per model id (`vectors`,
+a cache of the record). A query answers per image its nearest images of other
+cases (distance, case, date, the stored verdict and group, and where the model has
+one, the probability that the two share their source GM: `SameSource`), and
+whether the very file (its sha256) was indexed before: an exact re-post, told apart
+from "same generator, other image". Per group of the query, the stored groups its
+images' neighbours fall in. Embeddings of different models never meet: a query whose rows are of a
 model the index does not hold is refused with what to do (`IndexModelError`).
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gmtrace.index.store import AddSummary, IndexStoreError, SQLiteStore
+from gmtrace.index.store import AddSummary, IndexStoreError, open_store
 from gmtrace.index.vectors import VectorCache
 
 K = 10
@@ -121,8 +121,9 @@ def _date(t: float) -> str:
 
 
 class FingerprintIndex:
-    def __init__(self, folder: str | Path, create: bool = False) -> None:
-        self.store = SQLiteStore(folder, create=create)
+    def __init__(self, location: str | Path, create: bool = False) -> None:
+        """`location`: an index folder (SQLite), or a PostgreSQL URL."""
+        self.store = open_store(location, create=create)
         self._caches: dict[str, VectorCache] = {}
 
     def close(self) -> None:

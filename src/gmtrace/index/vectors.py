@@ -1,6 +1,7 @@
 """The nearest-neighbour structure of a fingerprint index: one approximate index
 (HNSW, usearch; cosine distance on the unit-length embeddings) per model id, in the
-index folder's `ann/`, keyed by the row ids of the database (`store`).
+store's folder's `ann/` (the index folder; for a PostgreSQL store, this client's
+cache folder), keyed by the row ids of the database (`store`).
 
 It is a cache of the database: its sidecar records the highest row id it holds
 (the watermark), and every open adds the rows the database gained since (another
@@ -74,7 +75,11 @@ class VectorCache:
         """The sidecar, if it and the index file agree; else None (rebuilt)."""
         try:
             meta = json.loads(self.meta_file.read_text())
-            ok = meta.get("model_id") == self.model_id and self.file.is_file()
+            ok = (
+                meta.get("model_id") == self.model_id
+                and meta.get("instance") == self.store.instance  # not another database's
+                and self.file.is_file()
+            )
             return meta if ok else None
         except (OSError, ValueError):
             return None
@@ -101,7 +106,12 @@ class VectorCache:
         self.file.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.file) as tmp:
             self.index.save(str(tmp))
-        meta = {"model_id": self.model_id, "watermark": self.watermark, "dim": self.dim}
+        meta = {
+            "model_id": self.model_id,
+            "instance": self.store.instance,
+            "watermark": self.watermark,
+            "dim": self.dim,
+        }
         atomic_write_text(self.meta_file, json.dumps(meta) + "\n")
         self.unsaved = 0
 
