@@ -39,8 +39,9 @@ CASE = 5000
 BEGIN, END = "<!-- index-scale:start -->", "<!-- index-scale:end -->"
 
 
-def rows(n: int, seed: int = 0):
-    """Synthetic index rows, in chunks of 50,000 (memory stays flat)."""
+def vectors(n: int, seed: int = 0):
+    """Synthetic unit-length embeddings, (start, [m, DIM]) in chunks of 50,000: Gaussian
+    blobs around 300 GMs whose sizes follow a Zipf law."""
     rng = np.random.default_rng(seed)
     gms = 300
     w = 1.0 / np.arange(1, gms + 1) ** 0.8
@@ -49,7 +50,13 @@ def rows(n: int, seed: int = 0):
         m = min(50_000, n - lo)
         gm = rng.choice(gms, m, p=w / w.sum())
         x = centres[gm] + 0.35 * rng.normal(size=(m, DIM))
-        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        yield lo, x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def rows(n: int, seed: int = 0):
+    """Synthetic index rows (`vectors` as scan rows), in chunks of 50,000 (memory
+    stays flat)."""
+    for lo, x in vectors(n, seed):
         yield [
             {
                 "path": f"case{(lo + i) // CASE}/{lo + i}.png",
@@ -60,7 +67,7 @@ def rows(n: int, seed: int = 0):
                 "model_id": "bench",
                 "case": f"case{(lo + i) // CASE}",
             }
-            for i in range(m)
+            for i in range(len(x))
         ]
 
 

@@ -1,0 +1,304 @@
+"""The fingerprint index on generators no network of it saw: retrieval and links
+across cases, on a codebase-held-out run's unseen GMs (issue 24, item 5).
+
+    .venv/bin/python benchmarks/index_retrieval.py --run runs/eval_codebase_index
+        [--method fused] [--cases-per-gm 2,4] [--seed 0] [--write]
+
+The run (`gmtrace evaluate --holdout codebase`) kept, among its out-of-fold
+answers, every unseen image's embedding by its own fold's network (which never saw
+that GM's codebase), its GM and its fold. Per fold, separately (each fold's network
+has its own embedding space):
+
+* the cases: each GM's images are shuffled and cut into 2-4 parts (`--cases-per-gm`),
+  the parts shuffled and packed into cases whose target sizes are drawn
+  log-uniform in [50, 5000] images (a case is smaller where the fold runs out of
+  images: a fold's unseen images bound its cases); the cases are added in that
+  order, as an analyst would over weeks, each grouped first as `gmtrace group` does
+  (the method's grouping of that fold: the fused model's density grouping with its
+  nested `grouping_min_size`, or the silhouette cut), every image called generated
+  (detection is measured elsewhere: this is the index given the generated images);
+* the same-source map: fitted as `gmtrace index calibrate` fits it, on the other
+  folds' unseen images only (never on this fold's: nested);
+* retrieval: once every case is in, each image whose GM is in another case queries
+  the index (its 10 nearest outside its own case, `FingerprintIndex.query`, the
+  approximate search): hit@10 (a same-GM image among them), precision@10 (the share
+  of the 10 of its GM);
+* links at the calibrated threshold: over those (image, neighbour) pairs, a link
+  where the same-source probability is at least 0.5: precision (linked pairs of the
+  same GM) and recall (same-GM pairs linked);
+* sources: of the GMs met again in a later case, the share whose images in that
+  case mostly carry (by `gmtrace index add`'s linking, `link_sources`) a source id
+  made for that GM in an earlier case; and the share carrying an earlier source made
+  for another GM (a wrong link). A source id is made for the GM most of its first
+  images are of.
+
+Folds pooled by summing their counts; each fold's own figures beside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+BEGIN, END = "<!-- index-retrieval:start -->", "<!-- index-retrieval:end -->"
+K = 10
+
+
+def spread(gm: np.ndarray, rng, parts: tuple[int, int]) -> list[np.ndarray]:
+    """The fold's images (indices) as cases, in the order they are added."""
+    pieces = []
+    for g in np.unique(gm):
+        idx = rng.permutation(np.flatnonzero(gm == g))
+        n = int(rng.integers(parts[0], parts[1] + 1))
+        pieces += [p for p in np.array_split(idx, min(n, len(idx))) if len(p)]
+    order = rng.permutation(len(pieces))
+    cases, current, target = [], [], _target(rng)
+    for i in order:
+        current.append(pieces[i])
+        if sum(len(p) for p in current) >= target:
+            cases.append(np.concatenate(current))
+            current, target = [], _target(rng)
+    if current:
+        cases.append(np.concatenate(current))
+    return cases
+
+
+def _target(rng) -> int:
+    return int(np.exp(rng.uniform(np.log(50), np.log(5000))))
+
+
+def rows_of(x: np.ndarray, gm: np.ndarray, idx: np.ndarray, case: str) -> list[dict]:
+    return [
+        {
+            "path": f"{case}/gm{int(gm[i])}/{int(i)}.png",
+            "sha256": f"image-{int(i)}",
+            "ok": True,
+            "verdict": "generated",
+            "p_generated": 1.0,
+            "embedding": x[i].tolist(),
+            "model_id": "fold",
+        }
+        for i in idx
+    ]
+
+
+def gm_of(path: str) -> int:
+    return int(path.split("/")[1][2:])
+
+
+def min_size_of(run: Path, fold: int, method: str) -> int:
+    """The fold's grouping as the method chose it (nested): the fused model's
+    smallest density group, else 0 (the silhouette cut)."""
+    f = run / f"fold{fold}" / "fused" / "fusion.json"
+    if method == "fused" and f.is_file():
+        return int(json.loads(f.read_text()).get("grouping_min_size") or 0)
+    return 0
+
+
+def one_fold(run: Path, x, gm, other: tuple, fold: int, method: str, rng, parts) -> dict:
+    from gmtrace.index.index import FingerprintIndex, fit_same_source
+    from gmtrace.product.groups import group_rows
+
+    same, fit = fit_same_source(*other)
+    cases = spread(gm, rng, parts)
+    names = [f"case{j:03d}" for j in range(len(cases))]
+    min_size = min_size_of(run, fold, method)
+    source_gm: dict[int, int] = {}  # a source id: the GM most of its first images are of
+    met_again = linked = wrong = 0
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, FingerprintIndex(tmp, create=True) as index:
+        for j, (name, idx) in enumerate(zip(names, cases, strict=True)):
+            rows = rows_of(x, gm, idx, name)
+            index.add(name, rows, group_rows(rows, min_size=min_size))
+            src = index.store.case_sources(name)
+            new = {s for s in set(src.values()) if s not in source_gm}
+            for s in new:
+                source_gm[s] = Counter(gm_of(p) for p, v in src.items() if v == s).most_common(1)[
+                    0
+                ][0]
+            earlier = {int(g) for i in range(j) for g in np.unique(gm[cases[i]])}
+            for g in np.unique(gm[idx]):
+                if int(g) not in earlier:
+                    continue
+                met_again += 1
+                carried = Counter(
+                    src.get(r["path"]) for r in rows if gm_of(r["path"]) == g
+                ).most_common(1)[0][0]
+                old = carried is not None and carried not in new
+                linked += int(old and source_gm[carried] == g)
+                wrong += int(old and source_gm[carried] != g)
+        add_s = time.perf_counter() - t0
+        hits = prec = queried = 0
+        pairs_same = pairs_linked = pairs_linked_same = 0
+        per_gm_cases = {
+            int(g): {j for j, c in enumerate(cases) if g in gm[c]} for g in np.unique(gm)
+        }
+        for j, (name, idx) in enumerate(zip(names, cases, strict=True)):
+            rows = [
+                r
+                for r in rows_of(x, gm, idx, name)
+                if len(per_gm_cases[gm_of(r["path"])] - {j}) > 0
+            ]
+            if not rows:
+                continue
+            ans = index.query(rows, k=K, exclude_case=name, same_source=same)
+            for im in ans["images"]:
+                g = gm_of(im["path"])
+                ok = np.array([gm_of(n["path"]) == g for n in im["nearest"]], bool)
+                link = np.array([n["same_source"] >= 0.5 for n in im["nearest"]], bool)
+                queried += 1
+                hits += int(ok.any())
+                prec += float(ok.mean()) if len(ok) else 0.0
+                pairs_same += int(ok.sum())
+                pairs_linked += int(link.sum())
+                pairs_linked_same += int((ok & link).sum())
+    sizes = [len(c) for c in cases]
+    return {
+        "fold": fold,
+        "gms": int(len(np.unique(gm))),
+        "images": int(len(gm)),
+        "cases": len(cases),
+        "case_sizes": [int(min(sizes)), int(np.median(sizes)), int(max(sizes))],
+        "cases_per_gm": float(np.mean([len(v) for v in per_gm_cases.values()])),
+        "min_size": min_size,
+        "same_source_fit": {"weight": same.weight, "bias": same.bias} | fit,
+        "queried": queried,
+        "hit_at_10": hits,
+        "precision_at_10_sum": prec,
+        "pairs_same": pairs_same,
+        "pairs_linked": pairs_linked,
+        "pairs_linked_same": pairs_linked_same,
+        "met_again": met_again,
+        "linked": linked,
+        "wrong": wrong,
+        "add_seconds": add_s,
+    }
+
+
+def figures(r: dict) -> dict:
+    q, pl, ps = r["queried"], r["pairs_linked"], r["pairs_same"]
+    return {
+        "hit@10": r["hit_at_10"] / q if q else None,
+        "precision@10": r["precision_at_10_sum"] / q if q else None,
+        "link precision": r["pairs_linked_same"] / pl if pl else None,
+        "link recall": r["pairs_linked_same"] / ps if ps else None,
+        "GMs met again, linked": r["linked"] / r["met_again"] if r["met_again"] else None,
+        "GMs met again, wrongly linked": r["wrong"] / r["met_again"] if r["met_again"] else None,
+    }
+
+
+def table(results: list[dict]) -> str:
+    pooled = {
+        k: sum(r[k] for r in results)
+        for k in (
+            "queried",
+            "hit_at_10",
+            "precision_at_10_sum",
+            "pairs_same",
+            "pairs_linked",
+            "pairs_linked_same",
+            "met_again",
+            "linked",
+            "wrong",
+        )
+    }
+    cols = list(figures(pooled))
+    head = (
+        "| fold | unseen GMs (images) | cases (size min/median/max) | cases per GM | "
+        + " | ".join(cols)
+        + " |\n|---|---|---|---|"
+        + "---|" * len(cols)
+        + "\n"
+    )
+
+    def fmt(v) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    body = ""
+    for r in results:
+        s = r["case_sizes"]
+        body += (
+            f"| {r['fold']} | {r['gms']} ({r['images']:,}) | {r['cases']} ({s[0]}/{s[1]}/{s[2]}) "
+            f"| {r['cases_per_gm']:.1f} | "
+            + " | ".join(fmt(v) for v in figures(r).values())
+            + " |\n"
+        )
+    f = figures(pooled)
+    body += (
+        f"| pooled | {sum(r['gms'] for r in results)} ({sum(r['images'] for r in results):,}) "
+        f"| {sum(r['cases'] for r in results)} | | "
+        + " | ".join(fmt(v) for v in f.values())
+        + " |\n"
+    )
+    return head + body
+
+
+def main() -> None:
+    from gmtrace.evaluation.adopt import read_out_of_fold
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--method", default="fused")
+    ap.add_argument("--cases-per-gm", default="2,4")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--write", action="store_true")
+    a = ap.parse_args()
+    arrays = read_out_of_fold(a.run)
+    if f"{a.method}.emb" not in arrays:
+        raise SystemExit(
+            f"{a.run}: no embeddings of {a.method!r} (a run made before they were kept)"
+        )
+    emb, gm = arrays[f"{a.method}.emb"], arrays["unseen.gm"].astype(int)
+    fold = arrays["unseen.fold"].astype(int)
+    parts = tuple(int(v) for v in a.cases_per_gm.split(","))
+    rng = np.random.default_rng(a.seed)
+    results = []
+    for f in np.unique(fold):
+        here = fold == f
+        other = (emb[~here], gm[~here], fold[~here])
+        r = one_fold(a.run, emb[here], gm[here], other, int(f), a.method, rng, parts)
+        results.append(r)
+        print(json.dumps(r | figures(r)), flush=True)
+    text = table(results)
+    print(text)
+    if a.write:
+        import torch
+
+        cmd = (
+            f"`.venv/bin/python benchmarks/index_retrieval.py --run {a.run} --method {a.method} "
+            f"--cases-per-gm {a.cases_per_gm} --seed {a.seed}`"
+        )
+        machine = f"{torch.get_num_threads()} cores, Python {platform.python_version()}"
+        section = (
+            f"{BEGIN}\n## Fingerprint index on held-out codebases (issue 24)\n\n{cmd} "
+            f"({machine}). Each fold's unseen GMs (codebases its network never saw), "
+            "embedded by that fold's network, spread over cases added one after another "
+            "(each GM cut into 2-4 parts, cases of 50-5,000 images as the fold's images "
+            "allow), each case grouped as `gmtrace group` does and added; every image "
+            "called generated. The same-source map of a fold is fitted on the other "
+            "folds' unseen GMs only. hit@10: a same-GM image among an image's 10 nearest "
+            "in other cases; precision@10: the share of them; links: (image, neighbour) "
+            "pairs at same-source p >= 0.5; GMs met again: of the GMs in a later case "
+            "that an earlier case held, the share whose images there mostly carry the "
+            "source id made for that GM earlier (linked) or one made for another GM "
+            "(wrongly linked). Method and definitions: the script's docstring.\n\n"
+            f"{text}{END}\n"
+        )
+        doc = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+        s = doc.read_text()
+        if BEGIN in s:
+            s = s[: s.index(BEGIN)] + section + s[s.index(END) + len(END) + 1 :]
+        else:
+            s = s.rstrip("\n") + "\n\n" + section
+        doc.write_text(s)
+
+
+if __name__ == "__main__":
+    main()
