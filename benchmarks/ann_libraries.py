@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -37,7 +36,6 @@ import numpy as np
 
 from index_scale import DIM, vectors
 
-BEGIN, END = "<!-- ann-libraries:start -->", "<!-- ann-libraries:end -->"
 M, EF_ADD, EF_SEARCH, K = 16, 128, 64, 10
 
 
@@ -146,10 +144,11 @@ def one(library: str, n: int, queries: int) -> dict:
         lat.append(time.perf_counter() - t)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # recall@10 against exact search (the harness's memory, after the peak is read)
-    best = np.full((200, K), -np.inf)
-    best_id = np.zeros((200, K), dtype=np.int64)
+    nq = min(200, queries)
+    best = np.full((nq, K), -np.inf)
+    best_id = np.zeros((nq, K), dtype=np.int64)
     for lo, x in vectors(n):
-        sim = q[:200] @ x.T
+        sim = q[:nq] @ x.T
         allsim = np.concatenate([best, sim], axis=1)
         allid = np.concatenate([best_id, np.broadcast_to(lo + np.arange(len(x)), sim.shape)], 1)
         top = np.argpartition(-allsim, K - 1, axis=1)[:, :K]
@@ -222,11 +221,12 @@ def main() -> None:
     text = table(results)
     print(text)
     if a.write:
+        import zoo_build  # benchmarks/: machine(), write_section(); it imports torch
+
         cmd = (
             f"`.venv/bin/python benchmarks/ann_libraries.py --sizes {a.sizes} "
             f"--libraries {a.libraries}`"
         )
-        machine = f"{os.cpu_count()} cores, Python {platform.python_version()}"
         versions = []
         for lib in a.libraries.split(","):
             if lib not in missing:
@@ -234,22 +234,16 @@ def main() -> None:
 
                 dist = {"faiss": "faiss-cpu"}.get(lib, lib)
                 versions.append(f"{dist} {version(dist)}")
-        section = (
-            f"{BEGIN}\n## Nearest-neighbour libraries for the index (issue 24)\n\n{cmd} "
-            f"({machine}; {', '.join(versions)}). The same HNSW graph in each (16 links, "
-            f"{EF_ADD} candidates building, {EF_SEARCH} searching, cosine), the same "
+        body = (
+            f"## Nearest-neighbour libraries for the index (issue 24)\n\n{cmd} "
+            f"({zoo_build.machine()}; {', '.join(versions)}). The same HNSW graph in each "
+            f"({M} links, {EF_ADD} candidates building, {EF_SEARCH} searching, cosine), the same "
             "synthetic 32-value embeddings (said so), each (library, size) in its own "
             "process; queries are stored vectors moved a little, one at a time on one "
             "thread, the library alone.\n\n"
-            f"{text}{END}\n"
+            f"{text}"
         )
-        doc = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-        s = doc.read_text()
-        if BEGIN in s:
-            s = s[: s.index(BEGIN)] + section + s[s.index(END) + len(END) + 1 :]
-        else:
-            s = s.rstrip("\n") + "\n\n" + section
-        doc.write_text(s)
+        zoo_build.write_section("ann-libraries", body)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from collections import Counter
@@ -47,7 +46,6 @@ from pathlib import Path
 
 import numpy as np
 
-BEGIN, END = "<!-- index-retrieval:start -->", "<!-- index-retrieval:end -->"
 K = 10
 
 
@@ -269,16 +267,15 @@ def main() -> None:
     text = table(results)
     print(text)
     if a.write:
-        import torch
+        import zoo_build  # benchmarks/: machine(), write_section(); it imports torch
 
         cmd = (
             f"`.venv/bin/python benchmarks/index_retrieval.py --run {a.run} --method {a.method} "
             f"--cases-per-gm {a.cases_per_gm} --seed {a.seed}`"
         )
-        machine = f"{torch.get_num_threads()} cores, Python {platform.python_version()}"
-        section = (
-            f"{BEGIN}\n## Fingerprint index on held-out codebases (issue 24)\n\n{cmd} "
-            f"({machine}). Each fold's unseen GMs (codebases its network never saw), "
+        body = (
+            f"## Fingerprint index on held-out codebases (issue 24)\n\n{cmd} "
+            f"({zoo_build.machine()}). Each fold's unseen GMs (codebases its network never saw), "
             "embedded by that fold's network, spread over cases added one after another "
             "(each GM cut into 2-4 parts, cases of 50-5,000 images as the fold's images "
             "allow), each case grouped as `gmtrace group` does and added; every image "
@@ -289,15 +286,9 @@ def main() -> None:
             "that an earlier case held, the share whose images there mostly carry the "
             "source id made for that GM earlier (linked) or one made for another GM "
             "(wrongly linked). Method and definitions: the script's docstring.\n\n"
-            f"{text}{END}\n"
+            f"{text}"
         )
-        doc = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-        s = doc.read_text()
-        if BEGIN in s:
-            s = s[: s.index(BEGIN)] + section + s[s.index(END) + len(END) + 1 :]
-        else:
-            s = s.rstrip("\n") + "\n\n" + section
-        doc.write_text(s)
+        zoo_build.write_section("index-retrieval", body)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The fingerprint index at scale: add throughput, query latency and memory.
 
     .venv/bin/python benchmarks/index_scale.py [--sizes 10000,100000,1000000]
-        [--queries 1000] [--write]
+        [--queries 1000] [--postgres] [--write]
 
 Each size runs in its own process on a fresh index folder (peak resident memory
 from ru_maxrss is that process's). The rows are synthetic, said so: embeddings of
@@ -9,7 +9,11 @@ from ru_maxrss is that process's). The rows are synthetic, said so: embeddings o
 whose sizes follow a Zipf law, spread over cases of 5,000 rows; each row carries
 what a scan row's index entry needs (path, sha256, verdict, model id, embedding).
 
-* add: `SQLiteStore.add` of every row, 500 per transaction (rows/s);
+`--postgres`: the same on the PostgreSQL store, against a throwaway local server
+(Debian's, started as the tests start it: tests/pgserver.py; Unix socket, fsync
+off, so the add is the client's and the server's work, not the disk's).
+
+* add: the store's `add` of every row, 500 per transaction (rows/s);
 * build: the first open of the nearest-neighbour cache (usearch HNSW over every
   row, saved to disk), seconds;
 * reopen: a later open (the cache restored from its file), seconds;
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -36,7 +41,6 @@ import numpy as np
 
 DIM = 32
 CASE = 5000
-BEGIN, END = "<!-- index-scale:start -->", "<!-- index-scale:end -->"
 
 
 def vectors(n: int, seed: int = 0):
@@ -71,13 +75,23 @@ def rows(n: int, seed: int = 0):
         ]
 
 
-def one(n: int, queries: int) -> dict:
+def one(n: int, queries: int, postgres: bool = False) -> dict:
     from gmtrace.index.index import FingerprintIndex
-    from gmtrace.index.store import SQLiteStore
+    from gmtrace.index.store import open_store
 
     folder = Path(tempfile.mkdtemp(prefix="gmtrace_index_"))
+    server = None
+    if postgres:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from pgserver import Server, server_bin
+
+        os.environ["GMTRACE_CACHE"] = str(folder / "cache")
+        server = Server(Path(tempfile.mkdtemp(prefix="gmtrace-pg-")), server_bin())
+        where: str | Path = server.create_database("bench")
+    else:
+        where = folder
     t0 = time.perf_counter()
-    with SQLiteStore(folder, create=True) as store:
+    with open_store(where, create=True) as store:
         for chunk in rows(n):
             by_case: dict[str, list] = {}
             for r in chunk:
@@ -86,11 +100,11 @@ def one(n: int, queries: int) -> dict:
                 store.add(case, rs)
     add_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    with FingerprintIndex(folder) as index:
+    with FingerprintIndex(where) as index:
         index.cache("bench")
     build_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    index = FingerprintIndex(folder)
+    index = FingerprintIndex(where)
     cache = index.cache("bench")
     reopen_s = time.perf_counter() - t0
     rng = np.random.default_rng(1)
@@ -121,7 +135,11 @@ def one(n: int, queries: int) -> dict:
     recall = float(np.mean(hits))
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     index.close()
+    if server is not None:
+        size += sum(f.stat().st_size for f in server.data.rglob("*") if f.is_file())
+        server.stop()
     return {
+        "store": "postgresql" if postgres else "sqlite",
         "rows": n,
         "add_rows_per_s": n / add_s,
         "build_s": build_s,
@@ -136,12 +154,13 @@ def one(n: int, queries: int) -> dict:
 
 def table(results: list[dict]) -> str:
     head = (
-        "| indexed rows | add (rows/s) | cache build (s) | reopen (s) | query p50 (ms) | "
+        "| store | indexed rows | add (rows/s) | cache build (s) | reopen (s) | query p50 (ms) | "
         "query p99 (ms) | recall@10 vs exact | peak RSS (MB) | on disk (MB) |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
     )
     return head + "".join(
-        f"| {r['rows']:,} | {r['add_rows_per_s']:,.0f} | {r['build_s']:.1f} | "
+        f"| {r.get('store', 'sqlite')} | {r['rows']:,} | {r['add_rows_per_s']:,.0f} | "
+        f"{r['build_s']:.1f} | "
         f"{r['reopen_s']:.2f} | {r['query_p50_ms']:.1f} | {r['query_p99_ms']:.1f} | "
         f"{r['recall_at_10']:.3f} | {r['peak_rss_mb']:.0f} | {r['folder_mb']:.0f} |\n"
         for r in results
@@ -152,16 +171,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--postgres", action="store_true", help="the PostgreSQL store")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args()
     if a.one:
-        print(json.dumps(one(a.one, a.queries)))
+        print(json.dumps(one(a.one, a.queries, a.postgres)))
         return
     results = []
     for n in [int(s) for s in a.sizes.split(",")]:
+        pg = ["--postgres"] if a.postgres else []
         out = subprocess.run(
-            [sys.executable, __file__, "--one", str(n), "--queries", str(a.queries)],
+            [sys.executable, __file__, "--one", str(n), "--queries", str(a.queries), *pg],
             capture_output=True,
             text=True,
             check=True,
@@ -171,30 +192,20 @@ def main() -> None:
     text = table(results)
     print(text)
     if a.write:
-        import platform
+        import zoo_build  # benchmarks/: machine(), write_section(); it imports torch
 
-        import torch
-
-        cmd = "`.venv/bin/python benchmarks/index_scale.py --sizes " + a.sizes + "`"
-        machine = (
-            f"{torch.get_num_threads()} cores ({platform.processor() or platform.machine()}), "
-            f"Python {platform.python_version()}"
+        store = "PostgreSQL (a throwaway local server)" if a.postgres else "SQLite"
+        pg = " --postgres" if a.postgres else ""
+        cmd = f"`.venv/bin/python benchmarks/index_scale.py --sizes {a.sizes}{pg}`"
+        body = (
+            f"## Fingerprint index at scale, {store} (issue 24)\n\n{cmd} "
+            f"({zoo_build.machine()}). Synthetic rows, said so: 32-value embeddings around "
+            f"300 GMs (Zipf sizes), cases of {CASE:,} rows; each size in its own process, "
+            "on a fresh index. A query is one image, its 10 nearest outside its own case, "
+            f"end to end (nearest-neighbour search, rows fetched from {store.split()[0]}, "
+            f"re-posts looked up).\n\n{text}"
         )
-        section = (
-            f"{BEGIN}\n## Fingerprint index at scale (issue 24)\n\n{cmd} ({machine}). "
-            "Synthetic rows, said so: 32-value embeddings around 300 GMs (Zipf sizes), "
-            f"cases of {CASE:,} rows; each size in its own process, on a fresh folder. "
-            "A query is one image, its 10 nearest outside its own case, end to end "
-            "(nearest-neighbour search, rows fetched from SQLite, re-posts looked up).\n\n"
-            f"{text}{END}\n"
-        )
-        doc = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-        s = doc.read_text()
-        if BEGIN in s:
-            s = s[: s.index(BEGIN)] + section + s[s.index(END) + len(END) + 1 :]
-        else:
-            s = s.rstrip("\n") + "\n\n" + section
-        doc.write_text(s)
+        zoo_build.write_section("index-scale-postgres" if a.postgres else "index-scale", body)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,8 @@ RESULTS_SUFFIXES = (".jsonl", ".csv", ".parquet")
 
 def _location(db: str | None) -> str | Path:
     """The index --db names: a PostgreSQL URL, a folder, or the user's own."""
+    from gmtrace.core.files import data_dir
     from gmtrace.index.store import is_url
-    from gmtrace.product.calibration import data_dir
 
     if db is None:
         return data_dir() / "index"

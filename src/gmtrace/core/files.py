@@ -5,7 +5,9 @@ written (a zoo's records, a model, a report, a results file converted at the end
 the content goes to a temporary file beside the destination, which replaces it in
 one rename once the writer finished; a writer that fails leaves the old file as it
 was and no temporary file behind. `atomic_dir` does the same for a folder (a zoo's
-GM, its real crops, an exported dataset)."""
+GM, its real crops, an exported dataset). `data_dir` and `cache_dir` are the
+user's own folders (calibrations and the fingerprint index; exported graphs and
+nearest-neighbour caches), never inside the package."""
 
 from __future__ import annotations
 
@@ -70,3 +72,22 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def data_dir() -> Path:
+    """The user's gmtrace data folder: $GMTRACE_DATA, else $XDG_DATA_HOME/gmtrace,
+    else ~/.local/share/gmtrace."""
+    if os.environ.get("GMTRACE_DATA"):
+        return Path(os.environ["GMTRACE_DATA"])
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "gmtrace"
+
+
+def cache_dir() -> Path:
+    """The user's gmtrace cache folder (what can be made again): $GMTRACE_CACHE,
+    else $XDG_CACHE_HOME/gmtrace, else ~/.cache/gmtrace."""
+    env = os.environ.get("GMTRACE_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gmtrace"

@@ -19,12 +19,12 @@ and for the reduced-precision paths to come.
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from gmtrace.core.files import cache_dir
 from gmtrace.engine.graph import ScanGraph, export_onnx
 
 RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
@@ -32,14 +32,6 @@ RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
 
 class EngineError(ValueError):
     """A runtime that cannot run here (not installed, or its graph failed to build)."""
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("GMTRACE_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gmtrace"
 
 
 def installed(name: str) -> bool:

@@ -37,6 +37,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
+from gmtrace.core.files import cache_dir
+
 DB = "index.sqlite"
 FORMAT = "gmtrace-fingerprint-index"
 SCHEMA_VERSION = 3
@@ -615,8 +617,6 @@ class PostgresStore(Store):
             return cur.rowcount  # psycopg 3: the rows of every statement, summed
 
     def _cache_folder(self, cache: Path | None) -> Path:
-        from gmtrace.engine.runtimes import cache_dir
-
         info = self.db.info
         where = f"{info.host}:{info.port}/{info.dbname}/{self.schema}/{self.instance}"
         key = hashlib.sha256(where.encode()).hexdigest()[:16]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gmtrace.core.files import atomic_write_text, file_sha256
+from gmtrace.core.files import atomic_write_text, data_dir, file_sha256
 from gmtrace.data.images import ImageError, decode_bytes, find_images, read_bytes
 from gmtrace.readout.fused import Fusion
 from gmtrace.readout.saved import FUSION
@@ -38,15 +37,6 @@ ACTIVE = "active"  # the file naming a model's active calibration
 
 class CalibrationError(ValueError):
     """A calibration that cannot be made or read (one line)."""
-
-
-def data_dir() -> Path:
-    """The user's gmtrace data folder: $GMTRACE_DATA, else $XDG_DATA_HOME/gmtrace,
-    else ~/.local/share/gmtrace."""
-    if os.environ.get("GMTRACE_DATA"):
-        return Path(os.environ["GMTRACE_DATA"])
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "gmtrace"
 
 
 def model_folder(model_id: str) -> Path:
