@@ -11,8 +11,10 @@ has its own embedding space):
 
 * the cases: each GM's images are shuffled and cut into 2-4 parts (`--cases-per-gm`),
   the parts shuffled and packed into cases whose target sizes are drawn
-  log-uniform in [50, 5000] images (a case is smaller where the fold runs out of
-  images: a fold's unseen images bound its cases); the cases are added in that
+  log-uniform in [50, min(5000, a quarter of the fold's images)] (at least about
+  four cases, so that a GM can meet several: a fold's unseen images bound its
+  cases; a case ends once its parts reach the target, the last takes what is
+  left); the cases are added in that
   order, as an analyst would over weeks, each grouped first as `gmtrace group` does
   (the method's grouping of that fold: the fused model's density grouping with its
   nested `grouping_min_size`, or the silhouette cut), every image called generated
@@ -57,19 +59,20 @@ def spread(gm: np.ndarray, rng, parts: tuple[int, int]) -> list[np.ndarray]:
         n = int(rng.integers(parts[0], parts[1] + 1))
         pieces += [p for p in np.array_split(idx, min(n, len(idx))) if len(p)]
     order = rng.permutation(len(pieces))
-    cases, current, target = [], [], _target(rng)
+    top = min(5000, max(50, len(gm) // 4))  # at least four cases: a GM can meet several
+    cases, current, target = [], [], _target(rng, top)
     for i in order:
         current.append(pieces[i])
         if sum(len(p) for p in current) >= target:
             cases.append(np.concatenate(current))
-            current, target = [], _target(rng)
+            current, target = [], _target(rng, top)
     if current:
         cases.append(np.concatenate(current))
     return cases
 
 
-def _target(rng) -> int:
-    return int(np.exp(rng.uniform(np.log(50), np.log(5000))))
+def _target(rng, top: int) -> int:
+    return int(np.exp(rng.uniform(np.log(50), np.log(top))))
 
 
 def rows_of(x: np.ndarray, gm: np.ndarray, idx: np.ndarray, case: str) -> list[dict]:
@@ -87,6 +90,23 @@ def rows_of(x: np.ndarray, gm: np.ndarray, idx: np.ndarray, case: str) -> list[d
     ]
 
 
+def groups_of(rows: list[dict], min_size: int) -> dict:
+    """The rows grouped as `gmtrace group` groups them (`groups.group_numbers`), in
+    its output's form."""
+    from gmtrace.product.groups import group_numbers
+
+    numbers = group_numbers(np.array([r["embedding"] for r in rows]), min_size)
+    return {
+        "groups": [
+            {
+                "group": k,
+                "members": [r["path"] for r, n in zip(rows, numbers, strict=True) if n == k],
+            }
+            for k in range(1, int(numbers.max()) + 1)
+        ]
+    }
+
+
 def gm_of(path: str) -> int:
     return int(path.split("/")[1][2:])
 
@@ -100,21 +120,21 @@ def min_size_of(run: Path, fold: int, method: str) -> int:
     return 0
 
 
-def one_fold(run: Path, x, gm, other: tuple, fold: int, method: str, rng, parts) -> dict:
-    from gmtrace.index.index import FingerprintIndex, fit_same_source
-    from gmtrace.product.groups import group_rows
+def one_fold(x, gm, same, fit: dict, fold: int | str, min_size: int, rng, parts) -> dict:
+    """The cases of one embedding space (`x`, each image's GM `gm`), added and
+    queried; `same`: the same-source map (fitted as `fit` says), `min_size`: the
+    grouping's smallest density group (0: the silhouette cut)."""
+    from gmtrace.index.index import FingerprintIndex
 
-    same, fit = fit_same_source(*other)
     cases = spread(gm, rng, parts)
     names = [f"case{j:03d}" for j in range(len(cases))]
-    min_size = min_size_of(run, fold, method)
     source_gm: dict[int, int] = {}  # a source id: the GM most of its first images are of
     met_again = linked = wrong = 0
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, FingerprintIndex(tmp, create=True) as index:
         for j, (name, idx) in enumerate(zip(names, cases, strict=True)):
             rows = rows_of(x, gm, idx, name)
-            index.add(name, rows, group_rows(rows, min_size=min_size))
+            index.add(name, rows, groups_of(rows, min_size))
             src = index.store.case_sources(name)
             new = {s for s in set(src.values()) if s not in source_gm}
             for s in new:
@@ -238,16 +258,11 @@ def table(results: list[dict]) -> str:
     return head + body
 
 
-def main() -> None:
+def from_run(a, rng, parts) -> list[dict]:
+    """Each fold of a codebase-held-out run, in its own network's space."""
     from gmtrace.evaluation.adopt import read_out_of_fold
+    from gmtrace.index.index import fit_same_source
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--run", type=Path, required=True)
-    ap.add_argument("--method", default="fused")
-    ap.add_argument("--cases-per-gm", default="2,4")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--write", action="store_true")
-    a = ap.parse_args()
     arrays = read_out_of_fold(a.run)
     if f"{a.method}.emb" not in arrays:
         raise SystemExit(
@@ -255,40 +270,100 @@ def main() -> None:
         )
     emb, gm = arrays[f"{a.method}.emb"], arrays["unseen.gm"].astype(int)
     fold = arrays["unseen.fold"].astype(int)
-    parts = tuple(int(v) for v in a.cases_per_gm.split(","))
-    rng = np.random.default_rng(a.seed)
     results = []
     for f in np.unique(fold):
         here = fold == f
-        other = (emb[~here], gm[~here], fold[~here])
-        r = one_fold(a.run, emb[here], gm[here], other, int(f), a.method, rng, parts)
+        same, fit = fit_same_source(emb[~here], gm[~here], fold[~here])  # nested
+        ms = min_size_of(a.run, int(f), a.method)
+        r = one_fold(emb[here], gm[here], same, fit, int(f), ms, rng, parts)
         results.append(r)
         print(json.dumps(r | figures(r)), flush=True)
+    return results
+
+
+def from_scan(a, rng, parts) -> list[dict]:
+    """A model's own scan of GMs it never saw (each image's GM: its folder's name),
+    with a same-source map fitted on the run's folds `--calibration-folds` only
+    (whose unseen GMs must not be the scan's), the grouping the product uses for
+    that model."""
+    from gmtrace.cli.product import _grouping_of
+    from gmtrace.evaluation.adopt import read_out_of_fold
+    from gmtrace.index.index import fit_same_source
+    from gmtrace.product.scan import read_results
+
+    rows = [r for r in read_results(a.scan) if r.get("ok") and r.get("embedding")]
+    names = sorted({Path(r["path"]).parent.name for r in rows})
+    gm = np.array([names.index(Path(r["path"]).parent.name) for r in rows])
+    x = np.array([r["embedding"] for r in rows], dtype=np.float64)
+    arrays = read_out_of_fold(a.run)
+    fold = arrays["unseen.fold"].astype(int)
+    keep = np.isin(fold, [int(v) for v in a.calibration_folds.split(",")])
+    emb = arrays[f"{a.method}.emb"]
+    same, fit = fit_same_source(emb[keep], arrays["unseen.gm"][keep].astype(int), fold[keep])
+    fit |= {"run": str(a.run), "folds": a.calibration_folds}
+    ms = _grouping_of(a.model, rows)
+    r = one_fold(x, gm, same, fit, Path(a.scan).name, ms, rng, parts)
+    print(json.dumps(r | figures(r)), flush=True)
+    return [r]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--method", default="fused")
+    ap.add_argument("--scan", type=Path, help="a model's scan of GMs it never saw (.jsonl)")
+    ap.add_argument("--model", type=Path, help="the model that made --scan")
+    ap.add_argument("--calibration-folds", default="0", help="with --scan: the run's folds")
+    ap.add_argument("--cases-per-gm", default="2,4")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--write", action="store_true")
+    a = ap.parse_args()
+    parts = tuple(int(v) for v in a.cases_per_gm.split(","))
+    rng = np.random.default_rng(a.seed)
+    results = from_scan(a, rng, parts) if a.scan else from_run(a, rng, parts)
     text = table(results)
     print(text)
     if a.write:
         import zoo_build  # benchmarks/: machine(), write_section(); it imports torch
 
-        cmd = (
-            f"`.venv/bin/python benchmarks/index_retrieval.py --run {a.run} --method {a.method} "
-            f"--cases-per-gm {a.cases_per_gm} --seed {a.seed}`"
+        common = (
+            "spread over cases added one after another (each GM cut into "
+            f"{parts[0]}-{parts[1]} parts, cases of 50 to min(5,000, a quarter of the images) "
+            "images), "
+            "each case grouped as `gmtrace group` does and added; every image called "
+            "generated. hit@10: a same-GM image among an image's 10 nearest in other "
+            "cases; precision@10: the share of them; links: (image, neighbour) pairs at "
+            "same-source p >= 0.5; GMs met again: of the GMs in a later case that an "
+            "earlier case held, the share whose images there mostly carry the source id "
+            "made for that GM earlier (linked) or one made for another GM (wrongly "
+            "linked). Method and definitions: the script's docstring.\n\n"
         )
-        body = (
-            f"## Fingerprint index on held-out codebases (issue 24)\n\n{cmd} "
-            f"({zoo_build.machine()}). Each fold's unseen GMs (codebases its network never saw), "
-            "embedded by that fold's network, spread over cases added one after another "
-            "(each GM cut into 2-4 parts, cases of 50-5,000 images as the fold's images "
-            "allow), each case grouped as `gmtrace group` does and added; every image "
-            "called generated. The same-source map of a fold is fitted on the other "
-            "folds' unseen GMs only. hit@10: a same-GM image among an image's 10 nearest "
-            "in other cases; precision@10: the share of them; links: (image, neighbour) "
-            "pairs at same-source p >= 0.5; GMs met again: of the GMs in a later case "
-            "that an earlier case held, the share whose images there mostly carry the "
-            "source id made for that GM earlier (linked) or one made for another GM "
-            "(wrongly linked). Method and definitions: the script's docstring.\n\n"
-            f"{text}"
-        )
-        zoo_build.write_section("index-retrieval", body)
+        if a.scan:
+            cmd = (
+                f"`.venv/bin/python benchmarks/index_retrieval.py --scan {a.scan} --model "
+                f"{a.model} --run {a.run} --method {a.method} --calibration-folds "
+                f"{a.calibration_folds} --cases-per-gm {a.cases_per_gm} --seed {a.seed}`"
+            )
+            head = (
+                f"## Fingerprint index, a model's own scan of GMs it never saw (issue 24)"
+                f"\n\n{cmd} ({zoo_build.machine()}). The images of {a.scan}, embedded by "
+                f"{a.model}, each image's GM its folder; the same-source map fitted on "
+                f"the run's fold(s) {a.calibration_folds} only (other GMs, other networks), "
+            )
+            section = "index-retrieval-scan"
+        else:
+            cmd = (
+                f"`.venv/bin/python benchmarks/index_retrieval.py --run {a.run} "
+                f"--method {a.method} --cases-per-gm {a.cases_per_gm} --seed {a.seed}`"
+            )
+            head = (
+                f"## Fingerprint index on held-out codebases (issue 24)\n\n{cmd} "
+                f"({zoo_build.machine()}). Each fold's unseen GMs (codebases its network "
+                "never saw), embedded by that fold's network, the same-source map of a fold "
+                "fitted on the other folds' unseen GMs only, "
+            )
+            section = "index-retrieval"
+        zoo_build.write_section(section, head + common + text)
 
 
 if __name__ == "__main__":

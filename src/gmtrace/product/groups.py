@@ -91,13 +91,18 @@ def group_rows(rows: list[dict], generated_only: bool = True, min_size: int = 0)
     }
     if not keep:
         return out
-    emb = np.array([r["embedding"] for r in keep], dtype=np.float64)
-    labels = density_group(emb, min_size) if min_size else group_scalable(emb)
-    numbers = number_groups(labels)
+    numbers = group_numbers(np.array([r["embedding"] for r in keep], dtype=np.float64), min_size)
     for k in range(1, int(numbers.max()) + 1):
         members = [r for r, n in zip(keep, numbers, strict=True) if n == k]
         out["groups"].append(describe_group(k, members))
     return out
+
+
+def group_numbers(emb: np.ndarray, min_size: int = 0) -> np.ndarray:
+    """Each embedding's group number (1, 2, ... by size), as `group_rows` groups:
+    density clustering with groups of `min_size`+ where given, else the silhouette
+    cut."""
+    return number_groups(density_group(emb, min_size) if min_size else group_scalable(emb))
 
 
 def describe_group(k: int, members: list[dict]) -> dict:
