@@ -473,6 +473,39 @@ def test_same_source_map_is_fitted_on_unseen_generators_within_each_fold():
     assert near > 0.9 and far < 0.1
 
 
+def test_calibrate_fits_the_map_on_the_folds_asked_and_keeps_it_in_the_model(tmp_path: Path):
+    from safetensors.numpy import save_file
+
+    from gmtrace.cli.main import app
+
+    rng = np.random.default_rng(4)
+    emb, gm, fold = [], [], []
+    for f in range(3):
+        centres = rng.normal(size=(5, DIM))
+        for g in range(5):
+            emb.append(centres[g] + 1.0 * rng.normal(size=(20, DIM)))
+            gm += [10 * f + g] * 20
+            fold += [f] * 20
+    run, model = tmp_path / "run", tmp_path / "model"
+    run.mkdir(), model.mkdir()
+    arrays = {"gmtrace.emb": np.concatenate(emb), "unseen.gm": gm, "unseen.fold": fold}
+    save_file(
+        {k: np.asarray(v, np.float64) for k, v in arrays.items()},
+        str(run / "out_of_fold.safetensors"),
+    )
+    (model / "adopted.json").write_text(json.dumps({"kept": 1}))
+    invoke = CliRunner().invoke
+    args = ["index", "calibrate", "--run", str(run), "--model", str(model)]
+    r = invoke(app, [*args, "--folds", "0,2"])
+    assert r.exit_code == 0, r.output
+    rec = json.loads((model / "adopted.json").read_text())
+    assert rec["kept"] == 1  # what the model had adopted stays
+    assert rec["same_source"]["folds"] == "0,2" and rec["same_source"]["pairs"] == 200 * 10
+    assert SameSource.of_model(model)(np.array([0.0]))[0] > 0.5
+    r = invoke(app, [*args, "--folds", "7"])
+    assert r.exit_code == 2 and "no fold 7" in r.output
+
+
 def test_the_server_answers_seen_before_and_adds_when_asked(small_model_dir: Path, tmp_path: Path):
     import io
 

@@ -284,9 +284,18 @@ def index_calibrate(
     run: Annotated[Path, typer.Option("--run", help="a finished `gmtrace evaluate` run folder")],
     model: Annotated[Path, typer.Option(help="the model folder whose queries the map serves")],
     method: Annotated[str, typer.Option(help="the run's method of the same design")] = "gmtrace",
+    folds: Annotated[
+        str | None,
+        typer.Option(
+            help="only these folds' unseen images (e.g. 0,2): keeps the GMs the map is "
+            "checked on out of its fit (default: every fold)"
+        ),
+    ] = None,
 ) -> None:
     """Fit the "same source" probability of a distance on a run's held-out codebases'
     images (each fold's network never saw them) and keep it in MODEL/adopted.json."""
+    import numpy as np
+
     from gmtrace.core.files import atomic_write_text
     from gmtrace.evaluation.adopt import read_out_of_fold
     from gmtrace.index.index import SAME_SOURCE, fit_same_source
@@ -300,10 +309,18 @@ def index_calibrate(
         fail(f"{run}: no embeddings of {method!r} among its out-of-fold answers (run it again)")
     if not model.is_dir():
         fail(f"{model}: not a model folder")
+    emb, gm, fold = arrays[f"{method}.emb"], arrays["unseen.gm"], arrays["unseen.fold"]
+    if folds is not None:
+        try:
+            chosen = sorted({int(v) for v in folds.split(",")})
+        except ValueError:
+            fail(f"--folds {folds}: fold numbers separated by commas (0, 1, ...)")
+        if missing := [f for f in chosen if f not in set(fold.astype(int).tolist())]:
+            fail(f"{run}: no fold {missing[0]} among its out-of-fold answers")
+        keep = np.isin(fold.astype(int), chosen)
+        emb, gm, fold = emb[keep], gm[keep], fold[keep]
     try:
-        m, rec = fit_same_source(
-            arrays[f"{method}.emb"], arrays["unseen.gm"], arrays["unseen.fold"]
-        )
+        m, rec = fit_same_source(emb, gm, fold)
     except ValueError as e:
         fail(f"{run}: {e}")
     try:
@@ -311,6 +328,7 @@ def index_calibrate(
     except ValueError as e:
         fail(str(e))
     record[SAME_SOURCE] = {"weight": m.weight, "bias": m.bias, "run": str(run), "method": method}
+    record[SAME_SOURCE]["folds"] = folds or "all"
     record[SAME_SOURCE] |= rec
     path = atomic_write_text(model / ADOPTED, json.dumps(record, indent=1) + "\n")
     console.print(
