@@ -552,7 +552,6 @@ class PostgresStore(Store):
             raise IndexStoreError(f"{schema!r}: not a PostgreSQL schema name gmtrace uses")
         self.url, self.schema = url, schema
         self.path = f"{redact(url)} (schema {schema})"
-        self._errors = psycopg.Error
         try:
             self.db = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.Error as e:
