@@ -281,26 +281,39 @@ def from_run(a, rng, parts) -> list[dict]:
     return results
 
 
+def scan_rows(path: Path) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """A scan's analyzed rows: embeddings, each image's GM (its folder's name, as a
+    number), the rows."""
+    from gmtrace.product.scan import read_results
+
+    rows = [r for r in read_results(path) if r.get("ok") and r.get("embedding")]
+    names = sorted({Path(r["path"]).parent.name for r in rows})
+    gm = np.array([names.index(Path(r["path"]).parent.name) for r in rows])
+    return np.array([r["embedding"] for r in rows], dtype=np.float64), gm, rows
+
+
 def from_scan(a, rng, parts) -> list[dict]:
     """A model's own scan of GMs it never saw (each image's GM: its folder's name),
-    with a same-source map fitted on the run's folds `--calibration-folds` only
-    (whose unseen GMs must not be the scan's), the grouping the product uses for
-    that model."""
+    with a same-source map fitted on other GMs: the same model's scan `--map-scan`
+    of other GMs it never saw, or the run's folds `--calibration-folds` (whose
+    unseen GMs must not be the scan's; other networks); the grouping the product
+    uses for that model."""
     from gmtrace.cli.product import _grouping_of
     from gmtrace.evaluation.adopt import read_out_of_fold
     from gmtrace.index.index import fit_same_source
-    from gmtrace.product.scan import read_results
 
-    rows = [r for r in read_results(a.scan) if r.get("ok") and r.get("embedding")]
-    names = sorted({Path(r["path"]).parent.name for r in rows})
-    gm = np.array([names.index(Path(r["path"]).parent.name) for r in rows])
-    x = np.array([r["embedding"] for r in rows], dtype=np.float64)
-    arrays = read_out_of_fold(a.run)
-    fold = arrays["unseen.fold"].astype(int)
-    keep = np.isin(fold, [int(v) for v in a.calibration_folds.split(",")])
-    emb = arrays[f"{a.method}.emb"]
-    same, fit = fit_same_source(emb[keep], arrays["unseen.gm"][keep].astype(int), fold[keep])
-    fit |= {"run": str(a.run), "folds": a.calibration_folds}
+    x, gm, rows = scan_rows(a.scan)
+    if a.map_scan:
+        mx, mgm, _ = scan_rows(a.map_scan)
+        same, fit = fit_same_source(mx, mgm, np.zeros(len(mgm), dtype=int))
+        fit |= {"scan": str(a.map_scan)}
+    else:
+        arrays = read_out_of_fold(a.run)
+        fold = arrays["unseen.fold"].astype(int)
+        keep = np.isin(fold, [int(v) for v in a.calibration_folds.split(",")])
+        emb, mgm = arrays[f"{a.method}.emb"][keep], arrays["unseen.gm"][keep].astype(int)
+        same, fit = fit_same_source(emb, mgm, fold[keep])
+        fit |= {"run": str(a.run), "folds": a.calibration_folds}
     ms = _grouping_of(a.model, rows)
     r = one_fold(x, gm, same, fit, Path(a.scan).name, ms, rng, parts)
     print(json.dumps(r | figures(r)), flush=True)
@@ -309,15 +322,18 @@ def from_scan(a, rng, parts) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--run", type=Path, help="a codebase-held-out run (its out-of-fold answers)")
     ap.add_argument("--method", default="fused")
     ap.add_argument("--scan", type=Path, help="a model's scan of GMs it never saw (.jsonl)")
     ap.add_argument("--model", type=Path, help="the model that made --scan")
     ap.add_argument("--calibration-folds", default="0", help="with --scan: the run's folds")
+    ap.add_argument("--map-scan", type=Path, help="with --scan: the same model's scan of other GMs")
     ap.add_argument("--cases-per-gm", default="2,4")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args()
+    if a.run is None and not (a.scan and a.map_scan):
+        ap.error("give --run, or --scan with --map-scan")
     parts = tuple(int(v) for v in a.cases_per_gm.split(","))
     rng = np.random.default_rng(a.seed)
     results = from_scan(a, rng, parts) if a.scan else from_run(a, rng, parts)
@@ -339,18 +355,26 @@ def main() -> None:
             "linked). Method and definitions: the script's docstring.\n\n"
         )
         if a.scan:
+            fitted = (
+                f"--map-scan {a.map_scan}"
+                if a.map_scan
+                else f"--run {a.run} --method {a.method} --calibration-folds {a.calibration_folds}"
+            )
             cmd = (
                 f"`.venv/bin/python benchmarks/index_retrieval.py --scan {a.scan} --model "
-                f"{a.model} --run {a.run} --method {a.method} --calibration-folds "
-                f"{a.calibration_folds} --cases-per-gm {a.cases_per_gm} --seed {a.seed}`"
+                f"{a.model} {fitted} --cases-per-gm {a.cases_per_gm} --seed {a.seed}`"
+            )
+            where = (
+                f"the same model's scan {a.map_scan} (other GMs it never saw)"
+                if a.map_scan
+                else f"the run's fold(s) {a.calibration_folds} only (other GMs, other networks)"
             )
             head = (
-                f"## Fingerprint index, a model's own scan of GMs it never saw (issue 24)"
-                f"\n\n{cmd} ({zoo_build.machine()}). The images of {a.scan}, embedded by "
-                f"{a.model}, each image's GM its folder; the same-source map fitted on "
-                f"the run's fold(s) {a.calibration_folds} only (other GMs, other networks), "
+                f"### {a.model} on {Path(a.scan).name}, its map fitted on {where}\n\n{cmd} "
+                f"({zoo_build.machine()}). The images of {a.scan}, embedded by {a.model}, "
+                "each image's GM its folder, "
             )
-            section = "index-retrieval-scan"
+            section = f"index-retrieval-{Path(a.scan).stem}-{Path(a.map_scan or a.run).stem}"
         else:
             cmd = (
                 f"`.venv/bin/python benchmarks/index_retrieval.py --run {a.run} "
