@@ -26,15 +26,13 @@ import argparse
 import json
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from index_scale import DIM, vectors
+from index_scale import DIM, in_child, vectors
 
 M, EF_ADD, EF_SEARCH, K = 16, 128, 64, 10
 
@@ -210,13 +208,8 @@ def main() -> None:
             print(f"{lib}: not installed, not measured", flush=True)
             continue
         for n in [int(s) for s in a.sizes.split(",")]:
-            out = subprocess.run(
-                [sys.executable, __file__, "--one", f"{lib}:{n}", "--queries", str(a.queries)],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            args = [__file__, "--one", f"{lib}:{n}", "--queries", str(a.queries)]
+            results.append(in_child(args))
             print(json.dumps(results[-1]), flush=True)
     text = table(results)
     print(text)

@@ -167,6 +167,13 @@ def table(results: list[dict]) -> str:
     )
 
 
+def in_child(args: list[str]) -> dict:
+    """A script's `--one` measurement in a fresh process (its peak memory its own):
+    the JSON of its last line."""
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10000,100000,1000000")
@@ -181,13 +188,7 @@ def main() -> None:
     results = []
     for n in [int(s) for s in a.sizes.split(",")]:
         pg = ["--postgres"] if a.postgres else []
-        out = subprocess.run(
-            [sys.executable, __file__, "--one", str(n), "--queries", str(a.queries), *pg],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        results.append(in_child([__file__, "--one", str(n), "--queries", str(a.queries), *pg]))
         print(json.dumps(results[-1]), flush=True)
     text = table(results)
     print(text)
