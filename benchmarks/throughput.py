@@ -1,8 +1,8 @@
 """Scan throughput end to end (file to row), next to RED's FEN and a decode floor.
 
     .venv/bin/python benchmarks/throughput.py [--sizes 64,128,256] [--images 400]
-        [--model MODEL_DIR] [--repeats 3] [--runtimes torch,compile,onnxruntime,openvino]
-        [--write]
+        [--photos 60] [--model MODEL_DIR] [--repeats 3]
+        [--runtimes torch,compile,onnxruntime,openvino] [--write]
 
 For each size: `--images` PNG files of that size (crops of the embedded
 photographs, so real image statistics) are written to a temporary folder, then
@@ -10,11 +10,17 @@ photographs, so real image statistics) are written to a temporary folder, then
 * decode floor: `load_rgb` of every file on one thread (read + PNG decode + RGB);
 * scan: `Analyzer.scan` of the folder into a fresh .jsonl (find, read, sha256,
   decode and crop in threads, batched inference, rows written and synced),
-  images/s, with the default crops per image (up to 9) and with `--max-crops 1`;
-  once per inference engine (`--runtime`: torch, ONNX Runtime, OpenVINO), and
-  with `--max-crops 1` in the fastest;
+  images/s, with the default crops per image (up to 9); once per inference engine
+  (`--runtime`: torch, ONNX Runtime, OpenVINO); then with `--max-crops 1` in the
+  engine measured fastest at that size;
 * RED's FEN: the forward pass of RED's fingerprint network (DnCNN-17) alone on
-  the same images at their size, batched, in the fastest engine, images/s.
+  the same images at their size, batched, in that same engine, images/s.
+
+`--photos N`: the same on N of the project's own photographs at full size (the
+files of src/gmtrace/zoo/photo_catalog.csv installed here, spread over its
+collections: wallpapers and the like, 0.3-12 MP JPEGs and PNGs, copied to the
+temporary folder), without RED (whose FEN reads a whole image at its size: a
+12-MP forward pass is not a scan's).
 
 Then the scan's forward pass alone (network and readout, `engine.ScanGraph`) on
 the model's crops, in each engine and in `torch.compile` (crops/s), beside the
@@ -55,6 +61,33 @@ def make_files(folder: Path, size: int, n: int, seed: int = 0) -> list[Path]:
         p = folder / f"{i:05d}.png"
         Image.fromarray(a[y : y + size, x : x + size]).save(p)
         out.append(p)
+    return out
+
+
+def catalog_photos(folder: Path, n: int) -> list[Path]:
+    """Up to `n` of the project's photographs at full size (the catalog's files
+    installed here), taken in turn from each collection, copied into `folder`."""
+    import shutil
+
+    from gmtrace.data.images import ImageError
+    from gmtrace.zoo.photos import catalog, resolve
+
+    by: dict[str, list[Path]] = {}
+    for entry in catalog():
+        try:
+            path = resolve(entry)
+        except ImageError:
+            continue
+        if path.suffix.lower() in (".jpg", ".jpeg", ".png") and path.is_file():
+            by.setdefault(entry.collection, []).append(path)
+    turns = zip(*[sorted(v) for v in by.values()], strict=False)
+    order = [p for turn in turns for p in turn]
+    order += [p for v in by.values() for p in sorted(v) if p not in set(order)]
+    out = []
+    for i, src in enumerate(order[:n]):
+        dst = folder / f"{i:05d}{src.suffix.lower()}"
+        shutil.copyfile(src, dst)
+        out.append(dst)
     return out
 
 
@@ -184,10 +217,26 @@ _ENGINE_LABEL = {
 }
 
 
+def measure(folder: Path, files: list[Path], analyzers: dict, one: dict, a, red: bool):
+    """One row: the decode floor, the scan in every engine, then `--max-crops 1`
+    and RED's FEN in the engine measured fastest here."""
+    floor = median_rate(partial(decode_floor, files), a.repeats)
+    out = folder.parent / "rows.jsonl"
+    scans = {
+        r: median_rate(partial(scan_rate, an, folder, out), a.repeats)
+        for r, an in analyzers.items()
+    }
+    fast = max(scans, key=scans.get)
+    scan1 = median_rate(partial(scan_rate, one[fast], folder, out), a.repeats)
+    fen = red_fen_rate(files[: max(32, a.images // 4)], fast, a.repeats) if red else None
+    return scans, fast, scan1, fen, floor
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="64,128,256")
     ap.add_argument("--images", type=int, default=400)
+    ap.add_argument("--photos", type=int, default=60, help="full-size photographs (0: none)")
     ap.add_argument("--model", default=None)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--runtimes", default="torch,compile,onnxruntime,openvino")
@@ -199,42 +248,41 @@ def main() -> None:
 
     runtimes = [r for r in a.runtimes.split(",") if r in ("torch", "compile") or installed(r)]
     engines = [r for r in runtimes if r != "compile"]  # what a scan can run in
-    fastest = "openvino" if "openvino" in engines else engines[-1]
     analyzers = {r: Analyzer(a.model, runtime=r) for r in engines}
-    one = Analyzer(a.model, max_crops=1, runtime=fastest)
+    one = {r: Analyzer(a.model, max_crops=1, runtime=r) for r in engines}
+    base = analyzers[engines[0]]
     rows = []
-    for size in (int(s) for s in a.sizes.split(",")):
+    cases = [(f"{s} px", int(s)) for s in a.sizes.split(",")]
+    cases += [("photographs, full size", 0)] if a.photos else []
+    for label, size in cases:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "case"
             folder.mkdir()
-            files = make_files(folder, size, a.images)
-            floor = median_rate(partial(decode_floor, files), a.repeats)
-            out = Path(tmp) / "rows.jsonl"
-            scans = {
-                r: median_rate(partial(scan_rate, an, folder, out), a.repeats)
-                for r, an in analyzers.items()
-            }
-            scan1 = median_rate(partial(scan_rate, one, folder, out), a.repeats)
-            red = red_fen_rate(files[: max(32, a.images // 4)], fastest, a.repeats)
-        rows.append((size, scans, scan1, red, floor))
+            if size:
+                files = make_files(folder, size, a.images)
+                crops = str(crop_count(size, size, base.image_size_, base.max_crops))
+            else:
+                files = catalog_photos(folder, a.photos)
+                mp = [np.prod(Image.open(f).size) / 1e6 for f in files]
+                label += f" ({len(files)} files, median {np.median(mp):.1f} MP)"
+                crops = str(base.max_crops)
+            scans, fast, scan1, fen, floor = measure(folder, files, analyzers, one, a, bool(size))
+        rows.append((label, crops, scans, fast, scan1, fen, floor))
         rates = ", ".join(f"{r} {v:.0f}/s" for r, v in scans.items())
-        print(f"{size} px: scan {rates}; one crop {scan1:.0f}/s; RED FEN {red:.1f}/s")
-    forward = forward_rates(analyzers[engines[0]], runtimes, a.repeats)
-    base = analyzers[engines[0]]
-    crops = {s: crop_count(s, s, base.image_size_, base.max_crops) for s, *_ in rows}
+        red = f"; RED FEN {fen:.1f}/s" if fen else ""
+        print(f"{label}: scan {rates}; one crop ({fast}) {scan1:.0f}/s{red}", flush=True)
+    forward = forward_rates(base, runtimes, a.repeats)
     head = " | ".join(f"scan, {r} (images/s)" for r in engines)
     table = [
-        f"| image size | crops read | {head} | scan, {fastest}, `--max-crops 1` "
-        f"| RED's FEN alone, {fastest} (images/s) | scan ({fastest}) / RED "
+        f"| images | crops read | {head} | fastest engine here | scan, fastest, "
+        "`--max-crops 1` | RED's FEN alone, fastest (images/s) | scan / RED "
         "| decode floor, one thread (images/s) |",
-        "|---|---|" + "---|" * len(engines) + "---|---|---|---|",
+        "|---|---|" + "---|" * len(engines) + "---|---|---|---|---|",
     ]
-    for s, scans, sc1, r, f in rows:
+    for label, crops, scans, fast, sc1, fen, f in rows:
         cells = " | ".join(f"{scans[e]:.0f}" for e in engines)
-        ratio = scans[fastest] / r
-        table.append(
-            f"| {s} px | {crops[s]} | {cells} | {sc1:.0f} | {r:.1f} | {ratio:.0f}x | {f:.0f} |"
-        )
+        red = f"{fen:.1f} | {scans[fast] / fen:.0f}x" if fen else "- | -"
+        table.append(f"| {label} | {crops} | {cells} | {fast} | {sc1:.0f} | {red} | {f:.0f} |")
     table += [
         "",
         f"| the scan's forward pass (network + readout), {base.image_size_}-px crops, "
