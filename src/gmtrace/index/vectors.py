@@ -25,6 +25,11 @@ from gmtrace.core.files import atomic_path, atomic_write_text
 ANN = "ann"
 # rows gained before a cache is written back (fewer: added in memory at each open)
 SAVE_AFTER = 1000
+# up to this many rows a search is exact (brute force over the cache's vectors): a
+# small index answers the true nearest, the same before and after a rebuild (the
+# graph's approximate search missed a true 3rd nearest among 45 rows once in 40
+# rebuilds); beyond it, the graph (docs/benchmarks.md: 0.98 recall@10 at 10^6)
+EXACT_BELOW = 20_000
 
 
 def model_key(model_id: str) -> str:
@@ -126,7 +131,10 @@ class VectorCache:
         dist = np.full((n, k), np.inf)
         if self.index is None or not len(self.index) or not n or not k:
             return ids, dist
-        m = self.index.search(np.asarray(vectors, dtype=np.float32), min(k, len(self.index)))
+        exact = len(self.index) <= EXACT_BELOW
+        m = self.index.search(
+            np.asarray(vectors, dtype=np.float32), min(k, len(self.index)), exact=exact
+        )
         keys = np.asarray(m.keys, dtype=np.int64).reshape(n, -1)
         d = np.asarray(m.distances, dtype=np.float64).reshape(n, -1)
         # one query comes back as one `Matches` (no counts), several as `BatchMatches`
