@@ -58,7 +58,7 @@ def tiny_eval():
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory):
+def pg_server():
     """A throwaway PostgreSQL server (tests/pgserver.py); skipped, saying why, where
     its binaries or psycopg are missing (`make test` installs both)."""
     import tempfile
