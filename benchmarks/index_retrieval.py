@@ -261,7 +261,7 @@ def table(results: list[dict]) -> str:
 def from_run(a, rng, parts) -> list[dict]:
     """Each fold of a codebase-held-out run, in its own network's space."""
     from gmtrace.evaluation.adopt import read_out_of_fold
-    from gmtrace.index.index import fit_same_source
+    from gmtrace.index.index import fit_on_run
 
     arrays = read_out_of_fold(a.run)
     if f"{a.method}.emb" not in arrays:
@@ -273,7 +273,7 @@ def from_run(a, rng, parts) -> list[dict]:
     results = []
     for f in np.unique(fold):
         here = fold == f
-        same, fit = fit_same_source(emb[~here], gm[~here], fold[~here])  # nested
+        same, fit = fit_on_run(arrays, a.method, set(fold.tolist()) - {f})  # nested
         ms = min_size_of(a.run, int(f), a.method)
         r = one_fold(emb[here], gm[here], same, fit, int(f), ms, rng, parts)
         results.append(r)
@@ -300,7 +300,7 @@ def from_scan(a, rng, parts) -> list[dict]:
     uses for that model."""
     from gmtrace.cli.product import _grouping_of
     from gmtrace.evaluation.adopt import read_out_of_fold
-    from gmtrace.index.index import fit_same_source
+    from gmtrace.index.index import fit_on_run, fit_same_source
 
     x, gm, rows = scan_rows(a.scan)
     if a.map_scan:
@@ -308,11 +308,8 @@ def from_scan(a, rng, parts) -> list[dict]:
         same, fit = fit_same_source(mx, mgm, np.zeros(len(mgm), dtype=int))
         fit |= {"scan": str(a.map_scan)}
     else:
-        arrays = read_out_of_fold(a.run)
-        fold = arrays["unseen.fold"].astype(int)
-        keep = np.isin(fold, [int(v) for v in a.calibration_folds.split(",")])
-        emb, mgm = arrays[f"{a.method}.emb"][keep], arrays["unseen.gm"][keep].astype(int)
-        same, fit = fit_same_source(emb, mgm, fold[keep])
+        folds = [int(v) for v in a.calibration_folds.split(",")]
+        same, fit = fit_on_run(read_out_of_fold(a.run), a.method, folds)
         fit |= {"run": str(a.run), "folds": a.calibration_folds}
     ms = _grouping_of(a.model, rows)
     r = one_fold(x, gm, same, fit, Path(a.scan).name, ms, rng, parts)

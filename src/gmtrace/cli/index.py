@@ -294,11 +294,9 @@ def index_calibrate(
 ) -> None:
     """Fit the "same source" probability of a distance on a run's held-out codebases'
     images (each fold's network never saw them) and keep it in MODEL/adopted.json."""
-    import numpy as np
-
     from gmtrace.core.files import atomic_write_text
     from gmtrace.evaluation.adopt import read_out_of_fold
-    from gmtrace.index.index import SAME_SOURCE, fit_same_source
+    from gmtrace.index.index import SAME_SOURCE, fit_on_run
     from gmtrace.readout.saved import ADOPTED, read_adopted
 
     try:
@@ -309,18 +307,17 @@ def index_calibrate(
         fail(f"{run}: no embeddings of {method!r} among its out-of-fold answers (run it again)")
     if not model.is_dir():
         fail(f"{model}: not a model folder")
-    emb, gm, fold = arrays[f"{method}.emb"], arrays["unseen.gm"], arrays["unseen.fold"]
+    chosen = None
     if folds is not None:
         try:
             chosen = sorted({int(v) for v in folds.split(",")})
         except ValueError:
             fail(f"--folds {folds}: fold numbers separated by commas (0, 1, ...)")
-        if missing := [f for f in chosen if f not in set(fold.astype(int).tolist())]:
+        held = set(arrays["unseen.fold"].astype(int).tolist())
+        if missing := [f for f in chosen if f not in held]:
             fail(f"{run}: no fold {missing[0]} among its out-of-fold answers")
-        keep = np.isin(fold.astype(int), chosen)
-        emb, gm, fold = emb[keep], gm[keep], fold[keep]
     try:
-        m, rec = fit_same_source(emb, gm, fold)
+        m, rec = fit_on_run(arrays, method, chosen)
     except ValueError as e:
         fail(f"{run}: {e}")
     try:

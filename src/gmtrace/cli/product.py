@@ -311,7 +311,7 @@ def group_cmd(
         except ValueError as e:
             fail(str(e))
         for grp in g["groups"]:
-            grp["source"] = links.get(grp["group"], {"id": None, "share": 0.0, "seen_in": []})
+            grp["source"] = links[grp["group"]]
     write_groups(g, out)
     t = Table(title=f"gmtrace group: {len(g['groups'])} group(s) of {g['grouped']} images")
     t.add_column("group", justify="right")

@@ -9,8 +9,9 @@ cases (distance, case, date, the stored verdict and group, and where the model h
 one, the probability that the two share their source GM: `SameSource`), and
 whether the very file (its sha256) was indexed before: an exact re-post, told apart
 from "same generator, other image". Per group of the query, the stored groups its
-images' neighbours fall in. Embeddings of different models never meet: a query whose rows are of a
-model the index does not hold is refused with what to do (`IndexModelError`).
+images' neighbours fall in. Embeddings of different models never meet: a query
+whose rows are of a model the index does not hold is refused with what to do
+(`IndexModelError`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +100,18 @@ def fit_same_source(
         "distance_at_half": round(-m.bias / m.weight, 4) if m.weight else None,
     }
     return m, record
+
+
+def fit_on_run(
+    arrays: dict[str, np.ndarray], method: str, folds: Iterable[int] | None = None
+) -> tuple[SameSource, dict]:
+    """`fit_same_source` on a run's out-of-fold answers (`evaluation.protocol.
+    save_out_of_fold`): `method`'s embeddings of the unseen images, their GMs and
+    folds; only the images of `folds` where given."""
+    fold = arrays["unseen.fold"].astype(int)
+    keep = np.ones(len(fold), bool) if folds is None else np.isin(fold, list(folds))
+    gm = arrays["unseen.gm"].astype(int)
+    return fit_same_source(arrays[f"{method}.emb"][keep], gm[keep], fold[keep])
 
 
 def _votes(ids: np.ndarray, dist: np.ndarray, radius, label) -> Counter:
@@ -184,14 +198,13 @@ class FingerprintIndex:
         scale (no further than their k-th nearest image of their own group);
         {"id": None} where none does (a generator not seen before)."""
         usable = {r["path"]: r for r in rows if r.get("ok") and r.get("embedding")}
-        out: dict[int, dict] = {}
-        if not usable or not groups.get("groups"):
+        out = {g["group"]: {"id": None, "share": 0.0, "seen_in": []} for g in groups["groups"]}
+        if not usable or not out:
             return out
         model_id = self.check_model(list(usable.values()))
         for g in groups["groups"]:
             members = [m for m in g.get("members", []) if m in usable]
-            answer = {"id": None, "share": 0.0, "seen_in": []}
-            out[g["group"]] = answer
+            answer = out[g["group"]]
             if len(members) < 2:
                 continue  # an image alone has no scale of its own to judge by
             x = np.array([usable[m]["embedding"] for m in members], dtype=np.float64)

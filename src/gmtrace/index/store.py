@@ -565,7 +565,6 @@ class PostgresStore(Store):
                 )
             self._too_new(_version_of(self, tables))  # read only, before any write
             self._migrate(PG_MIGRATIONS)
-            self.db.execute(f'SET search_path TO "{schema}"')
             self.folder = self._cache_folder(cache)
         except psycopg.Error as e:
             self.db.close()
@@ -600,14 +599,8 @@ class PostgresStore(Store):
 
     def _migrate(self, migrations: tuple[str, ...]) -> None:
         # the schema is made under the writers' lock: two first adds at once make it once
-        self._begin_write()
-        try:
-            self.db.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute(f'SET search_path TO "{self.schema}"')
+        self._write(lambda: self.db.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+        self.db.execute(f'SET search_path TO "{self.schema}"')  # this connection's, from now
         super()._migrate(migrations)
 
     def _insert_many(self, query: str, values: list[tuple]) -> int:

@@ -174,6 +174,12 @@ class AnalysisService:
         # before"; with `index_case`, what is analyzed is added to it under that case
         self.index, self.index_case = index, index_case
         self.index_lock = threading.Lock()
+        # the model's same-source map, read once (as the analyzer's own files are)
+        self.same_source = None
+        if index is not None and analyzer.model_dir_:
+            from gmtrace.index.index import SameSource
+
+            self.same_source = SameSource.of_model(analyzer.model_dir_)
 
     def authorize(self, request: Request) -> None:
         """Refuse (401) a request without `Authorization: Bearer <token>`, if there is a token."""
@@ -196,16 +202,12 @@ class AnalysisService:
         """Each analyzed row's `seen_before` (its exact re-posts and `k` nearest
         indexed images), asked before the rows are added (with `index_case`), so an
         image never finds itself. Blocking; one request at a time on the index."""
-        from gmtrace.index.index import SameSource
-
-        a = self.analyzer
-        same = SameSource.of_model(a.model_dir_) if a.model_dir_ else None
         usable = [r for r in rows if r.get("ok") and r.get("embedding")]
         info = {"indexed": 0, "added": 0, "case": self.index_case, "error": None}
         with self.index_lock:
             try:
                 if usable:
-                    ans = self.index.query(usable, k=k, same_source=same)
+                    ans = self.index.query(usable, k=k, same_source=self.same_source)
                     info["indexed"] = ans["indexed"]
                     for r, im in zip(usable, ans["images"], strict=True):
                         r["seen_before"] = {"reposted": im["reposted"], "nearest": im["nearest"]}
