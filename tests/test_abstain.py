@@ -77,6 +77,30 @@ def test_the_gate_answers_what_validation_supports_and_abstains_on_noise():
     assert ParseGate.from_arrays({}) is None
 
 
+def test_a_count_with_a_spread_answers_where_its_forest_agrees():
+    """With the forests' spread as the counts' confidence, a count that is right only
+    where its trees agree answers for those images, not all or none."""
+    parts, truth, gm, sure = _validation()
+    cont = parts[0].copy()
+    j = FIELD_NAMES.index("n_conv")
+    t = truth[:, j]
+    cont[:, j] = np.where(sure, t[gm] + 0.01, np.random.default_rng(5).uniform(0, 1, len(gm)))
+    spread = np.where(sure, 0.02, 0.3)[:, None] * np.ones((1, NC))
+    parts = (cont, *parts[1:])
+    conf = confidence(*parts, spread)
+    assert (
+        np.allclose(conf[:, :NC], 1 - spread)
+        and conf[:, NC:].tolist() == confidence(*parts)[:, NC:].tolist()
+    )
+    gate = ParseGate.fit(field_matrix(*parts), conf, truth, gm, seed=1)
+    assert 0 < gate.coverage[j] < 1
+    answered = gate.answered(*parts, spread)
+    assert answered[sure, j].all() and not answered[~sure, j].any()
+    # without a spread the same count can only answer for every image or none
+    flat = ParseGate.fit(field_matrix(*parts), confidence(*parts), truth, gm, seed=1)
+    assert flat.coverage[j] in (0.0, 1.0)
+
+
 def test_too_few_validation_gms_answer_nothing():
     parts, truth, gm, _ = _validation(n_gms=2)
     gate = ParseGate.fit(field_matrix(*parts), confidence(*parts), truth, gm, seed=1)

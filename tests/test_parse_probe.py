@@ -13,7 +13,7 @@ from gmtrace.data.images import to_float
 from gmtrace.nets.config import FENConfig, ModelConfig, ParserConfig, red_config
 from gmtrace.nets.model import GMTraceModel
 from gmtrace.readout.fit import calibrate, fit_heads, fit_parse_probe
-from gmtrace.readout.forest import FOREST_ARRAYS, forest_predict
+from gmtrace.readout.forest import FOREST_ARRAYS, forest_leaves, forest_predict
 from gmtrace.readout.inference import infer
 from gmtrace.readout.pixel_stats import N_STATS, STAT_NAMES, pixel_statistics
 from gmtrace.readout.readout import Readout
@@ -128,8 +128,16 @@ def test_probe_parses_from_pixel_statistics_and_survives_a_reload(tmp_path):
         trees = forest_predict(per_image, arrays, info["probe_forest_depth"])
         linear = (per_image @ r.probe_weight_ + r.probe_bias_)[:, :9]
         forests = counts.mean(0).numpy()
-    # a count is the mean of its forest's answer and its linear model's
+    # a count is the mean of its forest's answer and its linear model's; its spread,
+    # the forest's share of the trees' standard deviation
     torch.testing.assert_close(counts, 0.5 * trees + 0.5 * linear)
+    with torch.no_grad():
+        spread = r.probe_parse(model(x).features, x).spread
+        leaves = forest_leaves(per_image, arrays, info["probe_forest_depth"])
+    torch.testing.assert_close(spread, 0.5 * leaves.std(-1, correction=0))
+    assert (spread > 0).any()
+    np.testing.assert_allclose(inf.count_spread[:6], spread.numpy(), atol=1e-5)
+    np.testing.assert_allclose(inf.spread_of(slice(0, 6)), spread.numpy().mean(0), atol=1e-5)
     lin = lin.astype(np.float64)
     c, d, lp = inf.parse_of(slice(0, 6))
     np.testing.assert_allclose(c, np.clip(forests, 0, 1), atol=1e-5)
@@ -165,6 +173,13 @@ def test_forest_tensors_answer_as_scikit_learn():
     ).numpy()
     want = np.stack([f.predict(test) for f in forests], 1)
     np.testing.assert_allclose(got, want, atol=1e-5)
+    # each tree's own leaf: the spread over them is a count's per-image confidence
+    leaves = forest_leaves(
+        torch.from_numpy(test), {k: torch.from_numpy(v) for k, v in arrays.items()}, depth
+    ).numpy()
+    per_tree = np.stack([np.stack([e.predict(test) for e in f.estimators_], 1) for f in forests], 1)
+    assert leaves.shape == (50, 2, 7)
+    np.testing.assert_allclose(leaves, per_tree, atol=1e-5)
     assert depth == max(e.tree_.max_depth for f in forests for e in f.estimators_)
     with pytest.raises(ValueError, match="nodes"):
         pack_forests(forests, 8)

@@ -8,16 +8,18 @@
 
 The exported graph is built on first use and kept in the user's cache folder
 ($GMTRACE_CACHE, else $XDG_CACHE_HOME/gmtrace, else ~/.cache/gmtrace) under the
-model's digest and the input size, so another model (or a refit readout) never
-reads it. `auto` is torch: on the 2 cores measured (docs/benchmarks.md, "Scan
-throughput") torch eager was the fastest of the three (forward pass 400 crops/s,
-OpenVINO 365, ONNX Runtime 282; the scan 89 / 73 / 62 images/s at 128 px); the
-exporting runtimes are there to be chosen (`--runtime`) where they are faster,
-and for the reduced-precision paths to come.
+model's digest, the input size and its outputs' names, so another model (or a refit
+readout, or a graph of another version's outputs) is never read. `auto` is torch:
+on the 2 cores measured (docs/benchmarks.md, "Scan throughput") torch eager was the
+fastest of the three (forward pass 400 crops/s, OpenVINO 365, ONNX Runtime 282; the
+scan 89 / 73 / 62 images/s at 128 px); the exporting runtimes are there to be
+chosen (`--runtime`) where they are faster, and for the reduced-precision paths to
+come.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from pathlib import Path
 
@@ -123,7 +125,9 @@ def make_runtime(
         raise EngineError(f"the {kind} runtime runs on the CPU; the model is on CUDA")
     if not installed(kind):
         raise EngineError(f"the {kind} runtime is not installed (pip install {kind} onnxscript)")
-    path = cache_dir() / "graphs" / f"{digest[:24]}-{image_size}px.onnx"
+    # the outputs are in the name: a graph exported before an output was added is not read
+    outputs = hashlib.sha256(" ".join(graph.names).encode()).hexdigest()[:8]
+    path = cache_dir() / "graphs" / f"{digest[:24]}-{image_size}px-{outputs}.onnx"
     if not path.is_file():
         if console is not None:
             console.print(f"building the {kind} graph of the model (once): {path}")

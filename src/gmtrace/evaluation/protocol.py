@@ -802,7 +802,7 @@ def _parsing_scores(
     for a method whose parsing abstains, the same on the fields that answered, with
     their coverage; and for every method, the same with a gate drawn across folds
     (`_gate_across_folds`)."""
-    per_image, gm, lprob, dprob = _per_image_parses(data, name, to_global)
+    per_image, gm, lprob, dprob, spread = _per_image_parses(data, name, to_global)
     per_gm, u, agg_l = _per_gm_parses(data, name, to_global)
     gm_pos = {g: i for i, g in enumerate(u)}
     gt_u = {k: v[u] for k, v in gt.items()}
@@ -841,22 +841,22 @@ def _parsing_scores(
         )
     if len(data) >= 2:
         parts = (per_image["cont"], dprob, lprob)
-        ans, reliable = _gate_across_folds(parts, gm, fold_of_gm, gt, cfg.seed)
+        ans, reliable = _gate_across_folds(parts, spread, gm, fold_of_gm, gt, cfg.seed)
         out["answered_across_folds"] = answered(ans) | {"reliable_per_fold": reliable}
     return out
 
 
 def _gate_across_folds(
-    parts: tuple, gm, fold_of_gm, gt: dict, seed: int
+    parts: tuple, spread: np.ndarray | None, gm, fold_of_gm, gt: dict, seed: int
 ) -> tuple[np.ndarray, list[list[str]]]:
     """Parsing that abstains, its gate drawn across folds (`abstain.ParseGate`): a
     fold's fields answer where the other folds' networks parsed them better than
     shuffled truth on their own test codebases (which those networks never saw); no
     truth of the fold's own test GMs is read. `parts`: every unseen image's
     continuous values (global scale), class and loss-type probabilities
-    (`_per_image_parses`). Returns the answered mask [images, 25] and each fold's
-    answering fields."""
-    pred, conf = field_matrix(*parts), confidence(*parts)
+    (`_per_image_parses`), and the counts' spread where the parse has one. Returns
+    the answered mask [images, 25] and each fold's answering fields."""
+    pred, conf = field_matrix(*parts), confidence(*parts, spread)
     truth = truth_matrix(gt["cont"], gt["disc"], gt["loss"])
     fold_of_row = fold_of_gm[gm]
     ans = np.zeros(conf.shape, bool)
@@ -871,14 +871,18 @@ def _gate_across_folds(
 
 def _per_image_parses(
     data: list[FoldData], name: str, to_global: list
-) -> tuple[dict, np.ndarray, np.ndarray, list[np.ndarray]]:
+) -> tuple[dict, np.ndarray, np.ndarray, list[np.ndarray], np.ndarray | None]:
     """A method's parse of each unseen image of all folds (continuous values on the
-    global scale), the GM of each image, its loss-type probabilities and its class
-    probabilities per discrete field."""
-    conts, discs, losses, gms = [], [], [], []
+    global scale), the GM of each image, its loss-type probabilities, its class
+    probabilities per discrete field, and its counts' spread (`Inference.count_spread`)
+    on the global scale, None where a fold's parse has none."""
+    conts, discs, losses, gms, spreads = [], [], [], [], []
     for fd, scale in zip(data, to_global, strict=True):
         inf = fd.unseen[name]
         conts.append(scale(inf.continuous))
+        if inf.count_spread is not None:  # half the width of value +- spread, mapped
+            lo, hi = inf.continuous - inf.count_spread, inf.continuous + inf.count_spread
+            spreads.append(np.abs(scale(hi) - scale(lo)) / 2)
         discs.append(inf.discrete_prob)
         losses.append(inf.loss_prob)
         gms.append(fd.info["unseen_gm"])
@@ -889,7 +893,8 @@ def _per_image_parses(
         "disc": [p.argmax(1) for p in dprob],
         "loss": lprob >= LOSS_THRESHOLD,
     }
-    return parses, np.concatenate(gms), lprob, dprob
+    spread = np.concatenate(spreads) if len(spreads) == len(data) else None
+    return parses, np.concatenate(gms), lprob, dprob, spread
 
 
 def _per_gm_parses(
@@ -1158,10 +1163,10 @@ def save_out_of_fold(out: Path, ds, data: list[FoldData], global_norm, cfg: Eval
         arrays[f"{name}.p"] = np.r_[f, r]
         arrays[f"{name}.y"] = np.r_[np.ones(len(f)), np.zeros(len(r))]
         if method_parses(name):
-            per_image, gm, lprob, dprob = _per_image_parses(data, name, to_global)
+            per_image, gm, lprob, dprob, spread = _per_image_parses(data, name, to_global)
             parts = (per_image["cont"], dprob, lprob)
             arrays[f"{name}.pred"] = field_matrix(*parts)
-            arrays[f"{name}.conf"] = confidence(*parts)
+            arrays[f"{name}.conf"] = confidence(*parts, spread)
             arrays[f"{name}.gm"] = gm.astype(np.float64)
     path = out / OUT_OF_FOLD
     with atomic_path(path) as tmp:

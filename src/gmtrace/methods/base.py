@@ -48,6 +48,11 @@ class Method:
         return group(embedding)
 
 
+# what a cached answer file holds: 2 added the counts' spread (`Inference.count_spread`);
+# a file of another layout is computed again
+CACHE_LAYOUT = 2
+
+
 class PredictionCache:
     """A fitted network's answers on image sets, kept as .npz files beside its
     weights: a rerun of the evaluation (a resumed fold, a change of scoring) reads
@@ -65,13 +70,14 @@ class PredictionCache:
         if path.is_file():
             try:
                 with np.load(path, allow_pickle=False) as z:
-                    if str(z["weights_sha256"]) == self.weights:
+                    same = str(z["weights_sha256"]) == self.weights
+                    if same and int(z.get("layout", 1)) == CACHE_LAYOUT:
                         return _inference_from(z)
             except (OSError, ValueError, KeyError):
                 pass  # unreadable or of an older layout: computed again
         inf = compute()
         self.folder.mkdir(parents=True, exist_ok=True)
-        arrays = {"weights_sha256": np.array(self.weights)}
+        arrays = {"weights_sha256": np.array(self.weights), "layout": np.array(CACHE_LAYOUT)}
         for f in fields(Inference):
             v = getattr(inf, f.name)
             if f.name == "discrete_prob":

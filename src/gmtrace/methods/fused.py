@@ -79,7 +79,7 @@ class FusedMethod(Method):
             unsure_reason=ans.reason,
             parse_answered=None
             if gate is None
-            else gate.answered(inf.continuous, inf.discrete_prob, inf.loss_prob),
+            else gate.answered(inf.continuous, inf.discrete_prob, inf.loss_prob, inf.count_spread),
         )
 
     def group(self, embedding: np.ndarray) -> np.ndarray:
@@ -176,7 +176,8 @@ def fit_gate(ds, bank: ImageBank, val_inf: Inference, val_gm: np.ndarray, net_di
     tg = encode(ds.arch_matrix()[idx], ds.loss_matrix()[idx], norm)
     truth = truth_matrix(tg.continuous, tg.discrete, tg.losses)
     parts = (val_inf.continuous, val_inf.discrete_prob, val_inf.loss_prob)
-    return ParseGate.fit(field_matrix(*parts), confidence(*parts), truth, val_gm, seed)
+    conf = confidence(*parts, val_inf.count_spread)
+    return ParseGate.fit(field_matrix(*parts), conf, truth, val_gm, seed)
 
 
 def inner_split(

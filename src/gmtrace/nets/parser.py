@@ -44,6 +44,9 @@ class ParseOutput:
     # the parsing probe's linear outputs [B, probe outputs] (continuous values before
     # clipping, then the logits), where the probe answers; see `Inference.parse_of`
     linear: torch.Tensor | None = None
+    # [B, 9] how unsure the probe's forests are of each count (their trees' standard
+    # deviation, weighed by the forests' share of the count), where they answer
+    spread: torch.Tensor | None = None
 
     def first(self, n: int) -> ParseOutput:
         """The outputs of the first n images of the batch (same output type)."""

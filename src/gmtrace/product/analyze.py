@@ -200,7 +200,13 @@ class Analyzer:
         gate = self.fusion_.gate if self.fusion_ is not None else None
         unknown = None
         if gate is not None:  # parsing that abstains: the fields it does not answer
-            answered = gate.answered(cont[None], [d[None] for d in disc], loss[None])[0]
+            spread = inf.spread_of(sl)
+            answered = gate.answered(
+                cont[None],
+                [d[None] for d in disc],
+                loss[None],
+                None if spread is None else spread[None],
+            )[0]
             unknown = [n for n, a in zip(FIELD_NAMES, answered, strict=True) if not a]
             for n in unknown:
                 if n in parsed:

@@ -17,8 +17,9 @@ answers pass, so a field answers as widely as its evidence on unseen code carrie
 shuffle test alone, and on unseen code, where the confidences did not rank, shut
 fields down to 13 to 30 % of the images by chance); a field no coverage passes
 never answers. A discrete field's confidence is its top class probability, a loss type's the
-probability of the answer given (p or 1 - p); the counts have none per image, so
-they answer for all images or none.
+probability of the answer given (p or 1 - p), a count's one minus its forest's spread
+over its trees (`readout.forest`); a parse without forests has no confidence for its
+counts, which then answer for all images or none.
 """
 
 from __future__ import annotations
@@ -57,13 +58,22 @@ def field_matrix(
     return np.concatenate([np.asarray(cont, float), disc.astype(float), loss.astype(float)], 1)
 
 
-def confidence(cont: np.ndarray, disc_prob: list[np.ndarray], loss_prob: np.ndarray) -> np.ndarray:
-    """[N, 25] how sure the parse is of each field: 1 for the counts (no per-image
-    measure), the top class probability, the probability of the loss decision."""
+def confidence(
+    cont: np.ndarray,
+    disc_prob: list[np.ndarray],
+    loss_prob: np.ndarray,
+    spread: np.ndarray | None = None,
+) -> np.ndarray:
+    """[N, 25] how sure the parse is of each field: for the counts one minus their
+    spread [N, 9] (`Inference.count_spread`; 1 without one: no per-image measure), the
+    top class probability, the probability of the loss decision."""
     lp = np.asarray(loss_prob, float)
+    counts = np.ones((len(lp), len(CONTINUOUS)))
+    if spread is not None:
+        counts = 1.0 - np.clip(np.asarray(spread, float), 0.0, 1.0)
     return np.concatenate(
         [
-            np.ones((len(lp), len(CONTINUOUS))),
+            counts,
             np.stack([p.max(axis=1) for p in disc_prob], axis=1),
             np.maximum(lp, 1.0 - lp),
         ],
@@ -117,9 +127,10 @@ class ParseGate:
     coverage: np.ndarray  # [25] share of validation images answered
     p: np.ndarray  # [25] permutation p on validation (NaN: untestable)
 
-    def answered(self, cont, disc_prob, loss_prob) -> np.ndarray:
-        """[N, 25] bool: which fields answer for each image (or GM)."""
-        return self.open(confidence(cont, disc_prob, loss_prob))
+    def answered(self, cont, disc_prob, loss_prob, spread=None) -> np.ndarray:
+        """[N, 25] bool: which fields answer for each image (or GM); `spread`: the
+        counts' (`confidence`)."""
+        return self.open(confidence(cont, disc_prob, loss_prob, spread))
 
     def open(self, conf: np.ndarray) -> np.ndarray:
         """[N, 25] bool: which fields answer at confidences `conf` [N, 25]."""
@@ -158,7 +169,9 @@ class ParseGate:
             known = ~np.isnan(tj[gm_of_row])
             if not known.any():
                 continue
-            levels = COVERAGES[:1] if KINDS[j] == "continuous" else COVERAGES
+            # a field whose confidence is the same for every image (counts without
+            # forests) can only answer for all of them
+            levels = COVERAGES if np.ptp(conf[known, j]) > 0 else COVERAGES[:1]
             widest, ranked = None, []  # (cut, share answered, p, z)
             for share in levels:
                 cut = -np.inf if share >= 1.0 else np.quantile(conf[known, j], 1.0 - share)

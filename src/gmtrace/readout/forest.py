@@ -6,7 +6,9 @@ A forest of `T` trees for each of `K` outputs is five arrays of shape [K, T, M]
 its two children and its value. A sample goes left where its feature is at most
 the threshold (scikit-learn's rule). A leaf, and every unused slot, is its own
 child, so walking `depth` steps from the root ends on the leaf whatever the path's
-length; the output is the mean of the trees' leaf values.
+length; the output is the mean of the trees' leaf values, and their spread (the standard
+deviation over the trees) is how unsure the forest is of an image's value: the
+per-image confidence of a count (`readout.abstain`).
 """
 
 from __future__ import annotations
@@ -47,9 +49,10 @@ def pack_forests(forests: list, nodes: int) -> tuple[dict[str, np.ndarray], int]
     return out, depth
 
 
-def forest_predict(x: torch.Tensor, arrays: dict[str, torch.Tensor], depth: int) -> torch.Tensor:
-    """[B, features] -> [B, K]: each output's forest, its trees' leaf values averaged.
-    Written without the batch size as a number, so an exported graph keeps it free."""
+def forest_leaves(x: torch.Tensor, arrays: dict[str, torch.Tensor], depth: int) -> torch.Tensor:
+    """[B, features] -> [B, K, T]: the leaf value each tree of each output's forest
+    gives. Written without the batch size as a number, so an exported graph keeps it
+    free."""
     k, t, m = arrays["feature"].shape
     flat = {n: a.reshape(-1) for n, a in arrays.items()}
     base = torch.arange(k * t, device=x.device) * m  # each tree's first node, flat
@@ -58,4 +61,9 @@ def forest_predict(x: torch.Tensor, arrays: dict[str, torch.Tensor], depth: int)
         at = base + node
         go_left = x.gather(1, flat["feature"][at].long()) <= flat["threshold"][at]
         node = torch.where(go_left, flat["left"][at], flat["right"][at]).long()
-    return flat["value"][base + node].reshape(-1, k, t).mean(-1)
+    return flat["value"][base + node].reshape(-1, k, t)
+
+
+def forest_predict(x: torch.Tensor, arrays: dict[str, torch.Tensor], depth: int) -> torch.Tensor:
+    """[B, features] -> [B, K]: each output's forest, its trees' leaf values averaged."""
+    return forest_leaves(x, arrays, depth).mean(-1)

@@ -37,6 +37,9 @@ class Inference:
     # methods whose parsing abstains (`readout.abstain`): [N, 25] bool, the fields that
     # answer for each image (`abstain.FIELD_NAMES` order)
     parse_answered: np.ndarray | None = None
+    # [N, 9] how unsure the parsing probe's forests are of each count (normalized
+    # scale; `ParseOutput.spread`), where they answer
+    count_spread: np.ndarray | None = None
 
     def parse_of(self, rows=slice(None)) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
         """The parse of images `rows` taken together (one GM's images, one image's
@@ -58,6 +61,11 @@ class Inference:
                 self.loss_prob[rows].mean(axis=0),
             )
         return read_linear(self.parse_linear[rows].mean(axis=0))
+
+    def spread_of(self, rows=slice(None)) -> np.ndarray | None:
+        """The counts' spread [9] of images `rows` taken together (their mean), or
+        None where the parse has none."""
+        return None if self.count_spread is None else self.count_spread[rows].mean(axis=0)
 
 
 @torch.no_grad()
@@ -133,6 +141,8 @@ def scan_outputs(model: GMTraceModel, readout: Readout, x: torch.Tensor) -> dict
     vals |= {f"d{j}": p for j, p in enumerate(parse.discrete_prob())}
     if parse.linear is not None:
         vals["parse_linear"] = parse.linear
+    if parse.spread is not None:
+        vals["count_spread"] = parse.spread
     return vals | {"network": o}
 
 
@@ -176,4 +186,5 @@ def _from_parts(cat: dict[str, np.ndarray], readout: Readout, features: bool) ->
         loss_prob=cat["loss_prob"],
         fingerprint=cat.get("fingerprint"),
         parse_linear=cat.get("parse_linear"),
+        count_spread=cat.get("count_spread"),
     )

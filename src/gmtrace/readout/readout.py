@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from gmtrace.core.files import atomic_path
 from gmtrace.core.schema import CONTINUOUS, GROUP_NAMES, parse_widths
 from gmtrace.nets.parser import ParseOutput
-from gmtrace.readout.forest import FOREST_ARRAYS, forest_predict
+from gmtrace.readout.forest import FOREST_ARRAYS, forest_leaves
 from gmtrace.readout.pixel_stats import pixel_statistics
 
 READOUT = "readout.safetensors"
@@ -203,16 +203,18 @@ class Readout:
         """Parsing by the fitted probe from the pixel statistics of images x (h: their
         head features, kept as the parse's embedding): continuous
         values clipped to [0, 1], the discrete fields' logits, and each loss type's
-        logit (its gate open)."""
+        logit (its gate open); with forests, each count's spread over their trees."""
         s = pixel_statistics(x).to(self.probe_mean_.dtype)
         u = ((s - self.probe_mean_) / self.probe_std_).clamp(-5, 5)
         out = u @ self.probe_weight_ + self.probe_bias_
         depth = int(getattr(self, "forest_depth_", 0))
+        spread = None
         if depth > 0:
             arrays = {n: getattr(self, f"forest_{n}_") for n in FOREST_ARRAYS}
-            trees = forest_predict(u, arrays, depth)
+            leaves = forest_leaves(u, arrays, depth).to(out.dtype)
             w, nc = self.forest_share_, len(CONTINUOUS)
-            counts = w * trees.to(out.dtype) + (1 - w) * out[:, :nc]
+            counts = w * leaves.mean(-1) + (1 - w) * out[:, :nc]
+            spread = w * leaves.std(-1, correction=0)
             out = torch.cat([counts, out[:, nc:]], dim=1)
         parts = torch.split(out, parse_widths(), dim=1)
         return ParseOutput(
@@ -222,6 +224,7 @@ class Readout:
             fine=parts[-1],
             embedding=h,
             linear=out,
+            spread=spread,
         )
 
 
