@@ -11,7 +11,8 @@ photographs, so real image statistics) are written to a temporary folder, then
 * scan: `Analyzer.scan` of the folder into a fresh .jsonl (find, read, sha256,
   decode and crop in threads, batched inference, rows written and synced),
   images/s, with the default crops per image (up to 9); once per inference engine
-  (`--runtime`: torch, ONNX Runtime, OpenVINO); then with `--max-crops 1` in the
+  (`--runtime`: torch, torch.compile, ONNX Runtime, OpenVINO; torch.compile compiles
+  in the warm-up run); then with `--max-crops 1` in the
   engine measured fastest at that size;
 * RED's FEN: the forward pass of RED's fingerprint network (DnCNN-17) alone on
   the same images at their size, batched, in that same engine, images/s.
@@ -23,7 +24,7 @@ temporary folder), without RED (whose FEN reads a whole image at its size: a
 12-MP forward pass is not a scan's).
 
 Then the scan's forward pass alone (network and readout, `engine.ScanGraph`) on
-the model's crops, in each engine and in `torch.compile` (crops/s), beside the
+the model's crops, in each engine (crops/s), beside the
 network as trained (batch norm a pass of its own). Every figure is the median of
 `--repeats` runs after a warm-up run.
 
@@ -247,7 +248,7 @@ def main() -> None:
     from gmtrace.product.analyze import Analyzer
 
     runtimes = [r for r in a.runtimes.split(",") if r in ("torch", "compile") or installed(r)]
-    engines = [r for r in runtimes if r != "compile"]  # what a scan can run in
+    engines = runtimes  # every one is a scan's (`--runtime`)
     analyzers = {r: Analyzer(a.model, runtime=r) for r in engines}
     one = {r: Analyzer(a.model, max_crops=1, runtime=r) for r in engines}
     base = analyzers[engines[0]]

@@ -84,3 +84,25 @@ def test_an_unknown_or_missing_runtime_is_a_clear_error(small_model_dir: Path):
     with pytest.raises(EngineError, match="unknown runtime 'tensorrt'"):
         Analyzer(small_model_dir, runtime="tensorrt")
     assert type(Analyzer(small_model_dir, runtime="torch").runtime_).__name__ == "Runtime"
+
+
+def test_the_compiled_runtime_answers_as_torch(small_model_dir: Path):
+    """`--runtime compile` (torch.compile) gives torch's rows to 1e-4; a batch
+    smaller than the one it compiled for is padded and answers for its own rows."""
+    from gmtrace.data.images import to_float
+
+    imgs = _images(5, 70)
+    names = [f"{i}.png" for i in range(len(imgs))]
+    ref = Analyzer(small_model_dir, runtime="torch")
+    fast = Analyzer(small_model_dir, runtime="compile")
+    assert type(fast.runtime_).__name__ == "CompiledRuntime"
+    for a, b in zip(ref.analyze_arrays(imgs, names), fast.analyze_arrays(imgs, names), strict=True):
+        ra, rb = a.to_row(model_fields(ref)), b.to_row(model_fields(fast))
+        assert ra["verdict"] == rb["verdict"]
+        assert _close(_numbers(ra, probe=False), _numbers(rb, probe=False))
+    compiled_for = fast.runtime_.batch  # the analysis's crops, in one batch
+    x = to_float(np.stack([im[:32, :32] for im in imgs]))
+    small, want = fast.runtime_.run(x[:2]), ref.runtime_.run(x[:2])
+    assert fast.runtime_.batch == compiled_for > 2
+    for k, v in want.items():
+        assert small[k].shape == v.shape and _close(small[k], v), k

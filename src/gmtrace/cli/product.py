@@ -30,8 +30,9 @@ EngineRuntime = Annotated[
     str | None,
     typer.Option(
         "--runtime",
-        help="inference engine: torch, onnxruntime or openvino (auto: torch, the fastest "
-        "measured on 2 cores; default: $GMTRACE_RUNTIME, else auto)",
+        help="inference engine: torch, compile (torch.compile: compiled once per process, "
+        "for large cases), onnxruntime or openvino (auto: torch; default: $GMTRACE_RUNTIME, "
+        "else auto)",
     ),
 ]
 Threads = Annotated[

@@ -29,7 +29,7 @@ import torch
 from gmtrace.core.files import cache_dir
 from gmtrace.engine.graph import ScanGraph, export_onnx
 
-RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
+RUNTIMES = ("auto", "torch", "compile", "onnxruntime", "openvino")
 
 
 class EngineError(ValueError):
@@ -38,7 +38,7 @@ class EngineError(ValueError):
 
 def installed(name: str) -> bool:
     """Whether runtime `name` can run here (an exporting one needs onnxscript too)."""
-    needs = [name] if name == "torch" else [name, "onnxscript"]
+    needs = ["torch"] if name in ("torch", "compile") else [name, "onnxscript"]
     return all(importlib.util.find_spec(m) is not None for m in needs)
 
 
@@ -59,6 +59,33 @@ class Runtime:
         dev = next(self.graph.parameters()).device
         out = self.graph(torch.from_numpy(x).to(dev))
         return {n: v.float().cpu().numpy() for n, v in zip(self.names, out, strict=True)}
+
+
+class CompiledRuntime(Runtime):
+    """The graph compiled by `torch.compile` (inductor: fused kernels in C++ for the
+    CPU). Compiled on the first batch, for that batch size: smaller batches (a
+    scan's last) are padded to it, so one compiled graph serves the whole scan; a
+    larger one compiles again. The compilation costs seconds to a minute once per
+    process (inductor keeps its kernels in its own cache between processes)."""
+
+    name = "compile"
+
+    def __init__(self, graph: ScanGraph, threads: int | None = None):
+        super().__init__(graph, threads)
+        if threads:
+            torch.set_num_threads(threads)
+        self.compiled = torch.compile(graph, dynamic=False)
+        self.batch = 0
+
+    @torch.no_grad()
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        n = len(x)
+        self.batch = max(self.batch, n)
+        if n < self.batch:
+            x = np.concatenate([x, np.zeros((self.batch - n, *x.shape[1:]), x.dtype)])
+        dev = next(self.graph.parameters()).device
+        out = self.compiled(torch.from_numpy(np.ascontiguousarray(x)).to(dev))
+        return {m: v[:n].float().cpu().numpy() for m, v in zip(self.names, out, strict=True)}
 
 
 class OnnxRuntime(Runtime):
@@ -121,6 +148,8 @@ def make_runtime(
     on_cpu = next(graph.parameters()).device.type == "cpu"
     if kind in ("auto", "torch"):
         return Runtime(graph, threads)
+    if kind == "compile":
+        return CompiledRuntime(graph, threads)
     if not on_cpu:
         raise EngineError(f"the {kind} runtime runs on the CPU; the model is on CUDA")
     if not installed(kind):
