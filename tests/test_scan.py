@@ -103,6 +103,14 @@ def test_formats_hold_the_same_rows(analyzer, case: Path, corpus, tmp_path: Path
     assert rows["csv"] == rows["jsonl"] and rows["parquet"] == rows["jsonl"]
 
 
+def test_the_batch_size_changes_no_row(small_model_dir: Path, case: Path, tmp_path: Path):
+    """`--batch`: crops per forward pass, a matter of speed only."""
+    a = _scan_to(Analyzer(small_model_dir), [case / "gen"], tmp_path, "a.jsonl")
+    b = _scan_to(Analyzer(small_model_dir, batch=5), [case / "gen"], tmp_path, "b.jsonl")
+    assert len(read_results(a)) == 70
+    assert results_differ(a, b, atol=1e-5) is None
+
+
 def test_resume_keeps_rows_and_refuses_another_model(analyzer, case: Path, tmp_path: Path):
     full = _scan_to(analyzer, [case], tmp_path, "full.jsonl")
     part = tmp_path / "part.jsonl"

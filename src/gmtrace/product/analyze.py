@@ -38,7 +38,7 @@ from gmtrace.product.calibration import (
     calibrated_digest,
     load_calibration,
 )
-from gmtrace.product.config import MAX_CROPS, THRESHOLD, TOP_K
+from gmtrace.product.config import INFER_BATCH, MAX_CROPS, THRESHOLD, TOP_K
 from gmtrace.product.rows import ImageResult
 from gmtrace.product.scan import scan
 from gmtrace.product.views import image_views
@@ -72,6 +72,7 @@ class Analyzer:
         calibration: str | None = None,
         runtime: str | None = None,
         threads: int | None = None,
+        batch: int = INFER_BATCH,
     ):
         self.model_dir = model_dir
         self.device = device
@@ -80,6 +81,7 @@ class Analyzer:
         self.threshold = threshold
         self.calibration = calibration
         self.runtime = runtime
+        self.batch = batch
         self.threads = threads
         d = Path(model_dir) if model_dir is not None else default_model_dir()
         self.model_dir_ = d
@@ -132,7 +134,9 @@ class Analyzer:
 
     def supervised_p(self, images: np.ndarray) -> np.ndarray:
         """The network's own calibrated p(generated) of uint8 crops [N, H, W, 3]."""
-        return infer(self.model_, self.readout_, images, runtime=self.runtime_).p_generated
+        return infer(
+            self.model_, self.readout_, images, self.batch, runtime=self.runtime_
+        ).p_generated
 
     def analyze_array(self, img: np.ndarray, name: str = "<array>") -> ImageResult:
         """Analyze one RGB uint8 image [H, W, 3]."""
@@ -157,7 +161,7 @@ class Analyzer:
         if not crops:
             return []
         grid = np.concatenate([c.grid for c in crops])
-        inf = infer(self.model_, self.readout_, grid, runtime=self.runtime_)
+        inf = infer(self.model_, self.readout_, grid, self.batch, runtime=self.runtime_)
         fused = None
         if self.fusion_ is not None:
             owner = np.repeat(np.arange(len(crops)), [len(c.grid) for c in crops])
@@ -342,7 +346,9 @@ def check_zoo(analyzer: Analyzer, zoo: str | Path, per_gm: int = 12, on_done=Non
         if not imgs:
             continue
         crops = np.concatenate([crop_grid(a, analyzer.image_size_, 1)[0] for a in imgs])
-        inf = infer(analyzer.model_, analyzer.readout_, crops, runtime=analyzer.runtime_)
+        inf = infer(
+            analyzer.model_, analyzer.readout_, crops, analyzer.batch, runtime=analyzer.runtime_
+        )
         cont, disc, loss = inf.parse_of()
         pred_bits = loss >= LOSS_THRESHOLD
         true_bits = loss_bits(g.losses) > 0.5

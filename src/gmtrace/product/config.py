@@ -9,6 +9,10 @@ from dataclasses import dataclass
 TOP_K = 3  # known GMs listed per image
 MAX_CROPS = 9  # crops of the model's input size read per image, spread over it
 THRESHOLD = 0.5  # p(generated) from which an image is called generated
+# crops per forward pass of a scan: on the 2 cores measured (docs/benchmarks.md,
+# "Inference engines") the shipped model's forward pass runs at about 470 crops/s in
+# batches of 24 to 48 and 400 in batches of 64; more cores may want more (`--batch`)
+INFER_BATCH = 32
 
 
 @dataclass(frozen=True)

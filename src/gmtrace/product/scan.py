@@ -43,6 +43,7 @@ from gmtrace.data.images import (
     find_images,
     read_bytes,
 )
+from gmtrace.product.config import INFER_BATCH
 from gmtrace.product.rows import NESTED, ROW_FIELDS, SCHEMA_VERSION, ImageResult, model_fields
 
 BATCH_FILES = 32  # fixed: a resumed scan must cut its files into the same batches
@@ -364,6 +365,7 @@ class _RayBlockScanner:
         max_crops: int,
         calibration: str = "none",
         runtime: str = "torch",
+        batch: int = INFER_BATCH,
     ):
         # one CPU per actor: its engine runs one thread
         self.analyzer = analyzer_class(
@@ -373,6 +375,7 @@ class _RayBlockScanner:
             calibration=calibration,
             runtime=runtime,
             threads=1,
+            batch=batch,
         )
 
     def __call__(self, batch: dict) -> dict:
@@ -420,6 +423,7 @@ def _ray_batches(analyzer, blocks, todo, workers: int, address: str | None) -> I
                 analyzer.calibration_.name if analyzer.calibration_ else "none",
                 # the same engine (its graph is built once, in this machine's cache)
                 analyzer.runtime_.name,
+                analyzer.batch,
             ),
             batch_size=1,
             concurrency=max(1, workers),
