@@ -195,7 +195,13 @@ def forward_rates(analyzer, runtimes: list[str], repeats: int, n: int = 256, bat
     trained = load_model(analyzer.model_dir_, device=torch.device("cpu")).model.eval()
     graph = ScanGraph(analyzer.model_, analyzer.readout_)
     out = []
-    ways = [("torch eager, the network as trained (batch norm unfolded)", trained, "torch")]
+    ways = [
+        (
+            "torch eager, the network alone as trained (no readout, batch norm unfolded)",
+            trained,
+            "torch",
+        )
+    ]
     ways += [(_ENGINE_LABEL[r], graph, r) for r in runtimes]
     for name, m, runtime in ways:
         try:

@@ -1,6 +1,7 @@
 """Runtimes that answer a `ScanGraph`'s outputs for a batch of images:
 
 * `torch`: the graph itself, eager (the reference, and the fallback);
+* `compile`: the graph compiled by `torch.compile` (inductor);
 * `onnxruntime`: the exported graph in ONNX Runtime's CPU provider;
 * `openvino`: the exported graph compiled by OpenVINO for the CPU, in float32
   (OpenVINO would otherwise pick bfloat16 where the CPU has it, whose answers
@@ -10,10 +11,11 @@ The exported graph is built on first use and kept in the user's cache folder
 ($GMTRACE_CACHE, else $XDG_CACHE_HOME/gmtrace, else ~/.cache/gmtrace) under the
 model's digest, the input size and its outputs' names, so another model (or a refit
 readout, or a graph of another version's outputs) is never read. `auto` is torch:
-on the 2 cores measured (docs/benchmarks.md, "Scan throughput") torch eager was the
-fastest of the three (forward pass 400 crops/s, OpenVINO 365, ONNX Runtime 282; the
-scan 89 / 73 / 62 images/s at 128 px); the exporting runtimes are there to be
-chosen (`--runtime`) where they are faster, and for the reduced-precision paths to
+on the 2 cores measured (docs/benchmarks.md, "Scan throughput") torch.compile was
+about 10 % faster at 128 px (88 against 79 images/s) but costs a compilation of
+about a minute per process, paid back after some 40,000 images; ONNX Runtime and
+OpenVINO were slower than torch (58 and 71). `--runtime` picks one for a case where
+it pays, and the exporting runtimes are there for the reduced-precision paths to
 come.
 """
 
