@@ -117,6 +117,25 @@ def test_inner_validation_holds_out_whole_codebases_but_not_the_dominant_one():
         assert len(held) == 4 and len(val) <= len(cbs) // 2
 
 
+def test_inner_validation_can_hold_back_a_third_of_the_dominant_codebases_families():
+    names = [f"g{i}" for i in range(30)]
+    codebases = ["gmtrace"] * 20 + ["a"] * 3 + ["b"] * 3 + ["c"] * 2 + ["d"] * 2
+    fams = [f"fam{i % 6}" for i in range(20)] + ["f"] * 10
+    plain = inner_validation(names, codebases, fams, seed=0)
+    val = inner_validation(names, codebases, fams, seed=0, largest_families=True)
+    assert set(plain) < set(val)  # the small codebases' choice is kept
+    extra = set(val) - set(plain)
+    held_fams = {fams[names.index(n)] for n in extra}
+    assert {codebases[names.index(n)] for n in extra} == {"gmtrace"} and len(held_fams) == 2
+    # whole families: every GM of a held-back family, none of the others
+    assert extra == {n for n, f in zip(names[:20], fams[:20], strict=True) if f in held_fams}
+    # where the largest codebase is in the pool anyway, nothing changes
+    even = ["a"] * 10 + ["b"] * 10 + ["c"] * 10
+    assert inner_validation(names, even, fams, 0, largest_families=True) == inner_validation(
+        names, even, fams, 0
+    )
+
+
 def test_density_grouping_leaves_an_outlier_ungrouped():
     rng = np.random.default_rng(3)
     a = rng.normal(0, 0.05, size=(30, 4)) + [1, 0, 0, 0]

@@ -70,6 +70,14 @@ def evaluate(
         ),
     ] = None,
     steps: Annotated[int, typer.Option(help="gmtrace training steps per fold")] = DEFAULT.steps,
+    inner_families: Annotated[
+        bool,
+        typer.Option(
+            "--inner-families",
+            help="the fused method's inner validation also holds back a third of the "
+            "largest codebase's families",
+        ),
+    ] = DEFAULT.inner_families,
     red_steps: Annotated[
         int, typer.Option(help="RED-architecture training steps per fold (about equal CPU time)")
     ] = DEFAULT.red_steps,
@@ -112,6 +120,7 @@ def evaluate(
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
         steps=steps,
         red_steps=red_steps,
+        inner_families=inner_families,
         train_per_gm=train_per_gm,
         test_per_gm=test_per_gm,
         permutations=permutations,

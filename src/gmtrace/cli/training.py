@@ -56,6 +56,14 @@ def train(
             "chosen on inner validation codebases (a second network in OUT/inner)",
         ),
     ] = False,
+    inner_families: Annotated[
+        bool,
+        typer.Option(
+            "--inner-families",
+            help="with --fuse: the inner validation also holds back a third of the largest "
+            "codebase's families",
+        ),
+    ] = TRAIN.inner_families,
 ) -> None:
     """Train the FEN, parsing network and heads on a zoo, or several (resumable)."""
     from gmtrace.data.dataset import DatasetError, GMDataset, real_records
@@ -72,6 +80,7 @@ def train(
         image_size=image_size,
         augment=not no_augment,
         seed=seed,
+        inner_families=inner_families,
     )
     mcfg = replace(MODEL, fen=replace(MODEL.fen, depth=fen_depth, width=fen_width))
 
@@ -111,7 +120,13 @@ def _fuse(ds, bank, out: Path, cfg: TrainConfig, mcfg: ModelConfig) -> None:
 
     console.rule("fusion: inner network on the training codebases less a third")
     fusion, record = fit_fusion(
-        ds, bank, NetMethod("gmtrace", mcfg, cfg), out / "inner", cfg.seed, console
+        ds,
+        bank,
+        NetMethod("gmtrace", mcfg, cfg),
+        out / "inner",
+        cfg.seed,
+        console,
+        cfg.inner_families,
     )
     fusion.save(out)
     atomic_write_text(out / "fusion.json", json.dumps(record, indent=1) + "\n")

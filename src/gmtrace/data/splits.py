@@ -124,7 +124,11 @@ def collection_folds(
 
 
 def inner_validation(
-    names: Sequence[str], codebases: Sequence[str], families: Sequence[str], seed: int = 0
+    names: Sequence[str],
+    codebases: Sequence[str],
+    families: Sequence[str],
+    seed: int = 0,
+    largest_families: bool = False,
 ) -> list[str]:
     """The training GMs held out of an inner network so that what is fitted on its
     answers (the fusion, the unsure band, the parsing gate) sees code it never saw:
@@ -135,7 +139,11 @@ def inner_validation(
     codebases, not one large one: a validation of one codebase (19 upscalers of one
     package) has one architecture to tell apart, and tests neither the stacker nor
     the parse on the variety of unseen code. With two codebases, one; with a single
-    codebase, a third of the families instead."""
+    codebase, a third of the families instead. With `largest_families`, a third of
+    the largest codebase's families (at least one) are held back too, where that
+    codebase is left out of the pool: the stacker then sees many more unseen GMs
+    than the handful of the small codebases (docs/realmodel.md, "Why the shipped
+    candidate fails")."""
     keys = list(codebases)
     counts: dict[str, int] = defaultdict(int)
     for c in keys:
@@ -153,6 +161,21 @@ def inner_validation(
     if counts[largest] * 2 > len(pool) and len(counts) > 2:
         pool = [(n, c) for n, c in pool if c != largest]
     pool_keys = sorted({c for _, c in pool})
+    extra: set[str] = set()
+    if largest_families and len(pool) < len(names):  # the largest codebase left out
+        fams = sorted({f for f, c in zip(families, codebases, strict=True) if c == largest})
+        rng = np.random.default_rng(seed)
+        held_fams = {str(f) for f in rng.choice(fams, max(1, len(fams) // 3), replace=False)}
+        extra = {
+            n
+            for n, f, c in zip(names, families, codebases, strict=True)
+            if c == largest and f in held_fams
+        }
+    return sorted(set(_inner_pool(pool, pool_keys, counts, by_family, seed)) | extra)
+
+
+def _inner_pool(pool, pool_keys, counts, by_family: bool, seed: int) -> list[str]:
+    """`inner_validation`'s third of the pool's codebases (or families)."""
     if not by_family and len(pool_keys) >= 3:
         rng = np.random.default_rng(seed)
         want, room = max(2, -(-len(pool_keys) // 3)), len(pool) // 2

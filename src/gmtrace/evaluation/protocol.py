@@ -174,6 +174,7 @@ def make_methods(cfg: EvalConfig) -> list[Method]:
         calib_per_gm=10,
         probe_per_gm=30,
         probe_real=300,
+        inner_families=cfg.inner_families,
     )
     steps = {"red": cfg.red_steps}
     return [

@@ -54,11 +54,18 @@ class FusedMethod(Method):
         self.net = NetMethod("gmtrace", ModelConfig(), train_cfg)
         self.inner = NetMethod("gmtrace", ModelConfig(), train_cfg)
         self.seed = train_cfg.seed
+        self.inner_families = train_cfg.inner_families
 
     def fit(self, ds, bank, targets, out_dir, console) -> dict:
         info = self.net.fit(ds, bank, targets, out_dir, console)
         self.fusion_, record = fit_fusion(
-            ds, bank, self.inner, out_dir / self.name / "inner", self.seed, console
+            ds,
+            bank,
+            self.inner,
+            out_dir / self.name / "inner",
+            self.seed,
+            console,
+            self.inner_families,
         )
         (out_dir / self.name).mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / self.name / "fusion.json", json.dumps(record, indent=1))
@@ -90,15 +97,23 @@ class FusedMethod(Method):
 
 
 def fit_fusion(
-    ds, bank: ImageBank, inner: NetMethod, inner_dir, seed: int, console
+    ds,
+    bank: ImageBank,
+    inner: NetMethod,
+    inner_dir,
+    seed: int,
+    console,
+    inner_families: bool = False,
 ) -> tuple[Fusion, dict]:
     """The fusion of a network trained on `bank` (the fold's training data, or a
     shipped model's): the inner network `inner` trained into `inner_dir` on `bank`
     less its inner validation codebases and collections, and what is chosen on its
     answers there; with a real model of all of `bank`'s photographs. Returns the
-    fusion and a record of what was chosen."""
+    fusion and a record of what was chosen. `inner_families`: the inner validation
+    holds back a third of the largest codebase's families too
+    (`splits.inner_validation`)."""
     t0 = time.perf_counter()
-    inner_bank, val_fake, val_gm, val_real = inner_split(ds, bank, seed)
+    inner_bank, val_fake, val_gm, val_real = inner_split(ds, bank, seed, inner_families)
     console.print(
         f"  inner network: {len(inner_bank.fake)} GMs, {len(inner_bank.real)} real crops; "
         f"validation {len(val_fake)} generated, {len(val_real)} real"
@@ -181,7 +196,7 @@ def fit_gate(ds, bank: ImageBank, val_inf: Inference, val_gm: np.ndarray, net_di
 
 
 def inner_split(
-    ds, bank: ImageBank, seed: int
+    ds, bank: ImageBank, seed: int, largest_families: bool = False
 ) -> tuple[ImageBank, np.ndarray, np.ndarray, np.ndarray]:
     """The inner network's training bank, and the validation images: the first
     `VAL_PER_GM` of each held-back GM (and the GM of each) and the crops of
@@ -189,7 +204,13 @@ def inner_split(
     by_name = {g.name: g for g in ds.gms}
     gms = [by_name[n] for n in bank.gm_names]
     val_names = set(
-        inner_validation(bank.gm_names, [g.codebase for g in gms], [g.family for g in gms], seed)
+        inner_validation(
+            bank.gm_names,
+            [g.codebase for g in gms],
+            [g.family for g in gms],
+            seed,
+            largest_families,
+        )
     )
     coll = {r.source: r.collection for r in ds.real}
     sources = sorted(set(bank.real_sources))

@@ -29,3 +29,6 @@ class TrainConfig:
     probe_per_gm: int = 60
     probe_real: int = 600
     calib_real_every: int = 8
+    # the fusion's inner validation (`splits.inner_validation`) also holds back a third
+    # of the largest codebase's families (more GMs behind the stacker; docs/realmodel.md)
+    inner_families: bool = False

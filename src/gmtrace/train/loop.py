@@ -209,6 +209,11 @@ def _save_checkpoint(
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
 
 
+# settings of the fusion fitted after training (`gmtrace train --fuse`): they do not
+# bind the network's checkpoint
+FUSION_ONLY = ("inner_families",)
+
+
 def _same_run(saved: dict, current: dict) -> bool:
     """Whether a checkpoint's signature is this run's. A model config saved before a
     field existed is read with that field's legacy value (`ModelConfig.from_dict`)."""
@@ -359,7 +364,7 @@ def _build_model(
     model = GMTraceModel(mcfg).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     signature = {
-        "train": asdict(cfg) | {"steps": None},
+        "train": {k: v for k, v in asdict(cfg).items() if k not in FUSION_ONLY} | {"steps": None},
         "model": _signature_model(mcfg),
         "gms": names,
         "sources": sorted(set(bank.real_sources)),
