@@ -87,6 +87,8 @@ def test_resume_refuses_other_settings(zoo: GMDataset, tmp_path: Path):
     train(zoo, tmp_path / "m", cfg(2), SMALL)
     with pytest.raises(TrainError, match="other settings"):
         train(zoo, tmp_path / "m", cfg(4, lr=0.5), SMALL)
+    # a setting of the fusion fitted after training does not bind the network
+    assert train(zoo, tmp_path / "m", cfg(4, inner_families=True), SMALL)["resumed_from"] == 2
 
 
 def test_train_errors(zoo: GMDataset, tmp_path: Path):
