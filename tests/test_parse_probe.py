@@ -13,7 +13,7 @@ from gmtrace.data.images import to_float
 from gmtrace.nets.config import FENConfig, ModelConfig, ParserConfig, red_config
 from gmtrace.nets.model import GMTraceModel
 from gmtrace.readout.fit import calibrate, fit_heads, fit_parse_probe
-from gmtrace.readout.forest import FOREST_ARRAYS, forest_leaves, forest_predict
+from gmtrace.readout.forest import FOREST_ARRAYS, forest_leaves
 from gmtrace.readout.inference import infer
 from gmtrace.readout.pixel_stats import N_STATS, STAT_NAMES, pixel_statistics
 from gmtrace.readout.readout import Readout
@@ -125,7 +125,7 @@ def test_probe_parses_from_pixel_statistics_and_survives_a_reload(tmp_path):
         lin = (per_image.mean(0) @ r.probe_weight_ + r.probe_bias_).numpy()
         counts = r.probe_parse(model(x).features, x).linear[:, :9]
         arrays = {n: getattr(r, f"forest_{n}_") for n in FOREST_ARRAYS}
-        trees = forest_predict(per_image, arrays, info["probe_forest_depth"])
+        trees = forest_leaves(per_image, arrays, info["probe_forest_depth"]).mean(-1)
         linear = (per_image @ r.probe_weight_ + r.probe_bias_)[:, :9]
         forests = counts.mean(0).numpy()
     # a count is the mean of its forest's answer and its linear model's; its spread,
@@ -168,15 +168,12 @@ def test_forest_tensors_answer_as_scikit_learn():
     forests = [ExtraTreesRegressor(**kw).fit(x, y) for y in ys]
     arrays, depth = pack_forests(forests, 31)
     test = rng.normal(size=(50, 6)).astype(np.float32)
-    got = forest_predict(
-        torch.from_numpy(test), {k: torch.from_numpy(v) for k, v in arrays.items()}, depth
-    ).numpy()
-    want = np.stack([f.predict(test) for f in forests], 1)
-    np.testing.assert_allclose(got, want, atol=1e-5)
-    # each tree's own leaf: the spread over them is a count's per-image confidence
     leaves = forest_leaves(
         torch.from_numpy(test), {k: torch.from_numpy(v) for k, v in arrays.items()}, depth
     ).numpy()
+    want = np.stack([f.predict(test) for f in forests], 1)
+    np.testing.assert_allclose(leaves.mean(-1), want, atol=1e-5)
+    # each tree's own leaf: the spread over them is a count's per-image confidence
     per_tree = np.stack([np.stack([e.predict(test) for e in f.estimators_], 1) for f in forests], 1)
     assert leaves.shape == (50, 2, 7)
     np.testing.assert_allclose(leaves, per_tree, atol=1e-5)

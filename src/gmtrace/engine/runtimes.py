@@ -48,18 +48,20 @@ class Runtime:
     """Answers `names` [B, ...] for float32 images [B, 3, H, W] in [-1, 1]."""
 
     name = "torch"
+    torch_threads = True  # runs in torch's own thread pool (the exporters have theirs)
 
     def __init__(self, graph: ScanGraph, threads: int | None = None):
         self.graph = graph
+        self.module = graph  # what `run` calls
         self.names = list(graph.names)
         self.threads = threads
-        if threads and type(self) is Runtime:  # torch's own pool, for this process
+        if threads and self.torch_threads:  # torch's own pool, for this process
             torch.set_num_threads(threads)
 
     @torch.no_grad()
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         dev = next(self.graph.parameters()).device
-        out = self.graph(torch.from_numpy(x).to(dev))
+        out = self.module(torch.from_numpy(x).to(dev))
         return {n: v.float().cpu().numpy() for n, v in zip(self.names, out, strict=True)}
 
 
@@ -74,24 +76,20 @@ class CompiledRuntime(Runtime):
 
     def __init__(self, graph: ScanGraph, threads: int | None = None):
         super().__init__(graph, threads)
-        if threads:
-            torch.set_num_threads(threads)
-        self.compiled = torch.compile(graph, dynamic=False)
+        self.module = torch.compile(graph, dynamic=False)
         self.batch = 0
 
-    @torch.no_grad()
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         n = len(x)
         self.batch = max(self.batch, n)
         if n < self.batch:
             x = np.concatenate([x, np.zeros((self.batch - n, *x.shape[1:]), x.dtype)])
-        dev = next(self.graph.parameters()).device
-        out = self.compiled(torch.from_numpy(np.ascontiguousarray(x)).to(dev))
-        return {m: v[:n].float().cpu().numpy() for m, v in zip(self.names, out, strict=True)}
+        return {m: v[:n] for m, v in super().run(x).items()}
 
 
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
+    torch_threads = False
 
     def __init__(self, graph: ScanGraph, onnx_path: Path, threads: int | None = None):
         import onnxruntime as ort
@@ -112,6 +110,7 @@ class OnnxRuntime(Runtime):
 
 class OpenVinoRuntime(Runtime):
     name = "openvino"
+    torch_threads = False
 
     def __init__(self, graph: ScanGraph, onnx_path: Path, threads: int | None = None):
         import openvino as ov

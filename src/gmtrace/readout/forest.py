@@ -62,8 +62,3 @@ def forest_leaves(x: torch.Tensor, arrays: dict[str, torch.Tensor], depth: int) 
         go_left = x.gather(1, flat["feature"][at].long()) <= flat["threshold"][at]
         node = torch.where(go_left, flat["left"][at], flat["right"][at]).long()
     return flat["value"][base + node].reshape(-1, k, t)
-
-
-def forest_predict(x: torch.Tensor, arrays: dict[str, torch.Tensor], depth: int) -> torch.Tensor:
-    """[B, features] -> [B, K]: each output's forest, its trees' leaf values averaged."""
-    return forest_leaves(x, arrays, depth).mean(-1)
