@@ -61,6 +61,12 @@ def test_an_exported_runtime_answers_as_torch(
         # the probe's raw logits: this 4-step model's probe weighs statistics whose
         # float32 rounding differs between the engines by 1e-5 of their spread heavily
         assert _close(np.array(ra["parse_linear"]), np.array(rb["parse_linear"]), 1e-3)
+    # crops of another size (the unsure band's 0.75 resize) run in torch, not refused
+    from gmtrace.data.images import to_float
+
+    x = to_float(np.stack([im[:48, :48] for im in imgs[:3]]))
+    got, want = fast.runtime_.run(x), ref.runtime_.run(x)
+    assert all(_close(got[k], v) for k, v in want.items())
     # the graph is built once, under the model's digest and input size
     graphs = list((tmp_path / "cache" / "graphs").glob("*.onnx"))
     assert len(graphs) == 1 and f"-{ref.image_size_}px-" in graphs[0].name
@@ -106,3 +112,7 @@ def test_the_compiled_runtime_answers_as_torch(small_model_dir: Path):
     assert fast.runtime_.batch == compiled_for > 2
     for k, v in want.items():
         assert small[k].shape == v.shape and _close(small[k], v), k
+    # another input size runs in torch eager rather than compiling again
+    other, want = fast.runtime_.run(x[:2, :, :24, :24]), ref.runtime_.run(x[:2, :, :24, :24])
+    assert fast.runtime_.size == ref.image_size_
+    assert all(_close(other[k], v) for k, v in want.items())

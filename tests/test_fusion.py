@@ -134,6 +134,11 @@ def test_inner_validation_can_hold_back_a_third_of_the_dominant_codebases_famili
     assert inner_validation(names, even, fams, 0, largest_families=True) == inner_validation(
         names, even, fams, 0
     )
+    # one codebase: its families are the split's keys, and the setting changes nothing
+    one, fams9 = ["gmtrace"] * 30, ["big"] * 16 + [f"fam{i % 4}" for i in range(14)]
+    assert inner_validation(names, one, fams9, 0, largest_families=True) == inner_validation(
+        names, one, fams9, 0
+    )
 
 
 def test_density_grouping_leaves_an_outlier_ungrouped():
@@ -253,10 +258,21 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
     # what a shipped model adopts: the pooled out-of-fold answers, then `adopt`
     model = tmp_path / "model"
     shutil.copytree(fold / "fused", model)
-    ok = runner.invoke(
-        app, ["evaluate", "adopt", "--out", str(tmp_path / "eval"), "--model", str(model)]
-    )
-    assert ok.exit_code == 0, ok.output
+    summary = tmp_path / "eval" / "results.json"
+    run = json.loads(summary.read_text())
+    across = run["methods"]["fused"]["detection_pooled_calibrated"]["clean"]
+    # the map is adopted only where the run found that it carries across folds
+    for ece, adopted_map in ((1.0, False), (0.0, True)):
+        across["ece_balanced"] = ece
+        summary.write_text(json.dumps(run))
+        ok = runner.invoke(
+            app, ["evaluate", "adopt", "--out", str(tmp_path / "eval"), "--model", str(model)]
+        )
+        assert ok.exit_code == 0, ok.output
+        record = json.loads((model / "adopted.json").read_text())
+        assert record["map_adopted"] is adopted_map
+        assert (Fusion.load(model).final is not None) is adopted_map
+        assert ("not recalibrated" in " ".join(ok.output.split())) is not adopted_map
     adopted = Fusion.load(model)
     assert adopted.final is not None and adopted.gate is not None
     record = json.loads((model / "adopted.json").read_text())
@@ -268,6 +284,20 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
     before = Fusion.load(fold / "fused").answer(imgs, lambda a: np.full(len(a), 0.7))
     after = adopted.answer(imgs, lambda a: np.full(len(a), 0.7))
     assert np.allclose(after.p_generated, recalibrated(adopted.final, before.p_generated))
+    # the model's card lists its fused parts and the calibration it adopted
+    for f in ("model.safetensors", "readout.safetensors", "config.json"):
+        shutil.copy(fold / "gmtrace" / f, model / f)  # the fold's network beside its fusion
+    ok = runner.invoke(
+        app, ["evaluate", "render", "--out", str(tmp_path / "eval"), "--card", str(model)]
+    )
+    assert ok.exit_code == 0, ok.output
+    card = json.loads((model / "card.json").read_text())
+    assert card["method"] == "fused"
+    chosen = json.loads((model / "fusion.json").read_text())
+    stacker = card["fused"]["stacker"]
+    assert stacker["bias"] == round(chosen["stacker_bias"], 3)
+    assert card["fused"]["calibration"]["parsing fields answering"] == adopted.gate.reliable()
+    assert "Platt map" in card["fused"]["calibration"]["p recalibrated"]
     # the same-source map of the fingerprint index, from the same run's embeddings
     ok = runner.invoke(
         app,

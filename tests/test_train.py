@@ -88,7 +88,7 @@ def test_resume_refuses_other_settings(zoo: GMDataset, tmp_path: Path):
     with pytest.raises(TrainError, match="other settings"):
         train(zoo, tmp_path / "m", cfg(4, lr=0.5), SMALL)
     # a setting of the fusion fitted after training does not bind the network
-    assert train(zoo, tmp_path / "m", cfg(4, inner_families=True), SMALL)["resumed_from"] == 2
+    assert train(zoo, tmp_path / "m", cfg(4, inner_families=False), SMALL)["resumed_from"] == 2
 
 
 def test_train_errors(zoo: GMDataset, tmp_path: Path):

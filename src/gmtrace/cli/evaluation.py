@@ -73,9 +73,10 @@ def evaluate(
     inner_families: Annotated[
         bool,
         typer.Option(
-            "--inner-families",
+            "--inner-families/--no-inner-families",
             help="the fused method's inner validation also holds back a third of the "
-            "largest codebase's families",
+            "largest codebase's families (--no-inner-families: the small codebases only, "
+            "as before 2026-12-05)",
         ),
     ] = DEFAULT.inner_families,
     red_steps: Annotated[
@@ -212,10 +213,20 @@ def adopt(
     except ValueError as e:
         fail(str(e))
     fields = record["fields_answering"]
+    across = record["map_across_folds"]
+    if record["map_adopted"]:
+        said = (
+            f"p recalibrated on {record['images']} out-of-fold images of {out} "
+            f"(balanced ECE there {record['ece_balanced_before']:.3f} -> "
+            f"{record['ece_balanced_after']:.3f})"
+        )
+    else:
+        said = (
+            f"p not recalibrated: a map fitted on other folds' codebases raised the run's "
+            f"balanced ECE ({across['uncalibrated']:.3f} -> {across['recalibrated']:.3f})"
+        )
     console.print(
-        f"{model}: p recalibrated on {record['images']} out-of-fold images of {out} "
-        f"(balanced ECE there {record['ece_balanced_before']:.3f} -> "
-        f"{record['ece_balanced_after']:.3f}); parsing answers {len(fields)} of 25 fields"
+        f"{model}: {said}; parsing answers {len(fields)} of 25 fields"
         + (f" ({', '.join(fields)})" if fields else "")
     )
 
@@ -223,8 +234,8 @@ def adopt(
 def _finish(results: dict, out: Path, report: Path | None, card: Path | None) -> None:
     """The summary table, where the reports are, and the model card when asked for."""
     from gmtrace.core.files import atomic_write_text
-    from gmtrace.evaluation.report import model_card, summary_table
-    from gmtrace.readout.saved import FUSION
+    from gmtrace.evaluation.report import fused_parts, model_card, summary_table
+    from gmtrace.readout.saved import FUSION, FUSION_RECORD, read_adopted
 
     console.print(summary_table(results))
     console.print(f"report: {out / 'report.md'}" + (f" and {report}" if report else ""))
@@ -243,9 +254,14 @@ def _finish(results: dict, out: Path, report: Path | None, card: Path | None) ->
         fused = (card / FUSION).is_file() and "fused" in results["methods"]
         method = "fused" if fused else "gmtrace"
         shipped = meta.get("steps_done")
-        text = json.dumps(
-            model_card(results, method, trained_on=trained_on, shipped_steps=shipped), indent=1
-        )
+        body = model_card(results, method, trained_on=trained_on, shipped_steps=shipped)
+        if fused:
+            try:
+                fusion = json.loads((card / FUSION_RECORD).read_text())
+                body["fused"] = fused_parts(fusion, read_adopted(card) or None)
+            except (OSError, ValueError) as e:
+                fail(f"{card}: its fusion's record is unreadable ({e})")
+        text = json.dumps(body, indent=1)
         atomic_write_text(card / "card.json", text + "\n")
         console.print(f"model card: {card / 'card.json'}")
 

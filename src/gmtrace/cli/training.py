@@ -59,9 +59,10 @@ def train(
     inner_families: Annotated[
         bool,
         typer.Option(
-            "--inner-families",
+            "--inner-families/--no-inner-families",
             help="with --fuse: the inner validation also holds back a third of the largest "
-            "codebase's families",
+            "codebase's families (--no-inner-families: the small codebases only, as before "
+            "2026-12-05)",
         ),
     ] = TRAIN.inner_families,
 ) -> None:
@@ -117,6 +118,7 @@ def _fuse(ds, bank, out: Path, cfg: TrainConfig, mcfg: ModelConfig) -> None:
     from gmtrace.core.files import atomic_write_text
     from gmtrace.methods.fused import fit_fusion
     from gmtrace.methods.network import NetMethod
+    from gmtrace.readout.saved import FUSION_RECORD
 
     console.rule("fusion: inner network on the training codebases less a third")
     fusion, record = fit_fusion(
@@ -129,5 +131,5 @@ def _fuse(ds, bank, out: Path, cfg: TrainConfig, mcfg: ModelConfig) -> None:
         cfg.inner_families,
     )
     fusion.save(out)
-    atomic_write_text(out / "fusion.json", json.dumps(record, indent=1) + "\n")
+    atomic_write_text(out / FUSION_RECORD, json.dumps(record, indent=1) + "\n")
     console.print(f"fusion -> {out / 'fusion.safetensors'} (record: fusion.json)")

@@ -162,7 +162,8 @@ def inner_validation(
         pool = [(n, c) for n, c in pool if c != largest]
     pool_keys = sorted({c for _, c in pool})
     extra: set[str] = set()
-    if largest_families and len(pool) < len(names):  # the largest codebase left out
+    # the largest codebase left out (by codebase: with one codebase, families are the keys)
+    if largest_families and not by_family and len(pool) < len(names):
         fams = sorted({f for f, c in zip(families, codebases, strict=True) if c == largest})
         rng = np.random.default_rng(seed)
         held_fams = {str(f) for f in rng.choice(fams, max(1, len(fams) // 3), replace=False)}

@@ -45,10 +45,14 @@ def installed(name: str) -> bool:
 
 
 class Runtime:
-    """Answers `names` [B, ...] for float32 images [B, 3, H, W] in [-1, 1]."""
+    """Answers `names` [B, ...] for float32 images [B, 3, H, W] in [-1, 1]. The
+    exporting and compiled engines are built for one input size (`size`); images of
+    another (a fused model's unsure band re-reads a crop resized by 0.75) go through
+    the graph in torch eager instead (`eager`)."""
 
     name = "torch"
     torch_threads = True  # runs in torch's own thread pool (the exporters have theirs)
+    size: int | None = None  # the one input side the engine was built for; None: any
 
     def __init__(self, graph: ScanGraph, threads: int | None = None):
         self.graph = graph
@@ -58,10 +62,21 @@ class Runtime:
         if threads and self.torch_threads:  # torch's own pool, for this process
             torch.set_num_threads(threads)
 
-    @torch.no_grad()
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return self._torch(self.module, x)
+
+    def eager(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The graph in torch eager, whatever the engine."""
+        return self._torch(self.graph, x)
+
+    def other_size(self, x: np.ndarray) -> bool:
+        """Whether images x are of another size than the engine was built for."""
+        return self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size)
+
+    @torch.no_grad()
+    def _torch(self, module, x: np.ndarray) -> dict[str, np.ndarray]:
         dev = next(self.graph.parameters()).device
-        out = self.module(torch.from_numpy(x).to(dev))
+        out = module(torch.from_numpy(x).to(dev))
         return {n: v.float().cpu().numpy() for n, v in zip(self.names, out, strict=True)}
 
 
@@ -80,6 +95,10 @@ class CompiledRuntime(Runtime):
         self.batch = 0
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        if self.size is None:  # compiled for the first batch's size (recompiling costs)
+            self.size = int(x.shape[-1])
+        if self.other_size(x):
+            return self.eager(x)
         n = len(x)
         self.batch = max(self.batch, n)
         if n < self.batch:
@@ -91,10 +110,11 @@ class OnnxRuntime(Runtime):
     name = "onnxruntime"
     torch_threads = False
 
-    def __init__(self, graph: ScanGraph, onnx_path: Path, threads: int | None = None):
+    def __init__(self, graph: ScanGraph, onnx_path: Path, size: int, threads: int | None = None):
         import onnxruntime as ort
 
         super().__init__(graph, threads)
+        self.size = size  # the exported graph's input side
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or torch.get_num_threads()
         opts.inter_op_num_threads = 1
@@ -104,6 +124,8 @@ class OnnxRuntime(Runtime):
         )
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        if self.other_size(x):
+            return self.eager(x)
         out = self.session.run(self.names, {"x": np.ascontiguousarray(x, dtype=np.float32)})
         return dict(zip(self.names, out, strict=True))
 
@@ -112,10 +134,11 @@ class OpenVinoRuntime(Runtime):
     name = "openvino"
     torch_threads = False
 
-    def __init__(self, graph: ScanGraph, onnx_path: Path, threads: int | None = None):
+    def __init__(self, graph: ScanGraph, onnx_path: Path, size: int, threads: int | None = None):
         import openvino as ov
 
         super().__init__(graph, threads)
+        self.size = size  # the exported graph's input side
         config = {
             "INFERENCE_PRECISION_HINT": "f32",
             "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
@@ -126,6 +149,8 @@ class OpenVinoRuntime(Runtime):
         self.outputs = [self.compiled.output(n) for n in self.names]
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        if self.other_size(x):
+            return self.eager(x)
         res = self.request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
         return {n: np.asarray(res[o]) for n, o in zip(self.names, self.outputs, strict=True)}
 
@@ -166,4 +191,4 @@ def make_runtime(
         except Exception as e:  # any exporter failure, said in one line
             raise EngineError(f"exporting the model to ONNX failed ({e})") from None
     cls = OpenVinoRuntime if kind == "openvino" else OnnxRuntime
-    return cls(graph, path, threads)
+    return cls(graph, path, image_size, threads)

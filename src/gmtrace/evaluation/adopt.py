@@ -40,11 +40,26 @@ def read_out_of_fold(run: Path) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
 
 
+def map_across_folds(results: dict, method: str) -> dict | None:
+    """The run's balanced ECE (clean, folds pooled) of `method`'s p as it is and with
+    each fold's p read through a Platt map fitted on the other folds' answers
+    (`protocol._calibrated_across_folds`); None where the run has not both."""
+    r = results.get("methods", {}).get(method, {})
+    before = (r.get("detection_pooled") or {}).get("clean", {}).get("ece_balanced")
+    after = (r.get("detection_pooled_calibrated") or {}).get("clean", {}).get("ece_balanced")
+    if before is None or after is None:
+        return None
+    return {"uncalibrated": float(before), "recalibrated": float(after)}
+
+
 def adopt(run: Path, model: Path, method: str = "fused", seed: int = 0) -> dict:
     """Fit `model`'s final Platt map (`Fusion.final`) on the run's out-of-fold fused
     p of `method` and its parsing gate (`Fusion.gate`) on the same method's
     out-of-fold parses; save them into the model's fusion and return the record
-    (also written to MODEL/adopted.json)."""
+    (also written to MODEL/adopted.json). The map is adopted only where the run
+    measured that such a map, fitted on some codebases, lowers the balanced ECE on
+    others (`map_across_folds`); else the model keeps its stacker's p (and loses a
+    map adopted before)."""
     arrays = read_out_of_fold(run)
     if f"{method}.p" not in arrays:
         have = sorted({k.split(".")[0] for k in arrays if "." in k})
@@ -55,7 +70,12 @@ def adopt(run: Path, model: Path, method: str = "fused", seed: int = 0) -> dict:
     if fusion is None:
         raise ValueError(f"{model}: the model has no fusion (train it with --fuse)")
     p, y = arrays[f"{method}.p"], arrays[f"{method}.y"]
-    final = fit_recalibration(p, y)
+    results = Path(run) / "results.json"
+    summary = json.loads(results.read_text()) if results.is_file() else {}
+    across = map_across_folds(summary, method)
+    # the map is adopted only where the run found it carries to unseen codebases
+    use_map = across is None or across["recalibrated"] < across["uncalibrated"]
+    final = fit_recalibration(p, y) if use_map else None
     gate = ParseGate.fit(
         arrays[f"{method}.pred"],
         arrays[f"{method}.conf"],
@@ -65,9 +85,8 @@ def adopt(run: Path, model: Path, method: str = "fused", seed: int = 0) -> dict:
     )
     fusion = replace(fusion, final=final, gate=gate)
     fusion.save(model)
-    results = Path(run) / "results.json"
-    command = json.loads(results.read_text()).get("command", "") if results.is_file() else ""
-    q = recalibrated(final, p)
+    command = summary.get("command", "")
+    q = p if final is None else recalibrated(final, p)
     record = {
         "run": str(run),
         "run_command": command,
@@ -76,8 +95,12 @@ def adopt(run: Path, model: Path, method: str = "fused", seed: int = 0) -> dict:
         "images": int(len(p)),
         "generated_images": int(y.sum()),
         "parsed_images": int(len(arrays[f"{method}.gm"])),
-        "platt_weight": float(final.weights[0]),
-        "platt_bias": final.bias,
+        "map_adopted": use_map,
+        # each fold's p through a map fitted on the other folds', against none (the run's
+        # "recalibrated across folds" figure): what decided `map_adopted`
+        "map_across_folds": across,
+        "platt_weight": None if final is None else float(final.weights[0]),
+        "platt_bias": None if final is None else final.bias,
         # on the answers it was fitted on: how far off the p was, and is left
         "ece_balanced_before": calibration_error(p, y, balanced=True),
         "ece_balanced_after": calibration_error(q, y, balanced=True),

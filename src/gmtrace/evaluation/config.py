@@ -41,4 +41,4 @@ class EvalConfig:
     conditions: tuple[str, ...] = tuple(CONDITIONS)  # robustness rows beside format-neutral
     synth_gms: int = 0  # GMs of a synthesized tier added to every fold's training
     gallery_per_gm: int = 16  # training images per GM whose mean embedding is its gallery entry
-    inner_families: bool = False  # the fused method's inner validation (TrainConfig's)
+    inner_families: bool = True  # the fused method's inner validation (TrainConfig's)

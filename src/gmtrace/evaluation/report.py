@@ -1160,6 +1160,64 @@ def summary_table(results: dict) -> Table:
     return t
 
 
+def fused_parts(fusion: dict, adopted: dict | None) -> dict:
+    """A fused model's parts for its card: what its fusion chose on its inner
+    validation (MODEL/fusion.json, written by `gmtrace train --fuse`) and the
+    calibration it adopted from a run (MODEL/adopted.json, `gmtrace evaluate adopt`)."""
+    ari = fusion.get("grouping_validation_ari") or {}
+    size = str(fusion.get("grouping_min_size", 0))
+    parts = {
+        "parts": "supervised detector + model of real photographs (self-description "
+        f"density, {fusion.get('real_components', '?')} components), stacked",
+        "stacker": {
+            "weights (supervised logit, real-photo unlikeness)": [
+                round(float(w), 3) for w in fusion.get("stacker_weights", [])
+            ],
+            "bias": round(float(fusion.get("stacker_bias", 0.0)), 3),
+        },
+        "unsure band": f"|logit| < {float(fusion.get('band_width', 0.0)):.2g}"
+        + (", or the two parts disagree" if fusion.get("band_disagreement") else "")
+        + "; re-encoded (JPEG 95 / 75, a 0.75 resize) before it is called unsure",
+        "grouping": "silhouette cut"
+        if size == "0"
+        else f"density (HDBSCAN), groups of {size}+, the rest ungrouped",
+        "grouping ARI on the inner validation (whole, halved)": ari.get(size),
+        "chosen on": f"an inner network of {fusion.get('inner_gms', '?')} GMs; "
+        f"{fusion.get('validation_fake', '?')} generated images of held-back codebases "
+        f"and {fusion.get('validation_real', '?')} crops of held-back photo collections",
+    }
+    if adopted:
+        across = adopted.get("map_across_folds") or {}
+        if adopted.get("platt_weight") is not None:
+            how = (
+                f"Platt map (weight {adopted['platt_weight']:.3f}, bias "
+                f"{adopted['platt_bias']:.3f}) fitted on {adopted['images']} out-of-fold "
+                f"images of {adopted['run']}"
+            )
+        else:
+            how = (
+                "no: in the run, a map fitted on other folds' codebases raised the balanced "
+                f"ECE ({across.get('uncalibrated', float('nan')):.3f} -> "
+                f"{across.get('recalibrated', float('nan')):.3f}), so the stacker's p stands"
+            )
+        parts["calibration"] = {
+            "p recalibrated": how,
+            "balanced ECE there, before / after": [
+                round(adopted["ece_balanced_before"], 3),
+                round(adopted["ece_balanced_after"], 3),
+            ],
+            "parsing fields answering": adopted.get("fields_answering", []),
+            "run": adopted.get("run_command", ""),
+        }
+    else:
+        gate = fusion.get("parse_gate") or {}
+        parts["calibration"] = {
+            "p recalibrated": "no (the stacker's p on its inner validation)",
+            "parsing fields answering": [n for n, g in gate.items() if g.get("coverage", 0) > 0],
+        }
+    return parts
+
+
 def model_card(
     results: dict,
     method: str = "gmtrace",

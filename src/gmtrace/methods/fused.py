@@ -36,6 +36,7 @@ from gmtrace.nets.config import ModelConfig
 from gmtrace.readout.abstain import FIELD_NAMES, ParseGate, confidence, field_matrix, truth_matrix
 from gmtrace.readout.fused import REENCODINGS, Fusion, reencoded
 from gmtrace.readout.inference import Inference
+from gmtrace.readout.saved import FUSION_RECORD
 from gmtrace.realmodel.density import RealPhotoModel
 from gmtrace.realmodel.fusion import Stacker, UnsureBand, choose_width, stack_features
 from gmtrace.realmodel.selfdesc import describe
@@ -68,7 +69,7 @@ class FusedMethod(Method):
             self.inner_families,
         )
         (out_dir / self.name).mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out_dir / self.name / "fusion.json", json.dumps(record, indent=1))
+        atomic_write_text(out_dir / self.name / FUSION_RECORD, json.dumps(record, indent=1))
         self.fusion_.save(out_dir / self.name)
         return info | {"train_seconds": info["train_seconds"] + record["inner_train_seconds"]}
 
@@ -103,7 +104,7 @@ def fit_fusion(
     inner_dir,
     seed: int,
     console,
-    inner_families: bool = False,
+    inner_families: bool = True,
 ) -> tuple[Fusion, dict]:
     """The fusion of a network trained on `bank` (the fold's training data, or a
     shipped model's): the inner network `inner` trained into `inner_dir` on `bank`

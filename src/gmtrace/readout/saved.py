@@ -20,6 +20,7 @@ from gmtrace.readout.readout import READOUT, Readout
 
 WEIGHTS = "model.safetensors"
 FUSION = "fusion.safetensors"  # `readout.fused.Fusion`, where the model has one
+FUSION_RECORD = "fusion.json"  # what the fusion chose on its inner validation, and why
 ADOPTED = "adopted.json"  # what a fused model adopted from a run (`gmtrace evaluate adopt`)
 CONFIG = "config.json"
 
