@@ -84,8 +84,10 @@ class CompiledRuntime(Runtime):
     """The graph compiled by `torch.compile` (inductor: fused kernels in C++ for the
     CPU). Compiled on the first batch, for that batch size: smaller batches (a
     scan's last) are padded to it, so one compiled graph serves the whole scan; a
-    larger one compiles again. The compilation costs seconds to a minute once per
-    process (inductor keeps its kernels in its own cache between processes)."""
+    larger one compiles again; one under half its size (a fused model's re-encoded
+    crops of the few images in its unsure band) runs in torch eager rather than pay
+    for the padding. The compilation costs seconds to a minute once per process
+    (inductor keeps its kernels in its own cache between processes)."""
 
     name = "compile"
 
@@ -97,9 +99,9 @@ class CompiledRuntime(Runtime):
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         if self.size is None:  # compiled for the first batch's size (recompiling costs)
             self.size = int(x.shape[-1])
-        if self.other_size(x):
-            return self.eager(x)
         n = len(x)
+        if self.other_size(x) or n * 2 < self.batch:
+            return self.eager(x)
         self.batch = max(self.batch, n)
         if n < self.batch:
             x = np.concatenate([x, np.zeros((self.batch - n, *x.shape[1:]), x.dtype)])
