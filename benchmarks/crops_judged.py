@@ -30,16 +30,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
+from gmtrace.data.augment import jpeg
 from gmtrace.product.analyze import Analyzer
 
 EXITS = (0.3, 0.4, 0.45)
@@ -58,12 +59,6 @@ def fold_model(run: Path, fold: int, method: str, tmp: Path) -> Path:
     for f in ("fusion.safetensors", "fusion.json"):
         (d / f).symlink_to((run / f"fold{fold}" / method / f).resolve())
     return d
-
-
-def jpeg(img: np.ndarray, q: int = 75) -> np.ndarray:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="JPEG", quality=q)
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
 
 
 def fold_images(tier: Path, split: dict, fold: int, per_gm: int, n_real: int, seed: int):
@@ -93,7 +88,7 @@ def answers(a: Analyzer, images: list[np.ndarray], names: list[str], chunk: int 
 def judge(model: Path, images: list[np.ndarray], names: list[str]):
     """Every setting's answers and figures for one fold's model on its images."""
     grid_a, one_a = Analyzer(model, max_crops=9), Analyzer(model, max_crops=1)
-    q75 = [jpeg(x) for x in images]
+    q75 = [jpeg(x, 75) for x in images]
     got = {
         key: (answers(a, images, names), answers(a, q75, names))
         for key, a in (("grid", grid_a), ("one", one_a))
@@ -122,7 +117,7 @@ def figures(pick, crops, fake, gm_of, grouper: Analyzer) -> dict:
     verdict = np.array([r.verdict for r in clean])
     right = np.where(fake, p >= 0.5, p < 0.5)
     gen = [r for r, f in zip(clean, fake, strict=True) if f]
-    grouped = [r.__class__(**{**r.__dict__}) for r in gen]
+    grouped = [replace(r) for r in gen]  # `group` writes each result's group
     grouper.group(grouped, generated_only=False)
     truth = [gm_of[r.path] for r in gen]
     return {

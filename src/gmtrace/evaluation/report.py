@@ -1164,6 +1164,8 @@ def fused_parts(fusion: dict, adopted: dict | None) -> dict:
     """A fused model's parts for its card: what its fusion chose on its inner
     validation (MODEL/fusion.json, written by `gmtrace train --fuse`) and the
     calibration it adopted from a run (MODEL/adopted.json, `gmtrace evaluate adopt`)."""
+    from gmtrace.readout.fused import REENCODINGS
+
     ari = fusion.get("grouping_validation_ari") or {}
     size = str(fusion.get("grouping_min_size", 0))
     parts = {
@@ -1177,7 +1179,7 @@ def fused_parts(fusion: dict, adopted: dict | None) -> dict:
         },
         "unsure band": f"|logit| < {float(fusion.get('band_width', 0.0)):.2g}"
         + (", or the two parts disagree" if fusion.get("band_disagreement") else "")
-        + "; re-encoded (JPEG 95 / 75, a 0.75 resize) before it is called unsure",
+        + f"; read again after {', '.join(REENCODINGS)} before it is called unsure",
         "grouping": "silhouette cut"
         if size == "0"
         else f"density (HDBSCAN), groups of {size}+, the rest ungrouped",
@@ -1187,7 +1189,6 @@ def fused_parts(fusion: dict, adopted: dict | None) -> dict:
         f"and {fusion.get('validation_real', '?')} crops of held-back photo collections",
     }
     if adopted:
-        across = adopted.get("map_across_folds") or {}
         if adopted.get("platt_weight") is not None:
             how = (
                 f"Platt map (weight {adopted['platt_weight']:.3f}, bias "
@@ -1195,10 +1196,11 @@ def fused_parts(fusion: dict, adopted: dict | None) -> dict:
                 f"images of {adopted['run']}"
             )
         else:
+            across = adopted["map_across_folds"]  # what decided against the map
             how = (
                 "no: in the run, a map fitted on other folds' codebases raised the balanced "
-                f"ECE ({across.get('uncalibrated', float('nan')):.3f} -> "
-                f"{across.get('recalibrated', float('nan')):.3f}), so the stacker's p stands"
+                f"ECE ({across['uncalibrated']:.3f} -> {across['recalibrated']:.3f}), so the "
+                "stacker's p stands"
             )
         parts["calibration"] = {
             "p recalibrated": how,

@@ -104,7 +104,7 @@ def fit_fusion(
     inner_dir,
     seed: int,
     console,
-    inner_families: bool = True,
+    inner_families: bool,
 ) -> tuple[Fusion, dict]:
     """The fusion of a network trained on `bank` (the fold's training data, or a
     shipped model's): the inner network `inner` trained into `inner_dir` on `bank`
