@@ -67,6 +67,12 @@ def test_an_exported_runtime_answers_as_torch(
     x = to_float(np.stack([im[:48, :48] for im in imgs[:3]]))
     got, want = fast.runtime_.run(x), ref.runtime_.run(x)
     assert all(_close(got[k], v) for k, v in want.items())
+    # p(generated) alone: the engine's own at its size, torch's detection path at another
+    s = ref.image_size_
+    full = to_float(np.stack([im[:s, :s] for im in imgs[:3]]))
+    assert fast.runtime_.built_for(full) and not fast.runtime_.built_for(x)
+    for batch in (full, x):
+        assert _close(fast.runtime_.detect(batch), ref.runtime_.run(batch)["p_generated"])
     # the graph is built once, under the model's digest and input size
     graphs = list((tmp_path / "cache" / "graphs").glob("*.onnx"))
     assert len(graphs) == 1 and f"-{ref.image_size_}px-" in graphs[0].name

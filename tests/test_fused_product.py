@@ -82,6 +82,30 @@ def test_a_fused_model_answers_fused_p_and_unsure_with_the_reason(
     assert wide.model_id_ != plain.model_id_
 
 
+def test_the_band_reads_re_encodings_by_the_detection_path_and_batched(
+    small_model_dir: Path, tmp_path: Path
+):
+    """The re-encoded crops go through the network for p(generated) alone
+    (`inference.detect`, the same value `infer` gives with the rest of a row), and
+    the re-encodings of one size together: each version's fused p is the one it gets
+    scored on its own."""
+    from gmtrace.readout.fused import reencoded
+    from gmtrace.readout.inference import detect, infer
+
+    a = Analyzer(_with_fusion(small_model_dir, tmp_path, width=50.0))
+    crops = np.stack(_images(6, 32))
+    for x in [crops, *reencoded(crops)]:  # 32 px and the 24-px resize
+        want = infer(a.model_, a.readout_, x).p_generated
+        assert np.allclose(detect(a.model_, a.readout_, x, batch=4), want, atol=1e-6)
+        assert np.allclose(a.supervised_p(x), want, atol=1e-6)
+    f = a.fusion_
+    versions = f.reencoded_fused(crops, a.supervised_p)
+    assert len(versions) == len(REENCODINGS)
+    for q, again in zip(versions, reencoded(crops), strict=True):
+        alone = f.fused(a.supervised_p(again), f.real.unlikeness(describe(again)))
+        assert q.shape == (len(crops),) and np.allclose(q, alone, atol=1e-6)
+
+
 def test_train_with_fuse_writes_a_fusion_the_analyzer_loads(tiny_zoo_dir: Path, tmp_path: Path):
     out = tmp_path / "m"
     args = ["train", "--zoo", str(tiny_zoo_dir), "--out", str(out), "--steps", "2"]

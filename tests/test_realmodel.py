@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.nn.functional import avg_pool2d
 
 from gmtrace.realmodel.density import RealModelError, RealPhotoModel
 from gmtrace.realmodel.selfdesc import (
@@ -13,7 +14,9 @@ from gmtrace.realmodel.selfdesc import (
     MIN_SIDE,
     PER_CHANNEL,
     PERIOD_NAMES,
+    SCALES,
     describe_images,
+    describe_scale,
     periodicity,
     residual_stats,
 )
@@ -90,6 +93,26 @@ def test_uint8_and_float_inputs_agree_and_small_images_are_refused():
     assert torch.allclose(describe_images(u8), describe_images(f), atol=1e-4)
     with pytest.raises(ValueError, match=f"at least {MIN_SIDE} pixels"):
         describe_images(u8[:, :12, :12])
+
+
+def test_the_float32_description_matches_a_float64_one_and_stays_finite():
+    """The batch is described in float32 (a Gram matrix of windows centred on the
+    targets' mean, corrected in float64); a float64 pass of the same steps is the
+    reference. A channel constant inside the border (nothing to predict, a centred
+    square sum of 0) gives finite values."""
+    rng = np.random.default_rng(6)
+    noise = torch.from_numpy(rng.normal(size=(4, 3, 70, 70))).float()
+    x = (torch.nn.functional.avg_pool2d(noise, 5, stride=1) / 2).clamp(-1, 1)  # 66 px
+    x[3, 1] = 0.3
+    x[3, 1, 0, :] = -0.9  # constant but for one border row
+    got = describe_images(x)
+    unit = (x.double() + 1) / 2
+    parts = [describe_scale(unit if s == 1 else avg_pool2d(unit, s)) for s in SCALES]
+    ref = torch.cat([*parts, periodicity(unit)], 1)
+    assert torch.isfinite(got).all()
+    assert torch.allclose(got[:3].double(), ref[:3], atol=2e-3)
+    gain = col("s1_g_log_gain")
+    assert float(got[3, gain]) == pytest.approx(float(ref[3, gain]), abs=1e-3)
 
 
 def test_density_scores_unlike_images_as_unlike_real_ones():

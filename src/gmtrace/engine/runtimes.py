@@ -30,6 +30,7 @@ import torch
 
 from gmtrace.core.files import cache_dir
 from gmtrace.engine.graph import ScanGraph, export_onnx
+from gmtrace.readout.inference import detection_p
 
 RUNTIMES = ("auto", "torch", "compile", "onnxruntime", "openvino")
 
@@ -64,6 +65,22 @@ class Runtime:
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         return self._torch(self.module, x)
+
+    def detect(self, x: np.ndarray) -> np.ndarray:
+        """p(generated) [B] alone: the engine's where it is built for x, else torch
+        eager on the detection path only (`inference.detection_p`: the other heads are
+        not computed, so in torch it is the cheaper way to the same value)."""
+        if self.built_for(x):
+            return self.run(x)["p_generated"]
+        with torch.no_grad():
+            dev = next(self.graph.parameters()).device
+            p = detection_p(self.graph.model, self.graph.readout, torch.from_numpy(x).to(dev))
+        return p.float().cpu().numpy()
+
+    def built_for(self, x: np.ndarray) -> bool:
+        """Whether `run` answers images x in an engine of its own (not torch eager):
+        an engine built for one size, and x of that size."""
+        return self.size is not None and not self.other_size(x)
 
     def eager(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """The graph in torch eager, whatever the engine."""
@@ -100,12 +117,15 @@ class CompiledRuntime(Runtime):
         if self.size is None:  # compiled for the first batch's size (recompiling costs)
             self.size = int(x.shape[-1])
         n = len(x)
-        if self.other_size(x) or n * 2 < self.batch:
+        if not self.built_for(x):
             return self.eager(x)
         self.batch = max(self.batch, n)
         if n < self.batch:
             x = np.concatenate([x, np.zeros((self.batch - n, *x.shape[1:]), x.dtype)])
         return {m: v[:n] for m, v in super().run(x).items()}
+
+    def built_for(self, x: np.ndarray) -> bool:
+        return super().built_for(x) and len(x) * 2 >= self.batch
 
 
 class OnnxRuntime(Runtime):
@@ -126,7 +146,7 @@ class OnnxRuntime(Runtime):
         )
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        if self.other_size(x):
+        if not self.built_for(x):
             return self.eager(x)
         out = self.session.run(self.names, {"x": np.ascontiguousarray(x, dtype=np.float32)})
         return dict(zip(self.names, out, strict=True))
@@ -151,7 +171,7 @@ class OpenVinoRuntime(Runtime):
         self.outputs = [self.compiled.output(n) for n in self.names]
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        if self.other_size(x):
+        if not self.built_for(x):
             return self.eager(x)
         res = self.request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
         return {n: np.asarray(res[o]) for n, o in zip(self.names, self.outputs, strict=True)}

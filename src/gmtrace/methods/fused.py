@@ -77,7 +77,7 @@ class FusedMethod(Method):
         inf = self.net.predict(images)
         # the network's answers on `images` are at hand: only re-encodings are scored again
         ans = self.fusion_.answer(
-            images, lambda a: inf.p_generated if a is images else self.net.predict(a).p_generated
+            images, lambda a: inf.p_generated if a is images else self.net.detect(a)
         )
         gate = self.fusion_.gate
         return replace(

@@ -9,7 +9,7 @@ import numpy as np
 from gmtrace.methods.base import Method, PredictionCache
 from gmtrace.nets.config import ModelConfig
 from gmtrace.nets.model import GMTraceModel
-from gmtrace.readout.inference import Inference, infer
+from gmtrace.readout.inference import Inference, detect, infer
 from gmtrace.readout.readout import Readout
 from gmtrace.readout.saved import load_model, model_digest
 from gmtrace.train.config import TrainConfig
@@ -42,6 +42,11 @@ class NetMethod(Method):
 
     def predict(self, images: np.ndarray) -> Inference:
         return self.cache_.get(images, lambda: infer(self.model_, self.readout_, images))
+
+    def detect(self, images: np.ndarray) -> np.ndarray:
+        """p(generated) [N] alone (`inference.detect`), not cached: images read again
+        only for it (a fused model's re-encodings)."""
+        return detect(self.model_, self.readout_, images)
 
     def fingerprints(self, images: np.ndarray) -> np.ndarray:
         return infer(self.model_, self.readout_, images, fingerprints=True).fingerprint

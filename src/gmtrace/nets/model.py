@@ -191,12 +191,17 @@ class GMTraceModel(nn.Module):
             parts.append(self.image_norm(self.spectrum.radial(s)))  # last: see below
         return torch.cat(parts, dim=1)
 
-    def forward(self, x: torch.Tensor) -> ModelOutput:
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fingerprint and the head features e of images x (what every head
+        reads)."""
         # the 3x3 residual feeds the high-pass FEN and the image spectrum: made once
         needed = self.cfg.fen.highpass or self.image_norm is not None
         r = box_residual(x) if needed else None
         fp = self.fen(x, r)
-        e = self.features(fp, x, r)
+        return fp, self.features(fp, x, r)
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        fp, e = self.embed(x)
         return ModelOutput(
             fingerprint=fp,
             parse=self.parser.forward_head(e),

@@ -45,7 +45,7 @@ from gmtrace.product.views import image_views
 from gmtrace.readout.abstain import FIELD_NAMES
 from gmtrace.readout.embedding import open_set_score
 from gmtrace.readout.fused import FusedAnswer, Fusion
-from gmtrace.readout.inference import infer
+from gmtrace.readout.inference import detect, infer
 from gmtrace.readout.saved import load_model, model_digest, model_id
 
 
@@ -133,10 +133,9 @@ class Analyzer:
             self.model_id_ = f"{self.base_model_id_}+{cal.tag}"
 
     def supervised_p(self, images: np.ndarray) -> np.ndarray:
-        """The network's own calibrated p(generated) of uint8 crops [N, H, W, 3]."""
-        return infer(
-            self.model_, self.readout_, images, self.batch, runtime=self.runtime_
-        ).p_generated
+        """The network's own calibrated p(generated) of uint8 crops [N, H, W, 3]
+        (`inference.detect`: not the rest of a row)."""
+        return detect(self.model_, self.readout_, images, self.batch, runtime=self.runtime_)
 
     def analyze_array(self, img: np.ndarray, name: str = "<array>") -> ImageResult:
         """Analyze one RGB uint8 image [H, W, 3]."""

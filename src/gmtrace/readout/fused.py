@@ -88,11 +88,27 @@ class Fusion:
             rows = np.isin(owner, np.flatnonzero(flag))
             sub_owner = np.unique(owner[rows], return_inverse=True)[1]
             versions = [p[flag]]
-            for again in reencoded(images[rows]):
-                q = self.fused(supervised(again), self.real.unlikeness(describe(again)))
+            for q in self.reencoded_fused(images[rows], supervised):
                 versions.append(np.bincount(sub_owner, weights=q) / np.bincount(sub_owner))
             unsure[flag], reason[flag] = self.band.decide(np.stack(versions))
         return FusedAnswer(recalibrated(self.final, p), unsure, reason.astype(str), ps, un)
+
+    def reencoded_fused(
+        self, images: np.ndarray, supervised: Callable[[np.ndarray], np.ndarray]
+    ) -> list[np.ndarray]:
+        """The fused p [N] of images [N, H, W, 3] under each of `REENCODINGS`, in
+        order; the re-encodings that keep the size (the JPEGs) are read together."""
+        again = reencoded(images)
+        out: list[np.ndarray] = [np.zeros(0)] * len(again)
+        by_shape: dict[tuple, list[int]] = {}
+        for i, a in enumerate(again):
+            by_shape.setdefault(a.shape, []).append(i)
+        for idx in by_shape.values():
+            x = np.concatenate([again[i] for i in idx])
+            q = self.fused(supervised(x), self.real.unlikeness(describe(x)))
+            for i, part in zip(idx, np.split(q, len(idx)), strict=True):
+                out[i] = part
+        return out
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         arrays = {f"real_{k}": v for k, v in self.real.to_arrays().items()}

@@ -123,6 +123,37 @@ def infer(
     )
 
 
+@torch.no_grad()
+def detect(
+    model: GMTraceModel, readout: Readout, images: np.ndarray, batch: int = 64, runtime=None
+) -> np.ndarray:
+    """`infer(...).p_generated` [N] alone, for uint8 images [N, H, W, 3] read again
+    only for it (a fused model's re-encodings): the attribution, the embedding and the
+    parse are not computed. With `runtime`, `Runtime.detect` (its engine where it is
+    built for the images, else this same path in torch)."""
+    starts = range(0, len(images), batch)
+    if runtime is not None:
+        out = [runtime.detect(to_float(images[i : i + batch])) for i in starts]
+    else:
+        model.eval()
+        dev = next(model.parameters()).device
+        readout.to(dev)
+        out = [
+            detection_p(model, readout, torch.from_numpy(to_float(images[i : i + batch])).to(dev))
+            .float()
+            .cpu()
+            .numpy()
+            for i in starts
+        ]
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def detection_p(model: GMTraceModel, readout: Readout, x: torch.Tensor) -> torch.Tensor:
+    """The calibrated p(generated) [B] of images x [B, 3, H, W] in [-1, 1]: the
+    value `scan_outputs` gives under "p_generated", without the other heads."""
+    return torch.sigmoid(readout.logit(model.embed(x)[1]))
+
+
 def scan_outputs(model: GMTraceModel, readout: Readout, x: torch.Tensor) -> dict:
     """What a scan row needs from images x [B, 3, H, W] in [-1, 1], by name (the
     calibrated p, attribution, the grouping embedding, the parse: continuous values,

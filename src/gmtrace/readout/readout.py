@@ -185,19 +185,23 @@ class Readout:
 
     def __call__(self, h: torch.Tensor, x: torch.Tensor) -> ReadoutOutput:
         """The answers for head features h [B, D] of images x [B, 3, H, W]."""
+        u = (h - self.feature_mean_) / self.feature_std_
+        u = (u - self.group_mean_) @ self.group_projection_
+        return ReadoutOutput(
+            logit=self.logit(h),
+            attribution=torch.softmax(h @ self.attribute_weight_.T + self.attribute_bias_, dim=1),
+            embedding=F.normalize(u, dim=1),
+            parse=self.probe_parse(h, x) if self.has_probe() else None,
+        )
+
+    def logit(self, h: torch.Tensor) -> torch.Tensor:
+        """The calibrated detection logit [B] of head features h [B, D] (> 0: generated)."""
         z = h @ self.detect_weight_ + self.detect_bias_
         if self.spectrum_expert:
             w = self.detect_spectrum_
             z = z + h[:, -self.spectrum_bins :] @ w[:-1] + w[-1]
         a, b = self.platt_
-        u = (h - self.feature_mean_) / self.feature_std_
-        u = (u - self.group_mean_) @ self.group_projection_
-        return ReadoutOutput(
-            logit=a * z + b,
-            attribution=torch.softmax(h @ self.attribute_weight_.T + self.attribute_bias_, dim=1),
-            embedding=F.normalize(u, dim=1),
-            parse=self.probe_parse(h, x) if self.has_probe() else None,
-        )
+        return a * z + b
 
     def probe_parse(self, h: torch.Tensor, x: torch.Tensor) -> ParseOutput:
         """Parsing by the fitted probe from the pixel statistics of images x (h: their

@@ -85,7 +85,7 @@ def to_unit(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return (images.float() + 1.0) / 2.0
 
 
-def describe(images: np.ndarray, batch: int = 256) -> np.ndarray:
+def describe(images: np.ndarray, batch: int = 64) -> np.ndarray:
     """[N, D] self-descriptions of uint8 images [N, H, W, 3], in batches."""
     if len(images) == 0:
         return np.zeros((0, len(DESCRIPTION_NAMES)))
@@ -106,19 +106,32 @@ def describe_images(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return torch.cat([*parts, periodicity(x)], 1).float()
 
 
+def _unfold_order() -> torch.Tensor:
+    """Where `F.unfold(x, 3)`'s rows (channel-major, then the 3x3 window row by row)
+    put each column of the design below: the 8 `OFFSETS` of each channel
+    (offset-major), then the three centres."""
+    cols = [c * 9 + (di + 1) * 3 + (dj + 1) for di, dj in OFFSETS for c in range(3)]
+    return torch.tensor(cols + [c * 9 + 4 for c in range(3)])
+
+
+_ORDER = _unfold_order()
+
+
 def describe_scale(x: torch.Tensor) -> torch.Tensor:
-    """[N, 3 * 18] the description of each channel of a float64 batch at one scale.
-    One Gram matrix of every shifted channel serves the three channels' normal
-    equations (each a sub-matrix of it), and one product gives the residuals."""
+    """[N, 3 * 18] the description of each channel of a batch at one scale. One Gram
+    matrix of every shifted channel serves the three channels' normal equations (each
+    a sub-matrix of it), and one product gives the residuals. The shifted copies are
+    `F.unfold`'s 3x3 windows; their centred Gram matrix is the raw one less the
+    outer product of their means (one pass over the pixels, not two)."""
     n, _, h, w = x.shape
     r = max(max(abs(di), abs(dj)) for di, dj in OFFSETS)  # the border left out
-    # Z: [N, P, 27] the 8 shifted copies of each channel (offset-major), then the centre
-    shifted = [x[:, :, r + di : h - r + di, r + dj : w - r + dj] for di, dj in OFFSETS]
-    shifted.append(x[:, :, r : h - r, r : w - r])
-    Z = torch.stack(shifted, -1).reshape(n, 3, -1, len(shifted)).permute(0, 2, 3, 1)
-    Z = Z.reshape(n, -1, 3 * len(shifted))
-    Z = Z - Z.mean(1, keepdim=True)
-    G = (Z.transpose(1, 2) @ Z).double()  # [N, 27, 27]; solved in float64
+    # each channel less its mean over the targets: the windows' own means, which the
+    # Gram matrix is corrected by (in float64), are then small
+    x = x - x[:, :, r : h - r, r : w - r].mean((2, 3), keepdim=True)
+    U = F.unfold(x, 2 * r + 1)  # [N, 27, P] in unfold's order
+    m = U.mean(2).double()
+    G = (U @ U.transpose(1, 2)).double() - U.shape[2] * m[:, :, None] * m[:, None, :]
+    G = G[:, _ORDER][:, :, _ORDER]  # centred, in the design's order
     k = len(OFFSETS)
     centre = [k * 3 + c for c in range(3)]  # column of channel c's centre value
     coefs, weights = [], torch.zeros(n, G.shape[1], 3, dtype=torch.float64)
@@ -129,27 +142,30 @@ def describe_scale(x: torch.Tensor) -> torch.Tensor:
         A = A + lam[:, None, None] * torch.eye(len(cols), dtype=A.dtype)
         coef = torch.linalg.solve(A, G[:, cols, centre[c]].unsqueeze(-1)).squeeze(-1)
         coefs.append(coef)
-        weights[:, cols, c] = -coef
-        weights[:, centre[c], c] = 1.0
-    resid = (Z @ weights.float()).permute(0, 2, 1).reshape(n, 3, h - 2 * r, w - 2 * r)  # y - X w
-    y2 = G.diagonal(dim1=1, dim2=2)[:, centre] / Z.shape[1]  # [N, 3] centred mean squares
+        weights[:, _ORDER[cols], c] = -coef  # in unfold's order, as U
+        weights[:, _ORDER[centre[c]], c] = 1.0
+    # y - X w of every target pixel, less its mean
+    shift = (m[:, None, :] @ weights).transpose(1, 2).to(U.dtype)  # [N, 3, 1]
+    resid = (weights.transpose(1, 2).to(U.dtype) @ U - shift).reshape(n, 3, h - 2 * r, w - 2 * r)
+    y2 = G.diagonal(dim1=1, dim2=2)[:, centre] / U.shape[2]  # [N, 3] centred mean squares
     out = []
     for c in range(3):
-        stats = residual_stats(resid[:, c], y2[:, c].float())
-        out.append(torch.cat([coefs[c].float(), stats], 1))
+        stats = residual_stats(resid[:, c], y2[:, c].to(U.dtype))
+        out.append(torch.cat([coefs[c].to(U.dtype), stats], 1))
     return torch.cat(out, 1)
 
 
 def residual_stats(r: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
     """[N, 8] gain, kurtosis, two lag-1 correlations and four phase energies of the
     residual r [N, h, w] of targets whose centred mean square is y2 [N]."""
-    e2 = (r**2).mean((1, 2))
+    r2 = r * r
+    e2 = r2.mean((1, 2))
     gain = torch.log(e2 + _EPS) - torch.log(y2 + _EPS)
-    kurt = torch.log((r**4).mean((1, 2)) / (e2**2 + _EPS) + _EPS)
+    kurt = torch.log((r2 * r2).mean((1, 2)) / (e2**2 + _EPS) + _EPS)
     across = (r[:, :, 1:] * r[:, :, :-1]).mean((1, 2)) / (e2 + _EPS)
     down = (r[:, 1:, :] * r[:, :-1, :]).mean((1, 2)) / (e2 + _EPS)
     h, w = (r.shape[1] // 2) * 2, (r.shape[2] // 2) * 2  # whole 2x2 cells only
-    cells = r[:, :h, :w] ** 2
+    cells = r2[:, :h, :w]
     phases = torch.stack([cells[:, p::2, q::2].mean((1, 2)) for p in (0, 1) for q in (0, 1)], 1)
     phases = torch.log(phases + _EPS) - torch.log(phases.mean(1, keepdim=True) + _EPS)
     return torch.cat([gain[:, None], kurt[:, None], across[:, None], down[:, None], phases], 1)
