@@ -25,8 +25,10 @@ temporary folder), without RED (whose FEN reads a whole image at its size: a
 
 Then the scan's forward pass alone (network and readout, `engine.ScanGraph`) on
 the model's crops, in each engine (crops/s), beside the
-network as trained (batch norm a pass of its own). Every figure is the median of
-`--repeats` runs after a warm-up run.
+network as trained (batch norm a pass of its own); for a fused model, each part of
+its answer (`fused_rates`: the network, p(generated) alone, the self-description, and
+`Fusion.answer` with the band's re-encodings) on crops of the embedded photographs.
+Every figure is the median of `--repeats` runs after a warm-up run.
 
 Prints the tables, and with --write puts them in docs/benchmarks.md between
 markers, with the command and the machine.
@@ -216,6 +218,53 @@ def forward_rates(analyzer, runtimes: list[str], repeats: int, n: int = 256, bat
     return out
 
 
+def fused_rates(analyzer, repeats: int, n: int = 512) -> tuple[list, float]:
+    """Crops/s of each part of a fused model's answer on `n` crops of the embedded
+    photographs at the model's input size, in the analyzer's engine, and the share of
+    them the unsure band reads again; ([], 0) for a model without a fusion."""
+    from gmtrace.readout.inference import infer
+    from gmtrace.realmodel.selfdesc import describe
+    from gmtrace.zoo.real import load_embedded
+
+    f = analyzer.fusion_
+    if f is None:
+        return [], 0.0
+    size = analyzer.image_size_
+    rng = np.random.default_rng(0)
+    photos = [p.pixels for p in load_embedded() if min(p.pixels.shape[:2]) >= 2 * size]
+    crops = []
+    for i in range(n):
+        a = photos[i % len(photos)]
+        y, x = rng.integers(0, a.shape[0] - size), rng.integers(0, a.shape[1] - size)
+        crops.append(a[y : y + size, x : x + size])
+    grid = np.stack(crops)
+    p_sup = analyzer.supervised_p(grid)
+    unl = f.real.unlikeness(describe(grid))
+    flagged = float(np.mean(f.band.flagged(f.fused(p_sup, unl), f.disagree(p_sup, unl))))
+
+    def network(x):
+        return infer(analyzer.model_, analyzer.readout_, x, runtime=analyzer.runtime_)
+
+    def answer(x):  # as a scan calls it: the network's p of x at hand
+        return f.answer(x, lambda a: p_sup if a is x else analyzer.supervised_p(a))
+
+    parts = [
+        ("network and readout, every output of a row (`infer`)", network),
+        ("p(generated) alone (`inference.detect`, the band's re-encodings)", analyzer.supervised_p),
+        ("the self-description (`realmodel.selfdesc.describe`)", describe),
+        (
+            "`Fusion.answer` given the network's p: the self-description, the band, "
+            f"the re-encodings of the {flagged:.0%} of crops it reads again",
+            answer,
+        ),
+    ]
+    out = []
+    for name, run in parts:
+        out.append((name, median_rate(partial(batches_rate, run, grid, len(grid)), repeats)))
+        print(f"fused, {name}: {out[-1][1]:.0f} crops/s")
+    return out, flagged
+
+
 _ENGINE_LABEL = {
     "torch": "torch eager (batch norm folded: the scan's torch runtime)",
     "compile": "torch.compile (inductor)",
@@ -279,6 +328,7 @@ def main() -> None:
         red = f"; RED FEN {fen:.1f}/s" if fen else ""
         print(f"{label}: scan {rates}; one crop ({fast}) {scan1:.0f}/s{red}", flush=True)
     forward = forward_rates(base, runtimes, a.repeats)
+    fused, _ = fused_rates(base, a.repeats)
     head = " | ".join(f"scan, {r} (images/s)" for r in engines)
     table = [
         f"| images | crops read | {head} | fastest engine here | scan, fastest, "
@@ -297,6 +347,14 @@ def main() -> None:
         "|---|---|",
     ]
     table += [f"| {name} | {rate:.0f} |" for name, rate in forward]
+    if fused:
+        table += [
+            "",
+            f"| a fused model's answer, parts, in the {engines[0]} engine: "
+            f"{base.image_size_}-px crops of the embedded photographs, one batch | crops/s |",
+            "|---|---|",
+        ]
+        table += [f"| {name} | {rate:.0f} |" for name, rate in fused]
     cmd = "`.venv/bin/python benchmarks/throughput.py " + " ".join(sys.argv[1:]) + "`"
     text = "\n".join(table)
     print(text)
