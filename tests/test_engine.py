@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gmtrace.engine.precision import bf16_supported
 from gmtrace.engine.runtimes import EngineError, installed
 from gmtrace.product.analyze import Analyzer
 from gmtrace.product.rows import model_fields
@@ -124,3 +125,39 @@ def test_the_compiled_runtime_answers_as_torch(small_model_dir: Path):
     other, want = fast.runtime_.run(x[:2, :, :24, :24]), ref.runtime_.run(x[:2, :, :24, :24])
     assert fast.runtime_.size == ref.image_size_
     assert all(_close(other[k], v) for k, v in want.items())
+
+
+def test_a_precision_this_machine_cannot_run_is_a_clear_error(small_model_dir: Path, monkeypatch):
+    import gmtrace.engine.precision as precision
+
+    with pytest.raises(EngineError, match="unknown precision 'fp8'"):
+        Analyzer(small_model_dir, precision="fp8")
+    monkeypatch.setattr(precision, "bf16_supported", lambda: False)
+    with pytest.raises(EngineError, match="no bfloat16 instructions"):
+        Analyzer(small_model_dir, precision="bf16")
+
+
+@pytest.mark.skipif(not bf16_supported(), reason="this CPU has no bfloat16 instructions")
+def test_bfloat16_answers_near_float32_under_its_own_name(small_model_dir: Path):
+    """`precision="bf16"` (torch autocast) gives rows within bfloat16's rounding of
+    fp32's, named as another model (a scan never mixes them); ONNX Runtime refuses it."""
+    imgs = _images(4, 70)
+    names = [f"{i}.png" for i in range(len(imgs))]
+    ref = Analyzer(small_model_dir)
+    if installed("onnxruntime"):
+        with pytest.raises(EngineError, match="fp32 only"):
+            Analyzer(small_model_dir, runtime="onnxruntime", precision="bf16")
+    half = Analyzer(small_model_dir, precision="bf16")
+    assert half.model_id_ == ref.model_id_ + "+bf16"
+    assert half.weights_sha256_ != ref.weights_sha256_
+    got = half.analyze_arrays(imgs, names)
+    want = ref.analyze_arrays(imgs, names)
+    for a, b in zip(want, got, strict=True):
+        assert abs(a.p_generated - b.p_generated) < 0.05
+        assert np.allclose(a.embedding, b.embedding, atol=0.1)
+    # it does run in bfloat16: not the fp32 answers exactly
+    assert max(abs(a.p_generated - b.p_generated) for a, b in zip(want, got, strict=True)) > 0
+    from gmtrace.data.images import to_float
+
+    x = to_float(np.stack([im[:48, :48] for im in imgs]))  # another size: torch eager, bf16
+    assert np.allclose(half.runtime_.detect(x), ref.runtime_.detect(x), atol=0.05)

@@ -18,6 +18,7 @@ from gmtrace.core.metrics import (
     purity,
 )
 from gmtrace.data.dataset import GMDataset
+from gmtrace.engine.precision import bf16_supported
 from gmtrace.evaluation.config import EvalConfig
 from gmtrace.evaluation.protocol import evaluate, leakage
 from gmtrace.evaluation.report import model_card, probe_views, write_reports
@@ -414,3 +415,27 @@ def test_targets_a_run_cannot_measure_come_from_the_compared_run():
     assert "tiers held out" in both
     # what this run measures is never replaced by the other run's figure
     assert "folds pooled | 0.96 missed |" in both
+
+
+@pytest.mark.skipif(not bf16_supported(), reason="this CPU has no bfloat16 instructions")
+def test_a_networks_bf16_answers_are_near_fp32_and_cached_apart(small_model_dir: Path, tmp_path):
+    """`gmtrace evaluate --precision bf16`: a network method answers test images in
+    bfloat16 (as the scan's `--precision bf16`), near its fp32 answers, and keeps them
+    apart from those in its prediction cache."""
+    import shutil
+
+    from gmtrace.methods.catalog import create_method
+    from gmtrace.train.config import TrainConfig
+
+    shutil.copytree(small_model_dir, tmp_path / "gmtrace")
+    images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    answers = {}
+    for precision in ("fp32", "bf16"):
+        m = create_method("gmtrace", TrainConfig(), precision)
+        m.load(tmp_path / "gmtrace")
+        answers[precision] = m.predict(images).p_generated
+        assert np.array_equal(m.predict(images).p_generated, answers[precision])  # cached
+    for folder in ("predictions", "predictions+bf16"):
+        assert len(list((tmp_path / "gmtrace" / folder).glob("*.npz"))) == 1
+    a, b = answers["fp32"], answers["bf16"]
+    assert np.abs(a - b).max() < 0.05 and not np.array_equal(a, b)

@@ -82,6 +82,13 @@ def evaluate(
     red_steps: Annotated[
         int, typer.Option(help="RED-architecture training steps per fold (about equal CPU time)")
     ] = DEFAULT.red_steps,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="arithmetic of the networks' answers on test images: fp32, or bf16 (the "
+            "scan's --precision; training and fitting stay fp32)"
+        ),
+    ] = DEFAULT.precision,
     methods: Annotated[str, typer.Option(help=f"comma-separated: {', '.join(METHODS)}")] = ",".join(
         DEFAULT.methods
     ),
@@ -111,6 +118,12 @@ def evaluate(
 
     if out is None:
         fail("--out DIR is required")
+    from gmtrace.engine.precision import PrecisionError, check_precision
+
+    try:
+        check_precision(precision)
+    except PrecisionError as e:
+        fail(str(e))
     if zoo is None:
         fail("--zoo DIR is required (`gmtrace evaluate render` rewrites a finished run's reports)")
     cfg = replace(
@@ -122,6 +135,7 @@ def evaluate(
         steps=steps,
         red_steps=red_steps,
         inner_families=inner_families,
+        precision=precision,
         train_per_gm=train_per_gm,
         test_per_gm=test_per_gm,
         permutations=permutations,

@@ -35,6 +35,14 @@ EngineRuntime = Annotated[
         "else auto)",
     ),
 ]
+Precision = Annotated[
+    str | None,
+    typer.Option(
+        help="arithmetic of the network: fp32, or bf16 (about twice as fast where the CPU "
+        "has bfloat16 instructions; answers differ by about 1e-2; default: "
+        "$GMTRACE_PRECISION, else fp32)",
+    ),
+]
 Threads = Annotated[
     int | None, typer.Option(help="threads of the inference engine (default: torch's count)")
 ]
@@ -97,6 +105,7 @@ def analyze(
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
     calibration: CalibrationName = None,
     runtime: EngineRuntime = None,
+    precision: Precision = None,
     threads: Threads = None,
     batch: Batch = INFER_BATCH,
 ) -> None:
@@ -116,6 +125,7 @@ def analyze(
         max_crops=max_crops,
         calibration=calibration,
         runtime=runtime,
+        precision=precision,
         threads=threads,
         batch=batch,
     )
@@ -203,6 +213,7 @@ def scan(
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
     calibration: CalibrationName = None,
     runtime: EngineRuntime = None,
+    precision: Precision = None,
     threads: Threads = None,
     batch: Batch = INFER_BATCH,
 ) -> None:
@@ -222,6 +233,7 @@ def scan(
         max_crops=max_crops,
         calibration=calibration,
         runtime=runtime,
+        precision=precision,
         threads=threads,
         batch=batch,
     )

@@ -30,6 +30,12 @@ import torch
 
 from gmtrace.core.files import cache_dir
 from gmtrace.engine.graph import ScanGraph, export_onnx
+from gmtrace.engine.precision import (
+    InPrecision,
+    PrecisionError,
+    check_precision,
+    precision_scope,
+)
 from gmtrace.readout.inference import detection_p
 
 RUNTIMES = ("auto", "torch", "compile", "onnxruntime", "openvino")
@@ -55,9 +61,12 @@ class Runtime:
     torch_threads = True  # runs in torch's own thread pool (the exporters have theirs)
     size: int | None = None  # the one input side the engine was built for; None: any
 
-    def __init__(self, graph: ScanGraph, threads: int | None = None):
+    def __init__(self, graph: ScanGraph, threads: int | None = None, precision: str = "fp32"):
         self.graph = graph
-        self.module = graph  # what `run` calls
+        self.precision = precision
+        # the graph in torch eager, in the engine's precision (`engine.precision`)
+        self.in_torch = graph if precision == "fp32" else InPrecision(graph, precision)
+        self.module = self.in_torch  # what `run` calls
         self.names = list(graph.names)
         self.threads = threads
         if threads and self.torch_threads:  # torch's own pool, for this process
@@ -72,8 +81,8 @@ class Runtime:
         not computed, so in torch it is the cheaper way to the same value)."""
         if self.built_for(x):
             return self.run(x)["p_generated"]
-        with torch.no_grad():
-            dev = next(self.graph.parameters()).device
+        dev = next(self.graph.parameters()).device
+        with torch.no_grad(), precision_scope(self.precision, dev.type):
             p = detection_p(self.graph.model, self.graph.readout, torch.from_numpy(x).to(dev))
         return p.float().cpu().numpy()
 
@@ -83,8 +92,8 @@ class Runtime:
         return self.size is not None and not self.other_size(x)
 
     def eager(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """The graph in torch eager, whatever the engine."""
-        return self._torch(self.graph, x)
+        """The graph in torch eager, whatever the engine (in its precision)."""
+        return self._torch(self.in_torch, x)
 
     def other_size(self, x: np.ndarray) -> bool:
         """Whether images x are of another size than the engine was built for."""
@@ -108,9 +117,9 @@ class CompiledRuntime(Runtime):
 
     name = "compile"
 
-    def __init__(self, graph: ScanGraph, threads: int | None = None):
-        super().__init__(graph, threads)
-        self.module = torch.compile(graph, dynamic=False)
+    def __init__(self, graph: ScanGraph, threads: int | None = None, precision: str = "fp32"):
+        super().__init__(graph, threads, precision)
+        self.module = torch.compile(self.in_torch, dynamic=False)
         self.batch = 0
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -132,10 +141,17 @@ class OnnxRuntime(Runtime):
     name = "onnxruntime"
     torch_threads = False
 
-    def __init__(self, graph: ScanGraph, onnx_path: Path, size: int, threads: int | None = None):
+    def __init__(
+        self,
+        graph: ScanGraph,
+        onnx_path: Path,
+        size: int,
+        threads: int | None = None,
+        precision: str = "fp32",
+    ):
         import onnxruntime as ort
 
-        super().__init__(graph, threads)
+        super().__init__(graph, threads, precision)
         self.size = size  # the exported graph's input side
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or torch.get_num_threads()
@@ -156,13 +172,20 @@ class OpenVinoRuntime(Runtime):
     name = "openvino"
     torch_threads = False
 
-    def __init__(self, graph: ScanGraph, onnx_path: Path, size: int, threads: int | None = None):
+    def __init__(
+        self,
+        graph: ScanGraph,
+        onnx_path: Path,
+        size: int,
+        threads: int | None = None,
+        precision: str = "fp32",
+    ):
         import openvino as ov
 
-        super().__init__(graph, threads)
+        super().__init__(graph, threads, precision)
         self.size = size  # the exported graph's input side
         config = {
-            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "bf16",
             "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
             "PERFORMANCE_HINT": "LATENCY",
         }
@@ -185,19 +208,28 @@ def make_runtime(
     image_size: int,
     threads: int | None = None,
     console=None,
+    precision: str = "fp32",
 ) -> Runtime:
     """The runtime `kind` (`RUNTIMES`) for a network and its readout, named by the
-    model's `digest` (`readout.saved.model_digest`). `auto` is torch (the module
-    doc says why); asking for one that is not installed, or for an exporting one on
-    CUDA, is an `EngineError`."""
+    model's `digest` (`readout.saved.model_digest`), in `precision`
+    (`engine.precision`). `auto` is torch (the module doc says why); asking for one
+    that is not installed, for an exporting one on CUDA, or for a precision it or this
+    machine cannot run, is an `EngineError`."""
     if kind not in RUNTIMES:
         raise EngineError(f"unknown runtime {kind!r}; choose one of {', '.join(RUNTIMES)}")
     graph = ScanGraph(model, readout)
-    on_cpu = next(graph.parameters()).device.type == "cpu"
+    device = next(graph.parameters()).device.type
+    on_cpu = device == "cpu"
+    try:
+        check_precision(precision, device)
+    except PrecisionError as e:
+        raise EngineError(str(e)) from None
+    if kind == "onnxruntime" and precision != "fp32":
+        raise EngineError(f"the onnxruntime runtime runs in fp32 only, not {precision}")
     if kind in ("auto", "torch"):
-        return Runtime(graph, threads)
+        return Runtime(graph, threads, precision)
     if kind == "compile":
-        return CompiledRuntime(graph, threads)
+        return CompiledRuntime(graph, threads, precision)
     if not on_cpu:
         raise EngineError(f"the {kind} runtime runs on the CPU; the model is on CUDA")
     if not installed(kind):
@@ -213,4 +245,4 @@ def make_runtime(
         except Exception as e:  # any exporter failure, said in one line
             raise EngineError(f"exporting the model to ONNX failed ({e})") from None
     cls = OpenVinoRuntime if kind == "openvino" else OnnxRuntime
-    return cls(graph, path, image_size, threads)
+    return cls(graph, path, image_size, threads, precision)

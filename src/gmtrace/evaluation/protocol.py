@@ -178,7 +178,8 @@ def make_methods(cfg: EvalConfig) -> list[Method]:
     )
     steps = {"red": cfg.red_steps}
     return [
-        create_method(name, replace(base, steps=steps.get(name, cfg.steps))) for name in cfg.methods
+        create_method(name, replace(base, steps=steps.get(name, cfg.steps)), cfg.precision)
+        for name in cfg.methods
     ]
 
 

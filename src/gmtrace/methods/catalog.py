@@ -13,12 +13,12 @@ from gmtrace.nets.config import ModelConfig, red_config
 from gmtrace.train.config import TrainConfig
 
 # name -> the method's class, and the method given the training settings of a network
-# (ignored by the rest)
-METHODS: dict[str, tuple[type[Method], Callable[[TrainConfig], Method]]] = {
-    "gmtrace": (NetMethod, lambda train: NetMethod("gmtrace", ModelConfig(), train)),
-    "red": (NetMethod, lambda train: NetMethod("red", red_config(), train)),
-    "spectral": (SpectralMethod, lambda train: SpectralMethod()),
-    "realphoto": (RealPhotoMethod, lambda train: RealPhotoMethod()),
+# and the precision of its answers (`engine.precision`; both ignored by the rest)
+METHODS: dict[str, tuple[type[Method], Callable[[TrainConfig, str], Method]]] = {
+    "gmtrace": (NetMethod, lambda train, p: NetMethod("gmtrace", ModelConfig(), train, p)),
+    "red": (NetMethod, lambda train, p: NetMethod("red", red_config(), train, p)),
+    "spectral": (SpectralMethod, lambda train, p: SpectralMethod()),
+    "realphoto": (RealPhotoMethod, lambda train, p: RealPhotoMethod()),
     "fused": (FusedMethod, FusedMethod),
 }
 
@@ -29,9 +29,10 @@ def _known(name: str) -> str:
     return name
 
 
-def create_method(name: str, train: TrainConfig) -> Method:
-    """The method `name` (one of `METHODS`), its network trained with `train`."""
-    return METHODS[_known(name)][1](train)
+def create_method(name: str, train: TrainConfig, precision: str = "fp32") -> Method:
+    """The method `name` (one of `METHODS`), its network trained with `train`, its
+    answers on test images in `precision`."""
+    return METHODS[_known(name)][1](train, precision)
 
 
 def parses(name: str) -> bool:

@@ -51,8 +51,9 @@ MIN_REAL = 40  # inner training photographs' crops below which the inner real mo
 class FusedMethod(Method):
     name = "fused"
 
-    def __init__(self, train_cfg: TrainConfig):
-        self.net = NetMethod("gmtrace", ModelConfig(), train_cfg)
+    def __init__(self, train_cfg: TrainConfig, precision: str = "fp32"):
+        # the test images' answers in `precision`; what the fusion is fitted on, fp32
+        self.net = NetMethod("gmtrace", ModelConfig(), train_cfg, precision)
         self.inner = NetMethod("gmtrace", ModelConfig(), train_cfg)
         self.seed = train_cfg.seed
         self.inner_families = train_cfg.inner_families

@@ -13,11 +13,13 @@ averaged (their spread is reported); a smaller one is reflect-padded, and flagge
 
 from __future__ import annotations
 
+import hashlib
 import os
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from gmtrace.core.runtime import pick_device
 from gmtrace.core.schema import CONTINUOUS, UNKNOWN, Normalizer, decode
@@ -73,6 +75,7 @@ class Analyzer:
         runtime: str | None = None,
         threads: int | None = None,
         batch: int = INFER_BATCH,
+        precision: str | None = None,
     ):
         self.model_dir = model_dir
         self.device = device
@@ -83,6 +86,7 @@ class Analyzer:
         self.runtime = runtime
         self.batch = batch
         self.threads = threads
+        self.precision = precision
         d = Path(model_dir) if model_dir is not None else default_model_dir()
         self.model_dir_ = d
         saved = load_model(d, device=pick_device(device))
@@ -106,6 +110,14 @@ class Analyzer:
         # `weights_sha256_`, not the network or its readout)
         digest = self.weights_sha256_
         self._use_calibration(calibration)
+        # the arithmetic (`engine.precision`): bfloat16's answers are another model's
+        # (they differ by about 1e-2), so its rows name it and are not mixed with fp32's
+        self.precision_ = precision or os.environ.get("GMTRACE_PRECISION", "fp32")
+        if self.precision_ != "fp32":
+            self.model_id_ = f"{self.model_id_}+{self.precision_}"
+            self.weights_sha256_ = hashlib.sha256(
+                f"{self.weights_sha256_}+{self.precision_}".encode()
+            ).hexdigest()
         # the engine the network and readout run in (`engine.make_runtime`; `auto` is
         # torch, which always builds)
         self.runtime_ = make_runtime(
@@ -115,6 +127,7 @@ class Analyzer:
             digest,
             self.image_size_,
             threads=threads,
+            precision=self.precision_,
         )
 
     def _use_calibration(self, name: str | None) -> None:
@@ -156,9 +169,16 @@ class Analyzer:
         return Crops(grid, padded, (int(img.shape[1]), int(img.shape[0])))
 
     def analyze_crops(self, crops: list[Crops], names: list[str]) -> list[ImageResult]:
-        """`analyze_arrays` of images already cut by `crops`."""
+        """`analyze_arrays` of images already cut by `crops`. numpy's BLAS runs on one
+        thread meanwhile: OpenBLAS keeps its threads spinning after each product,
+        taking the cores from torch (the self-description ran at a third of its speed
+        after a row's few small products; docs/benchmarks.md)."""
         if not crops:
             return []
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._analyze_crops(crops, names)
+
+    def _analyze_crops(self, crops: list[Crops], names: list[str]) -> list[ImageResult]:
         grid = np.concatenate([c.grid for c in crops])
         inf = infer(self.model_, self.readout_, grid, self.batch, runtime=self.runtime_)
         fused = None
