@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/throughput.py [--sizes 64,128,256] [--images 400]
         [--photos 60] [--model MODEL_DIR] [--repeats 3]
-        [--runtimes torch,compile,onnxruntime,openvino] [--write]
+        [--runtimes torch,compile,onnxruntime,openvino,torch+bf16,...] [--write]
 
 For each size: `--images` PNG files of that size (crops of the embedded
 photographs, so real image statistics) are written to a temporary folder, then
@@ -12,7 +12,8 @@ photographs, so real image statistics) are written to a temporary folder, then
   decode and crop in threads, batched inference, rows written and synced),
   images/s, with the default crops per image (up to 9); once per inference engine
   (`--runtime`: torch, torch.compile, ONNX Runtime, OpenVINO; torch.compile compiles
-  in the warm-up run); then with `--max-crops 1` in the
+  in the warm-up run; "+bf16": with `--precision bf16`, where the CPU has bfloat16
+  instructions); then with `--max-crops 1` in the
   engine measured fastest at that size;
 * RED's FEN: the forward pass of RED's fingerprint network (DnCNN-17) alone on
   the same images at their size, batched, in that same engine, images/s.
@@ -140,11 +141,26 @@ def red_fen_rate(files: list[Path], runtime: str, repeats: int, batch: int = 16)
     return median_rate(partial(batches_rate, _runner(fen, x[:batch], runtime), x, batch), repeats)
 
 
-def _runner(module: torch.nn.Module, example: np.ndarray, runtime: str):
-    """A callable float32 batch -> outputs of `module` in `runtime` (torch, compile,
-    onnxruntime or openvino; the ONNX graphs exported with a free batch size)."""
+def split_engine(engine: str) -> tuple[str, str]:
+    """(runtime, precision) of an engine named "runtime" or "runtime+precision"."""
+    runtime, _, precision = engine.partition("+")
+    return runtime, precision or "fp32"
+
+
+def _runner(module: torch.nn.Module, example: np.ndarray, engine: str):
+    """A callable float32 batch -> outputs of `module` in `engine` (torch, compile,
+    onnxruntime or openvino, "+bf16" for bfloat16; the ONNX graphs exported with a
+    free batch size)."""
+    from gmtrace.engine.precision import precision_scope
+
+    runtime, precision = split_engine(engine)
     if runtime in ("torch", "compile"):
-        m = torch.compile(module) if runtime == "compile" else module
+
+        def call(xb):
+            with precision_scope(precision):
+                return module(xb)
+
+        m = torch.compile(call) if runtime == "compile" else call
 
         def run(xb):
             with torch.no_grad():
@@ -177,7 +193,8 @@ def _runner(module: torch.nn.Module, example: np.ndarray, runtime: str):
         return lambda xb: sess.run(None, {"x": xb})
     import openvino as ov
 
-    cfg = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+    hint = "f32" if precision == "fp32" else precision
+    cfg = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": torch.get_num_threads()}
     req = ov.Core().compile_model(str(path), "CPU", cfg).create_infer_request()
     return lambda xb: req.infer({0: xb})
 
@@ -204,7 +221,7 @@ def forward_rates(analyzer, runtimes: list[str], repeats: int, n: int = 256, bat
             "torch",
         )
     ]
-    ways += [(_ENGINE_LABEL[r], graph, r) for r in runtimes]
+    ways += [(engine_label(r), graph, r) for r in runtimes]
     for name, m, runtime in ways:
         try:
             rate = median_rate(
@@ -268,9 +285,14 @@ def fused_rates(analyzer, repeats: int, n: int = 512) -> tuple[list, float]:
 _ENGINE_LABEL = {
     "torch": "torch eager (batch norm folded: the scan's torch runtime)",
     "compile": "torch.compile (inductor)",
-    "onnxruntime": "ONNX Runtime, CPU provider, float32",
-    "openvino": "OpenVINO, CPU, float32",
+    "onnxruntime": "ONNX Runtime, CPU provider",
+    "openvino": "OpenVINO, CPU",
 }
+
+
+def engine_label(engine: str) -> str:
+    runtime, precision = split_engine(engine)
+    return f"{_ENGINE_LABEL[runtime]}, {'float32' if precision == 'fp32' else 'bfloat16'}"
 
 
 def measure(folder: Path, files: list[Path], analyzers: dict, one: dict, a, red: bool):
@@ -295,17 +317,33 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=60, help="full-size photographs (0: none)")
     ap.add_argument("--model", default=None)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--runtimes", default="torch,compile,onnxruntime,openvino")
+    ap.add_argument(
+        "--runtimes",
+        default="torch,compile,onnxruntime,openvino,torch+bf16,compile+bf16,openvino+bf16",
+        help="engines: runtime or runtime+bf16 (bf16 ones are left out where the CPU "
+        "lacks bfloat16 instructions)",
+    )
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args()
     from gmtrace.data.crops import crop_count
+    from gmtrace.engine.precision import bf16_supported
     from gmtrace.engine.runtimes import installed
     from gmtrace.product.analyze import Analyzer
 
-    runtimes = [r for r in a.runtimes.split(",") if r in ("torch", "compile") or installed(r)]
-    engines = runtimes  # every one is a scan's (`--runtime`)
-    analyzers = {r: Analyzer(a.model, runtime=r) for r in engines}
-    one = {r: Analyzer(a.model, max_crops=1, runtime=r) for r in engines}
+    def runs_here(engine: str) -> bool:
+        runtime, precision = split_engine(engine)
+        ok = runtime in ("torch", "compile") or installed(runtime)
+        return ok and (precision == "fp32" or bf16_supported())
+
+    runtimes = [r for r in a.runtimes.split(",") if runs_here(r)]
+    engines = runtimes  # every one is a scan's (`--runtime`, `--precision`)
+
+    def analyzer(engine: str, **kw):
+        runtime, precision = split_engine(engine)
+        return Analyzer(a.model, runtime=runtime, precision=precision, **kw)
+
+    analyzers = {r: analyzer(r) for r in engines}
+    one = {r: analyzer(r, max_crops=1) for r in engines}
     base = analyzers[engines[0]]
     rows = []
     cases = [(f"{s} px", int(s)) for s in a.sizes.split(",")]

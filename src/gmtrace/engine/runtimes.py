@@ -7,6 +7,10 @@
   (OpenVINO would otherwise pick bfloat16 where the CPU has it, whose answers
   differ from torch's by far more than 1e-4).
 
+Each runs in float32 unless asked for bfloat16 (`engine.precision`, `--precision
+bf16`: torch's autocast in torch and compile, OpenVINO's precision hint; ONNX Runtime
+has no such path here), judged by the protocol's figures, not by equality.
+
 The exported graph is built on first use and kept in the user's cache folder
 ($GMTRACE_CACHE, else $XDG_CACHE_HOME/gmtrace, else ~/.cache/gmtrace) under the
 model's digest, the input size and its outputs' names, so another model (or a refit
@@ -15,8 +19,7 @@ on the 2 cores measured (docs/benchmarks.md, "Scan throughput") torch.compile wa
 about 10 % faster at 128 px (88 against 79 images/s) but costs a compilation of
 about a minute per process, paid back after some 40,000 images; ONNX Runtime and
 OpenVINO were slower than torch (58 and 71). `--runtime` picks one for a case where
-it pays, and the exporting runtimes are there for the reduced-precision paths to
-come.
+it pays.
 """
 
 from __future__ import annotations

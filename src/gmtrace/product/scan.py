@@ -366,6 +366,7 @@ class _RayBlockScanner:
         calibration: str = "none",
         runtime: str = "torch",
         batch: int = INFER_BATCH,
+        precision: str = "fp32",
     ):
         # one CPU per actor: its engine runs one thread
         self.analyzer = analyzer_class(
@@ -376,6 +377,7 @@ class _RayBlockScanner:
             runtime=runtime,
             threads=1,
             batch=batch,
+            precision=precision,
         )
 
     def __call__(self, batch: dict) -> dict:
@@ -424,6 +426,7 @@ def _ray_batches(analyzer, blocks, todo, workers: int, address: str | None) -> I
                 # the same engine (its graph is built once, in this machine's cache)
                 analyzer.runtime_.name,
                 analyzer.batch,
+                analyzer.precision_,  # and arithmetic
             ),
             batch_size=1,
             concurrency=max(1, workers),
