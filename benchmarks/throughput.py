@@ -151,7 +151,7 @@ def _runner(module: torch.nn.Module, example: np.ndarray, engine: str):
     """A callable float32 batch -> outputs of `module` in `engine` (torch, compile,
     onnxruntime or openvino, "+bf16" for bfloat16; the ONNX graphs exported with a
     free batch size)."""
-    from gmtrace.engine.precision import precision_scope
+    from gmtrace.core.precision import precision_scope
 
     runtime, precision = split_engine(engine)
     if runtime in ("torch", "compile"):
@@ -325,8 +325,8 @@ def main() -> None:
     )
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args()
+    from gmtrace.core.precision import bf16_supported
     from gmtrace.data.crops import crop_count
-    from gmtrace.engine.precision import bf16_supported
     from gmtrace.engine.runtimes import installed
     from gmtrace.product.analyze import Analyzer
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gmtrace.engine.precision import bf16_supported
+from gmtrace.core.precision import bf16_supported
 from gmtrace.engine.runtimes import EngineError, installed
 from gmtrace.product.analyze import Analyzer
 from gmtrace.product.rows import model_fields
@@ -128,7 +128,7 @@ def test_the_compiled_runtime_answers_as_torch(small_model_dir: Path):
 
 
 def test_a_precision_this_machine_cannot_run_is_a_clear_error(small_model_dir: Path, monkeypatch):
-    import gmtrace.engine.precision as precision
+    import gmtrace.core.precision as precision
 
     with pytest.raises(EngineError, match="unknown precision 'fp8'"):
         Analyzer(small_model_dir, precision="fp8")

@@ -17,8 +17,8 @@ from gmtrace.core.metrics import (
     permutation_test,
     purity,
 )
+from gmtrace.core.precision import bf16_supported
 from gmtrace.data.dataset import GMDataset
-from gmtrace.engine.precision import bf16_supported
 from gmtrace.evaluation.config import EvalConfig
 from gmtrace.evaluation.protocol import evaluate, leakage
 from gmtrace.evaluation.report import model_card, probe_views, write_reports

@@ -118,7 +118,7 @@ def evaluate(
 
     if out is None:
         fail("--out DIR is required")
-    from gmtrace.engine.precision import PrecisionError, check_precision
+    from gmtrace.core.precision import PrecisionError, check_precision
 
     try:
         check_precision(precision)

@@ -7,7 +7,7 @@
   (OpenVINO would otherwise pick bfloat16 where the CPU has it, whose answers
   differ from torch's by far more than 1e-4).
 
-Each runs in float32 unless asked for bfloat16 (`engine.precision`, `--precision
+Each runs in float32 unless asked for bfloat16 (`core.precision`, `--precision
 bf16`: torch's autocast in torch and compile, OpenVINO's precision hint; ONNX Runtime
 has no such path here), judged by the protocol's figures, not by equality.
 
@@ -32,13 +32,13 @@ import numpy as np
 import torch
 
 from gmtrace.core.files import cache_dir
-from gmtrace.engine.graph import ScanGraph, export_onnx
-from gmtrace.engine.precision import (
+from gmtrace.core.precision import (
     InPrecision,
     PrecisionError,
     check_precision,
     precision_scope,
 )
+from gmtrace.engine.graph import ScanGraph, export_onnx
 from gmtrace.readout.inference import detection_p
 
 RUNTIMES = ("auto", "torch", "compile", "onnxruntime", "openvino")
@@ -67,7 +67,7 @@ class Runtime:
     def __init__(self, graph: ScanGraph, threads: int | None = None, precision: str = "fp32"):
         self.graph = graph
         self.precision = precision
-        # the graph in torch eager, in the engine's precision (`engine.precision`)
+        # the graph in torch eager, in the engine's precision (`core.precision`)
         self.in_torch = graph if precision == "fp32" else InPrecision(graph, precision)
         self.module = self.in_torch  # what `run` calls
         self.names = list(graph.names)
@@ -215,7 +215,7 @@ def make_runtime(
 ) -> Runtime:
     """The runtime `kind` (`RUNTIMES`) for a network and its readout, named by the
     model's `digest` (`readout.saved.model_digest`), in `precision`
-    (`engine.precision`). `auto` is torch (the module doc says why); asking for one
+    (`core.precision`). `auto` is torch (the module doc says why); asking for one
     that is not installed, for an exporting one on CUDA, or for a precision it or this
     machine cannot run, is an `EngineError`."""
     if kind not in RUNTIMES:

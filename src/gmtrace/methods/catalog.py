@@ -13,7 +13,7 @@ from gmtrace.nets.config import ModelConfig, red_config
 from gmtrace.train.config import TrainConfig
 
 # name -> the method's class, and the method given the training settings of a network
-# and the precision of its answers (`engine.precision`; both ignored by the rest)
+# and the precision of its answers (`core.precision`; both ignored by the rest)
 METHODS: dict[str, tuple[type[Method], Callable[[TrainConfig, str], Method]]] = {
     "gmtrace": (NetMethod, lambda train, p: NetMethod("gmtrace", ModelConfig(), train, p)),
     "red": (NetMethod, lambda train, p: NetMethod("red", red_config(), train, p)),

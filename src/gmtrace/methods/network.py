@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gmtrace.engine.precision import check_precision, precision_scope
+from gmtrace.core.precision import check_precision, precision_scope
 from gmtrace.methods.base import Method, PredictionCache
 from gmtrace.nets.config import ModelConfig
 from gmtrace.nets.model import GMTraceModel

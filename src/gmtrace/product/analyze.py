@@ -110,7 +110,7 @@ class Analyzer:
         # `weights_sha256_`, not the network or its readout)
         digest = self.weights_sha256_
         self._use_calibration(calibration)
-        # the arithmetic (`engine.precision`): bfloat16's answers are another model's
+        # the arithmetic (`core.precision`): bfloat16's answers are another model's
         # (they differ by about 1e-2), so its rows name it and are not mixed with fp32's
         self.precision_ = precision or os.environ.get("GMTRACE_PRECISION", "fp32")
         if self.precision_ != "fp32":
