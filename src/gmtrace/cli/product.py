@@ -38,8 +38,8 @@ EngineRuntime = Annotated[
 Precision = Annotated[
     str | None,
     typer.Option(
-        help="arithmetic of the network: fp32, or bf16 (about twice as fast where the CPU "
-        "has bfloat16 instructions; answers differ by about 1e-2; default: "
+        help="arithmetic of the network: fp32, or bf16 (about 1.5x the images per second "
+        "where the CPU has bfloat16 instructions; answers differ by about 1e-2; default: "
         "$GMTRACE_PRECISION, else fp32)",
     ),
 ]

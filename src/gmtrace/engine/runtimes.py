@@ -140,8 +140,10 @@ class CompiledRuntime(Runtime):
         return super().built_for(x) and len(x) * 2 >= self.batch
 
 
-class OnnxRuntime(Runtime):
-    name = "onnxruntime"
+class ExportedRuntime(Runtime):
+    """An engine of its own on the exported ONNX graph, built for one input size;
+    images of another size go through torch eager (`eager`)."""
+
     torch_threads = False
 
     def __init__(
@@ -152,54 +154,57 @@ class OnnxRuntime(Runtime):
         threads: int | None = None,
         precision: str = "fp32",
     ):
-        import onnxruntime as ort
-
         super().__init__(graph, threads, precision)
         self.size = size  # the exported graph's input side
+        self._open(onnx_path, threads or torch.get_num_threads())
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        if not self.built_for(x):
+            return self.eager(x)
+        return self._run(np.ascontiguousarray(x, dtype=np.float32))
+
+    def _open(self, onnx_path: Path, threads: int) -> None:
+        raise NotImplementedError
+
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+class OnnxRuntime(ExportedRuntime):
+    name = "onnxruntime"
+
+    def _open(self, onnx_path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(
             str(onnx_path), opts, providers=["CPUExecutionProvider"]
         )
 
-    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        if not self.built_for(x):
-            return self.eager(x)
-        out = self.session.run(self.names, {"x": np.ascontiguousarray(x, dtype=np.float32)})
-        return dict(zip(self.names, out, strict=True))
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(self.names, self.session.run(self.names, {"x": x}), strict=True))
 
 
-class OpenVinoRuntime(Runtime):
+class OpenVinoRuntime(ExportedRuntime):
     name = "openvino"
-    torch_threads = False
 
-    def __init__(
-        self,
-        graph: ScanGraph,
-        onnx_path: Path,
-        size: int,
-        threads: int | None = None,
-        precision: str = "fp32",
-    ):
+    def _open(self, onnx_path: Path, threads: int) -> None:
         import openvino as ov
 
-        super().__init__(graph, threads, precision)
-        self.size = size  # the exported graph's input side
         config = {
-            "INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "bf16",
-            "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
+            "INFERENCE_PRECISION_HINT": "f32" if self.precision == "fp32" else "bf16",
+            "INFERENCE_NUM_THREADS": threads,
             "PERFORMANCE_HINT": "LATENCY",
         }
         self.compiled = ov.Core().compile_model(str(onnx_path), "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.outputs = [self.compiled.output(n) for n in self.names]
 
-    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        if not self.built_for(x):
-            return self.eager(x)
-        res = self.request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        res = self.request.infer({0: x})
         return {n: np.asarray(res[o]) for n, o in zip(self.names, self.outputs, strict=True)}
 
 

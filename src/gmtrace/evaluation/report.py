@@ -384,7 +384,7 @@ def target_values(results: dict, name: str) -> dict[str, float | None]:
         s = r["parsing"]["per_gm"]["summary"]
         parsing = {
             "p_overall": s["composite"]["p"],
-            "fields": _fields_beating(r["parsing"]["per_gm"]),
+            "fields": fields_beating(r["parsing"]["per_gm"]),
             "loss_f1": s["mean_loss_f1"]["actual"],
             "macro_f1": s["mean_macro_f1"]["actual"],
             "l1": s["mean_l1"]["actual"],
@@ -576,7 +576,7 @@ def _pooled_values(results: dict, r: dict) -> dict[str, float | None]:
     parsing = r.get("parsing") or {}
     ans = parsing.get("answered_across_folds") or parsing.get("answered")
     return {
-        "fields_answered": None if ans is None else _fields_beating(ans["per_image"]),
+        "fields_answered": None if ans is None else fields_beating(ans["per_image"]),
         "fields_median": None if ans is None else ans["fields_answered_median"],
         "unsure_share": r["unsure"]["clean"]["unsure_share"] if r.get("unsure") else None,
         "auc_pooled": pooled.get("clean", {}).get("auc"),
@@ -643,7 +643,7 @@ def _targets_section(results: dict, other: dict | None = None) -> list[str]:
     return L
 
 
-def _fields_beating(test: dict, alpha: float = 0.05) -> int:
+def fields_beating(test: dict, alpha: float = 0.05) -> int:
     """How many of the 25 fields of a permutation test beat the random GT at p < alpha."""
     return sum(
         int(np.sum(np.asarray(test["fields"][k]["p"], dtype=float) < alpha))
@@ -803,8 +803,8 @@ def _answered_table(results: dict, n: str, key: str) -> list[str]:
         "of test images (GMs) answered. "
         f"A typical test image gets {ans['fields_answered_median']:g} of 25 fields answered "
         f"(median; mean {ans['fields_answered_mean']:.1f}); "
-        f"{_fields_beating(ans['per_image'])} fields beat the random GT at p < 0.05 per "
-        f"image, {_fields_beating(ans['per_gm'])} per GM."
+        f"{fields_beating(ans['per_image'])} fields beat the random GT at p < 0.05 per "
+        f"image, {fields_beating(ans['per_gm'])} per GM."
         + (
             " Fields answering, fold by fold: "
             + "; ".join(", ".join(f) or "none" for f in per_fold)
