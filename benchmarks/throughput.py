@@ -239,6 +239,8 @@ def fused_rates(analyzer, repeats: int, n: int = 512) -> tuple[list, float]:
     """Crops/s of each part of a fused model's answer on `n` crops of the embedded
     photographs at the model's input size, in the analyzer's engine, and the share of
     them the unsure band reads again; ([], 0) for a model without a fusion."""
+    from threadpoolctl import threadpool_limits
+
     from gmtrace.readout.inference import infer
     from gmtrace.realmodel.selfdesc import describe
     from gmtrace.zoo.real import load_embedded
@@ -276,9 +278,10 @@ def fused_rates(analyzer, repeats: int, n: int = 512) -> tuple[list, float]:
         ),
     ]
     out = []
-    for name, run in parts:
-        out.append((name, median_rate(partial(batches_rate, run, grid, len(grid)), repeats)))
-        print(f"fused, {name}: {out[-1][1]:.0f} crops/s")
+    with threadpool_limits(limits=1, user_api="blas"):  # as `Analyzer.analyze_crops` runs
+        for name, run in parts:
+            out.append((name, median_rate(partial(batches_rate, run, grid, len(grid)), repeats)))
+            print(f"fused, {name}: {out[-1][1]:.0f} crops/s")
     return out, flagged
 
 
