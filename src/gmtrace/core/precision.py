@@ -2,7 +2,7 @@
 
 On a CPU with bfloat16 instructions (AVX512_BF16, AMX) torch's autocast runs the
 convolutions and matrix products in bfloat16 and the rest in float32: on the 2 cores
-measured (docs/benchmarks.md) the scan's forward pass reads 1.7x the crops per second
+measured (docs/benchmarks.md) the scan's forward pass reads 1.6x the crops per second
 in torch, 2.3x compiled, and the scan about 1.5x the images. Its answers differ from
 float32's by about 1e-2 in p, so it is an option of its own, judged by the protocol's
 figures (docs/benchmarks.md, "A fast setting judged by the protocol's figures"), not
