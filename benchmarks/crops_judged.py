@@ -42,6 +42,8 @@ from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 from gmtrace.data.augment import jpeg
 from gmtrace.product.analyze import Analyzer
+from gmtrace.readout.readout import READOUT
+from gmtrace.readout.saved import CONFIG, FUSION, FUSION_RECORD, WEIGHTS
 
 EXITS = (0.3, 0.4, 0.45)
 
@@ -54,9 +56,9 @@ def fold_model(run: Path, fold: int, method: str, tmp: Path) -> Path:
         return net
     d = tmp / f"fold{fold}-{method}"
     d.mkdir()
-    for f in ("model.safetensors", "readout.safetensors", "config.json"):
+    for f in (WEIGHTS, READOUT, CONFIG):
         (d / f).symlink_to((net / f).resolve())
-    for f in ("fusion.safetensors", "fusion.json"):
+    for f in (FUSION, FUSION_RECORD):
         (d / f).symlink_to((run / f"fold{fold}" / method / f).resolve())
     return d
 

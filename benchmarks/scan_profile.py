@@ -47,7 +47,6 @@ def profile(folder: Path, engine: str, model: str | None) -> tuple[float, dict[s
     import gmtrace.readout.fused as fused_mod
     from gmtrace.product.analyze import Analyzer
 
-    runtime, precision = throughput.split_engine(engine)
     spent: dict[str, float] = defaultdict(float)
 
     def timed(name, f):
@@ -70,7 +69,7 @@ def profile(folder: Path, engine: str, model: str | None) -> tuple[float, dict[s
     try:
         for (owner, name), f in saved.items():
             setattr(owner, name, timed(name, f))
-        a = Analyzer(model, runtime=runtime, precision=precision)
+        a = throughput.engine_analyzer(engine, model)
         out = folder.parent / "rows.jsonl"
         throughput.scan_rate(a, folder, out)  # warm-up (compiles where it compiles)
         spent.clear()

@@ -147,6 +147,14 @@ def split_engine(engine: str) -> tuple[str, str]:
     return runtime, precision or "fp32"
 
 
+def engine_analyzer(engine: str, model: str | None, **options):
+    """`Analyzer(model, **options)` scanning in `engine` (its runtime and precision)."""
+    from gmtrace.product.analyze import Analyzer
+
+    runtime, precision = split_engine(engine)
+    return Analyzer(model, runtime=runtime, precision=precision, **options)
+
+
 def _runner(module: torch.nn.Module, example: np.ndarray, engine: str):
     """A callable float32 batch -> outputs of `module` in `engine` (torch, compile,
     onnxruntime or openvino, "+bf16" for bfloat16; the ONNX graphs exported with a
@@ -331,7 +339,6 @@ def main() -> None:
     from gmtrace.core.precision import bf16_supported
     from gmtrace.data.crops import crop_count
     from gmtrace.engine.runtimes import installed
-    from gmtrace.product.analyze import Analyzer
 
     def runs_here(engine: str) -> bool:
         runtime, precision = split_engine(engine)
@@ -341,12 +348,8 @@ def main() -> None:
     runtimes = [r for r in a.runtimes.split(",") if runs_here(r)]
     engines = runtimes  # every one is a scan's (`--runtime`, `--precision`)
 
-    def analyzer(engine: str, **kw):
-        runtime, precision = split_engine(engine)
-        return Analyzer(a.model, runtime=runtime, precision=precision, **kw)
-
-    analyzers = {r: analyzer(r) for r in engines}
-    one = {r: analyzer(r, max_crops=1) for r in engines}
+    analyzers = {r: engine_analyzer(r, a.model) for r in engines}
+    one = {r: engine_analyzer(r, a.model, max_crops=1) for r in engines}
     base = analyzers[engines[0]]
     rows = []
     cases = [(f"{s} px", int(s)) for s in a.sizes.split(",")]

@@ -19,6 +19,7 @@ import numpy as np
 from gmtrace.core.files import atomic_write_text
 from gmtrace.core.metrics import calibration_error
 from gmtrace.evaluation.config import OUT_OF_FOLD
+from gmtrace.evaluation.report import pooled_values
 from gmtrace.readout.abstain import FIELD_NAMES, ParseGate
 from gmtrace.readout.fused import Fusion
 from gmtrace.readout.saved import ADOPTED, read_adopted
@@ -44,9 +45,8 @@ def map_across_folds(results: dict, method: str) -> dict | None:
     """The run's balanced ECE (clean, folds pooled) of `method`'s p as it is and with
     each fold's p read through a Platt map fitted on the other folds' answers
     (`protocol._calibrated_across_folds`); None where the run has not both."""
-    r = results.get("methods", {}).get(method, {})
-    before = (r.get("detection_pooled") or {}).get("clean", {}).get("ece_balanced")
-    after = (r.get("detection_pooled_calibrated") or {}).get("clean", {}).get("ece_balanced")
+    v = pooled_values(results, results.get("methods", {}).get(method, {}))
+    before, after = v["ece_pooled_balanced"], v["ece_cal_balanced"]
     if before is None or after is None:
         return None
     return {"uncalibrated": float(before), "recalibrated": float(after)}

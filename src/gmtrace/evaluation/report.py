@@ -415,7 +415,7 @@ def target_values(results: dict, name: str) -> dict[str, float | None]:
         if "grouping_half" in r
         else None,
         "leak_db": leak,
-        **_pooled_values(results, r),
+        **pooled_values(results, r),
     }
 
 
@@ -565,7 +565,7 @@ def _budget_section(results: dict) -> list[str]:
     return L
 
 
-def _pooled_values(results: dict, r: dict) -> dict[str, float | None]:
+def pooled_values(results: dict, r: dict) -> dict[str, float | None]:
     """The values of CODEBASE_TARGETS that runs before codebases were kept lack."""
     pooled = r.get("detection_pooled", {})
     cb_aucs = [
