@@ -1026,13 +1026,10 @@ def _attribution_section(results: dict) -> list[str]:
     L = ["\n## Attribution, open set, grouping (mean ± std over folds)\n"]
     L.append(
         "Closed set: held-out images of the training GMs. Open set: images of unseen GMs "
-        "(positive) against held-out images of training GMs, scored by the distance to the "
-        "nearest training GM's mean embedding (1 - cosine similarity) over that GM's spread, "
-        "the mean distance of its own held-out images (its training images for the "
-        "closed-form baselines; `readout.embedding.open_set_score`, docs/realmodel.md; "
-        "networks fitted before the spread was kept: the geometric mean of 1 - max "
-        "attribution probability and half that distance unscaled; without a gallery, "
-        "1 - max probability alone). "
+        "(positive) against held-out images of training GMs, scored by the geometric mean "
+        "of 1 - max attribution probability and (1 - the cosine similarity to the nearest "
+        "training GM's mean embedding) / 2 (`readout.embedding.open_set_score`; networks fitted "
+        "before it and the baselines without a gallery: 1 - max probability alone). "
         "Grouping: unseen GMs' images clustered (Ward linkage) in each "
         "method's discriminant embedding (LDA of its features over the training GMs, "
         "`grouping.cluster.group`), cut at the finest partition whose mean silhouette is within "

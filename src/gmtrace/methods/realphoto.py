@@ -17,7 +17,7 @@ import numpy as np
 
 from gmtrace.core.schema import CONTINUOUS, DISCRETE, LOSS_TYPES
 from gmtrace.methods.base import Method
-from gmtrace.readout.embedding import gm_gallery, gm_spread, open_set_score
+from gmtrace.readout.embedding import gm_gallery, open_set_score
 from gmtrace.readout.inference import Inference
 from gmtrace.realmodel.density import RealPhotoModel
 from gmtrace.realmodel.selfdesc import describe
@@ -35,7 +35,6 @@ class RealPhotoMethod(Method):
         gm = np.concatenate([[i] * len(bank.fake[i]) for i in kept])
         self.n_gms_ = len(bank.fake)
         self.gallery_ = gm_gallery(xf, gm, self.n_gms_)
-        self.spread_ = gm_spread(xf, gm, self.gallery_)  # on the training images
         seconds = time.perf_counter() - t0
         (out_dir / self.name).mkdir(parents=True, exist_ok=True)
         record = {"train_seconds": seconds, "components": self.model_.components}
@@ -56,7 +55,7 @@ class RealPhotoMethod(Method):
         return Inference(
             p_generated=self.model_.unlikeness(desc),
             attribution=attr,
-            open_score=open_set_score(attr, emb, self.gallery_, self.spread_),
+            open_score=open_set_score(attr, emb, self.gallery_),
             embedding=emb,
             # no parse: never scored (`parses`), NaN so that no figure could use it
             continuous=np.full((n, len(CONTINUOUS)), np.nan),

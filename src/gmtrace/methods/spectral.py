@@ -15,12 +15,7 @@ from gmtrace.core.schema import DISCRETE, UNKNOWN_CLASS
 from gmtrace.core.spectrum import azimuthal_average, log_spectra
 from gmtrace.methods.base import Method
 from gmtrace.nets.config import ModelConfig
-from gmtrace.readout.embedding import (
-    discriminant_projection,
-    gm_gallery,
-    gm_spread,
-    open_set_score,
-)
+from gmtrace.readout.embedding import discriminant_projection, gm_gallery, open_set_score
 from gmtrace.readout.fit import fit_logistic
 from gmtrace.readout.inference import Inference
 
@@ -72,11 +67,7 @@ class SpectralMethod(Method):
         self.group_mean_, self.group_w_ = discriminant_projection(zf, gm, GROUP_DIMS)
         self.detect_ = _logreg(np.concatenate([zf, zr]), np.r_[np.ones(len(zf)), np.zeros(len(zr))])
         self.attribute_ = _logreg(zf, gm, balanced=False)
-        emb = (zf - self.group_mean_) @ self.group_w_
-        self.gallery_ = gm_gallery(emb, gm, self.n_gms_)
-        # on the training images (a closed-form fit holds none out): the scale of
-        # the open-set score, as a network's readout reads it on its held-out images
-        self.spread_ = gm_spread(emb, gm, self.gallery_)
+        self.gallery_ = gm_gallery((zf - self.group_mean_) @ self.group_w_, gm, self.n_gms_)
         # each field on the images of the GMs whose value of it is known
         cont, disc, bits = targets.continuous[gm], targets.discrete[gm], targets.losses[gm]
         self.continuous_ = []
@@ -102,7 +93,7 @@ class SpectralMethod(Method):
         return Inference(
             p_generated=_proba(self.detect_, z, 2)[:, 1],
             attribution=attr,
-            open_score=open_set_score(attr, g, self.gallery_, self.spread_),
+            open_score=open_set_score(attr, g, self.gallery_),
             embedding=g / np.linalg.norm(g, axis=1, keepdims=True).clip(1e-9),
             continuous=np.clip(
                 np.stack(

@@ -95,8 +95,6 @@ class Analyzer:
         self.readout_ = saved.readout
         gallery = getattr(self.readout_, "gallery_", None)
         self.gallery_ = None if gallery is None else gallery.cpu().numpy()
-        spread = getattr(self.readout_, "gallery_spread_", None)
-        self.gallery_spread_ = None if spread is None else spread.cpu().numpy()
         self.open_threshold_ = float(self.readout_.open_threshold_)
         self.meta_ = saved.meta
         self.gm_names_: list[str] = list(saved.meta.get("gm_names", []))
@@ -217,9 +215,7 @@ class Analyzer:
         attr = inf.attribution[sl].mean(axis=0)
         top = np.argsort(-attr)[: self.top_k]
         emb = inf.embedding[sl].mean(axis=0)
-        open_score = float(
-            open_set_score(attr[None], emb[None], self.gallery_, self.gallery_spread_)[0]
-        )
+        open_score = float(open_set_score(attr[None], emb[None], self.gallery_)[0])
         cont, disc, loss = inf.parse_of(sl)
         parsed = decode(cont[None], [d[None] for d in disc], loss[None], self.normalizer_)[0]
         losses = parsed.pop("losses")

@@ -16,12 +16,7 @@ import torch
 from gmtrace.core.schema import CONTINUOUS, DISCRETE, LOSS_TYPES, UNKNOWN_CLASS
 from gmtrace.data.images import to_float
 from gmtrace.nets.model import GMTraceModel
-from gmtrace.readout.embedding import (
-    discriminant_projection,
-    gm_gallery,
-    gm_spread,
-    open_set_score,
-)
+from gmtrace.readout.embedding import discriminant_projection, gm_gallery
 from gmtrace.readout.inference import head_features, infer
 from gmtrace.readout.pixel_stats import pixel_statistics
 from gmtrace.readout.readout import PROBE_TREE_LEAVES, PROBE_TREE_NODES, Readout
@@ -170,8 +165,6 @@ def calibrate(
 
     * Platt scaling p = sigmoid(a z + b) of the detection logit z, fitted by
       logistic regression (scikit-learn, L2, C=1) on those images;
-    * with a gallery, each training GM's spread about its entry on its held-out
-      images (`embedding.gm_spread`), the scale of the open-set score;
     * open-set threshold: the `accept` quantile of the open-set score over the
       held-out fake images, so that share of known-GM images is accepted.
     """
@@ -181,14 +174,6 @@ def calibrate(
     readout.open_threshold_ = torch.tensor(1.0)
     fakes = [a for a in fake if len(a)]
     inf_fake = infer(model, readout, np.concatenate(fakes))
-    if getattr(readout, "gallery_", None) is not None:
-        owner = np.repeat(np.arange(len(fake)), [len(a) for a in fake])
-        gallery = readout.gallery_.cpu().numpy()
-        spread = gm_spread(inf_fake.embedding, owner, gallery)
-        readout.gallery_spread_ = _tensor(spread)
-        inf_fake.open_score = open_set_score(
-            inf_fake.attribution, inf_fake.embedding, gallery, spread
-        )
     inf_real = infer(model, readout, real) if len(real) else None
     z_f = _logit(inf_fake.p_generated)
     z = np.concatenate([z_f, _logit(inf_real.p_generated)]) if inf_real else z_f

@@ -97,14 +97,14 @@ def infer(
     in batches.
 
     open_score is `embedding.open_set_score` of the attribution probabilities and the
-    unit-length grouping embedding against the readout's gallery of training GMs and
-    their spreads (1 - max attribution probability alone where it has no gallery); the
-    grouping embedding is the head features standardized over the training images,
-    projected on the discriminant directions of the training GMs and scaled to unit
-    length (with `features`, the raw head features). Parsing is the readout's probe
-    where it has one, else the network's own parsing heads. With `runtime`
-    (`engine.Runtime`, of this network and readout), the batches go through it instead
-    (not with `fingerprints` or `features`, which only torch answers)."""
+    unit-length grouping embedding against the readout's gallery of training GMs (1 -
+    max attribution probability alone where it has none); the grouping embedding is
+    the head features standardized over the training images, projected on the
+    discriminant directions of the training GMs and scaled to unit length (with
+    `features`, the raw head features). Parsing is the readout's probe where it has
+    one, else the network's own parsing heads. With `runtime` (`engine.Runtime`, of
+    this network and readout), the batches go through it instead (not with
+    `fingerprints` or `features`, which only torch answers)."""
     if runtime is not None and not (fingerprints or features):
         return _from_parts(
             _gather(
@@ -207,12 +207,10 @@ def _from_parts(cat: dict[str, np.ndarray], readout: Readout, features: bool) ->
     unit = cat.pop("unit") if features else cat["embedding"]
     gallery = getattr(readout, "gallery_", None)
     gallery = None if gallery is None else gallery.cpu().numpy()
-    spread = getattr(readout, "gallery_spread_", None)
-    spread = None if spread is None else spread.cpu().numpy()
     return Inference(
         p_generated=cat["p_generated"],
         attribution=cat["attribution"],
-        open_score=open_set_score(cat["attribution"], unit, gallery, spread).astype(np.float32),
+        open_score=open_set_score(cat["attribution"], unit, gallery).astype(np.float32),
         embedding=cat["embedding"],
         continuous=cat["continuous"],
         discrete_prob=[cat[f"d{j}"] for j in range(n_disc)],

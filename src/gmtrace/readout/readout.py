@@ -61,9 +61,6 @@ OPTIONAL = (
     "forest_share",
     "detect_spectrum",
     "gallery",
-    # each training GM's spread about its gallery entry (`embedding.gm_spread`);
-    # readouts fitted before it was kept score the open set without it
-    "gallery_spread",
 )
 
 
