@@ -18,6 +18,7 @@ from gmtrace.evaluation.adopt import read_out_of_fold
 from gmtrace.evaluation.protocol import evaluate
 from gmtrace.grouping.cluster import density_group, first_half, group_with
 from gmtrace.index.index import SameSource
+from gmtrace.methods.fused import crop_owners
 from gmtrace.readout.fused import FUSION, REENCODINGS, Fusion
 from gmtrace.realmodel.density import RealPhotoModel
 from gmtrace.realmodel.fusion import (
@@ -25,6 +26,7 @@ from gmtrace.realmodel.fusion import (
     UnsureBand,
     choose_width,
     logit,
+    owner_means,
     recalibrated,
     stack_features,
     unsure_share,
@@ -94,6 +96,34 @@ def test_band_width_is_the_widest_within_the_budget():
     everyone = np.ones(2000, bool)
     flips = np.stack([np.full(2000, 0.9), np.full(2000, 0.1)])
     assert not choose_width(flips, everyone, 0.1, ("JPEG q75",)).disagreement
+
+
+def test_band_holds_its_budget_on_images_of_several_crops_too():
+    """Crops of one photograph that disagree average near 0.5: a band chosen on
+    single crops would set most such images aside; read by images of 4 crops too,
+    the band narrows until the budget holds on both readings."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    sign = np.repeat(rng.choice([-1.0, 1.0], n // 4), 4)  # each image's true side
+    z = sign * 1.5 + rng.normal(0, 2.0, n)  # its crops: noisy, often on the wrong side
+    p0 = 1 / (1 + np.exp(-z))
+    versions = np.stack([p0, p0])
+    disagree = np.zeros(n, bool)
+    owner = np.repeat(np.arange(n // 4), 4)
+    images = (owner_means(versions, owner), np.zeros(n // 4, bool))
+    alone = choose_width(versions, disagree, 0.08, ("JPEG q75",))
+    both = choose_width(versions, disagree, 0.08, ("JPEG q75",), also=(images,))
+    assert unsure_share(alone, *images) > 0.08  # the single-crop band over budget
+    assert unsure_share(both, *images) <= 0.08 and unsure_share(both, versions, disagree) <= 0.08
+    assert both.width < alone.width
+    assert np.allclose(owner_means(np.array([1.0, 3.0, 5.0]), np.array([1, 0, 1])), [3.0, 3.0])
+
+
+def test_crop_owners_gather_a_gms_images_and_a_photographs_crops():
+    gm = np.array([7, 7, 7, 7, 7, 9, 9])
+    src = ["a.jpg", "b.jpg", "a.jpg", "a.jpg", "a.jpg", "a.jpg"]
+    owner = crop_owners(gm, src, 4)
+    assert owner.tolist() == [0, 0, 0, 0, 1, 2, 2, 3, 4, 3, 3, 3, 5]
 
 
 def test_inner_validation_holds_out_whole_codebases_but_not_the_dominant_one():
@@ -296,6 +326,11 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
     chosen = json.loads((model / "fusion.json").read_text())
     stacker = card["fused"]["stacker"]
     assert stacker["bias"] == round(chosen["stacker_bias"], 3)
+    # the band's budget held on single crops and on images of several crops
+    shares = chosen["band_unsure_validation"]
+    assert set(shares) == {"single crops", "images of 4 crops"}
+    assert all(0 <= v <= 0.08 for v in shares.values())
+    assert f"{shares['images of 4 crops']:.1%} of images of 4 crops" in card["fused"]["unsure band"]
     assert card["fused"]["calibration"]["parsing fields answering"] == adopted.gate.reliable()
     assert "Platt map" in card["fused"]["calibration"]["p recalibrated"]
     # the same-source map of the fingerprint index, from the same run's embeddings

@@ -1160,6 +1160,16 @@ def summary_table(results: dict) -> Table:
     return t
 
 
+def _band_shares(shares: dict | None) -> str:
+    """The unsure band's validation shares as the card states them (fusions fitted
+    before they were recorded: nothing)."""
+    if not shares:
+        return ""
+    return "; unsure on the validation images: " + ", ".join(
+        f"{v:.1%} of {k}" for k, v in shares.items()
+    )
+
+
 def fused_parts(fusion: dict, adopted: dict | None) -> dict:
     """A fused model's parts for its card: what its fusion chose on its inner
     validation (MODEL/fusion.json, written by `gmtrace train --fuse`) and the
@@ -1179,7 +1189,8 @@ def fused_parts(fusion: dict, adopted: dict | None) -> dict:
         },
         "unsure band": f"|logit| < {float(fusion.get('band_width', 0.0)):.2g}"
         + (", or the two parts disagree" if fusion.get("band_disagreement") else "")
-        + f"; read again after {', '.join(REENCODINGS)} before it is called unsure",
+        + f"; read again after {', '.join(REENCODINGS)} before it is called unsure"
+        + _band_shares(fusion.get("band_unsure_validation")),
         "grouping": "silhouette cut"
         if size == "0"
         else f"density (HDBSCAN), groups of {size}+, the rest ungrouped",

@@ -38,13 +38,24 @@ from gmtrace.readout.fused import REENCODINGS, Fusion, reencoded
 from gmtrace.readout.inference import Inference
 from gmtrace.readout.saved import FUSION_RECORD
 from gmtrace.realmodel.density import RealPhotoModel
-from gmtrace.realmodel.fusion import Stacker, UnsureBand, choose_width, stack_features
+from gmtrace.realmodel.fusion import (
+    Stacker,
+    UnsureBand,
+    choose_width,
+    owner_means,
+    stack_features,
+    unsure_share,
+)
 from gmtrace.realmodel.selfdesc import describe
 from gmtrace.train.config import TrainConfig
 
 UNSURE_BUDGET = 0.08  # the share of validation images the band may call unsure
 VAL_PER_GM = 40  # validation images per held-back GM
 VAL_REAL = 600  # validation photographs' crops (at most)
+# the band's budget holds on single crops and on images of this many crops read as
+# the analyzer reads them (the mean of their crops' p): a 128-px image at the 64-px
+# input size (docs/realmodel.md, "The band on images of several crops")
+CROPS_PER_IMAGE = 4
 MIN_REAL = 40  # inner training photographs' crops below which the inner real model takes all
 
 
@@ -115,7 +126,7 @@ def fit_fusion(
     holds back a third of the largest codebase's families too
     (`splits.inner_validation`)."""
     t0 = time.perf_counter()
-    inner_bank, val_fake, val_gm, val_real = inner_split(ds, bank, seed, inner_families)
+    inner_bank, val_fake, val_gm, val_real, val_src = inner_split(ds, bank, seed, inner_families)
     console.print(
         f"  inner network: {len(inner_bank.fake)} GMs, {len(inner_bank.real)} real crops; "
         f"validation {len(val_fake)} generated, {len(val_real)} real"
@@ -136,17 +147,23 @@ def fit_fusion(
     stacker = Stacker.fit(np.concatenate([stack_features(*p) for p in parts]), np.r_[y, y])
     real_cal = Stacker.fit(np.concatenate([stack_features(None, p[1]) for p in parts]), np.r_[y, y])
     probe = Fusion(inner_real, stacker, real_cal, UnsureBand(0.0, tuple(REENCODINGS)), 0)
-    versions, disagree = [], []
+    owner = crop_owners(val_gm, val_src, CROPS_PER_IMAGE)
+    versions, disagree, owned, owned_disagree = [], [], [], []
     for g, (ps, un) in zip(given, parts, strict=True):
         again = [probe.fused(*score(r)) for r in reencoded(g)]
         versions.append(np.stack([probe.fused(ps, un), *again]))
         disagree.append(probe.disagree(ps, un))
-    band = choose_width(
-        np.concatenate(versions, axis=1),
-        np.concatenate(disagree),
-        UNSURE_BUDGET,
-        tuple(REENCODINGS),
-    )
+        owned.append(owner_means(versions[-1], owner))
+        owned_disagree.append(probe.disagree(owner_means(ps, owner), owner_means(un, owner)))
+    readings = {
+        "single crops": (np.concatenate(versions, axis=1), np.concatenate(disagree)),
+        f"images of {CROPS_PER_IMAGE} crops": (
+            np.concatenate(owned, axis=1),
+            np.concatenate(owned_disagree),
+        ),
+    }
+    crops, *more = readings.values()
+    band = choose_width(*crops, UNSURE_BUDGET, tuple(REENCODINGS), also=tuple(more))
     val_inf = inner.predict(val_fake)
     min_size, grouping_ari = choose_grouping(val_inf.embedding, val_gm)
     gate = fit_gate(ds, bank, val_inf, val_gm, inner_dir / inner.name, seed)
@@ -157,6 +174,7 @@ def fit_fusion(
         "stacker_bias": stacker.bias,
         "band_width": band.width,
         "band_disagreement": band.disagreement,
+        "band_unsure_validation": {k: unsure_share(band, *r) for k, r in readings.items()},
         "inner_gms": len(inner_bank.fake),
         "validation_fake": int(len(val_fake)),
         "validation_real": int(len(val_real)),
@@ -199,10 +217,10 @@ def fit_gate(ds, bank: ImageBank, val_inf: Inference, val_gm: np.ndarray, net_di
 
 def inner_split(
     ds, bank: ImageBank, seed: int, largest_families: bool = False
-) -> tuple[ImageBank, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[ImageBank, np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """The inner network's training bank, and the validation images: the first
     `VAL_PER_GM` of each held-back GM (and the GM of each) and the crops of
-    held-back collections."""
+    held-back collections (and the photograph of each)."""
     by_name = {g.name: g for g in ds.gms}
     gms = [by_name[n] for n in bank.gm_names]
     val_names = set(
@@ -242,7 +260,22 @@ def inner_split(
     real_pool = np.flatnonzero(real_val)
     if len(real_pool) > VAL_REAL:
         real_pool = np.sort(np.random.default_rng(seed).choice(real_pool, VAL_REAL, replace=False))
-    return inner, val_fake, val_gm, bank.real[real_pool]
+    val_src = [bank.real_sources[i] for i in real_pool]
+    return inner, val_fake, val_gm, bank.real[real_pool], val_src
+
+
+def crop_owners(val_gm: np.ndarray, val_src: list[str], k: int) -> np.ndarray:
+    """[len(val_gm) + len(val_src)] the validation images (generated, then real)
+    gathered into images of up to `k` crops, as owners 0..M-1: `k` images of one
+    held-back GM in a row, `k` crops of one photograph (the crops of a larger
+    photograph are exactly that; a GM's images stand in for the crops of a larger
+    image of it)."""
+    keys, seen = [], {}
+    for key in [("gm", int(g)) for g in val_gm] + [("photo", s) for s in val_src]:
+        i = seen[key] = seen.get(key, -1) + 1
+        keys.append((*key, i // k))
+    index = {key: j for j, key in enumerate(dict.fromkeys(keys))}
+    return np.array([index[key] for key in keys], dtype=int)
 
 
 def choose_grouping(emb: np.ndarray, val_gm: np.ndarray) -> tuple[int, dict]:

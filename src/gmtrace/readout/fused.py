@@ -17,7 +17,14 @@ from gmtrace.data.augment import jpeg, resize
 from gmtrace.readout.abstain import ParseGate
 from gmtrace.readout.saved import FUSION
 from gmtrace.realmodel.density import RealModelError, RealPhotoModel
-from gmtrace.realmodel.fusion import Stacker, UnsureBand, recalibrated, scalar, stack_features
+from gmtrace.realmodel.fusion import (
+    Stacker,
+    UnsureBand,
+    owner_means,
+    recalibrated,
+    scalar,
+    stack_features,
+)
 from gmtrace.realmodel.selfdesc import DESCRIPTION_NAMES, describe
 
 # what an image flagged by the band is scored again after (issue 22)
@@ -73,14 +80,10 @@ class Fusion:
         its crops' (the band and the re-encodings judge the owner as a whole)."""
         owner = np.arange(len(images)) if owner is None else np.asarray(owner)
         n = int(owner.max()) + 1 if len(owner) else 0
-
-        def per_owner(v: np.ndarray) -> np.ndarray:
-            return np.bincount(owner, weights=v, minlength=n) / np.bincount(owner, minlength=n)
-
         p_sup = supervised(images)
         unl = self.real.unlikeness(describe(images))
-        p = per_owner(self.fused(p_sup, unl))
-        ps, un = per_owner(p_sup), per_owner(unl)
+        p = owner_means(self.fused(p_sup, unl), owner)
+        ps, un = owner_means(p_sup, owner), owner_means(unl, owner)
         flag = self.band.flagged(p, self.disagree(ps, un))
         unsure = np.zeros(n, bool)
         reason = np.full(n, "", dtype=object)
@@ -89,7 +92,7 @@ class Fusion:
             sub_owner = np.unique(owner[rows], return_inverse=True)[1]
             versions = [p[flag]]
             for q in self.reencoded_fused(images[rows], supervised):
-                versions.append(np.bincount(sub_owner, weights=q) / np.bincount(sub_owner))
+                versions.append(owner_means(q, sub_owner))
             unsure[flag], reason[flag] = self.band.decide(np.stack(versions))
         return FusedAnswer(recalibrated(self.final, p), unsure, reason.astype(str), ps, un)
 

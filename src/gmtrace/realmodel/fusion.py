@@ -144,18 +144,33 @@ def choose_width(
     budget: float,
     reencodings: tuple[str, ...],
     grid: np.ndarray | None = None,
+    also: tuple[tuple[np.ndarray, np.ndarray], ...] = (),
 ) -> UnsureBand:
     """The widest band (of `grid`, logit units) whose share of `unsure` images on the
     validation images `p_versions` [1 + R, N] stays within `budget`: the room for
-    "don't know" goes where the fused probability is least sure."""
+    "don't know" goes where the fused probability is least sure. `also`: further
+    readings of validation images (p_versions, disagree), such as images of several
+    crops each read as the mean of their crops' (`owner_reading`), on each of which
+    the budget must hold too."""
     grid = np.linspace(0.0, 3.0, 31) if grid is None else np.asarray(grid)
+    readings = ((p_versions, disagree), *also)
     best = UnsureBand(0.0, reencodings, disagreement=False)
     for w in np.sort(grid):
         for use in (False, True):  # at one width, flagging disagreement too is preferred
             band = UnsureBand(float(w), reencodings, use)
-            if unsure_share(band, p_versions, disagree) <= budget:
+            if all(unsure_share(band, v, d) <= budget for v, d in readings):
                 best = band
     return best
+
+
+def owner_means(values: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """[..., M] the mean of `values` [..., N] over each owner's columns (`owner` [N]:
+    0..M-1), as the analyzer averages an image's crops."""
+    owner = np.asarray(owner, dtype=int)
+    counts = np.bincount(owner)
+    rows = np.atleast_2d(values)
+    out = np.stack([np.bincount(owner, weights=r, minlength=len(counts)) for r in rows]) / counts
+    return out if np.ndim(values) > 1 else out[0]
 
 
 def unsure_share(band: UnsureBand, p_versions: np.ndarray, disagree: np.ndarray) -> float:
