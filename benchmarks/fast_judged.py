@@ -47,18 +47,10 @@ def _get(d: dict, path: tuple[str, ...]):
     return d
 
 
-def _fields(r: dict) -> int | None:
-    """Parsing: the answering fields beating the random truth at p < 0.05 (the gate
-    across folds, as docs/results.md's targets read it)."""
-    from gmtrace.evaluation.report import fields_beating
-
-    parsing = r.get("parsing") or {}
-    ans = parsing.get("answered_across_folds") or parsing.get("answered")
-    return None if ans is None else fields_beating(ans["per_image"])
-
-
 def rows(base: dict, fast: dict, method: str) -> list[tuple[str, str, str, str]]:
     """(figure, reference, fast, verdict) of one method."""
+    from gmtrace.evaluation.report import pooled_values
+
     b, f = base["methods"][method], fast["methods"][method]
     out = []
     for label, path, per_fold in FIGURES:
@@ -78,7 +70,10 @@ def rows(base: dict, fast: dict, method: str) -> list[tuple[str, str, str, str]]
             )
         else:
             out.append((label, f"{vb:.3f}", f"{vf:.3f}", f"{vf - vb:+.3f}"))
-    fb, ff = _fields(b), _fields(f)
+    # parsing: the answering fields beating the random truth at p < 0.05 (the gate
+    # across folds), as docs/results.md's targets read it
+    fb = pooled_values(base, b)["fields_answered"]
+    ff = pooled_values(fast, f)["fields_answered"]
     if fb is not None and ff is not None:
         label = "parsing, gate across folds: answering fields beating random truth"
         out.append((label, str(fb), str(ff), f"{ff - fb:+d}"))

@@ -150,7 +150,7 @@ def choose_width(
     validation images `p_versions` [1 + R, N] stays within `budget`: the room for
     "don't know" goes where the fused probability is least sure. `also`: further
     readings of validation images (p_versions, disagree), such as images of several
-    crops each read as the mean of their crops' (`owner_reading`), on each of which
+    crops each read as the mean of their crops' (`owner_means`), on each of which
     the budget must hold too."""
     grid = np.linspace(0.0, 3.0, 31) if grid is None else np.asarray(grid)
     readings = ((p_versions, disagree), *also)
