@@ -191,3 +191,81 @@ def test_colliding_stems_get_distinct_names():
         "p.png.home",
         "q.butterfly",
     ]
+
+
+def test_native_crops_are_cut_from_the_file_at_full_size(tmp_path):
+    """A photograph larger than MAX_SHORT_SIDE is loaded downscaled, but its native
+    crops are the file's own pixels (a scan reads it so), the rest resized squares."""
+    from gmtrace.zoo.real import real_crops
+
+    path = tmp_path / "big.png"
+    rng = np.random.default_rng(1)
+    full = rng.integers(0, 256, (1300, 1400, 3), dtype=np.uint8)
+    Image.fromarray(full).save(path)
+    (photo,), _ = load_catalog(entries=[CatalogEntry("deb:fake", str(path), "textures", "CC0")])
+    assert photo.file == str(path) and photo.pixels.shape[0] == MAX_SHORT_SIDE
+
+    crops = real_crops([photo], 32, 40, seed=3, native_share=0.5)
+    native = [c for c in crops if c[3]]
+    assert 10 <= len(native) <= 30  # half of 40, drawn
+    for _, pixels, (x, y, size), _ in native:
+        assert size == 32
+        np.testing.assert_array_equal(pixels, full[y : y + 32, x : x + 32])
+    for _, pixels, (_x, _y, size), _ in (c for c in crops if not c[3]):
+        assert pixels.shape == (32, 32, 3) and size >= 32
+    # same seed, same crops; no share, no native crop
+    again = real_crops([photo], 32, 40, seed=3, native_share=0.5)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(crops, again, strict=True))
+    assert not any(c[3] for c in real_crops([photo], 32, 10, seed=3, native_share=0.0))
+
+
+def test_a_photograph_smaller_than_the_crop_falls_back_to_a_resized_one(tmp_path):
+    from gmtrace.zoo.real import real_crops
+
+    small = Photo("s", "textures", np.zeros((20, 24, 3), np.uint8), "deb:fake")
+    crops = real_crops([small], 32, 4, seed=0, native_share=1.0)
+    assert [c[3] for c in crops] == [False] * 4
+    assert all(c[1].shape == (32, 32, 3) for c in crops)
+
+
+def test_zoo_real_recuts_the_real_crops_and_keeps_the_gms(tmp_path):
+    """`gmtrace zoo real` writes as many real crops again, a share native, records the
+    share in zoo.json and leaves the GMs' images alone; a folder that is not a zoo
+    is refused in one line."""
+    import csv
+    import json
+
+    from typer.testing import CliRunner
+
+    from gmtrace.cli.main import app
+    from gmtrace.zoo.builder import build_zoo
+
+    zoo = tmp_path / "zoo"
+    photos = tmp_path / "photos" / "scenes"
+    photos.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(
+            photos / f"p{i}.png"
+        )
+    assert build_zoo(zoo, preset="tiny", seed=0, real=str(tmp_path / "photos")).ok
+    fake_before = sorted(p.read_bytes() for p in (zoo / "fake").rglob("*.png"))
+    with (zoo / "real" / "index.csv").open() as f:
+        n_before = len(list(csv.DictReader(f)))
+
+    runner = CliRunner()
+    res = runner.invoke(
+        app, ["zoo", "real", str(zoo), "--real", str(tmp_path / "photos"), "--native-share", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    with (zoo / "real" / "index.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == n_before and all(r["native"] == "1" for r in rows)
+    assert all(
+        r["size"] == str(json.loads((zoo / "zoo.json").read_text())["resolution"]) for r in rows
+    )
+    assert json.loads((zoo / "zoo.json").read_text())["real_native_share"] == 1.0
+    assert sorted(p.read_bytes() for p in (zoo / "fake").rglob("*.png")) == fake_before
+
+    res = runner.invoke(app, ["zoo", "real", str(tmp_path / "photos")])
+    assert res.exit_code != 0 and "not a zoo" in res.output

@@ -1,4 +1,4 @@
-"""`gmtrace zoo ...` (build, synth, pretrained, foreign, show, export-red) and
+"""`gmtrace zoo ...` (build, synth, pretrained, foreign, real, show, export-red) and
 `gmtrace describe`."""
 
 from __future__ import annotations
@@ -294,6 +294,42 @@ def zoo_foreign(
     except (ForeignError, RealImageError) as e:
         fail(str(e))
     finish_build(summary, summary_table(summary))
+
+
+@zoo_app.command("real")
+def zoo_real(
+    zoo: Annotated[Path, typer.Argument(help="a zoo or tier folder (zoo.json, real/)")],
+    real: Annotated[
+        Path | None,
+        typer.Option(
+            help="folder of real photographs; default: the embedded photos and the "
+            "installed Debian photo collections"
+        ),
+    ] = None,
+    native_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="share of the crops cut at the photograph file's own resolution, as a "
+            "scan reads it (the rest: random-size squares resized)",
+        ),
+    ] = 0.5,
+) -> None:
+    """Cut a zoo's real crops again (as many, same seed and size), a share of them at
+    the photographs' own resolution; its GMs' images stay as they are."""
+    from gmtrace.zoo.real import RealImageError, rewrite_real
+
+    try:
+        written, native, skipped = rewrite_real(zoo, str(real) if real else None, native_share)
+    except RealImageError as e:
+        fail(str(e))
+    for line in skipped:
+        console.print(f"[yellow]skipped:[/] {line}")
+    console.print(
+        f"{zoo}: {written} real crops written, {native} of them native, "
+        f"{len(skipped)} photographs skipped"
+    )
 
 
 @zoo_app.command("show")

@@ -64,7 +64,19 @@ MODELS_COLUMNS: tuple[str, ...] = (
 # synthesized tier alike), and of the GMs of zoos written before codebases were kept;
 # a GM of another package's code names that package and its version.
 GMTRACE_CODEBASE = "gmtrace"
-REAL_COLUMNS: tuple[str, ...] = ("file", "domain", "source", "collection", "x", "y", "size")
+# native: 1 where the crop was cut at the file's own resolution (x, y, size in the file's
+# pixels), 0 where it was a larger square resized to the crop's size (in the photograph's
+# pixels as loaded: `zoo.photos` downscales a short side over 1024 px)
+REAL_COLUMNS: tuple[str, ...] = (
+    "file",
+    "domain",
+    "source",
+    "collection",
+    "x",
+    "y",
+    "size",
+    "native",
+)
 # zoos written before real photographs had collections used the embedded photos only
 LEGACY_COLLECTION = "embedded"
 

@@ -47,6 +47,7 @@ class Photo:
     domain: str
     pixels: np.ndarray  # uint8 [H, W, 3]
     collection: str = ""  # where it comes from (a package, a folder): the unit held out
+    file: str = ""  # its file, read again at full size for native crops ("" if none)
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,10 @@ def load_catalog(
         ):
             continue
         try:
-            pixels = _shrink(load_rgb(resolve(entry), min_side=min_side))
+            path = resolve(entry)
+            pixels = _shrink(load_rgb(path, min_side=min_side))
         except ImageError as e:
             failures.append(str(e))
             continue
-        photos.append(Photo(name, entry.domain, pixels, entry.collection))
+        photos.append(Photo(name, entry.domain, pixels, entry.collection, str(path)))
     return photos, failures

@@ -1,20 +1,25 @@
 """Real photographs: the embedded default (photos shipped inside scikit-image,
 scikit-learn and matplotlib, grouped into content domains) or a user's folder,
-cut into random multi-scale crops. Every crop records its source photograph, so
-evaluation can split real data by photograph, never by crop.
+cut into random crops: half at the file's own resolution, as a scan reads a
+photograph, half random-size squares resized (docs/photos.md, "Native crops").
+Every crop records its source photograph, so evaluation can split real data by
+photograph, never by crop.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
 import importlib.util
+import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from gmtrace.core.files import atomic_dir
+from gmtrace.core.files import atomic_dir, atomic_write_text
 from gmtrace.data.dataset import REAL_COLUMNS, write_csv
 from gmtrace.data.images import ImageError, images_by_domain, load_rgb, save_png, to_float
 from gmtrace.zoo.photos import Photo, load_catalog
@@ -100,7 +105,7 @@ def load_embedded(min_side: int = 32) -> list[Photo]:
         if not path.is_file():
             continue
         pixels = load_rgb(path, min_side=min_side)
-        photos.append(Photo(f"{package}.{Path(rel).stem}", domain, pixels, "embedded"))
+        photos.append(Photo(f"{package}.{Path(rel).stem}", domain, pixels, "embedded", str(path)))
     if not photos:
         raise RealImageError(
             "none of the embedded photographs was found in the installed packages; pass --real DIR"
@@ -130,7 +135,7 @@ def load_folder(folder: Path, min_side: int = 32) -> tuple[list[Photo], list[str
             failures.append(str(e))
             continue
         name = str(rel.with_suffix("")).replace("/", ".")
-        photos.append(Photo(name, _clean(domain), pixels, f"folder:{folder.name}"))
+        photos.append(Photo(name, _clean(domain), pixels, f"folder:{folder.name}", str(path)))
     if not photos:
         raise RealImageError(
             f"{folder}: none of its {len(files)} image files could be read (first: {failures[0]})"
@@ -205,18 +210,80 @@ def crop_order(photos: list[Photo], n: int, rng: np.random.Generator) -> list[in
     return [int(cycles[j % len(cycles)][j // len(cycles)]) for j in range(n)]
 
 
-def write_real(zoo: Path, photos: list[Photo], res: int, n: int, seed: int) -> int:
-    """Write `n` real crops to zoo/real/<domain>/ with real/index.csv, atomically:
-    a complete real/ folder appears or none does. Returns the number written."""
-    final = zoo / "real"
-    if (final / "index.csv").is_file():
-        return 0
+NATIVE_SHARE = 0.5  # of a zoo's real crops, those cut at the file's own resolution
+
+
+def native_crop(
+    pixels: np.ndarray, res: int, rng: np.random.Generator
+) -> tuple[np.ndarray, tuple[int, int, int]] | None:
+    """A res x res crop at a random place, not resized (the pixels as a scan reads a
+    photograph of that size), and its box (x, y, res); None when the image is smaller."""
+    h, w = pixels.shape[:2]
+    if h < res or w < res:
+        return None
+    y = int(rng.integers(0, h - res + 1))
+    x = int(rng.integers(0, w - res + 1))
+    return pixels[y : y + res, x : x + res].copy(), (x, y, res)
+
+
+def full_size(photo: Photo) -> np.ndarray:
+    """The photograph at its file's own resolution (loaded photos may be downscaled:
+    `zoo.photos.MAX_SHORT_SIDE`); its loaded pixels when the file cannot be read again."""
+    if not photo.file:
+        return photo.pixels
+    try:
+        return load_rgb(photo.file)
+    except ImageError:
+        return photo.pixels
+
+
+def real_crops(
+    photos: list[Photo], res: int, n: int, seed: int, native_share: float = NATIVE_SHARE
+) -> list[tuple[Photo, np.ndarray, tuple[int, int, int], bool]]:
+    """`n` real crops (photograph, pixels, box, native) in `crop_order`: a share
+    `native_share` cut at the file's own resolution, as a scan reads a photograph
+    (docs/photos.md, "Native crops"), the rest `random_crop`s (a random-size square
+    resized). Each photograph that gives native crops is decoded at full size once."""
     rng = np.random.default_rng(seed)
+    order = crop_order(photos, n, rng)
+    native = rng.random(n) < native_share
+    out: dict[int, tuple] = {}
+    wanted: dict[int, list[int]] = {}
+    for i in np.flatnonzero(native):
+        wanted.setdefault(order[i], []).append(int(i))
+    for k, rows in sorted(wanted.items()):
+        full = full_size(photos[k])
+        for i in rows:
+            cut = native_crop(full, res, rng)
+            if cut is not None:
+                out[i] = (photos[k], cut[0], cut[1], True)
+    for i, k in enumerate(order):
+        if i not in out:
+            crop, box = random_crop(photos[k], res, rng)
+            out[i] = (photos[k], crop, box, False)
+    return [out[i] for i in range(n)]
+
+
+def write_real(
+    zoo: Path,
+    photos: list[Photo],
+    res: int,
+    n: int,
+    seed: int,
+    native_share: float = NATIVE_SHARE,
+    replace: bool = False,
+) -> int:
+    """Write `n` real crops (`real_crops`) to zoo/real/<domain>/ with real/index.csv,
+    atomically: a complete real/ folder appears or none does; an existing one is
+    kept unless `replace`. Returns the number written."""
+    final = zoo / "real"
+    if (final / "index.csv").is_file() and not replace:
+        return 0
     rows = []
     with atomic_dir(final, zoo / ".partial" / "real") as tmp:
-        for i, k in enumerate(crop_order(photos, n, rng)):
-            photo = photos[int(k)]
-            crop, (x, y, size) = random_crop(photo, res, rng)
+        for i, (photo, crop, (x, y, size), native) in enumerate(
+            real_crops(photos, res, n, seed, native_share)
+        ):
             rel = Path("real") / photo.domain / f"{photo.name}_{i:05d}.png"
             (tmp / photo.domain).mkdir(exist_ok=True)
             save_png(crop, tmp / photo.domain / rel.name)
@@ -229,7 +296,37 @@ def write_real(zoo: Path, photos: list[Photo], res: int, n: int, seed: int) -> i
                     "x": x,
                     "y": y,
                     "size": size,
+                    "native": int(native),
                 }
             )
         write_csv(tmp / "index.csv", REAL_COLUMNS, rows)
     return len(rows)
+
+
+def rewrite_real(
+    zoo: Path, real: str | None = None, native_share: float = NATIVE_SHARE
+) -> tuple[int, int, list[str]]:
+    """Cut a zoo's or tier's real crops again (as many as it has, its seed and
+    resolution from zoo.json) from the photographs of `real` (default: the embedded
+    photos and the catalog), a share `native_share` of them native; the GMs' images
+    stay. Records the share in zoo.json. Returns the crops written, those native,
+    and the photographs skipped (one line each)."""
+    zoo = Path(zoo)
+    meta_path = zoo / "zoo.json"
+    index = zoo / "real" / "index.csv"
+    if not meta_path.is_file() or not index.is_file():
+        raise RealImageError(f"{zoo}: not a zoo with real crops (no zoo.json or real/index.csv)")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    with index.open(newline="", encoding="utf-8") as f:
+        n = sum(1 for _ in csv.DictReader(f))
+    source = RealSource(str(Path(real).resolve()) if real else None)
+    photos, skipped = source.load()
+    written = write_real(
+        zoo, photos, int(meta["resolution"]), n, int(meta["seed"]), native_share, replace=True
+    )
+    with index.open(newline="", encoding="utf-8") as f:
+        native = sum(r["native"] == "1" for r in csv.DictReader(f))
+    meta["real_native_share"] = native_share
+    meta["real_rewritten"] = datetime.now(UTC).isoformat(timespec="seconds")
+    atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+    return written, native, skipped
