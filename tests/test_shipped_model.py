@@ -113,9 +113,10 @@ def test_shipped_model_detects_and_groups_gms_it_never_saw(heldout):
     on: detection AUC and the share right at 0.5 on both classes (a model that calls
     everything real, or everything generated, fails), and grouping ARI with the
     number of GMs unknown (one group for all, or one per image, fails).
-    Measured when the real crops were last cut (the fused model of 2026-12-05, trained
-    on every tier; the zoo-only model before it read 0.988, 94 % / 88 %, ARI 0.95):
-    AUC 0.946, 91 % / 79 % right, ARI 0.98, 14 groups. The floors are a broken
+    Measured for the fused model trained with native real crops (2026-12-05,
+    docs/photos.md): AUC 0.974, 88 % / 88 % right, ARI 0.97, 15 groups (the fused
+    model before it: 0.946, 91 % / 79 %, ARI 0.98, 14 groups; the zoo-only model
+    before that: 0.988, 94 % / 88 %, ARI 0.95). The floors are a broken
     model's, not targets (those are docs/results.md's)."""
     from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
