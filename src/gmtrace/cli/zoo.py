@@ -16,6 +16,16 @@ zoo_app = typer.Typer(no_args_is_help=True, help="Build, inspect and export GM z
 app.add_typer(zoo_app, name="zoo")
 
 
+# the --real option of the commands that cut real crops from photographs
+RealPhotos = Annotated[
+    Path | None,
+    typer.Option(
+        help="folder of real photographs; default: the embedded photos and the "
+        "installed Debian photo collections"
+    ),
+]
+
+
 def finish_build(summary, table: Table) -> None:
     """The end of every build command: its table, what was not installed or not loaded,
     and the failed GMs; exit status 1 when any GM failed or a planned model is missing."""
@@ -219,13 +229,7 @@ def zoo_pretrained(
         str, typer.Option(help="tiny (one model, for tests), default or large")
     ] = "default",
     seed: Annotated[int, typer.Option(help="seed of the crops, JPEG qualities and photos")] = 0,
-    real: Annotated[
-        Path | None,
-        typer.Option(
-            help="folder of real photographs; default: the embedded photos and the "
-            "installed Debian photo collections"
-        ),
-    ] = None,
+    real: RealPhotos = None,
     limit: Annotated[int | None, typer.Option(help="build only the first N models")] = None,
     threads: Annotated[
         int,
@@ -263,13 +267,7 @@ def zoo_foreign(
         list[str] | None,
         typer.Option(help="only these families (repeat the option); default: all installed"),
     ] = None,
-    real: Annotated[
-        Path | None,
-        typer.Option(
-            help="folder of real photographs; default: the embedded photos and the "
-            "installed Debian photo collections"
-        ),
-    ] = None,
+    real: RealPhotos = None,
     limit: Annotated[int | None, typer.Option(help="build only the first N planned GMs")] = None,
 ) -> None:
     """Train GMs with third-party packages' own code (diffusers, pythae, torchgan ...)
@@ -299,13 +297,7 @@ def zoo_foreign(
 @zoo_app.command("real")
 def zoo_real(
     zoo: Annotated[Path, typer.Argument(help="a zoo or tier folder (zoo.json, real/)")],
-    real: Annotated[
-        Path | None,
-        typer.Option(
-            help="folder of real photographs; default: the embedded photos and the "
-            "installed Debian photo collections"
-        ),
-    ] = None,
+    real: RealPhotos = None,
     native_share: Annotated[
         float,
         typer.Option(
