@@ -30,7 +30,7 @@ from tqdm import tqdm
 from crops_judged import fold_model
 from gmtrace.product.analyze import Analyzer
 from gmtrace.zoo.photos import catalog, resolve
-from gmtrace.zoo.real import EMBEDDED, _package_dir
+from gmtrace.zoo.real import load_embedded
 
 SIZES = ((0, 512, "short side < 512"), (512, 1024, "512-1023"), (1024, 10**9, ">= 1024"))
 VERDICTS = ("real", "unsure", "generated")
@@ -41,7 +41,7 @@ def fold_photos(collections: set[str]) -> list[Path]:
     where that collection is among them."""
     files = [resolve(e) for e in catalog() if e.collection in collections]
     if "embedded" in collections:
-        files += [_package_dir(p) / rel for p, rel, _ in EMBEDDED]
+        files += [Path(p.file) for p in load_embedded()]
     return [f for f in files if f.is_file()]
 
 
