@@ -241,6 +241,26 @@ def test_ray_engine_matches_the_local_engine(analyzer, case: Path, tmp_path: Pat
         assert a["hyperparameters"].keys() == b["hyperparameters"].keys()
 
 
+def test_ray_engine_beside_a_cluster_already_running(analyzer, case: Path, tmp_path: Path):
+    """A cluster started with `ray start` on this machine: `--engine ray` without an
+    address starts a cluster of its own (it used to join the running one and stop
+    on its own CPU count), and `--ray-address auto` joins the running one; both
+    write the local engine's rows (floats to 1e-4)."""
+    pytest.importorskip("ray.data")
+    ray_cli = Path(sys.executable).with_name("ray")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    start = [str(ray_cli), "start", "--head", "--num-cpus=1", "--include-dashboard=false"]
+    subprocess.run(start, check=True, capture_output=True, timeout=180, env=env)
+    try:
+        local = _scan_to(analyzer, [case], tmp_path, "local.jsonl")
+        for name, address in (("own.jsonl", None), ("joined.jsonl", "auto")):
+            s = scan(analyzer, [case], tmp_path / name, 1, engine="ray", ray_address=address)
+            assert s.analyzed + s.failed == len(read_results(local)), name
+            assert results_differ(local, tmp_path / name) is None, name
+    finally:
+        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, timeout=180)
+
+
 def test_a_line_break_in_a_file_name_stays_on_one_line(analyzer, corpus, tmp_path: Path):
     d = tmp_path / "odd"
     d.mkdir()

@@ -47,6 +47,19 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def ray_start(ray, workers: int, address: str | None) -> bool:
+    """Connect `ray` (the imported module) to the cluster at `address`, or start a
+    cluster of `workers` CPUs of its own when there is none: "local" even where a
+    cluster started with `ray start` runs on this machine (a bare `ray.init` would
+    join that one, then refuse the CPU count). True when this call connected (the
+    caller then shuts it down), False when Ray was already initialized."""
+    if ray.is_initialized():
+        return False
+    kwargs = {"address": address} if address else {"address": "local", "num_cpus": workers}
+    ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", **kwargs)
+    return True
+
+
 def progress(console: Console | None = None, transient: bool = False) -> Progress:
     """The progress display every long command uses."""
     return Progress(

@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gmtrace.core.files import atomic_path
+from gmtrace.core.runtime import ray_start
 from gmtrace.data.crops import Crops, crop_count
 from gmtrace.data.images import (
     MAX_FILE_BYTES,
@@ -398,15 +400,12 @@ def _ray_batches(analyzer, blocks, todo, workers: int, address: str | None) -> I
         import ray.data
     except ImportError:
         raise ScanError("--engine ray needs Ray Data: pip install 'gmtrace[ray]'") from None
-    started = False
-    if not ray.is_initialized():
-        kwargs = {"address": address} if address else {"num_cpus": workers}
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", **kwargs)
-        started = True
+    started = ray_start(ray, workers, address)
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
         ctx.enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # the scan has its own bar
         items = [
             {"i": b, "files": list(block), "todo": [f for f in block if f in todo]}
             for b, block in enumerate(blocks)
@@ -429,7 +428,7 @@ def _ray_batches(analyzer, blocks, todo, workers: int, address: str | None) -> I
                 analyzer.precision_,  # and arithmetic
             ),
             batch_size=1,
-            concurrency=max(1, workers),
+            compute=ray.data.ActorPoolStrategy(size=max(1, workers)),
             num_cpus=1,
             batch_format="numpy",
         )

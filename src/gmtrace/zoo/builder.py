@@ -30,7 +30,14 @@ from rich.table import Table
 from torch import nn
 
 from gmtrace.core.files import atomic_dir, atomic_write_text
-from gmtrace.core.runtime import cpu_count, pick_device, progress, seed_everything, set_threads
+from gmtrace.core.runtime import (
+    cpu_count,
+    pick_device,
+    progress,
+    ray_start,
+    seed_everything,
+    set_threads,
+)
 from gmtrace.core.schema import LOSS_TYPES
 from gmtrace.core.version import __version__
 from gmtrace.data.dataset import GMTRACE_CODEBASE, LOSS_COLUMNS, MODELS_COLUMNS, write_csv
@@ -729,16 +736,7 @@ def _run_ray(pending, source, workers, address, on_report, on_done) -> None:
         from ray.util.queue import Queue as RayQueue
     except ImportError:
         raise ZooError("--engine ray needs Ray: pip install 'gmtrace[ray]'") from None
-    started = False
-    if not ray.is_initialized():
-        kwargs = {"address": address} if address else {"num_cpus": workers}
-        ray.init(
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level="ERROR",
-            **kwargs,
-        )
-        started = True
+    started = ray_start(ray, workers, address)
     try:
         q = RayQueue()
 
