@@ -98,7 +98,7 @@ def main() -> None:
     text = "\n".join(table)
     print(text)
     if a.write:
-        cmd = "`.venv/bin/python benchmarks/fast_judged.py " + " ".join(sys.argv[1:]) + "`"
+        cmd = zoo_build.command()
         head = (
             f"## A fast setting judged by the protocol's figures (issue 23)\n\n{cmd}: reference "
             f"`{base.get('command', a.base)}`; fast `{fast.get('command', a.fast)}`. Each "

@@ -107,9 +107,7 @@ def main() -> None:
     print(text)
     if a.write:
         block = (
-            f"## Scan killed and resumed\n\n"
-            f"`.venv/bin/python benchmarks/scan_kill.py {' '.join(sys.argv[1:])}`, "
-            f"{zoo_build.machine()}:\n\n{text}"
+            f"## Scan killed and resumed\n\n{zoo_build.command()}, {zoo_build.machine()}:\n\n{text}"
         )
         zoo_build.write_section("scan-kill", block)
     if not same or kills < a.kills:

@@ -123,7 +123,7 @@ def main() -> None:
     text = "\n".join(table)
     print(text)
     if a.write:
-        cmd = "`.venv/bin/python benchmarks/scan_profile.py " + " ".join(sys.argv[1:]) + "`"
+        cmd = zoo_build.command()
         zoo_build.write_section(
             "scan-profile",
             f"## Where a scan's time goes (issue 23)\n\n{cmd}, one measured scan after a "

@@ -69,11 +69,15 @@ def break_even(local: tuple[float, float], ray: tuple[float, float]) -> str:
     return f"{max(0.0, (o_r - o_l) / gain):,.0f} images"
 
 
+def ray_cli() -> str:
+    """The `ray` command: on the PATH, else beside this Python (a venv not activated)."""
+    return shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+
+
 def ray_cluster(workers: int) -> str | None:
     """Start a Ray head on this machine (`ray start`); its address, or None when
     the command is missing or fails."""
-    ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
-    cmd = [ray, "start", "--head", f"--num-cpus={workers}", "--include-dashboard=false"]
+    cmd = [ray_cli(), "start", "--head", f"--num-cpus={workers}", "--include-dashboard=false"]
     try:
         subprocess.run(cmd, check=True, capture_output=True, timeout=120)
     except (OSError, subprocess.SubprocessError) as e:
@@ -83,8 +87,7 @@ def ray_cluster(workers: int) -> str | None:
 
 
 def ray_stop() -> None:
-    ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
-    subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
+    subprocess.run([ray_cli(), "stop", "--force"], capture_output=True, timeout=120)
 
 
 def main() -> None:
@@ -145,7 +148,7 @@ def main() -> None:
     text = "\n".join(table)
     print(text)
     if a.write:
-        cmd = "`.venv/bin/python benchmarks/scan_ray.py " + " ".join(sys.argv[1:]) + "`"
+        cmd = zoo_build.command()
         block = (
             f"## Scan on Ray against the local engine (issue 23)\n\n{cmd}, model "
             f"{analyzer.model_id_}, {a.size}-px images, {a.workers} workers, each time the "

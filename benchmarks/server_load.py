@@ -164,11 +164,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n\n" + summary
     print(text)
     if a.write:
-        block = (
-            f"## Server under load\n\n"
-            f"`.venv/bin/python benchmarks/server_load.py {' '.join(sys.argv[1:])}`, "
-            f"{zoo_build.machine()}:\n\n{text}"
-        )
+        block = f"## Server under load\n\n{zoo_build.command()}, {zoo_build.machine()}:\n\n{text}"
         zoo_build.write_section("server-load", block)
     if bad:
         raise SystemExit(f"{bad} responses were 5xx or broken")

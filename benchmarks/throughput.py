@@ -399,7 +399,7 @@ def main() -> None:
             "|---|---|",
         ]
         table += [f"| {name} | {rate:.0f} |" for name, rate in fused]
-    cmd = "`.venv/bin/python benchmarks/throughput.py " + " ".join(sys.argv[1:]) + "`"
+    cmd = zoo_build.command()
     text = "\n".join(table)
     print(text)
     if a.write:

@@ -126,6 +126,11 @@ def image_stats(ds: GMDataset, per_gm: int = 32) -> str:
     )
 
 
+def command() -> str:
+    """The running benchmark's command line, as docs/benchmarks.md quotes it."""
+    return f"`.venv/bin/python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}`"
+
+
 def write_section(name: str, body: str) -> None:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     text = (

@@ -8,7 +8,6 @@ photograph, never by crop.
 
 from __future__ import annotations
 
-import csv
 import functools
 import importlib.util
 import json
@@ -20,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from gmtrace.core.files import atomic_dir, atomic_write_text
-from gmtrace.data.dataset import REAL_COLUMNS, write_csv
+from gmtrace.data.dataset import REAL_COLUMNS, read_csv, write_csv
 from gmtrace.data.images import ImageError, images_by_domain, load_rgb, save_png, to_float
 from gmtrace.zoo.photos import Photo, load_catalog
 
@@ -317,15 +316,13 @@ def rewrite_real(
     if not meta_path.is_file() or not index.is_file():
         raise RealImageError(f"{zoo}: not a zoo with real crops (no zoo.json or real/index.csv)")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    with index.open(newline="", encoding="utf-8") as f:
-        n = sum(1 for _ in csv.DictReader(f))
+    n = len(read_csv(index))
     source = RealSource(str(Path(real).resolve()) if real else None)
     photos, skipped = source.load()
     written = write_real(
         zoo, photos, int(meta["resolution"]), n, int(meta["seed"]), native_share, replace=True
     )
-    with index.open(newline="", encoding="utf-8") as f:
-        native = sum(r["native"] == "1" for r in csv.DictReader(f))
+    native = sum(r["native"] == "1" for r in read_csv(index))
     meta["real_native_share"] = native_share
     meta["real_rewritten"] = datetime.now(UTC).isoformat(timespec="seconds")
     atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
