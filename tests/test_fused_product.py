@@ -19,7 +19,7 @@ from gmtrace.readout.abstain import FIELD_NAMES, ParseGate
 from gmtrace.readout.fused import REENCODINGS, Fusion
 from gmtrace.realmodel.density import RealPhotoModel
 from gmtrace.realmodel.fusion import Stacker, UnsureBand
-from gmtrace.realmodel.selfdesc import describe
+from gmtrace.realmodel.selfdesc import BLOCKS, describe
 
 runner = CliRunner()
 
@@ -41,7 +41,7 @@ def _with_fusion(
     shutil.copytree(model_dir, d)
     photos = np.stack(_images(30, 32))
     Fusion(
-        RealPhotoModel.fit(describe(photos), seed=0),
+        RealPhotoModel.fit(describe(photos), seed=0, blocks=BLOCKS),
         Stacker(np.array([1.0, 0.5]), 0.0),
         Stacker(np.array([1.0]), 0.0),
         UnsureBand(width, tuple(REENCODINGS), disagreement=False),

@@ -31,7 +31,7 @@ from gmtrace.realmodel.fusion import (
     stack_features,
     unsure_share,
 )
-from gmtrace.realmodel.selfdesc import describe
+from gmtrace.realmodel.selfdesc import BLOCKS, describe
 
 runner = CliRunner()
 
@@ -193,7 +193,7 @@ def test_first_half_keeps_the_first_half_of_each_group_in_order():
 def _toy_fusion(width: float) -> Fusion:
     rng = np.random.default_rng(4)
     photos = (rng.random((40, 32, 32, 3)) * 255).astype(np.uint8)
-    real = RealPhotoModel.fit(describe(photos), seed=0)
+    real = RealPhotoModel.fit(describe(photos), seed=0, blocks=BLOCKS)
     return Fusion(
         real,
         Stacker(np.array([1.0, 0.0]), 0.0),  # the supervised p as it is
@@ -227,9 +227,22 @@ def test_fusion_answers_per_image_from_its_crops_and_survives_a_round_trip(tmp_p
     assert again.band == fusion.band and again.min_size == 10
     assert np.allclose(again.stacker.weights, fusion.stacker.weights)
     assert np.allclose(again.real.reference, fusion.real.reference)
+    assert np.array_equal(
+        again.real.unlikeness(describe(crops)), fusion.real.unlikeness(describe(crops))
+    )
     assert Fusion.load(tmp_path / "elsewhere") is None
+    # a model of the pixels' part alone, as saved before the spectrum part, reads the
+    # first columns of today's description, which have not changed
+    old = {
+        k: v for k, v in fusion.to_arrays().items() if not k.startswith(("real_part", "real_comb"))
+    }
+    pixels = Fusion.from_arrays(old).real
+    assert pixels.columns == [BLOCKS[0]]
+    assert np.array_equal(
+        pixels.unlikeness(describe(crops)),
+        fusion.real.parts[0].unlikeness(describe(crops)[:, :180]),
+    )
     # a real model fitted on another version's descriptions (fewer values) is refused
-    old = fusion.to_arrays()
     for k in ("real_center", "real_scale", "real_mean", "real_basis"):
         old[k] = old[k][:-18]
     with pytest.raises(ValueError, match="reads 162 description values"):

@@ -15,10 +15,13 @@ from gmtrace.realmodel.selfdesc import (
     PER_CHANNEL,
     PERIOD_NAMES,
     SCALES,
+    SPECTRUM_NAMES,
     describe_images,
     describe_scale,
+    high_pass,
     periodicity,
     residual_stats,
+    spectrum,
 )
 
 
@@ -31,7 +34,7 @@ def test_a_channel_made_of_the_others_is_predicted_exactly():
     r, b = rng.normal(size=(2, 3, 48, 48))
     x = torch.from_numpy(np.stack([r, 2 * r - 0.5 * b, b], 1) / 8).float()
     d = describe_images(x)
-    assert d.shape == (3, len(DESCRIPTION_NAMES)) == (3, 180)
+    assert d.shape == (3, len(DESCRIPTION_NAMES)) == (3, 184)
     assert d[:, col("s1_g_w_other_1")].numpy() == pytest.approx([2.0] * 3, abs=1e-3)
     assert d[:, col("s1_g_w_other_2")].numpy() == pytest.approx([-0.5] * 3, abs=1e-3)
     neighbours = [col(f"s1_g_{n}") for n in PER_CHANNEL[:8]]
@@ -73,8 +76,8 @@ def test_an_image_enlarged_3x_is_periodic_with_period_3_only():
     small = torch.from_numpy(rng.uniform(size=(2, 3, 22, 22))).float()
     big = torch.nn.functional.interpolate(small, scale_factor=3, mode="bilinear")  # 66 px
     noise = torch.from_numpy(rng.uniform(size=(2, 3, 66, 66))).float()
-    spread = dict(zip(PERIOD_NAMES, periodicity(big).T, strict=True))
-    flat = dict(zip(PERIOD_NAMES, periodicity(noise).T, strict=True))
+    spread = dict(zip(PERIOD_NAMES, periodicity(high_pass(big)).T, strict=True))
+    flat = dict(zip(PERIOD_NAMES, periodicity(high_pass(noise)).T, strict=True))
     for axis in ("rows", "cols"):
         assert (spread[f"period_3_{axis}"] > 0.5).all()  # phases differ several-fold
         assert (spread[f"period_6_{axis}"] > 0.5).all()  # a multiple of 3
@@ -84,6 +87,40 @@ def test_an_image_enlarged_3x_is_periodic_with_period_3_only():
             assert (flat[f"period_{p}_{axis}"] < 0.1).all()
     for axis in ("across", "down"):  # the magnitude repeats 3 pixels on
         assert (spread[f"lag_3_{axis}"] > 0.4).all() and (flat[f"lag_3_{axis}"].abs() < 0.05).all()
+
+
+def test_the_residual_spectrum_of_noise_is_flat_and_of_an_enlarged_image_has_lines():
+    """A white residual's spectrum is flat: its magnitude is Rayleigh (mean / median
+    = sqrt(pi / (4 ln 2)) = 1.0645), its power exponential (flatness exp(-gamma),
+    log -0.577), and the band beyond 0.35 cycles holds its share of the frequencies
+    (1 - (45 / 64)^2 = 0.506 on 64 x 64). A 2x nearest enlargement puts lines in the
+    A 2x bilinear enlargement leaves its high-pass residual's energy at low
+    frequencies: peakier, less flat, almost none beyond 0.35 cycles, where noise's
+    residual (the high-pass filter weighs high frequencies up) keeps most of it. A
+    faint checkerboard on a smooth image is one line at the Nyquist corner: the high
+    share up, the flatness down. A flat image stays finite."""
+    rng = np.random.default_rng(7)
+    white = torch.from_numpy(rng.normal(size=(4, 64, 64))).float()
+    s = dict(zip(SPECTRUM_NAMES, spectrum(white).T, strict=True))
+    assert s["spectrum_log_peakiness"].numpy() == pytest.approx([np.log(1.0645)] * 4, abs=0.02)
+    assert s["spectrum_log_flatness"].numpy() == pytest.approx([-0.577] * 4, abs=0.05)
+    assert s["spectrum_high"].numpy() == pytest.approx([0.506] * 4, abs=0.03)
+    noise = torch.from_numpy(rng.uniform(size=(4, 3, 66, 66))).float()
+    small = torch.from_numpy(rng.uniform(size=(4, 3, 33, 33))).float()
+    big = torch.nn.functional.interpolate(small, scale_factor=2, mode="bilinear")
+    n = dict(zip(SPECTRUM_NAMES, spectrum(high_pass(noise)).T, strict=True))
+    e = dict(zip(SPECTRUM_NAMES, spectrum(high_pass(big)).T, strict=True))
+    assert (n["spectrum_high"] > 0.7).all() and (e["spectrum_high"] < 0.1).all()
+    assert (e["spectrum_log_peakiness"] > n["spectrum_log_peakiness"] + 0.3).all()
+    assert (e["spectrum_log_lines"] > n["spectrum_log_lines"] + 0.5).all()
+    assert (e["spectrum_log_flatness"] < n["spectrum_log_flatness"] - 0.8).all()
+    smooth = avg_pool2d(torch.from_numpy(rng.uniform(size=(4, 3, 70, 70))).float(), 5, stride=1)
+    board = smooth + 0.01 * torch.from_numpy(np.indices((66, 66)).sum(0) % 2).float()
+    m = dict(zip(SPECTRUM_NAMES, spectrum(high_pass(smooth)).T, strict=True))
+    b = dict(zip(SPECTRUM_NAMES, spectrum(high_pass(board)).T, strict=True))
+    assert (b["spectrum_high"] > m["spectrum_high"] + 0.15).all()
+    assert (b["spectrum_log_flatness"] < m["spectrum_log_flatness"] - 0.3).all()
+    assert torch.isfinite(spectrum(high_pass(torch.full((1, 3, 20, 20), 0.4)))).all()
 
 
 def test_uint8_and_float_inputs_agree_and_small_images_are_refused():
@@ -108,7 +145,8 @@ def test_the_float32_description_matches_a_float64_one_and_stays_finite():
     got = describe_images(x)
     unit = (x.double() + 1) / 2
     parts = [describe_scale(unit if s == 1 else avg_pool2d(unit, s)) for s in SCALES]
-    ref = torch.cat([*parts, periodicity(unit)], 1)
+    r = high_pass(unit)
+    ref = torch.cat([*parts, periodicity(r), spectrum(r)], 1)
     assert torch.isfinite(got).all()
     assert torch.allclose(got[:3].double(), ref[:3], atol=2e-3)
     gain = col("s1_g_log_gain")
@@ -120,12 +158,43 @@ def test_density_scores_unlike_images_as_unlike_real_ones():
     real = rng.normal(size=(400, 12)) @ rng.normal(size=(12, 12))
     odd = real[:50] + 25.0  # shifted far off the real cloud
     m = RealPhotoModel.fit(real[50:], seed=0, dims=8)
-    assert 1 <= m.components <= 8 and m.basis.shape == (12, 8)
+    assert 1 <= m.components <= 8 and m.parts[0].basis.shape == (12, 8)
     u_real, u_odd = m.unlikeness(real[:50]), m.unlikeness(odd)
     assert 0.2 < u_real.mean() < 0.8  # held-out real images: about uniform
     assert u_odd.min() > 0.95 and ((u_odd >= 0) & (u_odd <= 1)).all()
     again = RealPhotoModel.from_arrays(m.to_arrays())
-    assert np.allclose(again.nll(odd), m.nll(odd))
+    assert np.allclose(again.parts[0].nll(odd), m.parts[0].nll(odd))
+
+
+def test_a_small_part_that_tells_images_apart_is_not_drowned_by_a_large_one():
+    """Images typical in 40 values and far off in a part of 2 of their own: one
+    density over all 42 in 8 principal directions hardly sees them (the 40's
+    correlations take those directions); modelled in parts and combined by
+    Fisher's method, they are unlike every photograph, while held-out photographs
+    stay about uniform. Saved and loaded, the parts answer the same; a model of one
+    part reads only its columns of a wider description (as a model saved before the
+    spectrum part does)."""
+    rng = np.random.default_rng(8)
+    mix = rng.normal(size=(10, 40))
+    real = np.c_[rng.normal(size=(600, 10)) @ mix, rng.normal(size=(600, 2))]
+    real[:, :40] += 0.3 * rng.normal(size=(600, 40))
+    odd = np.c_[rng.normal(size=(60, 10)) @ mix, rng.normal(size=(60, 2)) + [5.0, 0.0]]
+    odd[:, :40] += 0.3 * rng.normal(size=(60, 40))
+    whole = RealPhotoModel.fit(real[100:], seed=0, dims=8)
+    parts = RealPhotoModel.fit(real[100:], seed=0, dims=8, blocks=((0, 40), (40, 42)))
+    assert parts.components == sum(p.components for p in parts.parts) and len(parts.parts) == 2
+    assert parts.unlikeness(odd).mean() > 0.95 > whole.unlikeness(odd).mean() + 0.2
+    assert 0.3 < parts.unlikeness(real[:100]).mean() < 0.7
+    again = RealPhotoModel.from_arrays(parts.to_arrays())
+    assert np.array_equal(again.unlikeness(odd), parts.unlikeness(odd))
+    assert again.columns == [(0, 40), (40, 42)]
+    first = RealPhotoModel.fit(real[100:, :40], seed=0)
+    wider = RealPhotoModel.from_arrays(first.to_arrays())
+    assert np.array_equal(wider.unlikeness(odd), first.unlikeness(odd[:, :40]))
+    with pytest.raises(RealModelError, match="reads descriptions of 42"):
+        parts.unlikeness(odd[:, :40])
+    with pytest.raises(RealModelError, match="the parts read 40"):
+        RealPhotoModel.fit(real, blocks=((0, 40),))
 
 
 def test_density_needs_enough_finite_photographs():

@@ -1178,9 +1178,16 @@ def fused_parts(fusion: dict, adopted: dict | None) -> dict:
 
     ari = fusion.get("grouping_validation_ari") or {}
     size = str(fusion.get("grouping_min_size", 0))
+    by_part = fusion.get("real_part_components") or []
+    density = (
+        f"density, {fusion.get('real_components', '?')} components"
+        if len(by_part) < 2
+        else "densities of the pixels' prediction and of the residual's spectrum, "
+        f"{' + '.join(map(str, by_part))} components, Fisher-combined"
+    )
     parts = {
-        "parts": "supervised detector + model of real photographs (self-description "
-        f"density, {fusion.get('real_components', '?')} components), stacked",
+        "parts": f"supervised detector + model of real photographs (self-description {density}), "
+        "stacked",
         "stacker": {
             "weights (supervised logit, real-photo unlikeness)": [
                 round(float(w), 3) for w in fusion.get("stacker_weights", [])

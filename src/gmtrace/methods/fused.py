@@ -46,7 +46,7 @@ from gmtrace.realmodel.fusion import (
     stack_features,
     unsure_share,
 )
-from gmtrace.realmodel.selfdesc import describe
+from gmtrace.realmodel.selfdesc import BLOCKS, describe
 from gmtrace.train.config import TrainConfig
 
 UNSURE_BUDGET = 0.08  # the share of validation images the band may call unsure
@@ -135,7 +135,9 @@ def fit_fusion(
     # too few photographs left to hold some back from the inner real model too
     # (a tiny zoo): it is fitted on all of the fold's, and the record says so
     few = len(inner_bank.real) < MIN_REAL
-    inner_real = RealPhotoModel.fit(describe(bank.real if few else inner_bank.real), seed=seed)
+    inner_real = RealPhotoModel.fit(
+        describe(bank.real if few else inner_bank.real), seed=seed, blocks=BLOCKS
+    )
     images = np.concatenate([val_fake, val_real])
     y = np.r_[np.ones(len(val_fake)), np.zeros(len(val_real))]
     given = [images, np.stack([jpeg(a, 75) for a in images])]  # as a user may give them
@@ -167,7 +169,7 @@ def fit_fusion(
     val_inf = inner.predict(val_fake)
     min_size, grouping_ari = choose_grouping(val_inf.embedding, val_gm)
     gate = fit_gate(ds, bank, val_inf, val_gm, inner_dir / inner.name, seed)
-    real = RealPhotoModel.fit(describe(bank.real), seed=seed)
+    real = RealPhotoModel.fit(describe(bank.real), seed=seed, blocks=BLOCKS)
     fusion = Fusion(real, stacker, real_cal, band, min_size, gate)
     record = {
         "stacker_weights": stacker.weights.tolist(),
@@ -181,6 +183,7 @@ def fit_fusion(
         "inner_train_seconds": inner_info["train_seconds"],
         "fusion_seconds": time.perf_counter() - t0,
         "real_components": real.components,
+        "real_part_components": [p.components for p in real.parts],
         "grouping_min_size": min_size,
         "grouping_validation_ari": grouping_ari,
         "inner_real_model": "all the fold's photographs" if few else "inner photographs",

@@ -20,7 +20,7 @@ from gmtrace.methods.base import Method
 from gmtrace.readout.embedding import gm_gallery, open_set_score
 from gmtrace.readout.inference import Inference
 from gmtrace.realmodel.density import RealPhotoModel
-from gmtrace.realmodel.selfdesc import describe
+from gmtrace.realmodel.selfdesc import BLOCKS, describe
 
 
 class RealPhotoMethod(Method):
@@ -29,7 +29,7 @@ class RealPhotoMethod(Method):
 
     def fit(self, ds, bank, targets, out_dir, console) -> dict:
         t0 = time.perf_counter()
-        self.model_ = RealPhotoModel.fit(describe(bank.real), seed=0)
+        self.model_ = RealPhotoModel.fit(describe(bank.real), seed=0, blocks=BLOCKS)
         kept = [i for i, a in enumerate(bank.fake) if len(a)]
         xf = np.concatenate([self._embed(describe(bank.fake[i])) for i in kept])
         gm = np.concatenate([[i] * len(bank.fake[i]) for i in kept])

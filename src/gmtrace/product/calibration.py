@@ -27,7 +27,7 @@ from gmtrace.data.images import ImageError, decode_bytes, find_images, read_byte
 from gmtrace.readout.fused import Fusion
 from gmtrace.readout.saved import FUSION
 from gmtrace.realmodel.density import RealModelError, RealPhotoModel
-from gmtrace.realmodel.selfdesc import describe
+from gmtrace.realmodel.selfdesc import BLOCKS, describe
 
 MIN_PHOTOS = 20  # readable photographs a calibration needs
 FALSE_ALARMS = 0.05  # the share of the user's photographs the threshold may call generated
@@ -93,7 +93,7 @@ def calibrate(
         )
     grid = np.concatenate(crops)
     try:
-        real = RealPhotoModel.fit(describe(grid), seed=0)
+        real = RealPhotoModel.fit(describe(grid), seed=0, blocks=BLOCKS)
     except RealModelError as e:
         raise CalibrationError(f"the photographs could not be modelled: {e}") from None
     fusion = replace(base, real=real)

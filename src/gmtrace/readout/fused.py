@@ -25,7 +25,7 @@ from gmtrace.realmodel.fusion import (
     scalar,
     stack_features,
 )
-from gmtrace.realmodel.selfdesc import DESCRIPTION_NAMES, describe
+from gmtrace.realmodel.selfdesc import BLOCKS, DESCRIPTION_NAMES, describe
 
 # what an image flagged by the band is scored again after (issue 22)
 REENCODINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -128,9 +128,11 @@ class Fusion:
             real = RealPhotoModel.from_arrays(
                 {k[5:]: v for k, v in arrays.items() if k.startswith("real_")}
             )
-            if len(real.center) != len(DESCRIPTION_NAMES):
+            # a model of the pixels' part alone (saved before the spectrum part) reads
+            # the first columns, which have not changed
+            if real.width not in {b for _, b in BLOCKS}:
                 raise RealModelError(
-                    f"its model of real photographs reads {len(real.center)} description "
+                    f"its model of real photographs reads {real.width} description "
                     f"values where this gmtrace describes an image by {len(DESCRIPTION_NAMES)}: "
                     "it was made by another version (train it again, or calibrate again)"
                 )

@@ -35,8 +35,21 @@ its residual's energy unequal on the p phases of rows and of columns, where the
 the p phases; and the correlation of the residual's magnitude with itself `LAGS`
 pixels across and down.
 
-`describe_images` gives [N, len(SCALES) * 3 * 18 + 18] = [N, 180]: scale-major,
-then channel, then `PER_CHANNEL` order, then `PERIOD_NAMES` (`DESCRIPTION_NAMES`).
+Last, the spectrum of that same residual (`SPECTRUM_NAMES`, 4 numbers): a network's
+resampling and its last layers leave lines and bands in it that a camera's residual
+(noise, demosaicing, JPEG's blocks apart) has not, whatever the factor and the phase.
+The log of its mean magnitude over its median magnitude (peakiness), the log of its
+99th-percentile magnitude over the median (its strongest lines), the share of its
+energy beyond 0.35 cycles per pixel on either axis, and the log of its spectral
+flatness (geometric over arithmetic mean of the power). These four are modelled as a
+part of their own (`BLOCKS`, `density.RealPhotoModel`): appended to the 180 above
+and modelled together, they were drowned by them (docs/realmodel.md, "The residual's
+spectrum").
+
+`describe_images` gives [N, len(SCALES) * 3 * 18 + 18 + 4] = [N, 184]: scale-major,
+then channel, then `PER_CHANNEL` order, then `PERIOD_NAMES`, then `SPECTRUM_NAMES`
+(`DESCRIPTION_NAMES`); `BLOCKS` the column ranges of its two parts, the pixels'
+prediction and periodicity (the first 180), the residual's spectrum (the last 4).
 Computed in torch on a batch in float32, the normal equations solved in float64
 (those of a flat image are ill-conditioned).
 """
@@ -68,10 +81,21 @@ PERIOD_NAMES = (
     *(f"period_{p}_{axis}" for p in PERIODS for axis in ("rows", "cols")),
     *(f"lag_{k}_{axis}" for k in LAGS for axis in ("across", "down")),
 )
+SPECTRUM_NAMES = (
+    "spectrum_log_peakiness",
+    "spectrum_log_lines",
+    "spectrum_high",
+    "spectrum_log_flatness",
+)
 DESCRIPTION_NAMES = (
     *(f"s{s}_{'rgb'[c]}_{n}" for s in SCALES for c in range(3) for n in PER_CHANNEL),
     *PERIOD_NAMES,
+    *SPECTRUM_NAMES,
 )
+_N_PIXELS = len(DESCRIPTION_NAMES) - len(SPECTRUM_NAMES)
+# the parts of a description that the model of real photographs models apart
+BLOCKS = ((0, _N_PIXELS), (_N_PIXELS, len(DESCRIPTION_NAMES)))
+HIGH = 0.35  # cycles per pixel: where `spectrum_high`'s band begins
 MIN_SIDE = 4 * max(SCALES) + 2  # the coarsest scale keeps a 4x4 core of targets
 _EPS = 1e-10
 _RIDGE = 1e-5  # of the mean diagonal of the normal equations
@@ -103,7 +127,8 @@ def describe_images(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     if min(x.shape[2:]) < MIN_SIDE:
         raise ValueError(f"images must be at least {MIN_SIDE} pixels a side, got {x.shape[2:]}")
     parts = [describe_scale(x if s == 1 else F.avg_pool2d(x, s)) for s in SCALES]
-    return torch.cat([*parts, periodicity(x)], 1).float()
+    r = high_pass(x)
+    return torch.cat([*parts, periodicity(r), spectrum(r)], 1).float()
 
 
 def _unfold_order() -> torch.Tensor:
@@ -171,14 +196,19 @@ def residual_stats(r: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
     return torch.cat([gain[:, None], kurt[:, None], across[:, None], down[:, None], phases], 1)
 
 
-def periodicity(x: torch.Tensor) -> torch.Tensor:
-    """[N, len(PERIOD_NAMES)] how periodic the high-pass residual of a batch x
-    [N, 3, H, W] in [0, 1] is: per period and axis, the spread of its log energy
-    over the phases; per lag and axis, its magnitude's correlation."""
+def high_pass(x: torch.Tensor) -> torch.Tensor:
+    """[N, H - 2, W - 2] the fixed high-pass residual of a batch x [N, 3, H, W] in
+    [0, 1]: each pixel minus the mean of its 4 neighbours, averaged over the channels."""
     r = x[:, :, 1:-1, 1:-1] - 0.25 * (
         x[:, :, :-2, 1:-1] + x[:, :, 2:, 1:-1] + x[:, :, 1:-1, :-2] + x[:, :, 1:-1, 2:]
     )
-    r = r.mean(1)  # [N, h, w]
+    return r.mean(1)
+
+
+def periodicity(r: torch.Tensor) -> torch.Tensor:
+    """[N, len(PERIOD_NAMES)] how periodic a high-pass residual r [N, h, w]
+    (`high_pass`) is: per period and axis, the spread of its log energy over the
+    phases; per lag and axis, its magnitude's correlation."""
     e = r**2
     out = []
     for p in PERIODS:
@@ -192,3 +222,28 @@ def periodicity(x: torch.Tensor) -> torch.Tensor:
         out.append((a[:, :, k:] * a[:, :, :-k]).mean((1, 2)) / var)
         out.append((a[:, k:] * a[:, :-k]).mean((1, 2)) / var)
     return torch.stack(out, 1)
+
+
+def spectrum(r: torch.Tensor) -> torch.Tensor:
+    """[N, len(SPECTRUM_NAMES)] the shape of a high-pass residual's (`high_pass`)
+    amplitude spectrum: peakiness, strongest lines, high-frequency share, flatness
+    (the module's docstring). A flat image (no residual) gives finite values."""
+    n = r.shape[0]
+    mag = torch.fft.fft2(r - r.mean((1, 2), keepdim=True)).abs()
+    fy = torch.fft.fftfreq(mag.shape[1]).abs()[:, None]
+    fx = torch.fft.fftfreq(mag.shape[2]).abs()[None, :]
+    high = (torch.maximum(fy, fx) > HIGH).reshape(-1)
+    mag = mag.reshape(n, -1)
+    med = mag.median(1).values + _EPS
+    power = mag**2
+    total = power.sum(1) + _EPS
+    mean_log_power = torch.log(power + _EPS).mean(1)
+    return torch.stack(
+        [
+            torch.log(mag.mean(1) / med + _EPS),
+            torch.log(torch.quantile(mag, 0.99, dim=1) / med + _EPS),
+            power[:, high].sum(1) / total,
+            mean_log_power - torch.log(power.mean(1) + _EPS),
+        ],
+        1,
+    )
