@@ -18,16 +18,21 @@ from gmtrace.evaluation.adopt import read_out_of_fold
 from gmtrace.evaluation.protocol import evaluate
 from gmtrace.grouping.cluster import density_group, first_half, group_with
 from gmtrace.index.index import SameSource
-from gmtrace.methods.fused import crop_owners
-from gmtrace.readout.fused import FUSION, REENCODINGS, Fusion
+from gmtrace.methods.fused import crop_owners, validation_groups
+from gmtrace.readout.fused import FUSION, REENCODINGS, Fusion, rule_of
 from gmtrace.realmodel.density import RealPhotoModel
 from gmtrace.realmodel.fusion import (
+    RULE_WORDS,
+    RULES,
     Stacker,
     UnsureBand,
+    choose_rule,
     choose_width,
+    fit_rule,
     logit,
     owner_means,
     recalibrated,
+    rule_features,
     stack_features,
     unsure_share,
 )
@@ -59,6 +64,78 @@ def test_a_useless_input_gets_no_weight_and_the_unlikeness_logit_is_bounded():
     assert abs(s.weights[1]) < 0.05 * abs(s.weights[0])
     assert np.isfinite(stack_features(None, np.array([0.0, 1.0]))).all()
     assert logit(np.array([0.5]))[0] == 0.0
+
+
+def test_fixed_rules_read_both_calibrated_logits():
+    real_cal = Stacker(np.array([2.0]), -1.0)
+    p_sup = np.array([0.5, 0.9, 0.1])
+    unl = np.array([0.5, 0.5, 0.9])
+    z_sup = logit(p_sup)
+    z_real = 2.0 * logit(unl, 0.002) - 1.0
+    assert np.allclose(rule_features("sum", p_sup, unl, real_cal)[:, 0], z_sup + z_real)
+    assert np.allclose(rule_features("max", p_sup, unl, real_cal)[:, 0], np.maximum(z_sup, z_real))
+    mean = (p_sup + 1 / (1 + np.exp(-z_real))) / 2
+    assert np.allclose(rule_features("mean", p_sup, unl, real_cal)[:, 0], logit(mean))
+    assert rule_features("stacker", p_sup, unl, real_cal).shape == (3, 2)
+    with pytest.raises(ValueError, match="unknown fusion rule"):
+        rule_features("vote", p_sup, unl, real_cal)
+
+
+def _two_cues(rng, sup_fakes: bool, real_fakes: bool, n: int):
+    """Generated images whose supervised p and unlikeness are those of photographs
+    unless told."""
+    p_sup = rng.beta(8, 2, n) if sup_fakes else rng.beta(2, 8, n)
+    unl = rng.beta(12, 1, n) if real_fakes else rng.random(n)
+    return p_sup, unl
+
+
+def test_choose_rule_keeps_a_fixed_rule_where_each_codebase_shows_one_cue():
+    """Held-back codebase A is caught by the supervised detector only, B by the real
+    model only: a stacker fitted without A trusts the real model alone and misses
+    it, and the other way round; a fixed rule keeps both cues."""
+    rng = np.random.default_rng(7)
+    a = _two_cues(rng, True, False, 200)
+    b = _two_cues(rng, False, True, 200)
+    real = (rng.beta(2, 8, 400), rng.random(400))
+    p_sup, unl = (np.r_[a[i], b[i], real[i]] for i in range(2))
+    y = np.r_[np.ones(400), np.zeros(400)]
+    group = np.r_[np.zeros(200), np.ones(200), np.arange(400) % 2].astype(int)
+    rule, scores = choose_rule(p_sup, unl, y, group, np.zeros(800, int))
+    assert rule != "stacker" and set(scores) == {"stacker", "sum", "mean", "max"}
+    assert scores[rule] > scores["stacker"] + 0.15
+
+
+def test_choose_rule_keeps_the_stacker_where_one_part_is_noise():
+    rng = np.random.default_rng(8)
+    fakes = [_two_cues(rng, False, True, 150) for _ in range(3)]
+    real = (rng.beta(2, 8, 450), rng.random(450))
+    p_sup = np.concatenate([f[0] for f in fakes] + [real[0]])
+    p_sup = rng.permutation(p_sup)  # the supervised p tells nothing
+    unl = np.concatenate([f[1] for f in fakes] + [real[1]])
+    y = np.r_[np.ones(450), np.zeros(450)]
+    group = np.r_[np.repeat([0, 1, 2], 150), np.arange(450) % 3]
+    reading = np.arange(900) % 2  # two readings, each scored on its own
+    rule, scores = choose_rule(p_sup, unl, y, group, reading)
+    assert rule == "stacker" and scores["stacker"] > max(scores["sum"], scores["max"])
+    fitted, real_cal = fit_rule(rule, p_sup, unl, y)
+    assert abs(fitted.weights[0]) < 0.2 * abs(fitted.weights[1])
+    assert real_cal.weights[0] > 0
+
+
+def test_validation_groups_are_codebases_and_the_largest_codebases_families():
+    from types import SimpleNamespace as NS
+
+    gms = [NS(name="g0", codebase="own", family="f1"), NS(name="g1", codebase="own", family="f2")]
+    gms += [NS(name="g2", codebase="own", family="f2"), NS(name="g3", codebase="pkg", family="x")]
+    ds = NS(gms=gms)
+    bank = NS(gm_names=["g0", "g1", "g2", "g3"])
+    val_gm = np.array([0, 0, 1, 2, 3])
+    group = validation_groups(ds, bank, val_gm, ["s1", "s2", "s2", "s3"])
+    # own/f1, own/f2 (g1 and g2 together), pkg; photographs by source in turn
+    assert group[:5].tolist() == [0, 0, 1, 1, 2]
+    assert group[5:].tolist() == [0, 1, 1, 2]
+    few = validation_groups(ds, bank, val_gm, ["s1", "s1", "s1"])
+    assert few[5:].tolist() == [0, 1, 2]
 
 
 def test_unsure_band_names_the_reencoding_that_flips_the_verdict():
@@ -231,6 +308,17 @@ def test_fusion_answers_per_image_from_its_crops_and_survives_a_round_trip(tmp_p
         again.real.unlikeness(describe(crops)), fusion.real.unlikeness(describe(crops))
     )
     assert Fusion.load(tmp_path / "elsewhere") is None
+    # a fixed rule is saved and read back; a fusion saved before rules were chosen
+    # is a stacker's; a rule this version does not know is a clear error
+    fusion.rule, fusion.stacker = "max", Stacker(np.array([1.0]), 0.0)
+    fusion.save(tmp_path)
+    again = Fusion.load(tmp_path)
+    p_sup, unl = np.array([0.2, 0.7]), np.array([0.9, 0.1])
+    assert again.rule == "max"
+    assert np.allclose(again.fused(p_sup, unl), fusion.fused(p_sup, unl))
+    assert rule_of({}) == "stacker"
+    with pytest.raises(ValueError, match="fusion rule"):
+        rule_of({"rule": np.array([9.0])})
     # a model of the pixels' part alone, as saved before the spectrum part, reads the
     # first columns of today's description, which have not changed
     old = {
@@ -270,7 +358,10 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
     rec = json.loads((fold / "fused" / "fusion.json").read_text())
     saved = Fusion.load(fold / "fused")
     assert saved.band.width == rec["band_width"] and saved.min_size == rec["grouping_min_size"]
-    assert len(rec["stacker_weights"]) == 2 and rec["validation_real"] > 0
+    assert len(rec["stacker_weights"]) == (2 if rec["rule"] == "stacker" else 1)
+    assert saved.rule == rec["rule"] and rec["validation_real"] > 0
+    # the rule chosen by leaving held-back codebases out in turn, where there are two
+    assert set(rec["rule_validation_auc"]) == (set(RULES) if rec["rule_groups"] >= 2 else set())
     assert rec["inner_gms"] < len(zoo) and rec["band_width"] >= 0
     assert rec["inner_real_model"] == "all the fold's photographs"  # the tiny zoo has 48
     assert str(rec["grouping_min_size"]) in rec["grouping_validation_ari"]
@@ -290,6 +381,9 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
         and "| gmtrace fused (+ real-photo model, unsure band), clean |" in report
     )
     assert "the fields that answer (gate from inner validation)" in report
+    # what each fold's fusion chose, from its fusion.json
+    assert "### What each fold's fusion chose" in report
+    assert f"| fold0 | {rec['rule_groups']} | {rec['rule']} |" in report
     # the gate across folds, for every parsing method: a fold's fields from the others'
     cross = fused["parsing"]["answered_across_folds"]
     assert len(cross["reliable_per_fold"]) == 2 and len(cross["coverage"]) == 25
@@ -339,6 +433,9 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
     chosen = json.loads((model / "fusion.json").read_text())
     stacker = card["fused"]["stacker"]
     assert stacker["bias"] == round(chosen["stacker_bias"], 3)
+    assert card["fused"]["parts"].endswith(
+        "stacked" if chosen["rule"] == "stacker" else RULE_WORDS[chosen["rule"]]
+    )
     # the band's budget held on single crops and on images of several crops
     shares = chosen["band_unsure_validation"]
     assert set(shares) == {"single crops", "images of 4 crops"}

@@ -51,6 +51,18 @@ def probe_views(out_dir: Path, methods: list[str]) -> dict[str, dict[str, list[s
     return found
 
 
+def fusion_records(out_dir: Path) -> list[dict]:
+    """What the fused method's fusion chose in each fold (foldK/fused/fusion.json,
+    `methods.fused.fit_fusion`), in fold order; none where the run has none."""
+    found = []
+    for path in sorted(out_dir.glob("fold*/fused/fusion.json")):
+        try:
+            found.append(json.loads(path.read_text()) | {"fold": path.parent.parent.name})
+        except json.JSONDecodeError:
+            continue
+    return found
+
+
 # how the probe read a field (`probe_view` in a fold network's calibration record)
 VIEW_WORDS = {"pixels": "linear", "forest": "forest + linear", "all": "linear with h"}
 
@@ -94,6 +106,8 @@ def write_reports(
     results = results | ({"curve": curve} if curve else {})
     views = probe_views(out, list(results["methods"]))
     results = results | ({"probe_views": views} if views else {})
+    chosen = fusion_records(out)
+    results = results | ({"fusion_records": chosen} if chosen else {})
     figures = {k: out / f for k, f in FIGURES.items() if (out / f).is_file()}
     atomic_write_text(out / "report.md", render_report(results, figures, out, other))
     if report is not None:
@@ -953,6 +967,39 @@ def _detection_section(results: dict) -> list[str]:
         L.extend(_detection_error_tables(ms, names))
     L.extend(_calibration_table(ms, names))
     L.extend(_unsure_table(ms, names))
+    L.extend(_fusion_table(results.get("fusion_records", [])))
+    return L
+
+
+def _fusion_table(records: list[dict]) -> list[str]:
+    """What each fold's fusion chose on its inner validation: the rule (with every
+    rule's AUC on held-back codebases left out in turn), the rule's weights, the
+    band."""
+    if not records:
+        return []
+    from gmtrace.realmodel.fusion import RULES
+
+    L = [
+        "\n### What each fold's fusion chose\n",
+        "On the fold's inner validation only (its held-back training codebases): the "
+        "rule, chosen by leaving each held-back codebase out in turn (AUC of the "
+        "left-out answers, as given and JPEG q75, averaged; a rule's Platt map or the "
+        "stacker fitted on the rest), its weights fitted on all of them, the unsure "
+        "band:\n",
+        "| fold | groups left out in turn | rule | "
+        + " | ".join(f"AUC, {r}" for r in RULES)
+        + " | weights | band width (logit) |",
+        "|---|---|---|" + "---|" * len(RULES) + "---|---|",
+    ]
+    for rec in records:
+        auc = rec.get("rule_validation_auc") or {}
+        cells = [f"{auc[r]:.3f}" if r in auc else "-" for r in RULES]
+        weights = " / ".join(f"{w:.3f}" for w in rec.get("stacker_weights", []))
+        L.append(
+            f"| {rec['fold']} | {rec.get('rule_groups', '-')} | {rec.get('rule', 'stacker')} | "
+            + " | ".join(cells)
+            + f" | {weights} | {float(rec.get('band_width', 0.0)):.1f} |"
+        )
     return L
 
 
@@ -1175,6 +1222,7 @@ def fused_parts(fusion: dict, adopted: dict | None) -> dict:
     validation (MODEL/fusion.json, written by `gmtrace train --fuse`) and the
     calibration it adopted from a run (MODEL/adopted.json, `gmtrace evaluate adopt`)."""
     from gmtrace.readout.fused import REENCODINGS
+    from gmtrace.realmodel.fusion import RULE_WORDS
 
     ari = fusion.get("grouping_validation_ari") or {}
     size = str(fusion.get("grouping_min_size", 0))
@@ -1185,15 +1233,27 @@ def fused_parts(fusion: dict, adopted: dict | None) -> dict:
         else "densities of the pixels' prediction and of the residual's spectrum, "
         f"{' + '.join(map(str, by_part))} components, Fisher-combined"
     )
+    rule = fusion.get("rule", "stacker")  # a fusion fitted before rules were chosen: stacked
+    inputs = (
+        "supervised logit, real-photo unlikeness"
+        if rule == "stacker"
+        else f"the {RULE_WORDS[rule]} (a Platt map)"
+    )
     parts = {
         "parts": f"supervised detector + model of real photographs (self-description {density}), "
-        "stacked",
+        + ("stacked" if rule == "stacker" else f"fused by the {RULE_WORDS[rule]}"),
         "stacker": {
-            "weights (supervised logit, real-photo unlikeness)": [
-                round(float(w), 3) for w in fusion.get("stacker_weights", [])
-            ],
+            f"weights ({inputs})": [round(float(w), 3) for w in fusion.get("stacker_weights", [])],
             "bias": round(float(fusion.get("stacker_bias", 0.0)), 3),
         },
+        **(
+            {
+                "fusion rule chosen on the inner validation, each held-back codebase left out "
+                "in turn (AUC, as given and JPEG q75)": fusion["rule_validation_auc"]
+            }
+            if fusion.get("rule_validation_auc")
+            else {}
+        ),
         "unsure band": f"|logit| < {float(fusion.get('band_width', 0.0)):.2g}"
         + (", or the two parts disagree" if fusion.get("band_disagreement") else "")
         + f"; read again after {', '.join(REENCODINGS)} before it is called unsure"

@@ -7,17 +7,20 @@ numbers are chosen where that network cannot help itself: an inner network train
 on the fold's training GMs less about a third of their codebases
 (`splits.inner_validation`) and on its training photographs less a third of their
 collections scores the held-back GMs' images and photographs, clean and JPEG q75,
-and so does a real model fitted on the inner training photographs; a stacker
-(`fusion.Stacker`) is fitted on those answers and the unsure band's width is chosen
-on them (`fusion.choose_width`), and so are the grouping and the fields parsing
-answers (`abstain.ParseGate`). The outer network and a real model of all the
-fold's training photographs then answer the test images through them. Attribution,
-the open-set score, grouping and parsing are the outer network's."""
+and so does a real model fitted on the inner training photographs; the fusion rule
+(a stacker, `fusion.Stacker`, or a fixed rule: `fusion.choose_rule`, each held-back
+codebase left out in turn) is chosen and fitted on those answers and the unsure
+band's width is chosen on them (`fusion.choose_width`), and so are the grouping
+and the fields parsing answers (`abstain.ParseGate`). The outer network and a real
+model of all the fold's training photographs then answer the test images through
+them. Attribution, the open-set score, grouping and parsing are the outer
+network's."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,11 +42,11 @@ from gmtrace.readout.inference import Inference
 from gmtrace.readout.saved import FUSION_RECORD
 from gmtrace.realmodel.density import RealPhotoModel
 from gmtrace.realmodel.fusion import (
-    Stacker,
     UnsureBand,
+    choose_rule,
     choose_width,
+    fit_rule,
     owner_means,
-    stack_features,
     unsure_share,
 )
 from gmtrace.realmodel.selfdesc import BLOCKS, describe
@@ -146,9 +149,17 @@ def fit_fusion(
         return inner.predict(x).p_generated, inner_real.unlikeness(describe(x))
 
     parts = [score(g) for g in given]
-    stacker = Stacker.fit(np.concatenate([stack_features(*p) for p in parts]), np.r_[y, y])
-    real_cal = Stacker.fit(np.concatenate([stack_features(None, p[1]) for p in parts]), np.r_[y, y])
-    probe = Fusion(inner_real, stacker, real_cal, UnsureBand(0.0, tuple(REENCODINGS)), 0)
+    p_sup, unl = (np.concatenate(a) for a in zip(*parts, strict=True))
+    group = validation_groups(ds, bank, val_gm, val_src)
+    if len(np.unique(group)) >= 2:
+        rule, rule_scores = choose_rule(
+            p_sup, unl, np.r_[y, y], np.r_[group, group], np.repeat([0, 1], len(y))
+        )
+    else:  # one held-back codebase: nothing to leave out in turn
+        rule, rule_scores = "stacker", {}
+    stacker, real_cal = fit_rule(rule, p_sup, unl, np.r_[y, y])
+    band0 = UnsureBand(0.0, tuple(REENCODINGS))
+    probe = Fusion(inner_real, stacker, real_cal, band0, 0, rule=rule)
     owner = crop_owners(val_gm, val_src, CROPS_PER_IMAGE)
     versions, disagree, owned, owned_disagree = [], [], [], []
     for g, (ps, un) in zip(given, parts, strict=True):
@@ -170,8 +181,11 @@ def fit_fusion(
     min_size, grouping_ari = choose_grouping(val_inf.embedding, val_gm)
     gate = fit_gate(ds, bank, val_inf, val_gm, inner_dir / inner.name, seed)
     real = RealPhotoModel.fit(describe(bank.real), seed=seed, blocks=BLOCKS)
-    fusion = Fusion(real, stacker, real_cal, band, min_size, gate)
+    fusion = Fusion(real, stacker, real_cal, band, min_size, gate, rule=rule)
     record = {
+        "rule": rule,
+        "rule_validation_auc": rule_scores,
+        "rule_groups": int(len(np.unique(group))),
         "stacker_weights": stacker.weights.tolist(),
         "stacker_bias": stacker.bias,
         "band_width": band.width,
@@ -192,8 +206,11 @@ def fit_fusion(
             for n, c, q in zip(FIELD_NAMES, gate.coverage, gate.p, strict=True)
         },
     }
+    scores = ", ".join(f"{k} {v:.3f}" for k, v in rule_scores.items())
     console.print(
-        f"  fusion: weights {np.round(stacker.weights, 3).tolist()}, "
+        f"  fusion: {rule}"
+        + (f" (of {scores})" if scores else "")
+        + f", weights {np.round(stacker.weights, 3).tolist()}, "
         f"band |logit| < {band.width:.1f}"
         + (" or parts disagree" if band.disagreement else "")
         + "; grouping: "
@@ -265,6 +282,29 @@ def inner_split(
         real_pool = np.sort(np.random.default_rng(seed).choice(real_pool, VAL_REAL, replace=False))
     val_src = [bank.real_sources[i] for i in real_pool]
     return inner, val_fake, val_gm, bank.real[real_pool], val_src
+
+
+def validation_groups(ds, bank: ImageBank, val_gm: np.ndarray, val_src: list[str]) -> np.ndarray:
+    """[len(val_gm) + len(val_src)] the groups the fusion rule is chosen on
+    (`fusion.choose_rule`), generated images then photographs: each held-back GM's
+    codebase (the largest training codebase's GMs by family, as `inner_validation`
+    holds them back), the photographs spread over those groups by source in turn
+    (by crop where there are fewer sources than groups)."""
+    by_name = {g.name: g for g in ds.gms}
+    gms = [by_name[n] for n in bank.gm_names]
+    counts = Counter(g.codebase for g in gms)
+    largest = max(sorted(counts), key=lambda c: counts[c])
+    keys = [f"{g.codebase}/{g.family}" if g.codebase == largest else g.codebase for g in gms]
+    fake_keys = [keys[int(i)] for i in val_gm]
+    index = {k: i for i, k in enumerate(sorted(set(fake_keys)))}
+    n = max(len(index), 1)
+    sources = sorted(set(val_src))
+    if len(sources) >= n:
+        rank = {src: i for i, src in enumerate(sources)}
+        real_group = [rank[src] % n for src in val_src]
+    else:
+        real_group = [i % n for i in range(len(val_src))]
+    return np.array([index[k] for k in fake_keys] + real_group, dtype=int)
 
 
 def crop_owners(val_gm: np.ndarray, val_src: list[str], k: int) -> np.ndarray:

@@ -18,10 +18,12 @@ from gmtrace.readout.abstain import ParseGate
 from gmtrace.readout.saved import FUSION
 from gmtrace.realmodel.density import RealModelError, RealPhotoModel
 from gmtrace.realmodel.fusion import (
+    RULES,
     Stacker,
     UnsureBand,
     owner_means,
     recalibrated,
+    rule_features,
     scalar,
     stack_features,
 )
@@ -52,17 +54,20 @@ class FusedAnswer:
 @dataclass
 class Fusion:
     real: RealPhotoModel
-    stacker: Stacker  # inputs: supervised logit, unlikeness logit
-    real_cal: Stacker  # the real model's own calibration (for disagreement)
+    # the rule's map (`fusion.RULES`): for "stacker" of the supervised logit and the
+    # unlikeness logit, for a fixed rule a Platt map of its score
+    stacker: Stacker
+    real_cal: Stacker  # the real model's own calibration (disagreement, fixed rules)
     band: UnsureBand
     min_size: int  # grouping: 0 the silhouette cut, else density with that smallest group
     gate: ParseGate | None = None  # parsing that abstains; None: every field answers
     # a Platt map of the fused p adopted from a run's out-of-fold answers (`gmtrace
     # evaluate adopt`); the band judges the p before it, the verdict reads the p after
     final: Stacker | None = None
+    rule: str = "stacker"  # how the parts are fused (`fusion.choose_rule`)
 
     def fused(self, p_sup: np.ndarray, unlikeness: np.ndarray) -> np.ndarray:
-        return self.stacker.prob(stack_features(p_sup, unlikeness))
+        return self.stacker.prob(rule_features(self.rule, p_sup, unlikeness, self.real_cal))
 
     def disagree(self, p_sup: np.ndarray, unlikeness: np.ndarray) -> np.ndarray:
         p_real = self.real_cal.prob(stack_features(None, unlikeness))
@@ -119,6 +124,7 @@ class Fusion:
         arrays["band_width"] = np.array(self.band.width)
         arrays["band_disagreement"] = np.array(float(self.band.disagreement))
         arrays["grouping_min_size"] = np.array(float(self.min_size))
+        arrays["rule"] = np.array(float(RULES.index(self.rule)))
         arrays |= self.final.to_arrays("final_") if self.final is not None else {}
         return arrays | (self.gate.to_arrays() if self.gate is not None else {})
 
@@ -148,6 +154,7 @@ class Fusion:
                 min_size=int(scalar(arrays["grouping_min_size"])),
                 gate=ParseGate.from_arrays(arrays),
                 final=Stacker.from_arrays(arrays, "final_") if "final_bias" in arrays else None,
+                rule=rule_of(arrays),
             )
         except KeyError as e:
             raise RealModelError(f"a saved fusion lacks {e}") from None
@@ -180,3 +187,17 @@ class Fusion:
             return cls.from_arrays(arrays)
         except RealModelError as e:
             raise ValueError(f"{path}: {e}") from None
+
+
+def rule_of(arrays: dict[str, np.ndarray]) -> str:
+    """The fusion rule a saved fusion names; one saved before the rule was chosen
+    is a stacker's."""
+    if "rule" not in arrays:
+        return "stacker"
+    index = int(scalar(arrays["rule"]))
+    if not 0 <= index < len(RULES):
+        raise RealModelError(
+            f"its fusion rule (number {index}) is unknown to this gmtrace, which knows "
+            f"{', '.join(RULES)}: it was made by another version"
+        )
+    return RULES[index]

@@ -77,8 +77,12 @@ class Stacker:
                 break
         return cls(weights=theta[:-1], bias=float(theta[-1]))
 
+    def decision(self, x: np.ndarray) -> np.ndarray:
+        """The logit of `prob`."""
+        return np.asarray(x, dtype=np.float64) @ self.weights + self.bias
+
     def prob(self, x: np.ndarray) -> np.ndarray:
-        return sigmoid(np.asarray(x, dtype=np.float64) @ self.weights + self.bias)
+        return sigmoid(self.decision(x))
 
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
         return {f"{prefix}weights": self.weights, f"{prefix}bias": np.array(self.bias)}
@@ -87,6 +91,88 @@ class Stacker:
     def from_arrays(cls, arrays: dict, prefix: str) -> Stacker:
         weights = np.asarray(arrays[f"{prefix}weights"], dtype=np.float64).reshape(-1)
         return cls(weights, scalar(arrays[f"{prefix}bias"]))
+
+
+# how the two parts' answers become one p: a stacker fitted on both logits, or a fixed
+# rule on the two calibrated logits (the supervised one, and the real model's through
+# its own calibration) followed by a Platt map of the rule's score; chosen per fold
+# by leaving inner validation codebases out in turn (`choose_rule`)
+RULES = ("stacker", "sum", "mean", "max")
+RULE_WORDS = {
+    "stacker": "stacker of both logits",
+    "sum": "sum of the two calibrated logits",
+    "mean": "mean of the two calibrated p",
+    "max": "larger of the two calibrated logits",
+}
+
+
+def rule_features(
+    rule: str, p_supervised: np.ndarray, unlikeness: np.ndarray, real_cal: Stacker
+) -> np.ndarray:
+    """[N, F] what `rule`'s fitted map reads: both logits for the stacker; for a
+    fixed rule, its one score of the supervised logit and the real model's
+    calibrated logit (their sum, the logit of their p's mean, or their maximum)."""
+    if rule == "stacker":
+        return stack_features(p_supervised, unlikeness)
+    z_sup = logit(p_supervised)
+    z_real = real_cal.decision(stack_features(None, unlikeness))
+    if rule == "sum":
+        score = z_sup + z_real
+    elif rule == "mean":
+        score = logit((sigmoid(z_sup) + sigmoid(z_real)) / 2)
+    elif rule == "max":
+        score = np.maximum(z_sup, z_real)
+    else:
+        raise ValueError(f"unknown fusion rule {rule!r} (known: {', '.join(RULES)})")
+    return score[:, None]
+
+
+def fit_rule(
+    rule: str, p_supervised: np.ndarray, unlikeness: np.ndarray, y: np.ndarray
+) -> tuple[Stacker, Stacker]:
+    """(the rule's map, the real model's own calibration), both fitted class-balanced
+    on validation answers with labels `y`."""
+    real_cal = Stacker.fit(stack_features(None, unlikeness), y)
+    return Stacker.fit(rule_features(rule, p_supervised, unlikeness, real_cal), y), real_cal
+
+
+def choose_rule(
+    p_supervised: np.ndarray,
+    unlikeness: np.ndarray,
+    y: np.ndarray,
+    group: np.ndarray,
+    reading: np.ndarray,
+    rules: tuple[str, ...] = RULES,
+) -> tuple[str, dict[str, float]]:
+    """The rule of `rules` whose answers on validation groups it was not fitted on
+    rank best: each group of `group` [N] (an inner validation codebase with its
+    share of the photographs) is left out in turn, every rule fitted on the rest
+    answers it; the score is the AUC of those answers over all groups, averaged over
+    the readings of `reading` [N] (as given, JPEG q75). Ties go to the rule listed
+    first. Returns the rule and each rule's score."""
+    from sklearn.metrics import roc_auc_score
+
+    y, group, reading = np.asarray(y), np.asarray(group), np.asarray(reading)
+    scores: dict[str, float] = {}
+    for rule in rules:
+        out = np.full(len(y), np.nan)
+        for g in np.unique(group):
+            test, train = group == g, group != g
+            if len(np.unique(y[train])) < 2:
+                continue
+            fitted, real_cal = fit_rule(rule, p_supervised[train], unlikeness[train], y[train])
+            x = rule_features(rule, p_supervised[test], unlikeness[test], real_cal)
+            out[test] = fitted.prob(x)
+        aucs = [
+            roc_auc_score(y[m], out[m])
+            for r in np.unique(reading)
+            if len(np.unique(y[m := (reading == r) & ~np.isnan(out)])) == 2
+        ]
+        scores[rule] = round(float(np.mean(aucs)), 4) if aucs else float("nan")
+    known = [r for r in rules if not np.isnan(scores[r])]
+    if not known:
+        raise ValueError("choose_rule: no validation group could be left out")
+    return max(known, key=lambda r: (scores[r], -rules.index(r))), scores
 
 
 def fit_recalibration(p: np.ndarray, y: np.ndarray) -> Stacker:
