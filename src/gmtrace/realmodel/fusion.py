@@ -4,7 +4,8 @@
 Both are fitted on images of codebases the network that scores them never saw (the
 inner validation codebases of `methods.fused`): fitted on the network's own training
 GMs, a stacker would learn to trust it fully, which is what fails on unseen code.
-numpy only: a logistic regression of two or three numbers needs no solver."""
+numpy only (and scikit-learn's AUC to choose the rule): a logistic regression of two
+or three numbers needs no solver."""
 
 from __future__ import annotations
 
