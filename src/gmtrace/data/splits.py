@@ -123,6 +123,15 @@ def collection_folds(
     return [sorted(s for s, c in by_source.items() if c in held[i]) for i in range(k)]
 
 
+def most_common(keys: Sequence[str]) -> str:
+    """The key that most items share (a fold's largest codebase); ties go to the
+    first in sorted order."""
+    counts: dict[str, int] = defaultdict(int)
+    for k in keys:
+        counts[k] += 1
+    return max(sorted(counts), key=lambda k: counts[k])
+
+
 def inner_validation(
     names: Sequence[str],
     codebases: Sequence[str],
@@ -156,7 +165,7 @@ def inner_validation(
             counts[f] += 1
     if len(counts) < 2:
         raise ValueError("an inner validation split needs at least 2 codebases or families")
-    largest = max(sorted(counts), key=lambda c: counts[c])
+    largest = most_common(keys)
     pool = [(n, c) for n, c in zip(names, keys, strict=True)]
     if counts[largest] * 2 > len(pool) and len(counts) > 2:
         pool = [(n, c) for n, c in pool if c != largest]

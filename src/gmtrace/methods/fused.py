@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from gmtrace.core.metrics import grouping_scores
 from gmtrace.core.schema import Normalizer, encode
 from gmtrace.data.augment import jpeg
 from gmtrace.data.loader import ImageBank
-from gmtrace.data.splits import collection_folds, inner_validation, source_folds
+from gmtrace.data.splits import collection_folds, inner_validation, most_common, source_folds
 from gmtrace.grouping.cluster import DENSITY_SIZES, first_half, group_with
 from gmtrace.methods.base import Method
 from gmtrace.methods.network import NetMethod
@@ -151,7 +150,8 @@ def fit_fusion(
     parts = [score(g) for g in given]
     p_sup, unl = (np.concatenate(a) for a in zip(*parts, strict=True))
     group = validation_groups(ds, bank, val_gm, val_src)
-    if len(np.unique(group)) >= 2:
+    n_groups = len(np.unique(group))
+    if n_groups >= 2:
         rule, rule_scores = choose_rule(
             p_sup, unl, np.r_[y, y], np.r_[group, group], np.repeat([0, 1], len(y))
         )
@@ -185,7 +185,7 @@ def fit_fusion(
     record = {
         "rule": rule,
         "rule_validation_auc": rule_scores,
-        "rule_groups": int(len(np.unique(group))),
+        "rule_groups": n_groups,
         "stacker_weights": stacker.weights.tolist(),
         "stacker_bias": stacker.bias,
         "band_width": band.width,
@@ -292,8 +292,7 @@ def validation_groups(ds, bank: ImageBank, val_gm: np.ndarray, val_src: list[str
     (by crop where there are fewer sources than groups)."""
     by_name = {g.name: g for g in ds.gms}
     gms = [by_name[n] for n in bank.gm_names]
-    counts = Counter(g.codebase for g in gms)
-    largest = max(sorted(counts), key=lambda c: counts[c])
+    largest = most_common([g.codebase for g in gms])
     keys = [f"{g.codebase}/{g.family}" if g.codebase == largest else g.codebase for g in gms]
     fake_keys = [keys[int(i)] for i in val_gm]
     index = {k: i for i, k in enumerate(sorted(set(fake_keys)))}
