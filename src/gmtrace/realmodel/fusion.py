@@ -129,11 +129,17 @@ def rule_features(
 
 
 def fit_rule(
-    rule: str, p_supervised: np.ndarray, unlikeness: np.ndarray, y: np.ndarray
+    rule: str,
+    p_supervised: np.ndarray,
+    unlikeness: np.ndarray,
+    y: np.ndarray,
+    real_cal: Stacker | None = None,
 ) -> tuple[Stacker, Stacker]:
     """(the rule's map, the real model's own calibration), both fitted class-balanced
-    on validation answers with labels `y`."""
-    real_cal = Stacker.fit(stack_features(None, unlikeness), y)
+    on validation answers with labels `y`; `real_cal`, where given, is that
+    calibration already fitted on the same answers (it does not depend on the rule)."""
+    if real_cal is None:
+        real_cal = Stacker.fit(stack_features(None, unlikeness), y)
     return Stacker.fit(rule_features(rule, p_supervised, unlikeness, real_cal), y), real_cal
 
 
@@ -154,20 +160,24 @@ def choose_rule(
     from sklearn.metrics import roc_auc_score
 
     y, group, reading = np.asarray(y), np.asarray(group), np.asarray(reading)
+    out = {rule: np.full(len(y), np.nan) for rule in rules}
+    for g in np.unique(group):
+        test, train = group == g, group != g
+        if len(np.unique(y[train])) < 2:
+            continue
+        real_cal = None  # fitted once per group, shared by the rules
+        for rule in rules:
+            fitted, real_cal = fit_rule(
+                rule, p_supervised[train], unlikeness[train], y[train], real_cal
+            )
+            x = rule_features(rule, p_supervised[test], unlikeness[test], real_cal)
+            out[rule][test] = fitted.prob(x)
     scores: dict[str, float] = {}
     for rule in rules:
-        out = np.full(len(y), np.nan)
-        for g in np.unique(group):
-            test, train = group == g, group != g
-            if len(np.unique(y[train])) < 2:
-                continue
-            fitted, real_cal = fit_rule(rule, p_supervised[train], unlikeness[train], y[train])
-            x = rule_features(rule, p_supervised[test], unlikeness[test], real_cal)
-            out[test] = fitted.prob(x)
         aucs = [
-            roc_auc_score(y[m], out[m])
+            roc_auc_score(y[m], out[rule][m])
             for r in np.unique(reading)
-            if len(np.unique(y[m := (reading == r) & ~np.isnan(out)])) == 2
+            if len(np.unique(y[m := (reading == r) & ~np.isnan(out[rule])])) == 2
         ]
         scores[rule] = round(float(np.mean(aucs)), 4) if aucs else float("nan")
     known = [r for r in rules if not np.isnan(scores[r])]
