@@ -9,8 +9,11 @@ from gmtrace.core.metrics import permutation_test
 from gmtrace.core.schema import CONTINUOUS, DISCRETE, LOSS_TYPES
 from gmtrace.readout.abstain import (
     FIELD_NAMES,
+    GATE_RULES,
     N_FIELDS,
+    STRICT,
     ParseGate,
+    choose_rule,
     confidence,
     field_matrix,
     truth_matrix,
@@ -135,3 +138,97 @@ def test_permutation_test_scores_a_field_only_where_it_answered():
     assert np.isnan(masked["fields"]["l1"]["actual"][0]) and np.isnan(
         masked["fields"]["l1"]["p"][0]
     )
+
+
+def _groups(seed: int, noise: float, sizes=(8, 8, 8), per_gm: int = 10, constant=False):
+    """Validation answers of groups (folds, codebases) of `sizes` GMs: the first five
+    counts right up to per-image noise of `noise` (weak where it is large), the rest
+    of the fields noise, or one constant answer where `constant` (no confidence to
+    rank by and the same score against any shuffle of the GMs: no rule opens them)."""
+    rng = np.random.default_rng(seed)
+    group_of_gm = np.repeat(np.arange(len(sizes)), sizes)
+    g_total = len(group_of_gm)
+    gm = np.repeat(np.arange(g_total), per_gm)
+    group = group_of_gm[gm]
+    n = len(gm)
+    t_cont = rng.uniform(0, 1, (g_total, NC))
+    t_disc = rng.integers(0, 3, (g_total, ND))
+    t_loss = rng.integers(0, 2, (g_total, len(LOSS_TYPES))).astype(float)
+    cont = rng.uniform(0, 1, (n, NC))
+    cont[:, :5] = t_cont[gm, :5] + rng.normal(0, noise, (n, 5))
+    disc_prob = [rng.dirichlet(np.ones(f.n_classes), n) for f in DISCRETE]
+    loss = rng.uniform(0.3, 0.7, (n, len(LOSS_TYPES)))
+    if constant:
+        cont[:, 5:] = 0.5
+        disc_prob = [np.full_like(p, 1.0 / p.shape[1]) for p in disc_prob]
+        loss = np.full_like(loss, 0.4)
+    return (cont, disc_prob, loss), truth_matrix(t_cont, t_disc, t_loss), gm, group
+
+
+def test_the_rule_asks_less_evidence_where_weak_fields_carry_to_the_group_left_out():
+    """Counts weakly right in every group: on the two small groups' 8 GMs they rarely
+    reach p <= 0.05, yet on the large group left out they stand well above shuffled
+    truth. The rule chosen with each group left out in turn asks less evidence than
+    the strict one, and opens them where the strict one does not."""
+    parts, truth, gm, group = _groups(seed=4, noise=0.6, sizes=(4, 4, 16), constant=True)
+    pred, conf = field_matrix(*parts), confidence(*parts)
+    rule, scores = choose_rule(pred, conf, truth, gm, group, seed=0, permutations=100)
+    assert set(scores) == {r.word for r in GATE_RULES}
+    assert rule.alpha > STRICT.alpha and scores[rule.word] > scores[STRICT.word]
+    gate, chosen, again = ParseGate.fit_nested(pred, conf, truth, gm, group, 0, permutations=100)
+    assert chosen == rule and again == scores
+    weak = FIELD_NAMES[:5]
+    small = group < 2
+    args = (pred[small], conf[small], truth, gm[small], 0, 100)
+    strict = ParseGate.fit(*args, STRICT, group[small]).reliable()
+    lenient = ParseGate.fit(*args, rule, group[small]).reliable()
+    assert sum(f in lenient for f in weak) > sum(f in strict for f in weak)
+    assert gate.reliable() == list(weak)
+
+
+def test_answering_noise_costs_what_a_guess_does():
+    """Noise fields open by chance under a lenient rule, and each costs
+    `GUESS_COST` where it answers: with counts right in every group and the other
+    fields noise, the rule chosen is not the most lenient, and its gate opens the
+    counts and few of the noise fields."""
+    parts, truth, gm, group = _groups(seed=3, noise=0.05)
+    pred, conf = field_matrix(*parts), confidence(*parts)
+    rule, scores = choose_rule(pred, conf, truth, gm, group, seed=0, permutations=100)
+    lenient = GATE_RULES[-2]  # by confidence, the most lenient p
+    assert lenient.alpha == max(r.alpha for r in GATE_RULES) and len(lenient.coverages) > 1
+    assert scores[rule.word] > scores[lenient.word]
+    gate = ParseGate.fit(pred, conf, truth, gm, 0, 100, rule, group)
+    assert all(f in gate.reliable() for f in FIELD_NAMES[:5])
+    noise = [f for f in gate.reliable() if f not in FIELD_NAMES[:5]]
+    wide = ParseGate.fit(pred, conf, truth, gm, 0, 100, lenient, group)
+    assert len(noise) < len([f for f in wide.reliable() if f not in FIELD_NAMES[:5]])
+
+
+def test_where_every_rule_draws_the_same_gate_the_strict_one_is_chosen():
+    """Counts right to a hair pass every rule's test in every group, and no rule
+    opens the other fields: every rule draws the same gate, delivers the same, and
+    the tie goes to the strict rule."""
+    parts, truth, gm, group = _groups(seed=2, noise=0.01, constant=True)
+    pred, conf = field_matrix(*parts), confidence(*parts)
+    rule, scores = choose_rule(pred, conf, truth, gm, group, seed=0, permutations=50)
+    assert rule == STRICT
+    assert len(set(scores.values())) == 1 and scores[STRICT.word] > 0
+    assert ParseGate.fit(pred, conf, truth, gm, 0, 50).reliable() == list(FIELD_NAMES[:5])
+
+
+def test_one_group_has_nothing_to_leave_out_and_the_shuffles_stay_within_groups():
+    parts, truth, gm, group = _groups(seed=1, noise=0.05)
+    pred, conf = field_matrix(*parts), confidence(*parts)
+    gate, rule, scores = ParseGate.fit_nested(pred, conf, truth, gm, np.zeros(len(gm)), 0, 50)
+    assert rule == STRICT and scores == {}
+    # a count that knows only its group's mean truth beats truth shuffled across the
+    # groups, not truth shuffled within each: the gate shuffles as the protocol does
+    j = FIELD_NAMES.index("n_pool")
+    means = np.array([truth[np.unique(gm[group == g]), j].mean() for g in range(3)])
+    truth = truth.copy()
+    truth[:, j] = truth[:, j] + 3.0 * np.repeat(np.arange(3), len(truth) // 3)
+    pred = pred.copy()
+    pred[:, j] = means[group] + 3.0 * group
+    across = ParseGate.fit(pred, conf, truth, gm, 0, 100)
+    within = ParseGate.fit(pred, conf, truth, gm, 0, 100, group_of_row=group)
+    assert "n_pool" in across.reliable() and "n_pool" not in within.reliable()

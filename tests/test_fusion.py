@@ -19,6 +19,7 @@ from gmtrace.evaluation.protocol import evaluate
 from gmtrace.grouping.cluster import density_group, first_half, group_with
 from gmtrace.index.index import SameSource
 from gmtrace.methods.fused import crop_owners, validation_groups
+from gmtrace.readout.abstain import GATE_RULES, STRICT
 from gmtrace.readout.fused import FUSION, REENCODINGS, Fusion, rule_of
 from gmtrace.realmodel.density import RealPhotoModel
 from gmtrace.realmodel.fusion import (
@@ -370,6 +371,12 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
     # parsing that abstains: the gate chosen on inner validation, scored where it answered
     assert len(rec["parse_gate"]) == 25 and saved.gate is not None
     assert [n for n, g in rec["parse_gate"].items() if g["coverage"] > 0] == saved.gate.reliable()
+    # its rule chosen with each held-back codebase left out in turn, where there are two
+    assert rec["parse_gate_rule"] in {r.word for r in GATE_RULES}
+    if rec["rule_groups"] >= 2:
+        assert set(rec["parse_gate_rule_scores"]) == {r.word for r in GATE_RULES}
+    else:
+        assert rec["parse_gate_rule"] == STRICT.word and rec["parse_gate_rule_scores"] == {}
     ans = fused["parsing"]["answered"]
     assert len(ans["coverage"]) == 25 and 0 <= ans["fields_answered_median"] <= 25
     never = [i for i, c in enumerate(ans["coverage"]) if c == 0]
@@ -387,6 +394,8 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
     # the gate across folds, for every parsing method: a fold's fields from the others'
     cross = fused["parsing"]["answered_across_folds"]
     assert len(cross["reliable_per_fold"]) == 2 and len(cross["coverage"]) == 25
+    # each fold's gate rule chosen on the other fold alone: nothing to leave out
+    assert cross["rule_per_fold"] == [{"rule": STRICT.word, "scores": {}}] * 2
     assert "the fields that answer (gate across folds)" in report
     # the calibration across folds: each fold's p through a map fitted on the other's
     cal = fused["detection_pooled_calibrated"]
@@ -415,6 +424,11 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
     record = json.loads((model / "adopted.json").read_text())
     assert record["images"] == len(read_out_of_fold(tmp_path / "eval")["fused.p"])
     assert record["fields_answering"] == adopted.gate.reliable()
+    assert set(record["parse_gate_rule_scores"]) == {r.word for r in GATE_RULES}  # two folds
+    assert (
+        record["parse_gate_rule"]
+        == max(GATE_RULES, key=lambda r: record["parse_gate_rule_scores"][r.word]).word
+    )
     assert adopted.final.weights[0] == pytest.approx(record["platt_weight"])
     # the verdict reads the adopted map: p through it, the band as before
     imgs = np.stack([np.full((32, 32, 3), v, np.uint8) for v in (40, 200)])

@@ -55,7 +55,8 @@ def map_across_folds(results: dict, method: str) -> dict | None:
 def adopt(run: Path, model: Path, method: str = "fused", seed: int = 0) -> dict:
     """Fit `model`'s final Platt map (`Fusion.final`) on the run's out-of-fold fused
     p of `method` and its parsing gate (`Fusion.gate`) on the same method's
-    out-of-fold parses; save them into the model's fusion and return the record
+    out-of-fold parses (its rule chosen with each fold left out in turn,
+    `ParseGate.fit_nested`); save them into the model's fusion and return the record
     (also written to MODEL/adopted.json). The map is adopted only where the run
     measured that such a map, fitted on some codebases, lowers the balanced ECE on
     others (`map_across_folds`); else the model keeps its stacker's p (and loses a
@@ -76,12 +77,13 @@ def adopt(run: Path, model: Path, method: str = "fused", seed: int = 0) -> dict:
     # the map is adopted only where the run found it carries to unseen codebases
     use_map = across is None or across["recalibrated"] < across["uncalibrated"]
     final = fit_recalibration(p, y) if use_map else None
-    gate = ParseGate.fit(
-        arrays[f"{method}.pred"],
-        arrays[f"{method}.conf"],
-        arrays["truth"],
-        arrays[f"{method}.gm"].astype(int),
-        seed,
+    # the gate's rule chosen with each fold left out in turn, the truth shuffled
+    # within folds (as the run's random truth is)
+    gm = arrays[f"{method}.gm"].astype(int)
+    fold = np.full(len(arrays["truth"]), -1)
+    fold[arrays["unseen.gm"].astype(int)] = arrays["unseen.fold"].astype(int)
+    gate, rule, rule_scores = ParseGate.fit_nested(
+        arrays[f"{method}.pred"], arrays[f"{method}.conf"], arrays["truth"], gm, fold[gm], seed
     )
     fusion = replace(fusion, final=final, gate=gate)
     fusion.save(model)
@@ -109,6 +111,8 @@ def adopt(run: Path, model: Path, method: str = "fused", seed: int = 0) -> dict:
             for n, c, v in zip(FIELD_NAMES, gate.coverage, gate.p, strict=True)
         },
         "fields_answering": gate.reliable(),
+        "parse_gate_rule": rule.word,
+        "parse_gate_rule_scores": rule_scores,
     }
     try:  # what `gmtrace index calibrate` kept there stays
         kept = {k: v for k, v in read_adopted(model).items() if k == "same_source"}

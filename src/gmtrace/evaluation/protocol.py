@@ -843,32 +843,40 @@ def _parsing_scores(
         )
     if len(data) >= 2:
         parts = (per_image["cont"], dprob, lprob)
-        ans, reliable = _gate_across_folds(parts, spread, gm, fold_of_gm, gt, cfg.seed)
-        out["answered_across_folds"] = answered(ans) | {"reliable_per_fold": reliable}
+        ans, reliable, rules = _gate_across_folds(parts, spread, gm, fold_of_gm, gt, cfg.seed)
+        out["answered_across_folds"] = answered(ans) | {
+            "reliable_per_fold": reliable,
+            "rule_per_fold": rules,
+        }
     return out
 
 
 def _gate_across_folds(
     parts: tuple, spread: np.ndarray | None, gm, fold_of_gm, gt: dict, seed: int
-) -> tuple[np.ndarray, list[list[str]]]:
+) -> tuple[np.ndarray, list[list[str]], list[dict]]:
     """Parsing that abstains, its gate drawn across folds (`abstain.ParseGate`): a
     fold's fields answer where the other folds' networks parsed them better than
-    shuffled truth on their own test codebases (which those networks never saw); no
-    truth of the fold's own test GMs is read. `parts`: every unseen image's
-    continuous values (global scale), class and loss-type probabilities
-    (`_per_image_parses`), and the counts' spread where the parse has one. Returns
-    the answered mask [images, 25] and each fold's answering fields."""
+    shuffled truth on their own test codebases (which those networks never saw), by
+    the gate rule chosen with each of those folds left out in turn
+    (`ParseGate.fit_nested`); no truth of the fold's own test GMs is read. `parts`:
+    every unseen image's continuous values (global scale), class and loss-type
+    probabilities (`_per_image_parses`), and the counts' spread where the parse has
+    one. Returns the answered mask [images, 25], each fold's answering fields, and
+    each fold's rule with every rule's score."""
     pred, conf = field_matrix(*parts), confidence(*parts, spread)
     truth = truth_matrix(gt["cont"], gt["disc"], gt["loss"])
     fold_of_row = fold_of_gm[gm]
     ans = np.zeros(conf.shape, bool)
-    reliable = []
+    reliable, rules = [], []
     for k in np.unique(fold_of_row):
         other = fold_of_row != k
-        gate = ParseGate.fit(pred[other], conf[other], truth, gm[other], seed)
+        gate, rule, scores = ParseGate.fit_nested(
+            pred[other], conf[other], truth, gm[other], fold_of_row[other], seed
+        )
         ans[~other] = gate.open(conf[~other])
         reliable.append(gate.reliable())
-    return ans, reliable
+        rules.append({"rule": rule.word, "scores": scores})
+    return ans, reliable, rules
 
 
 def _per_image_parses(

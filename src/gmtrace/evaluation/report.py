@@ -798,6 +798,17 @@ GATES = {
 }
 
 
+def _rule_cell(record: dict) -> str:
+    """A gate rule chosen nested, with the score of the best and of the strictest."""
+    scores = record.get("scores") or {}
+    if not scores:
+        return record["rule"]
+    strict = next(iter(scores))
+    return (
+        f"{record['rule']} (delivered {scores[record['rule']]:.1f}; {strict}: {scores[strict]:.1f})"
+    )
+
+
 def _answered_table(results: dict, n: str, key: str) -> list[str]:
     """Parsing that abstains (the method's own gate, or the gate across folds): each
     field scored on the test images (GMs) it answered, its coverage beside it."""
@@ -809,6 +820,7 @@ def _answered_table(results: dict, n: str, key: str) -> list[str]:
     n_perm = results["config"]["permutations"]
     pi, pg = ans["per_image"]["fields"], ans["per_gm"]["fields"]
     per_fold = ans.get("reliable_per_fold")
+    rules = ans.get("rule_per_fold")
     L = [
         f"### {ms[n]['label']}: {title}\n",
         f"{how}; scored on the test "
@@ -824,6 +836,14 @@ def _answered_table(results: dict, n: str, key: str) -> list[str]:
             + "; ".join(", ".join(f) or "none" for f in per_fold)
             + "."
             if per_fold
+            else ""
+        )
+        + (
+            " The gate's rule, fold by fold (chosen with each of the other folds left "
+            "out in turn, by what its gate delivered there: `abstain.choose_rule`): "
+            + "; ".join(_rule_cell(r) for r in rules)
+            + "."
+            if rules
             else ""
         )
         + "\n",

@@ -35,7 +35,14 @@ from gmtrace.grouping.cluster import DENSITY_SIZES, first_half, group_with
 from gmtrace.methods.base import Method
 from gmtrace.methods.network import NetMethod
 from gmtrace.nets.config import ModelConfig
-from gmtrace.readout.abstain import FIELD_NAMES, ParseGate, confidence, field_matrix, truth_matrix
+from gmtrace.readout.abstain import (
+    FIELD_NAMES,
+    GateRule,
+    ParseGate,
+    confidence,
+    field_matrix,
+    truth_matrix,
+)
 from gmtrace.readout.fused import REENCODINGS, Fusion, reencoded
 from gmtrace.readout.inference import Inference
 from gmtrace.readout.saved import FUSION_RECORD
@@ -179,7 +186,9 @@ def fit_fusion(
     band = choose_width(*crops, UNSURE_BUDGET, tuple(REENCODINGS), also=tuple(more))
     val_inf = inner.predict(val_fake)
     min_size, grouping_ari = choose_grouping(val_inf.embedding, val_gm)
-    gate = fit_gate(ds, bank, val_inf, val_gm, inner_dir / inner.name, seed)
+    gate, gate_rule, gate_scores = fit_gate(
+        ds, bank, val_inf, val_gm, group[: len(val_fake)], inner_dir / inner.name, seed
+    )
     real = RealPhotoModel.fit(describe(bank.real), seed=seed, blocks=BLOCKS)
     fusion = Fusion(real, stacker, real_cal, band, min_size, gate, rule=rule)
     record = {
@@ -205,6 +214,8 @@ def fit_fusion(
             n: {"coverage": round(float(c), 3), "p": None if np.isnan(q) else round(float(q), 4)}
             for n, c, q in zip(FIELD_NAMES, gate.coverage, gate.p, strict=True)
         },
+        "parse_gate_rule": gate_rule.word,
+        "parse_gate_rule_scores": gate_scores,
     }
     scores = ", ".join(f"{k} {v:.3f}" for k, v in rule_scores.items())
     console.print(
@@ -216,14 +227,19 @@ def fit_fusion(
         + "; grouping: "
         + (f"density, groups of {min_size}+" if min_size else "silhouette cut")
         + f"; parsing answers {len(gate.reliable())} of {len(FIELD_NAMES)} fields"
+        + f" ({gate_rule.word})"
     )
     return fusion, record
 
 
-def fit_gate(ds, bank: ImageBank, val_inf: Inference, val_gm: np.ndarray, net_dir, seed: int):
-    """The parsing gate (`abstain.ParseGate`) of the inner network's parse of the
-    held-back GMs' images `val_inf` (`val_gm`: their rows of `bank.gm_names`),
-    against their truth on the inner network's own scale (its config's normalizer)."""
+def fit_gate(
+    ds, bank: ImageBank, val_inf: Inference, val_gm: np.ndarray, val_group, net_dir, seed: int
+) -> tuple[ParseGate, GateRule, dict[str, float]]:
+    """The parsing gate (`abstain.ParseGate.fit_nested`) of the inner network's parse
+    of the held-back GMs' images `val_inf` (`val_gm`: their rows of `bank.gm_names`;
+    `val_group`: their validation groups, `validation_groups`), against their truth
+    on the inner network's own scale (its config's normalizer); its rule chosen with
+    each group left out in turn. Returns the gate, its rule and every rule's score."""
     meta = json.loads((Path(net_dir) / "config.json").read_text())
     norm = Normalizer.from_dict(meta["normalizer"])
     row = {g.name: i for i, g in enumerate(ds.gms)}
@@ -232,7 +248,10 @@ def fit_gate(ds, bank: ImageBank, val_inf: Inference, val_gm: np.ndarray, net_di
     truth = truth_matrix(tg.continuous, tg.discrete, tg.losses)
     parts = (val_inf.continuous, val_inf.discrete_prob, val_inf.loss_prob)
     conf = confidence(*parts, val_inf.count_spread)
-    return ParseGate.fit(field_matrix(*parts), conf, truth, val_gm, seed)
+    # a held-back codebase may be one GM: the truth is shuffled among all of them
+    return ParseGate.fit_nested(
+        field_matrix(*parts), conf, truth, val_gm, val_group, seed, within=False
+    )
 
 
 def inner_split(
