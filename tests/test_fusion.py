@@ -456,6 +456,7 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
     assert all(0 <= v <= 0.08 for v in shares.values())
     assert f"{shares['images of 4 crops']:.1%} of images of 4 crops" in card["fused"]["unsure band"]
     assert card["fused"]["calibration"]["parsing fields answering"] == adopted.gate.reliable()
+    assert card["fused"]["calibration"]["parsing gate rule"].startswith(record["parse_gate_rule"])
     assert "Platt map" in card["fused"]["calibration"]["p recalibrated"]
     # the same-source map of the fingerprint index, from the same run's embeddings
     ok = runner.invoke(

@@ -1307,6 +1307,7 @@ def fused_parts(fusion: dict, adopted: dict | None) -> dict:
                 round(adopted["ece_balanced_after"], 3),
             ],
             "parsing fields answering": adopted.get("fields_answering", []),
+            **_gate_rule_item(adopted, "each fold of the run left out in turn"),
             "run": adopted.get("run_command", ""),
         }
     else:
@@ -1314,8 +1315,23 @@ def fused_parts(fusion: dict, adopted: dict | None) -> dict:
         parts["calibration"] = {
             "p recalibrated": "no (the stacker's p on its inner validation)",
             "parsing fields answering": [n for n, g in gate.items() if g.get("coverage", 0) > 0],
+            **_gate_rule_item(fusion, "each held-back codebase left out in turn"),
         }
     return parts
+
+
+def _gate_rule_item(record: dict, how: str) -> dict:
+    """The parsing gate's rule and how it was chosen, where a record has one
+    (`abstain.choose_rule`; records made before name none)."""
+    rule = record.get("parse_gate_rule")
+    if not rule:
+        return {}
+    scores = record.get("parse_gate_rule_scores") or {}
+    chosen = f", chosen with {how} (what each rule delivered there)" if scores else ""
+    out = {"parsing gate rule": rule + chosen}
+    if scores:
+        out["parsing gate rules' scores"] = {k: round(v, 2) for k, v in scores.items()}
+    return out
 
 
 def model_card(

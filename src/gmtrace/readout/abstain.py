@@ -182,6 +182,15 @@ def _shuffles(gm_of_row, group_of_row, n_truth: int, rng, permutations: int) -> 
     return perms
 
 
+def _against_shuffles(j, pred, tj, gm_of_row, rows, perms) -> tuple[float, np.ndarray, float]:
+    """Field j's answers on `rows` scored against their GMs' truth `tj` and against
+    each shuffle of `perms` (`_shuffles`): the score, the shuffles' scores, and how
+    far the score stands above them in their standard deviations."""
+    actual = field_score(j, pred[rows, j], tj[gm_of_row[rows]])
+    rand = np.array([field_score(j, pred[rows, j], tj[q[rows]]) for q in perms])
+    return actual, rand, float((actual - rand.mean()) / max(rand.std(), 1e-9))
+
+
 def _evidence(pred, conf, truth, gm_of_row, group_of_row, seed: int, permutations: int):
     """Per field, every coverage that can be tested (at least `MIN_GMS` GMs answered)
     with its permutation p, z and ranking p (`_Tested`); the shuffles keep each GM
@@ -204,10 +213,8 @@ def _evidence(pred, conf, truth, gm_of_row, group_of_row, seed: int, permutation
             rows = known & (conf[:, j] >= cut)
             if len(np.unique(gm_of_row[rows])) < MIN_GMS:
                 continue
-            actual = field_score(j, pred[rows, j], tj[gm_of_row[rows]])
-            rand = np.array([field_score(j, pred[rows, j], tj[q[rows]]) for q in perms])
+            actual, rand, z = _against_shuffles(j, pred, tj, gm_of_row, rows, perms)
             p = float((1 + np.sum(rand >= actual - TIE)) / (1 + permutations))
-            z = float((actual - rand.mean()) / max(rand.std(), 1e-9))
             ranking = np.nan
             if share < 1.0:
                 ranking = _ranking_p(j, pred, tj, gm_of_row, known, rows, actual, rng, permutations)
@@ -252,11 +259,9 @@ def delivered(gate: ParseGate, pred, conf, truth, gm_of_row, seed: int, permutat
         rows = ans[:, j] & known
         if len(np.unique(gm_of_row[rows])) < 2:
             continue
-        actual = field_score(j, pred[rows, j], tj[gm_of_row[rows]])
-        rand = np.array([field_score(j, pred[rows, j], tj[q[rows]]) for q in perms])
+        actual, rand, z = _against_shuffles(j, pred, tj, gm_of_row, rows, perms)
         if np.isnan(actual) or np.isnan(rand).any():
             continue
-        z = (actual - rand.mean()) / max(rand.std(), 1e-9)
         total += (z - GUESS_COST) * rows.sum() / known.sum()
     return float(total)
 
