@@ -226,6 +226,8 @@ def test_a_model_whose_parsing_abstains_answers_unknown_where_its_gate_is_shut(
     page = render_report(rows, g, a)
     assert "answered for most of them: n_params, upsampling, loss l1;" in page
     assert "never (the model abstains" in page and "parsing answers</td><td>n_params" in page
+    # each answering field with the p its gate measured on codebases never seen
+    assert "n_params (p 0.01), upsampling (p 0.01), loss l1 (p 0.01); p: the field" in page
     out = runner.invoke(app, ["analyze", "--model", str(d), *_saved(imgs[:2], tmp_path)])
     assert out.exit_code == 0, out.output
     assert "unknown" in out.output

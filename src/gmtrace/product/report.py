@@ -268,6 +268,22 @@ def _table_html(rows: list[dict], group_of: dict[str, int]) -> str:
     )
 
 
+def _gate_fields(gate) -> str:
+    """The fields a parsing gate answers, each with the permutation p its answers
+    reached where the gate was fitted (codebases the parsing network never saw)."""
+    fields = [
+        f"{n} (p {q:.2g})" if np.isfinite(q) else n
+        for n, t, q in zip(FIELD_NAMES, gate.threshold, gate.p, strict=True)
+        if t < np.inf
+    ]
+    if not fields:
+        return "no field"
+    return ", ".join(fields) + (
+        "; p: the field's answers against shuffled truth on the codebases the gate was "
+        "fitted on, which the network that parsed them never saw"
+    )
+
+
 def _card_html(analyzer, card: dict | None) -> str:
     if analyzer is None:
         return "<p>No model given: the verdicts are those in the results file.</p>"
@@ -291,7 +307,7 @@ def _card_html(analyzer, card: dict | None) -> str:
         if analyzer.calibration_ is not None:
             items.append(("calibration", analyzer.calibration_.tag))
         if fusion.gate is not None:
-            items.append(("parsing answers", ", ".join(fusion.gate.reliable()) or "no field"))
+            items.append(("parsing answers", _gate_fields(fusion.gate)))
     out = "<table class='hp'>" + "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in items
     )
