@@ -271,11 +271,8 @@ def _table_html(rows: list[dict], group_of: dict[str, int]) -> str:
 def _gate_fields(gate) -> str:
     """The fields a parsing gate answers, each with the permutation p its answers
     reached where the gate was fitted (codebases the parsing network never saw)."""
-    fields = [
-        f"{n} (p {q:.2g})" if np.isfinite(q) else n
-        for n, t, q in zip(FIELD_NAMES, gate.threshold, gate.p, strict=True)
-        if t < np.inf
-    ]
+    p = dict(zip(FIELD_NAMES, gate.p, strict=True))
+    fields = [f"{n} (p {p[n]:.2g})" if np.isfinite(p[n]) else n for n in gate.reliable()]
     if not fields:
         return "no field"
     return ", ".join(fields) + (

@@ -243,14 +243,13 @@ def _select(evidence: list[list[_Tested]], rule: GateRule) -> ParseGate:
     return ParseGate(threshold, coverage, p_best)
 
 
-def delivered(gate: ParseGate, pred, conf, truth, gm_of_row, seed: int, permutations: int) -> float:
+def delivered(gate: ParseGate, pred, conf, truth, gm_of_row, perms: np.ndarray) -> float:
     """What a gate gives on answers it was not fitted on: per field, how far its
-    answered rows score above the same answers against shuffled truth (in the
-    shuffles' standard deviations), less `GUESS_COST`, times the share of the
-    field's known rows answered, summed over the fields. A field answering no
-    better than chance costs what a guess does; a field that stays shut, nothing."""
-    rng = np.random.default_rng(seed)
-    perms = _shuffles(gm_of_row, np.zeros(len(gm_of_row), int), len(truth), rng, permutations)
+    answered rows score above the same answers against shuffled truth (`perms`,
+    `_shuffles` of `gm_of_row`; in the shuffles' standard deviations), less
+    `GUESS_COST`, times the share of the field's known rows answered, summed over
+    the fields. A field answering no better than chance costs what a guess does; a
+    field that stays shut, nothing."""
     ans = gate.open(conf)
     total = 0.0
     for j in range(N_FIELDS):
@@ -289,11 +288,13 @@ def choose_rule(
         evidence = _evidence(
             pred[rest], conf[rest], truth, gm_of_row[rest], shuffle, seed, permutations
         )
+        # the left-out group's shuffles, drawn once for every rule's gate
+        gm_out = gm_of_row[out]
+        rng = np.random.default_rng(seed)
+        perms = _shuffles(gm_out, np.zeros(len(gm_out), int), len(truth), rng, permutations)
         for rule in GATE_RULES:
             gate = _select(evidence, rule)
-            scores[rule.word] += delivered(
-                gate, pred[out], conf[out], truth, gm_of_row[out], seed, permutations
-            )
+            scores[rule.word] += delivered(gate, pred[out], conf[out], truth, gm_out, perms)
     best = max(GATE_RULES, key=lambda r: scores[r.word])  # the first of equals
     return best, scores
 
