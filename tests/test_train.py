@@ -192,6 +192,51 @@ def test_spectrum_expert_config():
     assert ModelConfig(image_spectrum=False, spectrum_expert=False).image_spectrum is False
 
 
+def test_batches_balanced_by_tier_draw_each_tier_equally():
+    """With `balance="tier"` a tier of 8 GMs and one of 2 each give about half of the
+    generated images; with the default every GM weighs the same (the 8 give 80 %), the
+    draws of every run before the option; a checkpoint saved before it existed is the
+    same run as the default and not as "tier"."""
+    from gmtrace.data.loader import ImageBank
+    from gmtrace.train.loop import BatchSampler, _same_run, gm_weights
+
+    rng = np.random.default_rng(0)
+    bank = ImageBank(
+        gm_names=[f"g{i}" for i in range(10)],
+        fake=[(rng.random((2, 8, 8, 3)) * 255).astype(np.uint8) for _ in range(10)],
+        real=(rng.random((4, 8, 8, 3)) * 255).astype(np.uint8),
+        real_sources=["r"] * 4,
+    )
+    tiers = ["big"] * 8 + ["small"] * 2
+    w = gm_weights(tiers, "tier")
+    assert np.allclose(w, [1 / 16] * 8 + [1 / 4] * 2) and w.sum() == pytest.approx(1.0)
+    assert gm_weights(tiers, "gm") is None
+    with pytest.raises(TrainError, match="unknown balance"):
+        gm_weights(tiers, "family")
+
+    def share_of_small(balance: str, tiers=tiers) -> float:
+        cfg = TrainConfig(batch=200, image_size=8, augment=False, cons_frac=0.0, balance=balance)
+        sampler = BatchSampler(bank, cfg, np.random.default_rng(3), tiers)
+        gms = np.concatenate([sampler()[1].numpy() for _ in range(10)])
+        return float(np.mean(gms >= 8))
+
+    assert 0.45 < share_of_small("tier") < 0.55
+    assert 0.15 < share_of_small("gm") < 0.25
+    # the default draws as a sampler that knows no tiers
+    a = BatchSampler(bank, TrainConfig(batch=8, image_size=8), np.random.default_rng(5), tiers)
+    b = BatchSampler(bank, TrainConfig(batch=8, image_size=8), np.random.default_rng(5))
+    assert torch.equal(a()[1], b()[1])
+    current = {"train": {"lr": 1e-3, "balance": "gm"}, "model": {}}
+    saved = {"train": {"lr": 1e-3}, "model": {}}
+    from gmtrace.nets.config import red_config
+    from gmtrace.train.loop import _signature_model
+
+    model = _signature_model(red_config(5))
+    current, saved = {**current, "model": model}, {**saved, "model": model}
+    assert _same_run(saved, current)
+    assert not _same_run(saved, {**current, "train": {"lr": 1e-3, "balance": "tier"}})
+
+
 def test_pairs_share_their_augmentation_and_views_are_degraded():
     """A generated image and its aligned real crop get the same crop window, blur and
     JPEG; only held-out-safe pairs are used; degraded views differ from the clean."""

@@ -82,6 +82,13 @@ def evaluate(
     red_steps: Annotated[
         int, typer.Option(help="RED-architecture training steps per fold (about equal CPU time)")
     ] = DEFAULT.red_steps,
+    balance: Annotated[
+        str,
+        typer.Option(
+            help="how a training batch picks its generated images: gm (uniformly over the "
+            "GMs) or tier (each tier of GMs equally, uniformly within it)"
+        ),
+    ] = DEFAULT.balance,
     precision: Annotated[
         str,
         typer.Option(
@@ -135,6 +142,7 @@ def evaluate(
         steps=steps,
         red_steps=red_steps,
         inner_families=inner_families,
+        balance=balance,
         precision=precision,
         train_per_gm=train_per_gm,
         test_per_gm=test_per_gm,

@@ -46,6 +46,13 @@ def train(
     fen_depth: Annotated[int, typer.Option(help="FEN conv layers")] = MODEL.fen.depth,
     fen_width: Annotated[int, typer.Option(help="FEN channels")] = MODEL.fen.width,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="no JPEG/resize/blur")] = False,
+    balance: Annotated[
+        str,
+        typer.Option(
+            help="how a training batch picks its generated images: gm (uniformly over the "
+            "GMs) or tier (each tier of GMs equally, uniformly within it)"
+        ),
+    ] = TRAIN.balance,
     seed: Annotated[int, typer.Option()] = TRAIN.seed,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
     fuse: Annotated[
@@ -82,6 +89,7 @@ def train(
         augment=not no_augment,
         seed=seed,
         inner_families=inner_families,
+        balance=balance,
     )
     mcfg = replace(MODEL, fen=replace(MODEL.fen, depth=fen_depth, width=fen_width))
 

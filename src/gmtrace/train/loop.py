@@ -79,11 +79,14 @@ class BatchSampler:
     (quality 30-70), for a term that asks the model to read the same thing from
     both views."""
 
-    def __init__(self, bank, cfg: TrainConfig, rng: np.random.Generator):
+    def __init__(
+        self, bank, cfg: TrainConfig, rng: np.random.Generator, tiers: list[str] | None = None
+    ):
         self.bank, self.cfg, self.rng = bank, cfg, rng
         self.gms = [i for i, a in enumerate(bank.fake) if len(a)]
         if not self.gms:
             raise TrainError("no readable generated images to train on")
+        self.p = gm_weights([tiers[g] for g in self.gms] if tiers else None, cfg.balance)
         if len(bank.real) == 0:
             raise TrainError("no readable real images to train on")
         self.aug = Augmenter(size=cfg.image_size) if cfg.augment else None
@@ -100,7 +103,7 @@ class BatchSampler:
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         n_fake = self.cfg.batch // 2
         n_real = self.cfg.batch - n_fake
-        gm = self.rng.choice(self.gms, size=n_fake)
+        gm = self.rng.choice(self.gms, size=n_fake, p=self.p)
         seeds = self.rng.integers(0, 2**62, size=self.cfg.batch)
         fakes, reals = [], []
         for j, g in enumerate(gm):
@@ -122,6 +125,23 @@ class BatchSampler:
         is_fake = torch.zeros(self.cfg.batch)
         is_fake[:n_fake] = 1
         return x, torch.from_numpy(gm.astype(np.int64)), is_fake, degraded
+
+
+BALANCES = ("gm", "tier")
+
+
+def gm_weights(tiers: list[str] | None, balance: str) -> np.ndarray | None:
+    """The chance of each GM (tier `tiers[i]`) in the generated half of a batch:
+    None for "gm" (uniform: the draws of every run before the option), for "tier"
+    each tier's share equal and uniform within it."""
+    if balance not in BALANCES:
+        raise TrainError(f"unknown balance {balance!r}; choose one of {', '.join(BALANCES)}")
+    if balance == "gm":
+        return None
+    if not tiers:
+        raise TrainError('balance "tier" needs each GM\'s tier')
+    _, inverse, counts = np.unique(np.asarray(tiers), return_inverse=True, return_counts=True)
+    return 1.0 / (counts[inverse] * len(counts))
 
 
 def consistency_loss(clean, degraded) -> torch.Tensor:
@@ -212,16 +232,21 @@ def _save_checkpoint(
 # settings of the fusion fitted after training (`gmtrace train --fuse`): they do not
 # bind the network's checkpoint
 FUSION_ONLY = ("inner_families",)
+# training settings a checkpoint saved before they existed ran with
+TRAIN_LEGACY = {"balance": "gm"}
 
 
 def _same_run(saved: dict, current: dict) -> bool:
     """Whether a checkpoint's signature is this run's. A model config saved before a
-    field existed is read with that field's legacy value (`ModelConfig.from_dict`)."""
+    field existed is read with that field's legacy value (`ModelConfig.from_dict`),
+    a training setting likewise (`TRAIN_LEGACY`)."""
     try:
         model = _signature_model(ModelConfig.from_dict(saved["model"]))
+        train = {**TRAIN_LEGACY, **saved["train"]}
+        want = {**current, "train": {**TRAIN_LEGACY, **current["train"]}}
     except (KeyError, TypeError, ValueError):
         return False
-    return {**saved, "model": model} == current
+    return {**saved, "model": model, "train": train} == want
 
 
 def _signature_model(cfg: ModelConfig) -> dict:
@@ -398,7 +423,7 @@ def prepare_run(
     normalizer, tg, balance, targets = _fit_targets(ds, idx, dev)
     model, opt, signature = _build_model(cfg, model_cfg, names, bank, dev)
     start, seconds_before = _resume(out, model, opt, rng, signature, dev)
-    sampler = BatchSampler(bank, cfg, rng)
+    sampler = BatchSampler(bank, cfg, rng, [ds.gms[i].tier for i in idx])
     _trim_metrics(out / "metrics.jsonl", start)
     return TrainSetup(
         cfg=cfg,
