@@ -110,3 +110,14 @@ def test_zoo_build_errors(tmp_path: Path):
     assert r.exit_code == 2 and "no such folder" in r.output
     r = runner.invoke(app, ["zoo", "show", str(tmp_path / "nozoo")])
     assert r.exit_code == 2 and "models.csv: missing" in r.output
+
+
+def test_an_unknown_balance_is_a_one_line_error_before_any_work(tmp_path: Path):
+    for cmd in (
+        ["train", "--zoo", str(tmp_path), "--out", str(tmp_path / "m"), "--balance", "family"],
+        ["evaluate", "--zoo", str(tmp_path), "--out", str(tmp_path / "r"), "--balance", "x"],
+    ):
+        r = runner.invoke(app, cmd)
+        assert r.exit_code != 0
+        assert "unknown --balance" in r.output and "gm, tier" in r.output
+        assert not (tmp_path / "m").exists() and not (tmp_path / "r").exists()

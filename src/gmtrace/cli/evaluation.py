@@ -131,6 +131,10 @@ def evaluate(
         check_precision(precision)
     except PrecisionError as e:
         fail(str(e))
+    from gmtrace.train.config import BALANCES
+
+    if balance not in BALANCES:
+        fail(f"unknown --balance {balance!r}; choose one of {', '.join(BALANCES)}")
     if zoo is None:
         fail("--zoo DIR is required (`gmtrace evaluate render` rewrites a finished run's reports)")
     cfg = replace(

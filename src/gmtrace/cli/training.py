@@ -10,7 +10,7 @@ import typer
 
 from gmtrace.cli.app import app, console, fail
 from gmtrace.nets.config import ModelConfig
-from gmtrace.train.config import TrainConfig
+from gmtrace.train.config import BALANCES, TrainConfig
 
 TRAIN = TrainConfig()
 MODEL = ModelConfig()
@@ -79,6 +79,8 @@ def train(
     from gmtrace.train.loop import TrainError, summary_table, training_bank
     from gmtrace.train.loop import train as run_train
 
+    if balance not in BALANCES:
+        fail(f"unknown --balance {balance!r}; choose one of {', '.join(BALANCES)}")
     cfg = replace(
         TRAIN,
         steps=steps,

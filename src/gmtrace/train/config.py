@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# how the generated half of a batch picks its GMs (`TrainConfig.balance`)
+BALANCES = ("gm", "tier")
+
 
 @dataclass(frozen=True)
 class TrainConfig:

@@ -43,7 +43,7 @@ from gmtrace.nets.model import GMTraceModel
 from gmtrace.nets.parser import Balance
 from gmtrace.readout.fit import fit_readout
 from gmtrace.readout.saved import save_model
-from gmtrace.train.config import TrainConfig
+from gmtrace.train.config import BALANCES, TrainConfig
 
 CHECKPOINT = "checkpoint"
 
@@ -125,9 +125,6 @@ class BatchSampler:
         is_fake = torch.zeros(self.cfg.batch)
         is_fake[:n_fake] = 1
         return x, torch.from_numpy(gm.astype(np.int64)), is_fake, degraded
-
-
-BALANCES = ("gm", "tier")
 
 
 def gm_weights(tiers: list[str] | None, balance: str) -> np.ndarray | None:
