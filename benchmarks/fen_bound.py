@@ -30,7 +30,6 @@ Prints the tables; with --write puts them in docs/benchmarks.md between markers.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import sys
 import tempfile
@@ -93,24 +92,19 @@ def quantized_body(body: torch.nn.Module, calibration: torch.Tensor) -> torch.nn
         return convert_fx(prepared)
 
 
-def scope(precision: str):
-    if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def crops_per_second(module, x: torch.Tensor, precision: str, repeats: int) -> float:
-    def run(xb):
-        with torch.no_grad(), scope(precision):
-            return module(torch.from_numpy(xb))
-
+def crops_per_second(module, x: np.ndarray, precision: str, repeats: int) -> float:
+    """Crops/s of `module` in torch in `precision`, as throughput.py measures it."""
+    engine = "torch" if precision == "fp32" else f"torch+{precision}"
+    run = throughput._runner(module, x[:BATCH], engine)
     return throughput.median_rate(partial(throughput.batches_rate, run, x, BATCH), repeats)
 
 
 def p_generated(graph, x: np.ndarray, precision: str) -> np.ndarray:
+    from gmtrace.core.precision import precision_scope
+
     i = graph.names.index("p_generated")
     out = []
-    with torch.no_grad(), scope(precision):
+    with torch.no_grad(), precision_scope(precision):
         for s in range(0, len(x), BATCH):
             out.append(graph(torch.from_numpy(x[s : s + BATCH]))[i].float().numpy())
     return np.concatenate(out)

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from gmtrace.cli.app import app, console, fail
+from gmtrace.cli.app import Balance, app, console, fail
 from gmtrace.evaluation.config import METHODS, EvalConfig
 
 DEFAULT = EvalConfig()
@@ -82,13 +82,7 @@ def evaluate(
     red_steps: Annotated[
         int, typer.Option(help="RED-architecture training steps per fold (about equal CPU time)")
     ] = DEFAULT.red_steps,
-    balance: Annotated[
-        str,
-        typer.Option(
-            help="how a training batch picks its generated images: gm (uniformly over the "
-            "GMs) or tier (each tier of GMs equally, uniformly within it)"
-        ),
-    ] = DEFAULT.balance,
+    balance: Balance = DEFAULT.balance,
     precision: Annotated[
         str,
         typer.Option(
@@ -131,10 +125,6 @@ def evaluate(
         check_precision(precision)
     except PrecisionError as e:
         fail(str(e))
-    from gmtrace.train.config import BALANCES
-
-    if balance not in BALANCES:
-        fail(f"unknown --balance {balance!r}; choose one of {', '.join(BALANCES)}")
     if zoo is None:
         fail("--zoo DIR is required (`gmtrace evaluate render` rewrites a finished run's reports)")
     cfg = replace(

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from gmtrace.cli.app import app, console, fail
+from gmtrace.cli.app import Balance, app, console, fail
 from gmtrace.nets.config import ModelConfig
-from gmtrace.train.config import BALANCES, TrainConfig
+from gmtrace.train.config import TrainConfig
 
 TRAIN = TrainConfig()
 MODEL = ModelConfig()
@@ -46,13 +46,7 @@ def train(
     fen_depth: Annotated[int, typer.Option(help="FEN conv layers")] = MODEL.fen.depth,
     fen_width: Annotated[int, typer.Option(help="FEN channels")] = MODEL.fen.width,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="no JPEG/resize/blur")] = False,
-    balance: Annotated[
-        str,
-        typer.Option(
-            help="how a training batch picks its generated images: gm (uniformly over the "
-            "GMs) or tier (each tier of GMs equally, uniformly within it)"
-        ),
-    ] = TRAIN.balance,
+    balance: Balance = TRAIN.balance,
     seed: Annotated[int, typer.Option()] = TRAIN.seed,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: CUDA if present)")] = None,
     fuse: Annotated[
@@ -79,8 +73,6 @@ def train(
     from gmtrace.train.loop import TrainError, summary_table, training_bank
     from gmtrace.train.loop import train as run_train
 
-    if balance not in BALANCES:
-        fail(f"unknown --balance {balance!r}; choose one of {', '.join(BALANCES)}")
     cfg = replace(
         TRAIN,
         steps=steps,
