@@ -16,6 +16,7 @@ from gmtrace.product.groups import group_rows, own_grouping
 from gmtrace.product.report import render_report
 from gmtrace.product.rows import ROW_FIELDS, SCHEMA_VERSION, model_fields
 from gmtrace.readout.abstain import FIELD_NAMES, ParseGate
+from gmtrace.readout.embedding import GMDensity
 from gmtrace.readout.fused import REENCODINGS, Fusion
 from gmtrace.realmodel.density import RealPhotoModel
 from gmtrace.realmodel.fusion import Stacker, UnsureBand
@@ -80,6 +81,30 @@ def test_a_fused_model_answers_fused_p_and_unsure_with_the_reason(
         assert r.unsure_reason is None
     # a fused model is another model
     assert wide.model_id_ != plain.model_id_
+
+
+def test_a_fused_model_reads_the_open_set_by_its_chosen_rule(small_model_dir: Path, tmp_path: Path):
+    """With the density rule (`embedding.GMDensity`), a row's open-set score is the
+    density's score of the image's mean embedding and "unknown GM" its threshold."""
+    d = _with_fusion(small_model_dir, tmp_path, width=0.0)
+    fusion = Fusion.load(d)
+    imgs, names = _images(3), ["a.png", "b.png", "c.png"]
+    gallery_rows = Analyzer(d).analyze_arrays(imgs, names)
+    emb = np.stack([r.embedding for r in gallery_rows])
+    # densities of two GMs: one of the first two images, one of the third; the
+    # threshold between the first two images' scores
+    density = GMDensity.fit(emb[[0, 1, 2, 2]], np.array([0, 0, 1, 1]), 2)
+    fusion.open_rule, fusion.density = "density", density
+    scores = density.score(emb)
+    density.threshold = float(np.mean(np.sort(scores)[:2]))
+    fusion.save(d)
+    a = Analyzer(d)
+    assert a.open_threshold_ == density.threshold
+    rows = a.analyze_arrays(imgs, names)
+    for r, s in zip(rows, scores, strict=True):
+        assert np.isclose(r.open_set_score, s, rtol=1e-6)
+        assert r.unknown_gm == bool(s > density.threshold)
+    assert {r.unknown_gm for r in rows} == {True, False}
 
 
 def test_the_band_reads_re_encodings_by_the_detection_path_and_batched(

@@ -13,14 +13,17 @@ from typer.testing import CliRunner
 
 from gmtrace.cli.main import app
 from gmtrace.data.dataset import GMDataset
+from gmtrace.data.loader import ImageBank
 from gmtrace.data.splits import inner_validation
 from gmtrace.evaluation.adopt import read_out_of_fold
 from gmtrace.evaluation.protocol import evaluate
 from gmtrace.grouping.cluster import density_group, first_half, group_with
 from gmtrace.index.index import SameSource
-from gmtrace.methods.fused import crop_owners, validation_groups
+from gmtrace.methods.fused import choose_open_rule, crop_owners, validation_groups
 from gmtrace.readout.abstain import GATE_RULES, STRICT
-from gmtrace.readout.fused import FUSION, REENCODINGS, Fusion, rule_of
+from gmtrace.readout.embedding import OPEN_RULES, GMDensity, open_set_score
+from gmtrace.readout.fused import FUSION, REENCODINGS, Fusion, open_rule_of, rule_of
+from gmtrace.readout.inference import Inference
 from gmtrace.realmodel.density import RealPhotoModel
 from gmtrace.realmodel.fusion import (
     RULE_WORDS,
@@ -38,6 +41,7 @@ from gmtrace.realmodel.fusion import (
     unsure_share,
 )
 from gmtrace.realmodel.selfdesc import BLOCKS, describe
+from gmtrace.train.config import TrainConfig
 
 runner = CliRunner()
 
@@ -391,6 +395,14 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
     # what each fold's fusion chose, from its fusion.json
     assert "### What each fold's fusion chose" in report
     assert f"| fold0 | {rec['rule_groups']} | {rec['rule']} |" in report
+    # the open-set score chosen there too, each score's AUROC recorded and reported;
+    # the fold's open-set answers read by the score chosen
+    assert rec["open_rule"] in OPEN_RULES and set(rec["open_rule_validation_auroc"]) == {
+        *OPEN_RULES
+    }
+    assert saved.open_rule == rec["open_rule"]
+    assert (saved.density is not None) == (rec["open_rule"] == "density")
+    assert f"| {rec['open_rule']} | " in report
     # the gate across folds, for every parsing method: a fold's fields from the others'
     cross = fused["parsing"]["answered_across_folds"]
     assert len(cross["reliable_per_fold"]) == 2 and len(cross["coverage"]) == 25
@@ -484,3 +496,86 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
         ["evaluate", "adopt", "--out", str(tmp_path / "eval"), "--model", str(fold / "gmtrace")],
     )
     assert bad.exit_code == 2 and "no fusion" in bad.output
+
+
+class _PlaneNet:
+    """A stand-in network for the open-set choice: an image's embedding is its mean
+    colour's first two channels; its gallery score is what `gallery` says of it."""
+
+    def __init__(self, gallery):
+        self.train_cfg = TrainConfig(calib_per_gm=4, probe_per_gm=8)
+        self.gallery = gallery
+
+    def predict(self, images: np.ndarray) -> Inference:
+        emb = images.reshape(len(images), -1, 3).mean(1)[:, :2].astype(np.float64)
+        n = len(images)
+        return Inference(
+            p_generated=np.ones(n),
+            attribution=np.ones((n, 1)),
+            open_score=self.gallery(emb),
+            embedding=emb,
+            continuous=np.zeros((n, 9)),
+            discrete_prob=[],
+            loss_prob=np.zeros((n, 10)),
+        )
+
+
+def _plane_images(angle: float, spread: float, n: int) -> np.ndarray:
+    """n 4x4 images whose mean colour's first two channels point at `angle` +- spread
+    (in no order: the images held out are like the rest)."""
+    t = angle + np.random.default_rng(n).permutation(np.linspace(-spread, spread, n))
+    rgb = np.stack([100 + 90 * np.cos(t), 100 + 90 * np.sin(t), np.full(n, 50.0)], axis=1)
+    return np.repeat(np.repeat(rgb[:, None, None, :], 4, 1), 4, 2).round().astype(np.uint8)
+
+
+def test_the_open_set_score_is_chosen_on_held_back_codebases_and_saved(tmp_path: Path):
+    # two training GMs, a tight one and a wide one; the held-back GM's images sit
+    # between them, nearer the tight one
+    bank = ImageBank(
+        gm_names=["tight", "wide"],
+        fake=[_plane_images(0.0, 0.02, 16), _plane_images(1.2, 0.5, 16)],
+        real=np.zeros((0, 4, 4, 3), np.uint8),
+        real_sources=[],
+    )
+    val_images = _plane_images(0.25, 0.02, 10)
+
+    def rule(gallery) -> tuple[str, dict]:
+        net = _PlaneNet(gallery)
+        return choose_open_rule(net, bank, net.predict(val_images))
+
+    # a gallery score that cannot tell them apart: the density is chosen
+    chosen, auroc = rule(lambda e: np.full(len(e), 0.5))
+    assert chosen == "density" and auroc["gallery"] == 0.5 and auroc["density"] > 0.9
+    # a gallery score as good as the density: the gallery stays (ties keep it)
+    chosen, auroc = rule(lambda e: np.abs(np.arctan2(e[:, 1] - 100, e[:, 0] - 100) - 0.25) < 0.1)
+    assert auroc["gallery"] == 1.0 and chosen == "gallery"
+    # the fusion carries the rule and the densities, answers by them, and keeps them
+    fusion = _toy_fusion(width=1.0)
+    attr, emb = np.array([[0.9, 0.1], [0.5, 0.5]]), np.array([[1.0, 0.0], [0.0, 1.0]])
+    gallery = np.eye(2)
+    assert np.allclose(fusion.open_score(attr, emb, gallery), open_set_score(attr, emb, gallery))
+    assert fusion.open_threshold(0.3) == 0.3
+    fusion.open_rule = "density"
+    fusion.density = GMDensity.fit(
+        np.concatenate([_arc2(0.0), _arc2(1.5)]), np.repeat([0, 1], 5), 2
+    )
+    assert np.allclose(fusion.open_score(attr, emb, gallery), fusion.density.score(emb))
+    assert fusion.open_threshold(0.3) == fusion.density.threshold
+    fusion.save(tmp_path)
+    again = Fusion.load(tmp_path)
+    assert again.open_rule == "density"
+    assert np.allclose(again.open_score(attr, emb, gallery), fusion.open_score(attr, emb, gallery))
+    # a fusion saved before the rule was chosen reads the gallery score; a rule this
+    # version does not know is a clear error
+    assert open_rule_of({}) == "gallery"
+    old = {k: v for k, v in fusion.to_arrays().items() if not k.startswith(("open_", "density_"))}
+    assert (
+        Fusion.from_arrays(old).open_rule == "gallery" and Fusion.from_arrays(old).density is None
+    )
+    with pytest.raises(ValueError, match="open-set rule"):
+        open_rule_of({"open_rule": np.array([7.0])})
+
+
+def _arc2(angle: float) -> np.ndarray:
+    t = angle + np.linspace(-0.1, 0.1, 5)
+    return np.stack([np.cos(t), np.sin(t)], axis=1)

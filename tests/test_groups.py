@@ -15,7 +15,7 @@ from gmtrace.core.schema import CONTINUOUS, DISCRETE, LOSS_TYPES, parse_widths
 from gmtrace.grouping.cluster import group, group_scalable
 from gmtrace.product.groups import group_rows
 from gmtrace.product.rows import SCHEMA_VERSION
-from gmtrace.readout.embedding import gm_gallery, open_set_score
+from gmtrace.readout.embedding import DENSITY_ACCEPT, GMDensity, gm_gallery, open_set_score
 
 runner = CliRunner()
 
@@ -181,3 +181,41 @@ def test_groups_are_numbered_by_size_then_first_appearance():
 
     labels = np.array([5, 5, 2, 7, 7, 7, 2, 9])
     assert number_groups(labels).tolist() == [2, 2, 3, 1, 1, 1, 3, 4]
+
+
+def _arc(angle: float, spread: float, n: int) -> np.ndarray:
+    """n unit vectors in the plane at `angle` +- `spread` (radians), evenly."""
+    t = angle + np.linspace(-spread, spread, n)
+    return np.stack([np.cos(t), np.sin(t)], axis=1)
+
+
+def test_gm_density_has_the_known_answer_and_reads_each_gms_own_spread():
+    # a GM of two images at angles +-a: its centre (cos a, 0), its variance per
+    # dimension sin(a)^2 / 2; the score of (1, 0) is (1 - cos a)^2 / (2 v) + log v (D = 2)
+    a = 0.3
+    d = GMDensity.fit(_arc(0.0, a, 2), np.zeros(2, int), 1)
+    v = np.sin(a) ** 2 / 2
+    assert np.allclose(d.center[0], [np.cos(a), 0]) and np.isclose(d.var[0], v)
+    assert np.isclose(
+        d.score(np.array([[2.0, 0.0]]))[0], (1 - np.cos(a)) ** 2 / (2 * v) + np.log(v)
+    )
+    # a tight GM at 0 and a wide one at 90 degrees (GM 1 has no images): an image
+    # 0.4 rad from either centre is as far from both by the gallery's cosine, but the
+    # wide GM accepts it and the tight one does not
+    emb = np.concatenate([_arc(0.0, 0.05, 20), _arc(np.pi / 2, 0.6, 20)])
+    gm = np.repeat([0, 2], 20)
+    held = np.concatenate([_arc(0.0, 0.04, 7), _arc(np.pi / 2, 0.5, 7)])
+    d = GMDensity.fit(emb, gm, 3, held_out=held)
+    assert d.var[1] == 0 and d.var[2] > 10 * d.var[0]
+    q = np.concatenate([_arc(0.4, 0, 1), _arc(np.pi / 2 + 0.4, 0, 1)])
+    g = gm_gallery(emb, gm, 3)
+    assert np.isclose((q[0] @ g.T).max(), (q[1] @ g.T).max(), atol=0.02)
+    s = d.score(q)
+    assert s[1] < d.threshold < s[0]  # unknown near the tight GM, known in the wide one
+    assert np.isclose(d.threshold, np.quantile(d.score(held), DENSITY_ACCEPT))
+    assert np.allclose(d.score(3 * q), s)  # the length of an embedding is not read
+    # a GM whose images coincide still has a spread (no infinite score)
+    same = GMDensity.fit(np.ones((4, 2)), np.zeros(4, int), 1)
+    assert same.var[0] > 0 and np.isfinite(same.score(q)).all()
+    again = GMDensity.from_arrays(d.to_arrays("density_"), "density_")
+    assert np.allclose(again.score(q), s) and again.threshold == d.threshold

@@ -123,9 +123,12 @@ def _fuse(ds, bank, out: Path, cfg: TrainConfig, mcfg: ModelConfig) -> None:
     from gmtrace.readout.saved import FUSION_RECORD
 
     console.rule("fusion: inner network on the training codebases less a third")
+    outer = NetMethod("gmtrace", mcfg, cfg)
+    outer.load(out)  # the network just trained: the open-set densities are its
     fusion, record = fit_fusion(
         ds,
         bank,
+        outer,
         NetMethod("gmtrace", mcfg, cfg),
         out / "inner",
         cfg.seed,

@@ -994,9 +994,10 @@ def _detection_section(results: dict) -> list[str]:
 def _fusion_table(records: list[dict]) -> list[str]:
     """What each fold's fusion chose on its inner validation: the rule (with every
     rule's AUC on held-back codebases left out in turn), the rule's weights, the
-    band."""
+    band, the open-set score (with each score's AUROC there)."""
     if not records:
         return []
+    from gmtrace.readout.embedding import OPEN_RULES
     from gmtrace.realmodel.fusion import RULES
 
     L = [
@@ -1005,20 +1006,30 @@ def _fusion_table(records: list[dict]) -> list[str]:
         "rule, chosen by leaving each held-back codebase out in turn (AUC of the "
         "left-out answers, as given and JPEG q75, averaged; a rule's Platt map or the "
         "stacker fitted on the rest), its weights fitted on all of them, the unsure "
-        "band:\n",
+        "band; and the open-set score (`methods.fused.choose_open_rule`: the held-back "
+        "GMs' images against the inner network's held-out images of its training GMs, "
+        "AUROC of each score; a fusion fitted before the choice reads the gallery "
+        "score):\n",
         "| fold | groups left out in turn | rule | "
         + " | ".join(f"AUC, {r}" for r in RULES)
-        + " | weights | band width (logit) |",
-        "|---|---|---|" + "---|" * len(RULES) + "---|---|",
+        + " | weights | band width (logit) | open-set score | "
+        + " | ".join(f"AUROC, {r}" for r in OPEN_RULES)
+        + " |",
+        "|---|---|---|" + "---|" * len(RULES) + "---|---|---|" + "---|" * len(OPEN_RULES),
     ]
     for rec in records:
         auc = rec.get("rule_validation_auc") or {}
         cells = [f"{auc[r]:.3f}" if r in auc else "-" for r in RULES]
         weights = " / ".join(f"{w:.3f}" for w in rec.get("stacker_weights", []))
+        auroc = rec.get("open_rule_validation_auroc") or {}
+        open_cells = [f"{auroc[r]:.3f}" if r in auroc else "-" for r in OPEN_RULES]
         L.append(
             f"| {rec['fold']} | {rec.get('rule_groups', '-')} | {rec.get('rule', 'stacker')} | "
             + " | ".join(cells)
-            + f" | {weights} | {float(rec.get('band_width', 0.0)):.1f} |"
+            + f" | {weights} | {float(rec.get('band_width', 0.0)):.1f} | "
+            + f"{rec.get('open_rule', 'gallery')} | "
+            + " | ".join(open_cells)
+            + " |"
         )
     return L
 
@@ -1096,7 +1107,9 @@ def _attribution_section(results: dict) -> list[str]:
         "(positive) against held-out images of training GMs, scored by the geometric mean "
         "of 1 - max attribution probability and (1 - the cosine similarity to the nearest "
         "training GM's mean embedding) / 2 (`readout.embedding.open_set_score`; networks fitted "
-        "before it and the baselines without a gallery: 1 - max probability alone). "
+        "before it and the baselines without a gallery: 1 - max probability alone), or by "
+        "the training GMs' densities in the embedding where a fused method's inner "
+        "validation chose them (`readout.embedding.GMDensity`). "
         "Grouping: unseen GMs' images clustered (Ward linkage) in each "
         "method's discriminant embedding (LDA of its features over the training GMs, "
         "`grouping.cluster.group`), cut at the finest partition whose mean silhouette is within "

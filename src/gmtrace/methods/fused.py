@@ -10,11 +10,11 @@ collections scores the held-back GMs' images and photographs, clean and JPEG q75
 and so does a real model fitted on the inner training photographs; the fusion rule
 (a stacker, `fusion.Stacker`, or a fixed rule: `fusion.choose_rule`, each held-back
 codebase left out in turn) is chosen and fitted on those answers and the unsure
-band's width is chosen on them (`fusion.choose_width`), and so are the grouping
-and the fields parsing answers (`abstain.ParseGate`). The outer network and a real
-model of all the fold's training photographs then answer the test images through
-them. Attribution, the open-set score, grouping and parsing are the outer
-network's."""
+band's width is chosen on them (`fusion.choose_width`), and so are the grouping,
+the open-set score (`choose_open_rule`) and the fields parsing answers
+(`abstain.ParseGate`). The outer network and a real model of all the fold's
+training photographs then answer the test images through them. Attribution, the
+embedding and parsing are the outer network's."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ from gmtrace.readout.abstain import (
     field_matrix,
     truth_matrix,
 )
+from gmtrace.readout.embedding import OPEN_RULES, GMDensity
 from gmtrace.readout.fused import REENCODINGS, Fusion, reencoded
 from gmtrace.readout.inference import Inference
 from gmtrace.readout.saved import FUSION_RECORD
@@ -57,6 +58,7 @@ from gmtrace.realmodel.fusion import (
 )
 from gmtrace.realmodel.selfdesc import BLOCKS, describe
 from gmtrace.train.config import TrainConfig
+from gmtrace.train.loop import hold_out
 
 UNSURE_BUDGET = 0.08  # the share of validation images the band may call unsure
 VAL_PER_GM = 40  # validation images per held-back GM
@@ -83,6 +85,7 @@ class FusedMethod(Method):
         self.fusion_, record = fit_fusion(
             ds,
             bank,
+            self.net,
             self.inner,
             out_dir / self.name / "inner",
             self.seed,
@@ -101,9 +104,14 @@ class FusedMethod(Method):
             images, lambda a: inf.p_generated if a is images else self.net.detect(a)
         )
         gate = self.fusion_.gate
+        gallery = getattr(self.net.readout_, "gallery_", None)
+        open_score = self.fusion_.open_score(
+            inf.attribution, inf.embedding, None if gallery is None else gallery.cpu().numpy()
+        )
         return replace(
             inf,
             p_generated=ans.p_generated.astype(np.float32),
+            open_score=open_score.astype(np.float32),
             unsure=ans.unsure,
             unsure_reason=ans.reason,
             parse_answered=None
@@ -121,19 +129,21 @@ class FusedMethod(Method):
 def fit_fusion(
     ds,
     bank: ImageBank,
+    outer: NetMethod,
     inner: NetMethod,
     inner_dir,
     seed: int,
     console,
     inner_families: bool,
 ) -> tuple[Fusion, dict]:
-    """The fusion of a network trained on `bank` (the fold's training data, or a
-    shipped model's): the inner network `inner` trained into `inner_dir` on `bank`
-    less its inner validation codebases and collections, and what is chosen on its
-    answers there; with a real model of all of `bank`'s photographs. Returns the
-    fusion and a record of what was chosen. `inner_families`: the inner validation
-    holds back a third of the largest codebase's families too
-    (`splits.inner_validation`)."""
+    """The fusion of the network `outer` trained on `bank` (the fold's training data,
+    or a shipped model's; loaded): the inner network `inner` trained into
+    `inner_dir` on `bank` less its inner validation codebases and collections, and
+    what is chosen on its answers there; with a real model of all of `bank`'s
+    photographs and, where the density score is chosen, the densities of `outer`'s
+    training GMs (`network_density`). Returns the fusion and a record of what was
+    chosen. `inner_families`: the inner validation holds back a third of the largest
+    codebase's families too (`splits.inner_validation`)."""
     t0 = time.perf_counter()
     inner_bank, val_fake, val_gm, val_real, val_src = inner_split(ds, bank, seed, inner_families)
     console.print(
@@ -186,11 +196,14 @@ def fit_fusion(
     band = choose_width(*crops, UNSURE_BUDGET, tuple(REENCODINGS), also=tuple(more))
     val_inf = inner.predict(val_fake)
     min_size, grouping_ari = choose_grouping(val_inf.embedding, val_gm)
+    open_rule, open_auroc = choose_open_rule(inner, inner_bank, val_inf)
+    density = network_density(outer, bank)[0] if open_rule == "density" else None
     gate, gate_rule, gate_scores = fit_gate(
         ds, bank, val_inf, val_gm, group[: len(val_fake)], inner_dir / inner.name, seed
     )
     real = RealPhotoModel.fit(describe(bank.real), seed=seed, blocks=BLOCKS)
     fusion = Fusion(real, stacker, real_cal, band, min_size, gate, rule=rule)
+    fusion.open_rule, fusion.density = open_rule, density
     record = {
         "rule": rule,
         "rule_validation_auc": rule_scores,
@@ -209,6 +222,8 @@ def fit_fusion(
         "real_part_components": [p.components for p in real.parts],
         "grouping_min_size": min_size,
         "grouping_validation_ari": grouping_ari,
+        "open_rule": open_rule,
+        "open_rule_validation_auroc": open_auroc,
         "inner_real_model": "all the fold's photographs" if few else "inner photographs",
         "parse_gate": {
             n: {"coverage": round(float(c), 3), "p": None if np.isnan(q) else round(float(q), 4)}
@@ -226,10 +241,45 @@ def fit_fusion(
         + (" or parts disagree" if band.disagreement else "")
         + "; grouping: "
         + (f"density, groups of {min_size}+" if min_size else "silhouette cut")
+        + f"; open set: {open_rule} score"
         + f"; parsing answers {len(gate.reliable())} of {len(FIELD_NAMES)} fields"
         + f" ({gate_rule.word})"
     )
     return fusion, record
+
+
+def network_density(net: NetMethod, bank: ImageBank) -> tuple[GMDensity, Inference]:
+    """The densities of the training GMs of `net` (trained on `bank`; loaded) in its
+    grouping embedding (`embedding.GMDensity`): fitted on the images its readout's
+    probes read (the first `probe_per_gm` training images of each GM), the threshold
+    on the images its training held out for calibration (`train.loop.hold_out`).
+    Returns them and `net`'s answers on those held-out images."""
+    cfg = net.train_cfg
+    kept, calib, _ = hold_out(bank, cfg)
+    ref = [a[: cfg.probe_per_gm] for a in kept.fake]
+    owner = np.repeat(np.arange(len(ref)), [len(a) for a in ref])
+    held = net.predict(np.concatenate(calib))
+    emb = net.predict(np.concatenate(ref)).embedding
+    return GMDensity.fit(emb, owner, len(ref), held.embedding), held
+
+
+def choose_open_rule(
+    inner: NetMethod, inner_bank: ImageBank, val_inf: Inference
+) -> tuple[str, dict[str, float]]:
+    """The open-set score (`embedding.OPEN_RULES`) that tells the held-back GMs'
+    images (`val_inf`, the inner network's answers on them) best from the inner
+    network's own held-out images of its training GMs, by AUROC; the gallery score
+    where they tie. Returns the rule and each rule's AUROC."""
+    from sklearn.metrics import roc_auc_score
+
+    density, held = network_density(inner, inner_bank)
+    y = np.r_[np.zeros(len(held.open_score)), np.ones(len(val_inf.open_score))]
+    scores = {
+        "gallery": np.r_[held.open_score, val_inf.open_score],
+        "density": np.r_[density.score(held.embedding), density.score(val_inf.embedding)],
+    }
+    auroc = {k: round(float(roc_auc_score(y, v)), 4) for k, v in scores.items()}
+    return max(OPEN_RULES, key=lambda k: (auroc[k], k == "gallery")), auroc
 
 
 def fit_gate(

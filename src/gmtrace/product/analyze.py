@@ -95,7 +95,6 @@ class Analyzer:
         self.readout_ = saved.readout
         gallery = getattr(self.readout_, "gallery_", None)
         self.gallery_ = None if gallery is None else gallery.cpu().numpy()
-        self.open_threshold_ = float(self.readout_.open_threshold_)
         self.meta_ = saved.meta
         self.gm_names_: list[str] = list(saved.meta.get("gm_names", []))
         self.normalizer_ = Normalizer.from_dict(saved.meta["normalizer"])
@@ -110,6 +109,11 @@ class Analyzer:
         # `weights_sha256_`, not the network or its readout)
         digest = self.weights_sha256_
         self._use_calibration(calibration)
+        # above it, an image is of a GM the model does not know: by the fusion's
+        # open-set rule where the model has one (`Fusion.open_threshold`)
+        self.open_threshold_ = float(self.readout_.open_threshold_)
+        if self.fusion_ is not None:
+            self.open_threshold_ = self.fusion_.open_threshold(self.open_threshold_)
         # the arithmetic (`core.precision`): bfloat16's answers are another model's
         # (they differ by about 1e-2), so its rows name it and are not mixed with fp32's
         self.precision_ = precision or os.environ.get("GMTRACE_PRECISION", "fp32")
@@ -144,6 +148,14 @@ class Analyzer:
             self.threshold_ = max(self.threshold, cal.threshold)
             self.weights_sha256_ = calibrated_digest(self.weights_sha256_, cal)
             self.model_id_ = f"{self.base_model_id_}+{cal.tag}"
+
+    def open_scores(self, attribution: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+        """[N] the open-set score of images by their attribution probabilities and
+        grouping embeddings: the fusion's rule where the model has one
+        (`Fusion.open_score`), else the network's gallery score."""
+        if self.fusion_ is None:
+            return open_set_score(attribution, embedding, self.gallery_)
+        return self.fusion_.open_score(attribution, embedding, self.gallery_)
 
     def supervised_p(self, images: np.ndarray) -> np.ndarray:
         """The network's own calibrated p(generated) of uint8 crops [N, H, W, 3]
@@ -215,7 +227,7 @@ class Analyzer:
         attr = inf.attribution[sl].mean(axis=0)
         top = np.argsort(-attr)[: self.top_k]
         emb = inf.embedding[sl].mean(axis=0)
-        open_score = float(open_set_score(attr[None], emb[None], self.gallery_)[0])
+        open_score = float(self.open_scores(attr[None], emb[None])[0])
         cont, disc, loss = inf.parse_of(sl)
         parsed = decode(cont[None], [d[None] for d in disc], loss[None], self.normalizer_)[0]
         losses = parsed.pop("losses")
@@ -380,7 +392,12 @@ def check_zoo(analyzer: Analyzer, zoo: str | Path, per_gm: int = 12, on_done=Non
                 "family": g.family,
                 "images": len(imgs),
                 "called_generated": float(np.mean(inf.p_generated >= analyzer.threshold)),
-                "called_unknown": float(np.mean(inf.open_score > analyzer.open_threshold_)),
+                "called_unknown": float(
+                    np.mean(
+                        analyzer.open_scores(inf.attribution, inf.embedding)
+                        > analyzer.open_threshold_
+                    )
+                ),
                 "continuous_l1": float(nanmean(np.abs(cont - truth_norm.continuous[i]))),
                 "discrete_correct": int(np.sum(picked[known] == truth_disc[known])),
                 "discrete_known": int(known.sum()),

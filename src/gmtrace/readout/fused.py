@@ -1,8 +1,9 @@
 """The fused detector as a model carries it: the model of real photographs, the
 stacker that fuses its unlikeness with the supervised probability, the unsure band,
-the grouping and the parsing gate chosen beside them (`Fusion`, saved as fusion.safetensors in a
-model folder), and how they answer images (`Fusion.answer`). Fitted on inner
-validation codebases (`methods.fused`, `gmtrace train --fuse`); docs/realmodel.md."""
+the grouping, the open-set score and the parsing gate chosen beside them (`Fusion`,
+saved as fusion.safetensors in a model folder), and how they answer images
+(`Fusion.answer`). Fitted on inner validation codebases (`methods.fused`, `gmtrace
+train --fuse`); docs/realmodel.md."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 from gmtrace.core.files import atomic_path
 from gmtrace.data.augment import jpeg, resize
 from gmtrace.readout.abstain import ParseGate
+from gmtrace.readout.embedding import OPEN_RULES, GMDensity, open_set_score
 from gmtrace.readout.saved import FUSION
 from gmtrace.realmodel.density import RealModelError, RealPhotoModel
 from gmtrace.realmodel.fusion import (
@@ -65,6 +67,24 @@ class Fusion:
     # evaluate adopt`); the band judges the p before it, the verdict reads the p after
     final: Stacker | None = None
     rule: str = "stacker"  # how the parts are fused (`fusion.choose_rule`)
+    # the open-set score (`embedding.OPEN_RULES`): "gallery", the network's own, or
+    # "density", the training GMs' densities `density` (`methods.fused.choose_open_rule`)
+    open_rule: str = "gallery"
+    density: GMDensity | None = None
+
+    def open_score(self, attribution: np.ndarray, embedding: np.ndarray, gallery) -> np.ndarray:
+        """[N] the open-set score of images by their attribution probabilities and
+        grouping embeddings, by the rule chosen (`gallery`: the network's gallery)."""
+        if self.open_rule == "density" and self.density is not None:
+            return self.density.score(embedding)
+        return open_set_score(attribution, embedding, gallery)
+
+    def open_threshold(self, network_threshold: float) -> float:
+        """The score above which an image is of an unknown GM: the density's own, or
+        the network's (`network_threshold`) for the gallery score."""
+        if self.open_rule == "density" and self.density is not None:
+            return self.density.threshold
+        return network_threshold
 
     def fused(self, p_sup: np.ndarray, unlikeness: np.ndarray) -> np.ndarray:
         return self.stacker.prob(rule_features(self.rule, p_sup, unlikeness, self.real_cal))
@@ -125,6 +145,8 @@ class Fusion:
         arrays["band_disagreement"] = np.array(float(self.band.disagreement))
         arrays["grouping_min_size"] = np.array(float(self.min_size))
         arrays["rule"] = np.array(float(RULES.index(self.rule)))
+        arrays["open_rule"] = np.array(float(OPEN_RULES.index(self.open_rule)))
+        arrays |= self.density.to_arrays("density_") if self.density is not None else {}
         arrays |= self.final.to_arrays("final_") if self.final is not None else {}
         return arrays | (self.gate.to_arrays() if self.gate is not None else {})
 
@@ -155,6 +177,10 @@ class Fusion:
                 gate=ParseGate.from_arrays(arrays),
                 final=Stacker.from_arrays(arrays, "final_") if "final_bias" in arrays else None,
                 rule=rule_of(arrays),
+                open_rule=open_rule_of(arrays),
+                density=GMDensity.from_arrays(arrays, "density_")
+                if "density_center" in arrays
+                else None,
             )
         except KeyError as e:
             raise RealModelError(f"a saved fusion lacks {e}") from None
@@ -187,6 +213,20 @@ class Fusion:
             return cls.from_arrays(arrays)
         except RealModelError as e:
             raise ValueError(f"{path}: {e}") from None
+
+
+def open_rule_of(arrays: dict[str, np.ndarray]) -> str:
+    """The open-set rule a saved fusion names; one saved before the rule was chosen
+    reads the gallery score."""
+    if "open_rule" not in arrays:
+        return "gallery"
+    index = int(scalar(arrays["open_rule"]))
+    if not 0 <= index < len(OPEN_RULES):
+        raise RealModelError(
+            f"its open-set rule (number {index}) is unknown to this gmtrace, which knows "
+            f"{', '.join(OPEN_RULES)}: it was made by another version"
+        )
+    return OPEN_RULES[index]
 
 
 def rule_of(arrays: dict[str, np.ndarray]) -> str:
