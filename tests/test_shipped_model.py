@@ -28,7 +28,13 @@ def test_default_model_is_shipped_and_loads():
     assert meta["train"]["steps"] == meta["steps_done"] >= 400
     a = Analyzer()
     assert len(a.gm_names_) == meta["model"]["n_gms"] >= 100 and a.image_size_ == 64
-    assert 0 < a.open_threshold_ < 1
+    # "unknown GM" by the training GMs' densities, the rule its fusion chose on its
+    # inner validation codebases, at the density's own threshold (a log-density,
+    # no fixed range); the network's gallery score keeps its threshold in (0, 1)
+    assert a.fusion_.open_rule == "density" and a.fusion_.density is not None
+    assert a.open_threshold_ == a.fusion_.density.threshold
+    assert a.fusion_.density.center.shape[0] == meta["model"]["n_gms"]
+    assert 0 < float(a.readout_.open_threshold_) < 1
     # the network holds no fitted state: the readout does
     net, _ = load_network(d)
     assert set(net.state_dict()) == set(GMTraceModel(net.cfg).state_dict())

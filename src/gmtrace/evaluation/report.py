@@ -1295,6 +1295,18 @@ def fused_parts(fusion: dict, adopted: dict | None) -> dict:
         if size == "0"
         else f"density (HDBSCAN), groups of {size}+, the rest ungrouped",
         "grouping ARI on the inner validation (whole, halved)": ari.get(size),
+        "open-set score": "each training GM's density in the grouping embedding"
+        if fusion.get("open_rule") == "density"
+        else "the gallery score (1 - top probability and nearest GM, together)",
+        **(
+            {
+                "open-set score chosen on the inner validation (AUROC)": fusion[
+                    "open_rule_validation_auroc"
+                ]
+            }
+            if fusion.get("open_rule_validation_auroc")
+            else {}
+        ),
         "chosen on": f"an inner network of {fusion.get('inner_gms', '?')} GMs; "
         f"{fusion.get('validation_fake', '?')} generated images of held-back codebases "
         f"and {fusion.get('validation_real', '?')} crops of held-back photo collections",

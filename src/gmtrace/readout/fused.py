@@ -218,26 +218,24 @@ class Fusion:
 def open_rule_of(arrays: dict[str, np.ndarray]) -> str:
     """The open-set rule a saved fusion names; one saved before the rule was chosen
     reads the gallery score."""
-    if "open_rule" not in arrays:
-        return "gallery"
-    index = int(scalar(arrays["open_rule"]))
-    if not 0 <= index < len(OPEN_RULES):
-        raise RealModelError(
-            f"its open-set rule (number {index}) is unknown to this gmtrace, which knows "
-            f"{', '.join(OPEN_RULES)}: it was made by another version"
-        )
-    return OPEN_RULES[index]
+    return _named(arrays, "open_rule", OPEN_RULES, "open-set rule")
 
 
 def rule_of(arrays: dict[str, np.ndarray]) -> str:
     """The fusion rule a saved fusion names; one saved before the rule was chosen
     is a stacker's."""
-    if "rule" not in arrays:
-        return "stacker"
-    index = int(scalar(arrays["rule"]))
-    if not 0 <= index < len(RULES):
+    return _named(arrays, "rule", RULES, "fusion rule")
+
+
+def _named(arrays: dict[str, np.ndarray], key: str, names: tuple, what: str) -> str:
+    """The choice among `names` a saved fusion keeps under `key` (its index), the
+    first where it keeps none; one this version does not know is a clear error."""
+    if key not in arrays:
+        return names[0]
+    index = int(scalar(arrays[key]))
+    if not 0 <= index < len(names):
         raise RealModelError(
-            f"its fusion rule (number {index}) is unknown to this gmtrace, which knows "
-            f"{', '.join(RULES)}: it was made by another version"
+            f"its {what} (number {index}) is unknown to this gmtrace, which knows "
+            f"{', '.join(names)}: it was made by another version"
         )
-    return RULES[index]
+    return names[index]
