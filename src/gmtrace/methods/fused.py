@@ -202,8 +202,17 @@ def fit_fusion(
         ds, bank, val_inf, val_gm, group[: len(val_fake)], inner_dir / inner.name, seed
     )
     real = RealPhotoModel.fit(describe(bank.real), seed=seed, blocks=BLOCKS)
-    fusion = Fusion(real, stacker, real_cal, band, min_size, gate, rule=rule)
-    fusion.open_rule, fusion.density = open_rule, density
+    fusion = Fusion(
+        real,
+        stacker,
+        real_cal,
+        band,
+        min_size,
+        gate,
+        rule=rule,
+        open_rule=open_rule,
+        density=density,
+    )
     record = {
         "rule": rule,
         "rule_validation_auc": rule_scores,
