@@ -104,10 +104,7 @@ class FusedMethod(Method):
             images, lambda a: inf.p_generated if a is images else self.net.detect(a)
         )
         gate = self.fusion_.gate
-        gallery = getattr(self.net.readout_, "gallery_", None)
-        open_score = self.fusion_.open_score(
-            inf.attribution, inf.embedding, None if gallery is None else gallery.cpu().numpy()
-        )
+        open_score = self.fusion_.open_score(inf.embedding, inf.open_score)
         return replace(
             inf,
             p_generated=ans.p_generated.astype(np.float32),

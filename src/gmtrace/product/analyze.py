@@ -153,9 +153,8 @@ class Analyzer:
         """[N] the open-set score of images by their attribution probabilities and
         grouping embeddings: the fusion's rule where the model has one
         (`Fusion.open_score`), else the network's gallery score."""
-        if self.fusion_ is None:
-            return open_set_score(attribution, embedding, self.gallery_)
-        return self.fusion_.open_score(attribution, embedding, self.gallery_)
+        score = open_set_score(attribution, embedding, self.gallery_)
+        return score if self.fusion_ is None else self.fusion_.open_score(embedding, score)
 
     def supervised_p(self, images: np.ndarray) -> np.ndarray:
         """The network's own calibrated p(generated) of uint8 crops [N, H, W, 3]

@@ -34,11 +34,10 @@ def gm_gallery(emb: np.ndarray, gm: np.ndarray, n_gms: int) -> np.ndarray:
     """[n_gms, D] each GM's entry in a gallery: the unit-length mean of its images'
     unit-length embeddings `emb` [N, D] (`gm` [N]: each image's GM); a GM without
     images gets a zero row (it is never the nearest)."""
-    x = np.asarray(emb, dtype=np.float64)
-    x = x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
+    x = _unit(emb)
     out = np.zeros((n_gms, x.shape[1]))
     np.add.at(out, np.asarray(gm, dtype=int), x)
-    return out / np.linalg.norm(out, axis=1, keepdims=True).clip(1e-12)
+    return _unit(out)
 
 
 def open_set_score(
@@ -58,9 +57,7 @@ def open_set_score(
     g = g[np.linalg.norm(g, axis=1) > 0]  # GMs without images
     if not len(g):
         return msp
-    e = np.asarray(embedding, dtype=np.float64)
-    e = e / np.linalg.norm(e, axis=-1, keepdims=True).clip(1e-12)
-    far = (1.0 - (e @ g.T).max(axis=-1)) / 2
+    far = (1.0 - (_unit(embedding) @ g.T).max(axis=-1)) / 2
     return np.sqrt(msp.clip(0, None) * far.clip(0, None))
 
 
@@ -140,5 +137,6 @@ class GMDensity:
 
 
 def _unit(emb: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, in float64 (a zero row stays zero)."""
     x = np.asarray(emb, dtype=np.float64)
     return x / np.linalg.norm(x, axis=-1, keepdims=True).clip(1e-12)

@@ -16,7 +16,7 @@ import numpy as np
 from gmtrace.core.files import atomic_path
 from gmtrace.data.augment import jpeg, resize
 from gmtrace.readout.abstain import ParseGate
-from gmtrace.readout.embedding import OPEN_RULES, GMDensity, open_set_score
+from gmtrace.readout.embedding import OPEN_RULES, GMDensity
 from gmtrace.readout.saved import FUSION
 from gmtrace.realmodel.density import RealModelError, RealPhotoModel
 from gmtrace.realmodel.fusion import (
@@ -72,12 +72,13 @@ class Fusion:
     open_rule: str = "gallery"
     density: GMDensity | None = None
 
-    def open_score(self, attribution: np.ndarray, embedding: np.ndarray, gallery) -> np.ndarray:
-        """[N] the open-set score of images by their attribution probabilities and
-        grouping embeddings, by the rule chosen (`gallery`: the network's gallery)."""
+    def open_score(self, embedding: np.ndarray, gallery_score: np.ndarray) -> np.ndarray:
+        """[N] the open-set score of images by the rule chosen: the density's of their
+        grouping embeddings, or the network's own gallery score of them
+        (`embedding.open_set_score`, `gallery_score`, which the caller has)."""
         if self.open_rule == "density" and self.density is not None:
             return self.density.score(embedding)
-        return open_set_score(attribution, embedding, gallery)
+        return gallery_score
 
     def open_threshold(self, network_threshold: float) -> float:
         """The score above which an image is of an unknown GM: the density's own, or
