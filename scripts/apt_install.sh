@@ -3,7 +3,7 @@
 # Idempotent: no apt call when all are installed. Without root it prints the
 # command to run and exits 0 (the caller's feature then says what it lacks); not
 # on Debian it prints the packages to install by hand and exits 0. Used by
-# install_photos.sh and install_browser.sh.
+# install_photos.sh, install_codecs.sh and install_browser.sh.
 set -euo pipefail
 
 label=$1

@@ -154,6 +154,37 @@ def test_crops_read_at_decode_time_and_a_resume_keeps_the_crop_setting(
     assert [r["crops"] for r in read_results(tmp_path / "one.jsonl")] == [1, 1, 1]
 
 
+def test_large_jpegs_scan_to_the_rows_of_their_whole_decode(
+    small_model_dir: Path, tmp_path: Path, monkeypatch
+):
+    """A large JPEG's crops are cut out of the file (`data.jpegcrop`): its row is
+    the one decoding it whole gives, EXIF orientation included."""
+    from PIL import Image
+
+    from gmtrace.data import jpegcrop
+
+    if jpegcrop._library() is None:
+        pytest.skip("libturbojpeg missing (make setup installs Debian's libturbojpeg0)")
+    d = tmp_path / "photos"
+    d.mkdir()
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[0:700, 0:900] / 30.0
+    for i, orientation in enumerate((1, 6, 3)):
+        smooth = np.stack([np.sin(x + i), np.cos(y), np.sin(x - y)], -1) * 60 + 128
+        pic = np.clip(smooth + rng.normal(0, 10, smooth.shape), 0, 255).astype(np.uint8)
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.fromarray(pic).save(d / f"{i}.jpg", quality=85, exif=exif.tobytes())
+    an = Analyzer(small_model_dir)
+    for p in sorted(d.iterdir()):
+        assert jpegcrop.jpeg_crops(p.read_bytes(), an.image_size_, an.max_crops) is not None
+    cut = _scan_to(an, [d], tmp_path, "cut.jsonl")
+    monkeypatch.setenv(jpegcrop.ENV, "0")
+    whole = _scan_to(an, [d], tmp_path, "whole.jsonl")
+    assert len(read_results(cut)) == 3 and [r["crops"] for r in read_results(cut)] == [9] * 3
+    assert results_differ(cut, whole, atol=1e-6) is None
+
+
 def test_sigkill_at_random_points_then_resume(small_model_dir: Path, case: Path, tmp_path: Path):
     """The CLI killed twice while writing (at a random size of the output), then
     rerun: the file holds an uninterrupted run's rows, in its order, every field

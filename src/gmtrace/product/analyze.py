@@ -26,12 +26,14 @@ from gmtrace.core.schema import CONTINUOUS, UNKNOWN, Normalizer, decode
 from gmtrace.data.crops import Crops, crop_grid
 from gmtrace.data.images import (
     MAX_FILE_BYTES,
+    Decoded,
     ImageError,
     decode_bytes,
     load_rgb,
     read_bytes,
     save_png,
 )
+from gmtrace.data.jpegcrop import decode_crops
 from gmtrace.engine.runtimes import make_runtime
 from gmtrace.grouping.cluster import density_group, group_scalable, number_groups
 from gmtrace.nets.fen import fold_batch_norm
@@ -178,6 +180,12 @@ class Analyzer:
         to analyze it once the image itself is gone (a scan keeps only this)."""
         grid, padded = crop_grid(img, self.image_size_, self.max_crops)
         return Crops(grid, padded, (int(img.shape[1]), int(img.shape[0])))
+
+    def decode_crops(self, data: bytes, name: str | Path) -> tuple[Decoded, Crops | None]:
+        """`crops` of a file's bytes, with their hash and length, or None and the
+        file's error: a large JPEG's crops are cut without decoding all of it
+        (`data.jpegcrop`, the same pixels)."""
+        return decode_crops(data, name, self.image_size_, self.max_crops)
 
     def analyze_crops(self, crops: list[Crops], names: list[str]) -> list[ImageResult]:
         """`analyze_arrays` of images already cut by `crops`. numpy's BLAS runs on one

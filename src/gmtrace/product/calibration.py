@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from gmtrace.core.files import atomic_write_text, data_dir, file_sha256
-from gmtrace.data.images import ImageError, decode_bytes, find_images, read_bytes
+from gmtrace.data.images import ImageError, find_images, read_bytes
 from gmtrace.readout.fused import Fusion
 from gmtrace.readout.saved import FUSION
 from gmtrace.realmodel.density import RealModelError, RealPhotoModel
@@ -75,14 +75,14 @@ def calibrate(
     crops, owner, unreadable = [], [], list(errors.values())
     for f in files:
         try:
-            decoded = decode_bytes(read_bytes(f), f)
+            decoded, cut = analyzer.decode_crops(read_bytes(f), f)
         except ImageError as e:
             unreadable.append(str(e))
             continue
-        if decoded.image is None:
+        if cut is None:
             unreadable.append(decoded.error or f"{f}: unreadable")
             continue
-        c = analyzer.crops(decoded.image).grid
+        c = cut.grid
         crops.append(c)
         owner += [len(crops) - 1] * len(c)
     if len(crops) < MIN_PHOTOS:

@@ -40,7 +40,6 @@ from gmtrace.data.crops import Crops, crop_count
 from gmtrace.data.images import (
     MAX_FILE_BYTES,
     ImageError,
-    decode_bytes,
     display_path,
     find_images,
     read_bytes,
@@ -297,8 +296,7 @@ def _load(analyzer, path: str) -> tuple[str, Crops | None, str | None, str | Non
         data = read_bytes(path, MAX_FILE_BYTES)
     except ImageError as e:
         return path, None, str(e), None, None
-    d = decode_bytes(data, path)
-    crops = None if d.image is None else analyzer.crops(d.image)
+    d, crops = analyzer.decode_crops(data, path)
     return path, crops, d.error, d.sha256, d.nbytes
 
 
