@@ -38,7 +38,7 @@ def _jpeg(rgb: np.ndarray, orientation: int = 1, mode: str = "RGB", **kw) -> byt
     exif = Image.Exif()
     exif[0x0112] = orientation
     buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=90, exif=exif.tobytes(), **kw)
+    im.save(buf, "JPEG", exif=exif.tobytes(), **({"quality": 90} | kw))
     return buf.getvalue()
 
 
@@ -66,6 +66,8 @@ def test_grayscale_progressive_and_odd_sizes_are_cut_exactly():
         "gray": _jpeg(pic, mode="L"),
         "progressive": _jpeg(pic, progressive=True),
         "progressive, turned": _jpeg(pic, 6, progressive=True, subsampling=1),
+        "restart markers": _jpeg(pic, restart_marker_rows=1),
+        "optimized tables, quality 100": _jpeg(pic, optimize=True, quality=100),
     }
     for what, data in cases.items():
         got = jpeg_crops(data, 64, 9)
@@ -101,9 +103,11 @@ def test_a_progressive_image_missing_refinements_is_decoded_whole():
 def test_what_it_does_not_answer_is_decoded_whole_with_the_same_result():
     big = _jpeg(_picture())
     small = _jpeg(_picture(200, 260))  # its crops would cover most of it
-    png = io.BytesIO()
+    png, cmyk = io.BytesIO(), io.BytesIO()
     Image.fromarray(_picture()).save(png, "PNG")
-    for name, data in (("small.jpg", small), ("p.png", png.getvalue())):
+    Image.fromarray(_picture()).convert("CMYK").save(cmyk, "JPEG")
+    cases = (("small.jpg", small), ("p.png", png.getvalue()), ("cmyk.jpg", cmyk.getvalue()))
+    for name, data in cases:
         assert jpeg_crops(data, 64, 9) is None, name
         d, crops = decode_crops(data, name, 64, 9)
         assert d.image is None and d.error is None, name  # the image itself is not kept

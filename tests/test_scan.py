@@ -183,6 +183,15 @@ def test_large_jpegs_scan_to_the_rows_of_their_whole_decode(
     whole = _scan_to(an, [d], tmp_path, "whole.jsonl")
     assert len(read_results(cut)) == 3 and [r["crops"] for r in read_results(cut)] == [9] * 3
     assert results_differ(cut, whole, atol=1e-6) is None
+    # `analyze` reads the crops alone too, and decodes whole where it saves views
+    monkeypatch.setenv(jpegcrop.ENV, "1")
+    files = sorted(d.iterdir())
+    for r, row, shown in zip(
+        an.analyze(files), read_results(cut), an.analyze(files, tmp_path / "views"), strict=True
+    ):
+        assert r.p_generated == pytest.approx(row["p_generated"], abs=1e-6)
+        assert shown.p_generated == pytest.approx(r.p_generated, abs=1e-6)
+        assert r.sha256 == row["sha256"] and Path(shown.fingerprint_png).is_file()
 
 
 def test_sigkill_at_random_points_then_resume(small_model_dir: Path, case: Path, tmp_path: Path):

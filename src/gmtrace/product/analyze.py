@@ -333,10 +333,14 @@ class Analyzer:
             data = read_bytes(p, MAX_FILE_BYTES)
         except ImageError as e:
             return ImageResult(path=str(p), ok=False, error=str(e))
-        d = decode_bytes(data, p)
-        if d.image is None:
+        if save_dir is None:  # only the crops are read: a large JPEG is not decoded whole
+            d, crops = self.decode_crops(data, p)
+        else:
+            d = decode_bytes(data, p)
+            crops = None if d.image is None else self.crops(d.image)
+        if crops is None:
             return ImageResult(str(p), False, d.error, sha256=d.sha256, bytes=d.nbytes)
-        r = self.analyze_array(d.image, str(p))
+        r = self.analyze_crops([crops], [str(p)])[0]
         r.sha256, r.bytes = d.sha256, d.nbytes
         if save_dir is not None:
             self._save_views(d.image, Path(p), Path(save_dir), r)
