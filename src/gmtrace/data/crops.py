@@ -41,6 +41,12 @@ def crop_grid(img: np.ndarray, size: int, max_crops: int) -> tuple[np.ndarray, b
     return np.stack([img[y : y + size, x : x + size] for y in ys for x in xs]), False
 
 
+def crops_of(img: np.ndarray, size: int, max_crops: int) -> Crops:
+    """`crop_grid` of an image with its size: what a scan keeps of it."""
+    grid, padded = crop_grid(img, size, max_crops)
+    return Crops(grid, padded, (int(img.shape[1]), int(img.shape[0])))
+
+
 def crop_count(width: int, height: int, size: int, max_crops: int) -> int:
     """How many crops `crop_grid` cuts from an image of that size."""
     layout = crop_layout(height, width, size, max_crops)

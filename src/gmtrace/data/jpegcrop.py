@@ -39,7 +39,7 @@ from functools import cache
 import numpy as np
 from PIL import Image
 
-from gmtrace.data.crops import Crops, crop_grid, crop_layout
+from gmtrace.data.crops import Crops, crop_layout, crops_of
 from gmtrace.data.images import MAX_PIXELS, MIN_SIDE, Decoded, decode_bytes
 
 # turbojpeg.h (libjpeg-turbo 2.x and 3.x keep these in the API of version 2)
@@ -198,16 +198,14 @@ def decode_crops(
     file's one-line error. A JPEG's crops are cut without decoding it whole where
     `jpeg_crops` answers; every other file is decoded whole (`decode_bytes`). The
     crops are the same either way."""
-    if len(data) >= 2 and data[:2] == b"\xff\xd8":
-        crops = jpeg_crops(data, size, max_crops, max_pixels)
-        if crops is not None:
-            return Decoded(hashlib.sha256(data).hexdigest(), len(data)), crops
+    crops = jpeg_crops(data, size, max_crops, max_pixels)
+    if crops is not None:
+        return Decoded(hashlib.sha256(data).hexdigest(), len(data)), crops
     d = decode_bytes(data, name, max_pixels)
     if d.image is None:
         return d, None
-    grid, padded = crop_grid(d.image, size, max_crops)
-    img, d.image = d.image, None
-    return d, Crops(grid, padded, (int(img.shape[1]), int(img.shape[0])))
+    img, d.image = d.image, None  # the crops are all a scan keeps
+    return d, crops_of(img, size, max_crops)
 
 
 def jpeg_crops(

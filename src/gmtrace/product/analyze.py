@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from gmtrace.core.runtime import pick_device
 from gmtrace.core.schema import CONTINUOUS, UNKNOWN, Normalizer, decode
-from gmtrace.data.crops import Crops, crop_grid
+from gmtrace.data.crops import Crops, crop_grid, crops_of
 from gmtrace.data.images import (
     MAX_FILE_BYTES,
     Decoded,
@@ -178,8 +178,7 @@ class Analyzer:
     def crops(self, img: np.ndarray) -> Crops:
         """What the network reads of an image (`crop_grid`), with its size: enough
         to analyze it once the image itself is gone (a scan keeps only this)."""
-        grid, padded = crop_grid(img, self.image_size_, self.max_crops)
-        return Crops(grid, padded, (int(img.shape[1]), int(img.shape[0])))
+        return crops_of(img, self.image_size_, self.max_crops)
 
     def decode_crops(self, data: bytes, name: str | Path) -> tuple[Decoded, Crops | None]:
         """`crops` of a file's bytes, with their hash and length, or None and the

@@ -82,9 +82,8 @@ def calibrate(
         if cut is None:
             unreadable.append(decoded.error or f"{f}: unreadable")
             continue
-        c = cut.grid
-        crops.append(c)
-        owner += [len(crops) - 1] * len(c)
+        crops.append(cut.grid)
+        owner += [len(crops) - 1] * len(cut.grid)
     if len(crops) < MIN_PHOTOS:
         raise CalibrationError(
             f"{len(crops)} readable photograph(s) under {', '.join(map(str, paths))} "
