@@ -253,6 +253,29 @@ def test_inner_validation_can_hold_back_a_third_of_the_dominant_codebases_famili
     )
 
 
+def test_inner_validation_with_tiers_holds_back_a_codebase_of_every_tier():
+    # gmtrace's zoo (out of the pool), one upscaler package too large for the room,
+    # and six small packages of a third tier
+    cbs = ["gmtrace"] * 60 + ["upscaler"] * 18 + [c for c in "abcdef" for _ in range(2)]
+    tiers = ["gmtrace"] * 60 + ["pretrained"] * 18 + ["foreign"] * 12
+    names = [f"g{i}" for i in range(len(cbs))]
+    fams = ["f"] * len(cbs)
+    for seed in range(4):
+        plain = inner_validation(names, cbs, fams, seed)
+        val = inner_validation(names, cbs, fams, seed, tiers=tiers)
+        held = {cbs[names.index(n)] for n in val}
+        assert "upscaler" not in {cbs[names.index(n)] for n in plain}  # past the room
+        assert set(plain) < set(val) and "upscaler" in held and "gmtrace" not in held
+        assert {n for n, c in zip(names, cbs, strict=True) if c == "upscaler"} <= set(val)
+    # every tier of the pool already held back: nothing added
+    two = ["gmtrace"] * 60 + [c for c in "abcdef" for _ in range(2)]
+    t2 = ["gmtrace"] * 60 + ["foreign"] * 12
+    n2 = names[: len(two)]
+    assert inner_validation(n2, two, fams[: len(two)], 0, tiers=t2) == inner_validation(
+        n2, two, fams[: len(two)], 0
+    )
+
+
 def test_density_grouping_leaves_an_outlier_ungrouped():
     rng = np.random.default_rng(3)
     a = rng.normal(0, 0.05, size=(30, 4)) + [1, 0, 0, 0]

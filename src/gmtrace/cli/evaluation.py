@@ -79,6 +79,15 @@ def evaluate(
             "as before 2026-12-05)",
         ),
     ] = DEFAULT.inner_families,
+    inner_tiers: Annotated[
+        bool,
+        typer.Option(
+            "--inner-tiers/--no-inner-tiers",
+            help="the fused method's inner validation also holds back a codebase of every "
+            "tier among the small codebases (an upscaler package the inner network never "
+            "saw; docs/realmodel.md)",
+        ),
+    ] = DEFAULT.inner_tiers,
     red_steps: Annotated[
         int, typer.Option(help="RED-architecture training steps per fold (about equal CPU time)")
     ] = DEFAULT.red_steps,
@@ -136,6 +145,7 @@ def evaluate(
         steps=steps,
         red_steps=red_steps,
         inner_families=inner_families,
+        inner_tiers=inner_tiers,
         balance=balance,
         precision=precision,
         train_per_gm=train_per_gm,

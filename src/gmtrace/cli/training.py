@@ -66,6 +66,14 @@ def train(
             "2026-12-05)",
         ),
     ] = TRAIN.inner_families,
+    inner_tiers: Annotated[
+        bool,
+        typer.Option(
+            "--inner-tiers/--no-inner-tiers",
+            help="with --fuse: the inner validation also holds back a codebase of every tier "
+            "among the small codebases (docs/realmodel.md)",
+        ),
+    ] = TRAIN.inner_tiers,
 ) -> None:
     """Train the FEN, parsing network and heads on a zoo, or several (resumable)."""
     from gmtrace.data.dataset import DatasetError, GMDataset, real_records
@@ -83,6 +91,7 @@ def train(
         augment=not no_augment,
         seed=seed,
         inner_families=inner_families,
+        inner_tiers=inner_tiers,
         balance=balance,
     )
     mcfg = replace(MODEL, fen=replace(MODEL.fen, depth=fen_depth, width=fen_width))
@@ -134,6 +143,7 @@ def _fuse(ds, bank, out: Path, cfg: TrainConfig, mcfg: ModelConfig) -> None:
         cfg.seed,
         console,
         cfg.inner_families,
+        cfg.inner_tiers,
     )
     fusion.save(out)
     atomic_write_text(out / FUSION_RECORD, json.dumps(record, indent=1) + "\n")

@@ -138,6 +138,7 @@ def inner_validation(
     families: Sequence[str],
     seed: int = 0,
     largest_families: bool = False,
+    tiers: Sequence[str] | None = None,
 ) -> list[str]:
     """The training GMs held out of an inner network so that what is fitted on its
     answers (the fusion, the unsure band, the parsing gate) sees code it never saw:
@@ -152,7 +153,11 @@ def inner_validation(
     the largest codebase's families (at least one) are held back too, where that
     codebase is left out of the pool: the stacker then sees many more unseen GMs
     than the handful of the small codebases (docs/realmodel.md, "Why the shipped
-    candidate fails")."""
+    candidate fails"). With `tiers` (each GM's), every tier with codebases in the
+    pool gets at least one of them held back, drawn at random, past the half-room
+    rule where need be: the inner validation then holds a kind of generator the
+    inner network never saw, as a tier held out whole (docs/realmodel.md, "Inner
+    validation with a codebase of every tier")."""
     keys = list(codebases)
     counts: dict[str, int] = defaultdict(int)
     for c in keys:
@@ -181,7 +186,23 @@ def inner_validation(
             for n, f, c in zip(names, families, codebases, strict=True)
             if c == largest and f in held_fams
         }
-    return sorted(set(_inner_pool(pool, pool_keys, counts, by_family, seed)) | extra)
+    held = set(_inner_pool(pool, pool_keys, counts, by_family, seed))
+    if tiers is not None and not by_family:
+        held |= _every_tier(pool, dict(zip(codebases, tiers, strict=True)), held, seed)
+    return sorted(held | extra)
+
+
+def _every_tier(pool, tier_of: dict[str, str], held: set[str], seed: int) -> set[str]:
+    """The pool's GMs of one codebase, drawn at random, of each tier that none of
+    the GMs `held` belongs to (`inner_validation`'s `tiers`)."""
+    rng = np.random.default_rng(seed + 1)
+    covered = {tier_of[c] for n, c in pool if n in held}
+    add: set[str] = set()
+    for tier in sorted({tier_of[c] for _, c in pool} - covered):
+        options = sorted({c for _, c in pool if tier_of[c] == tier})
+        pick = options[int(rng.integers(len(options)))]
+        add |= {n for n, c in pool if c == pick}
+    return add
 
 
 def _inner_pool(pool, pool_keys, counts, by_family: bool, seed: int) -> list[str]:

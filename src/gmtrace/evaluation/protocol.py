@@ -175,6 +175,7 @@ def make_methods(cfg: EvalConfig) -> list[Method]:
         probe_per_gm=30,
         probe_real=300,
         inner_families=cfg.inner_families,
+        inner_tiers=cfg.inner_tiers,
         balance=cfg.balance,
     )
     steps = {"red": cfg.red_steps}

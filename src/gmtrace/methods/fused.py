@@ -79,6 +79,7 @@ class FusedMethod(Method):
         self.inner = NetMethod("gmtrace", ModelConfig(), train_cfg)
         self.seed = train_cfg.seed
         self.inner_families = train_cfg.inner_families
+        self.inner_tiers = train_cfg.inner_tiers
 
     def fit(self, ds, bank, targets, out_dir, console) -> dict:
         info = self.net.fit(ds, bank, targets, out_dir, console)
@@ -91,6 +92,7 @@ class FusedMethod(Method):
             self.seed,
             console,
             self.inner_families,
+            self.inner_tiers,
         )
         (out_dir / self.name).mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / self.name / FUSION_RECORD, json.dumps(record, indent=1))
@@ -132,6 +134,7 @@ def fit_fusion(
     seed: int,
     console,
     inner_families: bool,
+    inner_tiers: bool = False,
 ) -> tuple[Fusion, dict]:
     """The fusion of the network `outer` trained on `bank` (the fold's training data,
     or a shipped model's; loaded): the inner network `inner` trained into
@@ -140,9 +143,18 @@ def fit_fusion(
     photographs and, where the density score is chosen, the densities of `outer`'s
     training GMs (`network_density`). Returns the fusion and a record of what was
     chosen. `inner_families`: the inner validation holds back a third of the largest
-    codebase's families too (`splits.inner_validation`)."""
+    codebase's families too, `inner_tiers` a codebase of every tier
+    (`splits.inner_validation`)."""
     t0 = time.perf_counter()
-    inner_bank, val_fake, val_gm, val_real, val_src = inner_split(ds, bank, seed, inner_families)
+    inner_bank, val_fake, val_gm, val_real, val_src = inner_split(
+        ds, bank, seed, inner_families, inner_tiers
+    )
+    # the codebases held back for their tier alone (`inner_tiers`) serve the detection's
+    # choices (rule, weights, band); what tells GMs apart (grouping, open-set score,
+    # parsing gate) is chosen on the other held-back GMs, as without them: a package
+    # of upscalers the inner network cannot tell apart would otherwise decide it
+    plain = set(inner_split_names(ds, bank, seed, inner_families, False))
+    apart = np.array([bank.gm_names[int(i)] in plain for i in val_gm], bool)
     console.print(
         f"  inner network: {len(inner_bank.fake)} GMs, {len(inner_bank.real)} real crops; "
         f"validation {len(val_fake)} generated, {len(val_real)} real"
@@ -191,12 +203,13 @@ def fit_fusion(
     }
     crops, *more = readings.values()
     band = choose_width(*crops, UNSURE_BUDGET, tuple(REENCODINGS), also=tuple(more))
-    val_inf = inner.predict(val_fake)
-    min_size, grouping_ari = choose_grouping(val_inf.embedding, val_gm)
+    val_inf = inner.predict(val_fake[apart])
+    min_size, grouping_ari = choose_grouping(val_inf.embedding, val_gm[apart])
     open_rule, open_auroc = choose_open_rule(inner, inner_bank, val_inf)
     density = network_density(outer, bank)[0] if open_rule == "density" else None
+    val_group = group[: len(val_fake)][apart]
     gate, gate_rule, gate_scores = fit_gate(
-        ds, bank, val_inf, val_gm, group[: len(val_fake)], inner_dir / inner.name, seed
+        ds, bank, val_inf, val_gm[apart], val_group, inner_dir / inner.name, seed
     )
     real = RealPhotoModel.fit(describe(bank.real), seed=seed, blocks=BLOCKS)
     fusion = Fusion(
@@ -220,6 +233,7 @@ def fit_fusion(
         "band_disagreement": band.disagreement,
         "band_unsure_validation": {k: unsure_share(band, *r) for k, r in readings.items()},
         "inner_gms": len(inner_bank.fake),
+        "validation_gms_for_tiers": int(len(np.unique(val_gm[~apart]))),
         "validation_fake": int(len(val_fake)),
         "validation_real": int(len(val_real)),
         "inner_train_seconds": inner_info["train_seconds"],
@@ -310,23 +324,29 @@ def fit_gate(
     )
 
 
+def inner_split_names(
+    ds, bank: ImageBank, seed: int, largest_families: bool, every_tier: bool
+) -> list[str]:
+    """The GMs of `bank` that `inner_split` holds back (`splits.inner_validation`)."""
+    by_name = {g.name: g for g in ds.gms}
+    gms = [by_name[n] for n in bank.gm_names]
+    return inner_validation(
+        bank.gm_names,
+        [g.codebase for g in gms],
+        [g.family for g in gms],
+        seed,
+        largest_families,
+        [g.tier for g in gms] if every_tier else None,
+    )
+
+
 def inner_split(
-    ds, bank: ImageBank, seed: int, largest_families: bool = False
+    ds, bank: ImageBank, seed: int, largest_families: bool = False, every_tier: bool = False
 ) -> tuple[ImageBank, np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """The inner network's training bank, and the validation images: the first
     `VAL_PER_GM` of each held-back GM (and the GM of each) and the crops of
     held-back collections (and the photograph of each)."""
-    by_name = {g.name: g for g in ds.gms}
-    gms = [by_name[n] for n in bank.gm_names]
-    val_names = set(
-        inner_validation(
-            bank.gm_names,
-            [g.codebase for g in gms],
-            [g.family for g in gms],
-            seed,
-            largest_families,
-        )
-    )
+    val_names = set(inner_split_names(ds, bank, seed, largest_families, every_tier))
     coll = {r.source: r.collection for r in ds.real}
     sources = sorted(set(bank.real_sources))
     colls = [coll.get(s, s) for s in sources]
