@@ -179,13 +179,18 @@ class Decoded:
     image: np.ndarray | None = None
     error: str | None = None
 
+    @classmethod
+    def of_bytes(cls, data: bytes) -> Decoded:
+        """A file's identity (its bytes' sha256 and length), nothing decoded yet."""
+        return cls(hashlib.sha256(data).hexdigest(), len(data))
+
 
 def decode_bytes(data: bytes, name: str | Path, max_pixels: int = MAX_PIXELS) -> Decoded:
     """The one decode-hash-error path of files read whole (a scan's, an upload's):
     `decode_rgb` of `data`, refused beyond `max_pixels`, with the bytes' sha256. A
     decoder's own failure (not an `ImageError`) is this file's error too, so a
     batch carries on."""
-    out = Decoded(hashlib.sha256(data).hexdigest(), len(data))
+    out = Decoded.of_bytes(data)
     path = display_path(name)
     try:
         img = decode_rgb(data, name)

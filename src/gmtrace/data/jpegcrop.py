@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import hashlib
 import io
 import os
 import re
@@ -200,7 +199,7 @@ def decode_crops(
     crops are the same either way."""
     crops = jpeg_crops(data, size, max_crops, max_pixels)
     if crops is not None:
-        return Decoded(hashlib.sha256(data).hexdigest(), len(data)), crops
+        return Decoded.of_bytes(data), crops
     d = decode_bytes(data, name, max_pixels)
     if d.image is None:
         return d, None

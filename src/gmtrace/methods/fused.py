@@ -153,8 +153,10 @@ def fit_fusion(
     # choices (rule, weights, band); what tells GMs apart (grouping, open-set score,
     # parsing gate) is chosen on the other held-back GMs, as without them: a package
     # of upscalers the inner network cannot tell apart would otherwise decide it
-    plain = set(inner_split_names(ds, bank, seed, inner_families, False))
-    apart = np.array([bank.gm_names[int(i)] in plain for i in val_gm], bool)
+    apart = np.ones(len(val_gm), bool)
+    if inner_tiers:
+        plain = set(inner_split_names(ds, bank, seed, inner_families, False))
+        apart = np.array([bank.gm_names[int(i)] in plain for i in val_gm], bool)
     console.print(
         f"  inner network: {len(inner_bank.fake)} GMs, {len(inner_bank.real)} real crops; "
         f"validation {len(val_fake)} generated, {len(val_real)} real"
