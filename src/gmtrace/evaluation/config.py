@@ -42,7 +42,7 @@ class EvalConfig:
     synth_gms: int = 0  # GMs of a synthesized tier added to every fold's training
     gallery_per_gm: int = 16  # training images per GM whose mean embedding is its gallery entry
     inner_families: bool = True  # the fused method's inner validation (TrainConfig's)
-    inner_tiers: bool = False  # ... with a codebase of every tier (TrainConfig's)
+    inner_tiers: bool = True  # ... with a codebase of every tier (TrainConfig's)
     balance: str = "gm"  # how training batches pick their GMs (TrainConfig's)
     # the arithmetic of the networks' answers on test images (`core.precision`; their
     # training and fitting stay fp32, as a shipped model's): the scan's `--precision`

@@ -37,8 +37,9 @@ class TrainConfig:
     # measured better on the codebase protocol, so the default since 2026-12-05)
     inner_families: bool = True
     # ... and at least one codebase of every tier among the small codebases
-    # (`splits.inner_validation`'s `tiers`; an experiment of 2026-12-06, off by default)
-    inner_tiers: bool = False
+    # (`splits.inner_validation`'s `tiers`; measured better on the codebase protocol and
+    # shipped, so the default since 2026-12-06: docs/realmodel.md)
+    inner_tiers: bool = True
     # how the generated half of a batch picks its GMs: "gm", uniformly over the GMs;
     # "tier", each tier (gmtrace's own zoo, the pretrained, the foreign-code tier)
     # equally, uniformly over its GMs (a tier of 154 GMs then weighs as one of 19)
