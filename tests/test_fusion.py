@@ -17,9 +17,20 @@ from gmtrace.data.loader import ImageBank
 from gmtrace.data.splits import inner_validation
 from gmtrace.evaluation.adopt import read_out_of_fold
 from gmtrace.evaluation.protocol import evaluate
-from gmtrace.grouping.cluster import density_group, first_half, group_with
+from gmtrace.grouping.cluster import (
+    DESCRIPTION_WEIGHTS,
+    density_group,
+    first_half,
+    group_with,
+    grouping_features,
+)
 from gmtrace.index.index import SameSource
-from gmtrace.methods.fused import choose_open_rule, crop_owners, validation_groups
+from gmtrace.methods.fused import (
+    choose_grouping,
+    choose_open_rule,
+    crop_owners,
+    validation_groups,
+)
 from gmtrace.readout.abstain import GATE_RULES, STRICT
 from gmtrace.readout.embedding import OPEN_RULES, GMDensity, open_set_score
 from gmtrace.readout.fused import FUSION, REENCODINGS, Fusion, open_rule_of, rule_of
@@ -290,6 +301,61 @@ def test_density_grouping_leaves_an_outlier_ungrouped():
     assert density_group(emb[:3], min_size=5).tolist() == [0, 1, 2]
 
 
+def _two_gms_the_embedding_cannot_tell_apart(rng, n=30):
+    """Images of 3 GMs: two share one embedding (what a network trained on other
+    code learned) and differ only in their self-descriptions; the third differs in
+    the embedding."""
+    emb = np.r_[
+        rng.normal(0, 0.05, (2 * n, 2)) + [1, 0],
+        rng.normal(0, 0.05, (n, 2)) + [0, 1],
+    ]
+    desc = rng.normal(0, 0.05, (3 * n, 6))
+    desc[:n, :4] += 0.5  # the first GM's pixels are predicted otherwise
+    return emb, desc, np.repeat([0, 1, 2], n)
+
+
+def test_grouping_features_put_the_self_description_beside_the_embedding():
+    rng = np.random.default_rng(5)
+    emb, desc, gm = _two_gms_the_embedding_cannot_tell_apart(rng)
+    # weight 0, or no descriptions: the embedding as it is (the grouping before)
+    assert np.array_equal(grouping_features(emb, desc, 0.0), emb)
+    assert np.array_equal(grouping_features(emb, None, 1.0), emb)
+    x = grouping_features(emb, desc, 2.0)
+    assert x.shape == (len(emb), 2 + 6)
+    # every column standardized over the case; the description's block weighs
+    # weight^2 times the embedding's in total variance
+    assert np.allclose(x.mean(0), 0, atol=1e-9)
+    assert np.isclose(x[:, :2].var(0).sum(), 2) and np.isclose(x[:, 2:].var(0).sum(), 4 * 2)
+    # a constant column (one value for the whole case) is zeros, not NaN
+    flat = desc.copy()
+    flat[:, 0] = 7.0
+    assert np.all(grouping_features(emb, flat, 1.0)[:, 2] == 0)
+    # the two GMs of one embedding are told apart only with the description
+    from sklearn.metrics import adjusted_rand_score
+
+    alone = adjusted_rand_score(gm, group_with(grouping_features(emb, desc, 0.0), 0))
+    both = adjusted_rand_score(gm, group_with(grouping_features(emb, desc, 1.0), 0))
+    assert alone < 0.7 and both > 0.95
+
+
+def test_choose_grouping_takes_the_description_where_the_held_back_gms_say_so():
+    rng = np.random.default_rng(6)
+    emb, desc, gm = _two_gms_the_embedding_cannot_tell_apart(rng)
+    size, weight, scores = choose_grouping(emb, gm, desc, DESCRIPTION_WEIGHTS)
+    assert weight == 1.0 and size == 0
+    assert scores["0 d1"][0] > 0.95 > scores["0"][0]
+    assert set(scores) == {str(z) for z in (0, 5, 10, 20, 40)} | {
+        f"{z} d1" for z in (0, 5, 10, 20, 40)
+    }
+    # without descriptions only the embedding's candidates
+    size, weight, scores = choose_grouping(emb, gm, None, DESCRIPTION_WEIGHTS)
+    assert weight == 0.0 and all(" d" not in k for k in scores)
+    # GMs the embedding tells apart alone: the ties go to the embedding alone
+    sep = np.r_[emb[:30], emb[60:], emb[60:] + [3, 3]]
+    _, weight, _ = choose_grouping(sep, gm, np.zeros_like(desc), DESCRIPTION_WEIGHTS)
+    assert weight == 0.0
+
+
 def test_first_half_keeps_the_first_half_of_each_group_in_order():
     labels = np.array([2, 1, 2, 2, 1, 2, 7])
     assert first_half(labels).tolist() == [True, True, True, False, False, False, True]
@@ -345,6 +411,14 @@ def test_fusion_answers_per_image_from_its_crops_and_survives_a_round_trip(tmp_p
     assert again.rule == "max"
     assert np.allclose(again.fused(p_sup, unl), fusion.fused(p_sup, unl))
     assert rule_of({}) == "stacker"
+    # the self-description's weight in the grouping: kept; a fusion saved before it
+    # groups on the embedding alone
+    fusion.group_weight = 1.0
+    fusion.save(tmp_path)
+    assert Fusion.load(tmp_path).group_weight == 1.0
+    arrays = fusion.to_arrays()
+    del arrays["grouping_description_weight"]
+    assert Fusion.from_arrays(arrays).group_weight == 0.0
     with pytest.raises(ValueError, match="fusion rule"):
         rule_of({"rule": np.array([9.0])})
     # a model of the pixels' part alone, as saved before the spectrum part, reads the
@@ -370,7 +444,13 @@ def test_fusion_answers_per_image_from_its_crops_and_survives_a_round_trip(tmp_p
 
 def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny_eval):
     zoo = GMDataset.from_zoo(tiny_zoo_dir)
-    cfg = tiny_eval(methods=("fused",), steps=2, leakage_steps=2, conditions=("jpeg75",))
+    cfg = tiny_eval(
+        methods=("fused",),
+        steps=2,
+        leakage_steps=2,
+        conditions=("jpeg75",),
+        group_description=True,
+    )
     evaluate(zoo, tmp_path / "eval", cfg, command="gmtrace evaluate --methods fused")
     saved = json.loads((tmp_path / "eval" / "results.json").read_text())
     fused = saved["methods"]["fused"]
@@ -392,7 +472,11 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
     assert set(rec["rule_validation_auc"]) == (set(RULES) if rec["rule_groups"] >= 2 else set())
     assert rec["inner_gms"] < len(zoo) and rec["band_width"] >= 0
     assert rec["inner_real_model"] == "all the fold's photographs"  # the tiny zoo has 48
-    assert str(rec["grouping_min_size"]) in rec["grouping_validation_ari"]
+    # the grouping chosen with the self-description's weight among its candidates
+    w = rec["grouping_description_weight"]
+    assert w in DESCRIPTION_WEIGHTS and saved.group_weight == w
+    key = str(rec["grouping_min_size"]) + (f" d{w:g}" if w else "")
+    assert key in rec["grouping_validation_ari"] and "0 d1" in rec["grouping_validation_ari"]
     assert 0 <= fused["grouping_half"]["ari"]["mean"] <= 1
     assert fused["parsing"] is not None  # the outer network's parse
     # parsing that abstains: the gate chosen on inner validation, scored where it answered

@@ -88,6 +88,14 @@ def evaluate(
             "saw; docs/realmodel.md)",
         ),
     ] = DEFAULT.inner_tiers,
+    group_description: Annotated[
+        bool,
+        typer.Option(
+            "--group-description/--no-group-description",
+            help="the fused method's grouping may read the images' self-descriptions "
+            "beside the embedding, where its inner validation says so (docs/realmodel.md)",
+        ),
+    ] = DEFAULT.group_description,
     red_steps: Annotated[
         int, typer.Option(help="RED-architecture training steps per fold (about equal CPU time)")
     ] = DEFAULT.red_steps,
@@ -146,6 +154,7 @@ def evaluate(
         red_steps=red_steps,
         inner_families=inner_families,
         inner_tiers=inner_tiers,
+        group_description=group_description,
         balance=balance,
         precision=precision,
         train_per_gm=train_per_gm,

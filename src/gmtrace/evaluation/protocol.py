@@ -176,6 +176,7 @@ def make_methods(cfg: EvalConfig) -> list[Method]:
         probe_real=300,
         inner_families=cfg.inner_families,
         inner_tiers=cfg.inner_tiers,
+        group_description=cfg.group_description,
         balance=cfg.balance,
     )
     steps = {"red": cfg.red_steps}
@@ -1031,7 +1032,7 @@ def _rows_by(keys: np.ndarray, data: list[FoldData], name: str) -> dict:
             p["gms"].append(gms)
             p["ari"].append(
                 grouping_scores(
-                    _grouper(fd, name)(unseen.embedding[mask]),
+                    _grouper(fd, name)(unseen.embedding[mask], _rows(unseen.description, mask)),
                     np.unique(gms, return_inverse=True)[1],
                 )["ari"]
             )
@@ -1115,17 +1116,24 @@ def _grouping_fold(fd: FoldData, name: str) -> dict:
     half = first_half(gm)  # the case halved: half of each GM's images
     grouper = _grouper(fd, name)
     return {
-        "grouping": grouping_scores(grouper(unseen.embedding), truth),
-        "grouping_half": grouping_scores(grouper(unseen.embedding[half]), truth[half]),
+        "grouping": grouping_scores(grouper(unseen.embedding, unseen.description), truth),
+        "grouping_half": grouping_scores(
+            grouper(unseen.embedding[half], _rows(unseen.description, half)), truth[half]
+        ),
         "grouping_threshold": grouping_scores(cluster(unseen.embedding, thr), truth)
         | {"threshold": thr},
     }
 
 
 def _grouper(fd: FoldData, name: str):
-    """How the method `name` groups (`Method.group`); the silhouette cut for runs
-    recorded without it."""
-    return fd.info.get("grouper", {}).get(name, group)
+    """How the method `name` groups (`Method.group`: embedding, self-descriptions);
+    the silhouette cut for runs recorded without it."""
+    return fd.info.get("grouper", {}).get(name, lambda emb, _description=None: group(emb))
+
+
+def _rows(a: np.ndarray | None, rows) -> np.ndarray | None:
+    """`a[rows]`, or None where the method has no such answer."""
+    return None if a is None else a[rows]
 
 
 def _timings(data: list[FoldData], name: str) -> dict:

@@ -1009,13 +1009,14 @@ def _fusion_table(records: list[dict]) -> list[str]:
         "band; and the open-set score (`methods.fused.choose_open_rule`: the held-back "
         "GMs' images against the inner network's held-out images of its training GMs, "
         "AUROC of each score; a fusion fitted before the choice reads the gallery "
-        "score):\n",
+        "score); and the grouping (`methods.fused.choose_grouping`: ARI of the held-back "
+        "GMs' images, whole / halved case):\n",
         "| fold | groups left out in turn | rule | "
         + " | ".join(f"AUC, {r}" for r in RULES)
         + " | weights | band width (logit) | open-set score | "
         + " | ".join(f"AUROC, {r}" for r in OPEN_RULES)
-        + " |",
-        "|---|---|---|" + "---|" * len(RULES) + "---|---|---|" + "---|" * len(OPEN_RULES),
+        + " | grouping (ARI) |",
+        "|---|---|---|" + "---|" * len(RULES) + "---|---|---|" + "---|" * len(OPEN_RULES) + "---|",
     ]
     for rec in records:
         auc = rec.get("rule_validation_auc") or {}
@@ -1029,9 +1030,20 @@ def _fusion_table(records: list[dict]) -> list[str]:
             + f" | {weights} | {float(rec.get('band_width', 0.0)):.1f} | "
             + f"{rec.get('open_rule', 'gallery')} | "
             + " | ".join(open_cells)
-            + " |"
+            + f" | {_grouping_cell(rec)} |"
         )
     return L
+
+
+def _grouping_cell(rec: dict) -> str:
+    """The grouping a fold's fusion chose, with its inner validation ARI."""
+    size = int(rec.get("grouping_min_size", 0))
+    weight = float(rec.get("grouping_description_weight", 0.0))
+    key = str(size) + (f" d{weight:g}" if weight else "")
+    ari = (rec.get("grouping_validation_ari") or {}).get(key)
+    what = f"density, {size}+" if size else "silhouette cut"
+    what += f", self-description {weight:g}" if weight else ""
+    return what + (f" ({ari[0]:.3f} / {ari[1]:.3f})" if ari else "")
 
 
 def _calibration_table(ms: dict, names: list[str]) -> list[str]:

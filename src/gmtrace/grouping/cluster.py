@@ -188,3 +188,37 @@ DENSITY_SIZES = (0, 5, 10, 20, 40)
 def group_with(emb: np.ndarray, min_size: int) -> np.ndarray:
     """`group` (the silhouette cut) for `min_size` 0, else `density_group`."""
     return group(emb) if min_size == 0 else density_group(emb, min_size)
+
+
+# the self-description's weight in the features a case is grouped on
+# (`grouping_features`): chosen with the grouping on inner validation codebases
+# (`methods.fused.choose_grouping`, with `--group-description`); 0, the embedding alone
+DESCRIPTION_WEIGHTS = (0.0, 1.0)
+
+
+def grouping_features(
+    emb: np.ndarray, description: np.ndarray | None = None, weight: float = 0.0
+) -> np.ndarray:
+    """The features a case of images is grouped on. Weight 0 (or no description):
+    the embedding [N, D] as it is. Otherwise the unit-length embedding beside the
+    images' self-descriptions [N, K] (`realmodel.selfdesc.describe`), every column
+    standardized over the case itself (no statistics from elsewhere: the case is
+    the user's), the description's block scaled to `weight`^2 times the
+    embedding's total variance: what the network learned to tell training GMs
+    apart by, and how each image's own pixels are predicted from their
+    neighbours, which needs no generator seen (docs/realmodel.md, "Grouping on the
+    self-description too")."""
+    if not weight or description is None:
+        return np.asarray(emb)
+    e = np.asarray(emb, dtype=np.float64)
+    e = e / np.linalg.norm(e, axis=1, keepdims=True).clip(1e-12)
+    d = np.asarray(description, dtype=np.float64)
+    scale = weight * np.sqrt(e.shape[1] / d.shape[1])
+    return np.concatenate([_standardized(e), scale * _standardized(d)], axis=1)
+
+
+def _standardized(x: np.ndarray) -> np.ndarray:
+    """Each column of `x` [N, K] less its mean, over its standard deviation (a
+    constant column: zeros)."""
+    sd = x.std(axis=0)
+    return (x - x.mean(axis=0)) / np.where(sd > 1e-12, sd, 1.0)

@@ -42,9 +42,11 @@ class Method:
     def fingerprints(self, images: np.ndarray) -> np.ndarray | None:
         return None
 
-    def group(self, embedding: np.ndarray) -> np.ndarray:
-        """Group images by their embedding, the number of groups unknown: the
-        silhouette cut (`grouping.group`) unless the method chose otherwise."""
+    def group(self, embedding: np.ndarray, description: np.ndarray | None = None) -> np.ndarray:
+        """Group images by their embedding (and, for a method that chose to, their
+        self-descriptions `description`: `Inference.description`), the number of
+        groups unknown: the silhouette cut (`grouping.group`) unless the method
+        chose otherwise."""
         return group(embedding)
 
 

@@ -31,7 +31,13 @@ from gmtrace.core.schema import Normalizer, encode
 from gmtrace.data.augment import jpeg
 from gmtrace.data.loader import ImageBank
 from gmtrace.data.splits import collection_folds, inner_validation, most_common, source_folds
-from gmtrace.grouping.cluster import DENSITY_SIZES, first_half, group_with
+from gmtrace.grouping.cluster import (
+    DENSITY_SIZES,
+    DESCRIPTION_WEIGHTS,
+    first_half,
+    group_with,
+    grouping_features,
+)
 from gmtrace.methods.base import Method
 from gmtrace.methods.network import NetMethod
 from gmtrace.nets.config import ModelConfig
@@ -80,6 +86,7 @@ class FusedMethod(Method):
         self.seed = train_cfg.seed
         self.inner_families = train_cfg.inner_families
         self.inner_tiers = train_cfg.inner_tiers
+        self.group_description = train_cfg.group_description
 
     def fit(self, ds, bank, targets, out_dir, console) -> dict:
         info = self.net.fit(ds, bank, targets, out_dir, console)
@@ -93,6 +100,7 @@ class FusedMethod(Method):
             console,
             self.inner_families,
             self.inner_tiers,
+            self.group_description,
         )
         (out_dir / self.name).mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / self.name / FUSION_RECORD, json.dumps(record, indent=1))
@@ -113,13 +121,14 @@ class FusedMethod(Method):
             open_score=open_score.astype(np.float32),
             unsure=ans.unsure,
             unsure_reason=ans.reason,
+            description=ans.description.astype(np.float32),
             parse_answered=None
             if gate is None
             else gate.answered(inf.continuous, inf.discrete_prob, inf.loss_prob, inf.count_spread),
         )
 
-    def group(self, embedding: np.ndarray) -> np.ndarray:
-        return group_with(embedding, self.fusion_.min_size)
+    def group(self, embedding: np.ndarray, description: np.ndarray | None = None) -> np.ndarray:
+        return self.fusion_.group(embedding, description)
 
     # no fingerprints of its own: they are the outer network's (the `gmtrace`
     # method's figures and leakage check), not checked twice
@@ -135,6 +144,7 @@ def fit_fusion(
     console,
     inner_families: bool,
     inner_tiers: bool = False,
+    group_description: bool = False,
 ) -> tuple[Fusion, dict]:
     """The fusion of the network `outer` trained on `bank` (the fold's training data,
     or a shipped model's; loaded): the inner network `inner` trained into
@@ -144,7 +154,9 @@ def fit_fusion(
     training GMs (`network_density`). Returns the fusion and a record of what was
     chosen. `inner_families`: the inner validation holds back a third of the largest
     codebase's families too, `inner_tiers` a codebase of every tier
-    (`splits.inner_validation`)."""
+    (`splits.inner_validation`); `group_description`: the grouping may read the
+    self-description beside the embedding (`cluster.grouping_features`), where the
+    held-back GMs say so."""
     t0 = time.perf_counter()
     inner_bank, val_fake, val_gm, val_real, val_src = inner_split(
         ds, bank, seed, inner_families, inner_tiers
@@ -206,7 +218,12 @@ def fit_fusion(
     crops, *more = readings.values()
     band = choose_width(*crops, UNSURE_BUDGET, tuple(REENCODINGS), also=tuple(more))
     val_inf = inner.predict(val_fake[apart])
-    min_size, grouping_ari = choose_grouping(val_inf.embedding, val_gm[apart])
+    min_size, group_weight, grouping_ari = choose_grouping(
+        val_inf.embedding,
+        val_gm[apart],
+        describe(val_fake[apart]) if group_description else None,
+        DESCRIPTION_WEIGHTS,
+    )
     open_rule, open_auroc = choose_open_rule(inner, inner_bank, val_inf)
     density = network_density(outer, bank)[0] if open_rule == "density" else None
     val_group = group[: len(val_fake)][apart]
@@ -224,6 +241,7 @@ def fit_fusion(
         rule=rule,
         open_rule=open_rule,
         density=density,
+        group_weight=group_weight,
     )
     record = {
         "rule": rule,
@@ -243,6 +261,7 @@ def fit_fusion(
         "real_components": real.components,
         "real_part_components": [p.components for p in real.parts],
         "grouping_min_size": min_size,
+        "grouping_description_weight": group_weight,
         "grouping_validation_ari": grouping_ari,
         "open_rule": open_rule,
         "open_rule_validation_auroc": open_auroc,
@@ -263,6 +282,7 @@ def fit_fusion(
         + (" or parts disagree" if band.disagreement else "")
         + "; grouping: "
         + (f"density, groups of {min_size}+" if min_size else "silhouette cut")
+        + (f" on the embedding and the self-description ({group_weight:g})" if group_weight else "")
         + f"; open set: {open_rule} score"
         + f"; parsing answers {len(gate.reliable())} of {len(FIELD_NAMES)} fields"
         + f" ({gate_rule.word})"
@@ -417,17 +437,32 @@ def crop_owners(val_gm: np.ndarray, val_src: list[str], k: int) -> np.ndarray:
     return np.array([index[key] for key in keys], dtype=int)
 
 
-def choose_grouping(emb: np.ndarray, val_gm: np.ndarray) -> tuple[int, dict]:
+def choose_grouping(
+    emb: np.ndarray,
+    val_gm: np.ndarray,
+    description: np.ndarray | None = None,
+    weights: tuple[float, ...] = (0.0,),
+) -> tuple[int, float, dict]:
     """The grouping (`cluster.DENSITY_SIZES`: the silhouette cut or density
-    clustering with a smallest group) whose ARI on the inner network's embedding of
-    the held-back GMs' images, the whole case and its first half per GM averaged,
-    is highest: good on unseen code and stable in the case's size."""
+    clustering with a smallest group; and of `weights`, the self-description's
+    weight beside the embedding, `cluster.grouping_features`) whose ARI on the
+    inner network's embedding of the held-back GMs' images (and their
+    self-descriptions `description`), the whole case and its first half per GM
+    averaged, is highest: good on unseen code and stable in the case's size. Ties
+    go to the smaller group size, then the smaller weight. Returns the size, the
+    weight and every candidate's [whole, half] ARI (keyed by the size, and the
+    weight after a "d" where it is not 0)."""
     truth = np.unique(val_gm, return_inverse=True)[1]
     half = first_half(val_gm)
-    scores = {}
-    for size in DENSITY_SIZES:
-        full = grouping_scores(group_with(emb, size), truth)["ari"]
-        part = grouping_scores(group_with(emb[half], size), truth[half])["ari"]
-        scores[str(size)] = [round(full, 4), round(part, 4)]
-    best = max(DENSITY_SIZES, key=lambda z: (float(np.mean(scores[str(z)])), -z))
-    return best, scores
+    scores, ranked = {}, []
+    for w in weights if description is not None else (0.0,):
+        x = grouping_features(emb, description, w)
+        xh = grouping_features(emb[half], None if description is None else description[half], w)
+        for size in DENSITY_SIZES:
+            full = grouping_scores(group_with(x, size), truth)["ari"]
+            part = grouping_scores(group_with(xh, size), truth[half])["ari"]
+            key = str(size) if not w else f"{size} d{w:g}"
+            scores[key] = [round(full, 4), round(part, 4)]
+            ranked.append((float(np.mean(scores[key])), -size, -w))
+    best = max(ranked)
+    return -best[1], -best[2], scores

@@ -15,6 +15,7 @@ import numpy as np
 
 from gmtrace.core.files import atomic_path
 from gmtrace.data.augment import jpeg, resize
+from gmtrace.grouping.cluster import group_with, grouping_features
 from gmtrace.readout.abstain import ParseGate
 from gmtrace.readout.embedding import OPEN_RULES, GMDensity
 from gmtrace.readout.saved import FUSION
@@ -51,6 +52,7 @@ class FusedAnswer:
     reason: np.ndarray  # [N] str, empty where sure
     p_supervised: np.ndarray  # [N] the supervised detector's own
     unlikeness: np.ndarray  # [N] the real model's own
+    description: np.ndarray  # [N, K] the self-description (`selfdesc.describe`), per owner
 
 
 @dataclass
@@ -71,6 +73,15 @@ class Fusion:
     # "density", the training GMs' densities `density` (`methods.fused.choose_open_rule`)
     open_rule: str = "gallery"
     density: GMDensity | None = None
+    # the self-description's weight in the grouping features (`cluster.grouping_features`;
+    # 0: the embedding alone, as fusions saved before it)
+    group_weight: float = 0.0
+
+    def group(self, embedding: np.ndarray, description: np.ndarray | None) -> np.ndarray:
+        """Group labels of a case's images by the grouping chosen (`min_size`, and
+        the self-description's weight beside the embedding where it has one)."""
+        features = grouping_features(embedding, description, self.group_weight)
+        return group_with(features, self.min_size)
 
     def open_score(self, embedding: np.ndarray, gallery_score: np.ndarray) -> np.ndarray:
         """[N] the open-set score of images by the rule chosen: the density's of their
@@ -107,7 +118,8 @@ class Fusion:
         owner = np.arange(len(images)) if owner is None else np.asarray(owner)
         n = int(owner.max()) + 1 if len(owner) else 0
         p_sup = supervised(images)
-        unl = self.real.unlikeness(describe(images))
+        desc = describe(images)
+        unl = self.real.unlikeness(desc)
         p = owner_means(self.fused(p_sup, unl), owner)
         ps, un = owner_means(p_sup, owner), owner_means(unl, owner)
         flag = self.band.flagged(p, self.disagree(ps, un))
@@ -120,7 +132,14 @@ class Fusion:
             for q in self.reencoded_fused(images[rows], supervised):
                 versions.append(owner_means(q, sub_owner))
             unsure[flag], reason[flag] = self.band.decide(np.stack(versions))
-        return FusedAnswer(recalibrated(self.final, p), unsure, reason.astype(str), ps, un)
+        return FusedAnswer(
+            recalibrated(self.final, p),
+            unsure,
+            reason.astype(str),
+            ps,
+            un,
+            owner_means(desc.T, owner).T,
+        )
 
     def reencoded_fused(
         self, images: np.ndarray, supervised: Callable[[np.ndarray], np.ndarray]
@@ -145,6 +164,7 @@ class Fusion:
         arrays["band_width"] = np.array(self.band.width)
         arrays["band_disagreement"] = np.array(float(self.band.disagreement))
         arrays["grouping_min_size"] = np.array(float(self.min_size))
+        arrays["grouping_description_weight"] = np.array(float(self.group_weight))
         arrays["rule"] = np.array(float(RULES.index(self.rule)))
         arrays["open_rule"] = np.array(float(OPEN_RULES.index(self.open_rule)))
         arrays |= self.density.to_arrays("density_") if self.density is not None else {}
@@ -182,6 +202,9 @@ class Fusion:
                 density=GMDensity.from_arrays(arrays, "density_")
                 if "density_center" in arrays
                 else None,
+                group_weight=scalar(arrays["grouping_description_weight"])
+                if "grouping_description_weight" in arrays
+                else 0.0,
             )
         except KeyError as e:
             raise RealModelError(f"a saved fusion lacks {e}") from None

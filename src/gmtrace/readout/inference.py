@@ -40,6 +40,10 @@ class Inference:
     # [N, 9] how unsure the parsing probe's forests are of each count (normalized
     # scale; `ParseOutput.spread`), where they answer
     count_spread: np.ndarray | None = None
+    # [N, K] the images' self-descriptions (`realmodel.selfdesc.describe`), where the
+    # method has them at hand (`methods.fused`: what its grouping may read beside the
+    # embedding)
+    description: np.ndarray | None = None
 
     def parse_of(self, rows=slice(None)) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
         """The parse of images `rows` taken together (one GM's images, one image's

@@ -40,6 +40,10 @@ class TrainConfig:
     # (`splits.inner_validation`'s `tiers`; measured better on the codebase protocol and
     # shipped, so the default since 2026-12-06: docs/realmodel.md)
     inner_tiers: bool = True
+    # the fusion's grouping may read the images' self-descriptions beside the
+    # embedding (`cluster.grouping_features`), where its inner validation says so; the
+    # evaluation measures it, a scan's rows do not carry the descriptions yet: off
+    group_description: bool = False
     # how the generated half of a batch picks its GMs: "gm", uniformly over the GMs;
     # "tier", each tier (gmtrace's own zoo, the pretrained, the foreign-code tier)
     # equally, uniformly over its GMs (a tier of 154 GMs then weighs as one of 19)
