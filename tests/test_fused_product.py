@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from gmtrace.cli.main import app
 from gmtrace.product.analyze import Analyzer
-from gmtrace.product.groups import group_rows, own_grouping
+from gmtrace.product.groups import group_rows, own_rows
 from gmtrace.product.report import render_report
 from gmtrace.product.rows import ROW_FIELDS, SCHEMA_VERSION, model_fields
 from gmtrace.readout.abstain import FIELD_NAMES, ParseGate
@@ -20,7 +20,7 @@ from gmtrace.readout.embedding import GMDensity
 from gmtrace.readout.fused import REENCODINGS, Fusion
 from gmtrace.realmodel.density import RealPhotoModel
 from gmtrace.realmodel.fusion import Stacker, UnsureBand
-from gmtrace.realmodel.selfdesc import BLOCKS, describe
+from gmtrace.realmodel.selfdesc import BLOCKS, DESCRIPTION_NAMES, describe
 
 runner = CliRunner()
 
@@ -37,8 +37,9 @@ def _with_fusion(
     min_size: int = 0,
     gate: ParseGate | None = None,
     final: Stacker | None = None,
+    group_weight: float = 0.0,
 ) -> Path:
-    d = tmp_path / f"fused_{width}_{min_size}_{gate is not None}_{final is not None}"
+    d = tmp_path / f"fused_{width}_{min_size}_{gate is not None}_{final is not None}_{group_weight}"
     shutil.copytree(model_dir, d)
     photos = np.stack(_images(30, 32))
     Fusion(
@@ -49,6 +50,7 @@ def _with_fusion(
         min_size=min_size,
         gate=gate,
         final=final,
+        group_weight=group_weight,
     ).save(d)
     return d
 
@@ -72,7 +74,7 @@ def test_a_fused_model_answers_fused_p_and_unsure_with_the_reason(
         u = np.clip(r.real_unlikeness, 0.002, 0.998)
         assert abs(r.p_generated - 1 / (1 + np.exp(-(z + 0.5 * np.log(u / (1 - u)))))) < 1e-4
     row = rows[0].to_row(model_fields(wide))
-    assert list(row) == list(ROW_FIELDS) and row["schema_version"] == SCHEMA_VERSION == 4
+    assert list(row) == list(ROW_FIELDS) and row["schema_version"] == SCHEMA_VERSION == 5
     assert row["verdict"] == "unsure" and row["unsure_reason"]
     # no band: the fused p decides
     narrow = Analyzer(_with_fusion(small_model_dir, tmp_path, width=0.0))
@@ -197,25 +199,58 @@ def test_calibrate_refits_the_real_model_and_names_it_in_the_model_id(
 def test_group_uses_the_fused_models_density_grouping_for_its_own_rows(
     small_model_dir: Path, tmp_path: Path
 ):
-    from gmtrace.cli.product import _grouping_of
+    from gmtrace.cli.product import _grouping_settings
 
     d = _with_fusion(small_model_dir, tmp_path, width=0.0, min_size=5)
     a = Analyzer(d, calibration="none")
     rows = [r.to_row(model_fields(a)) for r in a.analyze_arrays(_images(12), list("abcdefghijkl"))]
-    assert _grouping_of(d, rows) == 5
-    assert _grouping_of(small_model_dir, rows) == 0  # no fusion there
+    assert _grouping_settings(d, rows) == (5, 0.0)
+    assert _grouping_settings(small_model_dir, rows) == (0, 0.0)  # no fusion there
     other = [dict(r, model_id="gmtrace-0.0.0-000000000000") for r in rows]
-    assert _grouping_of(d, other) == 0  # not its rows: the silhouette cut
+    assert _grouping_settings(d, other) == (0, 0.0)  # not its rows: the silhouette cut
     # the same model under a calibration of the user's: its embedding, its grouping;
     # the server asks the same function
     calibrated = [dict(r, model_id=r["model_id"] + "+cal-cam1-0123abcd") for r in rows]
-    assert _grouping_of(d, calibrated) == 5
-    assert own_grouping(calibrated, a.model_id_, 5) == 5
-    assert own_grouping(other, a.model_id_ + "+cal-cam1-0123abcd", 5) == 0
-    assert own_grouping([dict(r, ok=False) for r in rows], a.model_id_, 5) == 0
+    assert _grouping_settings(d, calibrated) == (5, 0.0)
+    assert own_rows(calibrated, a.model_id_)
+    assert not own_rows(other, a.model_id_ + "+cal-cam1-0123abcd")
+    assert not own_rows([dict(r, ok=False) for r in rows], a.model_id_)
     g = group_rows(rows, generated_only=False, min_size=5)
     assert g["grouping"] == "density, groups of 5+" and g["grouped"] == 12
     assert sum(x["size"] for x in g["groups"]) == 12
+
+
+def test_a_model_that_groups_on_the_self_description_too_reads_it_from_its_rows(
+    small_model_dir: Path, tmp_path: Path
+):
+    from gmtrace.cli.product import _grouping_settings
+    from gmtrace.grouping.cluster import grouping_features
+    from gmtrace.product.groups import group_numbers
+
+    d = _with_fusion(small_model_dir, tmp_path, width=0.0, group_weight=1.0)
+    a = Analyzer(d, calibration="none")
+    res = a.analyze_arrays(_images(12), [f"{i}.png" for i in range(12)])
+    rows = [r.to_row(model_fields(a)) for r in res]
+    # each row carries the image's self-description (the mean of its crops'), rounded
+    for r, x in zip(rows, res, strict=True):
+        assert len(r["description"]) == len(DESCRIPTION_NAMES)
+        np.testing.assert_allclose(r["description"], x.description, rtol=1e-4, atol=1e-9)
+    assert Analyzer(small_model_dir).analyze_arrays(_images(1), ["a.png"])[0].description is None
+    assert _grouping_settings(d, rows) == (0, 1.0)
+    g = group_rows(rows, generated_only=False, min_size=0, weight=1.0)
+    assert g["grouping"] == "silhouette cut on the embedding and the self-description"
+    # the groups are those of the embedding and the description together, as the
+    # analyzer's own grouping of the same images
+    emb = np.array([r["embedding"] for r in rows])
+    desc = np.array([r["description"] for r in rows])
+    numbers = group_numbers(emb, 0, 1.0, desc)
+    assert not np.array_equal(grouping_features(emb, desc, 1.0), emb)
+    assert sorted(x["size"] for x in g["groups"]) == sorted(np.bincount(numbers)[1:].tolist())
+    a.group(res, generated_only=False)
+    assert [r.group for r in res] == numbers.tolist()
+    # rows of an older schema (no description): the embedding alone
+    old = [{k: v for k, v in r.items() if k != "description"} for r in rows]
+    assert group_rows(old, generated_only=False, weight=1.0)["grouping"] == "silhouette cut"
 
 
 def test_a_model_whose_parsing_abstains_answers_unknown_where_its_gate_is_shut(

@@ -325,7 +325,7 @@ def group_cmd(
         rows = read_results(results)
     except ScanError as e:
         fail(str(e))
-    g = group_rows(rows, generated_only=not all_images, min_size=_grouping_of(model, rows))
+    g = group_rows(rows, not all_images, *_grouping_settings(model, rows))
     if index is not None:
         from gmtrace.index.index import FingerprintIndex
 
@@ -417,7 +417,7 @@ def report_cmd(
     if index is not None:
         from gmtrace.index.index import FingerprintIndex, SameSource
 
-        g = g if g is not None else group_rows(rows, min_size=_grouping_of(model, rows))
+        g = g if g is not None else group_rows(rows, True, *_grouping_settings(model, rows))
         same = SameSource.of_model(analyzer.model_dir_) if analyzer.model_dir_ else None
         try:
             with FingerprintIndex(index) as fx:
@@ -554,25 +554,29 @@ def check(
     console.print(s)
 
 
-def _grouping_of(model: Path | None, rows: list[dict]) -> int:
-    """The smallest group of the density grouping a fused model chose, when every
-    analyzed row is that model's (`groups.own_grouping`); else 0 (the silhouette cut)."""
+def _grouping_settings(model: Path | None, rows: list[dict]) -> tuple[int, float]:
+    """How a fused model groups (the density grouping's smallest group, the
+    self-description's weight: `Fusion.min_size`, `Fusion.group_weight`) when every
+    analyzed row is that model's (`groups.own_rows`); else (0, 0.0): the silhouette
+    cut on the embedding alone."""
     import json
 
     from gmtrace.product.analyze import default_model_dir
-    from gmtrace.product.groups import own_grouping
+    from gmtrace.product.groups import own_rows
     from gmtrace.readout.fused import Fusion
     from gmtrace.readout.saved import CONFIG, model_digest, model_id
 
     d = model or default_model_dir()
     try:
         fusion = Fusion.load(d)
-        if fusion is None or not fusion.min_size:
-            return 0
+        if fusion is None or not (fusion.min_size or fusion.group_weight):
+            return 0, 0.0
         meta = json.loads((d / CONFIG).read_text())  # the id's version; no weights loaded
     except (OSError, ValueError):
-        return 0
-    return own_grouping(rows, model_id(meta, model_digest(d)), fusion.min_size)
+        return 0, 0.0
+    if not own_rows(rows, model_id(meta, model_digest(d))):
+        return 0, 0.0
+    return fusion.min_size, fusion.group_weight
 
 
 @app.command()

@@ -35,7 +35,6 @@ from gmtrace.data.images import (
 )
 from gmtrace.data.jpegcrop import decode_crops
 from gmtrace.engine.runtimes import make_runtime
-from gmtrace.grouping.cluster import density_group, group_scalable, number_groups
 from gmtrace.nets.fen import fold_batch_norm
 from gmtrace.product.calibration import (
     CalibrationError,
@@ -43,6 +42,7 @@ from gmtrace.product.calibration import (
     load_calibration,
 )
 from gmtrace.product.config import INFER_BATCH, MAX_CROPS, THRESHOLD, TOP_K
+from gmtrace.product.groups import descriptions_of, group_numbers
 from gmtrace.product.rows import ImageResult
 from gmtrace.product.scan import scan
 from gmtrace.product.views import image_views
@@ -275,6 +275,7 @@ class Analyzer:
             parse_unknown=unknown,
             embedding=emb,
             parse_linear=None if inf.parse_linear is None else inf.parse_linear[sl].mean(axis=0),
+            description=None if fused is None else fused.description[i],
         )
 
     def group(self, results: list[ImageResult], generated_only: bool = True) -> int:
@@ -295,8 +296,10 @@ class Analyzer:
             return 0
         emb = np.stack([r.embedding / (np.linalg.norm(r.embedding) + 1e-12) for r in keep])
         size = self.fusion_.min_size if self.fusion_ is not None else 0
-        # a fused model's grouping: density clustering where its inner validation chose it
-        numbers = number_groups(density_group(emb, size) if size else group_scalable(emb))
+        weight = self.fusion_.group_weight if self.fusion_ is not None else 0.0
+        # a fused model's grouping: density clustering where its inner validation chose
+        # it, on the images' self-descriptions too where it chose that
+        numbers = group_numbers(emb, size, weight, descriptions_of(keep, weight))
         for r, k in zip(keep, numbers, strict=True):
             r.group = int(k)
         return int(numbers.max())

@@ -44,29 +44,42 @@ from gmtrace.core.schema import (
     parse_widths,
     read_linear,
 )
-from gmtrace.grouping.cluster import density_group, group_scalable, number_groups
+from gmtrace.grouping.cluster import (
+    density_group,
+    group_scalable,
+    grouping_features,
+    number_groups,
+)
 
 GROUPS_SCHEMA_VERSION = 2  # 2: parse_unknown; a field's value may read "unknown"
 
 
-def own_grouping(rows: list[dict], model_id: str, min_size: int) -> int:
-    """The smallest group of a model's density grouping (`Fusion.min_size`, chosen on
-    its own embedding) for `rows` where every analyzed row is that model's, under any
-    of its calibrations (a calibration, `+cal-...` in the id, refits the real-photo
-    model, not the embedding grouping reads); else 0, the silhouette cut, which needs
-    no choice made on one model's embedding. The CLI and the server both ask here."""
+def own_rows(rows: list[dict], model_id: str) -> bool:
+    """Whether every analyzed row of `rows` is the model `model_id`'s, under any of
+    its calibrations (a calibration, `+cal-...` in the id, refits the real-photo
+    model, not the embedding or the description grouping reads): then the grouping
+    that model chose on its own embedding applies (`Fusion.min_size`,
+    `Fusion.group_weight`); else the silhouette cut on the embedding alone, which
+    needs no choice made on one model's embedding. The CLI and the server both ask
+    here."""
 
     def base(i: str) -> str:
         return i.split("+cal-")[0]
 
     ids = {r.get("model_id", "") for r in rows if r.get("ok")}
-    return min_size if ids and all(base(i) == base(model_id) for i in ids) else 0
+    return bool(ids) and all(base(i) == base(model_id) for i in ids)
 
 
-def group_rows(rows: list[dict], generated_only: bool = True, min_size: int = 0) -> dict:
+def group_rows(
+    rows: list[dict], generated_only: bool = True, min_size: int = 0, weight: float = 0.0
+) -> dict:
     """The groups of `rows` (scan rows) as a JSON-ready dict; see the module doc.
     `min_size` > 0: density clustering with that smallest group (a fused model's
-    choice, `readout.fused.Fusion.min_size`), an image that fits no group alone."""
+    choice, `readout.fused.Fusion.min_size`), an image that fits no group alone.
+    `weight` > 0: the rows' self-descriptions beside their embeddings, with that
+    weight (`Fusion.group_weight`, `cluster.grouping_features`), where every row
+    grouped carries one (rows of an older schema: the embedding alone)."""
+
     keep = [
         r
         for r in rows
@@ -75,12 +88,14 @@ def group_rows(rows: list[dict], generated_only: bool = True, min_size: int = 0)
         and (r["verdict"] in ("generated", "unsure") or not generated_only)
     ]
     models = sorted({r["model_id"] for r in rows if r.get("model_id")})
+    desc = descriptions_of(keep, weight)
     out = {
         "schema_version": GROUPS_SCHEMA_VERSION,
         "model_ids": models,
         "images": len(rows),
         "grouped": len(keep),
-        "grouping": f"density, groups of {min_size}+" if min_size else "silhouette cut",
+        "grouping": (f"density, groups of {min_size}+" if min_size else "silhouette cut")
+        + (" on the embedding and the self-description" if desc is not None else ""),
         "not_grouped": {
             "failed": sum(1 for r in rows if not r.get("ok")),
             "real": sum(1 for r in rows if r.get("ok") and r.get("verdict") == "real")
@@ -91,18 +106,37 @@ def group_rows(rows: list[dict], generated_only: bool = True, min_size: int = 0)
     }
     if not keep:
         return out
-    numbers = group_numbers(np.array([r["embedding"] for r in keep], dtype=np.float64), min_size)
+    emb = np.array([r["embedding"] for r in keep], dtype=np.float64)
+    numbers = group_numbers(emb, min_size, weight, desc)
     for k in range(1, int(numbers.max()) + 1):
         members = [r for r, n in zip(keep, numbers, strict=True) if n == k]
         out["groups"].append(describe_group(k, members))
     return out
 
 
-def group_numbers(emb: np.ndarray, min_size: int = 0) -> np.ndarray:
-    """Each embedding's group number (1, 2, ... by size), as `group_rows` groups:
-    density clustering with groups of `min_size`+ where given, else the silhouette
-    cut."""
-    return number_groups(density_group(emb, min_size) if min_size else group_scalable(emb))
+def group_numbers(
+    emb: np.ndarray,
+    min_size: int = 0,
+    weight: float = 0.0,
+    description: np.ndarray | None = None,
+) -> np.ndarray:
+    """Each image's group number (1, 2, ... by size), as `group_rows` groups: on the
+    embeddings, and the self-descriptions `description` with `weight` where given
+    (`cluster.grouping_features`); density clustering with groups of `min_size`+
+    where given, else the silhouette cut."""
+    x = grouping_features(emb, description, weight)
+    return number_groups(density_group(x, min_size) if min_size else group_scalable(x))
+
+
+def descriptions_of(items: list, weight: float) -> np.ndarray | None:
+    """[N, K] the self-descriptions of rows (dicts) or results (`ImageResult`) where
+    `weight` > 0 and every one carries one; else None (the embedding alone)."""
+    if not weight or not items:
+        return None
+    got = [r.get("description") if isinstance(r, dict) else r.description for r in items]
+    if any(d is None or len(d) == 0 for d in got):
+        return None
+    return np.asarray(got, dtype=np.float64)
 
 
 def describe_group(k: int, members: list[dict]) -> dict:

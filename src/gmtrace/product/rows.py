@@ -13,8 +13,8 @@ import numpy as np
 from gmtrace.data.images import display_path
 
 VERDICTS = ("generated", "unsure", "real")
-SCHEMA_VERSION = 4  # 2: parse_linear; 3: verdict "unsure", unsure_reason, p_supervised;
-# 4: parse_unknown
+SCHEMA_VERSION = 5  # 2: parse_linear; 3: verdict "unsure", unsure_reason, p_supervised;
+# 4: parse_unknown; 5: description
 
 # every row has these keys, in this order (values None where they do not apply)
 ROW_FIELDS = (
@@ -51,11 +51,15 @@ ROW_FIELDS = (
     # the parsing probe's linear outputs (`schema.read_linear`), mean over the crops,
     # for `gmtrace group`; None where the model has no probe
     "parse_linear",
+    # a fused model's self-description of the image (`realmodel.selfdesc.describe`), mean
+    # over the crops, for `gmtrace group` where the model groups on it too
+    # (`cluster.grouping_features`); None without a fusion
+    "description",
     "model_id",
     "weights_sha256",
 )
 NESTED = ("top_gms", "hyperparameters", "continuous_spread", "losses", "loss_probabilities")
-NESTED += ("parse_unknown", "embedding", "parse_linear")
+NESTED += ("parse_unknown", "embedding", "parse_linear", "description")
 # answered from the image itself; the rest of a row is the file's and the model's
 ANSWERS = ROW_FIELDS[ROW_FIELDS.index("width") : ROW_FIELDS.index("model_id")]
 
@@ -90,6 +94,8 @@ class ImageResult:
     # the parsing probe's linear outputs, mean over the crops (`Inference.parse_of`);
     # None where the model has no probe. `gmtrace group` reads a group's parse from them
     parse_linear: np.ndarray | None = field(default=None, repr=False)
+    # a fused model's self-description, mean over the crops; None without a fusion
+    description: np.ndarray | None = field(default=None, repr=False)
     # beside the row, where asked for: the saved views and the group of `Analyzer.group`
     fingerprint_png: str | None = None
     spectrum_png: str | None = None
@@ -99,7 +105,7 @@ class ImageResult:
         """The row (`ROW_FIELDS`); `model`: its `model_id` and `weights_sha256`
         (`model_fields`). A failed image's row holds its file's fields and the error.
         The embedding is scaled to unit length and rounded to 7 decimals, the probe's
-        outputs to 5."""
+        outputs to 5, the self-description to 5 significant digits."""
         row = dict.fromkeys(ROW_FIELDS)
         row |= {
             "schema_version": SCHEMA_VERSION,
@@ -116,6 +122,8 @@ class ImageResult:
             row["embedding"] = [round(float(v), 7) for v in emb]
             if self.parse_linear is not None:
                 row["parse_linear"] = [round(float(v), 5) for v in self.parse_linear]
+            if self.description is not None:
+                row["description"] = [float(f"{v:.5g}") for v in self.description]
         return row | {k: model[k] for k in ("model_id", "weights_sha256")}
 
 
