@@ -137,9 +137,13 @@ def test_train_with_fuse_writes_a_fusion_the_analyzer_loads(tiny_zoo_dir: Path, 
     out = tmp_path / "m"
     args = ["train", "--zoo", str(tiny_zoo_dir), "--out", str(out), "--steps", "2"]
     args += ["--batch", "8", "--image-size", "32", "--per-gm", "8", "--fuse"]
-    r = runner.invoke(app, args)
+    r = runner.invoke(app, args + ["--group-description"])
     assert r.exit_code == 0, r.output
     assert (out / "fusion.safetensors").is_file() and (out / "fusion.json").is_file()
+    # the grouping chosen with the self-description's weight among its candidates
+    rec = json.loads((out / "fusion.json").read_text())
+    assert "0 d1" in rec["grouping_validation_ari"]
+    assert Fusion.load(out).group_weight == rec["grouping_description_weight"]
     assert (out / "inner" / "gmtrace" / "model.safetensors").is_file()
     a = Analyzer(out)
     assert a.fusion_ is not None

@@ -129,6 +129,7 @@ def test_shipped_model_detects_and_groups_gms_it_never_saw(heldout):
     95 % interval 0.012-0.068) for 0.024 on codebases held out (0.012-0.035, by GM),
     and the issue's protocol decides (docs/realmodel.md); the floors of AUC and of
     the generated images' share went from 0.93 and 85 % to 0.90 and 80 % with it.
+    Grouping on the self-description too (the same day): 16 groups, ARI 0.95.
     The floors are a broken model's, not targets (those are docs/results.md's)."""
     from sklearn.metrics import adjusted_rand_score, roc_auc_score
 

@@ -74,6 +74,14 @@ def train(
             "among the small codebases (docs/realmodel.md)",
         ),
     ] = TRAIN.inner_tiers,
+    group_description: Annotated[
+        bool,
+        typer.Option(
+            "--group-description/--no-group-description",
+            help="with --fuse: the grouping may read the images' self-descriptions beside "
+            "the embedding, where the inner validation says so (docs/realmodel.md)",
+        ),
+    ] = TRAIN.group_description,
 ) -> None:
     """Train the FEN, parsing network and heads on a zoo, or several (resumable)."""
     from gmtrace.data.dataset import DatasetError, GMDataset, real_records
@@ -92,6 +100,7 @@ def train(
         seed=seed,
         inner_families=inner_families,
         inner_tiers=inner_tiers,
+        group_description=group_description,
         balance=balance,
     )
     mcfg = replace(MODEL, fen=replace(MODEL.fen, depth=fen_depth, width=fen_width))
@@ -144,6 +153,7 @@ def _fuse(ds, bank, out: Path, cfg: TrainConfig, mcfg: ModelConfig) -> None:
         console,
         cfg.inner_families,
         cfg.inner_tiers,
+        cfg.group_description,
     )
     fusion.save(out)
     atomic_write_text(out / FUSION_RECORD, json.dumps(record, indent=1) + "\n")

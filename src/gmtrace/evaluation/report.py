@@ -1271,6 +1271,8 @@ def fused_parts(fusion: dict, adopted: dict | None) -> dict:
 
     ari = fusion.get("grouping_validation_ari") or {}
     size = str(fusion.get("grouping_min_size", 0))
+    weight = float(fusion.get("grouping_description_weight", 0.0))
+    key = size + (f" d{weight:g}" if weight else "")
     by_part = fusion.get("real_part_components") or []
     density = (
         f"density, {fusion.get('real_components', '?')} components"
@@ -1303,10 +1305,17 @@ def fused_parts(fusion: dict, adopted: dict | None) -> dict:
         + (", or the two parts disagree" if fusion.get("band_disagreement") else "")
         + f"; read again after {', '.join(REENCODINGS)} before it is called unsure"
         + _band_shares(fusion.get("band_unsure_validation")),
-        "grouping": "silhouette cut"
-        if size == "0"
-        else f"density (HDBSCAN), groups of {size}+, the rest ungrouped",
-        "grouping ARI on the inner validation (whole, halved)": ari.get(size),
+        "grouping": (
+            "silhouette cut"
+            if size == "0"
+            else f"density (HDBSCAN), groups of {size}+, the rest ungrouped"
+        )
+        + (
+            f", on the embedding and the self-description (weight {weight:g})"
+            if weight
+            else ", on the embedding"
+        ),
+        "grouping ARI on the inner validation (whole, halved)": ari.get(key),
         "open-set score": "each training GM's density in the grouping embedding"
         if fusion.get("open_rule") == "density"
         else "the gallery score (1 - top probability and nearest GM, together)",

@@ -192,7 +192,7 @@ def group_with(emb: np.ndarray, min_size: int) -> np.ndarray:
 
 # the self-description's weight in the features a case is grouped on
 # (`grouping_features`): chosen with the grouping on inner validation codebases
-# (`methods.fused.choose_grouping`, with `--group-description`); 0, the embedding alone
+# (`methods.fused.choose_grouping`; `--no-group-description`: 0 only); 0, the embedding alone
 DESCRIPTION_WEIGHTS = (0.0, 1.0)
 
 

@@ -41,9 +41,10 @@ class TrainConfig:
     # shipped, so the default since 2026-12-06: docs/realmodel.md)
     inner_tiers: bool = True
     # the fusion's grouping may read the images' self-descriptions beside the
-    # embedding (`cluster.grouping_features`), where its inner validation says so; the
-    # evaluation measures it, a scan's rows do not carry the descriptions yet: off
-    group_description: bool = False
+    # embedding (`cluster.grouping_features`), where its inner validation says so
+    # (measured better on the codebase protocol and shipped, so the default since
+    # 2026-12-06: docs/realmodel.md, "Grouping on the self-description too")
+    group_description: bool = True
     # how the generated half of a batch picks its GMs: "gm", uniformly over the GMs;
     # "tier", each tier (gmtrace's own zoo, the pretrained, the foreign-code tier)
     # equally, uniformly over its GMs (a tier of 154 GMs then weighs as one of 19)
