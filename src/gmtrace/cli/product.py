@@ -414,10 +414,12 @@ def report_cmd(
     except (ScanError, FileNotFoundError, ValueError) as e:
         fail(str(e))
     seen = None
+    # without a groups file, the groups `gmtrace group` would make: the model's own
+    # grouping where every row is its (`_grouping_settings`)
+    g = g if g is not None else group_rows(rows, True, *_grouping_settings(model, rows))
     if index is not None:
         from gmtrace.index.index import FingerprintIndex, SameSource
 
-        g = g if g is not None else group_rows(rows, True, *_grouping_settings(model, rows))
         same = SameSource.of_model(analyzer.model_dir_) if analyzer.model_dir_ else None
         try:
             with FingerprintIndex(index) as fx:
