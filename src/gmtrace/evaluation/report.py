@@ -17,6 +17,7 @@ from rich.table import Table
 
 from gmtrace.core.files import atomic_write_text
 from gmtrace.core.schema import CONTINUOUS, DISCRETE, LOSS_TYPES
+from gmtrace.grouping.cluster import grouping_key
 
 FIGURES = {
     "fingerprints": "fig_fingerprints.png",
@@ -1039,8 +1040,7 @@ def _grouping_cell(rec: dict) -> str:
     """The grouping a fold's fusion chose, with its inner validation ARI."""
     size = int(rec.get("grouping_min_size", 0))
     weight = float(rec.get("grouping_description_weight", 0.0))
-    key = str(size) + (f" d{weight:g}" if weight else "")
-    ari = (rec.get("grouping_validation_ari") or {}).get(key)
+    ari = (rec.get("grouping_validation_ari") or {}).get(grouping_key(size, weight))
     what = f"density, {size}+" if size else "silhouette cut"
     what += f", self-description {weight:g}" if weight else ""
     return what + (f" ({ari[0]:.3f} / {ari[1]:.3f})" if ari else "")
@@ -1272,7 +1272,7 @@ def fused_parts(fusion: dict, adopted: dict | None) -> dict:
     ari = fusion.get("grouping_validation_ari") or {}
     size = str(fusion.get("grouping_min_size", 0))
     weight = float(fusion.get("grouping_description_weight", 0.0))
-    key = size + (f" d{weight:g}" if weight else "")
+    key = grouping_key(int(size), weight)
     by_part = fusion.get("real_part_components") or []
     density = (
         f"density, {fusion.get('real_components', '?')} components"

@@ -196,6 +196,13 @@ def group_with(emb: np.ndarray, min_size: int) -> np.ndarray:
 DESCRIPTION_WEIGHTS = (0.0, 1.0)
 
 
+def grouping_key(min_size: int, weight: float) -> str:
+    """How a grouping candidate is named in a fusion's record (its validation ARI's
+    key, `methods.fused.choose_grouping`): the group size, and the self-description's
+    weight after a "d" where it is not 0 ("0", "5 d1")."""
+    return str(min_size) + (f" d{weight:g}" if weight else "")
+
+
 def grouping_features(
     emb: np.ndarray, description: np.ndarray | None = None, weight: float = 0.0
 ) -> np.ndarray:

@@ -37,6 +37,7 @@ from gmtrace.grouping.cluster import (
     first_half,
     group_with,
     grouping_features,
+    grouping_key,
 )
 from gmtrace.methods.base import Method
 from gmtrace.methods.network import NetMethod
@@ -183,11 +184,13 @@ def fit_fusion(
     images = np.concatenate([val_fake, val_real])
     y = np.r_[np.ones(len(val_fake)), np.zeros(len(val_real))]
     given = [images, np.stack([jpeg(a, 75) for a in images])]  # as a user may give them
+    described = describe(images)  # the validation images' own: the grouping reads them too
 
-    def score(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return inner.predict(x).p_generated, inner_real.unlikeness(describe(x))
+    def score(x: np.ndarray, desc: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        d = describe(x) if desc is None else desc
+        return inner.predict(x).p_generated, inner_real.unlikeness(d)
 
-    parts = [score(g) for g in given]
+    parts = [score(images, described), score(given[1])]
     p_sup, unl = (np.concatenate(a) for a in zip(*parts, strict=True))
     group = validation_groups(ds, bank, val_gm, val_src)
     n_groups = len(np.unique(group))
@@ -221,7 +224,7 @@ def fit_fusion(
     min_size, group_weight, grouping_ari = choose_grouping(
         val_inf.embedding,
         val_gm[apart],
-        describe(val_fake[apart]) if group_description else None,
+        described[: len(val_fake)][apart] if group_description else None,
         DESCRIPTION_WEIGHTS,
     )
     open_rule, open_auroc = choose_open_rule(inner, inner_bank, val_inf)
@@ -461,7 +464,7 @@ def choose_grouping(
         for size in DENSITY_SIZES:
             full = grouping_scores(group_with(x, size), truth)["ari"]
             part = grouping_scores(group_with(xh, size), truth[half])["ari"]
-            key = str(size) if not w else f"{size} d{w:g}"
+            key = grouping_key(size, w)
             scores[key] = [round(full, 4), round(part, 4)]
             ranked.append((float(np.mean(scores[key])), -size, -w))
     best = max(ranked)
