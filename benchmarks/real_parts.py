@@ -12,10 +12,11 @@ its unlikeness scores the test zoo's generated images (at most `--per-gm` per GM
 a seeded subset) and the test zoo's own photographs' crops, clean and with both
 classes JPEG q75. Rows: the pixels' part alone (`selfdesc.BLOCKS[0]`: prediction
 filters, residual statistics, periodicity), the residual's spectrum alone
-(`BLOCKS[1]`), one density over the whole description (what the two parts were
-before they were modelled apart), and the two parts combined by Fisher's method
-(what gmtrace fits). AUC of the unlikeness, generated against real. With --write,
-the table goes to docs/benchmarks.md (section real_parts).
+(`BLOCKS[1]`), the cross-scale prediction alone (`BLOCKS[2]`), one density over the
+first two parts (what they were before they were modelled apart), the first two
+combined by Fisher's method (what gmtrace fits), and all three so combined (what
+`--cross-scale` fits). AUC of the unlikeness, generated against
+real. With --write, the table goes to docs/benchmarks.md (section real_parts).
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ CONDITIONS = ("clean", "JPEG q75")
 VARIANTS = (
     ("pixels' part alone", BLOCKS[0], None),
     ("residual spectrum alone", BLOCKS[1], None),
-    ("one density over all 184", (0, BLOCKS[1][1]), None),
-    ("both parts, Fisher-combined (fitted by gmtrace)", (0, BLOCKS[1][1]), BLOCKS),
+    ("cross-scale prediction alone", BLOCKS[2], None),
+    ("one density over the first two parts' 184", (0, BLOCKS[1][1]), None),
+    ("pixels and spectrum, Fisher-combined (fitted by gmtrace)", (0, BLOCKS[1][1]), BLOCKS[:2]),
+    ("all three parts, Fisher-combined (`--cross-scale`)", (0, BLOCKS[2][1]), BLOCKS),
 )
 
 

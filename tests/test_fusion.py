@@ -450,6 +450,7 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
         leakage_steps=2,
         conditions=("jpeg75",),
         group_description=True,
+        cross_scale=True,
     )
     evaluate(zoo, tmp_path / "eval", cfg, command="gmtrace evaluate --methods fused")
     saved = json.loads((tmp_path / "eval" / "results.json").read_text())
@@ -478,6 +479,8 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
     key = str(rec["grouping_min_size"]) + (f" d{w:g}" if w else "")
     assert key in rec["grouping_validation_ari"] and "0 d1" in rec["grouping_validation_ari"]
     assert 0 <= fused["grouping_half"]["ari"]["mean"] <= 1
+    # `--cross-scale`: the model of real photographs has the third part (193 values)
+    assert saved.real.width == 193 and len(saved.real.parts) == 3
     assert fused["parsing"] is not None  # the outer network's parse
     # parsing that abstains: the gate chosen on inner validation, scored where it answered
     assert len(rec["parse_gate"]) == 25 and saved.gate is not None

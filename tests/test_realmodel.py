@@ -10,12 +10,17 @@ from torch.nn.functional import avg_pool2d
 
 from gmtrace.realmodel.density import RealModelError, RealPhotoModel
 from gmtrace.realmodel.selfdesc import (
+    BLOCKS,
+    CROSS_SCALE_NAMES,
     DESCRIPTION_NAMES,
     MIN_SIDE,
     PER_CHANNEL,
     PERIOD_NAMES,
     SCALES,
     SPECTRUM_NAMES,
+    WIDTHS,
+    cross_scale,
+    describe,
     describe_images,
     describe_scale,
     high_pass,
@@ -34,12 +39,48 @@ def test_a_channel_made_of_the_others_is_predicted_exactly():
     r, b = rng.normal(size=(2, 3, 48, 48))
     x = torch.from_numpy(np.stack([r, 2 * r - 0.5 * b, b], 1) / 8).float()
     d = describe_images(x)
-    assert d.shape == (3, len(DESCRIPTION_NAMES)) == (3, 184)
+    assert d.shape == (3, len(DESCRIPTION_NAMES)) == (3, 193)
     assert d[:, col("s1_g_w_other_1")].numpy() == pytest.approx([2.0] * 3, abs=1e-3)
     assert d[:, col("s1_g_w_other_2")].numpy() == pytest.approx([-0.5] * 3, abs=1e-3)
     neighbours = [col(f"s1_g_{n}") for n in PER_CHANNEL[:8]]
     assert np.abs(d[:, neighbours].numpy()).max() < 1e-3
     assert (d[:, col("s1_g_log_gain")] < -12).all()  # nothing left to predict
+
+
+def test_an_image_enlarged_k_times_is_predicted_from_its_k_times_coarser_version():
+    """Bicubic enlargement by k: every fine pixel is a smooth function of the coarse
+    image, so the 3x3 parents of the k-times box average predict it (gain far below
+    0, about -3); other factors' parents mostly do not (a 2x image's 3x3 cells
+    straddle its own). White noise's detail is nothing its parents tell (gain 0). A
+    flat image stays finite."""
+    rng = np.random.default_rng(5)
+    noise = torch.from_numpy(rng.uniform(size=(3, 72, 72))).float()
+    for k in (2, 3, 4):
+        small = torch.from_numpy(rng.uniform(size=(3, 1, 72 // k, 72 // k))).float()
+        big = torch.nn.functional.interpolate(small, scale_factor=k, mode="bicubic")[:, 0]
+        d = dict(zip(CROSS_SCALE_NAMES, cross_scale(big).T, strict=True))
+        assert (d[f"xscale_{k}_mean"] < -2.5).all() and (d[f"xscale_{k}_min"] < -2.5).all()
+        assert (d[f"xscale_{k}_spread"] < 0.3).all()  # every phase alike
+    small = torch.from_numpy(rng.uniform(size=(3, 1, 36, 36))).float()
+    big = torch.nn.functional.interpolate(small, scale_factor=2, mode="bicubic")[:, 0]
+    two = dict(zip(CROSS_SCALE_NAMES, cross_scale(big).T, strict=True))
+    assert (two["xscale_3_mean"] > -1).all() and (two["xscale_3_spread"] > 0.1).all()
+    flat = dict(zip(CROSS_SCALE_NAMES, cross_scale(noise).T, strict=True))
+    for name in CROSS_SCALE_NAMES:
+        assert (flat[name].abs() < 0.1).all()
+    assert torch.isfinite(cross_scale(torch.full((2, 64, 64), 0.5))).all()
+
+
+def test_a_description_cut_after_a_part_is_the_prefix_of_the_whole():
+    """A model fitted before the cross-scale part existed reads the first 184 values,
+    unchanged, and `describe(width=)` computes only those."""
+    images = np.random.default_rng(2).integers(0, 256, (5, 40, 40, 3), dtype=np.uint8)
+    whole = describe(images)
+    assert WIDTHS == tuple(b for _, b in BLOCKS) == (180, 184, 193)
+    for w in WIDTHS:
+        np.testing.assert_array_equal(describe(images, width=w), whole[:, :w])
+    with pytest.raises(ValueError, match="one of its parts"):
+        describe(images, width=100)
 
 
 def test_white_noise_is_not_predicted_and_leaves_a_gaussian_residual():
@@ -146,7 +187,7 @@ def test_the_float32_description_matches_a_float64_one_and_stays_finite():
     unit = (x.double() + 1) / 2
     parts = [describe_scale(unit if s == 1 else avg_pool2d(unit, s)) for s in SCALES]
     r = high_pass(unit)
-    ref = torch.cat([*parts, periodicity(r), spectrum(r)], 1)
+    ref = torch.cat([*parts, periodicity(r), spectrum(r), cross_scale(unit.mean(1))], 1)
     assert torch.isfinite(got).all()
     assert torch.allclose(got[:3].double(), ref[:3], atol=2e-3)
     gain = col("s1_g_log_gain")

@@ -96,6 +96,15 @@ def evaluate(
             "beside the embedding, where its inner validation says so (docs/realmodel.md)",
         ),
     ] = DEFAULT.group_description,
+    cross_scale: Annotated[
+        bool,
+        typer.Option(
+            "--cross-scale/--no-cross-scale",
+            help="the real-photo model and the fused method's model of real photographs "
+            "also model the cross-scale prediction (better on unseen upscalers, worse "
+            "pooled: docs/realmodel.md)",
+        ),
+    ] = DEFAULT.cross_scale,
     red_steps: Annotated[
         int, typer.Option(help="RED-architecture training steps per fold (about equal CPU time)")
     ] = DEFAULT.red_steps,
@@ -155,6 +164,7 @@ def evaluate(
         inner_families=inner_families,
         inner_tiers=inner_tiers,
         group_description=group_description,
+        cross_scale=cross_scale,
         balance=balance,
         precision=precision,
         train_per_gm=train_per_gm,

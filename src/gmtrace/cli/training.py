@@ -82,6 +82,14 @@ def train(
             "the embedding, where the inner validation says so (docs/realmodel.md)",
         ),
     ] = TRAIN.group_description,
+    cross_scale: Annotated[
+        bool,
+        typer.Option(
+            "--cross-scale/--no-cross-scale",
+            help="with --fuse: the model of real photographs also models the cross-scale "
+            "prediction (better on unseen upscalers, worse pooled: docs/realmodel.md)",
+        ),
+    ] = TRAIN.cross_scale,
 ) -> None:
     """Train the FEN, parsing network and heads on a zoo, or several (resumable)."""
     from gmtrace.data.dataset import DatasetError, GMDataset, real_records
@@ -101,6 +109,7 @@ def train(
         inner_families=inner_families,
         inner_tiers=inner_tiers,
         group_description=group_description,
+        cross_scale=cross_scale,
         balance=balance,
     )
     mcfg = replace(MODEL, fen=replace(MODEL.fen, depth=fen_depth, width=fen_width))
@@ -154,6 +163,7 @@ def _fuse(ds, bank, out: Path, cfg: TrainConfig, mcfg: ModelConfig) -> None:
         cfg.inner_families,
         cfg.inner_tiers,
         cfg.group_description,
+        cfg.cross_scale,
     )
     fusion.save(out)
     atomic_write_text(out / FUSION_RECORD, json.dumps(record, indent=1) + "\n")

@@ -44,6 +44,7 @@ class EvalConfig:
     inner_families: bool = True  # the fused method's inner validation (TrainConfig's)
     inner_tiers: bool = True  # ... with a codebase of every tier (TrainConfig's)
     group_description: bool = True  # the fused grouping may read the self-description
+    cross_scale: bool = False  # the real-photo models also model the cross-scale part
     balance: str = "gm"  # how training batches pick their GMs (TrainConfig's)
     # the arithmetic of the networks' answers on test images (`core.precision`; their
     # training and fitting stay fp32, as a shipped model's): the scan's `--precision`

@@ -177,6 +177,7 @@ def make_methods(cfg: EvalConfig) -> list[Method]:
         inner_families=cfg.inner_families,
         inner_tiers=cfg.inner_tiers,
         group_description=cfg.group_description,
+        cross_scale=cfg.cross_scale,
         balance=cfg.balance,
     )
     steps = {"red": cfg.red_steps}

@@ -18,7 +18,7 @@ METHODS: dict[str, tuple[type[Method], Callable[[TrainConfig, str], Method]]] = 
     "gmtrace": (NetMethod, lambda train, p: NetMethod("gmtrace", ModelConfig(), train, p)),
     "red": (NetMethod, lambda train, p: NetMethod("red", red_config(), train, p)),
     "spectral": (SpectralMethod, lambda train, p: SpectralMethod()),
-    "realphoto": (RealPhotoMethod, lambda train, p: RealPhotoMethod()),
+    "realphoto": (RealPhotoMethod, lambda train, p: RealPhotoMethod(train.cross_scale)),
     "fused": (FusedMethod, FusedMethod),
 }
 

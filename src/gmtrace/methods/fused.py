@@ -63,7 +63,7 @@ from gmtrace.realmodel.fusion import (
     owner_means,
     unsure_share,
 )
-from gmtrace.realmodel.selfdesc import BLOCKS, describe
+from gmtrace.realmodel.selfdesc import describe, real_parts
 from gmtrace.train.config import TrainConfig
 from gmtrace.train.loop import hold_out
 
@@ -88,6 +88,7 @@ class FusedMethod(Method):
         self.inner_families = train_cfg.inner_families
         self.inner_tiers = train_cfg.inner_tiers
         self.group_description = train_cfg.group_description
+        self.cross_scale = train_cfg.cross_scale
 
     def fit(self, ds, bank, targets, out_dir, console) -> dict:
         info = self.net.fit(ds, bank, targets, out_dir, console)
@@ -102,6 +103,7 @@ class FusedMethod(Method):
             self.inner_families,
             self.inner_tiers,
             self.group_description,
+            self.cross_scale,
         )
         (out_dir / self.name).mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / self.name / FUSION_RECORD, json.dumps(record, indent=1))
@@ -146,6 +148,7 @@ def fit_fusion(
     inner_families: bool,
     inner_tiers: bool = False,
     group_description: bool = False,
+    cross_scale: bool = False,
 ) -> tuple[Fusion, dict]:
     """The fusion of the network `outer` trained on `bank` (the fold's training data,
     or a shipped model's; loaded): the inner network `inner` trained into
@@ -157,7 +160,10 @@ def fit_fusion(
     codebase's families too, `inner_tiers` a codebase of every tier
     (`splits.inner_validation`); `group_description`: the grouping may read the
     self-description beside the embedding (`cluster.grouping_features`), where the
-    held-back GMs say so."""
+    held-back GMs say so; `cross_scale`: the models of real photographs model the
+    cross-scale prediction too (`selfdesc.real_parts`)."""
+    real_columns = real_parts(cross_scale)
+    width = real_columns[-1][1]
     t0 = time.perf_counter()
     inner_bank, val_fake, val_gm, val_real, val_src = inner_split(
         ds, bank, seed, inner_families, inner_tiers
@@ -179,15 +185,18 @@ def fit_fusion(
     # (a tiny zoo): it is fitted on all of the fold's, and the record says so
     few = len(inner_bank.real) < MIN_REAL
     inner_real = RealPhotoModel.fit(
-        describe(bank.real if few else inner_bank.real), seed=seed, blocks=BLOCKS
+        describe(bank.real if few else inner_bank.real, width=width),
+        seed=seed,
+        blocks=real_columns,
     )
     images = np.concatenate([val_fake, val_real])
     y = np.r_[np.ones(len(val_fake)), np.zeros(len(val_real))]
     given = [images, np.stack([jpeg(a, 75) for a in images])]  # as a user may give them
-    described = describe(images)  # the validation images' own: the grouping reads them too
+    # the validation images' own: the grouping reads them too
+    described = describe(images, width=width)
 
     def score(x: np.ndarray, desc: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        d = describe(x) if desc is None else desc
+        d = describe(x, width=width) if desc is None else desc
         return inner.predict(x).p_generated, inner_real.unlikeness(d)
 
     parts = [score(images, described), score(given[1])]
@@ -233,7 +242,7 @@ def fit_fusion(
     gate, gate_rule, gate_scores = fit_gate(
         ds, bank, val_inf, val_gm[apart], val_group, inner_dir / inner.name, seed
     )
-    real = RealPhotoModel.fit(describe(bank.real), seed=seed, blocks=BLOCKS)
+    real = RealPhotoModel.fit(describe(bank.real, width=width), seed=seed, blocks=real_columns)
     fusion = Fusion(
         real,
         stacker,

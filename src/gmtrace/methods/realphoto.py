@@ -20,18 +20,23 @@ from gmtrace.methods.base import Method
 from gmtrace.readout.embedding import gm_gallery, open_set_score
 from gmtrace.readout.inference import Inference
 from gmtrace.realmodel.density import RealPhotoModel
-from gmtrace.realmodel.selfdesc import BLOCKS, describe
+from gmtrace.realmodel.selfdesc import describe, real_parts
 
 
 class RealPhotoMethod(Method):
     name = "realphoto"
     parses = False
 
+    def __init__(self, cross_scale: bool = False):
+        self.parts = real_parts(cross_scale)  # of the description (`selfdesc.BLOCKS`)
+        self.width = self.parts[-1][1]
+
     def fit(self, ds, bank, targets, out_dir, console) -> dict:
         t0 = time.perf_counter()
-        self.model_ = RealPhotoModel.fit(describe(bank.real), seed=0, blocks=BLOCKS)
+        desc = describe(bank.real, width=self.width)
+        self.model_ = RealPhotoModel.fit(desc, seed=0, blocks=self.parts)
         kept = [i for i, a in enumerate(bank.fake) if len(a)]
-        xf = np.concatenate([self._embed(describe(bank.fake[i])) for i in kept])
+        xf = np.concatenate([self._embed(describe(bank.fake[i], width=self.width)) for i in kept])
         gm = np.concatenate([[i] * len(bank.fake[i]) for i in kept])
         self.n_gms_ = len(bank.fake)
         self.gallery_ = gm_gallery(xf, gm, self.n_gms_)
@@ -46,7 +51,7 @@ class RealPhotoMethod(Method):
         return y / np.linalg.norm(y, axis=1, keepdims=True).clip(1e-9)
 
     def predict(self, images: np.ndarray) -> Inference:
-        desc = describe(images)
+        desc = describe(images, width=self.width)
         emb = self._embed(desc)
         sim = emb @ self.gallery_.T  # cosine similarity to each training GM's mean
         attr = np.exp(10 * (sim - sim.max(1, keepdims=True)))

@@ -27,7 +27,7 @@ from gmtrace.data.images import ImageError, find_images, read_bytes
 from gmtrace.readout.fused import Fusion
 from gmtrace.readout.saved import FUSION
 from gmtrace.realmodel.density import RealModelError, RealPhotoModel
-from gmtrace.realmodel.selfdesc import BLOCKS, describe
+from gmtrace.realmodel.selfdesc import describe
 
 MIN_PHOTOS = 20  # readable photographs a calibration needs
 FALSE_ALARMS = 0.05  # the share of the user's photographs the threshold may call generated
@@ -92,7 +92,10 @@ def calibrate(
         )
     grid = np.concatenate(crops)
     try:
-        real = RealPhotoModel.fit(describe(grid), seed=0, blocks=BLOCKS)
+        # the parts the model's own fusion was fitted with, so its stacker reads the
+        # unlikeness it was made for
+        parts = tuple(base.real.columns)
+        real = RealPhotoModel.fit(describe(grid, width=base.real.width), seed=0, blocks=parts)
     except RealModelError as e:
         raise CalibrationError(f"the photographs could not be modelled: {e}") from None
     fusion = replace(base, real=real)

@@ -30,7 +30,7 @@ from gmtrace.realmodel.fusion import (
     scalar,
     stack_features,
 )
-from gmtrace.realmodel.selfdesc import BLOCKS, DESCRIPTION_NAMES, describe
+from gmtrace.realmodel.selfdesc import DESCRIPTION_NAMES, WIDTHS, describe
 
 # what an image flagged by the band is scored again after (issue 22)
 REENCODINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -118,7 +118,7 @@ class Fusion:
         owner = np.arange(len(images)) if owner is None else np.asarray(owner)
         n = int(owner.max()) + 1 if len(owner) else 0
         p_sup = supervised(images)
-        desc = describe(images)
+        desc = describe(images, width=self.real.width)
         unl = self.real.unlikeness(desc)
         p = owner_means(self.fused(p_sup, unl), owner)
         ps, un = owner_means(p_sup, owner), owner_means(unl, owner)
@@ -153,7 +153,7 @@ class Fusion:
             by_shape.setdefault(a.shape, []).append(i)
         for idx in by_shape.values():
             x = np.concatenate([again[i] for i in idx])
-            q = self.fused(supervised(x), self.real.unlikeness(describe(x)))
+            q = self.fused(supervised(x), self.real.unlikeness(describe(x, width=self.real.width)))
             for i, part in zip(idx, np.split(q, len(idx)), strict=True):
                 out[i] = part
         return out
@@ -177,9 +177,9 @@ class Fusion:
             real = RealPhotoModel.from_arrays(
                 {k[5:]: v for k, v in arrays.items() if k.startswith("real_")}
             )
-            # a model of the pixels' part alone (saved before the spectrum part) reads
-            # the first columns, which have not changed
-            if real.width not in {b for _, b in BLOCKS}:
+            # a model saved before a part existed (the pixels' part alone, or without
+            # the cross-scale part) reads the first columns, which have not changed
+            if real.width not in WIDTHS:
                 raise RealModelError(
                     f"its model of real photographs reads {real.width} description "
                     f"values where this gmtrace describes an image by {len(DESCRIPTION_NAMES)}: "

@@ -46,10 +46,28 @@ part of their own (`BLOCKS`, `density.RealPhotoModel`): appended to the 180 abov
 and modelled together, they were drowned by them (docs/realmodel.md, "The residual's
 spectrum").
 
-`describe_images` gives [N, len(SCALES) * 3 * 18 + 18 + 4] = [N, 184]: scale-major,
-then channel, then `PER_CHANNEL` order, then `PERIOD_NAMES`, then `SPECTRUM_NAMES`
-(`DESCRIPTION_NAMES`); `BLOCKS` the column ranges of its two parts, the pixels'
-prediction and periodicity (the first 180), the residual's spectrum (the last 4).
+Then how much of the image its own coarser version predicts (`CROSS_SCALE_NAMES`, 9
+numbers), the same idea across scales instead of across neighbours: for each factor
+k in `FACTORS`, the image's luminance is box-averaged over k x k cells (its parent),
+and each of the k x k phases of the fine pixels (the pixel at (a, b) of every cell)
+is predicted by least squares from the 3x3 parents around its own. The log of the
+residual's mean square over that of the detail (the fine pixel less its own
+parent) is the phase's gain; the block holds, per factor, the gains' mean, spread
+(standard deviation over the phases) and minimum. A photograph's fine detail
+(texture, noise, the sensor's) is largely not a function of its coarser version
+(gain near 0); an image enlarged by a network from a smaller one is (far below 0),
+and it stays so after JPEG, which erases the finest residual statistics above.
+Measured on the pretrained tier's upscalers and under the codebase protocol, it is
+an option (`real_parts`, `--cross-scale`): docs/realmodel.md, "Cross-scale prediction".
+
+`describe_images` gives [N, len(SCALES) * 3 * 18 + 18 + 4 + 9] = [N, 193]:
+scale-major, then channel, then `PER_CHANNEL` order, then `PERIOD_NAMES`, then
+`SPECTRUM_NAMES`, then `CROSS_SCALE_NAMES` (`DESCRIPTION_NAMES`); `BLOCKS` the
+column ranges of its three parts, the pixels' prediction and periodicity (the first
+180), the residual's spectrum (the next 4), the cross-scale prediction (the last 9).
+A model of real photographs reads a prefix of the description (`width`): one fitted
+before a part existed reads the columns it knew, which have not changed, and
+`describe(..., width=)` computes only those.
 Computed in torch on a batch in float32, the normal equations solved in float64
 (those of a flat image are ill-conditioned).
 """
@@ -87,18 +105,36 @@ SPECTRUM_NAMES = (
     "spectrum_high",
     "spectrum_log_flatness",
 )
+FACTORS = (2, 3, 4)
+CROSS_SCALE_NAMES = tuple(
+    f"xscale_{k}_{stat}" for k in FACTORS for stat in ("mean", "spread", "min")
+)
 DESCRIPTION_NAMES = (
     *(f"s{s}_{'rgb'[c]}_{n}" for s in SCALES for c in range(3) for n in PER_CHANNEL),
     *PERIOD_NAMES,
     *SPECTRUM_NAMES,
+    *CROSS_SCALE_NAMES,
 )
-_N_PIXELS = len(DESCRIPTION_NAMES) - len(SPECTRUM_NAMES)
+_N_PIXELS = len(DESCRIPTION_NAMES) - len(SPECTRUM_NAMES) - len(CROSS_SCALE_NAMES)
+_N_SPECTRUM = _N_PIXELS + len(SPECTRUM_NAMES)
 # the parts of a description that the model of real photographs models apart
-BLOCKS = ((0, _N_PIXELS), (_N_PIXELS, len(DESCRIPTION_NAMES)))
+BLOCKS = ((0, _N_PIXELS), (_N_PIXELS, _N_SPECTRUM), (_N_SPECTRUM, len(DESCRIPTION_NAMES)))
+WIDTHS = tuple(b for _, b in BLOCKS)  # the prefixes a model of real photographs may read
+
+
+def real_parts(cross_scale: bool = False) -> tuple[tuple[int, int], ...]:
+    """The parts a model of real photographs is fitted with: the pixels' prediction
+    and the residual's spectrum, and with `cross_scale` the cross-scale prediction too
+    (an option: under the codebase protocol it raised the upscalers' AUC and lowered
+    the pooled one, docs/realmodel.md, "Cross-scale prediction")."""
+    return BLOCKS if cross_scale else BLOCKS[:2]
+
+
 HIGH = 0.35  # cycles per pixel: where `spectrum_high`'s band begins
 MIN_SIDE = 4 * max(SCALES) + 2  # the coarsest scale keeps a 4x4 core of targets
 _EPS = 1e-10
 _RIDGE = 1e-5  # of the mean diagonal of the normal equations
+_RIDGE_CROSS = 1e-6  # the same, of the cross-scale prediction's
 
 
 def to_unit(images: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -109,18 +145,24 @@ def to_unit(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return (images.float() + 1.0) / 2.0
 
 
-def describe(images: np.ndarray, batch: int = 64) -> np.ndarray:
-    """[N, D] self-descriptions of uint8 images [N, H, W, 3], in batches."""
+def describe(images: np.ndarray, batch: int = 64, width: int | None = None) -> np.ndarray:
+    """[N, D] self-descriptions of uint8 images [N, H, W, 3], in batches; with
+    `width` (one of `WIDTHS`), only the parts that its first columns hold."""
     if len(images) == 0:
-        return np.zeros((0, len(DESCRIPTION_NAMES)))
+        return np.zeros((0, width or len(DESCRIPTION_NAMES)))
     return np.concatenate(
-        [describe_images(images[i : i + batch]).numpy() for i in range(0, len(images), batch)]
+        [
+            describe_images(images[i : i + batch], width).numpy()
+            for i in range(0, len(images), batch)
+        ]
     )
 
 
-def describe_images(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """[N, len(DESCRIPTION_NAMES)] self-descriptions of a batch (uint8 NHWC or
-    float NCHW in [-1, 1]); every image at least `MIN_SIDE` pixels a side."""
+def describe_images(images: np.ndarray | torch.Tensor, width: int | None = None) -> torch.Tensor:
+    """[N, width or len(DESCRIPTION_NAMES)] self-descriptions of a batch (uint8 NHWC
+    or float NCHW in [-1, 1]); every image at least `MIN_SIDE` pixels a side."""
+    if width is not None and width not in WIDTHS:
+        raise ValueError(f"a description is cut after one of its parts {WIDTHS}, not {width}")
     x = to_unit(images)
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"expected a batch of RGB images, got shape {tuple(x.shape)}")
@@ -128,7 +170,10 @@ def describe_images(images: np.ndarray | torch.Tensor) -> torch.Tensor:
         raise ValueError(f"images must be at least {MIN_SIDE} pixels a side, got {x.shape[2:]}")
     parts = [describe_scale(x if s == 1 else F.avg_pool2d(x, s)) for s in SCALES]
     r = high_pass(x)
-    return torch.cat([*parts, periodicity(r), spectrum(r)], 1).float()
+    parts += [periodicity(r), spectrum(r)]
+    if width is None or width > _N_SPECTRUM:
+        parts.append(cross_scale(x.mean(1)))
+    return torch.cat(parts, 1)[:, :width].float()
 
 
 def _unfold_order() -> torch.Tensor:
@@ -247,3 +292,29 @@ def spectrum(r: torch.Tensor) -> torch.Tensor:
         ],
         1,
     )
+
+
+def cross_scale(y: torch.Tensor) -> torch.Tensor:
+    """[N, len(CROSS_SCALE_NAMES)] how well each image's coarser versions predict it
+    (the module's docstring): y [N, H, W] the luminance in [0, 1]. Per factor, one
+    Gram matrix of the 3x3 parents (and a constant) serves the k x k phases' normal
+    equations (ridge-regularized, in float64); the border's parents repeat the edge."""
+    n = y.shape[0]
+    out = []
+    for k in FACTORS:
+        h, w = (y.shape[1] // k) * k, (y.shape[2] // k) * k
+        fine = y[:, :h, :w].double()
+        parent = F.avg_pool2d(fine[:, None], k)  # [N, 1, h/k, w/k]
+        U = F.unfold(F.pad(parent, (1, 1, 1, 1), mode="replicate"), 3)  # [N, 9, P]
+        U = torch.cat([U, torch.ones_like(U[:, :1])], 1)
+        G = U @ U.transpose(1, 2)
+        lam = _RIDGE_CROSS * G.diagonal(dim1=1, dim2=2).mean(1)
+        G = G + lam[:, None, None] * torch.eye(G.shape[1], dtype=G.dtype)
+        # [N, P, k * k]: each phase's fine pixels, in the parents' order
+        T = torch.stack([fine[:, a::k, b::k].reshape(n, -1) for a in range(k) for b in range(k)], 2)
+        coef = torch.linalg.solve(G, U @ T)  # [N, 10, k * k]
+        resid = T - U.transpose(1, 2) @ coef
+        detail = T - parent.reshape(n, -1, 1)
+        gain = torch.log((resid**2).mean(1) + _EPS) - torch.log((detail**2).mean(1) + _EPS)
+        out += [gain.mean(1), gain.std(1), gain.min(1).values]
+    return torch.stack(out, 1).float()

@@ -45,6 +45,11 @@ class TrainConfig:
     # (measured better on the codebase protocol and shipped, so the default since
     # 2026-12-06: docs/realmodel.md, "Grouping on the self-description too")
     group_description: bool = True
+    # the fusion's model of real photographs also models the cross-scale prediction
+    # (`selfdesc.real_parts`); off: under the codebase protocol it raised the unseen
+    # upscalers' AUC and lowered the pooled one (docs/realmodel.md, "Cross-scale
+    # prediction")
+    cross_scale: bool = False
     # how the generated half of a batch picks its GMs: "gm", uniformly over the GMs;
     # "tier", each tier (gmtrace's own zoo, the pretrained, the foreign-code tier)
     # equally, uniformly over its GMs (a tier of 154 GMs then weighs as one of 19)

@@ -228,7 +228,7 @@ def _save_checkpoint(
 
 # settings of the fusion fitted after training (`gmtrace train --fuse`): they do not
 # bind the network's checkpoint
-FUSION_ONLY = ("inner_families", "inner_tiers", "group_description")
+FUSION_ONLY = ("inner_families", "inner_tiers", "group_description", "cross_scale")
 # training settings a checkpoint saved before they existed ran with
 TRAIN_LEGACY = {"balance": "gm"}
 
