@@ -67,7 +67,8 @@ column ranges of its three parts, the pixels' prediction and periodicity (the fi
 180), the residual's spectrum (the next 4), the cross-scale prediction (the last 9).
 A model of real photographs reads a prefix of the description (`width`): one fitted
 before a part existed reads the columns it knew, which have not changed, and
-`describe(..., width=)` computes only those.
+`describe(..., width=)` gives only those (without the cost of the cross-scale part
+where they stop before it).
 Computed in torch on a batch in float32, the normal equations solved in float64
 (those of a flat image are ill-conditioned).
 """
@@ -147,7 +148,8 @@ def to_unit(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 def describe(images: np.ndarray, batch: int = 64, width: int | None = None) -> np.ndarray:
     """[N, D] self-descriptions of uint8 images [N, H, W, 3], in batches; with
-    `width` (one of `WIDTHS`), only the parts that its first columns hold."""
+    `width` (one of `WIDTHS`), their first `width` values (the cross-scale part is
+    computed only where those hold it)."""
     if len(images) == 0:
         return np.zeros((0, width or len(DESCRIPTION_NAMES)))
     return np.concatenate(
