@@ -403,7 +403,7 @@ def report_cmd(
     table, per group a contact sheet, fingerprint, spectrum and parse, a model card
     (and, with --index, where its generators were seen before)."""
     from gmtrace.product.analyze import Analyzer
-    from gmtrace.product.groups import group_rows
+    from gmtrace.product.groups import group_rows, own_grouping
     from gmtrace.product.report import write_report
     from gmtrace.product.scan import ScanError, read_results
 
@@ -415,8 +415,11 @@ def report_cmd(
         fail(str(e))
     seen = None
     # without a groups file, the groups `gmtrace group` would make: the model's own
-    # grouping where every row is its (`_grouping_settings`)
-    g = g if g is not None else group_rows(rows, True, *_grouping_settings(model, rows))
+    # grouping where every row is its, as `_grouping_settings` reads it (the analyzer
+    # has the model's own fusion and id loaded already)
+    if g is None:
+        grouping = own_grouping(rows, analyzer.base_model_id_, analyzer.base_fusion_)
+        g = group_rows(rows, True, *grouping)
     if index is not None:
         from gmtrace.index.index import FingerprintIndex, SameSource
 
@@ -557,14 +560,12 @@ def check(
 
 
 def _grouping_settings(model: Path | None, rows: list[dict]) -> tuple[int, float]:
-    """How a fused model groups (the density grouping's smallest group, the
-    self-description's weight: `Fusion.min_size`, `Fusion.group_weight`) when every
-    analyzed row is that model's (`groups.own_rows`); else (0, 0.0): the silhouette
-    cut on the embedding alone."""
+    """How the model folder `model` (default: the shipped one) groups `rows`
+    (`groups.own_grouping`), read from its files without loading its network."""
     import json
 
     from gmtrace.product.analyze import default_model_dir
-    from gmtrace.product.groups import own_rows
+    from gmtrace.product.groups import own_grouping
     from gmtrace.readout.fused import Fusion
     from gmtrace.readout.saved import CONFIG, model_digest, model_id
 
@@ -576,9 +577,7 @@ def _grouping_settings(model: Path | None, rows: list[dict]) -> tuple[int, float
         meta = json.loads((d / CONFIG).read_text())  # the id's version; no weights loaded
     except (OSError, ValueError):
         return 0, 0.0
-    if not own_rows(rows, model_id(meta, model_digest(d))):
-        return 0, 0.0
-    return fusion.min_size, fusion.group_weight
+    return own_grouping(rows, model_id(meta, model_digest(d)), fusion)
 
 
 @app.command()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -51,6 +52,9 @@ from gmtrace.grouping.cluster import (
     number_groups,
 )
 
+if TYPE_CHECKING:
+    from gmtrace.readout.fused import Fusion
+
 GROUPS_SCHEMA_VERSION = 2  # 2: parse_unknown; a field's value may read "unknown"
 
 
@@ -68,6 +72,15 @@ def own_rows(rows: list[dict], model_id: str) -> bool:
 
     ids = {r.get("model_id", "") for r in rows if r.get("ok")}
     return bool(ids) and all(base(i) == base(model_id) for i in ids)
+
+
+def own_grouping(rows: list[dict], model_id: str, fusion: Fusion | None) -> tuple[int, float]:
+    """`group_rows`'s (min_size, weight) for `rows`: the grouping the fused model
+    `model_id` chose (`Fusion.min_size`, `Fusion.group_weight`) where every analyzed
+    row is its (`own_rows`); else (0, 0.0), the silhouette cut on the embedding alone."""
+    if fusion is None or not own_rows(rows, model_id):
+        return 0, 0.0
+    return fusion.min_size, fusion.group_weight
 
 
 def group_rows(

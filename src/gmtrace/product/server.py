@@ -220,16 +220,14 @@ class AnalysisService:
     async def group(self, request: Request, all_images: bool) -> dict:
         """The answer to `/v1/group`: the rows of a JSON body or of an upload, grouped
         by source GM (only the generated images unless `all_images`)."""
-        from gmtrace.product.groups import group_rows, own_rows
+        from gmtrace.product.groups import group_rows, own_grouping
 
         if request.headers.get("content-type", "").startswith("application/json"):
             rows = await _posted_rows(request)
         else:
             rows = await self.analyze_upload(request, False)
         a = self.analyzer
-        size, weight = 0, 0.0
-        if a.fusion_ is not None and own_rows(rows, a.model_id_):
-            size, weight = a.fusion_.min_size, a.fusion_.group_weight
+        size, weight = own_grouping(rows, a.model_id_, a.fusion_)
         groups = await asyncio.to_thread(group_rows, rows, not all_images, size, weight)
         return groups | {"results": rows}
 
