@@ -266,7 +266,7 @@ def fused_rates(analyzer, repeats: int, n: int = 512) -> tuple[list, float]:
         crops.append(a[y : y + size, x : x + size])
     grid = np.stack(crops)
     p_sup = analyzer.supervised_p(grid)
-    unl = f.real.unlikeness_table(describe(grid))
+    unl = f.real.unlikeness(describe(grid))
     flagged = float(np.mean(f.band.flagged(f.fused(p_sup, unl), f.disagree(p_sup, unl))))
 
     def network(x):

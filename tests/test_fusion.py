@@ -138,41 +138,6 @@ def test_choose_rule_keeps_the_stacker_where_one_part_is_noise():
     assert real_cal.weights[0] > 0
 
 
-def test_the_parts_rule_reads_each_parts_logit_and_is_chosen_where_the_sum_dilutes_one():
-    """Held-back codebases A, B and C are each told by the real model's second part
-    alone; its first part is noise, and so is the supervised p. The combined
-    unlikeness (a mean of the parts' here) carries half the cue: a stacker of it
-    ranks worse on the codebase it was not fitted on than a stacker of each part's."""
-    real_cal = Stacker(np.array([1.0]), 0.0)
-    p_sup = np.array([0.5, 0.9])
-    table = np.array([[0.5, 0.2, 0.8], [0.9, 0.95, 0.85]])
-    x = rule_features("parts", p_sup, table, real_cal)
-    assert np.allclose(x, np.c_[logit(p_sup), logit(table[:, 1:], 0.002)])
-    # the other rules read the combined unlikeness (the first column) alone
-    for rule in ("stacker", "sum", "max"):
-        assert np.allclose(
-            rule_features(rule, p_sup, table, real_cal),
-            rule_features(rule, p_sup, table[:, 0], real_cal),
-        )
-    with pytest.raises(ValueError, match="each part's unlikeness"):
-        rule_features("parts", p_sup, table[:, 0], real_cal)
-
-    rng = np.random.default_rng(9)
-    n = 150
-    y = np.r_[np.ones(3 * n), np.zeros(3 * n)]
-    noise = rng.random(6 * n)
-    cue = np.r_[rng.beta(10, 1, 3 * n), rng.random(3 * n)]
-    table = np.c_[(noise + cue) / 2, noise, cue]
-    p_sup = rng.random(6 * n)
-    group = np.r_[np.repeat([0, 1, 2], n), np.arange(3 * n) % 3]
-    rule, scores = choose_rule(p_sup, table, y, group, np.zeros(6 * n, int))
-    assert rule == "parts" and scores["parts"] > scores["stacker"] + 0.05
-    # given the combined unlikeness alone, the rule is not a candidate
-    assert "parts" not in choose_rule(p_sup, table[:, 0], y, group, np.zeros(6 * n, int))[1]
-    fitted, _ = fit_rule("parts", p_sup, table, y)
-    assert fitted.weights[2] > 5 * abs(fitted.weights[1])
-
-
 def test_validation_groups_are_codebases_and_the_largest_codebases_families():
     from types import SimpleNamespace as NS
 
@@ -445,26 +410,6 @@ def test_fusion_answers_per_image_from_its_crops_and_survives_a_round_trip(tmp_p
     p_sup, unl = np.array([0.2, 0.7]), np.array([0.9, 0.1])
     assert again.rule == "max"
     assert np.allclose(again.fused(p_sup, unl), fusion.fused(p_sup, unl))
-    # the rule of each part's logit: saved, read back, and answering from the real
-    # model's table of unlikenesses (the combined one, then each part's)
-    fusion.rule, fusion.stacker = (
-        "parts",
-        Stacker(np.r_[1.0, np.linspace(0.5, -0.5, len(BLOCKS))], 0.1),
-    )
-    fusion.save(tmp_path)
-    again = Fusion.load(tmp_path)
-    table = fusion.real.unlikeness_table(describe(crops))
-    assert again.rule == "parts" and table.shape == (6, 1 + len(BLOCKS))
-    assert np.array_equal(table[:, 0], fusion.real.unlikeness(describe(crops)))
-    assert np.array_equal(table[:, 1:], fusion.real.part_unlikeness(describe(crops)))
-    assert np.allclose(
-        again.fused(p_of_owner[owner], table), fusion.fused(p_of_owner[owner], table)
-    )
-    want = owner_means(
-        fusion.stacker.prob(np.c_[logit(p_of_owner[owner]), logit(table[:, 1:], 0.002)]), owner
-    )
-    assert np.allclose(again.answer(crops, supervised, owner).p_generated, want)
-    fusion.rule, fusion.stacker = "max", Stacker(np.array([1.0]), 0.0)
     assert rule_of({}) == "stacker"
     # the self-description's weight in the grouping: kept; a fusion saved before it
     # groups on the embedding alone

@@ -197,7 +197,7 @@ def fit_fusion(
 
     def score(x: np.ndarray, desc: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         d = describe(x, width=width) if desc is None else desc
-        return inner.predict(x).p_generated, inner_real.unlikeness_table(d)
+        return inner.predict(x).p_generated, inner_real.unlikeness(d)
 
     parts = [score(images, described), score(given[1])]
     p_sup, unl = (np.concatenate(a) for a in zip(*parts, strict=True))
@@ -219,7 +219,7 @@ def fit_fusion(
         versions.append(np.stack([probe.fused(ps, un), *again]))
         disagree.append(probe.disagree(ps, un))
         owned.append(owner_means(versions[-1], owner))
-        owned_disagree.append(probe.disagree(owner_means(ps, owner), owner_means(un[:, 0], owner)))
+        owned_disagree.append(probe.disagree(owner_means(ps, owner), owner_means(un, owner)))
     readings = {
         "single crops": (np.concatenate(versions, axis=1), np.concatenate(disagree)),
         f"images of {CROPS_PER_IMAGE} crops": (

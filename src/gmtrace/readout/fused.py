@@ -24,7 +24,6 @@ from gmtrace.realmodel.fusion import (
     RULES,
     Stacker,
     UnsureBand,
-    combined,
     owner_means,
     recalibrated,
     rule_features,
@@ -60,8 +59,7 @@ class FusedAnswer:
 class Fusion:
     real: RealPhotoModel
     # the rule's map (`fusion.RULES`): for "stacker" of the supervised logit and the
-    # unlikeness logit, for "parts" of it and each part's unlikeness logit, for a
-    # fixed rule a Platt map of its score
+    # unlikeness logit, for a fixed rule a Platt map of its score
     stacker: Stacker
     real_cal: Stacker  # the real model's own calibration (disagreement, fixed rules)
     band: UnsureBand
@@ -101,15 +99,10 @@ class Fusion:
         return network_threshold
 
     def fused(self, p_sup: np.ndarray, unlikeness: np.ndarray) -> np.ndarray:
-        """[N] the fused p of the supervised p [N] and the real model's answers:
-        its combined unlikeness [N], or its table [N, 1 + parts]
-        (`RealPhotoModel.unlikeness_table`, which the rule "parts" reads)."""
         return self.stacker.prob(rule_features(self.rule, p_sup, unlikeness, self.real_cal))
 
     def disagree(self, p_sup: np.ndarray, unlikeness: np.ndarray) -> np.ndarray:
-        """[N] where the supervised verdict and the real model's own (its combined
-        unlikeness through its calibration) differ."""
-        p_real = self.real_cal.prob(stack_features(None, combined(unlikeness)))
+        p_real = self.real_cal.prob(stack_features(None, unlikeness))
         return (np.asarray(p_sup) > 0.5) != (p_real > 0.5)
 
     def answer(
@@ -126,9 +119,9 @@ class Fusion:
         n = int(owner.max()) + 1 if len(owner) else 0
         p_sup = supervised(images)
         desc = describe(images, width=self.real.width)
-        unl = self.real.unlikeness_table(desc)
+        unl = self.real.unlikeness(desc)
         p = owner_means(self.fused(p_sup, unl), owner)
-        ps, un = owner_means(p_sup, owner), owner_means(unl[:, 0], owner)
+        ps, un = owner_means(p_sup, owner), owner_means(unl, owner)
         flag = self.band.flagged(p, self.disagree(ps, un))
         unsure = np.zeros(n, bool)
         reason = np.full(n, "", dtype=object)
@@ -160,8 +153,7 @@ class Fusion:
             by_shape.setdefault(a.shape, []).append(i)
         for idx in by_shape.values():
             x = np.concatenate([again[i] for i in idx])
-            desc = describe(x, width=self.real.width)
-            q = self.fused(supervised(x), self.real.unlikeness_table(desc))
+            q = self.fused(supervised(x), self.real.unlikeness(describe(x, width=self.real.width)))
             for i, part in zip(idx, np.split(q, len(idx)), strict=True):
                 out[i] = part
         return out

@@ -230,24 +230,16 @@ class RealPhotoModel:
     def combine(self, desc: np.ndarray) -> np.ndarray:
         """[N] Fisher's statistic of the parts' unlikenesses read as p-values of
         "real": the sum of -log(1 - u), each 1 - u kept above half a reference step."""
-        return self._fisher(self.part_unlikeness(desc))
-
-    def _fisher(self, u: np.ndarray) -> np.ndarray:
+        u = self.part_unlikeness(desc)
         floor = np.array([0.5 / len(p.reference) for p in self.parts])
         return -np.log(np.maximum(1.0 - u, floor)).sum(1)
 
     def unlikeness(self, desc: np.ndarray) -> np.ndarray:
         """[N] in [0, 1]: the share of the held-out photographs more likely than each
         image (ties count half), the parts combined."""
-        return self.unlikeness_table(desc)[:, 0]
-
-    def unlikeness_table(self, desc: np.ndarray) -> np.ndarray:
-        """[N, 1 + parts] the combined unlikeness (`unlikeness`), then each part's own
-        (`part_unlikeness`; a model of one part: its part's twice), each part read
-        once."""
-        u = self.part_unlikeness(desc)
-        whole = u[:, 0] if len(self.parts) == 1 else rank_share(self.reference, self._fisher(u))
-        return np.c_[whole, u]
+        if len(self.parts) == 1:
+            return self.part_unlikeness(desc)[:, 0]
+        return rank_share(self.reference, self.combine(desc))
 
     def project(self, desc: np.ndarray) -> np.ndarray:
         """[N, d] the descriptions in the first part's standardized principal

@@ -33,25 +33,16 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 def stack_features(p_supervised: np.ndarray | None, unlikeness: np.ndarray | None) -> np.ndarray:
     """[N, F] the stacker's inputs: the logit of the supervised detector's calibrated
-    probability and the logit of the real model's unlikeness [N], or of each column
-    of unlikenesses [N, K] (either may be left out, for the ablations)."""
+    probability and the logit of the real model's unlikeness (either may be left
+    out, for the ablations)."""
     cols = []
     if p_supervised is not None:
         cols.append(logit(p_supervised))
     if unlikeness is not None:
-        u = np.asarray(unlikeness)
-        cols.extend(logit(c, UNLIKENESS_FLOOR) for c in (u.T if u.ndim == 2 else [u]))
+        cols.append(logit(unlikeness, UNLIKENESS_FLOOR))
     if not cols:
         raise ValueError("stack_features: no input")
     return np.stack(cols, axis=1)
-
-
-def combined(unlikeness: np.ndarray) -> np.ndarray:
-    """[N] the real model's combined unlikeness of its answers: `unlikeness` itself
-    [N], or the first column of a table [N, 1 + parts] (the combined unlikeness,
-    then each part's: `RealPhotoModel.unlikeness_table`)."""
-    u = np.asarray(unlikeness)
-    return u if u.ndim == 1 else u[:, 0]
 
 
 @dataclass
@@ -103,42 +94,29 @@ class Stacker:
         return cls(weights, scalar(arrays[f"{prefix}bias"]))
 
 
-# how the two parts' answers become one p: a stacker fitted on both logits, or on the
-# supervised logit and each of the real model's parts' unlikeness logits (its
-# pixels' prediction, its spectrum, its cross-scale prediction: a part that tells
-# one kind of generator apart gets its own weight where Fisher's sum would dilute
-# it), or a fixed rule on the two calibrated logits (the supervised one, and the real
-# model's through its own calibration) followed by a Platt map of the rule's score;
-# chosen per fold by leaving inner validation codebases out in turn (`choose_rule`).
-# Saved fusions keep a rule by its place here: new rules go at the end
-RULES = ("stacker", "sum", "mean", "max", "parts")
+# how the two parts' answers become one p: a stacker fitted on both logits, or a fixed
+# rule on the two calibrated logits (the supervised one, and the real model's through
+# its own calibration) followed by a Platt map of the rule's score; chosen per fold
+# by leaving inner validation codebases out in turn (`choose_rule`)
+RULES = ("stacker", "sum", "mean", "max")
 RULE_WORDS = {
     "stacker": "stacker of both logits",
     "sum": "sum of the two calibrated logits",
     "mean": "mean of the two calibrated p",
     "max": "larger of the two calibrated logits",
-    "parts": "stacker of the supervised logit and each real-model part's logit",
 }
 
 
 def rule_features(
     rule: str, p_supervised: np.ndarray, unlikeness: np.ndarray, real_cal: Stacker
 ) -> np.ndarray:
-    """[N, F] what `rule`'s fitted map reads: both logits for the stacker; the
-    supervised logit and each part's unlikeness logit for "parts" (which needs the
-    table [N, 1 + parts] of `RealPhotoModel.unlikeness_table`); for a fixed rule,
-    its one score of the supervised logit and the real model's calibrated logit
-    (their sum, the logit of their p's mean, or their maximum). `unlikeness`: the
-    combined unlikeness [N] or that table."""
-    if rule == "parts":
-        u = np.asarray(unlikeness)
-        if u.ndim != 2 or u.shape[1] < 2:
-            raise ValueError("the fusion rule 'parts' reads each part's unlikeness (a table)")
-        return stack_features(p_supervised, u[:, 1:])
+    """[N, F] what `rule`'s fitted map reads: both logits for the stacker; for a
+    fixed rule, its one score of the supervised logit and the real model's
+    calibrated logit (their sum, the logit of their p's mean, or their maximum)."""
     if rule == "stacker":
-        return stack_features(p_supervised, combined(unlikeness))
+        return stack_features(p_supervised, unlikeness)
     z_sup = logit(p_supervised)
-    z_real = real_cal.decision(stack_features(None, combined(unlikeness)))
+    z_real = real_cal.decision(stack_features(None, unlikeness))
     if rule == "sum":
         score = z_sup + z_real
     elif rule == "mean":
@@ -157,12 +135,11 @@ def fit_rule(
     y: np.ndarray,
     real_cal: Stacker | None = None,
 ) -> tuple[Stacker, Stacker]:
-    """(the rule's map, the real model's own calibration of its combined
-    unlikeness), both fitted class-balanced on validation answers with labels `y`
-    (`unlikeness` as `rule_features` reads it); `real_cal`, where given, is that
+    """(the rule's map, the real model's own calibration), both fitted class-balanced
+    on validation answers with labels `y`; `real_cal`, where given, is that
     calibration already fitted on the same answers (it does not depend on the rule)."""
     if real_cal is None:
-        real_cal = Stacker.fit(stack_features(None, combined(unlikeness)), y)
+        real_cal = Stacker.fit(stack_features(None, unlikeness), y)
     return Stacker.fit(rule_features(rule, p_supervised, unlikeness, real_cal), y), real_cal
 
 
@@ -172,21 +149,17 @@ def choose_rule(
     y: np.ndarray,
     group: np.ndarray,
     reading: np.ndarray,
-    rules: tuple[str, ...] | None = None,
+    rules: tuple[str, ...] = RULES,
 ) -> tuple[str, dict[str, float]]:
-    """The rule of `rules` (default: every rule the answers allow, `RULES` less
-    "parts" where `unlikeness` is the combined one alone) whose answers on
-    validation groups it was not fitted on rank best: each group of `group` [N]
-    (an inner validation codebase with its share of the photographs) is left out
-    in turn, every rule fitted on the rest answers it; the score is the AUC of
-    those answers over all groups, averaged over the readings of `reading` [N] (as
-    given, JPEG q75). Ties go to the rule listed first. Returns the rule and each
-    rule's score."""
+    """The rule of `rules` whose answers on validation groups it was not fitted on
+    rank best: each group of `group` [N] (an inner validation codebase with its
+    share of the photographs) is left out in turn, every rule fitted on the rest
+    answers it; the score is the AUC of those answers over all groups, averaged over
+    the readings of `reading` [N] (as given, JPEG q75). Ties go to the rule listed
+    first. Returns the rule and each rule's score."""
     from sklearn.metrics import roc_auc_score
 
     y, group, reading = np.asarray(y), np.asarray(group), np.asarray(reading)
-    if rules is None:
-        rules = tuple(r for r in RULES if r != "parts" or np.ndim(unlikeness) == 2)
     out = {rule: np.full(len(y), np.nan) for rule in rules}
     for g in np.unique(group):
         test, train = group == g, group != g
