@@ -65,9 +65,9 @@ def test_an_image_enlarged_k_times_is_predicted_from_its_k_times_coarser_version
     big = torch.nn.functional.interpolate(small, scale_factor=2, mode="bicubic")[:, 0]
     two = dict(zip(CROSS_SCALE_NAMES, cross_scale(big).T, strict=True))
     assert (two["xscale_3_mean"] > -1).all() and (two["xscale_3_spread"] > 0.1).all()
-    flat = dict(zip(CROSS_SCALE_NAMES, cross_scale(noise).T, strict=True))
+    white = dict(zip(CROSS_SCALE_NAMES, cross_scale(noise).T, strict=True))
     for name in CROSS_SCALE_NAMES:
-        assert (flat[name].abs() < 0.1).all()
+        assert (white[name].abs() < 0.1).all()
     assert torch.isfinite(cross_scale(torch.full((2, 64, 64), 0.5))).all()
 
 
