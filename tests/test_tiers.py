@@ -173,6 +173,29 @@ def test_pretrained_build_resumes_and_records_failures(pretrained_dir: Path, tmp
         build_pretrained(pretrained_dir, preset="tiny", seed=1)
 
 
+@needs_ncnn
+def test_build_table_counts_the_gms_models_csv_lists(pretrained_dir: Path, tmp_path: Path):
+    import shutil
+
+    from rich.console import Console
+
+    from gmtrace.zoo.builder import BuildSummary, summary_table
+
+    out = tmp_path / "tier"
+    shutil.copytree(pretrained_dir, out)
+    # a finished GM of another package, left by an earlier build of more packages
+    shutil.copytree(out / "fake" / "waifu2x_upconv7_photo_x2", out / "fake" / "srmd_nf_x2")
+
+    def total() -> str:
+        console = Console(record=True, width=200)
+        console.print(summary_table(BuildSummary(out, "tiny", "pretrained tier", planned=1)))
+        return next(line for line in console.export_text().splitlines() if "total" in line)
+
+    assert "1/1" in total() and "6 " in total()  # one GM, its 6 images
+    (out / "models.csv").unlink()  # no list: every finished folder counts
+    assert "2/1" in total() and "12 " in total()
+
+
 @needs_diffusers
 def test_foreign_tier_labels_come_from_the_packages_own_module(foreign_dir: Path):
     import torch

@@ -10,6 +10,7 @@ GM on a local cluster or on an existing one (`--ray-address`).
 
 from __future__ import annotations
 
+import csv
 import json
 import platform
 import queue
@@ -765,8 +766,15 @@ def _run_ray(pending, source, workers, address, on_report, on_done) -> None:
 
 def summary_table(summary: BuildSummary) -> Table:
     """Per-family counts and totals of a build of any tier, for the terminal (the loss
-    column only where some GM's losses are known)."""
+    column only where some GM's losses are known): the finished GMs that models.csv
+    lists (a build of some families or packages lists only theirs; the folders of the
+    others stay)."""
     done = finished_gms(summary.out)
+    listed = summary.out / "models.csv"
+    if listed.is_file():
+        with listed.open(newline="") as f:
+            names = {row["name"] for row in csv.DictReader(f)}
+        done = {n: meta for n, meta in done.items() if n in names}
     families: dict[str, list[dict]] = {}
     for meta in done.values():
         families.setdefault(meta["row"]["family"], []).append(meta)
