@@ -10,7 +10,6 @@ GM on a local cluster or on an existing one (`--ray-address`).
 
 from __future__ import annotations
 
-import csv
 import json
 import platform
 import queue
@@ -41,7 +40,13 @@ from gmtrace.core.runtime import (
 )
 from gmtrace.core.schema import LOSS_TYPES
 from gmtrace.core.version import __version__
-from gmtrace.data.dataset import GMTRACE_CODEBASE, LOSS_COLUMNS, MODELS_COLUMNS, write_csv
+from gmtrace.data.dataset import (
+    GMTRACE_CODEBASE,
+    LOSS_COLUMNS,
+    MODELS_COLUMNS,
+    read_csv,
+    write_csv,
+)
 from gmtrace.data.images import png_bytes, to_float
 from gmtrace.zoo.catalog import FAMILIES, create_gm
 from gmtrace.zoo.families import Balancer, describe_gm
@@ -772,8 +777,7 @@ def summary_table(summary: BuildSummary) -> Table:
     done = finished_gms(summary.out)
     listed = summary.out / "models.csv"
     if listed.is_file():
-        with listed.open(newline="") as f:
-            names = {row["name"] for row in csv.DictReader(f)}
+        names = {row["name"] for row in read_csv(listed)}
         done = {n: meta for n, meta in done.items() if n in names}
     families: dict[str, list[dict]] = {}
     for meta in done.values():

