@@ -356,3 +356,75 @@ def test_held_out_pairs_keep_only_photographs_the_fold_held_out():
     assert idx.tolist() == [0]
     idx, crops = held_out_pairs(bank, [0, 1], 3, (set(), {"c9"}))
     assert len(idx) == 0 and len(crops) == 0
+
+
+def _copying_family(steps_factor: int = 1):
+    """A foreign family of no package's code (numpy stands in for the package): it
+    returns its inputs as its images, trains nothing and reports the steps and
+    checks a trainer of whole epochs would."""
+    import torch
+
+    from gmtrace.zoo.foreign.base import Family, ForeignGM
+
+    def train_and_sample(job):
+        return ForeignGM(
+            images=job.inputs.copy(),
+            module=torch.nn.Conv2d(3, 3, 3, padding=1),
+            example=(torch.zeros(1, 3, job.resolution, job.resolution),),
+            losses=("l1",),
+            loss_source="none: a test",
+            steps=job.steps + 1,
+            checks={"psnr": 99.0},
+        )
+
+    return Family(
+        "test-copy", "numpy", "translate", lambda rng: {}, train_and_sample, "", steps_factor
+    )
+
+
+def test_foreign_family_steps_factor_and_what_its_trainer_reports(monkeypatch, tmp_path: Path):
+    from gmtrace.zoo.foreign.base import FAMILIES
+    from gmtrace.zoo.foreign.build import PRESETS, build_foreign, plan
+
+    preset = replace(PRESETS["default"], families=("test-copy",), per_family=3, per_package=0)
+    monkeypatch.setitem(FAMILIES, "test-copy", _copying_family())
+    once = [s.steps for s in plan(preset, seed=0)]
+    monkeypatch.setitem(FAMILIES, "test-copy", _copying_family(steps_factor=3))
+    thrice = [s.steps for s in plan(preset, seed=0)]
+    assert thrice == [3 * s for s in once] and len(set(once)) == 3
+    # the row records the steps the trainer ran and the checks it measured
+    summary = build_foreign(tmp_path / "f", preset="tiny", families=("test-copy",))
+    assert summary.ok, summary.failed
+    (g,) = GMDataset.from_zoo(tmp_path / "f").gms
+    tiny_steps = PRESETS["tiny"].steps[0] * 3
+    assert int(g.extra["steps"]) == tiny_steps + 1
+    assert g.extra["config"]["psnr"] == 99.0 and g.losses == ("l1",)
+    images = [np.asarray(Image.open(p)) for p in g.images()]
+    pairs = [np.asarray(Image.open(g.pair_dir / p.name)) for p in g.images()]
+    assert all(np.array_equal(a, b) for a, b in zip(images, pairs, strict=True))
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("super_image") is None,
+    reason="super-image needs torchvision: the foreign tier's environment (make foreign-env)",
+)
+def test_super_image_gm_is_an_upscaler_of_the_packages_code(tmp_path: Path):
+    import torch
+
+    from gmtrace.zoo.foreign.build import build_foreign
+    from gmtrace.zoo.foreign.super_image_gms import build_model
+    from gmtrace.zoo.introspect import describe
+
+    summary = build_foreign(tmp_path / "f", preset="tiny", families=("superimage-pan",))
+    assert summary.ok, summary.failed
+    (g,) = GMDataset.from_zoo(tmp_path / "f").gms
+    cfg = g.extra["config"]
+    assert g.codebase.startswith("super-image ") and g.losses == ("l1",)
+    # its Trainer runs two equal epochs: the tiny preset's 3 x 3 steps become 10
+    assert int(g.extra["steps"]) == 10
+    side = 32 // cfg["scale"]
+    truth = describe(build_model("pan", cfg), (torch.zeros(1, 3, side, side),)).values
+    assert g.arch == {n: (v if isinstance(v, str) else float(v)) for n, v in truth.items()}
+    assert g.arch["upsampling"] == "fixed"  # PAN enlarges by nearest-neighbour interpolation
+    assert cfg["bicubic_psnr"] > 10 and np.isfinite(cfg["psnr"])
+    assert len(g.images()) == 6 and len(list(g.pair_dir.glob("*.png"))) == 6

@@ -58,6 +58,11 @@ class ForeignGM:
     loss_source: str  # the package's functions or classes that compute them
     final_losses: dict[str, float] = field(default_factory=dict)
     sampler: str = ""  # how the images were drawn (scheduler, steps, temperature...)
+    # the steps it trained where its package's trainer cannot stop at `job.steps`
+    # (whole epochs); None: `job.steps`
+    steps: int | None = None
+    # figures measured on its images, kept in its config (PSNR against the photographs)
+    checks: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,10 @@ class Family:
     configs: Callable[[np.random.Generator], dict]  # a random config of this family
     train_and_sample: Callable[[ForeignJob], ForeignGM]
     doc: str = ""
+    # its steps are the preset's draw times this: a super-resolution network spends
+    # its first hundred steps learning to copy its input (worse than bicubic
+    # enlargement until then), a generator from noise has no such start
+    steps_factor: int = 1
 
 
 FAMILIES: dict[str, Family] = {}

@@ -45,6 +45,7 @@ ADAPTERS = (
     "gmtrace.zoo.foreign.stylegan2_gms",
     "gmtrace.zoo.foreign.gigagan_gms",
     "gmtrace.zoo.foreign.lightweight_gan_gms",
+    "gmtrace.zoo.foreign.super_image_gms",
 )
 
 
@@ -75,9 +76,10 @@ PRESETS: dict[str, ForeignPreset] = {
     "tiny": ForeignPreset(
         "tiny", 1, 32, 6, 8, (3, 3), (4,), 16, families=("diffusers-ddpm",), catalog=False
     ),
-    # one GM of each family and at least two of each package: 19 GMs of 16 families
-    # and 8 packages; steps 40-200 (the zoo's default preset: 6-185, median 30), so
-    # that the build fits 60 minutes with the pretrained tier on 2 cores.
+    # one GM of each family and at least two of each package: 25 GMs of 22 families
+    # and 9 packages; steps 40-200 (the zoo's default preset: 6-185, median 30; a
+    # family's `steps_factor` times that), so that the build fits about an hour on
+    # 2 cores.
     # lightweight-gan's fixed 32x32 discriminator head with local attention costs
     # 10-20 s a step on this CPU (a GM of 95 steps: 47 min): large preset only
     "default": ForeignPreset(
@@ -137,7 +139,7 @@ def plan(preset: ForeignPreset, seed: int) -> list[ForeignSpec]:
         for i in range(counts[fam_name]):
             rng = np.random.default_rng([seed, i, *fam_name.encode()])
             lo, hi = preset.steps
-            steps = int(round(np.exp(rng.uniform(np.log(lo), np.log(hi)))))
+            steps = int(round(np.exp(rng.uniform(np.log(lo), np.log(hi))))) * fam.steps_factor
             specs.append(
                 ForeignSpec(
                     name=f"{fam_name.replace('-', '_')}_{i:03d}",
@@ -202,14 +204,14 @@ def build_foreign_gm(spec: ForeignSpec, preset: ForeignPreset, photos, threads: 
         "upsampling_kind": arch.extra["upsampling_kind"],
         "task": fam.kind,
         **{c: int(n in gm.losses) for c, n in zip(LOSS_COLUMNS, LOSS_TYPES, strict=True)},
-        "steps": spec.steps,
+        "steps": gm.steps or spec.steps,
         "batch": spec.batch,
         "diversity": round(div, 4),
         "collapsed": int(div < COLLAPSE_BELOW),
         "redraws": 0,
         "codebase": codebase(fam.package),
         "loss_source": gm.loss_source,
-        "config": json.dumps({**spec.config, "sampler": gm.sampler}, sort_keys=True),
+        "config": json.dumps({**spec.config, "sampler": gm.sampler, **gm.checks}, sort_keys=True),
     }
     result = {
         "row": row,
