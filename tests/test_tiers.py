@@ -404,6 +404,24 @@ def test_foreign_family_steps_factor_and_what_its_trainer_reports(monkeypatch, t
     assert all(np.array_equal(a, b) for a, b in zip(images, pairs, strict=True))
 
 
+def test_foreign_preset_skips_families_by_pattern_and_include_builds_them(monkeypatch):
+    from gmtrace.zoo.foreign.base import FAMILIES
+    from gmtrace.zoo.foreign.build import PRESETS, plan, skipped
+
+    for name in ("test-up-a", "test-up-b", "test-other"):
+        monkeypatch.setitem(FAMILIES, name, replace(_copying_family(), name=name))
+    preset = replace(PRESETS["default"], skip=("test-up-*",), per_package=0)
+    names = {s.family for s in plan(preset, seed=0)}
+    assert "test-other" in names and not names & {"test-up-a", "test-up-b"}
+    # what `include` leaves of the skip list: the pattern cancelled by "!pattern"
+    wide = replace(preset, skip=("test-up-*", "!test-up-b"))
+    assert skipped(wide, "test-up-a") and not skipped(wide, "test-up-b")
+    assert {"test-up-b", "test-other"} <= {s.family for s in plan(wide, seed=0)}
+    # the default preset leaves super-image's upscalers out, whatever is installed
+    assert skipped(PRESETS["default"], "superimage-edsr")
+    assert not skipped(PRESETS["default"], "diffusers-ddpm")
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("super_image") is None,
     reason="super-image needs torchvision: the foreign tier's environment (make foreign-env)",

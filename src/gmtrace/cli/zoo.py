@@ -275,6 +275,13 @@ def zoo_foreign(
         list[str] | None,
         typer.Option(help="only these families (repeat the option); default: all installed"),
     ] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="families the preset skips, built too (repeatable; shell patterns, "
+            "e.g. 'superimage-*')"
+        ),
+    ] = None,
     real: RealPhotos = None,
     limit: Annotated[int | None, typer.Option(help="build only the first N planned GMs")] = None,
 ) -> None:
@@ -296,6 +303,7 @@ def zoo_foreign(
             limit,
             cpu_count(),
             tuple(family or ()),
+            tuple(include or ()),
         )
     except (ForeignError, RealImageError) as e:
         fail(str(e))
