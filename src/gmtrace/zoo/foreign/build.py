@@ -78,10 +78,10 @@ PRESETS: dict[str, ForeignPreset] = {
     "tiny": ForeignPreset(
         "tiny", 1, 32, 6, 8, (3, 3), (4,), 16, families=("diffusers-ddpm",), catalog=False
     ),
-    # one GM of each family and at least two of each package: 25 GMs of 22 families
-    # and 9 packages; steps 40-200 (the zoo's default preset: 6-185, median 30; a
-    # family's `steps_factor` times that), so that the build fits about an hour on
-    # 2 cores.
+    # one GM of each family and at least two of each package: 19 GMs of 16 families
+    # and 8 packages (with super-image's, 25 of 22 and 9); steps 40-200 (the zoo's
+    # default preset: 6-185, median 30; a family's `steps_factor` times that), so
+    # that the build fits about an hour on 2 cores.
     # lightweight-gan's fixed 32x32 discriminator head with local attention costs
     # 10-20 s a step on this CPU (a GM of 95 steps: 47 min): large preset only.
     # super-image's upscalers are built with `--include 'superimage-*'`: in training
