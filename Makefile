@@ -53,7 +53,9 @@ demo: setup
 # and gmtrace itself (docs/tiers.md). Several GB; the product's .venv stays small.
 foreign-env: $(FOREIGN)/.installed
 
+# libgl1: OpenCV's wheel (super-image's dependency) links it, absent on a headless Debian
 $(FOREIGN)/.installed: scripts/foreign-requirements.txt pyproject.toml
+	bash scripts/apt_install.sh foreign-env libgl1
 	test -x $(FOREIGN)/bin/python || $(PY) -m venv $(FOREIGN)
 	$(FOREIGN)/bin/pip install --quiet --upgrade pip
 	$(FOREIGN)/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
