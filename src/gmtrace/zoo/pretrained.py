@@ -391,6 +391,22 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
 
 
+def in_register(
+    fake: np.ndarray, baseline: np.ndarray, real: np.ndarray, what: str
+) -> tuple[float, float]:
+    """PSNR against the photographs `real` (uint8, aligned) of an upscaler's images
+    `fake` and of bicubic enlargement of the same inputs (`baseline`). Raises
+    PretrainedError naming `what` where the images are more than `MAX_PSNR_LOSS`
+    below bicubic: out of register, or no upscaler."""
+    fidelity, floor = psnr(fake, real), psnr(baseline, real)
+    if fidelity < floor - MAX_PSNR_LOSS:
+        raise PretrainedError(
+            f"{what}: its images are {fidelity:.1f} dB from the photographs, "
+            f"bicubic {floor:.1f} dB: the output is out of register or broken"
+        )
+    return fidelity, floor
+
+
 def bicubic(x: np.ndarray, scale: int) -> np.ndarray:
     """Float [0, 1] image enlarged `scale` times by bicubic resampling, as uint8."""
     img = Image.fromarray(to_uint8(x))
@@ -488,12 +504,7 @@ def build_pretrained_gm(
         if on_image:
             on_image()
     fake, real = np.stack(images), np.stack(pairs)
-    fidelity, floor = psnr(fake, real), psnr(np.stack(baseline), real)
-    if fidelity < floor - MAX_PSNR_LOSS:
-        raise PretrainedError(
-            f"{model.param}: its images are {fidelity:.1f} dB from the photographs, "
-            f"bicubic {floor:.1f} dB: the output is out of register or broken"
-        )
+    fidelity, floor = in_register(fake, np.stack(baseline), real, str(model.param))
     div = diversity(fake, real)
     row = {
         "name": model.name,

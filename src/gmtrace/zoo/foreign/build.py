@@ -66,8 +66,10 @@ class ForeignPreset:
     pool: int  # real crops each GM trains on
     families: tuple[str, ...] = ()  # empty: every registered family installed
     catalog: bool = True
-    # families left out when `families` is empty (shell-style patterns)
+    # families left out when `families` is empty (shell-style patterns), but those
+    # `include` matches (`--include`)
     skip: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
     # at least this many GMs of each package (several configurations of one code):
     # a package's families get one more GM each, in turn, until it has them
     per_package: int = 0
@@ -106,10 +108,10 @@ PRESETS: dict[str, ForeignPreset] = {
 
 def skipped(preset: ForeignPreset, family: str) -> bool:
     """Whether `preset` leaves `family` out: a pattern of its `skip` matches it and
-    no "!pattern" there (what `include` adds) does."""
-    if any(s.startswith("!") and fnmatch.fnmatch(family, s[1:]) for s in preset.skip):
-        return False
-    return any(fnmatch.fnmatch(family, s) for s in preset.skip if not s.startswith("!"))
+    none of its `include` does."""
+    return any(fnmatch.fnmatch(family, s) for s in preset.skip) and not any(
+        fnmatch.fnmatch(family, i) for i in preset.include
+    )
 
 
 def load_adapters() -> list[str]:
@@ -263,8 +265,7 @@ def build_foreign(
     if families:
         p = ForeignPreset(**{**p.__dict__, "families": tuple(families)})
     if include:
-        kept = tuple(s for s in p.skip if not any(fnmatch.fnmatch(s, i) for i in include))
-        p = ForeignPreset(**{**p.__dict__, "skip": kept + tuple(f"!{i}" for i in include)})
+        p = ForeignPreset(**{**p.__dict__, "include": tuple(include)})
     out = Path(out)
     summary = BuildSummary(out, preset, kind="foreign-code tier", adapter_problems=load_adapters())
     wanted = p.families or tuple(f for f in sorted(FAMILIES) if not skipped(p, f))

@@ -21,8 +21,8 @@ pair), written to 8 bits by the package's own `ImageLoader.save_image` (OpenCV's
 PNG writer: times 255, rounded and clipped) and read back. The GM's config records
 the PSNR of its images against the photographs beside that of bicubic enlargement
 of the same inputs (`psnr`, `bicubic_psnr`): how far from a working upscaler the
-short training left it. A GM more than `MAX_PSNR_LOSS` (6 dB, the pretrained
-tier's check) below bicubic fails and is recorded as failed: its images would be
+short training left it. A GM more than 6 dB below bicubic fails and is recorded as
+failed (`pretrained.in_register`, the pretrained tier's check): its images would be
 noise, not an upscaler's.
 
 Left out: AWSRN. Its forward maps pixels as if they were 0-255
@@ -62,7 +62,7 @@ from super_image import (
 from super_image.data import EvalDataset, ImageLoader, TrainDataset
 
 from gmtrace.zoo.foreign.base import Family, ForeignGM, ForeignJob, output_to_log, register
-from gmtrace.zoo.pretrained import MAX_PSNR_LOSS, psnr
+from gmtrace.zoo.pretrained import bicubic, in_register
 
 PACKAGE = "super-image"
 EPOCHS = 2  # the fewest the Trainer's schedule allows
@@ -191,7 +191,7 @@ def _train_and_sample(kind: str, job: ForeignJob) -> ForeignGM:
     with output_to_log(job):
         trainer.train()
     model = trainer.model.cpu().eval()
-    images, bicubic = [], []
+    images, baseline = [], []
     out = job.workdir / "out.png"
     # its writer takes the float image and warns on the terminal that it writes 8 bits
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
@@ -200,18 +200,10 @@ def _train_and_sample(kind: str, job: ForeignJob) -> ForeignGM:
             small = shrink(crop, scale)
             ImageLoader.save_image(model(ImageLoader.load_image(small)), str(out))
             images.append(np.asarray(Image.open(out).convert("RGB")))
-            bicubic.append(np.asarray(small.resize(crop.shape[1::-1], Image.Resampling.BICUBIC)))
+            baseline.append(bicubic(np.asarray(small, np.float32) / 255.0, scale))
     side = job.resolution // scale
     images = np.stack(images)
-    checks = {
-        "psnr": round(psnr(images, job.inputs), 2),
-        "bicubic_psnr": round(psnr(np.stack(bicubic), job.inputs), 2),
-    }
-    if checks["psnr"] < checks["bicubic_psnr"] - MAX_PSNR_LOSS:
-        raise RuntimeError(
-            f"{job.name}: its images are {checks['bicubic_psnr'] - checks['psnr']:.1f} dB "
-            "below bicubic enlargement of the same inputs: not an upscaler"
-        )
+    fidelity, floor = in_register(images, np.stack(baseline), job.inputs, job.name)
     return ForeignGM(
         images=images,
         module=model,
@@ -223,7 +215,7 @@ def _train_and_sample(kind: str, job: ForeignJob) -> ForeignGM:
         "ImageLoader.save_image",
         steps=per_epoch * EPOCHS,
         # against the photographs: the network's images and plain bicubic enlargement
-        checks=checks,
+        checks={"psnr": round(fidelity, 2), "bicubic_psnr": round(floor, 2)},
     )
 
 
