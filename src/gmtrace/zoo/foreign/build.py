@@ -17,7 +17,7 @@ import importlib
 import json
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -114,6 +114,12 @@ def skipped(preset: ForeignPreset, family: str) -> bool:
     )
 
 
+def wanted_families(preset: ForeignPreset) -> tuple[str, ...]:
+    """The families `preset` names: its `families`, or every registered one it does
+    not skip."""
+    return preset.families or tuple(f for f in sorted(FAMILIES) if not skipped(preset, f))
+
+
 def load_adapters() -> list[str]:
     """Import every adapter module whose package is importable; return one line per
     adapter that could not be imported (its families are then absent)."""
@@ -138,8 +144,9 @@ class ForeignSpec:
 
 def plan(preset: ForeignPreset, seed: int) -> list[ForeignSpec]:
     """Each installed family's GMs: configs, steps and batches drawn from the seed."""
-    names = preset.families or tuple(f for f in sorted(FAMILIES) if not skipped(preset, f))
-    names = tuple(f for f in names if f in FAMILIES and installed(FAMILIES[f].package))
+    names = tuple(
+        f for f in wanted_families(preset) if f in FAMILIES and installed(FAMILIES[f].package)
+    )
     counts = dict.fromkeys(names, preset.per_family)
     by_package: dict[str, list[str]] = {}
     for f in names:
@@ -263,12 +270,12 @@ def build_foreign(
         raise ForeignError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     p = PRESETS[preset]
     if families:
-        p = ForeignPreset(**{**p.__dict__, "families": tuple(families)})
+        p = replace(p, families=tuple(families))
     if include:
-        p = ForeignPreset(**{**p.__dict__, "include": tuple(include)})
+        p = replace(p, include=tuple(include))
     out = Path(out)
     summary = BuildSummary(out, preset, kind="foreign-code tier", adapter_problems=load_adapters())
-    wanted = p.families or tuple(f for f in sorted(FAMILIES) if not skipped(p, f))
+    wanted = wanted_families(p)
     unknown = [f for f in wanted if f not in FAMILIES]
     if unknown:
         missing = f" (adapters not loaded here: {len(summary.adapter_problems)})"
