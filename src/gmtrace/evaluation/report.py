@@ -1006,28 +1006,37 @@ def _fusion_table(records: list[dict]) -> list[str]:
         "On the fold's inner validation only (its held-back training codebases): the "
         "rule, chosen by leaving each held-back codebase out in turn (AUC of the "
         "left-out answers, as given and JPEG q75, averaged; a rule's Platt map or the "
-        "stacker fitted on the rest), its weights fitted on all of them, the unsure "
-        "band; and the open-set score (`methods.fused.choose_open_rule`: the held-back "
+        "stacker fitted on the rest; the stacker kept only where it beats the best "
+        "fixed rule by more than the standard error of their difference over the "
+        "left-out codebases, its *margin*, recorded since 2026-12-06), its weights "
+        "fitted on all of them, the unsure band; and the open-set score "
+        "(`methods.fused.choose_open_rule`: the held-back "
         "GMs' images against the inner network's held-out images of its training GMs, "
         "AUROC of each score; a fusion fitted before the choice reads the gallery "
         "score); and the grouping (`methods.fused.choose_grouping`: ARI of the held-back "
         "GMs' images, whole / halved case):\n",
         "| fold | groups left out in turn | rule | "
         + " | ".join(f"AUC, {r}" for r in RULES)
-        + " | weights | band width (logit) | open-set score | "
+        + " | stacker's margin | weights | band width (logit) | open-set score | "
         + " | ".join(f"AUROC, {r}" for r in OPEN_RULES)
         + " | grouping (ARI) |",
-        "|---|---|---|" + "---|" * len(RULES) + "---|---|---|" + "---|" * len(OPEN_RULES) + "---|",
+        "|---|---|---|"
+        + "---|" * len(RULES)
+        + "---|---|---|---|"
+        + "---|" * len(OPEN_RULES)
+        + "---|",
     ]
     for rec in records:
         auc = rec.get("rule_validation_auc") or {}
         cells = [f"{auc[r]:.3f}" if r in auc else "-" for r in RULES]
         weights = " / ".join(f"{w:.3f}" for w in rec.get("stacker_weights", []))
+        margin = rec.get("rule_stacker_margin")
         auroc = rec.get("open_rule_validation_auroc") or {}
         open_cells = [f"{auroc[r]:.3f}" if r in auroc else "-" for r in OPEN_RULES]
         L.append(
             f"| {rec['fold']} | {rec.get('rule_groups', '-')} | {rec.get('rule', 'stacker')} | "
             + " | ".join(cells)
+            + (" | -" if margin is None else f" | {margin:.4f}")
             + f" | {weights} | {float(rec.get('band_width', 0.0)):.1f} | "
             + f"{rec.get('open_rule', 'gallery')} | "
             + " | ".join(open_cells)
@@ -1298,6 +1307,16 @@ def fused_parts(fusion: dict, adopted: dict | None) -> dict:
                 "fusion rule chosen on the inner validation, each held-back codebase left out "
                 "in turn (AUC, as given and JPEG q75)": fusion["rule_validation_auc"]
             }
+            | (
+                {
+                    "the stacker kept only where it beats the best fixed rule by more than "
+                    "this (standard error over the left-out codebases)": fusion[
+                        "rule_stacker_margin"
+                    ]
+                }
+                if fusion.get("rule_stacker_margin") is not None
+                else {}
+            )
             if fusion.get("rule_validation_auc")
             else {}
         ),

@@ -204,11 +204,11 @@ def fit_fusion(
     group = validation_groups(ds, bank, val_gm, val_src)
     n_groups = len(np.unique(group))
     if n_groups >= 2:
-        rule, rule_scores = choose_rule(
+        rule, rule_scores, rule_margin = choose_rule(
             p_sup, unl, np.r_[y, y], np.r_[group, group], np.repeat([0, 1], len(y))
         )
     else:  # one held-back codebase: nothing to leave out in turn
-        rule, rule_scores = "stacker", {}
+        rule, rule_scores, rule_margin = "stacker", {}, float("nan")
     stacker, real_cal = fit_rule(rule, p_sup, unl, np.r_[y, y])
     band0 = UnsureBand(0.0, tuple(REENCODINGS))
     probe = Fusion(inner_real, stacker, real_cal, band0, 0, rule=rule)
@@ -259,6 +259,8 @@ def fit_fusion(
         "rule": rule,
         "rule_validation_auc": rule_scores,
         "rule_groups": n_groups,
+        # what the stacker had to beat the best fixed rule by, where it scored best
+        "rule_stacker_margin": rule_margin if np.isfinite(rule_margin) else None,
         "stacker_weights": stacker.weights.tolist(),
         "stacker_bias": stacker.bias,
         "band_width": band.width,
@@ -289,6 +291,7 @@ def fit_fusion(
     console.print(
         f"  fusion: {rule}"
         + (f" (of {scores})" if scores else "")
+        + (f", the stacker's margin {rule_margin:.4f}" if np.isfinite(rule_margin) else "")
         + f", weights {np.round(stacker.weights, 3).tolist()}, "
         f"band |logit| < {band.width:.1f}"
         + (" or parts disagree" if band.disagreement else "")

@@ -150,13 +150,19 @@ def choose_rule(
     group: np.ndarray,
     reading: np.ndarray,
     rules: tuple[str, ...] = RULES,
-) -> tuple[str, dict[str, float]]:
+) -> tuple[str, dict[str, float], float]:
     """The rule of `rules` whose answers on validation groups it was not fitted on
     rank best: each group of `group` [N] (an inner validation codebase with its
     share of the photographs) is left out in turn, every rule fitted on the rest
     answers it; the score is the AUC of those answers over all groups, averaged over
     the readings of `reading` [N] (as given, JPEG q75). Ties go to the rule listed
-    first. Returns the rule and each rule's score."""
+    first among the fixed ones. The stacker, which fits a weight per part, is kept
+    only where it beats the best fixed rule by more than the standard error of their
+    difference over the groups (the AUC within each left-out group, paired): a
+    one-standard-error rule, since with a handful of codebases a small win says
+    more about which codebases were held back than about unseen code
+    (docs/realmodel.md, "The fusion rule's margin"). Returns the rule, each rule's
+    score and that margin (inf where fewer than two groups give an AUC)."""
     from sklearn.metrics import roc_auc_score
 
     y, group, reading = np.asarray(y), np.asarray(group), np.asarray(reading)
@@ -172,18 +178,32 @@ def choose_rule(
             )
             x = rule_features(rule, p_supervised[test], unlikeness[test], real_cal)
             out[rule][test] = fitted.prob(x)
-    scores: dict[str, float] = {}
-    for rule in rules:
+
+    def auc(rule: str, within: np.ndarray) -> float:
         aucs = [
             roc_auc_score(y[m], out[rule][m])
             for r in np.unique(reading)
-            if len(np.unique(y[m := (reading == r) & ~np.isnan(out[rule])])) == 2
+            if len(np.unique(y[m := within & (reading == r) & ~np.isnan(out[rule])])) == 2
         ]
-        scores[rule] = round(float(np.mean(aucs)), 4) if aucs else float("nan")
+        return float(np.mean(aucs)) if aucs else float("nan")
+
+    everywhere = np.ones(len(y), bool)
+    scores = {rule: round(auc(rule, everywhere), 4) for rule in rules}
     known = [r for r in rules if not np.isnan(scores[r])]
     if not known:
         raise ValueError("choose_rule: no validation group could be left out")
-    return max(known, key=lambda r: (scores[r], -rules.index(r))), scores
+    best = max(known, key=lambda r: (scores[r], -rules.index(r)))
+    fixed = [r for r in known if r != "stacker"]
+    if best != "stacker" or not fixed:
+        return best, scores, float("nan")
+    runner = max(fixed, key=lambda r: (scores[r], -rules.index(r)))
+    diffs = np.array(
+        [auc("stacker", group == g) - auc(runner, group == g) for g in np.unique(group)]
+    )
+    diffs = diffs[~np.isnan(diffs)]
+    margin = float(diffs.std(ddof=1) / np.sqrt(len(diffs))) if len(diffs) >= 2 else float("inf")
+    margin = round(margin, 4)
+    return ("stacker" if scores["stacker"] - scores[runner] > margin else runner), scores, margin
 
 
 def fit_recalibration(p: np.ndarray, y: np.ndarray) -> Stacker:
