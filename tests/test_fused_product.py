@@ -143,7 +143,7 @@ def test_train_with_fuse_writes_a_fusion_the_analyzer_loads(tiny_zoo_dir: Path, 
     # the grouping chosen with the self-description's weight among its candidates
     rec = json.loads((out / "fusion.json").read_text())
     assert "0 d1" in rec["grouping_validation_ari"]
-    assert Fusion.load(out).group_weight == rec["grouping_description_weight"]
+    assert Fusion.load(out).group_weight == float(rec["grouping_description_weight"])
     assert (out / "inner" / "gmtrace" / "model.safetensors").is_file()
     a = Analyzer(out)
     assert a.fusion_ is not None
@@ -242,7 +242,7 @@ def test_a_model_that_groups_on_the_self_description_too_reads_it_from_its_rows(
     assert Analyzer(small_model_dir).analyze_arrays(_images(1), ["a.png"])[0].description is None
     assert _grouping_settings(d, rows) == (0, 1.0)
     g = group_rows(rows, generated_only=False, min_size=0, weight=1.0)
-    assert g["grouping"] == "silhouette cut on the embedding and the self-description"
+    assert g["grouping"] == "silhouette cut on the embedding and the self-description (weight 1)"
     # the groups are those of the embedding and the description together, as the
     # analyzer's own grouping of the same images
     emb = np.array([r["embedding"] for r in rows])

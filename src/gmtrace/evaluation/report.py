@@ -7,6 +7,7 @@ report can be rewritten without rerunning anything (`gmtrace evaluate render`).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -17,7 +18,7 @@ from rich.table import Table
 
 from gmtrace.core.files import atomic_write_text
 from gmtrace.core.schema import CONTINUOUS, DISCRETE, LOSS_TYPES
-from gmtrace.grouping.cluster import grouping_key
+from gmtrace.grouping.cluster import grouping_key, grouping_words
 
 FIGURES = {
     "fingerprints": "fig_fingerprints.png",
@@ -1051,7 +1052,8 @@ def _grouping_cell(rec: dict) -> str:
     weight = float(rec.get("grouping_description_weight", 0.0))
     ari = (rec.get("grouping_validation_ari") or {}).get(grouping_key(size, weight))
     what = f"density, {size}+" if size else "silhouette cut"
-    what += f", self-description {weight:g}" if weight else ""
+    what += ", self-description alone" if math.isinf(weight) else ""
+    what += f", self-description {weight:g}" if weight and not math.isinf(weight) else ""
     return what + (f" ({ari[0]:.3f} / {ari[1]:.3f})" if ari else "")
 
 
@@ -1329,11 +1331,7 @@ def fused_parts(fusion: dict, adopted: dict | None) -> dict:
             if size == "0"
             else f"density (HDBSCAN), groups of {size}+, the rest ungrouped"
         )
-        + (
-            f", on the embedding and the self-description (weight {weight:g})"
-            if weight
-            else ", on the embedding"
-        ),
+        + f", on {grouping_words(weight)}",
         "grouping ARI on the inner validation (whole, halved)": ari.get(key),
         "open-set score": "each training GM's density in the grouping embedding"
         if fusion.get("open_rule") == "density"

@@ -18,6 +18,8 @@ evaluation's comparison) over-splits GMs never seen (docs/architecture.md).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 THRESHOLDS = np.linspace(0.02, 1.2, 40)
@@ -192,15 +194,27 @@ def group_with(emb: np.ndarray, min_size: int) -> np.ndarray:
 
 # the self-description's weight in the features a case is grouped on
 # (`grouping_features`): chosen with the grouping on inner validation codebases
-# (`methods.fused.choose_grouping`; `--no-group-description`: 0 only); 0, the embedding alone
+# (`methods.fused.choose_grouping`; `--no-group-description`: 0 only); 0, the embedding
+# alone. An infinite weight (the self-description alone, `grouping_features`) was
+# measured as a third candidate and not kept: docs/realmodel.md, "Grouping on the
+# self-description alone"
 DESCRIPTION_WEIGHTS = (0.0, 1.0)
 
 
 def grouping_key(min_size: int, weight: float) -> str:
     """How a grouping candidate is named in a fusion's record (its validation ARI's
     key, `methods.fused.choose_grouping`): the group size, and the self-description's
-    weight after a "d" where it is not 0 ("0", "5 d1")."""
+    weight after a "d" where it is not 0 ("0", "5 d1", "5 dinf")."""
     return str(min_size) + (f" d{weight:g}" if weight else "")
+
+
+def grouping_words(weight: float) -> str:
+    """What a case is grouped on, in words, for the self-description's `weight`."""
+    if not weight:
+        return "the embedding"
+    if math.isinf(weight):
+        return "the self-description alone"
+    return f"the embedding and the self-description (weight {weight:g})"
 
 
 def grouping_features(
@@ -211,12 +225,15 @@ def grouping_features(
     images' self-descriptions [N, K] (`realmodel.selfdesc.describe`), every column
     standardized over the case itself (no statistics from elsewhere: the case is
     the user's), the description's block scaled to `weight`^2 times the
-    embedding's total variance: what the network learned to tell training GMs
+    embedding's total variance (an infinite `weight`: the standardized
+    description alone); what the network learned to tell training GMs
     apart by, and how each image's own pixels are predicted from their
     neighbours, which needs no generator seen (docs/realmodel.md, "Grouping on the
     self-description too")."""
     if not weight or description is None:
         return np.asarray(emb)
+    if math.isinf(weight):  # the description alone, standardized over the case
+        return _standardized(np.asarray(description, dtype=np.float64))
     e = np.asarray(emb, dtype=np.float64)
     e = e / np.linalg.norm(e, axis=1, keepdims=True).clip(1e-12)
     d = np.asarray(description, dtype=np.float64)

@@ -38,6 +38,7 @@ from gmtrace.grouping.cluster import (
     group_with,
     grouping_features,
     grouping_key,
+    grouping_words,
 )
 from gmtrace.methods.base import Method
 from gmtrace.methods.network import NetMethod
@@ -275,7 +276,8 @@ def fit_fusion(
         "real_components": real.components,
         "real_part_components": [p.components for p in real.parts],
         "grouping_min_size": min_size,
-        "grouping_description_weight": group_weight,
+        # "inf" (the description alone) as a string: JSON has no infinity; float() reads it
+        "grouping_description_weight": group_weight if np.isfinite(group_weight) else "inf",
         "grouping_validation_ari": grouping_ari,
         "open_rule": open_rule,
         "open_rule_validation_auroc": open_auroc,
@@ -297,7 +299,7 @@ def fit_fusion(
         + (" or parts disagree" if band.disagreement else "")
         + "; grouping: "
         + (f"density, groups of {min_size}+" if min_size else "silhouette cut")
-        + (f" on the embedding and the self-description ({group_weight:g})" if group_weight else "")
+        + (f" on {grouping_words(group_weight)}" if group_weight else "")
         + f"; open set: {open_rule} score"
         + f"; parsing answers {len(gate.reliable())} of {len(FIELD_NAMES)} fields"
         + f" ({gate_rule.word})"

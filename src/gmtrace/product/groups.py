@@ -49,6 +49,7 @@ from gmtrace.grouping.cluster import (
     density_group,
     group_scalable,
     grouping_features,
+    grouping_words,
     number_groups,
 )
 
@@ -108,7 +109,7 @@ def group_rows(
         "images": len(rows),
         "grouped": len(keep),
         "grouping": (f"density, groups of {min_size}+" if min_size else "silhouette cut")
-        + (" on the embedding and the self-description" if desc is not None else ""),
+        + (f" on {grouping_words(weight)}" if desc is not None else ""),
         "not_grouped": {
             "failed": sum(1 for r in rows if not r.get("ok")),
             "real": sum(1 for r in rows if r.get("ok") and r.get("verdict") == "real")
