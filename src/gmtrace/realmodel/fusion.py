@@ -162,7 +162,8 @@ def choose_rule(
     one-standard-error rule, since with a handful of codebases a small win says
     more about which codebases were held back than about unseen code
     (docs/realmodel.md, "The fusion rule's margin"). Returns the rule, each rule's
-    score and that margin (inf where fewer than two groups give an AUC)."""
+    score and that margin: NaN where the stacker did not score best, inf where
+    fewer than two groups give an AUC to measure it by (a fixed rule is kept)."""
     from sklearn.metrics import roc_auc_score
 
     y, group, reading = np.asarray(y), np.asarray(group), np.asarray(reading)
