@@ -1052,8 +1052,8 @@ def _grouping_cell(rec: dict) -> str:
     weight = float(rec.get("grouping_description_weight", 0.0))
     ari = (rec.get("grouping_validation_ari") or {}).get(grouping_key(size, weight))
     what = f"density, {size}+" if size else "silhouette cut"
-    what += ", self-description alone" if math.isinf(weight) else ""
-    what += f", self-description {weight:g}" if weight and not math.isinf(weight) else ""
+    if weight:
+        what += ", self-description " + ("alone" if math.isinf(weight) else f"{weight:g}")
     return what + (f" ({ari[0]:.3f} / {ari[1]:.3f})" if ari else "")
 
 
