@@ -38,8 +38,10 @@ def _with_fusion(
     gate: ParseGate | None = None,
     final: Stacker | None = None,
     group_weight: float = 0.0,
+    real_variation: str = "as given",
 ) -> Path:
     d = tmp_path / f"fused_{width}_{min_size}_{gate is not None}_{final is not None}_{group_weight}"
+    d = d.with_name(d.name + ("" if real_variation == "as given" else "_varied"))
     shutil.copytree(model_dir, d)
     photos = np.stack(_images(30, 32))
     Fusion(
@@ -51,6 +53,7 @@ def _with_fusion(
         gate=gate,
         final=final,
         group_weight=group_weight,
+        real_variation=real_variation,
     ).save(d)
     return d
 
@@ -198,6 +201,26 @@ def test_calibrate_refits_the_real_model_and_names_it_in_the_model_id(
     assert (
         tmp_path / "data" / "calibrations" / base.model_id_ / "cam1" / "calibration.json"
     ).is_file()
+
+
+def test_a_calibration_varies_the_users_photographs_as_the_model_varied_its_own(
+    small_model_dir: Path, tmp_path: Path, monkeypatch
+):
+    """A model whose real part was fitted on photographs varied by JPEG refits it on
+    the user's photographs varied the same way: the calibrated fusion keeps the
+    variation, and its model of real photographs is not the one the same
+    photographs as given make."""
+    monkeypatch.setenv("GMTRACE_DATA", str(tmp_path / "data"))
+    photos = _photo_folder(tmp_path / "mine", 24, bad=0)
+    refs = {}
+    for variation in ("as given", "JPEG"):
+        d = _with_fusion(small_model_dir, tmp_path, width=0.0, real_variation=variation)
+        r = runner.invoke(app, ["calibrate", str(photos), "--model", str(d)])
+        assert r.exit_code == 0, r.output
+        cal = Analyzer(d)
+        assert cal.calibration_ is not None and cal.fusion_.real_variation == variation
+        refs[variation] = cal.fusion_.real.reference
+    assert not np.allclose(refs["as given"], refs["JPEG"])
 
 
 def test_group_uses_the_fused_models_density_grouping_for_its_own_rows(

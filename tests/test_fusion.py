@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gmtrace.cli.main import app
+from gmtrace.data.augment import VARIATIONS
 from gmtrace.data.dataset import GMDataset
 from gmtrace.data.loader import ImageBank
 from gmtrace.data.splits import inner_validation
@@ -473,6 +474,14 @@ def test_fusion_answers_per_image_from_its_crops_and_survives_a_round_trip(tmp_p
     arrays = fusion.to_arrays()
     del arrays["grouping_description_weight"]
     assert Fusion.from_arrays(arrays).group_weight == 0.0
+    # how its photographs were varied: kept (a calibration varies a user's the same
+    # way); a fusion saved before it was fitted on them as given
+    fusion.real_variation = "JPEG"
+    fusion.save(tmp_path)
+    assert Fusion.load(tmp_path).real_variation == "JPEG"
+    arrays = fusion.to_arrays()
+    del arrays["real_variation"]
+    assert Fusion.from_arrays(arrays).real_variation == "as given"
     with pytest.raises(ValueError, match="fusion rule"):
         rule_of({"rule": np.array([9.0])})
     # a model of the pixels' part alone, as saved before the spectrum part, reads the
@@ -534,6 +543,11 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
     key = str(rec["grouping_min_size"]) + (f" d{w:g}" if w else "")
     assert key in rec["grouping_validation_ari"] and "0 d1" in rec["grouping_validation_ari"]
     assert 0 <= fused["grouping_half"]["ari"]["mean"] <= 1
+    # the photographs' variation chosen on the inner validation, every one scored
+    assert saved.real_variation == rec["real_variation"]
+    assert set(rec["real_variation_validation_auc"]) == set(VARIATIONS)
+    best = max(np.mean(a) for a in rec["real_variation_validation_auc"].values())
+    assert np.mean(rec["real_variation_validation_auc"][rec["real_variation"]]) == best
     # `--cross-scale`: the model of real photographs has the third part (193 values)
     assert saved.real.width == 193 and len(saved.real.parts) == 3
     assert fused["parsing"] is not None  # the outer network's parse
@@ -626,6 +640,11 @@ def test_fused_method_in_the_evaluation(tiny_zoo_dir: Path, tmp_path: Path, tiny
     assert stacker["bias"] == round(chosen["stacker_bias"], 3)
     assert card["fused"]["parts"].endswith(
         "stacked" if chosen["rule"] == "stacker" else RULE_WORDS[chosen["rule"]]
+    )
+    # and how the photographs of its real part were varied
+    assert (
+        card["fused"]["photographs the model of real photographs was fitted on"]
+        == (chosen["real_variation"])
     )
     # the band's budget held on single crops and on images of several crops
     shares = chosen["band_unsure_validation"]

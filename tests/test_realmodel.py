@@ -249,3 +249,53 @@ def test_density_needs_enough_finite_photographs():
     del arrays["basis"]
     with pytest.raises(RealModelError, match="lacks"):
         RealPhotoModel.from_arrays(arrays)
+
+
+def _textures(rng: np.random.Generator, n: int, size: int = 32) -> np.ndarray:
+    """uint8 [n, size, size, 3] smooth random textures with a little noise: stand-ins
+    for photographs."""
+    x = torch.from_numpy(rng.normal(size=(n, 3, size // 4, size // 4))).float()
+    x = torch.nn.functional.interpolate(x, size=size, mode="bicubic", align_corners=False)
+    x = 128 + 40 * x + 6 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    return x.clamp(0, 255).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+def test_photographs_are_varied_as_the_network_training_varies_them():
+    from gmtrace.data.augment import VARIATIONS, varied
+
+    photos = _textures(np.random.default_rng(0), 40)
+    assert varied(photos, "as given", 0) is photos
+    jpeg_ = varied(photos, "JPEG", 0)
+    changed = np.array([not np.array_equal(a, b) for a, b in zip(photos, jpeg_, strict=True)])
+    assert jpeg_.shape == photos.shape and 0.25 < changed.mean() < 0.75  # about half
+    assert np.array_equal(varied(photos, "JPEG", 0), jpeg_)  # the seed draws the same
+    whole = varied(photos, VARIATIONS[2], 0)
+    assert whole.shape == photos.shape and whole.dtype == np.uint8
+    with pytest.raises(ValueError, match="one of"):
+        varied(photos, "sharpened", 0)
+    with pytest.raises(ValueError, match="square"):
+        varied(photos[:, :, :20], "JPEG", 0)
+
+
+def test_the_variation_is_chosen_where_the_held_back_images_are_told_apart_best():
+    """The held-back images come as a platform gives them, JPEG-compressed: a model
+    of the photographs as given finds the compressed photographs unlike it too, one
+    of photographs varied by JPEG does not, and tells them from the enlarged
+    (generated) images better; the choice takes a variation with JPEG in it."""
+    from gmtrace.data.augment import VARIATIONS, jpeg
+    from gmtrace.methods.fused import choose_variation
+    from gmtrace.realmodel.selfdesc import real_parts
+
+    rng = np.random.default_rng(5)
+    photos = _textures(rng, 300)
+    val_real = _textures(rng, 60)
+    small = _textures(rng, 60, size=16)
+    enlarged = np.repeat(np.repeat(small, 2, axis=1), 2, axis=2)  # nearest, 2x
+    val = np.concatenate([enlarged, val_real])
+    y = np.r_[np.ones(60), np.zeros(60)]
+    width = WIDTHS[1]
+    described = [describe(np.stack([jpeg(a, 75) for a in val]), width=width)]
+    best, model, scores = choose_variation(photos, described, y, width, real_parts(), 0)
+    assert set(scores) == set(VARIATIONS) and best != "as given"
+    assert scores[best][0] > scores["as given"][0] + 0.2
+    assert model.width == width

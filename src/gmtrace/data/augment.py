@@ -118,3 +118,29 @@ CONDITIONS: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
     "jpeg50": ("JPEG q50", _jpeg_at(50)),
     "resize50": ("resized to 50 % (bicubic)", _half),
 }
+
+
+# how the photographs a model of real photographs is fitted on are varied first
+# (`varied`; chosen on inner validation codebases, `methods.fused.choose_variation`):
+# as given; half of them re-encoded as JPEG at a quality in 30-100 (the supervised
+# network's own re-encoding, `Augmenter`); that network's whole variation (its
+# JPEG, a blur of one in ten, a mirror image of half)
+VARIATIONS = ("as given", "JPEG", "as the network's training")
+
+
+def varied(images: np.ndarray, variation: str, seed: int) -> np.ndarray:
+    """uint8 photographs [N, S, S, 3] (square crops of one size) varied by `variation`
+    (one of `VARIATIONS`), each drawn with a generator of `seed`; as given: the same
+    array."""
+    if variation not in VARIATIONS:
+        raise ValueError(f"a variation is one of {VARIATIONS}, not {variation!r}")
+    if variation == "as given" or len(images) == 0:
+        return images
+    size = images.shape[1]
+    if images.shape[2] != size:
+        raise ValueError(f"varied photographs are square crops, got {images.shape[1:3]}")
+    aug = Augmenter(size=size)
+    if variation == "JPEG":
+        aug = Augmenter(size=size, p_blur=0.0, p_flip=0.0)
+    rng = np.random.default_rng(seed)
+    return np.stack([aug(a, rng) for a in images])

@@ -1300,6 +1300,16 @@ def fused_parts(fusion: dict, adopted: dict | None) -> dict:
     parts = {
         "parts": f"supervised detector + model of real photographs (self-description {density}), "
         + ("stacked" if rule == "stacker" else f"fused by the {RULE_WORDS[rule]}"),
+        **(
+            {
+                "photographs the model of real photographs was fitted on": fusion["real_variation"],
+                "their variation chosen on the inner validation (AUC, as given and JPEG q75)": (
+                    fusion["real_variation_validation_auc"]
+                ),
+            }
+            if fusion.get("real_variation")
+            else {}
+        ),
         "stacker": {
             f"weights ({inputs})": [round(float(w), 3) for w in fusion.get("stacker_weights", [])],
             "bias": round(float(fusion.get("stacker_bias", 0.0)), 3),

@@ -7,14 +7,15 @@ numbers are chosen where that network cannot help itself: an inner network train
 on the fold's training GMs less about a third of their codebases
 (`splits.inner_validation`) and on its training photographs less a third of their
 collections scores the held-back GMs' images and photographs, clean and JPEG q75,
-and so does a real model fitted on the inner training photographs; the fusion rule
+and so does a real model fitted on the inner training photographs (varied the way
+that tells them apart best, `choose_variation`); the fusion rule
 (a stacker, `fusion.Stacker`, or a fixed rule: `fusion.choose_rule`, each held-back
 codebase left out in turn) is chosen and fitted on those answers and the unsure
 band's width is chosen on them (`fusion.choose_width`), and so are the grouping,
 the open-set score (`choose_open_rule`) and the fields parsing answers
 (`abstain.ParseGate`). The outer network and a real model of all the fold's
-training photographs then answer the test images through them. Attribution, the
-embedding and parsing are the outer network's."""
+training photographs (varied the same way) then answer the test images through
+them. Attribution, the embedding and parsing are the outer network's."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import numpy as np
 from gmtrace.core.files import atomic_write_text
 from gmtrace.core.metrics import grouping_scores
 from gmtrace.core.schema import Normalizer, encode
-from gmtrace.data.augment import jpeg
+from gmtrace.data.augment import VARIATIONS, jpeg, varied
 from gmtrace.data.loader import ImageBank
 from gmtrace.data.splits import collection_folds, inner_validation, most_common, source_folds
 from gmtrace.grouping.cluster import (
@@ -162,7 +163,9 @@ def fit_fusion(
     (`splits.inner_validation`); `group_description`: the grouping may read the
     self-description beside the embedding (`cluster.grouping_features`), where the
     held-back GMs say so; `cross_scale`: the models of real photographs model the
-    cross-scale prediction too (`selfdesc.real_parts`)."""
+    cross-scale prediction too (`selfdesc.real_parts`). The photographs the models
+    of real photographs are fitted on are varied the way chosen on the held-back
+    images (`choose_variation`)."""
     real_columns = real_parts(cross_scale)
     width = real_columns[-1][1]
     t0 = time.perf_counter()
@@ -185,22 +188,26 @@ def fit_fusion(
     # too few photographs left to hold some back from the inner real model too
     # (a tiny zoo): it is fitted on all of the fold's, and the record says so
     few = len(inner_bank.real) < MIN_REAL
-    inner_real = RealPhotoModel.fit(
-        describe(bank.real if few else inner_bank.real, width=width),
-        seed=seed,
-        blocks=real_columns,
-    )
     images = np.concatenate([val_fake, val_real])
     y = np.r_[np.ones(len(val_fake)), np.zeros(len(val_real))]
     given = [images, np.stack([jpeg(a, 75) for a in images])]  # as a user may give them
     # the validation images' own: the grouping reads them too
     described = describe(images, width=width)
+    described_jpeg = describe(given[1], width=width)
+    variation, inner_real, variation_auc = choose_variation(
+        bank.real if few else inner_bank.real,
+        [described, described_jpeg],
+        y,
+        width,
+        real_columns,
+        seed,
+    )
 
     def score(x: np.ndarray, desc: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         d = describe(x, width=width) if desc is None else desc
         return inner.predict(x).p_generated, inner_real.unlikeness(d)
 
-    parts = [score(images, described), score(given[1])]
+    parts = [score(images, described), score(given[1], described_jpeg)]
     p_sup, unl = (np.concatenate(a) for a in zip(*parts, strict=True))
     group = validation_groups(ds, bank, val_gm, val_src)
     n_groups = len(np.unique(group))
@@ -243,7 +250,9 @@ def fit_fusion(
     gate, gate_rule, gate_scores = fit_gate(
         ds, bank, val_inf, val_gm[apart], val_group, inner_dir / inner.name, seed
     )
-    real = RealPhotoModel.fit(describe(bank.real, width=width), seed=seed, blocks=real_columns)
+    real = RealPhotoModel.fit(
+        describe(varied(bank.real, variation, seed), width=width), seed=seed, blocks=real_columns
+    )
     fusion = Fusion(
         real,
         stacker,
@@ -255,6 +264,7 @@ def fit_fusion(
         open_rule=open_rule,
         density=density,
         group_weight=group_weight,
+        real_variation=variation,
     )
     record = {
         "rule": rule,
@@ -273,6 +283,8 @@ def fit_fusion(
         "validation_real": int(len(val_real)),
         "inner_train_seconds": inner_info["train_seconds"],
         "fusion_seconds": time.perf_counter() - t0,
+        "real_variation": variation,
+        "real_variation_validation_auc": variation_auc,
         "real_components": real.components,
         "real_part_components": [p.components for p in real.parts],
         "grouping_min_size": min_size,
@@ -301,6 +313,7 @@ def fit_fusion(
         + (f"density, groups of {min_size}+" if min_size else "silhouette cut")
         + (f" on {grouping_words(group_weight)}" if group_weight else "")
         + f"; open set: {open_rule} score"
+        + f"; photographs {variation}"
         + f"; parsing answers {len(gate.reliable())} of {len(FIELD_NAMES)} fields"
         + f" ({gate_rule.word})"
     )
@@ -452,6 +465,33 @@ def crop_owners(val_gm: np.ndarray, val_src: list[str], k: int) -> np.ndarray:
         keys.append((*key, i // k))
     index = {key: j for j, key in enumerate(dict.fromkeys(keys))}
     return np.array([index[key] for key in keys], dtype=int)
+
+
+def choose_variation(
+    photos: np.ndarray,
+    described: list[np.ndarray],
+    y: np.ndarray,
+    width: int,
+    columns,
+    seed: int,
+) -> tuple[str, RealPhotoModel, dict[str, list[float]]]:
+    """How the photographs `photos` a model of real photographs is fitted on are
+    varied first (`data.augment.VARIATIONS`): the one whose model tells the held-back
+    GMs' images from the held-back photographs best, by the AUC of its unlikeness
+    on their descriptions as given and after JPEG q75 (`described`, labels `y`)
+    averaged; ties go to the one listed first. Returns the variation, its model
+    (of the description's first `width` values, parts `columns`) and every
+    variation's [as given, JPEG q75] AUC."""
+    from sklearn.metrics import roc_auc_score
+
+    scores, models = {}, {}
+    for v in VARIATIONS:
+        models[v] = RealPhotoModel.fit(
+            describe(varied(photos, v, seed), width=width), seed=seed, blocks=columns
+        )
+        scores[v] = [round(float(roc_auc_score(y, models[v].unlikeness(d))), 4) for d in described]
+    best = max(VARIATIONS, key=lambda v: (np.mean(scores[v]), -VARIATIONS.index(v)))
+    return best, models[best], scores
 
 
 def choose_grouping(

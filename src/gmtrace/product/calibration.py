@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from gmtrace.core.files import atomic_write_text, data_dir, file_sha256
+from gmtrace.data.augment import varied
 from gmtrace.data.images import ImageError, find_images, read_bytes
 from gmtrace.readout.fused import Fusion
 from gmtrace.readout.saved import FUSION
@@ -95,7 +96,9 @@ def calibrate(
         # the parts the model's own fusion was fitted with, so its stacker reads the
         # unlikeness it was made for
         parts = tuple(base.real.columns)
-        real = RealPhotoModel.fit(describe(grid, width=base.real.width), seed=0, blocks=parts)
+        # and the user's photographs varied as the model's own were (`Fusion.real_variation`)
+        photos = varied(grid, base.real_variation, seed=0)
+        real = RealPhotoModel.fit(describe(photos, width=base.real.width), seed=0, blocks=parts)
     except RealModelError as e:
         raise CalibrationError(f"the photographs could not be modelled: {e}") from None
     fusion = replace(base, real=real)

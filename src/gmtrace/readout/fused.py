@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from gmtrace.core.files import atomic_path
-from gmtrace.data.augment import jpeg, resize
+from gmtrace.data.augment import VARIATIONS, jpeg, resize
 from gmtrace.grouping.cluster import group_with, grouping_features
 from gmtrace.readout.abstain import ParseGate
 from gmtrace.readout.embedding import OPEN_RULES, GMDensity
@@ -76,6 +76,9 @@ class Fusion:
     # the self-description's weight in the grouping features (`cluster.grouping_features`;
     # 0: the embedding alone, as fusions saved before it)
     group_weight: float = 0.0
+    # how the photographs its real model was fitted on were varied first
+    # (`data.augment.VARIATIONS`; a calibration varies the user's the same way)
+    real_variation: str = "as given"
 
     def group(self, embedding: np.ndarray, description: np.ndarray | None) -> np.ndarray:
         """Group labels of a case's images by the grouping chosen (`min_size`, and
@@ -166,6 +169,7 @@ class Fusion:
         arrays["grouping_min_size"] = np.array(float(self.min_size))
         arrays["grouping_description_weight"] = np.array(float(self.group_weight))
         arrays["rule"] = np.array(float(RULES.index(self.rule)))
+        arrays["real_variation"] = np.array(float(VARIATIONS.index(self.real_variation)))
         arrays["open_rule"] = np.array(float(OPEN_RULES.index(self.open_rule)))
         arrays |= self.density.to_arrays("density_") if self.density is not None else {}
         arrays |= self.final.to_arrays("final_") if self.final is not None else {}
@@ -205,6 +209,9 @@ class Fusion:
                 group_weight=scalar(arrays["grouping_description_weight"])
                 if "grouping_description_weight" in arrays
                 else 0.0,
+                real_variation=VARIATIONS[int(scalar(arrays["real_variation"]))]
+                if "real_variation" in arrays
+                else VARIATIONS[0],
             )
         except KeyError as e:
             raise RealModelError(f"a saved fusion lacks {e}") from None

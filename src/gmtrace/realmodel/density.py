@@ -25,6 +25,14 @@ part that tells a kind of image apart is not drowned by a larger one that does n
 `fit` makes without `blocks`, and what gmtrace saved before the spectrum part) is
 its part's unlikeness itself.
 
+The photographs a model is fitted on may first be varied as the supervised network's
+training varies its images (`data.augment.VARIATIONS`, `varied`): re-encoded as JPEG at a
+random quality, and blurred and flipped too, so that a photograph a user's platform
+compressed is as typical as the camera's own; which one a fused model's real part is
+fitted with is chosen on its inner validation codebases
+(`methods.fused.choose_variation`; docs/realmodel.md, "Photographs varied as the
+network's training varies them").
+
 Everything is kept as arrays (`to_arrays` / `from_arrays`, safetensors beside the
 model); nothing is pickled.
 """
