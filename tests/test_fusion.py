@@ -482,6 +482,8 @@ def test_fusion_answers_per_image_from_its_crops_and_survives_a_round_trip(tmp_p
     arrays = fusion.to_arrays()
     del arrays["real_variation"]
     assert Fusion.from_arrays(arrays).real_variation == "as given"
+    with pytest.raises(ValueError, match="varied a way this gmtrace does not know"):
+        Fusion.from_arrays(arrays | {"real_variation": np.array(7.0)})
     with pytest.raises(ValueError, match="fusion rule"):
         rule_of({"rule": np.array([9.0])})
     # a model of the pixels' part alone, as saved before the spectrum part, reads the

@@ -55,6 +55,21 @@ class FusedAnswer:
     description: np.ndarray  # [N, K] the self-description (`selfdesc.describe`), per owner
 
 
+def variation_of(arrays: dict) -> str:
+    """How a saved fusion's photographs were varied (`data.augment.VARIATIONS`): as
+    given where it was saved before the choice; one this version does not know is a
+    clear error."""
+    if "real_variation" not in arrays:
+        return VARIATIONS[0]
+    i = int(scalar(arrays["real_variation"]))
+    if not 0 <= i < len(VARIATIONS):
+        raise RealModelError(
+            f"its photographs were varied a way this gmtrace does not know (number {i}): "
+            "it was made by another version (train it again, or calibrate again)"
+        )
+    return VARIATIONS[i]
+
+
 @dataclass
 class Fusion:
     real: RealPhotoModel
@@ -209,9 +224,7 @@ class Fusion:
                 group_weight=scalar(arrays["grouping_description_weight"])
                 if "grouping_description_weight" in arrays
                 else 0.0,
-                real_variation=VARIATIONS[int(scalar(arrays["real_variation"]))]
-                if "real_variation" in arrays
-                else VARIATIONS[0],
+                real_variation=variation_of(arrays),
             )
         except KeyError as e:
             raise RealModelError(f"a saved fusion lacks {e}") from None
