@@ -23,11 +23,11 @@ import numpy as np
 from rich.console import Console
 from sklearn.metrics import roc_auc_score
 
-from gmtrace.data.augment import VARIATIONS, varied
+from gmtrace.data.augment import VARIATIONS
 from gmtrace.data.dataset import GMDataset
 from gmtrace.evaluation import protocol as P
 from gmtrace.evaluation.config import EvalConfig
-from gmtrace.realmodel.density import RealPhotoModel
+from gmtrace.readout.fused import fit_real
 from gmtrace.realmodel.selfdesc import describe, real_parts
 
 
@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--zoo", action="append", default=None, help="zoo folders (repeatable)")
     ap.add_argument("--holdout", default="tier", choices=("tier", "codebase", "family"))
     ap.add_argument("--folds", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=0, help="the variations' draws")
+    ap.add_argument("--seed", type=int, default=0, help="the variations' draws and the fits")
     args = ap.parse_args()
     zoos = args.zoo or ["zoo_default", "tiers/pretrained", "tiers/foreign"]
     t0 = time.perf_counter()
@@ -67,8 +67,7 @@ def main() -> None:
         }
         described = {n: describe(a, width=width) for n, a in sets.items() if len(a)}
         for v in VARIATIONS:
-            photos = varied(x.train_bank.real, v, args.seed)
-            model = RealPhotoModel.fit(describe(photos, width=width), seed=0, blocks=columns)
+            model = fit_real(x.train_bank.real, v, args.seed, width, columns)
             u = {n: model.unlikeness(d) for n, d in described.items()}
             own = f"{auc(u['unseen'][x.paired_of], u['paired']):.3f}" if "paired" in u else "n/a"
             print(

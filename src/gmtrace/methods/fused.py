@@ -29,7 +29,7 @@ import numpy as np
 from gmtrace.core.files import atomic_write_text
 from gmtrace.core.metrics import grouping_scores
 from gmtrace.core.schema import Normalizer, encode
-from gmtrace.data.augment import VARIATIONS, jpeg, varied
+from gmtrace.data.augment import VARIATIONS, jpeg
 from gmtrace.data.loader import ImageBank
 from gmtrace.data.splits import collection_folds, inner_validation, most_common, source_folds
 from gmtrace.grouping.cluster import (
@@ -53,7 +53,7 @@ from gmtrace.readout.abstain import (
     truth_matrix,
 )
 from gmtrace.readout.embedding import OPEN_RULES, GMDensity
-from gmtrace.readout.fused import REENCODINGS, Fusion, reencoded
+from gmtrace.readout.fused import REENCODINGS, Fusion, fit_real, reencoded
 from gmtrace.readout.inference import Inference
 from gmtrace.readout.saved import FUSION_RECORD
 from gmtrace.realmodel.density import RealPhotoModel
@@ -250,9 +250,7 @@ def fit_fusion(
     gate, gate_rule, gate_scores = fit_gate(
         ds, bank, val_inf, val_gm[apart], val_group, inner_dir / inner.name, seed
     )
-    real = RealPhotoModel.fit(
-        describe(varied(bank.real, variation, seed), width=width), seed=seed, blocks=real_columns
-    )
+    real = fit_real(bank.real, variation, seed, width, real_columns)
     fusion = Fusion(
         real,
         stacker,
@@ -486,9 +484,7 @@ def choose_variation(
 
     scores, models = {}, {}
     for v in VARIATIONS:
-        models[v] = RealPhotoModel.fit(
-            describe(varied(photos, v, seed), width=width), seed=seed, blocks=columns
-        )
+        models[v] = fit_real(photos, v, seed, width, columns)
         scores[v] = [round(float(roc_auc_score(y, models[v].unlikeness(d))), 4) for d in described]
     best = max(VARIATIONS, key=lambda v: (np.mean(scores[v]), -VARIATIONS.index(v)))
     return best, models[best], scores

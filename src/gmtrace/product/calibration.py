@@ -23,12 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from gmtrace.core.files import atomic_write_text, data_dir, file_sha256
-from gmtrace.data.augment import varied
 from gmtrace.data.images import ImageError, find_images, read_bytes
-from gmtrace.readout.fused import Fusion
+from gmtrace.readout.fused import Fusion, fit_real
 from gmtrace.readout.saved import FUSION
-from gmtrace.realmodel.density import RealModelError, RealPhotoModel
-from gmtrace.realmodel.selfdesc import describe
+from gmtrace.realmodel.density import RealModelError
 
 MIN_PHOTOS = 20  # readable photographs a calibration needs
 FALSE_ALARMS = 0.05  # the share of the user's photographs the threshold may call generated
@@ -97,8 +95,7 @@ def calibrate(
         # unlikeness it was made for
         parts = tuple(base.real.columns)
         # and the user's photographs varied as the model's own were (`Fusion.real_variation`)
-        photos = varied(grid, base.real_variation, seed=0)
-        real = RealPhotoModel.fit(describe(photos, width=base.real.width), seed=0, blocks=parts)
+        real = fit_real(grid, base.real_variation, 0, base.real.width, parts)
     except RealModelError as e:
         raise CalibrationError(f"the photographs could not be modelled: {e}") from None
     fusion = replace(base, real=real)

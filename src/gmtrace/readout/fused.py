@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from gmtrace.core.files import atomic_path
-from gmtrace.data.augment import VARIATIONS, jpeg, resize
+from gmtrace.data.augment import VARIATIONS, jpeg, resize, varied
 from gmtrace.grouping.cluster import group_with, grouping_features
 from gmtrace.readout.abstain import ParseGate
 from gmtrace.readout.embedding import OPEN_RULES, GMDensity
@@ -53,6 +53,17 @@ class FusedAnswer:
     p_supervised: np.ndarray  # [N] the supervised detector's own
     unlikeness: np.ndarray  # [N] the real model's own
     description: np.ndarray  # [N, K] the self-description (`selfdesc.describe`), per owner
+
+
+def fit_real(photos: np.ndarray, variation: str, seed: int, width: int, columns) -> RealPhotoModel:
+    """A model of real photographs (of the description's first `width` values, in
+    parts `columns`) fitted on the uint8 crops `photos` varied by `variation`
+    (`data.augment.varied`), both drawn with `seed`: how a fused model's real part,
+    the inner ones its variation is chosen with, and a calibration's are fitted
+    alike."""
+    return RealPhotoModel.fit(
+        describe(varied(photos, variation, seed), width=width), seed=seed, blocks=columns
+    )
 
 
 def variation_of(arrays: dict) -> str:
