@@ -27,6 +27,8 @@ from gmtrace.realmodel.selfdesc import (
     periodicity,
     residual_stats,
     spectrum,
+    upper_quantile,
+    windows,
 )
 
 
@@ -171,6 +173,26 @@ def test_uint8_and_float_inputs_agree_and_small_images_are_refused():
     assert torch.allclose(describe_images(u8), describe_images(f), atol=1e-4)
     with pytest.raises(ValueError, match=f"at least {MIN_SIDE} pixels"):
         describe_images(u8[:, :12, :12])
+
+
+def test_the_fast_windows_and_quantile_are_unfold_and_quantile_exactly():
+    """The description reads its windows through a strided view and its 99th
+    percentile from a partial sort (docs/benchmarks.md: the same bits, faster): both
+    equal torch's own to the bit, on odd sizes, float64, ties and a single row."""
+    rng = np.random.default_rng(9)
+    for shape, dtype in (((3, 3, 19, 23), torch.float32), ((2, 1, 7, 5), torch.float64)):
+        x = torch.from_numpy(rng.normal(size=shape)).to(dtype)
+        for k in (3, 5):
+            assert torch.equal(windows(x, k), torch.nn.functional.unfold(x, k))
+    rows = [
+        torch.from_numpy(rng.random((4, 3844))).float(),
+        torch.from_numpy(rng.integers(0, 5, (3, 101))).float(),  # ties
+        torch.rand(1, 2),
+        torch.rand(2, 1),
+    ]
+    for v in rows:
+        for q in (0.99, 0.5, 1.0):
+            assert torch.equal(upper_quantile(v, q), torch.quantile(v, q, dim=1))
 
 
 def test_the_float32_description_matches_a_float64_one_and_stays_finite():
