@@ -96,9 +96,9 @@ LOSSES: dict[str, tuple[tuple[str, ...] | None, str]] = {
     ),
     ANIME4K: (
         None,
-        "Anime4KCPP (github.com/TianZerL/Anime4KCPP) does not publish how ACNet and "
-        "ARNet were trained; the package names acnet-gan 'detail enhancement' and the "
-        "hdn models denoising levels, not their losses",
+        "no training description found for Anime4KCPP's ACNet and ARNet "
+        "(github.com/TianZerL/Anime4KCPP); pyanime4k's model list (pyac.specs) names "
+        "their purpose only ('detail enhancement', denoising levels), not their losses",
     ),
 }
 
