@@ -14,24 +14,17 @@ pairs and against the real crops, and the shares called generated / unsure / rea
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from rich.progress import track
-from sklearn.metrics import roc_auc_score
 
+from gmtrace.core.metrics import detection_scores
+from gmtrace.data.augment import jpeg
 from gmtrace.data.images import load_rgb
 from gmtrace.product.analyze import Analyzer
 
 BATCH = 64
-
-
-def jpeg75(a: np.ndarray) -> np.ndarray:
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format="JPEG", quality=75)
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
 
 
 def answers(analyzer: Analyzer, images: list[np.ndarray], what: str) -> tuple[np.ndarray, ...]:
@@ -43,11 +36,6 @@ def answers(analyzer: Analyzer, images: list[np.ndarray], what: str) -> tuple[np
             p.append(r.p_generated)
             verdict.append(r.verdict)
     return np.asarray(p), np.asarray(verdict)
-
-
-def auc(p_fake: np.ndarray, p_real: np.ndarray) -> float:
-    y = np.r_[np.ones(len(p_fake)), np.zeros(len(p_real))]
-    return float(roc_auc_score(y, np.r_[p_fake, p_real]))
 
 
 def shares(verdict: np.ndarray) -> str:
@@ -84,18 +72,18 @@ def main() -> None:
         f"their {len(pairs)} photographs, {len(real)} real crops"
     )
     rows = []
-    for cond, degrade in (("clean", False), ("JPEG q75", True)):
-
-        def conv(xs: list[np.ndarray], degrade: bool = degrade) -> list[np.ndarray]:
-            return [jpeg75(x) for x in xs] if degrade else xs
-
-        pf, vf = answers(analyzer, conv(fakes), f"{cond} generated ")
-        pp, _ = answers(analyzer, conv(pairs), f"{cond} photographs ")
-        pr, vr = answers(analyzer, conv(real), f"{cond} real crops ")
+    for cond, quality in (("clean", None), ("JPEG q75", 75)):
+        shown = [
+            xs if quality is None else [jpeg(x, quality) for x in xs] for xs in (fakes, pairs, real)
+        ]
+        pf, vf = answers(analyzer, shown[0], f"{cond} generated ")
+        pp, _ = answers(analyzer, shown[1], f"{cond} photographs ")
+        pr, vr = answers(analyzer, shown[2], f"{cond} real crops ")
         for name in [g.name for g in gms] + ["pooled"]:
             m = np.ones(len(owner), bool) if name == "pooled" else owner == name
             rows.append(
-                f"| {name} | {cond} | {auc(pf[m], pp[m]):.3f} | {auc(pf[m], pr):.3f} "
+                f"| {name} | {cond} | {detection_scores(pf[m], pp[m])['auc']:.3f} "
+                f"| {detection_scores(pf[m], pr)['auc']:.3f} "
                 f"| {shares(vf[m])} |"
             )
         rows.append(f"| real crops | {cond} | - | - | {shares(vr)} |")

@@ -139,8 +139,11 @@ def varied(images: np.ndarray, variation: str, seed: int) -> np.ndarray:
     size = images.shape[1]
     if images.shape[2] != size:
         raise ValueError(f"varied photographs are square crops, got {images.shape[1:3]}")
-    aug = Augmenter(size=size)
-    if variation == "JPEG":
-        aug = Augmenter(size=size, p_blur=0.0, p_flip=0.0)
+    # JPEG alone: the network's re-encoding without its blur and mirror
+    aug = (
+        Augmenter(size=size, p_blur=0.0, p_flip=0.0)
+        if variation == "JPEG"
+        else Augmenter(size=size)
+    )
     rng = np.random.default_rng(seed)
     return np.stack([aug(a, rng) for a in images])
